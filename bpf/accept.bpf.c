@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Doorwatch accept probes: every attach point, one line each.
+ * The handlers live in lib/accept.h; the record in doorwatch.h; every map and
+ * who owns it in lib/maps.h. See docs/probes.md.
+ */
+#include "lib/vmlinux_min.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "doorwatch.h"
+#include "lib/maps.h"
+#include "lib/task.h"
+#include "lib/socket.h"
+#include "lib/accept.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+SEC("tracepoint/syscalls/sys_enter_accept")
+int dw_enter_accept(struct trace_event_raw_sys_enter *ctx) { return dw_handle_enter(ctx, 0); }
+
+SEC("tracepoint/syscalls/sys_enter_accept4")
+int dw_enter_accept4(struct trace_event_raw_sys_enter *ctx) { return dw_handle_enter(ctx, 1); }
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int dw_exit_accept(struct trace_event_raw_sys_exit *ctx) { return dw_handle_exit(ctx, DW_SRC_ACCEPT); }
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int dw_exit_accept4(struct trace_event_raw_sys_exit *ctx) { return dw_handle_exit(ctx, DW_SRC_ACCEPT4); }
+
+/* io_uring accepts never enter the syscall tracepoints. Kernel >= 6.0
+ * signature; userspace disables this program where it does not load. */
+SEC("tp_btf/io_uring_complete")
+int BPF_PROG(dw_io_uring_complete, struct io_ring_ctx *ring, void *req, struct io_uring_cqe *cqe)
+{
+	return dw_handle_uring(req, cqe);
+}

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/*
+ * The one record the kernel sends to userspace, shared by the BPF program and
+ * (through test/unit/layout.test.ts, which reads the BTF of the built object)
+ * the TypeScript decoder in src/capture/record.ts.
+ *
+ * Rules, because userspace decodes this with a DataView and not a compiler:
+ *  - fixed-width fields only, explicit padding, no implicit holes;
+ *  - op codes and flag bits are never reused: retire them, add new ones;
+ *  - the size is pinned by _Static_assert; a layout change bumps DW_RECORD_VERSION.
+ */
+#ifndef DOORWATCH_H
+#define DOORWATCH_H
+
+#define DW_RECORD_VERSION 1
+
+/* hdr.op */
+#define DW_OP_ACCEPT 1
+
+/* dw_accept_event.source: which entry point produced the event */
+#define DW_SRC_ACCEPT 1   /* syscall accept(2)  */
+#define DW_SRC_ACCEPT4 2  /* syscall accept4(2) */
+#define DW_SRC_IO_URING 3 /* io_uring IORING_OP_ACCEPT completion */
+
+/* hdr.flags */
+#define DW_F_NO_ENTER (1u << 0)            /* exit seen without its enter: seeds unknown */
+#define DW_F_SOCK_UNRESOLVED (1u << 1)     /* new fd could not be resolved to a socket */
+#define DW_F_LISTENER_UNRESOLVED (1u << 2) /* listening socket gone/unknown: no backlog */
+#define DW_F_USER_ADDR_NULL (1u << 3)      /* caller passed addr == NULL */
+#define DW_F_USER_ADDR_FAULT (1u << 4)     /* caller's addr/addrlen could not be read */
+#define DW_F_DIRECT_DESCRIPTOR (1u << 5)   /* io_uring accept into a fixed-file slot: ret is a slot */
+#define DW_F_CGROUP_V1_UNKNOWN (1u << 6)   /* no v1 memory hierarchy id could be read */
+
+/* index into the per-CPU dw_counters map */
+#define DW_CNT_EMITTED 0          /* records committed to the ring buffer */
+#define DW_CNT_RINGBUF_FULL 1     /* reserve failed: event lost, counted here */
+#define DW_CNT_EXIT_NO_ENTER 2    /* exits with no saved enter (emitted anyway) */
+#define DW_CNT_EAGAIN_SKIPPED 3   /* EAGAIN/EWOULDBLOCK results dropped by config */
+#define DW_CNT_IO_URING 4         /* io_uring accept completions seen */
+#define DW_CNT_CGROUP_FILTERED 5  /* accepts from cgroups outside dw_audited_cgroups */
+#define DW_CNT_ENTER_MAP_FULL 6   /* enter could not be saved (map full): exit will be NO_ENTER */
+#define DW_CNT_SOCK_UNRESOLVED 7  /* successful accepts whose fd did not resolve */
+#define DW_CNT_MAX 16
+
+/* dw_config.flags (the .data section, written by userspace at runtime) */
+#define DW_CFG_INCLUDE_EAGAIN (1u << 0)
+#define DW_CFG_FILTER_CGROUPS (1u << 1) /* only cgroups in dw_audited_cgroups are audited */
+
+#define DW_COMM_LEN 16
+#define DW_UNIX_PATH_LEN 108
+#define DW_USER_ADDR_LEN 28 /* sizeof(struct sockaddr_in6), the largest inet sockaddr */
+
+/* Common header of every kernel -> user message (Tetragon's msg_common idea). */
+struct dw_header {
+	__u16 op;       /* DW_OP_* */
+	__u8 version;   /* DW_RECORD_VERSION */
+	__u8 _pad0;
+	__u32 flags;    /* DW_F_* */
+	__u64 ktime_ns; /* bpf_ktime_get_ns() at exit/completion: CLOCK_MONOTONIC */
+};
+
+struct dw_accept_event {
+	struct dw_header hdr;          /* 0 */
+	__u64 cgroup_id;               /* 16 cgroup v2 id (bpf_get_current_cgroup_id) */
+	__u64 cgroup_v1_id;            /* 24 id of the task's cgroup in the v1 memory hierarchy */
+	__u64 enter_ktime_ns;          /* 32 enter timestamp, 0 if NO_ENTER / io_uring */
+	__u32 pid;                     /* 40 tgid, as userspace knows it */
+	__u32 tid;                     /* 44 */
+	__u32 ppid;                    /* 48 real_parent->tgid */
+	__u32 uid;                     /* 52 */
+	__u32 gid;                     /* 56 */
+	__u32 mnt_ns;                  /* 60 namespace inode numbers */
+	__u32 pid_ns;                  /* 64 */
+	__u32 net_ns;                  /* 68 */
+	__u32 uts_ns;                  /* 72 */
+	__s32 ret;                     /* 76 new fd, or -errno */
+	__s32 sockfd;                  /* 80 listening fd (seed), -1 if unknown */
+	__u32 accept_flags;            /* 84 accept4 flags (seed) */
+	__u64 addr_ptr;                /* 88 user addr pointer (seed) */
+	__u64 addrlen_ptr;             /* 96 user addrlen pointer (seed) */
+	__u32 backlog;                 /* 104 listener sk_ack_backlog after this accept */
+	__u32 max_backlog;             /* 108 listener sk_max_ack_backlog */
+	__u32 user_addrlen;            /* 112 *addrlen as the caller sees it at exit */
+	__u16 family;                  /* 116 kernel socket family (AF_*) */
+	__u16 sock_type;               /* 118 SOCK_STREAM, ... */
+	__u16 protocol;                /* 120 IPPROTO_* */
+	__u16 lport;                   /* 122 host byte order */
+	__u16 rport;                   /* 124 host byte order */
+	__u8 source;                   /* 126 DW_SRC_* */
+	__u8 _pad1;                    /* 127 */
+	__u8 laddr[16];                /* 128 IPv4 in the first 4 bytes, or IPv6 */
+	__u8 raddr[16];                /* 144 */
+	__u8 user_addr[DW_USER_ADDR_LEN]; /* 160 first bytes of the caller's sockaddr (tag U) */
+	char comm[DW_COMM_LEN];        /* 188 */
+	__u16 unix_path_len;           /* 204 bytes valid in unix_path */
+	__u16 _pad2;                   /* 206 */
+	char unix_path[DW_UNIX_PATH_LEN]; /* 208 AF_UNIX: the accepted socket's bound path */
+	__u32 peer_pid;                /* 316 AF_UNIX: peer's pid from SO_PEERCRED (sk_peer_pid) */
+};                                 /* 320 */
+
+_Static_assert(sizeof(struct dw_header) == 16, "dw_header layout");
+_Static_assert(sizeof(struct dw_accept_event) == 320, "dw_accept_event layout");
+
+struct dw_config {
+	__u32 flags; /* DW_CFG_* */
+	__u32 _pad0;
+};
+
+#endif /* DOORWATCH_H */

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/* Every map: who inserts, who deletes, who reads, key and value. */
+#ifndef DW_MAPS_H
+#define DW_MAPS_H
+
+/*
+ * dw_events: every record for userspace (struct dw_accept_event).
+ *   written: exit / io_uring handlers (reserve+submit, never blocks)
+ *   read:    src/bpf/ringbuf.ts over mmap, drained on a timer.
+ * Size is set by userspace before load (--ring-size). Records are submitted
+ * with BPF_RB_NO_WAKEUP: the reader polls in batches, so the per-event irq_work
+ * of a wake-up would be pure cost. A failed reserve bumps DW_CNT_RINGBUF_FULL.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} dw_events SEC(".maps");
+
+/*
+ * dw_inflight: seed arguments of an accept in progress.
+ *   key:   pid_tgid (thread)          value: struct dw_seed
+ *   insert: sys_enter_accept{,4}      delete + read: sys_exit_accept{,4}
+ * A thread killed inside accept never reaches the exit and would leak its
+ * entry; LRU eviction reclaims those. An evicted live entry only turns its
+ * exit into a NO_ENTER event (still emitted, counted), never a lost one.
+ */
+struct dw_seed {
+	__u64 addr_ptr;
+	__u64 addrlen_ptr;
+	__u64 ktime_ns;
+	__s32 sockfd;
+	__u32 flags;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct dw_seed);
+} dw_inflight SEC(".maps");
+
+/*
+ * dw_counters: what happened in the kernel, per CPU (no shared cache line).
+ *   key: DW_CNT_* index   value: __u64 per CPU
+ *   written: every handler   read: userspace sums across CPUs.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DW_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} dw_counters SEC(".maps");
+
+/*
+ * dw_audited_cgroups: the kernel filter hook (policy, a later concern).
+ *   key: cgroup id (v2 id or v1 memory-hierarchy id)   value: policy slot
+ *   written/deleted: userspace policy compiler   read: enter/exit handlers
+ * Consulted only when DW_CFG_FILTER_CGROUPS is set: empty = audit everything.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u32);
+} dw_audited_cgroups SEC(".maps");
+
+/* Runtime settings: the whole .data section, rewritten by userspace. */
+volatile struct dw_config dw_cfg SEC(".data") = {};
+
+static __always_inline void dw_count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&dw_counters, &idx);
+	if (v)
+		*v += 1;
+}
+
+#endif /* DW_MAPS_H */

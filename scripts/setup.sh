@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian/Ubuntu host: system packages, npm
+# dependencies, build, and the kernel mounts the probes need. Quick when
+# everything is already there. Used by `npm start`, `npm test` and .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+
+# Commands (or files) -> Debian packages that provide them.
+declare -A NEED=(
+  [clang]=clang
+  [llc]=llvm
+  [bpftool]=bpftool
+  [bpftrace]=bpftrace
+  [socat]=socat
+  [curl]=curl
+  [ip]=iproute2
+  [python3]=python3
+  [gcc]=gcc
+)
+declare -A NEED_FILES=(
+  [/usr/include/bpf/bpf_helpers.h]=libbpf-dev
+  [/usr/include/liburing.h]=liburing-dev
+)
+missing=()
+for cmd in "${!NEED[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
+done
+for f in "${!NEED_FILES[@]}"; do
+  [[ -e "$f" ]] || missing+=("${NEED_FILES[$f]}")
+done
+ldconfig -p 2>/dev/null | grep -q 'libbpf.so.1 ' || missing+=(libbpf1)
+if (( ${#missing[@]} )); then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm ci only when the lock file changed since the last install.
+if [[ ! -f node_modules/.package-lock.json ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
+  npm ci --no-audit --no-fund
+fi
+
+npm run --silent build
+
+# Syscall tracepoints are attached through tracefs.
+if [[ ! -e /sys/kernel/tracing/events/syscalls ]] && [[ ! -e /sys/kernel/debug/tracing/events/syscalls ]]; then
+  echo "setup: mounting tracefs at /sys/kernel/tracing" >&2
+  $SUDO mount -t tracefs nodev /sys/kernel/tracing
+fi

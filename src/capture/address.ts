@@ -1,0 +1,82 @@
+/** Socket address bytes -> text, and the caller's sockaddr parsed. Pure. */
+
+export const AF_UNIX = 1;
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+
+export function formatIPv4(b: Uint8Array, off = 0): string {
+  return `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
+}
+
+export function isV4Mapped(b: Uint8Array, off = 0): boolean {
+  for (let i = 0; i < 10; i++) if (b[off + i] !== 0) return false;
+  return b[off + 10] === 0xff && b[off + 11] === 0xff;
+}
+
+/** RFC 5952 text: lower case, longest zero run (>= 2 groups) as "::", mapped IPv4 dotted. */
+export function formatIPv6(b: Uint8Array, off = 0): string {
+  if (isV4Mapped(b, off)) return `::ffff:${formatIPv4(b, off + 12)}`;
+  const groups: number[] = [];
+  for (let i = 0; i < 8; i++) groups.push((b[off + 2 * i]! << 8) | b[off + 2 * i + 1]!);
+  let bestStart = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = (g: number) => g.toString(16);
+  if (bestLen < 2) return groups.map(hex).join(':');
+  const head = groups.slice(0, bestStart).map(hex).join(':');
+  const tail = groups
+    .slice(bestStart + bestLen)
+    .map(hex)
+    .join(':');
+  return `${head}::${tail}`;
+}
+
+export function formatIP(family: number, b: Uint8Array): string {
+  if (family === AF_INET) return formatIPv4(b);
+  if (family === AF_INET6) return formatIPv6(b);
+  return '';
+}
+
+export interface ParsedSockaddr {
+  family: number;
+  ip: string;
+  port: number;
+}
+
+/**
+ * The caller's sockaddr as the kernel wrote it (or as the caller rewrote it):
+ * sockaddr_in {u16 family, be16 port, 4 bytes addr} or
+ * sockaddr_in6 {u16 family, be16 port, u32 flowinfo, 16 bytes addr, u32 scope}.
+ * `len` is *addrlen; bytes beyond it were never written by the kernel.
+ */
+export function parseSockaddr(b: Uint8Array, len: number): ParsedSockaddr {
+  if (len < 2) return { family: 0, ip: '', port: 0 };
+  const family = b[0]! | (b[1]! << 8);
+  if (family === AF_INET && len >= 8) {
+    return { family, port: (b[2]! << 8) | b[3]!, ip: formatIPv4(b, 4) };
+  }
+  if (family === AF_INET6 && len >= 24) {
+    return { family, port: (b[2]! << 8) | b[3]!, ip: formatIPv6(b, 8) };
+  }
+  return { family, ip: '', port: 0 };
+}
+
+/** AF_UNIX sun_path bytes: a leading NUL is the abstract namespace, shown as "@". */
+export function formatUnixPath(b: Uint8Array): string {
+  if (b.length === 0) return '';
+  if (b[0] === 0) return `@${Buffer.from(b.subarray(1)).toString('utf8').replace(/\0+$/, '')}`;
+  const nul = b.indexOf(0);
+  return Buffer.from(nul < 0 ? b : b.subarray(0, nul)).toString('utf8');
+}

@@ -1,0 +1,197 @@
+/**
+ * The C record (bpf/doorwatch.h, struct dw_accept_event) as TypeScript: its
+ * layout table, its constants, and the one decoder from bytes to RawAccept.
+ * test/unit/layout.test.ts checks every offset here against the BTF of the
+ * built object and every constant against the header, so drift fails the
+ * build instead of corrupting events.
+ */
+
+export const RECORD_VERSION = 1;
+export const OP_ACCEPT = 1;
+
+export const Source = { ACCEPT: 1, ACCEPT4: 2, IO_URING: 3 } as const;
+
+/** hdr.flags bits, by the names users see in AcceptEvent.flags. */
+export const RecordFlags = {
+  NO_ENTER: 1 << 0,
+  SOCK_UNRESOLVED: 1 << 1,
+  LISTENER_UNRESOLVED: 1 << 2,
+  USER_ADDR_NULL: 1 << 3,
+  USER_ADDR_FAULT: 1 << 4,
+  DIRECT_DESCRIPTOR: 1 << 5,
+  CGROUP_V1_UNKNOWN: 1 << 6,
+} as const;
+
+/** Indexes of the per-CPU dw_counters map. */
+export const KernelCounter = {
+  EMITTED: 0,
+  RINGBUF_FULL: 1,
+  EXIT_NO_ENTER: 2,
+  EAGAIN_SKIPPED: 3,
+  IO_URING: 4,
+  CGROUP_FILTERED: 5,
+  ENTER_MAP_FULL: 6,
+  SOCK_UNRESOLVED: 7,
+} as const;
+export const KERNEL_COUNTER_SLOTS = 16;
+
+export const ConfigFlags = { INCLUDE_EAGAIN: 1 << 0, FILTER_CGROUPS: 1 << 1 } as const;
+
+export const COMM_LEN = 16;
+export const UNIX_PATH_LEN = 108;
+export const USER_ADDR_LEN = 28;
+
+/** Byte offset of every member of struct dw_accept_event (nested: "hdr.op"). */
+export const LAYOUT = {
+  'hdr.op': 0,
+  'hdr.version': 2,
+  'hdr.flags': 4,
+  'hdr.ktime_ns': 8,
+  cgroup_id: 16,
+  cgroup_v1_id: 24,
+  enter_ktime_ns: 32,
+  pid: 40,
+  tid: 44,
+  ppid: 48,
+  uid: 52,
+  gid: 56,
+  mnt_ns: 60,
+  pid_ns: 64,
+  net_ns: 68,
+  uts_ns: 72,
+  ret: 76,
+  sockfd: 80,
+  accept_flags: 84,
+  addr_ptr: 88,
+  addrlen_ptr: 96,
+  backlog: 104,
+  max_backlog: 108,
+  user_addrlen: 112,
+  family: 116,
+  sock_type: 118,
+  protocol: 120,
+  lport: 122,
+  rport: 124,
+  source: 126,
+  laddr: 128,
+  raddr: 144,
+  user_addr: 160,
+  comm: 188,
+  unix_path_len: 204,
+  unix_path: 208,
+  peer_pid: 316,
+} as const;
+export const RECORD_SIZE = 320;
+
+/** The record, field for field, before any interpretation. */
+export interface RawAccept {
+  op: number;
+  version: number;
+  flags: number;
+  ktimeNs: bigint;
+  cgroupId: bigint;
+  cgroupV1Id: bigint;
+  enterKtimeNs: bigint;
+  pid: number;
+  tid: number;
+  ppid: number;
+  uid: number;
+  gid: number;
+  mntNs: number;
+  pidNs: number;
+  netNs: number;
+  utsNs: number;
+  ret: number;
+  sockfd: number;
+  acceptFlags: number;
+  addrPtr: bigint;
+  addrlenPtr: bigint;
+  backlog: number;
+  maxBacklog: number;
+  userAddrlen: number;
+  family: number;
+  sockType: number;
+  protocol: number;
+  lport: number;
+  rport: number;
+  source: number;
+  /** Copies (16 bytes): the ring memory is reused once the batch is consumed. */
+  laddr: Uint8Array;
+  raddr: Uint8Array;
+  userAddr: Uint8Array;
+  comm: string;
+  unixPath: Uint8Array;
+  peerPid: number;
+}
+
+export class RecordError extends Error {}
+
+/** NUL-terminated ASCII-ish bytes; comm is at most 15 characters. */
+function cString(v: DataView, off: number, max: number): string {
+  let s = '';
+  for (let i = 0; i < max; i++) {
+    const c = v.getUint8(off + i);
+    if (c === 0) break;
+    s += String.fromCharCode(c);
+  }
+  return s;
+}
+
+function bytes(v: DataView, off: number, len: number): Uint8Array {
+  return new Uint8Array(v.buffer, v.byteOffset + off, len).slice();
+}
+
+/**
+ * Decode one record at `base` (length `len`) of `v`. Pure: tested with byte
+ * fixtures, no kernel needed. Little-endian only (x86_64, arm64).
+ */
+export function decodeRecord(v: DataView, base: number, len: number): RawAccept {
+  if (len < RECORD_SIZE) throw new RecordError(`record of ${len} bytes, expected ${RECORD_SIZE}`);
+  const op = v.getUint16(base, true);
+  if (op !== OP_ACCEPT) throw new RecordError(`unknown record op ${op}`);
+  const version = v.getUint8(base + LAYOUT['hdr.version']);
+  if (version !== RECORD_VERSION) throw new RecordError(`record version ${version}, this build reads ${RECORD_VERSION}`);
+  const L = LAYOUT;
+  const u32 = (o: number) => v.getUint32(base + o, true);
+  const u16 = (o: number) => v.getUint16(base + o, true);
+  const u64 = (o: number) => v.getBigUint64(base + o, true);
+  const unixLen = Math.min(u16(L.unix_path_len), UNIX_PATH_LEN);
+  return {
+    op,
+    version,
+    flags: u32(L['hdr.flags']),
+    ktimeNs: u64(L['hdr.ktime_ns']),
+    cgroupId: u64(L.cgroup_id),
+    cgroupV1Id: u64(L.cgroup_v1_id),
+    enterKtimeNs: u64(L.enter_ktime_ns),
+    pid: u32(L.pid),
+    tid: u32(L.tid),
+    ppid: u32(L.ppid),
+    uid: u32(L.uid),
+    gid: u32(L.gid),
+    mntNs: u32(L.mnt_ns),
+    pidNs: u32(L.pid_ns),
+    netNs: u32(L.net_ns),
+    utsNs: u32(L.uts_ns),
+    ret: v.getInt32(base + L.ret, true),
+    sockfd: v.getInt32(base + L.sockfd, true),
+    acceptFlags: u32(L.accept_flags),
+    addrPtr: u64(L.addr_ptr),
+    addrlenPtr: u64(L.addrlen_ptr),
+    backlog: u32(L.backlog),
+    maxBacklog: u32(L.max_backlog),
+    userAddrlen: u32(L.user_addrlen),
+    family: u16(L.family),
+    sockType: u16(L.sock_type),
+    protocol: u16(L.protocol),
+    lport: u16(L.lport),
+    rport: u16(L.rport),
+    source: v.getUint8(base + L.source),
+    laddr: bytes(v, base + L.laddr, 16),
+    raddr: bytes(v, base + L.raddr, 16),
+    userAddr: bytes(v, base + L.user_addr, USER_ADDR_LEN),
+    comm: cString(v, base + L.comm, COMM_LEN),
+    unixPath: bytes(v, base + L.unix_path, unixLen),
+    peerPid: u32(L.peer_pid),
+  };
+}

@@ -1,0 +1,123 @@
+import { constants } from 'node:os';
+import { AcceptEvent, AddressFamily, Source as ProtoSource } from '../gen/doorwatch/v1/event.js';
+import { AF_INET, AF_INET6, AF_UNIX, formatIP, formatUnixPath, isV4Mapped, parseSockaddr } from './address.js';
+import { type RawAccept, RecordFlags, Source } from './record.js';
+
+/** RawAccept (bytes as numbers) -> AcceptEvent (the proto, what users see). Pure. */
+
+export interface EventContext {
+  nodeName: string;
+  /** "<boot id>/<agent instance>": with seq, a stable event_id across replays. */
+  idPrefix: string;
+  toUnixNano(ktimeNs: bigint): bigint;
+}
+
+const errnoNames = new Map<number, string>();
+for (const [name, n] of Object.entries(constants.errno)) {
+  // EWOULDBLOCK == EAGAIN and EDEADLOCK == EDEADLK on Linux: keep the usual names.
+  if (!errnoNames.has(n)) errnoNames.set(n, name);
+}
+export const errnoName = (n: number): string => errnoNames.get(n) ?? `E${n}`;
+
+export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_CLOEXEC = 0o2000000;
+
+export function acceptFlagNames(flags: number): string[] {
+  const out: string[] = [];
+  if (flags & SOCK_NONBLOCK) out.push('SOCK_NONBLOCK');
+  if (flags & SOCK_CLOEXEC) out.push('SOCK_CLOEXEC');
+  const rest = flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (rest) out.push(`0x${rest.toString(16)}`);
+  return out;
+}
+
+const flagEntries = Object.entries(RecordFlags);
+export function recordFlagNames(flags: number): string[] {
+  const out: string[] = [];
+  for (const [name, bit] of flagEntries) if (flags & bit) out.push(name);
+  return out;
+}
+
+const SOCK_TYPES: Record<number, string> = { 1: 'STREAM', 2: 'DGRAM', 3: 'RAW', 4: 'RDM', 5: 'SEQPACKET' };
+
+function family(f: number): AddressFamily {
+  if (f === AF_INET) return AddressFamily.ADDRESS_FAMILY_INET;
+  if (f === AF_INET6) return AddressFamily.ADDRESS_FAMILY_INET6;
+  if (f === AF_UNIX) return AddressFamily.ADDRESS_FAMILY_UNIX;
+  return f === 0 ? AddressFamily.ADDRESS_FAMILY_UNSPECIFIED : AddressFamily.ADDRESS_FAMILY_OTHER;
+}
+
+function source(s: number): ProtoSource {
+  if (s === Source.ACCEPT) return ProtoSource.SOURCE_ACCEPT;
+  if (s === Source.ACCEPT4) return ProtoSource.SOURCE_ACCEPT4;
+  if (s === Source.IO_URING) return ProtoSource.SOURCE_IO_URING;
+  return ProtoSource.SOURCE_UNSPECIFIED;
+}
+
+export function toAcceptEvent(r: RawAccept, seq: bigint, ctx: EventContext): AcceptEvent {
+  const success = r.ret >= 0;
+  const resolved = success && !(r.flags & RecordFlags.SOCK_UNRESOLVED) && r.family !== 0;
+  const inet = r.family === AF_INET || r.family === AF_INET6;
+  const peerIp = resolved && inet ? formatIP(r.family, r.raddr) : '';
+
+  const present = !(r.flags & (RecordFlags.USER_ADDR_NULL | RecordFlags.NO_ENTER)) && r.addrPtr !== 0n;
+  const fault = (r.flags & RecordFlags.USER_ADDR_FAULT) !== 0;
+  const user = present && !fault && success ? parseSockaddr(r.userAddr, r.userAddrlen) : { family: 0, ip: '', port: 0 };
+  // Only a buffer the kernel filled can disagree: inet families, resolved socket.
+  const mismatch =
+    present &&
+    !fault &&
+    success &&
+    resolved &&
+    inet &&
+    r.userAddrlen >= 2 &&
+    (user.family !== r.family || user.ip !== peerIp || user.port !== r.rport);
+
+  return {
+    eventId: `${ctx.idPrefix}/${seq}`,
+    seq,
+    timeUnixNano: ctx.toUnixNano(r.ktimeNs),
+    ktimeNs: r.ktimeNs,
+    nodeName: ctx.nodeName,
+    source: source(r.source),
+    ret: r.ret,
+    success,
+    error: success ? '' : errnoName(-r.ret),
+    durationNs: r.enterKtimeNs > 0n && r.ktimeNs >= r.enterKtimeNs ? r.ktimeNs - r.enterKtimeNs : 0n,
+    acceptFlags: r.acceptFlags,
+    acceptFlagNames: acceptFlagNames(r.acceptFlags),
+    flags: recordFlagNames(r.flags),
+    process: { pid: r.pid, tid: r.tid, ppid: r.ppid, uid: r.uid, gid: r.gid, comm: r.comm },
+    socket: {
+      family: family(resolved ? r.family : 0),
+      familyNumber: resolved ? r.family : 0,
+      type: resolved ? (SOCK_TYPES[r.sockType] ?? String(r.sockType)) : '',
+      protocol: resolved ? r.protocol : 0,
+      local: { ip: resolved && inet ? formatIP(r.family, r.laddr) : '', port: resolved ? r.lport : 0 },
+      peer: { ip: peerIp, port: resolved ? r.rport : 0 },
+      v4Mapped: resolved && r.family === AF_INET6 && isV4Mapped(r.raddr),
+      unixPath: resolved && r.family === AF_UNIX ? formatUnixPath(r.unixPath) : '',
+      peerPid: r.peerPid,
+      resolved,
+    },
+    listener: {
+      fd: r.sockfd,
+      backlog: r.backlog,
+      maxBacklog: r.maxBacklog,
+      resolved: !(r.flags & RecordFlags.LISTENER_UNRESOLVED),
+    },
+    userAddress: {
+      present,
+      addrlen: present ? r.userAddrlen : 0,
+      familyNumber: user.family,
+      ip: user.ip,
+      port: user.port,
+      fault,
+      mismatch,
+    },
+    namespaces: { mnt: r.mntNs, pid: r.pidNs, net: r.netNs, uts: r.utsNs },
+    cgroup: { id: r.cgroupId, v1Id: r.cgroupV1Id },
+  };
+}
+
+export { AcceptEvent };

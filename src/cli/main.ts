@@ -1,0 +1,126 @@
+import { hostname } from 'node:os';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { DoorwatchError } from '../errors.js';
+import { createLogger, LOG_LEVELS, type LogLevel } from '../log/logger.js';
+import { runTrace, type TraceOptions } from './trace.js';
+import { FAMILY_NAMES } from './trace-filter.js';
+import { parseDuration, parseSize, UnitError } from './units.js';
+
+/**
+ * The only place that reads the environment, installs signal handlers and
+ * exits the process. Exit codes: 0 ok, 1 runtime failure, 2 usage error.
+ */
+
+const EXIT_RUNTIME = 1;
+const EXIT_USAGE = 2;
+
+function wrap<T>(fn: (v: string) => T): (v: string) => T {
+  return (v) => {
+    try {
+      return fn(v);
+    } catch (e) {
+      throw new InvalidArgumentError((e as Error).message);
+    }
+  };
+}
+
+function list<T>(parse: (s: string) => T) {
+  return (value: string, prev: T[] | undefined): T[] => {
+    const items = value
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    if (!items.length) throw new InvalidArgumentError('expected a value');
+    return [...(prev ?? []), ...items.map((s) => wrap(parse)(s))];
+  };
+}
+
+const int =
+  (min: number, max: number, what: string) =>
+  (s: string): number => {
+    if (!/^\d+$/.test(s)) throw new UnitError(`"${s}" is not a ${what}`);
+    const n = Number(s);
+    if (n < min || n > max) throw new UnitError(`${what} ${s} is out of range ${min}-${max}`);
+    return n;
+  };
+
+function ringSize(s: string): number {
+  const n = parseSize(s);
+  if (n < 4096 || (n & (n - 1)) !== 0) throw new UnitError(`ring size ${s} must be a power of two of at least 4KiB (e.g. 8MiB)`);
+  return n;
+}
+
+function family(s: string) {
+  const f = FAMILY_NAMES[s.toLowerCase()];
+  if (f === undefined) throw new UnitError(`unknown family "${s}" (use inet, inet6 or unix)`);
+  return f;
+}
+
+export function buildProgram(env: NodeJS.ProcessEnv = process.env): Command {
+  const program = new Command('doorwatch')
+    .description('Audit every accepted connection: accept(), accept4() and io_uring accepts, via eBPF')
+    .showSuggestionAfterError(true)
+    .exitOverride();
+
+  program
+    .command('trace')
+    .description('watch every accepted connection on this host, live (needs root or CAP_BPF+CAP_PERFMON)')
+    .addOption(
+      new Option('-o, --output <format>', 'table (human) or json (one event per line)')
+        .choices(['table', 'json', 'auto'])
+        .default('auto'),
+    )
+    .option('--pid <pids>', 'only these process ids (comma list, repeatable)', list(int(1, 2 ** 31 - 1, 'pid')))
+    .option(
+      '--comm <names>',
+      'only these process names (comma list, repeatable)',
+      list((s) => s),
+    )
+    .option('--port <ports>', 'only connections with this local or peer port', list(int(0, 65535, 'port')))
+    .option('--family <families>', 'only these families: inet, inet6, unix', list(family))
+    .option('--include-eagain', 'also report EAGAIN/EWOULDBLOCK results (non-blocking polling; noisy)', false)
+    .option('--duration <duration>', 'stop after this long (30s, 5m)', wrap(parseDuration))
+    .option('--ring-size <size>', 'kernel ring buffer size, power of two', wrap(ringSize), 8 << 20)
+    .option('--poll-interval <duration>', 'how often the ring buffer is drained', wrap(parseDuration), 10)
+    .option('--node-name <name>', 'node name for event ids (env NODE_NAME, default: host name)')
+    .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(LOG_LEVELS).default('info'))
+    .action(async (opts) => {
+      const output = opts.output === 'auto' ? (process.stdout.isTTY ? 'table' : 'json') : opts.output;
+      const log = createLogger(opts.logLevel as LogLevel);
+      const traceOpts: TraceOptions = {
+        output,
+        filter: { pids: opts.pid, comms: opts.comm, ports: opts.port, families: opts.family },
+        includeEagain: opts.includeEagain,
+        durationMs: opts.duration,
+        ringBytes: opts.ringSize,
+        pollMs: opts.pollInterval,
+        nodeName: opts.nodeName ?? env.NODE_NAME ?? hostname(),
+      };
+      const stopSignal = new Promise<string>((resolve) => {
+        for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve(sig));
+      });
+      await runTrace(traceOpts, { stdout: process.stdout, stderr: process.stderr, log, stopSignal });
+    });
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.exitCode === 0) return 0; // --help, --version
+      // Commander already printed its message; add the code and the way out.
+      process.stderr.write(`doorwatch: invalid usage (DW_ERR_CLI_USAGE) — see \`doorwatch ${argv[0] ?? ''} --help\`\n`);
+      return EXIT_USAGE;
+    }
+    if (e instanceof DoorwatchError) {
+      process.stderr.write(`doorwatch: ${e.oneLine()}\n`);
+      return EXIT_RUNTIME;
+    }
+    process.stderr.write(`doorwatch: unexpected error: ${(e as Error).stack ?? e}\n`);
+    return EXIT_RUNTIME;
+  }
+}

@@ -1,0 +1,62 @@
+import { type AcceptEvent, AddressFamily, Source } from '../gen/doorwatch/v1/event.js';
+
+/** The human view of `doorwatch trace` on a TTY: one line per accept. */
+
+const COLS = [
+  ['TIME', 12],
+  ['PID', 7],
+  ['COMM', 15],
+  ['CALL', 8],
+  ['LOCAL', 26],
+  ['PEER', 26],
+  ['RESULT', 9],
+] as const;
+
+const pad = (s: string, n: number) => (s.length >= n ? `${s.slice(0, n - 1)}…` : s.padEnd(n));
+
+export function tableHeader(): string {
+  return `${COLS.map(([h, w]) => pad(h, w)).join(' ')} NOTES`;
+}
+
+function endpoint(ev: AcceptEvent, side: 'local' | 'peer'): string {
+  const s = ev.socket;
+  if (!s?.resolved) return '-';
+  if (s.family === AddressFamily.ADDRESS_FAMILY_UNIX) {
+    if (side === 'local') return s.unixPath || 'unix:(unnamed)';
+    return s.peerPid ? `unix pid ${s.peerPid}` : 'unix';
+  }
+  const e = s[side];
+  if (!e) return '-';
+  return s.family === AddressFamily.ADDRESS_FAMILY_INET6 ? `[${e.ip}]:${e.port}` : `${e.ip}:${e.port}`;
+}
+
+const CALL: Record<number, string> = {
+  [Source.SOURCE_ACCEPT]: 'accept',
+  [Source.SOURCE_ACCEPT4]: 'accept4',
+  [Source.SOURCE_IO_URING]: 'io_uring',
+};
+
+function time(ns: bigint): string {
+  const d = new Date(Number(ns / 1_000_000n));
+  return d.toTimeString().slice(0, 8) + `.${String(d.getMilliseconds()).padStart(3, '0')}`;
+}
+
+export function tableRow(ev: AcceptEvent): string {
+  const notes: string[] = [];
+  if (ev.userAddress?.mismatch) notes.push('ADDR-MISMATCH');
+  if (ev.flags.includes('NO_ENTER')) notes.push('no-enter');
+  if (ev.listener?.resolved && ev.listener.maxBacklog > 0 && ev.listener.backlog * 2 >= ev.listener.maxBacklog) {
+    notes.push(`backlog ${ev.listener.backlog}/${ev.listener.maxBacklog}`);
+  }
+  if (ev.acceptFlagNames.length) notes.push(ev.acceptFlagNames.map((f) => f.replace('SOCK_', '').toLowerCase()).join(','));
+  const cells = [
+    time(ev.timeUnixNano),
+    String(ev.process?.pid ?? ''),
+    ev.process?.comm ?? '',
+    CALL[ev.source] ?? '?',
+    endpoint(ev, 'local'),
+    endpoint(ev, 'peer'),
+    ev.success ? `fd ${ev.ret}` : ev.error,
+  ];
+  return `${cells.map((c, i) => pad(c, COLS[i]![1])).join(' ')} ${notes.join(' ')}`.trimEnd();
+}
