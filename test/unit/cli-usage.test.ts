@@ -1,0 +1,33 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+// The real CLI binary, as users run it. Usage errors need no privileges.
+const BIN = fileURLToPath(new URL('../../bin/doorwatch.js', import.meta.url));
+const run = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
+
+function assertUsageError(args: string[], mention: RegExp) {
+  const r = run(...args);
+  assert.equal(r.status, 2, `exit code for ${args.join(' ')}: ${r.stderr}`);
+  assert.equal(r.stdout, '', 'nothing on stdout');
+  assert.match(r.stderr, mention);
+  assert.match(r.stderr, /DW_ERR_CLI_USAGE/);
+}
+
+describe('doorwatch CLI usage errors', () => {
+  it('rejects an unknown flag and suggests the right one', () =>
+    assertUsageError(['trace', '--prot', '80'], /unknown option '--prot'[\s\S]*--port/));
+  it('rejects an unknown command', () => assertUsageError(['tracee'], /unknown command 'tracee'/));
+  it('rejects an out-of-range port', () => assertUsageError(['trace', '--port', '70000'], /port 70000 is out of range/));
+  it('rejects a non-numeric pid', () => assertUsageError(['trace', '--pid', 'abc'], /"abc" is not a pid/));
+  it('rejects an unknown family', () => assertUsageError(['trace', '--family', 'ipx'], /unknown family "ipx"/));
+  it('rejects a bad duration', () => assertUsageError(['trace', '--duration', 'soon'], /not a duration/));
+  it('rejects a ring size that is not a power of two', () => assertUsageError(['trace', '--ring-size', '3MiB'], /power of two/));
+  it('rejects an unknown output format', () => assertUsageError(['trace', '-o', 'xml'], /xml/));
+  it('prints help on stdout and exits 0', () => {
+    const r = run('trace', '--help');
+    assert.equal(r.status, 0);
+    assert.match(r.stdout, /--include-eagain/);
+  });
+});

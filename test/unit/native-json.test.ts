@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { eventToJson, eventToJsonLine } from '../../src/formats/native-json.js';
+import { AcceptEvent, AddressFamily, Source } from '../../src/gen/doorwatch/v1/event.js';
+
+// Every field of every message in the .proto, as lowerCamelCase JSON names.
+function protoFields(): Map<string, string[]> {
+  const proto = readFileSync(new URL('../../proto/doorwatch/v1/event.proto', import.meta.url), 'utf8');
+  const out = new Map<string, string[]>();
+  for (const m of proto.matchAll(/^message (\w+) \{([\s\S]*?)^\}/gm)) {
+    const fields = [...m[2]!.matchAll(/^\s+(?:repeated\s+)?[\w.]+\s+(\w+)\s*=\s*\d+;/gm)].map((f) =>
+      f[1]!.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase()),
+    );
+    out.set(m[1]!, fields);
+  }
+  return out;
+}
+
+const full = AcceptEvent.fromPartial({
+  eventId: 'b/i/1',
+  seq: 1n,
+  source: Source.SOURCE_ACCEPT,
+  process: { pid: 1 },
+  socket: { family: AddressFamily.ADDRESS_FAMILY_INET, local: {}, peer: {} },
+  listener: {},
+  userAddress: {},
+  namespaces: {},
+  cgroup: { id: 12345678901234567890n },
+});
+
+describe('native JSON', () => {
+  it('emits every proto field, defaults included', () => {
+    const json = eventToJson(full);
+    const fields = protoFields();
+    assert.deepEqual(Object.keys(json).sort(), [...fields.get('AcceptEvent')!].sort());
+    const nested: Record<string, string> = {
+      process: 'Process',
+      socket: 'Socket',
+      listener: 'Listener',
+      userAddress: 'UserAddress',
+      namespaces: 'Namespaces',
+      cgroup: 'Cgroup',
+    };
+    for (const [key, msg] of Object.entries(nested)) {
+      assert.deepEqual(Object.keys(json[key] as object).sort(), [...fields.get(msg)!].sort(), key);
+    }
+    assert.deepEqual(Object.keys((json.socket as Record<string, object>).peer!).sort(), fields.get('Endpoint')!.sort());
+  });
+
+  it('uses the canonical mapping: 64-bit as strings, enums by name', () => {
+    const json = eventToJson(full);
+    assert.equal(json.seq, '1');
+    assert.equal(json.source, 'SOURCE_ACCEPT');
+    assert.equal((json.socket as Record<string, unknown>).family, 'ADDRESS_FAMILY_INET');
+    assert.equal((json.cgroup as Record<string, unknown>).id, '12345678901234567890');
+    assert.equal(json.success, false);
+  });
+
+  it('reads back losslessly with the generated fromJSON', () => {
+    assert.deepEqual(AcceptEvent.fromJSON(JSON.parse(eventToJsonLine(full))), full);
+  });
+});

@@ -1,0 +1,173 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { decodeRecord, RECORD_SIZE, RecordError, RecordFlags, Source } from '../../src/capture/record.js';
+import { toAcceptEvent } from '../../src/capture/to-event.js';
+import { AddressFamily, Source as ProtoSource } from '../../src/gen/doorwatch/v1/event.js';
+import { buildRecord, ipv4, RECORD_BASE, sockaddrIn } from '../helpers/record-builder.js';
+
+const ctx = { nodeName: 'node-a', idPrefix: 'boot/inst', toUnixNano: (k: bigint) => k + 1_000_000_000_000n };
+
+const base = {
+  ktimeNs: 5_000n,
+  enterKtimeNs: 1_000n,
+  pid: 42,
+  tid: 43,
+  comm: 'nginx',
+  ret: 7,
+  sockfd: 3,
+  source: Source.ACCEPT4,
+  family: 2,
+  sockType: 1,
+  protocol: 6,
+  laddr: ipv4('10.0.0.1'),
+  raddr: ipv4('10.0.0.2'),
+  lport: 443,
+  rport: 51000,
+  addrPtr: 0x7fff0000n,
+  addrlenPtr: 0x7fff0100n,
+  userAddrlen: 16,
+  userAddr: sockaddrIn('10.0.0.2', 51000),
+  acceptFlags: 0o4000 | 0o2000000,
+  backlog: 3,
+  maxBacklog: 128,
+};
+
+describe('decodeRecord', () => {
+  it('reads every field at its offset', () => {
+    const r = decodeRecord(
+      buildRecord({ ...base, cgroupId: 77n, cgroupV1Id: 88n, netNs: 4026531840, uid: 1000 }),
+      RECORD_BASE,
+      RECORD_SIZE,
+    );
+    assert.equal(r.pid, 42);
+    assert.equal(r.tid, 43);
+    assert.equal(r.comm, 'nginx');
+    assert.equal(r.ret, 7);
+    assert.equal(r.sockfd, 3);
+    assert.equal(r.cgroupId, 77n);
+    assert.equal(r.cgroupV1Id, 88n);
+    assert.equal(r.netNs, 4026531840);
+    assert.equal(r.uid, 1000);
+    assert.equal(r.lport, 443);
+    assert.equal(r.rport, 51000);
+    assert.equal(r.addrPtr, 0x7fff0000n);
+    assert.deepEqual([...r.raddr.subarray(0, 4)], [10, 0, 0, 2]);
+  });
+
+  it('decodes negative returns and a -1 sockfd', () => {
+    const r = decodeRecord(buildRecord({ ret: -9, sockfd: -1 }), RECORD_BASE, RECORD_SIZE);
+    assert.equal(r.ret, -9);
+    assert.equal(r.sockfd, -1);
+  });
+
+  it('rejects short records, unknown ops and other versions', () => {
+    assert.throws(() => decodeRecord(buildRecord({}), RECORD_BASE, RECORD_SIZE - 8), RecordError);
+    assert.throws(() => decodeRecord(buildRecord({ op: 99 }), RECORD_BASE, RECORD_SIZE), /unknown record op 99/);
+    assert.throws(() => decodeRecord(buildRecord({ version: 9 }), RECORD_BASE, RECORD_SIZE), /version 9/);
+  });
+
+  it('copies byte fields out of the ring memory', () => {
+    const v = buildRecord(base);
+    const r = decodeRecord(v, RECORD_BASE, RECORD_SIZE);
+    new Uint8Array(v.buffer).fill(0);
+    assert.equal(r.raddr[0], 10);
+  });
+});
+
+describe('toAcceptEvent', () => {
+  it('maps a successful IPv4 accept4', () => {
+    const ev = toAcceptEvent(decodeRecord(buildRecord(base), RECORD_BASE, RECORD_SIZE), 5n, ctx);
+    assert.equal(ev.eventId, 'boot/inst/5');
+    assert.equal(ev.source, ProtoSource.SOURCE_ACCEPT4);
+    assert.equal(ev.success, true);
+    assert.equal(ev.error, '');
+    assert.equal(ev.durationNs, 4_000n);
+    assert.equal(ev.timeUnixNano, 1_000_000_005_000n);
+    assert.deepEqual(ev.acceptFlagNames, ['SOCK_NONBLOCK', 'SOCK_CLOEXEC']);
+    assert.equal(ev.socket?.family, AddressFamily.ADDRESS_FAMILY_INET);
+    assert.deepEqual(ev.socket?.local, { ip: '10.0.0.1', port: 443 });
+    assert.deepEqual(ev.socket?.peer, { ip: '10.0.0.2', port: 51000 });
+    assert.equal(ev.socket?.type, 'STREAM');
+    assert.equal(ev.userAddress?.mismatch, false);
+    assert.equal(ev.userAddress?.ip, '10.0.0.2');
+    assert.deepEqual(ev.listener, { fd: 3, backlog: 3, maxBacklog: 128, resolved: true });
+  });
+
+  it('flags a user buffer that disagrees with the kernel peer', () => {
+    const ev = toAcceptEvent(
+      decodeRecord(buildRecord({ ...base, userAddr: sockaddrIn('10.66.66.66', 6666) }), RECORD_BASE, RECORD_SIZE),
+      1n,
+      ctx,
+    );
+    assert.equal(ev.userAddress?.mismatch, true);
+    assert.equal(ev.userAddress?.ip, '10.66.66.66');
+    assert.deepEqual(ev.socket?.peer, { ip: '10.0.0.2', port: 51000 });
+  });
+
+  it('does not call a NULL addr a mismatch', () => {
+    const r = {
+      ...base,
+      addrPtr: 0n,
+      addrlenPtr: 0n,
+      userAddrlen: 0,
+      userAddr: new Uint8Array(28),
+      flags: RecordFlags.USER_ADDR_NULL,
+    };
+    const ev = toAcceptEvent(decodeRecord(buildRecord(r), RECORD_BASE, RECORD_SIZE), 1n, ctx);
+    assert.equal(ev.userAddress?.present, false);
+    assert.equal(ev.userAddress?.mismatch, false);
+  });
+
+  it('names the errno of a failed accept and leaves the socket unresolved', () => {
+    const ev = toAcceptEvent(decodeRecord(buildRecord({ ...base, ret: -22 }), RECORD_BASE, RECORD_SIZE), 1n, ctx);
+    assert.equal(ev.success, false);
+    assert.equal(ev.error, 'EINVAL');
+    assert.equal(ev.socket?.resolved, false);
+    assert.equal(ev.socket?.peer?.ip, '');
+    assert.equal(ev.userAddress?.mismatch, false);
+  });
+
+  it('marks exits without enter', () => {
+    const r = {
+      ...base,
+      flags: RecordFlags.NO_ENTER | RecordFlags.LISTENER_UNRESOLVED | RecordFlags.USER_ADDR_NULL,
+      enterKtimeNs: 0n,
+    };
+    const ev = toAcceptEvent(decodeRecord(buildRecord(r), RECORD_BASE, RECORD_SIZE), 1n, ctx);
+    assert.deepEqual(ev.flags, ['NO_ENTER', 'LISTENER_UNRESOLVED', 'USER_ADDR_NULL']);
+    assert.equal(ev.durationNs, 0n);
+    assert.equal(ev.listener?.resolved, false);
+  });
+
+  it('formats IPv4-mapped IPv6 peers and unix paths', () => {
+    const mapped = new Uint8Array(16);
+    mapped.set([0xff, 0xff, 127, 0, 0, 1], 10);
+    const ev6 = toAcceptEvent(
+      decodeRecord(
+        buildRecord({ ...base, family: 10, raddr: mapped, laddr: mapped, userAddr: new Uint8Array(28), userAddrlen: 28 }),
+        RECORD_BASE,
+        RECORD_SIZE,
+      ),
+      1n,
+      ctx,
+    );
+    assert.equal(ev6.socket?.peer?.ip, '::ffff:127.0.0.1');
+    assert.equal(ev6.socket?.v4Mapped, true);
+    assert.equal(ev6.userAddress?.mismatch, true, 'an all-zero user buffer disagrees with the kernel');
+
+    const path = new TextEncoder().encode('/run/app.sock');
+    const evu = toAcceptEvent(
+      decodeRecord(
+        buildRecord({ ...base, family: 1, protocol: 0, unixPath: path, peerPid: 99, userAddrlen: 2 }),
+        RECORD_BASE,
+        RECORD_SIZE,
+      ),
+      1n,
+      ctx,
+    );
+    assert.equal(evu.socket?.family, AddressFamily.ADDRESS_FAMILY_UNIX);
+    assert.equal(evu.socket?.unixPath, '/run/app.sock');
+    assert.equal(evu.socket?.peerPid, 99);
+    assert.equal(evu.socket?.local?.ip, '');
+  });
+});
