@@ -56,10 +56,11 @@ function family(s: string) {
   return f;
 }
 
-export function buildProgram(env: NodeJS.ProcessEnv = process.env): Command {
+export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: string[] = []): Command {
   const program = new Command('doorwatch')
     .description('Audit every accepted connection: accept(), accept4() and io_uring accepts, via eBPF')
     .showSuggestionAfterError(true)
+    .configureOutput({ writeErr: (s) => errors.push(s) })
     .exitOverride();
 
   program
@@ -105,15 +106,23 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env): Command {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const usage: string[] = [];
+  const program = buildProgram(process.env, usage);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) {
       if (e.exitCode === 0) return 0; // --help, --version
-      // Commander already printed its message; add the code and the way out.
-      process.stderr.write(`doorwatch: invalid usage (DW_ERR_CLI_USAGE) — see \`doorwatch ${argv[0] ?? ''} --help\`\n`);
+      // One line: commander's reason (and suggestion), the code, the way out.
+      const why =
+        usage
+          .join(' ')
+          .replace(/^error: /, '')
+          .replace(/\s+/g, ' ')
+          .trim() || e.message;
+      const cmd = argv[0] && program.commands.some((c) => c.name() === argv[0]) ? ` ${argv[0]}` : '';
+      process.stderr.write(`doorwatch: ${why} (DW_ERR_CLI_USAGE) — see \`doorwatch${cmd} --help\`\n`);
       return EXIT_USAGE;
     }
     if (e instanceof DoorwatchError) {

@@ -42,7 +42,9 @@ export function buildRecord(r: Partial<RawAccept>): DataView {
   ];
   for (const [k, val] of u16) v.setUint16(base + L[k], val ?? 0, true);
   v.setUint8(base + L.source, r.source ?? 0);
-  const put = (off: number, bytes: Uint8Array | undefined) => bytes?.forEach((b, i) => v.setUint8(base + off + i, b));
+  const put = (off: number, bytes: Uint8Array | undefined) => {
+    if (bytes) new Uint8Array(v.buffer, base + off, bytes.length).set(bytes);
+  };
   put(L.laddr, r.laddr);
   put(L.raddr, r.raddr);
   put(L.user_addr, r.userAddr);
