@@ -1,0 +1,63 @@
+import { AcceptProbes } from '../../src/bpf/accept-probes.js';
+import { Capture } from '../../src/capture/capture.js';
+import type { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
+import { silentLogger } from '../../src/log/logger.js';
+
+/**
+ * The real probes, loaded in the test process, collecting every event.
+ * Kernel tests need root: they fail loudly (never skip) without it.
+ */
+export function requireRoot(): void {
+  if (process.getuid?.() !== 0) {
+    throw new Error('kernel tests load eBPF programs and must run as root (sudo npm test); refusing to skip them');
+  }
+}
+
+export interface Tracer {
+  events: AcceptEvent[];
+  probes: AcceptProbes;
+  capture: Capture;
+  /** Resolves with the matching events once `count` of them arrived, or rejects after timeoutMs. */
+  waitFor(pred: (e: AcceptEvent) => boolean, count?: number, timeoutMs?: number): Promise<AcceptEvent[]>;
+  stop(): void;
+}
+
+export function startTracer(opts: { includeEagain?: boolean; ringBytes?: number } = {}): Tracer {
+  requireRoot();
+  const events: AcceptEvent[] = [];
+  const probes = AcceptProbes.load({
+    ringBytes: opts.ringBytes ?? 8 << 20,
+    includeEagain: opts.includeEagain ?? false,
+    log: silentLogger,
+  });
+  const capture = new Capture({ probes, nodeName: 'test-node', log: silentLogger, pollMs: 5, onEvents: (b) => events.push(...b) });
+  capture.start();
+  let stopped = false;
+  return {
+    events,
+    probes,
+    capture,
+    async waitFor(pred, count = 1, timeoutMs = 5000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        capture.drain();
+        const got = events.filter(pred);
+        if (got.length >= count) return got;
+        if (Date.now() > deadline) {
+          throw new Error(`timed out after ${timeoutMs}ms waiting for ${count} matching events (have ${got.length}, ${events.length} total)`);
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      probes.detach();
+      capture.stop();
+      probes.close();
+    },
+  };
+}
+
+/** Events of one process. */
+export const byPid = (pid: number) => (e: AcceptEvent) => e.process?.pid === pid;
