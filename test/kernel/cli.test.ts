@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { type AddressInfo, connect, createServer } from 'node:net';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { requireRoot } from '../helpers/tracer.js';
+
+// `doorwatch trace` as a user runs it: the compiled CLI, real probes.
+const BIN = fileURLToPath(new URL('../../bin/doorwatch.js', import.meta.url));
+requireRoot();
+
+/** Our programs currently loaded in the kernel (leak check). */
+function loadedDoorwatchPrograms(): number {
+  const list = JSON.parse(execFileSync('bpftool', ['prog', 'show', '--json'], { encoding: 'utf8' })) as { name?: string }[];
+  return list.filter((p) => p.name?.startsWith('dw_')).length;
+}
+
+interface Run {
+  proc: ChildProcess;
+  stdout: string[];
+  stderr: string[];
+  ready: Promise<void>;
+  exit: Promise<number | null>;
+}
+
+function startTrace(args: string[]): Run {
+  const proc = spawn(process.execPath, [BIN, 'trace', '--log-level', 'info', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  let markReady: () => void;
+  const ready = new Promise<void>((r) => {
+    markReady = r;
+  });
+  proc.stdout!.setEncoding('utf8').on('data', (d: string) => stdout.push(d));
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    stderr.push(d);
+    if (stderr.join('').includes('tracing accepts')) markReady();
+  });
+  const exit = once(proc, 'exit').then(([code]) => code as number | null);
+  return { proc, stdout, stderr, ready, exit };
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, rej) => {
+    timer = setTimeout(() => rej(new Error(`timed out after ${ms}ms: ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([p, t]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function serveOnce(): Promise<{ port: number; clientPort: number; close(): void }> {
+  const server = createServer((c) => c.end());
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  const clientPort = await new Promise<number>((resolve, reject) => {
+    const s = connect({ port, host: '127.0.0.1' }, () => {
+      resolve(s.localPort!);
+      s.end();
+    });
+    s.on('error', reject);
+  });
+  return { port, clientPort, close: () => server.close() };
+}
+
+describe('doorwatch trace (CLI)', () => {
+  it('streams JSON lines on stdout, logs and the summary on stderr, then exits 0 on SIGINT without leaking probes', async () => {
+    const before = loadedDoorwatchPrograms();
+    const run = startTrace(['--output', 'json']);
+    await withTimeout(run.ready, 15_000, `trace to attach; stderr: ${run.stderr.join('')}`);
+    assert.ok(loadedDoorwatchPrograms() >= before + 4, 'probes are loaded while tracing');
+    const s = await serveOnce();
+    const deadline = Date.now() + 5000;
+    const mine = () =>
+      run.stdout
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+        .filter((e) => e.socket?.local?.port === s.port);
+    while (!mine().length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    s.close();
+    run.proc.kill('SIGINT');
+    assert.equal(await withTimeout(run.exit, 10_000, 'exit after SIGINT'), 0);
+
+    const ev = mine();
+    assert.equal(ev.length, 1, 'exactly our one connection');
+    assert.equal(ev[0].process.pid, process.pid);
+    assert.equal(ev[0].socket.peer.port, s.clientPort);
+    assert.equal(ev[0].source, 'SOURCE_ACCEPT4');
+    assert.match(ev[0].eventId, /\/1$|\/\d+$/);
+    // Every line on stdout is one JSON object: nothing else is printed there.
+    for (const line of run.stdout.join('').split('\n').filter(Boolean)) assert.doesNotThrow(() => JSON.parse(line));
+    const err = run.stderr.join('');
+    assert.match(err, /doorwatch trace: \d+ shown of \d+ captured/);
+    assert.match(err, /lost: 0 \(ring_buffer_full=0/);
+    // The kernel frees programs after an RCU grace period: allow it a moment.
+    const until = Date.now() + 3000;
+    while (loadedDoorwatchPrograms() !== before && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(loadedDoorwatchPrograms(), before, 'every probe detached and unloaded after exit');
+  });
+
+  it('stops by itself after --duration and applies --port as a display filter', async () => {
+    const other = await serveOnce(); // before tracing starts: never shown
+    const run = startTrace(['--output', 'json', '--duration', '2s', '--port', '1']);
+    await withTimeout(run.ready, 15_000, 'trace to attach');
+    const s = await serveOnce();
+    assert.equal(await withTimeout(run.exit, 10_000, 'exit after --duration'), 0);
+    s.close();
+    other.close();
+    assert.equal(run.stdout.join(''), '', 'no event on port 1');
+    assert.match(run.stderr.join(''), /0 shown of [1-9]\d* captured/);
+  });
+
+  it('prints a human table with --output table', async () => {
+    const run = startTrace(['--output', 'table', '--duration', '2s', '--pid', String(process.pid)]);
+    await withTimeout(run.ready, 15_000, 'trace to attach');
+    const s = await serveOnce();
+    assert.equal(await withTimeout(run.exit, 10_000, 'exit'), 0);
+    s.close();
+    const lines = run.stdout.join('').trim().split('\n');
+    assert.match(lines[0]!, /^TIME\s+PID\s+COMM\s+CALL\s+LOCAL\s+PEER\s+RESULT/);
+    const row = lines.find((l) => l.includes(`127.0.0.1:${s.port}`));
+    assert.ok(row, `a row for our server: ${lines.join('\n')}`);
+    assert.match(row!, new RegExp(`\\b${process.pid}\\b.*accept4.*127\\.0\\.0\\.1:${s.clientPort}.*fd \\d+`));
+  });
+
+  it('refuses to run without privileges: one clear line, exit 1', () => {
+    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, BIN, 'trace'], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    assert.equal(r.status, 1, r.stderr);
+    assert.equal(r.stdout, '');
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0]!, /DW_ERR_BPF_PRIVILEGE.*(root|sudo)/);
+  });
+});
