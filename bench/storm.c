@@ -1,0 +1,161 @@
+// Doorwatch benchmark load: a bounded loopback accept storm.
+//
+// One process: a server thread doing blocking accept4() on 127.0.0.1:<ephemeral>
+// (closing each connection at once) and --clients threads each doing
+// socket()/connect()/close() until exactly --connections connects were issued.
+// Both ends close with SO_LINGER {1,0} (an RST), so 100k+ connections leave no
+// TIME_WAIT behind and never run out of ephemeral ports.
+//
+// Protocol (stdout, one JSON object per line):
+//   {"pid":..,"port":..}      once listening; then waits for one line on stdin
+//   {"connections":..,...}    when done (or when --timeout expired)
+//
+// Build: gcc -O2 -Wall -Werror -pthread -o storm storm.c   (bench/run.ts does this)
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static long opt_connections = 100000;
+static int opt_clients = 2;
+static double opt_timeout_s = 60.0;
+
+static int g_listen_fd;
+static struct sockaddr_in g_addr;
+
+static atomic_long g_issued;         // connect tickets handed out to clients
+static atomic_long g_accepted;       // successful accept4() calls
+static atomic_long g_accept_errors;  // failed accept4() calls (each is still an event)
+static atomic_long g_connect_errors; // failed connects (retried)
+static atomic_int g_stop;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what) {
+  fprintf(stderr, "storm: %s: %s\n", what, strerror(errno));
+  exit(1);
+}
+
+static void set_rst_close(int fd) {
+  struct linger l = {.l_onoff = 1, .l_linger = 0};
+  if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l) != 0) die("setsockopt(SO_LINGER)");
+}
+
+static void *server(void *arg) {
+  (void)arg;
+  while (!atomic_load(&g_stop) && atomic_load(&g_accepted) < opt_connections) {
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof peer;
+    int fd = accept4(g_listen_fd, (struct sockaddr *)&peer, &len, SOCK_CLOEXEC);
+    if (fd >= 0) {
+      close(fd); // SO_LINGER {1,0} is inherited from the listener: an RST
+      atomic_fetch_add(&g_accepted, 1);
+    } else if (!atomic_load(&g_stop)) {
+      atomic_fetch_add(&g_accept_errors, 1);
+    }
+  }
+  return NULL;
+}
+
+static void *client(void *arg) {
+  (void)arg;
+  while (!atomic_load(&g_stop) && atomic_fetch_add(&g_issued, 1) < opt_connections) {
+    for (;;) { // retry this ticket until it connects, so exactly N connections are made
+      int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd < 0) die("socket");
+      set_rst_close(fd);
+      int rc = connect(fd, (struct sockaddr *)&g_addr, sizeof g_addr);
+      close(fd);
+      if (rc == 0) break;
+      atomic_fetch_add(&g_connect_errors, 1);
+      if (atomic_load(&g_stop)) return NULL;
+    }
+  }
+  return NULL;
+}
+
+static void usage(void) {
+  fprintf(stderr, "usage: storm [--connections N] [--clients C] [--timeout SECONDS]\n");
+  exit(2);
+}
+
+int main(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"connections", required_argument, NULL, 'n'},
+      {"clients", required_argument, NULL, 'c'},
+      {"timeout", required_argument, NULL, 't'},
+      {NULL, 0, NULL, 0},
+  };
+  int o;
+  while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    switch (o) {
+    case 'n': opt_connections = strtol(optarg, NULL, 10); break;
+    case 'c': opt_clients = atoi(optarg); break;
+    case 't': opt_timeout_s = strtod(optarg, NULL); break;
+    default: usage();
+    }
+  }
+  if (opt_connections < 1 || opt_clients < 1 || opt_clients > 64 || opt_timeout_s <= 0) usage();
+
+  g_listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (g_listen_fd < 0) die("socket");
+  set_rst_close(g_listen_fd);
+  g_addr.sin_family = AF_INET;
+  g_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  g_addr.sin_port = 0;
+  if (bind(g_listen_fd, (struct sockaddr *)&g_addr, sizeof g_addr) != 0) die("bind");
+  if (listen(g_listen_fd, 4096) != 0) die("listen");
+  socklen_t alen = sizeof g_addr;
+  if (getsockname(g_listen_fd, (struct sockaddr *)&g_addr, &alen) != 0) die("getsockname");
+
+  printf("{\"pid\":%d,\"port\":%d}\n", (int)getpid(), ntohs(g_addr.sin_port));
+  fflush(stdout);
+  char line[64];
+  if (!fgets(line, sizeof line, stdin)) return 0; // parent gone: nothing to do
+
+  struct rusage ru0, ru1;
+  getrusage(RUSAGE_SELF, &ru0);
+  double t0 = now_s();
+  pthread_t srv, cli[64];
+  if (pthread_create(&srv, NULL, server, NULL) != 0) die("pthread_create");
+  for (int i = 0; i < opt_clients; i++)
+    if (pthread_create(&cli[i], NULL, client, NULL) != 0) die("pthread_create");
+
+  // Wait for the server to finish, bounded by the wall clock.
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += (time_t)opt_timeout_s;
+  int timed_out = pthread_timedjoin_np(srv, NULL, &deadline) != 0;
+  double elapsed = now_s() - t0;
+  if (timed_out) {
+    atomic_store(&g_stop, 1);
+    shutdown(g_listen_fd, SHUT_RDWR); // wakes the blocked accept4() with EINVAL
+    pthread_join(srv, NULL);
+  }
+  for (int i = 0; i < opt_clients; i++) pthread_join(cli[i], NULL);
+  getrusage(RUSAGE_SELF, &ru1);
+
+  long accepted = atomic_load(&g_accepted);
+  double user_us = (ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) * 1e6 + (ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec);
+  double sys_us = (ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) * 1e6 + (ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec);
+  printf("{\"connections\":%ld,\"acceptErrors\":%ld,\"connectErrors\":%ld,\"elapsedS\":%.6f,"
+         "\"acceptsPerS\":%.1f,\"timedOut\":%s,\"cpuUserUs\":%.0f,\"cpuSysUs\":%.0f,\"clients\":%d}\n",
+         accepted, atomic_load(&g_accept_errors), atomic_load(&g_connect_errors), elapsed,
+         elapsed > 0 ? accepted / elapsed : 0.0, timed_out ? "true" : "false", user_us, sys_us, opt_clients);
+  fflush(stdout);
+  return timed_out ? 3 : 0;
+}
