@@ -131,10 +131,14 @@ describe('doorwatch trace (CLI)', () => {
   });
 
   it('refuses to run without privileges: one clear line, exit 1', () => {
-    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, BIN, 'trace'], {
-      encoding: 'utf8',
-      timeout: 20_000,
-    });
+    const r = spawnSync(
+      'setpriv',
+      ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, BIN, 'trace'],
+      {
+        encoding: 'utf8',
+        timeout: 20_000,
+      },
+    );
     assert.equal(r.status, 1, r.stderr);
     assert.equal(r.stdout, '');
     const lines = r.stderr.trim().split('\n');

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { AddressFamily, Source } from '../../src/gen/doorwatch/v1/event.js';
 import { byPid, startTracer, type Tracer } from '../helpers/tracer.js';
@@ -56,13 +56,20 @@ describe('Node.js server (libuv accept4)', () => {
 
 describe('Python server (CPython socket.accept -> accept4)', () => {
   it('reports IPv6 loopback connections with the right peer', async () => {
-    const py = spawn('python3', ['-c', `
+    const py = spawn(
+      'python3',
+      [
+        '-c',
+        `
 import socket, sys
 s = socket.socket(socket.AF_INET6); s.bind(('::1', 0)); s.listen()
 print(s.getsockname()[1], flush=True)
 for _ in range(2):
     c, a = s.accept(); print(a[1], flush=True); c.close()
-`], { stdio: ['ignore', 'pipe', 'inherit'] });
+`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     const lines: string[] = [];
     py.stdout.setEncoding('utf8').on('data', (d: string) => lines.push(...d.trim().split('\n')));
     while (!lines.length) await new Promise((r) => setTimeout(r, 10));
@@ -109,7 +116,11 @@ describe('client storm', () => {
     assert.equal(evs.length, N);
     assert.equal(new Set(evs.map((e) => e.socket?.peer?.port)).size, N, 'no duplicates');
     const strangers = evs.filter((e) => !peers.has(e.socket!.peer!.port));
-    assert.deepEqual(strangers.map((e) => e.socket?.peer), [], 'every peer is a client we opened');
+    assert.deepEqual(
+      strangers.map((e) => e.socket?.peer),
+      [],
+      'every peer is a client we opened',
+    );
     assert.equal(after.RINGBUF_FULL - before.RINGBUF_FULL, 0n, 'no ring buffer drops');
     const seqs = evs.map((e) => e.seq);
     assert.equal(new Set(seqs).size, N, 'unique sequence numbers');
