@@ -30,7 +30,13 @@ export function startTracer(opts: { includeEagain?: boolean; ringBytes?: number 
     includeEagain: opts.includeEagain ?? false,
     log: silentLogger,
   });
-  const capture = new Capture({ probes, nodeName: 'test-node', log: silentLogger, pollMs: 5, onEvents: (b) => events.push(...b) });
+  const capture = new Capture({
+    probes,
+    nodeName: 'test-node',
+    log: silentLogger,
+    pollMs: 5,
+    onEvents: (b) => events.push(...b),
+  });
   capture.start();
   let stopped = false;
   return {
@@ -44,7 +50,9 @@ export function startTracer(opts: { includeEagain?: boolean; ringBytes?: number 
         const got = events.filter(pred);
         if (got.length >= count) return got;
         if (Date.now() > deadline) {
-          throw new Error(`timed out after ${timeoutMs}ms waiting for ${count} matching events (have ${got.length}, ${events.length} total)`);
+          throw new Error(
+            `timed out after ${timeoutMs}ms waiting for ${count} matching events (have ${got.length}, ${events.length} total)`,
+          );
         }
         await new Promise((r) => setTimeout(r, 10));
       }
