@@ -1,0 +1,143 @@
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { AcceptProbes } from '../src/bpf/accept-probes.js';
+import { Capture } from '../src/capture/capture.js';
+import { decodeRecord, LAYOUT } from '../src/capture/record.js';
+import { eventToJsonLine } from '../src/formats/native-json.js';
+import type { AcceptEvent } from '../src/gen/doorwatch/v1/event.js';
+import { silentLogger } from '../src/log/logger.js';
+import { AGENT_MODES, type AgentFinal, type AgentMode, type AgentReady } from './protocol.js';
+
+/**
+ * The traced side of the benchmark: the real probes loaded in this process
+ * (as test/helpers/tracer.ts does), counting the storm's events. Modes, from
+ * the full cost down, to split where the CPU goes:
+ *   json   Capture (decode + AcceptEvent) + eventToJsonLine + one write per
+ *          batch to /dev/null: what `doorwatch trace --output json` pays.
+ *   event  Capture only (decodeRecord + toAcceptEvent), no serialisation.
+ *   decode decodeRecord only (RawAccept), no AcceptEvent.
+ *   ring   the ring reader alone, reading one u32 (pid) per record.
+ *
+ * stdout protocol: one AgentReady line once attached, one AgentFinal line
+ * after SIGTERM (detach, final drain, counters). Nothing else is written there.
+ */
+
+const { values } = parseArgs({
+  options: {
+    pid: { type: 'string' },
+    mode: { type: 'string', default: 'json' },
+    'ring-bytes': { type: 'string', default: String(8 << 20) },
+    'poll-ms': { type: 'string', default: '10' },
+  },
+  strict: true,
+});
+const stormPid = Number(values.pid);
+const mode = values.mode as AgentMode;
+if (!Number.isInteger(stormPid) || stormPid <= 0) throw new Error('--pid <storm pid> is required');
+if (!AGENT_MODES.includes(mode)) throw new Error(`--mode must be one of ${AGENT_MODES.join(', ')}`);
+const ringBytes = Number(values['ring-bytes']);
+const pollMs = Number(values['poll-ms']);
+const MAX_BATCH = 8192; // Capture's default
+
+const probes = AcceptProbes.load({ ringBytes, includeEagain: false, log: silentLogger });
+
+let events = 0; // records of the storm's pid
+let total = 0; // all records
+let decodeErrors = 0;
+const devNull = openSync('/dev/null', 'w');
+
+let capture: Capture | undefined;
+let timer: NodeJS.Timeout | undefined;
+/** Drains everything pending; returns the records taken. */
+let drainAll: () => number;
+
+if (mode === 'json' || mode === 'event') {
+  const json = mode === 'json';
+  const onEvents = (batch: AcceptEvent[]) => {
+    total += batch.length;
+    let out = '';
+    for (const ev of batch) {
+      if (ev.process?.pid === stormPid) events++;
+      if (json) out += `${eventToJsonLine(ev)}\n`;
+    }
+    // As runTrace does: one write per batch (stdout to a file/pipe is synchronous).
+    if (out) writeSync(devNull, out);
+  };
+  const c = new Capture({ probes, nodeName: 'bench-node', log: silentLogger, pollMs, maxBatch: MAX_BATCH, onEvents });
+  capture = c;
+  drainAll = () => {
+    let n = 0;
+    for (let got = c.drain(); got > 0; got = c.drain()) n += got;
+    return n;
+  };
+} else {
+  const pidOff = LAYOUT.pid;
+  const onRecord =
+    mode === 'ring'
+      ? (v: DataView, off: number) => {
+          total++;
+          if (v.getUint32(off + pidOff, true) === stormPid) events++;
+        }
+      : (v: DataView, off: number, len: number) => {
+          total++;
+          try {
+            if (decodeRecord(v, off, len).pid === stormPid) events++;
+          } catch {
+            decodeErrors++;
+          }
+        };
+  drainAll = () => {
+    let n = 0;
+    for (;;) {
+      const { records, more } = probes.ring.drain(onRecord, MAX_BATCH);
+      n += records;
+      if (!more) return n;
+    }
+  };
+}
+
+const lag = monitorEventLoopDelay({ resolution: 10 });
+if (capture) capture.start();
+else timer = setInterval(drainAll, pollMs);
+lag.enable();
+const cpu0 = process.cpuUsage();
+
+const ready: AgentReady = { ready: true, pid: process.pid, mode, programs: probes.attachedPrograms(), ioUring: probes.ioUring };
+process.stdout.write(`${JSON.stringify(ready)}\n`);
+
+function finish(): void {
+  lag.disable();
+  // Detach first so nothing new arrives, then take everything the ring holds.
+  probes.detach();
+  if (timer) clearInterval(timer);
+  drainAll();
+  capture?.stop();
+  const cpu = process.cpuUsage(cpu0);
+  const kernel = probes.kernelCounters();
+  const programs = probes.programStats();
+  const final: AgentFinal = {
+    mode,
+    events,
+    total,
+    decodeErrors: capture ? Number(capture.stats().decodeErrors) : decodeErrors,
+    kernel: Object.fromEntries(Object.entries(kernel).map(([k, v]) => [k, Number(v)])),
+    cpuUserUs: cpu.user,
+    cpuSystemUs: cpu.system,
+    lagMaxMs: lag.max / 1e6,
+    lagP99Ms: lag.percentile(99) / 1e6,
+    programs: programs.map((p) => ({
+      name: p.name,
+      runTimeNs: Number(p.runTimeNs),
+      runCount: Number(p.runCount),
+      recursionMisses: Number(p.recursionMisses),
+    })),
+  };
+  probes.close();
+  closeSync(devNull);
+  process.stdout.write(`${JSON.stringify(final)}\n`, () => process.exit(0));
+}
+
+process.once('SIGTERM', finish);
+// The parent closing our stdin (it died): stop without a report.
+process.stdin.on('end', () => process.exit(1)).resume();
