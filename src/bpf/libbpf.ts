@@ -57,20 +57,25 @@ export const BPF_TRACE_RAW_TP = 23;
 let cached: Libbpf | undefined;
 
 export function libbpf(): Libbpf {
-  if (cached) return cached;
+  cached ??= openLibbpf('libbpf.so.1');
+  return cached;
+}
+
+/** Bind a libbpf shared object by soname (tests pass a missing one). */
+export function openLibbpf(soname: string): Libbpf {
   let lib: LibraryHandle;
   try {
-    lib = koffi.load('libbpf.so.1');
+    lib = koffi.load(soname);
   } catch (cause) {
     throw new DoorwatchError(
       'DW_ERR_BPF_NO_LIBBPF',
-      'cannot load libbpf.so.1',
-      'install it: apt-get install libbpf1 (Debian/Ubuntu) or dnf install libbpf',
+      `cannot load ${soname}`,
+      'install it: apt-get install libbpf1 (Debian/Ubuntu) or dnf install libbpf (Fedora/RHEL)',
       { cause },
     );
   }
   const f = (decl: string) => lib.func(decl);
-  cached = {
+  return {
     open_mem: f('void *bpf_object__open_mem(const void *buf, size_t size, const bpf_object_open_opts *opts)'),
     load: f('int bpf_object__load(void *obj)'),
     close: f('void bpf_object__close(void *obj)'),
@@ -96,5 +101,4 @@ export function libbpf(): Libbpf {
     set_print: f('void *libbpf_set_print(libbpf_print_fn *fn)'),
     printFnType: koffi.pointer(PrintFn),
   } as unknown as Libbpf;
-  return cached;
 }
