@@ -126,6 +126,11 @@ export async function startFixture(bin: FixtureBin, args: string[], opts: { time
   const name = `${bin} ${args.join(' ')}`.trim();
   const proc = spawn(fixturePath(bin), args, { stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(proc);
+  // A still-running fixture must not keep the test process alive: unref the child and its pipes so the
+  // event loop can drain, 'exit' fires and killAll() reaps it. Pending next()/waitExit() timers stay ref'd.
+  proc.unref();
+  (proc.stdout as net.Socket).unref();
+  (proc.stderr as net.Socket).unref();
 
   let stderrText = '';
   proc.stderr!.setEncoding('utf8');
