@@ -117,6 +117,10 @@ export function toAcceptEvent(r: RawAccept, seq: bigint, ctx: EventContext): Acc
     },
     namespaces: { mnt: r.mntNs, pid: r.pidNs, net: r.netNs, uts: r.utsNs },
     cgroup: { id: r.cgroupId, v1Id: r.cgroupV1Id },
+    // Filled by src/enrich: attribution is a later stage of the path.
+    container: undefined,
+    pod: undefined,
+    enrichment: undefined,
   };
 }
 

@@ -1,10 +1,11 @@
-import { type AcceptEvent, addressFamilyToJSON, sourceToJSON } from '../gen/doorwatch/v1/event.js';
+import { type AcceptEvent, addressFamilyToJSON, enrichmentStatusToJSON, sourceToJSON } from '../gen/doorwatch/v1/event.js';
 
 /**
  * The native JSON form of an event: the proto3 canonical JSON mapping
  * (lowerCamelCase names, 64-bit integers as strings, enums by name) with
- * every field present, defaults included (protojson's EmitUnpopulated), so a
- * SIEM query for `success:false` or `port:0` finds what it should.
+ * every field present, defaults included (protojson's EmitUnpopulated: an
+ * unset message is null), so a SIEM query for `success:false` or `port:0`
+ * finds what it should.
  * AcceptEvent.fromJSON() reads it back losslessly (test/unit/native-json.test.ts).
  */
 
@@ -14,6 +15,7 @@ type Json = string | number | boolean | null | Json[] | { [k: string]: Json };
 const ENUMS: Record<string, (v: number) => string> = {
   source: sourceToJSON as (v: number) => string,
   'socket.family': addressFamilyToJSON as (v: number) => string,
+  'enrichment.status': enrichmentStatusToJSON as (v: number) => string,
 };
 
 function convert(v: unknown, path: string): Json {
@@ -23,10 +25,7 @@ function convert(v: unknown, path: string): Json {
   if (Array.isArray(v)) return v.map((x) => convert(x, path));
   if (v !== null && typeof v === 'object') {
     const out: { [k: string]: Json } = {};
-    for (const [k, x] of Object.entries(v)) {
-      if (x === undefined) continue;
-      out[k] = convert(x, path ? `${path}.${k}` : k);
-    }
+    for (const [k, x] of Object.entries(v)) out[k] = x === undefined ? null : convert(x, path ? `${path}.${k}` : k);
     return out;
   }
   return v as Json;
