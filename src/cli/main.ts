@@ -83,19 +83,34 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
     .option('--duration <duration>', 'stop after this long (30s, 5m)', wrap(parseDuration))
     .option('--ring-size <size>', 'kernel ring buffer size, power of two', wrap(ringSize), 8 << 20)
     .option('--poll-interval <duration>', 'how often the ring buffer is drained', wrap(parseDuration), 10)
-    .option('--node-name <name>', 'node name for event ids (env NODE_NAME, default: host name)')
+    .option(
+      '--namespace <namespaces>',
+      'only pods in these namespaces (needs Kubernetes metadata)',
+      list((s) => s),
+    )
+    .option('--node-name <name>', "this node's name: event ids and the pod watch (env NODE_NAME, default: host name)")
+    .option('--kubeconfig <path>', 'kubeconfig for pod metadata (default: in-cluster, $KUBECONFIG, ~/.kube/config)')
+    .option('--no-kube', 'no Kubernetes metadata (containers are still identified from cgroups)')
+    .option(
+      '--pending-deadline <duration>',
+      'hold an event at most this long for its pod to appear in the API',
+      wrap(parseDuration),
+      2000,
+    )
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(LOG_LEVELS).default('info'))
     .action(async (opts) => {
       const output = opts.output === 'auto' ? (process.stdout.isTTY ? 'table' : 'json') : opts.output;
       const log = createLogger(opts.logLevel as LogLevel);
       const traceOpts: TraceOptions = {
         output,
-        filter: { pids: opts.pid, comms: opts.comm, ports: opts.port, families: opts.family },
+        filter: { pids: opts.pid, comms: opts.comm, ports: opts.port, families: opts.family, namespaces: opts.namespace },
         includeEagain: opts.includeEagain,
         durationMs: opts.duration,
         ringBytes: opts.ringSize,
         pollMs: opts.pollInterval,
         nodeName: opts.nodeName ?? env.NODE_NAME ?? hostname(),
+        kube: { enabled: opts.kube !== false, kubeconfigPath: opts.kubeconfig, env },
+        pendingDeadlineMs: opts.pendingDeadline,
       };
       const stopSignal = new Promise<string>((resolve) => {
         for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve(sig));

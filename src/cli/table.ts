@@ -1,4 +1,4 @@
-import { type AcceptEvent, AddressFamily, Source } from '../gen/doorwatch/v1/event.js';
+import { type AcceptEvent, AddressFamily, EnrichmentStatus, Source } from '../gen/doorwatch/v1/event.js';
 
 /** The human view of `doorwatch trace` on a TTY: one line per accept. */
 
@@ -14,8 +14,22 @@ const COLS = [
 
 const pad = (s: string, n: number) => (s.length >= n ? `${s.slice(0, n - 1)}…` : s.padEnd(n));
 
-export function tableHeader(): string {
-  return `${COLS.map(([h, w]) => pad(h, w)).join(' ')} NOTES`;
+const POD_COLS = [
+  ['NAMESPACE', 16],
+  ['POD', 28],
+] as const;
+
+export function tableHeader(withPods = false): string {
+  const cols = withPods ? [...COLS, ...POD_COLS] : COLS;
+  return `${cols.map(([h, w]) => pad(h, w)).join(' ')} NOTES`;
+}
+
+/** Namespace and pod, or what stands in their place: never a silent blank. */
+function podCells(ev: AcceptEvent): string[] {
+  const st = ev.enrichment?.status;
+  if (st === EnrichmentStatus.ENRICHMENT_STATUS_HOST) return ['(host)', '-'];
+  if (ev.pod?.name) return [ev.pod.namespace, ev.pod.name];
+  return ['?', ev.container?.id ? `(container ${ev.container.id.slice(0, 12)})` : '?'];
 }
 
 function endpoint(ev: AcceptEvent, side: 'local' | 'peer'): string {
@@ -41,8 +55,10 @@ function time(ns: bigint): string {
   return d.toTimeString().slice(0, 8) + `.${String(d.getMilliseconds()).padStart(3, '0')}`;
 }
 
-export function tableRow(ev: AcceptEvent): string {
+export function tableRow(ev: AcceptEvent, withPods = false): string {
   const notes: string[] = [];
+  if (withPods && ev.enrichment?.status === EnrichmentStatus.ENRICHMENT_STATUS_PARTIAL)
+    notes.push(`partial:${ev.enrichment.missing.join('+')}`);
   if (ev.userAddress?.mismatch) notes.push('ADDR-MISMATCH');
   if (ev.flags.includes('NO_ENTER')) notes.push('no-enter');
   if (ev.listener?.resolved && ev.listener.maxBacklog > 0 && ev.listener.backlog * 2 >= ev.listener.maxBacklog) {
@@ -58,5 +74,7 @@ export function tableRow(ev: AcceptEvent): string {
     endpoint(ev, 'peer'),
     ev.success ? `fd ${ev.ret}` : ev.error,
   ];
-  return `${cells.map((c, i) => pad(c, COLS[i]![1])).join(' ')} ${notes.join(' ')}`.trimEnd();
+  const cols = withPods ? [...COLS, ...POD_COLS] : COLS;
+  if (withPods) cells.push(...podCells(ev));
+  return `${cells.map((c, i) => pad(c, cols[i]![1])).join(' ')} ${notes.join(' ')}`.trimEnd();
 }

@@ -7,6 +7,8 @@ export interface TraceFilter {
   comms?: string[];
   ports?: number[];
   families?: AddressFamily[];
+  /** Pod namespaces; host processes have none and never match. */
+  namespaces?: string[];
 }
 
 export const FAMILY_NAMES: Record<string, AddressFamily> = {
@@ -22,11 +24,13 @@ export function compileFilter(f: TraceFilter): (ev: AcceptEvent) => boolean {
   const comms = f.comms?.length ? new Set(f.comms) : undefined;
   const ports = f.ports?.length ? new Set(f.ports) : undefined;
   const families = f.families?.length ? new Set(f.families) : undefined;
+  const namespaces = f.namespaces?.length ? new Set(f.namespaces) : undefined;
   return (ev) => {
     if (pids && !pids.has(ev.process?.pid ?? -1)) return false;
     if (comms && !comms.has(ev.process?.comm ?? '')) return false;
     if (ports && !ports.has(ev.socket?.local?.port ?? -1) && !ports.has(ev.socket?.peer?.port ?? -1)) return false;
     if (families && !families.has(ev.socket?.family ?? AddressFamily.ADDRESS_FAMILY_UNSPECIFIED)) return false;
+    if (namespaces && !namespaces.has(ev.pod?.namespace ?? '')) return false;
     return true;
   };
 }

@@ -1,5 +1,9 @@
 import { AcceptProbes } from '../bpf/accept-probes.js';
 import { Capture, type CaptureStats } from '../capture/capture.js';
+import { CgroupResolver } from '../enrich/cgroup/resolver.js';
+import { Enricher, type EnricherStats } from '../enrich/enricher.js';
+import { loadKubeConfig } from '../enrich/kube/config.js';
+import { KubeMetadataSource } from '../enrich/kube/source.js';
 import { eventToJsonLine } from '../formats/native-json.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import type { Logger } from '../log/logger.js';
@@ -16,6 +20,10 @@ export interface TraceOptions {
   ringBytes: number;
   pollMs: number;
   nodeName: string;
+  /** Kubernetes metadata: off (--no-kube), or discovered (flag, in-cluster, KUBECONFIG, ~/.kube/config). */
+  kube: { enabled: boolean; kubeconfigPath?: string; env: Readonly<Record<string, string | undefined>> };
+  /** Hold an event at most this long for its pod to appear in the API. */
+  pendingDeadlineMs: number;
 }
 
 export interface TraceIO {
@@ -30,9 +38,10 @@ export interface TraceResult {
   shown: number;
   captured: bigint;
   stats: CaptureStats;
+  enrichment: EnricherStats;
 }
 
-export function formatSummary(shown: number, s: CaptureStats): string {
+export function formatSummary(shown: number, s: CaptureStats, e?: EnricherStats): string {
   const k = s.kernel;
   const recursion = s.programs.reduce((a, p) => a + p.recursionMisses, 0n);
   const lost = k.RINGBUF_FULL + s.decodeErrors + recursion;
@@ -43,6 +52,12 @@ export function formatSummary(shown: number, s: CaptureStats): string {
       `cgroup_filtered=${k.CGROUP_FILTERED}`,
     `  lost: ${lost} (ring_buffer_full=${k.RINGBUF_FULL} decode_errors=${s.decodeErrors} bpf_recursion_misses=${recursion})`,
   ];
+  if (e) {
+    lines.push(
+      `  enrichment: complete=${e.complete} partial=${e.partial} host=${e.host} held_then_expired=${e.pendingExpired} ` +
+        `queue_overflow=${e.pendingOverflow} proc_fallback=${e.procFallback}`,
+    );
+  }
   return `${lines.join('\n')}\n`;
 }
 
@@ -54,21 +69,43 @@ export async function runTrace(o: TraceOptions, io: TraceIO): Promise<TraceResul
     outputBroken = true; // EPIPE (`| head`): stop writing, still shut down cleanly.
   });
 
+  const kube = startKube(o, io);
   const probes = AcceptProbes.load({ ringBytes: o.ringBytes, includeEagain: o.includeEagain, log: io.log });
-  if (o.output === 'table') io.stdout.write(`${tableHeader()}\n`);
+  const withPods = kube.source !== undefined;
+  if (o.output === 'table') io.stdout.write(`${tableHeader(withPods)}\n`);
 
-  const onEvents = (batch: AcceptEvent[]) => {
+  const show = (batch: AcceptEvent[]) => {
     let out = '';
     for (const ev of batch) {
       if (!keep(ev)) continue;
       shown++;
-      out += o.output === 'json' ? `${eventToJsonLine(ev)}\n` : `${tableRow(ev)}\n`;
+      out += o.output === 'json' ? `${eventToJsonLine(ev)}\n` : `${tableRow(ev, withPods)}\n`;
     }
     if (out && !outputBroken) io.stdout.write(out);
   };
-  const capture = new Capture({ probes, nodeName: o.nodeName, log: io.log, pollMs: o.pollMs, onEvents });
+  const cgroups = new CgroupResolver({ log: io.log });
+  cgroups.rescan();
+  const enricher = new Enricher({
+    cgroups,
+    kube: kube.source,
+    kubeDisabledReason: kube.reason,
+    pendingDeadlineMs: o.pendingDeadlineMs,
+    emit: show,
+    log: io.log,
+  });
+  enricher.start();
+  const capture = new Capture({
+    probes,
+    nodeName: o.nodeName,
+    log: io.log,
+    pollMs: o.pollMs,
+    onEvents: (b) => enricher.process(b),
+  });
   capture.start();
-  io.log.info({ ioUring: probes.ioUring, programs: probes.attachedPrograms() }, 'tracing accepts; Ctrl-C to stop');
+  io.log.info(
+    { ioUring: probes.ioUring, programs: probes.attachedPrograms(), kubernetes: kube.detail },
+    'tracing accepts; Ctrl-C to stop',
+  );
 
   let timer: NodeJS.Timeout | undefined;
   const stops: Promise<string>[] = [io.stopSignal];
@@ -86,9 +123,27 @@ export async function runTrace(o: TraceOptions, io: TraceIO): Promise<TraceResul
   // Detach first so nothing new arrives, then take what the ring still holds.
   probes.detach();
   capture.stop();
+  enricher.stop(); // releases held events (partial): nothing captured is dropped
   const stats = capture.stats();
+  const enrichment = enricher.stats();
   probes.close();
+  await kube.source?.stop();
   io.log.debug({ reason: why }, 'stopped');
-  io.stderr.write(formatSummary(shown, stats));
-  return { shown, captured: stats.delivered, stats };
+  io.stderr.write(formatSummary(shown, stats, enrichment));
+  return { shown, captured: stats.delivered, stats, enrichment };
+}
+
+function startKube(o: TraceOptions, io: TraceIO): { source?: KubeMetadataSource; reason?: string; detail: string } {
+  if (!o.kube.enabled) return { reason: 'Kubernetes metadata disabled (--no-kube)', detail: 'disabled (--no-kube)' };
+  const loaded = loadKubeConfig({ env: o.kube.env, kubeconfigPath: o.kube.kubeconfigPath });
+  if (!loaded.kubeConfig) {
+    if (o.kube.kubeconfigPath)
+      io.log.warn({ reason: loaded.reason }, 'cannot use the given kubeconfig; tracing without pod metadata');
+    else io.log.debug({ reason: loaded.reason }, 'no Kubernetes configuration found; tracing without pod metadata');
+    return { reason: `no Kubernetes API configured: ${loaded.reason}`, detail: `off: ${loaded.reason}` };
+  }
+  const source = new KubeMetadataSource({ kubeConfig: loaded.kubeConfig, nodeName: o.nodeName, log: io.log });
+  // Never blocks: an unreachable API server retries in the background while events flow.
+  void source.start();
+  return { source, detail: `${loaded.source} ${loaded.server} (node ${o.nodeName})` };
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { CgroupResolver, ResolvedCgroup } from '../../src/enrich/cgroup/resolver.js';
 import { parseCgroupPath } from '../../src/enrich/cgroup/path.js';
+import type { CgroupResolver, ResolvedCgroup } from '../../src/enrich/cgroup/resolver.js';
 import { Enricher } from '../../src/enrich/enricher.js';
 import type { KubeMetadataSource } from '../../src/enrich/kube/source.js';
 import type { ContainerMeta, PodMeta } from '../../src/enrich/kube/types.js';
@@ -26,25 +26,58 @@ function resolver(table: Record<string, string>): CgroupResolver {
 
 const container: ContainerMeta = { id: CID, runtime: 'containerd', name: 'web', image: 'nginx:1.27', imageId: 'sha256:abc' };
 const pod: PodMeta = {
-  uid: UID, namespace: 'payments', name: 'web-7d9f-abcde', nodeName: 'n1', labels: { app: 'web' }, annotations: {},
-  serviceAccount: 'web', podIp: '10.1.2.3', hostNetwork: false, qosClass: 'Burstable',
-  workload: { kind: 'Deployment', name: 'web', inferred: false }, containers: [container],
+  uid: UID,
+  namespace: 'payments',
+  name: 'web-7d9f-abcde',
+  nodeName: 'n1',
+  labels: { app: 'web' },
+  annotations: {},
+  serviceAccount: 'web',
+  podIp: '10.1.2.3',
+  hostNetwork: false,
+  qosClass: 'Burstable',
+  workload: { kind: 'Deployment', name: 'web', inferred: false },
+  containers: [container],
 };
 
 class FakeKube {
   pods = new Map<string, PodMeta>();
   listeners: (() => void)[] = [];
   isSynced = true;
-  on(_: 'change', fn: () => void) { this.listeners.push(fn); }
-  add(p: PodMeta) { this.pods.set(p.uid, p); for (const l of this.listeners) l(); }
+  on(_: 'change', fn: () => void) {
+    this.listeners.push(fn);
+  }
+  add(p: PodMeta) {
+    this.pods.set(p.uid, p);
+    for (const l of this.listeners) l();
+  }
   byContainerId(id: string) {
-    for (const p of this.pods.values()) { const c = p.containers.find((x) => x.id === id); if (c) return { pod: p, container: c }; }
+    for (const p of this.pods.values()) {
+      const c = p.containers.find((x) => x.id === id);
+      if (c) return { pod: p, container: c };
+    }
     return undefined;
   }
-  byPodUid(uid: string) { return this.pods.get(uid); }
-  namespace(name: string) { return name === 'payments' ? { name, labels: { team: 'pay' } } : undefined; }
-  synced() { return this.isSynced; }
-  status() { return { synced: this.isSynced, connected: this.isSynced, restarts: 0, lastError: this.isSynced ? undefined : 'ECONNREFUSED', pods: this.pods.size, namespaces: 1, deletedRetained: 0 }; }
+  byPodUid(uid: string) {
+    return this.pods.get(uid);
+  }
+  namespace(name: string) {
+    return name === 'payments' ? { name, labels: { team: 'pay' } } : undefined;
+  }
+  synced() {
+    return this.isSynced;
+  }
+  status() {
+    return {
+      synced: this.isSynced,
+      connected: this.isSynced,
+      restarts: 0,
+      lastError: this.isSynced ? undefined : 'ECONNREFUSED',
+      pods: this.pods.size,
+      namespaces: 1,
+      deletedRetained: 0,
+    };
+  }
 }
 
 const ev = (v2: bigint, v1: bigint, pid = 1234) => AcceptEvent.fromPartial({ process: { pid }, cgroup: { id: v2, v1Id: v1 } });
@@ -61,7 +94,13 @@ function setup(kube?: FakeKube, procPath?: string) {
     emit: (b) => out.push(...b),
     log: silentLogger,
   });
-  return { e, out, advance: (ms: number) => { t += ms; } };
+  return {
+    e,
+    out,
+    advance: (ms: number) => {
+      t += ms;
+    },
+  };
 }
 
 describe('Enricher', () => {
@@ -72,7 +111,14 @@ describe('Enricher', () => {
     e.process([ev(500n, 0n)]);
     const x = out[0]!;
     assert.equal(x.enrichment?.status, EnrichmentStatus.ENRICHMENT_STATUS_COMPLETE);
-    assert.deepEqual(x.container, { id: CID, runtime: 'containerd', name: 'web', image: 'nginx:1.27', imageId: 'sha256:abc', cgroupPath: CONTAINER_PATH });
+    assert.deepEqual(x.container, {
+      id: CID,
+      runtime: 'containerd',
+      name: 'web',
+      image: 'nginx:1.27',
+      imageId: 'sha256:abc',
+      cgroupPath: CONTAINER_PATH,
+    });
     assert.equal(x.pod?.name, 'web-7d9f-abcde');
     assert.deepEqual(x.pod?.workload, { kind: 'Deployment', name: 'web', inferred: false });
     assert.deepEqual(x.pod?.namespaceLabels, { team: 'pay' });
@@ -128,8 +174,12 @@ describe('Enricher', () => {
     let t = 0;
     const out: AcceptEvent[] = [];
     const e = new Enricher({
-      cgroups: resolver({ '2:500': CONTAINER_PATH }), kube: kube as unknown as KubeMetadataSource, maxPending: 2,
-      now: () => t, emit: (b) => out.push(...b), log: silentLogger,
+      cgroups: resolver({ '2:500': CONTAINER_PATH }),
+      kube: kube as unknown as KubeMetadataSource,
+      maxPending: 2,
+      now: () => t,
+      emit: (b) => out.push(...b),
+      log: silentLogger,
     });
     e.process([ev(500n, 0n, 1), ev(500n, 0n, 2), ev(500n, 0n, 3)]);
     t += 1;

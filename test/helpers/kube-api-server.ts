@@ -1,0 +1,785 @@
+/**
+ * A STAND-IN for kube-apiserver, for tests only: there is no real Kubernetes API on this machine.
+ *
+ * It reproduces the parts of the API that a node-scoped list+watch client depends on, with the real
+ * wire behaviour rather than a mock of the client library:
+ * - HTTPS with a CA and server certificate made by the `openssl` CLI at test time, bearer-token auth
+ *   (401 Status otherwise), 403 Status for resources a test forbids (RBAC), 503 while "unavailable".
+ * - `GET /api/v1/pods` and `GET /api/v1/namespaces`: a list (with `metadata.resourceVersion`) or, with
+ *   `watch=true`, a chunked stream of newline-delimited WatchEvents (ADDED/MODIFIED/DELETED/BOOKMARK/ERROR).
+ * - One monotonically increasing resourceVersion (etcd's revision) and an event history, so a watch
+ *   from an older RV replays what it missed; after `expireBefore()`/`compact()` such a watch receives an
+ *   ERROR event carrying a Status with code 410 (reason Expired) and the stream ends — as the real
+ *   server does — and the client must relist.
+ * - Field selectors (`spec.nodeName=X` and a few others) with the real watch semantics: an object that
+ *   starts matching is ADDED for that watcher, one that stops matching is DELETED.
+ * - Bookmarks only for watchers that asked with `allowWatchBookmarks=true`; `timeoutSeconds` ends the
+ *   stream cleanly.
+ * - Unset/"0" watch RV: synthetic ADDED events for the current state, then the stream.
+ *
+ * Test controls: object mutations, `sendBookmark()`, `closeWatches()` (clean end), `dropConnections()`
+ * (connection reset), `stop()`/`start()` (API server down, then back on the same port),
+ * `setUnavailable()`, `forbid()`, and request counters so tests can assert on the client's traffic.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { V1Namespace, V1OwnerReference, V1Pod } from '@kubernetes/client-node';
+
+export type Resource = 'pods' | 'namespaces';
+type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
+// Stored objects are plain JSON, exactly what goes on the wire.
+type KObject = V1Pod | V1Namespace;
+
+interface HistoryEntry {
+  rv: number;
+  resource: Resource;
+  type: EventType;
+  object: KObject;
+  /** The object before a MODIFIED, so selector transitions can be computed per watcher. */
+  previous?: KObject;
+}
+
+interface Watcher {
+  resource: Resource;
+  selector: FieldRequirement[];
+  bookmarks: boolean;
+  res: ServerResponse;
+  socket: Socket;
+  timer?: NodeJS.Timeout;
+}
+
+interface FieldRequirement {
+  field: string;
+  op: '=' | '!=';
+  value: string;
+}
+
+export interface RequestRecord {
+  resource?: Resource;
+  watch: boolean;
+  path: string;
+  query: Record<string, string>;
+  /** The HTTP status answered (200 for a watch stream, even one that carries a 410 ERROR). */
+  status: number;
+  /** performance.now() when it arrived. */
+  at: number;
+}
+
+export interface RequestCounters {
+  /** Every HTTP request that reached the server, whatever its outcome. */
+  requests: number;
+  /** List requests per resource, whatever their outcome. */
+  lists: Record<Resource, number>;
+  /** Watch requests per resource, whatever their outcome. */
+  watches: Record<Resource, number>;
+  unauthorized: number;
+  forbidden: number;
+  unavailable: number;
+}
+
+const KIND: Record<Resource, { kind: string; list: string }> = {
+  pods: { kind: 'Pod', list: 'PodList' },
+  namespaces: { kind: 'Namespace', list: 'NamespaceList' },
+};
+
+// Field labels the real server accepts for these resources (a subset, enough to reject typos).
+const FIELDS: Record<Resource, Record<string, (o: KObject) => string>> = {
+  pods: {
+    'metadata.name': (o) => o.metadata?.name ?? '',
+    'metadata.namespace': (o) => o.metadata?.namespace ?? '',
+    'spec.nodeName': (o) => (o as V1Pod).spec?.nodeName ?? '',
+    'spec.serviceAccountName': (o) => (o as V1Pod).spec?.serviceAccountName ?? '',
+    'status.phase': (o) => (o as V1Pod).status?.phase ?? '',
+    'status.podIP': (o) => (o as V1Pod).status?.podIP ?? '',
+  },
+  namespaces: {
+    'metadata.name': (o) => o.metadata?.name ?? '',
+    'status.phase': (o) => (o as V1Namespace).status?.phase ?? '',
+  },
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Certificates: made once per test process with the openssl CLI (EC keys: fast).
+
+interface Pki {
+  dir: string;
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+}
+let pki: Pki | undefined;
+
+function openssl(args: string[], cwd: string): void {
+  execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+function makePki(): Pki {
+  if (pki) return pki;
+  const dir = mkdtempSync(join(tmpdir(), 'doorwatch-kube-pki-'));
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  openssl(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=doorwatch-test-ca'], dir);
+  openssl(['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=kube-apiserver'], dir);
+  writeFileSync(
+    join(dir, 'ext.cnf'),
+    'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n',
+  );
+  openssl(
+    ['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt'].concat([
+      '-days',
+      '2',
+      '-extfile',
+      'ext.cnf',
+    ]),
+    dir,
+  );
+  pki = {
+    dir,
+    caPem: readFileSync(join(dir, 'ca.crt'), 'utf8'),
+    certPem: readFileSync(join(dir, 'server.crt'), 'utf8'),
+    keyPem: readFileSync(join(dir, 'server.key'), 'utf8'),
+  };
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return pki;
+}
+
+function status(code: number, reason: string, message: string): object {
+  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+export interface KubeApiServerOptions {
+  /** The bearer token clients must present; random by default. */
+  token?: string;
+  /** First resourceVersion handed out; real clusters are far from 1. */
+  initialResourceVersion?: number;
+}
+
+export class KubeApiServer {
+  readonly token: string;
+  readonly caPem: string;
+  readonly counters: RequestCounters = {
+    requests: 0,
+    lists: { pods: 0, namespaces: 0 },
+    watches: { pods: 0, namespaces: 0 },
+    unauthorized: 0,
+    forbidden: 0,
+    unavailable: 0,
+  };
+  /** Every request, in order. */
+  readonly requests: RequestRecord[] = [];
+
+  #server: Server;
+  #port = 0;
+  #running = false;
+  #sockets = new Set<Socket>();
+  #watchers = new Set<Watcher>();
+  #rv: number;
+  /** Watches from an RV below this get 410 Gone. */
+  #floor = 0;
+  #history: HistoryEntry[] = [];
+  #objects: Record<Resource, Map<string, KObject>> = { pods: new Map(), namespaces: new Map() };
+  #unavailable = false;
+  #forbidden = new Set<Resource>();
+
+  private constructor(opts: KubeApiServerOptions) {
+    const p = makePki();
+    this.token = opts.token ?? randomBytes(16).toString('hex');
+    this.caPem = p.caPem;
+    this.#rv = opts.initialResourceVersion ?? 1000;
+    this.#server = createServer({ cert: p.certPem, key: p.keyPem }, (req, res) => this.#handle(req, res));
+    // Track raw sockets so stop() and dropConnections() can cut them like a crash would.
+    this.#server.on('connection', (s: Socket) => {
+      this.#sockets.add(s);
+      s.on('close', () => this.#sockets.delete(s));
+    });
+    // TLS handshake failures (a client that does not trust the CA) are the client's problem.
+    this.#server.on('tlsClientError', () => {});
+  }
+
+  /** Starts on an ephemeral port of 127.0.0.1. */
+  static async create(opts: KubeApiServerOptions = {}): Promise<KubeApiServer> {
+    const s = new KubeApiServer(opts);
+    await s.start();
+    return s;
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  get url(): string {
+    return `https://127.0.0.1:${this.#port}`;
+  }
+
+  get resourceVersion(): string {
+    return String(this.#rv);
+  }
+
+  /** Listens again (on the same port after a stop()). */
+  async start(): Promise<void> {
+    if (this.#running) return;
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(this.#port, '127.0.0.1', () => {
+        this.#server.off('error', reject);
+        resolve();
+      });
+    });
+    this.#port = (this.#server.address() as AddressInfo).port;
+    this.#running = true;
+  }
+
+  /** The API server goes down: the port is closed (connection refused) and every connection is cut. */
+  async stop(): Promise<void> {
+    if (!this.#running) return;
+    this.#running = false;
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    for (const w of this.#watchers) if (w.timer) clearTimeout(w.timer);
+    this.#watchers.clear();
+    for (const s of this.#sockets) s.destroy();
+    await closed;
+  }
+
+  /** Stops for good. */
+  async close(): Promise<void> {
+    await this.stop();
+  }
+
+  // ---- test controls --------------------------------------------------------------------------------------
+
+  addPod(pod: V1Pod): V1Pod {
+    return this.#add('pods', pod) as V1Pod;
+  }
+
+  /** Replaces the pod with the same namespace/name (uid and creationTimestamp are kept). */
+  updatePod(pod: V1Pod): V1Pod {
+    return this.#update('pods', pod) as V1Pod;
+  }
+
+  deletePod(namespace: string, name: string): void {
+    this.#delete('pods', `${namespace}/${name}`);
+  }
+
+  getPod(namespace: string, name: string): V1Pod | undefined {
+    const p = this.#objects.pods.get(`${namespace}/${name}`);
+    return p ? (structuredClone(p) as V1Pod) : undefined;
+  }
+
+  addNamespace(name: string, labels: Record<string, string> = {}): V1Namespace {
+    const ns: V1Namespace = {
+      metadata: { name, labels: { 'kubernetes.io/metadata.name': name, ...labels } },
+      spec: { finalizers: ['kubernetes'] },
+      status: { phase: 'Active' },
+    };
+    return this.#add('namespaces', ns) as V1Namespace;
+  }
+
+  updateNamespace(name: string, labels: Record<string, string>): V1Namespace {
+    const cur = this.#objects.namespaces.get(name);
+    if (!cur) throw new Error(`namespace ${name} not found`);
+    const next = structuredClone(cur) as V1Namespace;
+    next.metadata!.labels = { 'kubernetes.io/metadata.name': name, ...labels };
+    return this.#update('namespaces', next) as V1Namespace;
+  }
+
+  deleteNamespace(name: string): void {
+    this.#delete('namespaces', name);
+  }
+
+  /** A BOOKMARK with the current RV to every watcher that asked for bookmarks. */
+  sendBookmark(): void {
+    for (const w of this.#watchers) {
+      if (!w.bookmarks) continue;
+      this.#write(w, {
+        type: 'BOOKMARK',
+        object: { kind: KIND[w.resource].kind, apiVersion: 'v1', metadata: { resourceVersion: String(this.#rv) } },
+      });
+    }
+  }
+
+  /** Ends every watch stream cleanly, as the server does when a watch's timeout expires. */
+  closeWatches(): void {
+    for (const w of [...this.#watchers]) this.#endWatch(w);
+  }
+
+  /** Cuts every open watch connection abruptly (TCP RST): what a crashed apiserver or a dropping LB does. */
+  dropConnections(): number {
+    const n = this.#watchers.size;
+    for (const w of [...this.#watchers]) {
+      this.#watchers.delete(w);
+      if (w.timer) clearTimeout(w.timer);
+      resetSocket(w.socket);
+    }
+    return n;
+  }
+
+  /** Forgets history below `rv`: a watch from an older RV gets 410 Gone. */
+  expireBefore(rv: number | string): void {
+    this.#floor = Math.max(this.#floor, Number(rv));
+    this.#history = this.#history.filter((e) => e.rv >= this.#floor);
+  }
+
+  /** Forgets all history: only a watch from the current RV is still served. */
+  compact(): void {
+    this.expireBefore(this.#rv);
+  }
+
+  /** While on, every request gets 503 ServiceUnavailable (an apiserver starting up, or an LB without backends). */
+  setUnavailable(on: boolean): void {
+    this.#unavailable = on;
+  }
+
+  /** RBAC: list and watch of `resource` get 403 Forbidden until allowed again. */
+  forbid(resource: Resource, forbidden = true): void {
+    if (forbidden) this.#forbidden.add(resource);
+    else this.#forbidden.delete(resource);
+  }
+
+  /** Open watch streams per resource. */
+  openWatches(resource?: Resource): number {
+    let n = 0;
+    for (const w of this.#watchers) if (!resource || w.resource === resource) n++;
+    return n;
+  }
+
+  /**
+   * Writes a kubeconfig for this server (CA inline, bearer token) into `dir` and returns its path.
+   * `token` overrides the token, e.g. to test a rejected credential.
+   */
+  writeKubeconfig(dir: string, opts: { token?: string; fileName?: string } = {}): string {
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, opts.fileName ?? 'kubeconfig');
+    const ca = Buffer.from(this.caPem).toString('base64');
+    writeFileSync(
+      path,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        'clusters:',
+        '- name: stand-in',
+        '  cluster:',
+        `    server: ${this.url}`,
+        `    certificate-authority-data: ${ca}`,
+        'users:',
+        '- name: doorwatch',
+        '  user:',
+        `    token: ${opts.token ?? this.token}`,
+        'contexts:',
+        '- name: stand-in',
+        '  context:',
+        '    cluster: stand-in',
+        '    user: doorwatch',
+        'current-context: stand-in',
+        '',
+      ].join('\n'),
+      { mode: 0o600 },
+    );
+    return path;
+  }
+
+  /**
+   * Lays out what kubelet mounts into a pod (token, ca.crt, namespace) under `dir` and returns the
+   * environment an in-cluster client sees.
+   */
+  writeServiceAccount(dir: string, opts: { token?: string } = {}): { dir: string; env: Record<string, string> } {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'token'), opts.token ?? this.token);
+    writeFileSync(join(dir, 'ca.crt'), this.caPem);
+    writeFileSync(join(dir, 'namespace'), 'doorwatch');
+    return { dir, env: { KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: String(this.#port) } };
+  }
+
+  // ---- object store -------------------------------------------------------------------------------------
+
+  #key(resource: Resource, o: KObject): string {
+    const m = o.metadata ?? {};
+    if (!m.name) throw new Error(`${resource}: metadata.name is required`);
+    if (resource === 'pods') {
+      if (!m.namespace) throw new Error('pods: metadata.namespace is required');
+      return `${m.namespace}/${m.name}`;
+    }
+    return m.name;
+  }
+
+  #add(resource: Resource, input: KObject): KObject {
+    const obj = structuredClone(input);
+    const key = this.#key(resource, obj);
+    if (this.#objects[resource].has(key)) throw new Error(`${resource} ${key} already exists`);
+    obj.metadata!.uid ??= randomUUID();
+    obj.metadata!.creationTimestamp ??= new Date().toISOString() as unknown as Date;
+    obj.metadata!.resourceVersion = String(++this.#rv);
+    this.#objects[resource].set(key, obj);
+    this.#record({ rv: this.#rv, resource, type: 'ADDED', object: obj });
+    return structuredClone(obj);
+  }
+
+  #update(resource: Resource, input: KObject): KObject {
+    const obj = structuredClone(input);
+    const key = this.#key(resource, obj);
+    const previous = this.#objects[resource].get(key);
+    if (!previous) throw new Error(`${resource} ${key} not found`);
+    obj.metadata!.uid = previous.metadata!.uid;
+    obj.metadata!.creationTimestamp = previous.metadata!.creationTimestamp;
+    obj.metadata!.resourceVersion = String(++this.#rv);
+    this.#objects[resource].set(key, obj);
+    this.#record({ rv: this.#rv, resource, type: 'MODIFIED', object: obj, previous });
+    return structuredClone(obj);
+  }
+
+  #delete(resource: Resource, key: string): void {
+    const cur = this.#objects[resource].get(key);
+    if (!cur) throw new Error(`${resource} ${key} not found`);
+    this.#objects[resource].delete(key);
+    // The DELETED event carries the last state with a new RV, like the real server.
+    const obj = structuredClone(cur);
+    obj.metadata!.resourceVersion = String(++this.#rv);
+    this.#record({ rv: this.#rv, resource, type: 'DELETED', object: obj });
+  }
+
+  #record(e: HistoryEntry): void {
+    this.#history.push(e);
+    for (const w of this.#watchers) if (w.resource === e.resource) this.#deliver(w, e);
+  }
+
+  /** Applies the watcher's selector with the real semantics (enter = ADDED, leave = DELETED). */
+  #deliver(w: Watcher, e: HistoryEntry): void {
+    const now = matches(w.resource, w.selector, e.object);
+    let type: EventType | undefined = e.type;
+    if (e.type === 'MODIFIED') {
+      const before = e.previous ? matches(w.resource, w.selector, e.previous) : now;
+      if (before && !now) type = 'DELETED';
+      else if (!before && now) type = 'ADDED';
+      else if (!now) type = undefined;
+    } else if (!now) {
+      type = undefined;
+    }
+    if (type) this.#write(w, { type, object: wireObject(w.resource, e.object) });
+  }
+
+  #write(w: Watcher, event: object): void {
+    if (!w.res.writableEnded && !w.socket.destroyed) w.res.write(`${JSON.stringify(event)}\n`);
+  }
+
+  #endWatch(w: Watcher): void {
+    this.#watchers.delete(w);
+    if (w.timer) clearTimeout(w.timer);
+    if (!w.res.writableEnded) w.res.end();
+  }
+
+  // ---- HTTP ---------------------------------------------------------------------------------------------
+
+  #handle(req: IncomingMessage, res: ServerResponse): void {
+    this.counters.requests++;
+    const url = new URL(req.url ?? '/', 'https://stand-in');
+    const resource = ({ '/api/v1/pods': 'pods', '/api/v1/namespaces': 'namespaces' } as const)[url.pathname];
+    const watch = url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1';
+    if (resource) this.counters[watch ? 'watches' : 'lists'][resource]++;
+    const record: RequestRecord = {
+      watch,
+      path: url.pathname,
+      query: Object.fromEntries(url.searchParams),
+      status: 0,
+      at: performance.now(),
+    };
+    if (resource) record.resource = resource;
+    this.requests.push(record);
+    res.once('finish', () => {
+      record.status = res.statusCode;
+    });
+    res.once('close', () => {
+      record.status ||= res.statusCode;
+    });
+
+    const refusal = this.#refusal(req, resource, watch, url.searchParams);
+    if (refusal) {
+      send(res, refusal.code, status(refusal.code, refusal.reason, refusal.message));
+      return;
+    }
+    const selector = parseFieldSelector(resource!, url.searchParams.get('fieldSelector') ?? '');
+    if (watch) this.#serveWatch(req, res, resource!, selector, url.searchParams);
+    else this.#serveList(res, resource!, selector);
+  }
+
+  /** Why a request is turned away, in the real server's order: availability, authn, routing, authz, validation. */
+  #refusal(
+    req: IncomingMessage,
+    resource: Resource | undefined,
+    watch: boolean,
+    q: URLSearchParams,
+  ): { code: number; reason: string; message: string } | undefined {
+    if (this.#unavailable) {
+      this.counters.unavailable++;
+      return { code: 503, reason: 'ServiceUnavailable', message: 'the server is currently unable to handle the request' };
+    }
+    if (req.headers.authorization !== `Bearer ${this.token}`) {
+      this.counters.unauthorized++;
+      return { code: 401, reason: 'Unauthorized', message: 'Unauthorized' };
+    }
+    if (!resource) return { code: 404, reason: 'NotFound', message: 'the server could not find the requested resource' };
+    if (req.method !== 'GET') return { code: 405, reason: 'MethodNotAllowed', message: `${req.method} is not supported` };
+    if (this.#forbidden.has(resource)) {
+      this.counters.forbidden++;
+      const verb = watch ? 'watch' : 'list';
+      return {
+        code: 403,
+        reason: 'Forbidden',
+        message: `${resource} is forbidden: User "system:serviceaccount:doorwatch:doorwatch" cannot ${verb} resource "${resource}" in API group "" at the cluster scope`,
+      };
+    }
+    if (q.has('labelSelector')) {
+      return { code: 400, reason: 'BadRequest', message: 'labelSelector is not implemented by the test stand-in' };
+    }
+    try {
+      parseFieldSelector(resource, q.get('fieldSelector') ?? '');
+    } catch (err) {
+      return { code: 400, reason: 'BadRequest', message: (err as Error).message };
+    }
+    const rv = q.get('resourceVersion') ?? '';
+    if (watch && rv !== '' && !/^\d+$/.test(rv))
+      return { code: 400, reason: 'BadRequest', message: `invalid resource version: ${rv}` };
+    return undefined;
+  }
+
+  #serveList(res: ServerResponse, resource: Resource, selector: FieldRequirement[]): void {
+    const items = [...this.#objects[resource].values()]
+      .filter((o) => matches(resource, selector, o))
+      // List items carry no kind/apiVersion on the wire; the list does.
+      .map((o) => {
+        const { kind: _k, apiVersion: _a, ...rest } = o;
+        return rest;
+      });
+    send(res, 200, { kind: KIND[resource].list, apiVersion: 'v1', metadata: { resourceVersion: String(this.#rv) }, items });
+  }
+
+  #serveWatch(
+    req: IncomingMessage,
+    res: ServerResponse,
+    resource: Resource,
+    selector: FieldRequirement[],
+    q: URLSearchParams,
+  ): void {
+    const rvParam = q.get('resourceVersion') ?? '';
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-cache, private' });
+    res.flushHeaders();
+    const w: Watcher = {
+      resource,
+      selector,
+      bookmarks: q.get('allowWatchBookmarks') === 'true',
+      res,
+      socket: req.socket,
+    };
+    const rv = rvParam === '' ? 0 : Number(rvParam);
+    if (rv !== 0 && rv < this.#floor) {
+      // Like the real server: a 200 stream carrying one ERROR event, then the end.
+      res.end(
+        `${JSON.stringify({ type: 'ERROR', object: status(410, 'Expired', `too old resource version: ${rv} (${this.#floor})`) })}\n`,
+      );
+      return;
+    }
+    if (rv === 0) {
+      // "Any/most recent": synthetic ADDED events for the current state.
+      for (const o of this.#objects[resource].values()) {
+        if (matches(resource, selector, o)) this.#write(w, { type: 'ADDED', object: wireObject(resource, o) });
+      }
+    } else {
+      for (const e of this.#history) if (e.rv > rv && e.resource === resource) this.#deliver(w, e);
+    }
+    const timeout = Number(q.get('timeoutSeconds') ?? '0');
+    if (timeout > 0) {
+      w.timer = setTimeout(() => this.#endWatch(w), timeout * 1000);
+      w.timer.unref();
+    }
+    this.#watchers.add(w);
+    res.on('close', () => {
+      this.#watchers.delete(w);
+      if (w.timer) clearTimeout(w.timer);
+    });
+  }
+}
+
+function send(res: ServerResponse, code: number, body: object): void {
+  const text = JSON.stringify(body);
+  res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function wireObject(resource: Resource, o: KObject): KObject {
+  return { ...o, kind: KIND[resource].kind, apiVersion: 'v1' };
+}
+
+function parseFieldSelector(resource: Resource, selector: string): FieldRequirement[] {
+  const out: FieldRequirement[] = [];
+  for (const part of selector.split(',')) {
+    if (part.trim() === '') continue;
+    const m = /^\s*([^=!\s]+)\s*(==|=|!=)\s*(.*?)\s*$/.exec(part);
+    if (!m) throw new Error(`invalid field selector: ${part}`);
+    const field = m[1]!;
+    if (!FIELDS[resource][field]) throw new Error(`field label not supported: ${field}`);
+    out.push({ field, op: m[2] === '!=' ? '!=' : '=', value: m[3]! });
+  }
+  return out;
+}
+
+function matches(resource: Resource, selector: FieldRequirement[], o: KObject): boolean {
+  return selector.every((r) => (FIELDS[resource][r.field]!(o) === r.value) === (r.op === '='));
+}
+
+/**
+ * TCP RST rather than FIN, so the client sees `read ECONNRESET` mid-stream. A TLS socket's own
+ * resetAndDestroy() throws (its handle is a TLSWrap); the TCP socket under it (`_parent`, internal
+ * to node:tls) can be reset. Falls back to a plain destroy.
+ */
+function resetSocket(s: Socket): void {
+  const tcp = (s as Socket & { _parent?: Socket })._parent ?? s;
+  try {
+    tcp.resetAndDestroy();
+  } catch {
+    // not a TCP handle: a FIN is the best we can do
+  }
+  s.destroy();
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Realistic pod objects.
+
+export type Runtime = 'containerd' | 'cri-o' | 'docker';
+
+/** A runtime container id: 64 hex characters, as containerd, CRI-O and dockershim print them. */
+export function randomContainerId(): string {
+  return randomBytes(32).toString('hex');
+}
+
+export interface ContainerSpec {
+  name: string;
+  image: string;
+  /** Bare id (64 hex); random when omitted. Set to '' for a container that has not started yet. */
+  id?: string;
+  runtime?: Runtime;
+  imageId?: string;
+}
+
+export interface MakePodOptions {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  nodeName?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  ownerReferences?: V1OwnerReference[];
+  containers?: ContainerSpec[];
+  initContainers?: ContainerSpec[];
+  ephemeralContainers?: ContainerSpec[];
+  qosClass?: 'Guaranteed' | 'Burstable' | 'BestEffort';
+  podIP?: string;
+  hostNetwork?: boolean;
+  serviceAccountName?: string;
+  phase?: string;
+}
+
+function imageDigest(image: string): string {
+  const repo = image.split('@')[0]!.replace(/:[^/:]+$/, '');
+  return `${repo.includes('/') ? repo : `docker.io/library/${repo}`}@sha256:${randomBytes(32).toString('hex')}`;
+}
+
+function containerStatus(c: ContainerSpec, running: boolean): object {
+  const id = c.id ?? randomContainerId();
+  const started = id !== '';
+  return {
+    name: c.name,
+    image: c.image,
+    imageID: started ? (c.imageId ?? imageDigest(c.image)) : '',
+    ...(started ? { containerID: `${c.runtime ?? 'containerd'}://${id}` } : {}),
+    ready: started && running,
+    restartCount: 0,
+    started: started && running,
+    state: !started
+      ? { waiting: { reason: 'ContainerCreating' } }
+      : running
+        ? { running: { startedAt: new Date().toISOString() } }
+        : { terminated: { exitCode: 0, reason: 'Completed', containerID: `${c.runtime ?? 'containerd'}://${id}` } },
+  };
+}
+
+/** A Pod as the API returns it once kubelet has started it: spec, and status with container ids. */
+export function makePod(o: MakePodOptions): V1Pod {
+  const containers = o.containers ?? [{ name: 'app', image: 'nginx:1.27' }];
+  const pod = {
+    metadata: {
+      name: o.name,
+      namespace: o.namespace ?? 'default',
+      ...(o.uid ? { uid: o.uid } : {}),
+      labels: o.labels ?? {},
+      ...(o.annotations ? { annotations: o.annotations } : {}),
+      ...(o.ownerReferences ? { ownerReferences: o.ownerReferences } : {}),
+    },
+    spec: {
+      nodeName: o.nodeName ?? 'node-a',
+      serviceAccountName: o.serviceAccountName ?? 'default',
+      serviceAccount: o.serviceAccountName ?? 'default',
+      ...(o.hostNetwork ? { hostNetwork: true } : {}),
+      restartPolicy: 'Always',
+      containers: containers.map((c) => ({ name: c.name, image: c.image })),
+      ...(o.initContainers ? { initContainers: o.initContainers.map((c) => ({ name: c.name, image: c.image })) } : {}),
+      ...(o.ephemeralContainers
+        ? {
+            ephemeralContainers: o.ephemeralContainers.map((c) => ({
+              name: c.name,
+              image: c.image,
+              targetContainerName: containers[0]?.name,
+            })),
+          }
+        : {}),
+    },
+    status: {
+      phase: o.phase ?? 'Running',
+      qosClass: o.qosClass ?? 'BestEffort',
+      hostIP: '10.0.0.10',
+      podIP: o.podIP ?? (o.hostNetwork ? '10.0.0.10' : '10.244.1.23'),
+      podIPs: [{ ip: o.podIP ?? (o.hostNetwork ? '10.0.0.10' : '10.244.1.23') }],
+      startTime: new Date().toISOString(),
+      containerStatuses: containers.map((c) => containerStatus(c, true)),
+      ...(o.initContainers ? { initContainerStatuses: o.initContainers.map((c) => containerStatus(c, false)) } : {}),
+      ...(o.ephemeralContainers
+        ? { ephemeralContainerStatuses: o.ephemeralContainers.map((c) => containerStatus(c, true)) }
+        : {}),
+    },
+  };
+  return pod as unknown as V1Pod;
+}
+
+/** The ownerReference a controller sets on the objects it creates. */
+export function ownerRef(kind: string, name: string, apiVersion = kind === 'Job' ? 'batch/v1' : 'apps/v1'): V1OwnerReference {
+  return { apiVersion, kind, name, uid: randomUUID(), controller: true, blockOwnerDeletion: true };
+}
+
+/** Resolves once `cond()` is truthy (checked every `everyMs`); rejects after `timeoutMs` with `what`. */
+export async function until<T>(cond: () => T, what: string, timeoutMs = 5000, everyMs = 10): Promise<NonNullable<T>> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const v = cond();
+    if (v) return v as NonNullable<T>;
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+const tempDirs: string[] = [];
+
+/** A fresh temp directory removed at process exit. */
+export function tempDir(prefix = 'doorwatch-kube-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  if (tempDirs.length === 0) {
+    process.once('exit', () => {
+      for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+    });
+  }
+  tempDirs.push(dir);
+  return dir;
+}
