@@ -22,7 +22,14 @@ export interface Tracer {
   stop(): void;
 }
 
-export function startTracer(opts: { includeEagain?: boolean; ringBytes?: number } = {}): Tracer {
+export interface TracerOptions {
+  includeEagain?: boolean;
+  ringBytes?: number;
+  /** A stage between capture and `events` (e.g. the enricher): given the final sink, returns the capture consumer. */
+  through?: (sink: (batch: AcceptEvent[]) => void) => (batch: AcceptEvent[]) => void;
+}
+
+export function startTracer(opts: TracerOptions = {}): Tracer {
   requireRoot();
   const events: AcceptEvent[] = [];
   const probes = AcceptProbes.load({
@@ -30,13 +37,11 @@ export function startTracer(opts: { includeEagain?: boolean; ringBytes?: number 
     includeEagain: opts.includeEagain ?? false,
     log: silentLogger,
   });
-  const capture = new Capture({
-    probes,
-    nodeName: 'test-node',
-    log: silentLogger,
-    pollMs: 5,
-    onEvents: (b) => events.push(...b),
-  });
+  const sink = (b: AcceptEvent[]) => {
+    events.push(...b);
+  };
+  const onEvents = opts.through ? opts.through(sink) : sink;
+  const capture = new Capture({ probes, nodeName: 'test-node', log: silentLogger, pollMs: 5, onEvents });
   capture.start();
   let stopped = false;
   return {
