@@ -2,8 +2,11 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { type AddressInfo, connect, createServer } from 'node:net';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { connectTcp } from '../helpers/fixtures.js';
+import { KubeApiServer, makePod, ownerRef, tempDir } from '../helpers/kube-api-server.js';
+import { type FakePod, PodSim } from '../helpers/pod-sim.js';
 import { requireRoot } from '../helpers/tracer.js';
 
 // `doorwatch trace` as a user runs it: the compiled CLI, real probes.
@@ -144,5 +147,92 @@ describe('doorwatch trace (CLI)', () => {
     const lines = r.stderr.trim().split('\n');
     assert.equal(lines.length, 1, r.stderr);
     assert.match(lines[0]!, /DW_ERR_BPF_PRIVILEGE.*(root|sudo)/);
+  });
+});
+
+describe('doorwatch trace with Kubernetes metadata (API stand-in)', () => {
+  let api: KubeApiServer;
+  let kubeconfig: string;
+  const sim = new PodSim();
+  const NODE = 'node-cli';
+  let pod: FakePod;
+  let serverPid = 0;
+
+  before(async () => {
+    api = await KubeApiServer.create();
+    api.addNamespace('payments');
+    kubeconfig = api.writeKubeconfig(tempDir());
+    pod = sim.systemdContainerdPod();
+    api.addPod(
+      makePod({
+        name: 'checkout-0',
+        namespace: 'payments',
+        uid: pod.uid,
+        nodeName: NODE,
+        ownerReferences: [ownerRef('StatefulSet', 'checkout')],
+        containers: [{ name: 'app', image: 'checkout:1', id: pod.cid }],
+      }),
+    );
+    serverPid = (await sim.startServer(pod.cgroupDir, pod.netns.name)).pid!;
+  });
+  after(async () => {
+    sim.cleanup();
+    await api.close();
+  });
+
+  async function traceWhileConnecting(args: string[]): Promise<Run> {
+    const run = startTrace(['--kubeconfig', kubeconfig, '--node-name', NODE, '--duration', '3s', ...args]);
+    await withTimeout(run.ready, 15_000, 'trace to attach');
+    await new Promise((r) => setTimeout(r, 300)); // the pod informer lists
+    const c = await connectTcp(pod.netns.ip, 8080);
+    c.close();
+    const host = await serveOnce(); // a host process too
+    host.close();
+    assert.equal(await withTimeout(run.exit, 10_000, 'exit'), 0);
+    return run;
+  }
+
+  it('shows namespace and pod columns in the table', async () => {
+    const run = await traceWhileConnecting(['--output', 'table']);
+    const lines = run.stdout.join('').trim().split('\n');
+    assert.match(lines[0]!, /NAMESPACE\s+POD/);
+    const row = lines.find((l) => new RegExp(`\\b${serverPid}\\b`).test(l));
+    assert.ok(row, lines.join('\n'));
+    assert.match(row!, /payments\s+checkout-0/);
+    assert.ok(
+      lines.some((l) => /\(host\)/.test(l)),
+      'host processes say so',
+    );
+    assert.match(run.stderr.join(''), /enrichment: complete=[1-9]/);
+  });
+
+  it('--namespace keeps only that namespace, with full pod metadata in JSON', async () => {
+    const run = await traceWhileConnecting(['--output', 'json', '--namespace', 'payments']);
+    const evs = run.stdout
+      .join('')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
+    assert.ok(evs.length >= 1);
+    for (const e of evs) assert.equal(e.pod.namespace, 'payments');
+    const mine = evs.find((e) => e.process.pid === serverPid);
+    assert.equal(mine.enrichment.status, 'ENRICHMENT_STATUS_COMPLETE');
+    assert.deepEqual(mine.pod.workload, { kind: 'StatefulSet', name: 'checkout', inferred: false });
+    assert.equal(mine.container.name, 'app');
+  });
+
+  it('--no-kube turns pod metadata off but still names the container', async () => {
+    const requestsBefore = api.counters.requests;
+    const run = await traceWhileConnecting(['--output', 'json', '--no-kube', '--pid', String(serverPid)]);
+    const evs = run.stdout
+      .join('')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
+    assert.equal(evs.length, 1);
+    assert.equal(evs[0].enrichment.status, 'ENRICHMENT_STATUS_PARTIAL');
+    assert.match(evs[0].enrichment.reason, /--no-kube/);
+    assert.equal(evs[0].container.id, pod.cid);
+    assert.equal(api.counters.requests, requestsBefore, 'no request reached the API server');
   });
 });

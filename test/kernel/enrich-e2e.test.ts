@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, readlinkSync, rmdirSync } from 'node:fs';
+import { readlinkSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { CgroupResolver } from '../../src/enrich/cgroup/resolver.js';
 import { Enricher } from '../../src/enrich/enricher.js';
@@ -10,7 +8,8 @@ import { KubeMetadataSource } from '../../src/enrich/kube/source.js';
 import { type AcceptEvent, EnrichmentStatus } from '../../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { connectTcp } from '../helpers/fixtures.js';
-import { KubeApiServer, makePod, ownerRef, randomContainerId, tempDir } from '../helpers/kube-api-server.js';
+import { KubeApiServer, makePod, ownerRef, tempDir } from '../helpers/kube-api-server.js';
+import { type FakePod, PodSim } from '../helpers/pod-sim.js';
 import { requireRoot, startTracer, type Tracer } from '../helpers/tracer.js';
 
 // End to end on the real kernel: real cgroup v2 directories shaped like
@@ -19,119 +18,14 @@ import { requireRoot, startTracer, type Tracer } from '../helpers/tracer.js';
 // (test/helpers/kube-api-server.ts: no kube-apiserver can run here).
 
 requireRoot();
-const V2 = '/sys/fs/cgroup/unified';
 const NODE = 'node-e2e';
 const PENDING_MS = 600;
-const run = randomBytes(3).toString('hex');
 
 let api: KubeApiServer;
 let kube: KubeMetadataSource;
 let enricher: Enricher;
 let t: Tracer;
-const cleanups: (() => void)[] = [];
-
-function sh(cmd: string, args: string[]): void {
-  execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-/** mkdir every level of a kubelet-shaped cgroup; removed bottom-up afterwards. */
-function makeCgroup(rel: string): string {
-  const parts = rel.split('/').filter(Boolean);
-  let dir = V2;
-  for (const p of parts) {
-    dir = `${dir}/${p}`;
-    try {
-      mkdirSync(dir);
-      const d = dir;
-      cleanups.push(() => {
-        for (let i = 0; i < 50; i++) {
-          try {
-            rmdirSync(d);
-            return;
-          } catch {
-            execFileSync('sleep', ['0.05']);
-          }
-        }
-      });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-  }
-  return dir;
-}
-
-let netIndex = 0;
-/** A pod-like network namespace with a veth to the host; returns the pod's IP. */
-function makeNetns(): { name: string; ip: string } {
-  const i = netIndex++;
-  const name = `dw-${run}-${i}`;
-  const host = `dwh${run}${i}`;
-  const peer = `dwp${run}${i}`;
-  const octet = 100 + (Number.parseInt(run, 16) % 100);
-  sh('ip', ['netns', 'add', name]);
-  cleanups.push(() => {
-    try {
-      sh('ip', ['link', 'del', host]);
-    } catch {}
-    sh('ip', ['netns', 'del', name]);
-  });
-  sh('ip', ['link', 'add', host, 'type', 'veth', 'peer', 'name', peer]);
-  sh('ip', ['link', 'set', peer, 'netns', name]);
-  sh('ip', ['addr', 'add', `10.${octet}.${i}.1/30`, 'dev', host]);
-  sh('ip', ['link', 'set', host, 'up']);
-  sh('ip', ['netns', 'exec', name, 'ip', 'addr', 'add', `10.${octet}.${i}.2/30`, 'dev', peer]);
-  sh('ip', ['netns', 'exec', name, 'ip', 'link', 'set', peer, 'up']);
-  sh('ip', ['netns', 'exec', name, 'ip', 'link', 'set', 'lo', 'up']);
-  return { name, ip: `10.${octet}.${i}.2` };
-}
-
-const SERVER = `
-import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('0.0.0.0', 8080)); s.listen(16)
-print('ready', flush=True)
-while True:
-    c, a = s.accept(); c.close()
-`;
-
-/** python3 accepting on :8080, moved into `cgroupDir` and `netns` before it starts. */
-async function startPodServer(cgroupDir: string, netns: string): Promise<ChildProcess> {
-  const p = spawn('sh', ['-c', `echo $$ > ${cgroupDir}/cgroup.procs && exec ip netns exec ${netns} python3 -c "$0"`, SERVER], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  cleanups.push(() => p.kill('SIGKILL'));
-  await new Promise<void>((resolve, reject) => {
-    let err = '';
-    p.stderr!.on('data', (d) => {
-      err += d;
-    });
-    p.stdout!.once('data', () => resolve());
-    p.once('exit', (c) => reject(new Error(`pod server exited ${c}: ${err}`)));
-  });
-  return p;
-}
-
-interface FakePod {
-  uid: string;
-  cid: string;
-  cgroupDir: string;
-  netns: { name: string; ip: string };
-}
-
-function systemdContainerdPod(): FakePod {
-  const uid = randomUUID();
-  const cid = randomContainerId();
-  const cgroupDir = makeCgroup(
-    `kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${uid.replaceAll('-', '_')}.slice/cri-containerd-${cid}.scope`,
-  );
-  return { uid, cid, cgroupDir, netns: makeNetns() };
-}
-
-function cgroupfsCrioPod(): FakePod {
-  const uid = randomUUID();
-  const cid = randomContainerId();
-  return { uid, cid, cgroupDir: makeCgroup(`kubepods/besteffort/pod${uid}/crio-${cid}`), netns: makeNetns() };
-}
+const sim = new PodSim();
 
 async function acceptOne(pod: FakePod, pid: number, timeoutMs = 5000): Promise<AcceptEvent> {
   const c = await connectTcp(pod.netns.ip, 8080);
@@ -170,16 +64,12 @@ after(async () => {
   enricher?.stop();
   await kube?.stop();
   await api?.close();
-  for (const c of cleanups.reverse()) {
-    try {
-      c();
-    } catch {}
-  }
+  sim.cleanup();
 });
 
 describe('enrichment end to end (real cgroups, netns, probes; API stand-in)', () => {
   it('attributes an accept in a Deployment pod (systemd driver, containerd) completely', async () => {
-    const pod = systemdContainerdPod();
+    const pod = sim.systemdContainerdPod();
     api.addPod(
       makePod({
         name: 'web-6d8f9c7b5-x2k4q',
@@ -194,7 +84,7 @@ describe('enrichment end to end (real cgroups, netns, probes; API stand-in)', ()
         serviceAccountName: 'web-sa',
       }),
     );
-    const server = await startPodServer(pod.cgroupDir, pod.netns.name);
+    const server = await sim.startServer(pod.cgroupDir, pod.netns.name);
     const ev = await acceptOne(pod, server.pid!);
 
     assert.equal(ev.enrichment?.status, EnrichmentStatus.ENRICHMENT_STATUS_COMPLETE, ev.enrichment?.reason);
@@ -223,8 +113,8 @@ describe('enrichment end to end (real cgroups, netns, probes; API stand-in)', ()
   });
 
   it('attributes a StatefulSet pod created after the agent started (cgroupfs driver, CRI-O)', async () => {
-    const pod = cgroupfsCrioPod();
-    const server = await startPodServer(pod.cgroupDir, pod.netns.name);
+    const pod = sim.cgroupfsCrioPod();
+    const server = await sim.startServer(pod.cgroupDir, pod.netns.name);
     api.addPod(
       makePod({
         name: 'db-0',
@@ -245,7 +135,7 @@ describe('enrichment end to end (real cgroups, netns, probes; API stand-in)', ()
   });
 
   it('still attributes an accept whose pod is deleted right after it', async () => {
-    const pod = systemdContainerdPod();
+    const pod = sim.systemdContainerdPod();
     api.addPod(
       makePod({
         name: 'job-pod',
@@ -256,7 +146,7 @@ describe('enrichment end to end (real cgroups, netns, probes; API stand-in)', ()
         containers: [{ name: 'report', image: 'busybox', id: pod.cid }],
       }),
     );
-    const server = await startPodServer(pod.cgroupDir, pod.netns.name);
+    const server = await sim.startServer(pod.cgroupDir, pod.netns.name);
     await new Promise((r) => setTimeout(r, 100)); // the informer has it
     const c = await connectTcp(pod.netns.ip, 8080);
     const port = c.localPort;
@@ -270,8 +160,8 @@ describe('enrichment end to end (real cgroups, netns, probes; API stand-in)', ()
 
   it('keeps events flowing (partial, with the reason) while the API is down, and recovers without a restart', async () => {
     await api.stop();
-    const pod = systemdContainerdPod();
-    const server = await startPodServer(pod.cgroupDir, pod.netns.name);
+    const pod = sim.systemdContainerdPod();
+    const server = await sim.startServer(pod.cgroupDir, pod.netns.name);
     const down = await acceptOne(pod, server.pid!, PENDING_MS + 5000);
     assert.equal(down.enrichment?.status, EnrichmentStatus.ENRICHMENT_STATUS_PARTIAL);
     assert.deepEqual(down.enrichment?.missing, ['pod']);

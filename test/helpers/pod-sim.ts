@@ -1,0 +1,130 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdirSync, rmdirSync } from 'node:fs';
+import { randomContainerId } from './kube-api-server.js';
+
+/**
+ * Pods without a kubelet: real cgroup v2 directories shaped like kubelet's
+ * (systemd and cgroupfs drivers), a network namespace with a veth to the
+ * host, and a real server (python3) moved into both before it starts.
+ * Everything made is undone by cleanup(), bottom-up.
+ */
+
+const V2 = '/sys/fs/cgroup/unified';
+
+export interface FakePod {
+  uid: string;
+  cid: string;
+  cgroupDir: string;
+  netns: { name: string; ip: string };
+}
+
+const SERVER = `
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('0.0.0.0', 8080)); s.listen(16)
+print('ready', flush=True)
+while True:
+    c, a = s.accept(); c.close()
+`;
+
+function sh(cmd: string, args: string[]): void {
+  execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+export class PodSim {
+  readonly run = randomBytes(3).toString('hex');
+  #cleanups: (() => void)[] = [];
+  #netIndex = 0;
+
+  /** mkdir every level of a kubelet-shaped cgroup path. */
+  makeCgroup(rel: string): string {
+    let dir = V2;
+    for (const p of rel.split('/').filter(Boolean)) {
+      dir = `${dir}/${p}`;
+      try {
+        mkdirSync(dir);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
+        throw e;
+      }
+      const d = dir;
+      this.#cleanups.push(() => {
+        // A cgroup is removable once its processes are reaped: retry briefly.
+        for (let i = 0; i < 50; i++) {
+          try {
+            rmdirSync(d);
+            return;
+          } catch {
+            execFileSync('sleep', ['0.05']);
+          }
+        }
+      });
+    }
+    return dir;
+  }
+
+  /** A pod-like network namespace with a veth to the host; returns the pod's IP. */
+  makeNetns(): { name: string; ip: string } {
+    const i = this.#netIndex++;
+    const name = `dw-${this.run}-${i}`;
+    const host = `dwh${this.run}${i}`;
+    const peer = `dwp${this.run}${i}`;
+    const octet = 100 + (Number.parseInt(this.run, 16) % 100);
+    sh('ip', ['netns', 'add', name]);
+    this.#cleanups.push(() => {
+      try {
+        sh('ip', ['link', 'del', host]);
+      } catch {}
+      sh('ip', ['netns', 'del', name]);
+    });
+    sh('ip', ['link', 'add', host, 'type', 'veth', 'peer', 'name', peer]);
+    sh('ip', ['link', 'set', peer, 'netns', name]);
+    sh('ip', ['addr', 'add', `10.${octet}.${i}.1/30`, 'dev', host]);
+    sh('ip', ['link', 'set', host, 'up']);
+    sh('ip', ['netns', 'exec', name, 'ip', 'addr', 'add', `10.${octet}.${i}.2/30`, 'dev', peer]);
+    sh('ip', ['netns', 'exec', name, 'ip', 'link', 'set', peer, 'up']);
+    sh('ip', ['netns', 'exec', name, 'ip', 'link', 'set', 'lo', 'up']);
+    return { name, ip: `10.${octet}.${i}.2` };
+  }
+
+  systemdContainerdPod(): FakePod {
+    const uid = randomUUID();
+    const cid = randomContainerId();
+    const cgroupDir = this.makeCgroup(
+      `kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${uid.replaceAll('-', '_')}.slice/cri-containerd-${cid}.scope`,
+    );
+    return { uid, cid, cgroupDir, netns: this.makeNetns() };
+  }
+
+  cgroupfsCrioPod(): FakePod {
+    const uid = randomUUID();
+    const cid = randomContainerId();
+    return { uid, cid, cgroupDir: this.makeCgroup(`kubepods/besteffort/pod${uid}/crio-${cid}`), netns: this.makeNetns() };
+  }
+
+  /** python3 accepting on :8080 of the pod's netns, inside its cgroup. */
+  async startServer(cgroupDir: string, netns: string): Promise<ChildProcess> {
+    const p = spawn('sh', ['-c', `echo $$ > ${cgroupDir}/cgroup.procs && exec ip netns exec ${netns} python3 -c "$0"`, SERVER], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.#cleanups.push(() => p.kill('SIGKILL'));
+    await new Promise<void>((resolve, reject) => {
+      let err = '';
+      p.stderr!.on('data', (d) => {
+        err += d;
+      });
+      p.stdout!.once('data', () => resolve());
+      p.once('exit', (c) => reject(new Error(`pod server exited ${c}: ${err}`)));
+    });
+    return p;
+  }
+
+  cleanup(): void {
+    for (const c of this.#cleanups.splice(0).reverse()) {
+      try {
+        c();
+      } catch {}
+    }
+  }
+}
