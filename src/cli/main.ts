@@ -90,6 +90,8 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
     )
     .option('--node-name <name>', "this node's name: event ids and the pod watch (env NODE_NAME, default: host name)")
     .option('--kubeconfig <path>', 'kubeconfig for pod metadata (default: in-cluster, $KUBECONFIG, ~/.kube/config)')
+    .option('--pod-labels <keys>', 'pod/namespace labels to keep (comma list; `prefix*` globs; default: all)', list((s) => s))
+    .option('--pod-annotations <keys>', 'pod annotations to keep (comma list; `prefix*` globs; default: none)', list((s) => s))
     .option('--no-kube', 'no Kubernetes metadata (containers are still identified from cgroups)')
     .option(
       '--pending-deadline <duration>',
@@ -109,7 +111,13 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
         ringBytes: opts.ringSize,
         pollMs: opts.pollInterval,
         nodeName: opts.nodeName ?? env.NODE_NAME ?? hostname(),
-        kube: { enabled: opts.kube !== false, kubeconfigPath: opts.kubeconfig, env },
+        kube: {
+          enabled: opts.kube !== false,
+          kubeconfigPath: opts.kubeconfig,
+          env,
+          labelAllowList: opts.podLabels,
+          annotationAllowList: opts.podAnnotations,
+        },
         pendingDeadlineMs: opts.pendingDeadline,
       };
       const stopSignal = new Promise<string>((resolve) => {

@@ -21,7 +21,13 @@ export interface TraceOptions {
   pollMs: number;
   nodeName: string;
   /** Kubernetes metadata: off (--no-kube), or discovered (flag, in-cluster, KUBECONFIG, ~/.kube/config). */
-  kube: { enabled: boolean; kubeconfigPath?: string; env: Readonly<Record<string, string | undefined>> };
+  kube: {
+    enabled: boolean;
+    kubeconfigPath?: string;
+    env: Readonly<Record<string, string | undefined>>;
+    labelAllowList?: string[];
+    annotationAllowList?: string[];
+  };
   /** Hold an event at most this long for its pod to appear in the API. */
   pendingDeadlineMs: number;
 }
@@ -142,7 +148,13 @@ function startKube(o: TraceOptions, io: TraceIO): { source?: KubeMetadataSource;
     else io.log.debug({ reason: loaded.reason }, 'no Kubernetes configuration found; tracing without pod metadata');
     return { reason: `no Kubernetes API configured: ${loaded.reason}`, detail: `off: ${loaded.reason}` };
   }
-  const source = new KubeMetadataSource({ kubeConfig: loaded.kubeConfig, nodeName: o.nodeName, log: io.log });
+  const source = new KubeMetadataSource({
+    kubeConfig: loaded.kubeConfig,
+    nodeName: o.nodeName,
+    log: io.log,
+    labelAllowList: o.kube.labelAllowList,
+    annotationAllowList: o.kube.annotationAllowList,
+  });
   // Never blocks: an unreachable API server retries in the background while events flow.
   void source.start();
   return { source, detail: `${loaded.source} ${loaded.server} (node ${o.nodeName})` };

@@ -169,6 +169,7 @@ describe('doorwatch trace with Kubernetes metadata (API stand-in)', () => {
         namespace: 'payments',
         uid: pod.uid,
         nodeName: NODE,
+        labels: { tier: 'backend', secretish: 'x' },
         ownerReferences: [ownerRef('StatefulSet', 'checkout')],
         containers: [{ name: 'app', image: 'checkout:1', id: pod.cid }],
       }),
@@ -207,7 +208,7 @@ describe('doorwatch trace with Kubernetes metadata (API stand-in)', () => {
   });
 
   it('--namespace keeps only that namespace, with full pod metadata in JSON', async () => {
-    const run = await traceWhileConnecting(['--output', 'json', '--namespace', 'payments']);
+    const run = await traceWhileConnecting(['--output', 'json', '--namespace', 'payments', '--pod-labels', 'tier']);
     const evs = run.stdout
       .join('')
       .split('\n')
@@ -219,6 +220,7 @@ describe('doorwatch trace with Kubernetes metadata (API stand-in)', () => {
     assert.equal(mine.enrichment.status, 'ENRICHMENT_STATUS_COMPLETE');
     assert.deepEqual(mine.pod.workload, { kind: 'StatefulSet', name: 'checkout', inferred: false });
     assert.equal(mine.container.name, 'app');
+    assert.deepEqual(mine.pod.labels, { tier: 'backend' }, 'only allow-listed labels');
   });
 
   it('--no-kube turns pod metadata off but still names the container', async () => {
