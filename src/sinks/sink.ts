@@ -1,0 +1,45 @@
+import type { LossRecord } from '../gen/doorwatch/v1/collector.js';
+import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
+import type { Logger } from '../log/logger.js';
+
+/**
+ * The contract between the collector's dispatcher and a sink. The dispatcher
+ * owns batching, per-sink queues, retries with backoff, metrics and
+ * back-pressure; a sink owns only its wire protocol. Payload building is a
+ * pure function per sink, tested without a network.
+ */
+
+/** What flows to sinks: events, and loss records (losses are never silent). */
+export type SinkRecord = { kind: 'event'; event: AcceptEvent } | { kind: 'loss'; loss: LossRecord };
+
+export type FormatName = 'native' | 'ocsf' | 'ecs';
+
+export interface Sink {
+  /** The instance name from the config (`sinks[].name`). */
+  readonly name: string;
+  /**
+   * Persist a batch. Resolve only once the destination has it (bytes
+   * acknowledged by the server, HTTP 2xx with no per-item errors, JetStream
+   * PubAck, data written to the file). Reject to have the dispatcher retry the
+   * SAME batch later: sinks should be idempotent where the protocol allows
+   * (Elasticsearch _id, Nats-Msg-Id = event_id).
+   */
+  write(batch: SinkRecord[]): Promise<void>;
+  /** Push out anything buffered. */
+  flush(): Promise<void>;
+  /** Flush and release connections/files; idempotent. */
+  close(): Promise<void>;
+}
+
+export interface SinkDeps {
+  log: Logger;
+}
+
+/** One per sink type, registered in src/sinks/registry.ts. */
+export interface SinkFactory<C = unknown> {
+  readonly type: string;
+  /** zod-style validation of the type-specific config; errors name the key. */
+  parse(config: unknown, path: string): C;
+  /** Connect/open and check the destination is usable; fail with a clear error otherwise. */
+  create(name: string, config: C, deps: SinkDeps): Promise<Sink>;
+}
