@@ -19,10 +19,16 @@ declare -A NEED=(
   [ip]=iproute2
   [python3]=python3
   [gcc]=gcc
+  [openssl]=openssl
+  [rsyslogd]=rsyslog
+  [nats-server]=nats-server
 )
 declare -A NEED_FILES=(
   [/usr/include/bpf/bpf_helpers.h]=libbpf-dev
   [/usr/include/liburing.h]=liburing-dev
+  [/usr/share/doc/rsyslog-gnutls]=rsyslog-gnutls
+  [/usr/lib/python3/dist-packages/grpc]=python3-grpcio
+  [/usr/lib/python3/dist-packages/google/protobuf]=python3-protobuf
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
