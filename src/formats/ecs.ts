@@ -1,0 +1,208 @@
+import type { LossRecord } from '../gen/doorwatch/v1/collector.js';
+import type { AcceptEvent, Pod } from '../gen/doorwatch/v1/event.js';
+import {
+  actionName,
+  communityId,
+  describeEvent,
+  describeLoss,
+  doorwatchDetail,
+  eventSeverity,
+  failureText,
+  inetOf,
+  isoNanos,
+  lossRecordId,
+  lossSummary,
+  pairs,
+  prune,
+  SEVERITY,
+  safeNumber,
+  str,
+  unixOf,
+} from './ocsf.js';
+
+/**
+ * Elastic Common Schema 8.11 forms of Doorwatch records. Pure functions: no
+ * I/O, no clock. docs/formats.md has the mapping tables.
+ *
+ * Kubernetes metadata is written twice, on purpose: once in ECS's own
+ * `orchestrator.*`, and once as `kubernetes.*` the way Elastic's Kubernetes
+ * integration (add_kubernetes_metadata) writes it — label keys de-dotted
+ * ("app.kubernetes.io/name" -> "app_kubernetes_io/name"), workloads as
+ * `kubernetes.<kind>.name` — so existing Kibana dashboards and detection rules
+ * find Doorwatch events. The rest is under the custom `doorwatch.*` object.
+ * Absent values are omitted (never null or "").
+ */
+
+export const ECS_VERSION = '8.11.0';
+
+type Obj = Record<string, unknown>;
+
+/** Workload kinds Elastic's integration names `kubernetes.<kind>.name`. */
+const K8S_WORKLOADS = new Set(['deployment', 'statefulset', 'daemonset', 'job', 'cronjob', 'replicaset']);
+
+/** Elastic's default label de-dotting: dots in keys become underscores so keys do not become object paths. */
+function dedot(m: Record<string, string> | undefined): Obj {
+  return Object.fromEntries(Object.entries(m ?? {}).map(([k, v]) => [k.replace(/\./g, '_'), v]));
+}
+
+/** "sha256:…" from an image id ("docker.io/library/nginx@sha256:…" or "sha256:…"). */
+function imageDigest(imageId: string): string | undefined {
+  const at = imageId.lastIndexOf('@');
+  const d = at >= 0 ? imageId.slice(at + 1) : imageId;
+  return /^[a-z0-9]+:[0-9a-f]+$/i.test(d) ? d : undefined;
+}
+
+function orchestrator(p: Pod | undefined): Obj | undefined {
+  if (!p) return undefined;
+  return {
+    type: 'kubernetes',
+    namespace: str(p.namespace),
+    resource: {
+      type: 'pod',
+      name: str(p.name),
+      id: str(p.uid),
+      ip: p.ip ? [p.ip] : undefined,
+      label: pairs(p.labels, ':'),
+      annotation: pairs(p.annotations, ':'),
+      parent: p.workload?.kind ? { type: p.workload.kind } : undefined,
+    },
+  };
+}
+
+function kubernetes(ev: AcceptEvent): Obj | undefined {
+  const p = ev.pod;
+  if (!p) return undefined;
+  const kind = p.workload?.kind.toLowerCase() ?? '';
+  return {
+    namespace: str(p.namespace),
+    pod: { name: str(p.name), uid: str(p.uid), ip: str(p.ip) },
+    node: { name: str(p.nodeName) },
+    container: { name: str(ev.container?.name) },
+    labels: dedot(p.labels),
+    annotations: dedot(p.annotations),
+    namespace_labels: dedot(p.namespaceLabels),
+    ...(K8S_WORKLOADS.has(kind) && p.workload?.name ? { [kind]: { name: p.workload.name } } : {}),
+  };
+}
+
+/** An accept event as an ECS 8.11 document (docs/formats.md). */
+export function eventToEcs(ev: AcceptEvent): Obj {
+  const inet = inetOf(ev);
+  const unix = unixOf(ev);
+  const s = ev.socket;
+  const proc = ev.process;
+  const c = ev.container;
+  const p = ev.pod;
+  const node = str(ev.nodeName);
+  const uid = proc ? String(proc.uid) : undefined;
+  const digest = c?.imageId ? imageDigest(c.imageId) : undefined;
+  const related = [inet?.peerIp, inet?.localIp].filter((x): x is string => !!x);
+
+  return prune({
+    '@timestamp': isoNanos(ev.timeUnixNano),
+    ecs: { version: ECS_VERSION },
+    message: describeEvent(ev),
+    event: {
+      kind: 'event',
+      category: ['network'],
+      // ECS lists no "error" type for the network category: a failure is a connection with outcome failure.
+      type: ev.success ? ['connection', 'start'] : ['connection'],
+      action: actionName(ev.source),
+      outcome: ev.success ? 'success' : 'failure',
+      id: ev.eventId,
+      dataset: 'doorwatch.accept',
+      module: 'doorwatch',
+      sequence: safeNumber(ev.seq),
+      severity: eventSeverity(ev),
+    },
+    source: inet && { address: str(s?.peer?.ip), ip: str(inet.peerIp), port: inet.peerPort },
+    destination: inet
+      ? { address: str(s?.local?.ip), ip: str(inet.localIp), port: inet.localPort }
+      : // ECS: .address holds the raw address, "an IP, a domain or a unix socket".
+        unix && { address: str(unix.path) },
+    network: inet && {
+      transport: inet.transport,
+      iana_number: inet.ianaNumber === undefined ? undefined : String(inet.ianaNumber),
+      type: `ipv${inet.ipVersion}`,
+      direction: 'ingress',
+      community_id: inet.ianaNumber
+        ? communityId(inet.ianaNumber, inet.peerIp, inet.peerPort, inet.localIp, inet.localPort)
+        : undefined,
+    },
+    process: proc && {
+      pid: proc.pid,
+      thread: { id: proc.tid },
+      name: str(proc.comm),
+      parent: proc.ppid > 0 ? { pid: proc.ppid } : undefined,
+      // The kernel gives the real ids; Elastic rules and dashboards query user/group, so both are filled.
+      user: { id: uid },
+      group: { id: String(proc.gid) },
+      real_user: { id: uid },
+      real_group: { id: String(proc.gid) },
+    },
+    host: { name: node },
+    agent: { type: 'doorwatch' },
+    container: c?.id
+      ? {
+          id: c.id,
+          name: str(c.name),
+          runtime: str(c.runtime),
+          image: { name: str(c.image), hash: { all: digest ? [digest] : undefined } },
+        }
+      : undefined,
+    orchestrator: orchestrator(p),
+    kubernetes: kubernetes(ev),
+    error: ev.success ? undefined : { code: str(ev.error), message: failureText(ev) },
+    related: { ip: [...new Set(related)], hosts: node ? [node] : undefined, user: uid ? [uid] : undefined },
+    doorwatch: {
+      ...doorwatchDetail(ev),
+      container: c && { cgroup_path: str(c.cgroupPath), image_id: str(c.imageId) },
+      pod: p && {
+        service_account: str(p.serviceAccount),
+        host_network: p.hostNetwork,
+        qos_class: str(p.qosClass),
+        deleted: p.deleted,
+        workload: p.workload?.kind
+          ? { kind: p.workload.kind, name: str(p.workload.name), inferred: p.workload.inferred }
+          : undefined,
+      },
+    },
+  });
+}
+
+/** A loss record as an ECS 8.11 document (docs/formats.md). */
+export function lossToEcs(loss: LossRecord): Obj {
+  const a = loss.agent;
+  const node = str(a?.nodeName);
+  const { seqCount, counters, countersTotal } = lossSummary(loss);
+  return prune({
+    '@timestamp': isoNanos(loss.timeUnixNano),
+    ecs: { version: ECS_VERSION },
+    message: describeLoss(loss),
+    event: {
+      // No ECS category fits a gap in an audit trail; ECS says to leave it empty then.
+      kind: 'event',
+      action: 'events-lost',
+      outcome: 'failure',
+      id: lossRecordId(loss),
+      dataset: 'doorwatch.loss',
+      module: 'doorwatch',
+      reason: str(loss.reason),
+      severity: SEVERITY.high,
+    },
+    host: { name: node },
+    agent: { type: 'doorwatch', id: str(a?.instanceId), version: str(a?.version) },
+    doorwatch: {
+      agent: a && { boot_id: str(a.bootId), instance_id: str(a.instanceId) },
+      loss: {
+        from_seq: safeNumber(loss.fromSeq),
+        to_seq: safeNumber(loss.toSeq),
+        seq_count: safeNumber(seqCount),
+        reason: str(loss.reason),
+        counters: counters.length ? Object.fromEntries(counters.map(([k, n]) => [k, safeNumber(n)])) : undefined,
+        counters_total: counters.length ? safeNumber(countersTotal) : undefined,
+        time_unix_nano: loss.timeUnixNano.toString(),
+      },
+    },
+  });
+}

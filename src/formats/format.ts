@@ -1,0 +1,68 @@
+import type { LossRecord } from '../gen/doorwatch/v1/collector.js';
+import type { FormatName, SinkRecord } from '../sinks/sink.js';
+import { eventToEcs, lossToEcs } from './ecs.js';
+import { eventToJson } from './native-json.js';
+import { eventToOcsf, lossRecordId, lossToOcsf } from './ocsf.js';
+
+/**
+ * One record in the format a sink was configured with, plus the id and time
+ * every sink keys on. Pure. docs/formats.md describes the three formats.
+ *
+ *   native  the proto3 canonical JSON, every field present (native-json.ts;
+ *           loss records the same way, readable back with LossRecord.fromJSON)
+ *   ocsf    OCSF 1.7.0 (ocsf.ts)
+ *   ecs     Elastic Common Schema 8.11 (ecs.ts)
+ */
+
+type Json = string | number | boolean | null | Json[] | { [k: string]: Json };
+
+function canonical(v: unknown): Json {
+  if (v === undefined || v === null) return null;
+  if (typeof v === 'bigint') return v.toString();
+  if (Array.isArray(v)) return v.map(canonical);
+  if (typeof v === 'object') {
+    const out: { [k: string]: Json } = {};
+    for (const [k, x] of Object.entries(v)) out[k] = canonical(x);
+    return out;
+  }
+  return v as Json;
+}
+
+/**
+ * A loss record in the native form: canonical proto3 JSON with defaults
+ * included (unset messages null), like eventToJson. LossRecord has no enums
+ * or maps, so the generic conversion is exact.
+ */
+export function lossToJson(loss: LossRecord): { [k: string]: Json } {
+  return canonical(loss) as { [k: string]: Json };
+}
+
+export function formatRecord(rec: SinkRecord, format: FormatName): Record<string, unknown> {
+  switch (format) {
+    case 'native':
+      return rec.kind === 'event' ? eventToJson(rec.event) : lossToJson(rec.loss);
+    case 'ocsf':
+      return rec.kind === 'event' ? eventToOcsf(rec.event) : lossToOcsf(rec.loss);
+    case 'ecs':
+      return rec.kind === 'event' ? eventToEcs(rec.event) : lossToEcs(rec.loss);
+    default: {
+      const unknown: never = format;
+      throw new TypeError(`unknown record format ${JSON.stringify(unknown)}: expected native, ocsf or ecs`);
+    }
+  }
+}
+
+/**
+ * The id a sink dedupes on (Elasticsearch _id, Nats-Msg-Id, syslog SD id):
+ * the event_id for events; for loss records a deterministic id from the
+ * agent's boot and instance, the seq range and the reason (ocsf.ts
+ * lossRecordId), so a retried or replayed loss record is written once.
+ */
+export function recordId(rec: SinkRecord): string {
+  return rec.kind === 'event' ? rec.event.eventId : lossRecordId(rec.loss);
+}
+
+/** Wall-clock Unix nanoseconds of the record: the syscall exit, or when the collector noticed the loss. 0 = unknown. */
+export function recordTimeNs(rec: SinkRecord): bigint {
+  return rec.kind === 'event' ? rec.event.timeUnixNano : rec.loss.timeUnixNano;
+}

@@ -1,0 +1,564 @@
+import { createHash } from 'node:crypto';
+import { isIP } from 'node:net';
+import type { LossCounters, LossRecord } from '../gen/doorwatch/v1/collector.js';
+import { type AcceptEvent, AddressFamily, EnrichmentStatus, Source } from '../gen/doorwatch/v1/event.js';
+
+/**
+ * OCSF (Open Cybersecurity Schema Framework) 1.7.0 forms of Doorwatch records.
+ * Pure functions: no I/O, no clock. docs/formats.md has the mapping tables and
+ * the reasons behind each choice.
+ *
+ *   event -> Network Activity (class 4001): activity Open (1) for an accepted
+ *            connection, Fail (4) for a failed accept.
+ *   loss  -> Application Error (class 6008), activity General Error (1): "issues
+ *            with an application that generates OCSF events" — a gap in the
+ *            audit trail is exactly that.
+ *
+ * Absent values are omitted (never null or ""); everything Doorwatch knows that
+ * OCSF has no attribute for lands in `unmapped`. 64-bit identifiers and
+ * nanosecond clocks are decimal strings; counts are JSON numbers.
+ *
+ * The first section also holds the derivations ecs.ts and format.ts share (time
+ * text, action names, transport names, Community ID, the Doorwatch detail
+ * block, loss ids), so all three formats agree on them.
+ */
+
+export const OCSF_VERSION = '1.7.0';
+export const PRODUCT_NAME = 'Doorwatch';
+export const VENDOR_NAME = 'Doorwatch';
+
+type Obj = Record<string, unknown>;
+
+// ---------------------------------------------------------------------------
+// Shared derivations (used by ecs.ts and format.ts too)
+
+/** Drops undefined, null, empty arrays and empty objects, recursively. Keeps false, 0 and "". */
+export function prune<T extends Obj>(o: T): T {
+  const out: Obj = {};
+  for (const [k, v] of Object.entries(o)) {
+    const p = pruneValue(v);
+    if (p !== undefined) out[k] = p;
+  }
+  return out as T;
+}
+
+function pruneValue(v: unknown): unknown {
+  if (v === undefined || v === null) return undefined;
+  if (Array.isArray(v)) {
+    const a = v.map(pruneValue).filter((x) => x !== undefined);
+    return a.length ? a : undefined;
+  }
+  if (typeof v === 'object') {
+    const o = prune(v as Obj);
+    return Object.keys(o).length ? o : undefined;
+  }
+  return v;
+}
+
+/** "" means unknown in the proto: omit it. */
+export const str = (s: string | undefined): string | undefined => (s ? s : undefined);
+
+/** A bigint count as a JSON number when exact, else its decimal string (Elasticsearch coerces both). */
+export function safeNumber(v: bigint): number | string {
+  return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(v) : v.toString();
+}
+
+/** Unix nanoseconds -> RFC 3339 UTC with all nine fractional digits. */
+export function isoNanos(ns: bigint): string {
+  const sec = ns / 1_000_000_000n;
+  const frac = ns % 1_000_000_000n;
+  return `${new Date(Number(sec) * 1000).toISOString().slice(0, 19)}.${frac.toString().padStart(9, '0')}Z`;
+}
+
+/** Unix nanoseconds -> epoch milliseconds (OCSF timestamp_t), truncated. */
+export const epochMs = (ns: bigint): number => Number(ns / 1_000_000n);
+
+const ACTIONS: Record<number, string> = {
+  [Source.SOURCE_ACCEPT]: 'accept',
+  [Source.SOURCE_ACCEPT4]: 'accept4',
+  [Source.SOURCE_IO_URING]: 'io_uring_accept',
+};
+
+/** The kernel entry point as a short name: accept, accept4, io_uring_accept (ECS event.action, OCSF metadata.event_code). */
+export const actionName = (s: Source): string => ACTIONS[s] ?? 'unknown';
+
+const FAMILIES: Record<number, string> = {
+  [AddressFamily.ADDRESS_FAMILY_INET]: 'inet',
+  [AddressFamily.ADDRESS_FAMILY_INET6]: 'inet6',
+  [AddressFamily.ADDRESS_FAMILY_UNIX]: 'unix',
+  [AddressFamily.ADDRESS_FAMILY_OTHER]: 'other',
+};
+export const familyName = (f: AddressFamily): string => FAMILIES[f] ?? 'unspecified';
+
+const STATUSES: Record<number, string> = {
+  [EnrichmentStatus.ENRICHMENT_STATUS_COMPLETE]: 'complete',
+  [EnrichmentStatus.ENRICHMENT_STATUS_PARTIAL]: 'partial',
+  [EnrichmentStatus.ENRICHMENT_STATUS_HOST]: 'host',
+};
+export const enrichmentStatusName = (s: EnrichmentStatus): string => STATUSES[s] ?? 'unspecified';
+
+/** "::ffff:10.0.0.9" -> "10.0.0.9": SIEMs correlate on the address the wire carried. */
+export function plainIp(ip: string): string {
+  const m = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(ip);
+  return m ? m[1]! : ip;
+}
+
+export function isLoopback(ip: string): boolean {
+  const p = plainIp(ip);
+  return p.startsWith('127.') || p === '::1';
+}
+
+/** `[v6]:port` or `v4:port`. */
+export function hostPort(ip: string, port: number): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/** IANA keyword of sk_protocol for inet sockets; IPPROTO_MPTCP (262) has no IANA number. */
+const TRANSPORTS: Record<number, string> = { 6: 'tcp', 17: 'udp', 33: 'dccp', 132: 'sctp', 136: 'udplite', 262: 'mptcp' };
+
+export interface Inet {
+  /** Peer (initiator), local (responder) as reported, and in plain form. */
+  peerIp: string;
+  peerPort: number;
+  localIp: string;
+  localPort: number;
+  /** 4 or 6: the IP version on the wire (an IPv4-mapped peer is 4). */
+  ipVersion: 4 | 6;
+  transport: string | undefined;
+  /** The IANA protocol number, when sk_protocol is one. */
+  ianaNumber: number | undefined;
+}
+
+/** The inet view of a resolved AF_INET/AF_INET6 socket, else undefined. */
+export function inetOf(ev: AcceptEvent): Inet | undefined {
+  const s = ev.socket;
+  if (!s?.resolved) return undefined;
+  const v4 = s.family === AddressFamily.ADDRESS_FAMILY_INET;
+  if (!v4 && s.family !== AddressFamily.ADDRESS_FAMILY_INET6) return undefined;
+  return {
+    peerIp: plainIp(s.peer?.ip ?? ''),
+    peerPort: s.peer?.port ?? 0,
+    localIp: plainIp(s.local?.ip ?? ''),
+    localPort: s.local?.port ?? 0,
+    ipVersion: v4 || s.v4Mapped ? 4 : 6,
+    transport: TRANSPORTS[s.protocol],
+    ianaNumber: s.protocol < 256 && TRANSPORTS[s.protocol] ? s.protocol : undefined,
+  };
+}
+
+/** The resolved AF_UNIX socket, else undefined. */
+export function unixOf(ev: AcceptEvent): { path: string; peerPid: number } | undefined {
+  const s = ev.socket;
+  if (!s?.resolved || s.family !== AddressFamily.ADDRESS_FAMILY_UNIX) return undefined;
+  return { path: s.unixPath, peerPid: s.peerPid };
+}
+
+function ipBytes(ip: string): Buffer | undefined {
+  const addr = ip.replace(/%.*$/, '');
+  const v = isIP(addr);
+  if (v === 4) return Buffer.from(addr.split('.').map(Number));
+  if (v !== 6) return undefined;
+  // An embedded dotted quad becomes two hex groups, then "::" expands to zeros.
+  const text = addr.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_, a, b, c, d) =>
+    [(Number(a) << 8) | Number(b), (Number(c) << 8) | Number(d)].map((g) => g.toString(16)).join(':'),
+  );
+  const [head, tail] = text.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail === undefined ? [] : tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  const out = Buffer.alloc(16);
+  for (const [i, g] of groups.entries()) out.writeUInt16BE(Number.parseInt(g, 16), 2 * i);
+  return out;
+}
+
+/**
+ * Community ID v1 (seed 0) of a TCP/UDP/SCTP flow: the hash Zeek, Suricata,
+ * Elastic (network.community_id) and OCSF (connection_info.community_uid) use
+ * to join records of the same connection. Undefined for other protocols.
+ */
+export function communityId(proto: number, srcIp: string, srcPort: number, dstIp: string, dstPort: number): string | undefined {
+  if (proto !== 6 && proto !== 17 && proto !== 132) return undefined;
+  let sa = ipBytes(srcIp);
+  let da = ipBytes(dstIp);
+  if (!sa || !da || sa.length !== da.length) return undefined;
+  let sp = srcPort;
+  let dp = dstPort;
+  const order = Buffer.compare(sa, da);
+  if (order > 0 || (order === 0 && sp > dp)) {
+    [sa, da] = [da, sa];
+    [sp, dp] = [dp, sp];
+  }
+  const head = Buffer.from([0, 0]); // seed 0, big-endian
+  const tail = Buffer.alloc(6);
+  tail.writeUInt8(proto, 0); // then one byte of padding
+  tail.writeUInt16BE(sp, 2);
+  tail.writeUInt16BE(dp, 4);
+  const hash = createHash('sha1').update(Buffer.concat([head, sa, da, tail]));
+  return `1:${hash.digest('base64')}`;
+}
+
+/** The errno of a failed accept (ret = -errno), 0 on success. */
+export const errnoOf = (ev: AcceptEvent): number => (ev.ret < 0 ? -ev.ret : 0);
+
+/** "accept4() failed: EMFILE (errno 24)". */
+export function failureText(ev: AcceptEvent): string {
+  return `${actionName(ev.source)}() failed: ${ev.error || 'unknown error'} (errno ${errnoOf(ev)})`;
+}
+
+/** One human line: who accepted what, from whom, through which call. */
+export function describeEvent(ev: AcceptEvent): string {
+  const p = ev.process;
+  const who = p ? `${p.comm || '?'}[${p.pid}]` : 'unknown process';
+  const pod = ev.pod?.name ? ` in pod ${ev.pod.namespace}/${ev.pod.name}` : '';
+  const call = actionName(ev.source);
+  if (!ev.success) return `${who}${pod}: ${failureText(ev)}`;
+  const inet = inetOf(ev);
+  if (inet) {
+    return `${who}${pod} accepted ${hostPort(inet.peerIp, inet.peerPort)} on ${hostPort(inet.localIp, inet.localPort)} via ${call}`;
+  }
+  const unix = unixOf(ev);
+  if (unix) {
+    const on = unix.path ? `unix socket ${unix.path}` : 'an unnamed unix socket';
+    const from = unix.peerPid ? ` from pid ${unix.peerPid}` : '';
+    return `${who}${pod} accepted a connection on ${on}${from} via ${call}`;
+  }
+  return `${who}${pod} accepted fd ${ev.ret} (socket not resolved) via ${call}`;
+}
+
+/** OCSF severity ids, shared with ECS event.severity: see docs/formats.md. */
+export const SEVERITY = { informational: 1, low: 2, medium: 3, high: 4 } as const;
+
+/** Informational; Low for a failed accept; Medium when the caller's buffer contradicts the kernel (evasion signal). */
+export function eventSeverity(ev: AcceptEvent): number {
+  if (ev.userAddress?.mismatch) return SEVERITY.medium;
+  return ev.success ? SEVERITY.informational : SEVERITY.low;
+}
+
+/**
+ * What Doorwatch knows beyond any common schema: OCSF `unmapped` and ECS
+ * `doorwatch` both start from this block (snake_case, mirroring the proto).
+ */
+export function doorwatchDetail(ev: AcceptEvent): Obj {
+  const s = ev.socket;
+  const l = ev.listener;
+  const u = ev.userAddress;
+  const en = ev.enrichment;
+  const unix = s?.family === AddressFamily.ADDRESS_FAMILY_UNIX;
+  return {
+    seq: safeNumber(ev.seq),
+    time_unix_nano: ev.timeUnixNano.toString(),
+    ktime_ns: ev.ktimeNs.toString(),
+    duration_ns: safeNumber(ev.durationNs),
+    ret: ev.ret,
+    accept_flags: ev.acceptFlags,
+    accept_flag_names: ev.acceptFlagNames,
+    flags: ev.flags,
+    socket: s && {
+      resolved: s.resolved,
+      ...(s.resolved && {
+        family: familyName(s.family),
+        family_number: s.familyNumber,
+        type: str(s.type),
+        protocol: s.protocol,
+        v4_mapped: s.v4Mapped,
+        unix_path: unix ? str(s.unixPath) : undefined,
+        peer_pid: unix ? s.peerPid : undefined,
+      }),
+    },
+    listener: l && {
+      resolved: l.resolved,
+      fd: l.fd >= 0 ? l.fd : undefined,
+      backlog: l.resolved ? l.backlog : undefined,
+      max_backlog: l.resolved ? l.maxBacklog : undefined,
+    },
+    user_address: u && {
+      present: u.present,
+      mismatch: u.mismatch,
+      fault: u.fault,
+      ...(u.present && {
+        addrlen: u.addrlen,
+        family_number: u.familyNumber,
+        ip: str(u.ip),
+        port: u.ip ? u.port : undefined,
+      }),
+    },
+    namespaces: ev.namespaces && { ...ev.namespaces },
+    cgroup: ev.cgroup && { id: ev.cgroup.id.toString(), v1_id: ev.cgroup.v1Id.toString() },
+    container: ev.container && { cgroup_path: str(ev.container.cgroupPath) },
+    enrichment: en && {
+      status: enrichmentStatusName(en.status),
+      missing: en.missing,
+      reason: str(en.reason),
+      cgroup_from_proc: en.cgroupFromProc,
+      waited_ms: en.waitedMs,
+    },
+  };
+}
+
+/** Sorted "key<sep>value" strings of a label map. */
+export function pairs(m: Record<string, string> | undefined, sep: string): string[] {
+  return Object.entries(m ?? {})
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, v]) => `${k}${sep}${v}`);
+}
+
+const COUNTER_NAMES: [keyof LossCounters, string][] = [
+  ['kernelRingFull', 'kernel_ring_full'],
+  ['decodeErrors', 'decode_errors'],
+  ['bpfRecursionMisses', 'bpf_recursion_misses'],
+  ['queueDrops', 'queue_drops'],
+  ['spoolDrops', 'spool_drops'],
+];
+
+export interface LossSummary {
+  /** Events in [from_seq, to_seq], 0 when the loss has no seq range. */
+  seqCount: bigint;
+  /** The agent's counters, snake_case, as bigints (empty when none were reported). */
+  counters: [string, bigint][];
+  countersTotal: bigint;
+}
+
+export function lossSummary(loss: LossRecord): LossSummary {
+  const seqCount = loss.toSeq > 0n && loss.toSeq >= loss.fromSeq ? loss.toSeq - loss.fromSeq + 1n : 0n;
+  const c = loss.counters;
+  const counters = c ? COUNTER_NAMES.map(([k, name]): [string, bigint] => [name, c[k]]) : [];
+  return { seqCount, counters, countersTotal: counters.reduce((sum, [, n]) => sum + n, 0n) };
+}
+
+/** "Doorwatch lost events on node-a: seq 101-150 (50 events); kernel_ring_full=40 (seq gap)". */
+export function describeLoss(loss: LossRecord): string {
+  const { seqCount, counters, countersTotal } = lossSummary(loss);
+  const parts: string[] = [];
+  if (seqCount > 0n) parts.push(`seq ${loss.fromSeq}-${loss.toSeq} (${seqCount} events)`);
+  const nonzero = counters.filter(([, n]) => n > 0n);
+  if (nonzero.length) parts.push(`${countersTotal} counted: ${nonzero.map(([k, n]) => `${k}=${n}`).join(' ')}`);
+  const node = loss.agent?.nodeName ? ` on ${loss.agent.nodeName}` : '';
+  const reason = loss.reason ? ` (${loss.reason})` : '';
+  return `Doorwatch lost events${node}: ${parts.length ? parts.join('; ') : 'count unknown'}${reason}`;
+}
+
+/**
+ * A loss record's id, deterministic so a retried or replayed record dedupes at
+ * the sink: "<boot id>/<instance id>/loss/<from>-<to>/<digest>". The digest
+ * covers the reason and, for losses without a seq range (kernel drops), the
+ * time and counters, which are then the only thing telling two records apart.
+ */
+export function lossRecordId(loss: LossRecord): string {
+  const a = loss.agent;
+  const noRange = loss.fromSeq === 0n && loss.toSeq === 0n;
+  const { counters } = lossSummary(loss);
+  const key = JSON.stringify([
+    loss.reason,
+    noRange ? loss.timeUnixNano.toString() : '',
+    noRange ? counters.map(([k, n]) => `${k}=${n}`) : [],
+  ]);
+  const digest = createHash('sha256').update(key).digest('hex').slice(0, 16);
+  return `${a?.bootId || '-'}/${a?.instanceId || '-'}/loss/${loss.fromSeq}-${loss.toSeq}/${digest}`;
+}
+
+// ---------------------------------------------------------------------------
+// Events: Network Activity (4001)
+
+const NETWORK_ACTIVITY = 4001;
+const ACTIVITY = { open: [1, 'Open'], fail: [4, 'Fail'] } as const;
+const SEVERITY_NAMES: Record<number, string> = { 1: 'Informational', 2: 'Low', 3: 'Medium', 4: 'High' };
+const DIRECTION = { inbound: [1, 'Inbound'], local: [4, 'Local'] } as const;
+const IP_VERSION: Record<number, string> = { 4: 'Internet Protocol version 4 (IPv4)', 6: 'Internet Protocol version 6 (IPv6)' };
+
+interface MetadataOpts {
+  uid: string;
+  logName: string;
+  eventCode: string;
+  profiles: string[];
+  sequence?: number | undefined;
+  productVersion?: string | undefined;
+}
+
+function metadata(o: MetadataOpts): Obj {
+  return {
+    version: OCSF_VERSION,
+    product: { name: PRODUCT_NAME, vendor_name: VENDOR_NAME, version: o.productVersion },
+    uid: o.uid,
+    log_name: o.logName,
+    event_code: o.eventCode,
+    profiles: o.profiles,
+    sequence: o.sequence,
+  };
+}
+
+/** The node the record comes from (host profile). A Kubernetes node is a server. */
+function device(node: string, bootUid?: string): Obj | undefined {
+  if (!node) return undefined;
+  return { hostname: node, name: node, type_id: 1, type: 'Server', boot_uid: str(bootUid) };
+}
+
+function ocsfContainer(ev: AcceptEvent): Obj | undefined {
+  const c = ev.container;
+  if (!c?.id) return undefined;
+  const p = ev.pod;
+  return {
+    uid: c.id,
+    name: str(c.name),
+    runtime: str(c.runtime),
+    image: c.image || c.imageId ? { name: str(c.image), uid: str(c.imageId) } : undefined,
+    orchestrator: p ? 'kubernetes' : undefined,
+    pod_uuid: str(p?.uid),
+    labels: pairs(p?.labels, '='),
+  };
+}
+
+function k8s(ev: AcceptEvent): Obj | undefined {
+  const p = ev.pod;
+  if (!p) return undefined;
+  return {
+    namespace: str(p.namespace),
+    pod: {
+      name: str(p.name),
+      uid: str(p.uid),
+      ip: str(p.ip),
+      service_account: str(p.serviceAccount),
+      node_name: str(p.nodeName),
+      host_network: p.hostNetwork,
+      qos_class: str(p.qosClass),
+      deleted: p.deleted,
+      annotations: { ...p.annotations },
+    },
+    workload: p.workload?.kind ? { kind: p.workload.kind, name: str(p.workload.name), inferred: p.workload.inferred } : undefined,
+    namespace_labels: { ...p.namespaceLabels },
+  };
+}
+
+/** An accept event as an OCSF 1.7.0 Network Activity event (docs/formats.md). */
+export function eventToOcsf(ev: AcceptEvent): Obj {
+  const [activityId, activityName] = ev.success ? ACTIVITY.open : ACTIVITY.fail;
+  const severityId = eventSeverity(ev);
+  const inet = inetOf(ev);
+  const unix = unixOf(ev);
+  const local = (inet && isLoopback(inet.peerIp)) || unix !== undefined;
+  const [directionId, direction] = local ? DIRECTION.local : DIRECTION.inbound;
+  const proc = ev.process;
+  const container = ocsfContainer(ev);
+  const node = str(ev.nodeName);
+
+  const src = inet
+    ? { ip: str(inet.peerIp), port: inet.peerPort }
+    : // AF_UNIX: the peer is on this node by definition.
+      unix && { hostname: node };
+  const dst = inet
+    ? { ip: str(inet.localIp), port: inet.localPort, hostname: node }
+    : unix
+      ? { name: str(unix.path), hostname: node }
+      : // A failed or unresolved accept: only the node is known.
+        { hostname: node };
+
+  return prune({
+    class_uid: NETWORK_ACTIVITY,
+    class_name: 'Network Activity',
+    category_uid: 4,
+    category_name: 'Network Activity',
+    activity_id: activityId,
+    activity_name: activityName,
+    type_uid: NETWORK_ACTIVITY * 100 + activityId,
+    type_name: `Network Activity: ${activityName}`,
+    severity_id: severityId,
+    severity: SEVERITY_NAMES[severityId],
+    status_id: ev.success ? 1 : 2,
+    status: ev.success ? 'Success' : 'Failure',
+    status_code: ev.success ? undefined : str(ev.error),
+    status_detail: ev.success ? undefined : failureText(ev),
+    time: epochMs(ev.timeUnixNano),
+    time_dt: isoNanos(ev.timeUnixNano),
+    message: describeEvent(ev),
+    metadata: metadata({
+      uid: ev.eventId,
+      logName: 'doorwatch.accept',
+      eventCode: actionName(ev.source),
+      profiles: container ? ['host', 'container', 'datetime'] : ['host', 'datetime'],
+      sequence: ev.seq <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(ev.seq) : undefined,
+    }),
+    src_endpoint: src,
+    dst_endpoint: dst,
+    connection_info: {
+      direction_id: directionId,
+      direction,
+      protocol_name: inet ? inet.transport : unix ? 'unix' : undefined,
+      protocol_num: inet?.ianaNumber,
+      protocol_ver_id: inet?.ipVersion,
+      protocol_ver: inet && IP_VERSION[inet.ipVersion],
+      community_uid: inet?.ianaNumber
+        ? communityId(inet.ianaNumber, inet.peerIp, inet.peerPort, inet.localIp, inet.localPort)
+        : undefined,
+    },
+    observation_point_id: 2,
+    observation_point: 'Destination',
+    is_src_dst_assignment_known: true,
+    actor: proc && {
+      process: {
+        pid: proc.pid,
+        ptid: proc.tid,
+        name: str(proc.comm),
+        // OCSF: "If the command line is unavailable or missing, the empty string '' is to be used."
+        cmd_line: '',
+        user: { uid: String(proc.uid) },
+        group: { uid: String(proc.gid) },
+        parent_process: proc.ppid > 0 ? { pid: proc.ppid } : undefined,
+        container,
+      },
+    },
+    device: device(ev.nodeName),
+    unmapped: { ...doorwatchDetail(ev), k8s: k8s(ev) },
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Loss records: Application Error (6008)
+
+const APPLICATION_ERROR = 6008;
+
+/** A loss record as an OCSF 1.7.0 Application Error event, activity General Error (docs/formats.md). */
+export function lossToOcsf(loss: LossRecord): Obj {
+  const a = loss.agent;
+  const { seqCount, counters, countersTotal } = lossSummary(loss);
+  return prune({
+    class_uid: APPLICATION_ERROR,
+    class_name: 'Application Error',
+    category_uid: 6,
+    category_name: 'Application Activity',
+    activity_id: 1,
+    activity_name: 'General Error',
+    type_uid: APPLICATION_ERROR * 100 + 1,
+    type_name: 'Application Error: General Error',
+    // A gap in the audit trail.
+    severity_id: SEVERITY.high,
+    severity: SEVERITY_NAMES[SEVERITY.high],
+    status_id: 2,
+    status: 'Failure',
+    status_detail: str(loss.reason),
+    time: epochMs(loss.timeUnixNano),
+    time_dt: isoNanos(loss.timeUnixNano),
+    message: describeLoss(loss),
+    metadata: metadata({
+      uid: lossRecordId(loss),
+      logName: 'doorwatch.loss',
+      eventCode: 'loss',
+      profiles: ['host', 'datetime'],
+      productVersion: str(a?.version),
+    }),
+    device: device(a?.nodeName ?? '', a?.bootId),
+    unmapped: {
+      agent: a && {
+        node_name: str(a.nodeName),
+        boot_id: str(a.bootId),
+        instance_id: str(a.instanceId),
+        version: str(a.version),
+      },
+      from_seq: safeNumber(loss.fromSeq),
+      to_seq: safeNumber(loss.toSeq),
+      seq_count: safeNumber(seqCount),
+      reason: str(loss.reason),
+      counters: counters.length ? Object.fromEntries(counters.map(([k, n]) => [k, safeNumber(n)])) : undefined,
+      counters_total: counters.length ? safeNumber(countersTotal) : undefined,
+      time_unix_nano: loss.timeUnixNano.toString(),
+    },
+  });
+}

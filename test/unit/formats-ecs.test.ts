@@ -1,0 +1,418 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ECS_VERSION, eventToEcs, lossToEcs } from '../../src/formats/ecs.js';
+import { recordId } from '../../src/formats/format.js';
+import { communityId } from '../../src/formats/ocsf.js';
+import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
+import { AcceptEvent, AddressFamily, EnrichmentStatus, Source } from '../../src/gen/doorwatch/v1/event.js';
+
+// biome-ignore lint/suspicious/noExplicitAny: formatted records are walked by path in assertions
+type J = Record<string, any>;
+
+const T = 1714564800123456789n; // 2024-05-01T12:00:00.123456789Z
+const ISO_NS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z$/;
+
+const full = AcceptEvent.fromPartial({
+  eventId: 'boot-1/inst-1/42',
+  seq: 42n,
+  timeUnixNano: T,
+  ktimeNs: 987654321n,
+  nodeName: 'node-a',
+  source: Source.SOURCE_ACCEPT4,
+  ret: 12,
+  success: true,
+  durationNs: 1500n,
+  acceptFlags: 0o2004000,
+  acceptFlagNames: ['SOCK_NONBLOCK', 'SOCK_CLOEXEC'],
+  flags: ['NO_ENTER'],
+  process: { pid: 812, tid: 813, ppid: 1, uid: 101, gid: 102, comm: 'nginx' },
+  socket: {
+    family: AddressFamily.ADDRESS_FAMILY_INET6,
+    familyNumber: 10,
+    type: 'STREAM',
+    protocol: 6,
+    local: { ip: '::ffff:10.0.0.5', port: 443 },
+    peer: { ip: '::ffff:10.0.0.9', port: 51544 },
+    v4Mapped: true,
+    resolved: true,
+  },
+  listener: { fd: 6, backlog: 3, maxBacklog: 511, resolved: true },
+  userAddress: { present: true, addrlen: 28, familyNumber: 10, ip: '::ffff:10.0.0.9', port: 51544 },
+  namespaces: { mnt: 4026531840, pid: 4026531836, net: 4026531992, uts: 4026531838 },
+  cgroup: { id: 12345n, v1Id: 678n },
+  container: {
+    id: 'c'.repeat(64),
+    runtime: 'containerd',
+    name: 'web',
+    image: 'nginx:1.25',
+    imageId: `docker.io/library/nginx@sha256:${'d'.repeat(64)}`,
+    cgroupPath: '/kubepods.slice/x',
+  },
+  pod: {
+    namespace: 'shop',
+    name: 'web-7d9f-abc',
+    uid: '0f3c-uid',
+    labels: { 'app.kubernetes.io/name': 'web', tier: 'front' },
+    annotations: { 'doorwatch.io/audit': 'on' },
+    workload: { kind: 'StatefulSet', name: 'web' },
+    serviceAccount: 'web-sa',
+    nodeName: 'node-a',
+    ip: '10.0.0.5',
+    qosClass: 'Burstable',
+    namespaceLabels: { 'kubernetes.io/metadata.name': 'shop' },
+  },
+  enrichment: { status: EnrichmentStatus.ENRICHMENT_STATUS_COMPLETE, waitedMs: 12 },
+});
+
+const failed = AcceptEvent.fromPartial({
+  eventId: 'boot-1/inst-1/43',
+  seq: 43n,
+  timeUnixNano: T,
+  nodeName: 'node-a',
+  source: Source.SOURCE_ACCEPT4,
+  ret: -103,
+  success: false,
+  error: 'ECONNABORTED',
+  process: { pid: 812, tid: 812, ppid: 1, uid: 101, gid: 101, comm: 'nginx' },
+  socket: { resolved: false, local: {}, peer: {} },
+  listener: { fd: 6, backlog: 0, maxBacklog: 511, resolved: true },
+  userAddress: { present: false },
+  container: { id: 'c'.repeat(64), runtime: 'containerd', cgroupPath: '/kubepods.slice/x' },
+  pod: { uid: '0f3c-uid', qosClass: 'Burstable' },
+  enrichment: {
+    status: EnrichmentStatus.ENRICHMENT_STATUS_PARTIAL,
+    missing: ['pod'],
+    reason: 'pod not in the API after 2000ms',
+    waitedMs: 2000,
+  },
+});
+
+const host = AcceptEvent.fromPartial({
+  eventId: 'boot-1/inst-1/44',
+  seq: 44n,
+  timeUnixNano: T,
+  nodeName: 'node-a',
+  source: Source.SOURCE_ACCEPT,
+  ret: 4,
+  success: true,
+  process: { pid: 1190, tid: 1190, ppid: 1, uid: 0, gid: 0, comm: 'sshd' },
+  socket: {
+    family: AddressFamily.ADDRESS_FAMILY_INET6,
+    familyNumber: 10,
+    type: 'STREAM',
+    protocol: 6,
+    local: { ip: '2001:db8::1', port: 22 },
+    peer: { ip: '2001:db8::7', port: 40112 },
+    resolved: true,
+  },
+  listener: { fd: 3, maxBacklog: 128, resolved: true },
+  userAddress: { present: false },
+  enrichment: { status: EnrichmentStatus.ENRICHMENT_STATUS_HOST },
+});
+
+const unix = AcceptEvent.fromPartial({
+  eventId: 'boot-1/inst-1/45',
+  seq: 45n,
+  timeUnixNano: T,
+  nodeName: 'node-a',
+  source: Source.SOURCE_IO_URING,
+  ret: 9,
+  success: true,
+  process: { pid: 2231, tid: 2240, ppid: 2200, uid: 1000, gid: 1000, comm: 'app' },
+  socket: {
+    family: AddressFamily.ADDRESS_FAMILY_UNIX,
+    familyNumber: 1,
+    type: 'SEQPACKET',
+    local: {},
+    peer: {},
+    unixPath: '@app-abstract',
+    peerPid: 77,
+    resolved: true,
+  },
+  listener: { fd: 5, resolved: true },
+  userAddress: { present: false },
+  enrichment: { status: EnrichmentStatus.ENRICHMENT_STATUS_HOST },
+});
+
+function roundTrips(o: object): void {
+  assert.deepStrictEqual(JSON.parse(JSON.stringify(o)), o);
+}
+
+function noBlanks(o: unknown, path = ''): void {
+  if (o === null || o === undefined || o === '') assert.fail(`${path} is ${JSON.stringify(o)}`);
+  if (Array.isArray(o)) {
+    assert.ok(o.length > 0, `${path} is []`);
+    for (const [i, x] of o.entries()) noBlanks(x, `${path}[${i}]`);
+  } else if (typeof o === 'object') {
+    assert.ok(Object.keys(o as object).length > 0, `${path} is {}`);
+    for (const [k, v] of Object.entries(o as object)) noBlanks(v, path ? `${path}.${k}` : k);
+  }
+}
+
+/** The ECS base every document has, with the right JSON types. */
+function assertBase(o: J): void {
+  assert.equal(typeof o['@timestamp'], 'string');
+  assert.match(o['@timestamp'], ISO_NS);
+  assert.equal(Date.parse(o['@timestamp']), 1714564800123);
+  assert.deepEqual(o.ecs, { version: ECS_VERSION });
+  assert.equal(o.event.kind, 'event');
+  assert.equal(o.event.module, 'doorwatch');
+  assert.equal(typeof o.event.id, 'string');
+  assert.equal(typeof o.event.severity, 'number');
+  assert.equal(typeof o.message, 'string');
+  assert.equal(o.agent.type, 'doorwatch');
+  roundTrips(o);
+  noBlanks(o);
+}
+
+describe('ECS: accepted connection (container, pod, workload, labels)', () => {
+  const o = eventToEcs(full) as J;
+
+  it('has the ECS base with a nanosecond @timestamp', () => {
+    assertBase(o);
+    assert.equal(o['@timestamp'], '2024-05-01T12:00:00.123456789Z');
+  });
+
+  it('categorises the event', () => {
+    assert.deepEqual(o.event, {
+      kind: 'event',
+      category: ['network'],
+      type: ['connection', 'start'],
+      action: 'accept4',
+      outcome: 'success',
+      id: 'boot-1/inst-1/42',
+      dataset: 'doorwatch.accept',
+      module: 'doorwatch',
+      sequence: 42,
+      severity: 1,
+    });
+  });
+
+  it('maps source (peer) and destination (local) with numeric ports', () => {
+    assert.deepEqual(o.source, { address: '::ffff:10.0.0.9', ip: '10.0.0.9', port: 51544 });
+    assert.deepEqual(o.destination, { address: '::ffff:10.0.0.5', ip: '10.0.0.5', port: 443 });
+    assert.equal(typeof o.source.port, 'number');
+    assert.equal(typeof o.destination.port, 'number');
+  });
+
+  it('maps network: IPv4 on the wire for a mapped peer, ingress, Community ID', () => {
+    assert.deepEqual(o.network, {
+      transport: 'tcp',
+      iana_number: '6',
+      type: 'ipv4',
+      direction: 'ingress',
+      community_id: communityId(6, '10.0.0.9', 51544, '10.0.0.5', 443),
+    });
+  });
+
+  it('maps the process, with ids as keyword strings', () => {
+    assert.deepEqual(o.process, {
+      pid: 812,
+      thread: { id: 813 },
+      name: 'nginx',
+      parent: { pid: 1 },
+      user: { id: '101' },
+      group: { id: '102' },
+      real_user: { id: '101' },
+      real_group: { id: '102' },
+    });
+  });
+
+  it('maps host, container and image digest', () => {
+    assert.deepEqual(o.host, { name: 'node-a' });
+    assert.deepEqual(o.container, {
+      id: 'c'.repeat(64),
+      name: 'web',
+      runtime: 'containerd',
+      image: { name: 'nginx:1.25', hash: { all: [`sha256:${'d'.repeat(64)}`] } },
+    });
+  });
+
+  it('maps the pod to orchestrator.*', () => {
+    assert.deepEqual(o.orchestrator, {
+      type: 'kubernetes',
+      namespace: 'shop',
+      resource: {
+        type: 'pod',
+        name: 'web-7d9f-abc',
+        id: '0f3c-uid',
+        ip: ['10.0.0.5'],
+        label: ['app.kubernetes.io/name:web', 'tier:front'],
+        annotation: ['doorwatch.io/audit:on'],
+        parent: { type: 'StatefulSet' },
+      },
+    });
+  });
+
+  it('writes kubernetes.* the way Elastic’s Kubernetes integration does', () => {
+    assert.deepEqual(o.kubernetes, {
+      namespace: 'shop',
+      pod: { name: 'web-7d9f-abc', uid: '0f3c-uid', ip: '10.0.0.5' },
+      node: { name: 'node-a' },
+      container: { name: 'web' },
+      labels: { 'app_kubernetes_io/name': 'web', tier: 'front' },
+      annotations: { 'doorwatch_io/audit': 'on' },
+      namespace_labels: { 'kubernetes_io/metadata_name': 'shop' },
+      statefulset: { name: 'web' },
+    });
+  });
+
+  it('fills related.*', () => {
+    assert.deepEqual(o.related, { ip: ['10.0.0.9', '10.0.0.5'], hosts: ['node-a'], user: ['101'] });
+    assert.equal(o.error, undefined);
+  });
+
+  it('keeps the rest under doorwatch.*', () => {
+    const d = o.doorwatch;
+    assert.equal(d.seq, 42);
+    assert.equal(d.time_unix_nano, '1714564800123456789');
+    assert.equal(d.ktime_ns, '987654321');
+    assert.equal(d.duration_ns, 1500);
+    assert.equal(d.ret, 12);
+    assert.deepEqual(d.flags, ['NO_ENTER']);
+    assert.deepEqual(d.socket, {
+      resolved: true,
+      family: 'inet6',
+      family_number: 10,
+      type: 'STREAM',
+      protocol: 6,
+      v4_mapped: true,
+    });
+    assert.deepEqual(d.listener, { resolved: true, fd: 6, backlog: 3, max_backlog: 511 });
+    assert.equal(d.user_address.mismatch, false);
+    assert.equal(d.user_address.ip, '::ffff:10.0.0.9');
+    assert.deepEqual(d.namespaces, { mnt: 4026531840, pid: 4026531836, net: 4026531992, uts: 4026531838 });
+    assert.deepEqual(d.cgroup, { id: '12345', v1_id: '678' });
+    assert.deepEqual(d.container, {
+      cgroup_path: '/kubepods.slice/x',
+      image_id: `docker.io/library/nginx@sha256:${'d'.repeat(64)}`,
+    });
+    assert.deepEqual(d.pod, {
+      service_account: 'web-sa',
+      host_network: false,
+      qos_class: 'Burstable',
+      deleted: false,
+      workload: { kind: 'StatefulSet', name: 'web', inferred: false },
+    });
+    assert.deepEqual(d.enrichment, { status: 'complete', cgroup_from_proc: false, waited_ms: 12 });
+  });
+});
+
+describe('ECS: failed accept, partially attributed', () => {
+  const o = eventToEcs(failed) as J;
+
+  it('is a connection with outcome failure and an error', () => {
+    assertBase(o);
+    assert.deepEqual(o.event.type, ['connection']);
+    assert.equal(o.event.outcome, 'failure');
+    assert.equal(o.event.severity, 2);
+    assert.deepEqual(o.error, { code: 'ECONNABORTED', message: 'accept4() failed: ECONNABORTED (errno 103)' });
+  });
+
+  it('has no endpoints or network, and says what is missing', () => {
+    assert.equal(o.source, undefined);
+    assert.equal(o.destination, undefined);
+    assert.equal(o.network, undefined);
+    assert.equal(o.related.ip, undefined);
+    assert.deepEqual(o.doorwatch.socket, { resolved: false });
+    assert.deepEqual(o.doorwatch.enrichment, {
+      status: 'partial',
+      missing: ['pod'],
+      reason: 'pod not in the API after 2000ms',
+      cgroup_from_proc: false,
+      waited_ms: 2000,
+    });
+  });
+
+  it('keeps the pod it knows from the cgroup', () => {
+    assert.deepEqual(o.orchestrator, { type: 'kubernetes', resource: { type: 'pod', id: '0f3c-uid' } });
+    assert.deepEqual(o.kubernetes, { pod: { uid: '0f3c-uid' } });
+    assert.deepEqual(o.container, { id: 'c'.repeat(64), runtime: 'containerd' });
+  });
+});
+
+describe('ECS: host process over IPv6', () => {
+  const o = eventToEcs(host) as J;
+
+  it('has no container or Kubernetes fields', () => {
+    assertBase(o);
+    assert.equal(o.container, undefined);
+    assert.equal(o.orchestrator, undefined);
+    assert.equal(o.kubernetes, undefined);
+    assert.equal(o.doorwatch.enrichment.status, 'host');
+  });
+
+  it('maps the IPv6 connection', () => {
+    assert.deepEqual(o.source, { address: '2001:db8::7', ip: '2001:db8::7', port: 40112 });
+    assert.deepEqual(o.destination, { address: '2001:db8::1', ip: '2001:db8::1', port: 22 });
+    assert.equal(o.network.type, 'ipv6');
+    assert.equal(o.event.action, 'accept');
+    assert.deepEqual(o.process.user, { id: '0' });
+  });
+});
+
+describe('ECS: unix socket', () => {
+  const o = eventToEcs(unix) as J;
+
+  it('puts the socket path in destination.address and nothing in network', () => {
+    assertBase(o);
+    assert.deepEqual(o.destination, { address: '@app-abstract' });
+    assert.equal(o.source, undefined);
+    assert.equal(o.network, undefined);
+    assert.equal(o.event.action, 'io_uring_accept');
+    assert.deepEqual(o.event.type, ['connection', 'start']);
+  });
+
+  it('keeps family and peer pid under doorwatch.socket', () => {
+    assert.deepEqual(o.doorwatch.socket, {
+      resolved: true,
+      family: 'unix',
+      family_number: 1,
+      type: 'SEQPACKET',
+      protocol: 0,
+      v4_mapped: false,
+      unix_path: '@app-abstract',
+      peer_pid: 77,
+    });
+    assert.deepEqual(o.process.thread, { id: 2240 });
+  });
+});
+
+describe('ECS: loss records', () => {
+  const gap = LossRecord.fromPartial({
+    agent: { nodeName: 'node-a', bootId: 'boot-1', instanceId: 'inst-1', version: '0.1.0' },
+    fromSeq: 101n,
+    toSeq: 150n,
+    reason: 'seq gap',
+    timeUnixNano: T,
+  });
+
+  it('are events with an action, a reason and the agent', () => {
+    const o = lossToEcs(gap) as J;
+    assertBase(o);
+    assert.deepEqual(o.event, {
+      kind: 'event',
+      action: 'events-lost',
+      outcome: 'failure',
+      id: recordId({ kind: 'loss', loss: gap }),
+      dataset: 'doorwatch.loss',
+      module: 'doorwatch',
+      reason: 'seq gap',
+      severity: 4,
+    });
+    assert.deepEqual(o.host, { name: 'node-a' });
+    assert.deepEqual(o.agent, { type: 'doorwatch', id: 'inst-1', version: '0.1.0' });
+    assert.deepEqual(o.doorwatch, {
+      agent: { boot_id: 'boot-1', instance_id: 'inst-1' },
+      loss: { from_seq: 101, to_seq: 150, seq_count: 50, reason: 'seq gap', time_unix_nano: '1714564800123456789' },
+    });
+  });
+
+  it('carry counters as numbers', () => {
+    const o = lossToEcs(LossRecord.fromPartial({ ...gap, fromSeq: 0n, toSeq: 0n, counters: { spoolDrops: 7n } })) as J;
+    assert.equal(o.doorwatch.loss.counters.spool_drops, 7);
+    assert.equal(o.doorwatch.loss.counters_total, 7);
+    assert.equal(o.doorwatch.loss.seq_count, 0);
+    roundTrips(o);
+  });
+});

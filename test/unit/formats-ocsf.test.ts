@@ -1,0 +1,494 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { recordId } from '../../src/formats/format.js';
+import { communityId, eventToOcsf, isoNanos, lossToOcsf, OCSF_VERSION } from '../../src/formats/ocsf.js';
+import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
+import { AcceptEvent, AddressFamily, EnrichmentStatus, Source } from '../../src/gen/doorwatch/v1/event.js';
+
+// biome-ignore lint/suspicious/noExplicitAny: formatted records are walked by path in assertions
+type J = Record<string, any>;
+
+const T = 1714564800123456789n; // 2024-05-01T12:00:00.123456789Z
+
+const full = AcceptEvent.fromPartial({
+  eventId: 'boot-1/inst-1/42',
+  seq: 42n,
+  timeUnixNano: T,
+  ktimeNs: 987654321n,
+  nodeName: 'node-a',
+  source: Source.SOURCE_ACCEPT4,
+  ret: 12,
+  success: true,
+  durationNs: 1500n,
+  acceptFlags: 0o2004000,
+  acceptFlagNames: ['SOCK_NONBLOCK', 'SOCK_CLOEXEC'],
+  process: { pid: 812, tid: 813, ppid: 1, uid: 101, gid: 102, comm: 'nginx' },
+  socket: {
+    family: AddressFamily.ADDRESS_FAMILY_INET,
+    familyNumber: 2,
+    type: 'STREAM',
+    protocol: 6,
+    local: { ip: '10.0.0.5', port: 443 },
+    peer: { ip: '10.0.0.9', port: 51544 },
+    resolved: true,
+  },
+  listener: { fd: 6, backlog: 3, maxBacklog: 511, resolved: true },
+  userAddress: { present: true, addrlen: 16, familyNumber: 2, ip: '10.0.0.9', port: 51544 },
+  namespaces: { mnt: 4026531840, pid: 4026531836, net: 4026531992, uts: 4026531838 },
+  cgroup: { id: 12345n, v1Id: 678n },
+  container: {
+    id: 'c'.repeat(64),
+    runtime: 'containerd',
+    name: 'web',
+    image: 'nginx:1.25',
+    imageId: `docker.io/library/nginx@sha256:${'d'.repeat(64)}`,
+    cgroupPath: '/kubepods.slice/x',
+  },
+  pod: {
+    namespace: 'shop',
+    name: 'web-7d9f-abc',
+    uid: '0f3c-uid',
+    labels: { 'app.kubernetes.io/name': 'web', tier: 'front' },
+    annotations: { 'doorwatch.io/audit': 'on' },
+    workload: { kind: 'Deployment', name: 'web' },
+    serviceAccount: 'web-sa',
+    nodeName: 'node-a',
+    ip: '10.0.0.5',
+    qosClass: 'Burstable',
+    namespaceLabels: { team: 'payments' },
+  },
+  enrichment: { status: EnrichmentStatus.ENRICHMENT_STATUS_COMPLETE },
+});
+
+const failed = AcceptEvent.fromPartial({
+  eventId: 'boot-1/inst-1/43',
+  seq: 43n,
+  timeUnixNano: T,
+  nodeName: 'node-a',
+  source: Source.SOURCE_ACCEPT,
+  ret: -24,
+  success: false,
+  error: 'EMFILE',
+  process: { pid: 812, tid: 812, ppid: 1, uid: 0, gid: 0, comm: 'nginx' },
+  socket: { resolved: false, local: {}, peer: {} },
+  listener: { fd: 6, resolved: false },
+  userAddress: { present: true },
+  namespaces: {},
+  cgroup: {},
+  enrichment: { status: EnrichmentStatus.ENRICHMENT_STATUS_HOST },
+});
+
+const host = AcceptEvent.fromPartial({
+  eventId: 'boot-1/inst-1/44',
+  seq: 44n,
+  timeUnixNano: T,
+  nodeName: 'node-a',
+  source: Source.SOURCE_ACCEPT,
+  ret: 4,
+  success: true,
+  process: { pid: 1190, tid: 1190, ppid: 1, uid: 0, gid: 0, comm: 'sshd' },
+  socket: {
+    family: AddressFamily.ADDRESS_FAMILY_INET6,
+    familyNumber: 10,
+    type: 'STREAM',
+    protocol: 6,
+    local: { ip: '2001:db8::1', port: 22 },
+    peer: { ip: '2001:db8::7', port: 40112 },
+    resolved: true,
+  },
+  listener: { fd: 3, backlog: 0, maxBacklog: 128, resolved: true },
+  userAddress: { present: false },
+  enrichment: { status: EnrichmentStatus.ENRICHMENT_STATUS_HOST },
+});
+
+const unix = AcceptEvent.fromPartial({
+  eventId: 'boot-1/inst-1/45',
+  seq: 45n,
+  timeUnixNano: T,
+  nodeName: 'node-a',
+  source: Source.SOURCE_IO_URING,
+  ret: 9,
+  success: true,
+  process: { pid: 2231, tid: 2240, ppid: 2200, uid: 1000, gid: 1000, comm: 'app' },
+  socket: {
+    family: AddressFamily.ADDRESS_FAMILY_UNIX,
+    familyNumber: 1,
+    type: 'STREAM',
+    protocol: 0,
+    local: {},
+    peer: {},
+    unixPath: '/run/app.sock',
+    peerPid: 77,
+    resolved: true,
+  },
+  listener: { fd: 5, resolved: true, maxBacklog: 4096 },
+  userAddress: { present: false },
+  enrichment: { status: EnrichmentStatus.ENRICHMENT_STATUS_HOST },
+});
+
+const gap = LossRecord.fromPartial({
+  agent: { nodeName: 'node-a', bootId: 'boot-1', instanceId: 'inst-1', version: '0.1.0' },
+  fromSeq: 101n,
+  toSeq: 150n,
+  reason: 'seq gap',
+  timeUnixNano: T,
+});
+
+const kernelDrops = LossRecord.fromPartial({
+  agent: { nodeName: 'node-a', bootId: 'boot-1', instanceId: 'inst-1', version: '0.1.0' },
+  reason: 'agent reported losses',
+  counters: { kernelRingFull: 40n, queueDrops: 2n },
+  timeUnixNano: T,
+});
+
+/** Serialisable, and nothing null or undefined hides in the object. */
+function roundTrips(o: object): void {
+  assert.deepStrictEqual(JSON.parse(JSON.stringify(o)), o);
+}
+
+/** Every value present is meaningful: no null, no "" (OCSF's cmd_line excepted), no empty containers. */
+function noBlanks(o: unknown, path = ''): void {
+  if (o === null || o === undefined) assert.fail(`${path} is ${o}`);
+  if (o === '' && !path.endsWith('cmd_line')) assert.fail(`${path} is ""`);
+  if (Array.isArray(o)) {
+    assert.ok(o.length > 0, `${path} is []`);
+    for (const [i, x] of o.entries()) noBlanks(x, `${path}[${i}]`);
+  } else if (typeof o === 'object') {
+    assert.ok(Object.keys(o as object).length > 0, `${path} is {}`);
+    for (const [k, v] of Object.entries(o as object)) noBlanks(v, path ? `${path}.${k}` : k);
+  }
+}
+
+/** The attributes OCSF requires of every event of these classes. */
+function assertRequired(o: J, classUid: number): void {
+  assert.equal(o.class_uid, classUid);
+  assert.equal(typeof o.category_uid, 'number');
+  assert.equal(typeof o.activity_id, 'number');
+  assert.equal(o.type_uid, o.class_uid * 100 + o.activity_id);
+  assert.equal(typeof o.time, 'number');
+  assert.equal(typeof o.severity_id, 'number');
+  assert.equal(o.metadata.version, OCSF_VERSION);
+  assert.equal(o.metadata.product.name, 'Doorwatch');
+  assert.equal(o.metadata.product.vendor_name, 'Doorwatch');
+}
+
+describe('OCSF: accepted connection (container, pod, workload, labels)', () => {
+  const o = eventToOcsf(full) as J;
+
+  it('is a Network Activity "Open" with every required attribute', () => {
+    assertRequired(o, 4001);
+    assert.equal(o.class_name, 'Network Activity');
+    assert.equal(o.category_uid, 4);
+    assert.equal(o.category_name, 'Network Activity');
+    assert.equal(o.activity_id, 1);
+    assert.equal(o.activity_name, 'Open');
+    assert.equal(o.type_uid, 400101);
+    assert.equal(o.type_name, 'Network Activity: Open');
+    assert.equal(o.severity_id, 1);
+    assert.equal(o.severity, 'Informational');
+    assert.equal(o.status_id, 1);
+    assert.equal(o.status, 'Success');
+    assert.equal(o.status_code, undefined);
+  });
+
+  it('keeps the time in ms and, exactly, in time_dt and unmapped', () => {
+    assert.equal(o.time, 1714564800123);
+    assert.equal(o.time_dt, '2024-05-01T12:00:00.123456789Z');
+    assert.equal(o.unmapped.time_unix_nano, '1714564800123456789');
+    assert.equal(o.unmapped.ktime_ns, '987654321');
+  });
+
+  it('fills metadata', () => {
+    assert.deepEqual(o.metadata, {
+      version: OCSF_VERSION,
+      product: { name: 'Doorwatch', vendor_name: 'Doorwatch' },
+      uid: 'boot-1/inst-1/42',
+      log_name: 'doorwatch.accept',
+      event_code: 'accept4',
+      profiles: ['host', 'container', 'datetime'],
+      sequence: 42,
+    });
+  });
+
+  it('puts the peer in src_endpoint and the local side in dst_endpoint', () => {
+    assert.deepEqual(o.src_endpoint, { ip: '10.0.0.9', port: 51544 });
+    assert.deepEqual(o.dst_endpoint, { ip: '10.0.0.5', port: 443, hostname: 'node-a' });
+    assert.equal(o.observation_point_id, 2);
+    assert.equal(o.observation_point, 'Destination');
+    assert.equal(o.is_src_dst_assignment_known, true);
+  });
+
+  it('describes the connection', () => {
+    assert.deepEqual(o.connection_info, {
+      direction_id: 1,
+      direction: 'Inbound',
+      protocol_name: 'tcp',
+      protocol_num: 6,
+      protocol_ver_id: 4,
+      protocol_ver: 'Internet Protocol version 4 (IPv4)',
+      community_uid: communityId(6, '10.0.0.9', 51544, '10.0.0.5', 443),
+    });
+    assert.match(String(o.connection_info.community_uid), /^1:[A-Za-z0-9+/]{27}=$/);
+  });
+
+  it('puts the process and its container in actor.process', () => {
+    const p = o.actor.process;
+    assert.equal(p.pid, 812);
+    assert.equal(p.ptid, 813);
+    assert.equal(p.name, 'nginx');
+    assert.equal(p.cmd_line, '');
+    assert.deepEqual(p.user, { uid: '101' });
+    assert.deepEqual(p.group, { uid: '102' });
+    assert.deepEqual(p.parent_process, { pid: 1 });
+    assert.deepEqual(p.container, {
+      uid: 'c'.repeat(64),
+      name: 'web',
+      runtime: 'containerd',
+      image: { name: 'nginx:1.25', uid: `docker.io/library/nginx@sha256:${'d'.repeat(64)}` },
+      orchestrator: 'kubernetes',
+      pod_uuid: '0f3c-uid',
+      labels: ['app.kubernetes.io/name=web', 'tier=front'],
+    });
+  });
+
+  it('names the node as the device', () => {
+    assert.deepEqual(o.device, { hostname: 'node-a', name: 'node-a', type_id: 1, type: 'Server' });
+  });
+
+  it('keeps what OCSF lacks in unmapped', () => {
+    const u = o.unmapped;
+    assert.equal(u.seq, 42);
+    assert.equal(u.duration_ns, 1500);
+    assert.equal(u.ret, 12);
+    assert.equal(u.accept_flags, 0o2004000);
+    assert.deepEqual(u.accept_flag_names, ['SOCK_NONBLOCK', 'SOCK_CLOEXEC']);
+    assert.deepEqual(u.socket, {
+      resolved: true,
+      family: 'inet',
+      family_number: 2,
+      type: 'STREAM',
+      protocol: 6,
+      v4_mapped: false,
+    });
+    assert.deepEqual(u.listener, { resolved: true, fd: 6, backlog: 3, max_backlog: 511 });
+    assert.deepEqual(u.user_address, {
+      present: true,
+      mismatch: false,
+      fault: false,
+      addrlen: 16,
+      family_number: 2,
+      ip: '10.0.0.9',
+      port: 51544,
+    });
+    assert.deepEqual(u.namespaces, { mnt: 4026531840, pid: 4026531836, net: 4026531992, uts: 4026531838 });
+    assert.deepEqual(u.cgroup, { id: '12345', v1_id: '678' });
+    assert.deepEqual(u.container, { cgroup_path: '/kubepods.slice/x' });
+    assert.deepEqual(u.enrichment, { status: 'complete', cgroup_from_proc: false, waited_ms: 0 });
+    assert.deepEqual(u.k8s, {
+      namespace: 'shop',
+      pod: {
+        name: 'web-7d9f-abc',
+        uid: '0f3c-uid',
+        ip: '10.0.0.5',
+        service_account: 'web-sa',
+        node_name: 'node-a',
+        host_network: false,
+        qos_class: 'Burstable',
+        deleted: false,
+        annotations: { 'doorwatch.io/audit': 'on' },
+      },
+      workload: { kind: 'Deployment', name: 'web', inferred: false },
+      namespace_labels: { team: 'payments' },
+    });
+  });
+
+  it('says what happened in message', () => {
+    assert.equal(o.message, 'nginx[812] in pod shop/web-7d9f-abc accepted 10.0.0.9:51544 on 10.0.0.5:443 via accept4');
+  });
+
+  it('raises severity when the caller rewrote its address buffer', () => {
+    const ev = AcceptEvent.fromPartial({ ...full, userAddress: { ...full.userAddress!, port: 1, mismatch: true } });
+    const m = eventToOcsf(ev) as J;
+    assert.equal(m.severity_id, 3);
+    assert.equal(m.severity, 'Medium');
+    assert.equal(m.unmapped.user_address.mismatch, true);
+  });
+
+  it('is IPv4 on the wire for an IPv4-mapped peer, and Local on loopback', () => {
+    const ev = AcceptEvent.fromPartial({
+      ...full,
+      socket: {
+        ...full.socket!,
+        family: AddressFamily.ADDRESS_FAMILY_INET6,
+        familyNumber: 10,
+        local: { ip: '::ffff:127.0.0.1', port: 8080 },
+        peer: { ip: '::ffff:127.0.0.1', port: 39990 },
+        v4Mapped: true,
+      },
+    });
+    const m = eventToOcsf(ev) as J;
+    assert.deepEqual(m.src_endpoint, { ip: '127.0.0.1', port: 39990 });
+    assert.equal(m.dst_endpoint.ip, '127.0.0.1');
+    assert.equal(m.connection_info.protocol_ver_id, 4);
+    assert.equal(m.connection_info.direction_id, 4);
+    assert.equal(m.connection_info.direction, 'Local');
+    assert.equal(m.unmapped.socket.v4_mapped, true);
+  });
+
+  it('is JSON with nothing blank', () => {
+    roundTrips(o);
+    noBlanks(o);
+  });
+});
+
+describe('OCSF: failed accept', () => {
+  const o = eventToOcsf(failed) as J;
+
+  it('is a Network Activity "Fail" with the errno as status', () => {
+    assertRequired(o, 4001);
+    assert.equal(o.activity_id, 4);
+    assert.equal(o.activity_name, 'Fail');
+    assert.equal(o.type_uid, 400104);
+    assert.equal(o.type_name, 'Network Activity: Fail');
+    assert.equal(o.severity_id, 2);
+    assert.equal(o.severity, 'Low');
+    assert.equal(o.status_id, 2);
+    assert.equal(o.status, 'Failure');
+    assert.equal(o.status_code, 'EMFILE');
+    assert.equal(o.status_detail, 'accept() failed: EMFILE (errno 24)');
+    assert.equal(o.metadata.event_code, 'accept');
+  });
+
+  it('has no peer, and only the node as the local side', () => {
+    assert.equal(o.src_endpoint, undefined);
+    assert.deepEqual(o.dst_endpoint, { hostname: 'node-a' });
+    assert.deepEqual(o.connection_info, { direction_id: 1, direction: 'Inbound' });
+  });
+
+  it('keeps the raw return value and the unresolved parts', () => {
+    assert.equal(o.unmapped.ret, -24);
+    assert.deepEqual(o.unmapped.socket, { resolved: false });
+    assert.deepEqual(o.unmapped.listener, { resolved: false, fd: 6 });
+    assert.equal(o.message, 'nginx[812]: accept() failed: EMFILE (errno 24)');
+  });
+
+  it('is JSON with nothing blank', () => {
+    roundTrips(o);
+    noBlanks(o);
+  });
+});
+
+describe('OCSF: host process over IPv6', () => {
+  const o = eventToOcsf(host) as J;
+
+  it('has no container and no Kubernetes block', () => {
+    assertRequired(o, 4001);
+    assert.deepEqual(o.metadata.profiles, ['host', 'datetime']);
+    assert.equal(o.actor.process.container, undefined);
+    assert.equal(o.unmapped.k8s, undefined);
+    assert.equal(o.unmapped.enrichment.status, 'host');
+  });
+
+  it('maps the IPv6 endpoints', () => {
+    assert.deepEqual(o.src_endpoint, { ip: '2001:db8::7', port: 40112 });
+    assert.deepEqual(o.dst_endpoint, { ip: '2001:db8::1', port: 22, hostname: 'node-a' });
+    assert.equal(o.connection_info.protocol_ver_id, 6);
+    assert.equal(o.connection_info.protocol_ver, 'Internet Protocol version 6 (IPv6)');
+    assert.equal(o.connection_info.direction_id, 1);
+    assert.equal(o.message, 'sshd[1190] accepted [2001:db8::7]:40112 on [2001:db8::1]:22 via accept');
+  });
+
+  it('is JSON with nothing blank', () => {
+    roundTrips(o);
+    noBlanks(o);
+  });
+});
+
+describe('OCSF: unix socket', () => {
+  const o = eventToOcsf(unix) as J;
+
+  it('names the socket path, and the peer is on this node', () => {
+    assertRequired(o, 4001);
+    assert.deepEqual(o.dst_endpoint, { name: '/run/app.sock', hostname: 'node-a' });
+    assert.deepEqual(o.src_endpoint, { hostname: 'node-a' });
+    assert.deepEqual(o.connection_info, { direction_id: 4, direction: 'Local', protocol_name: 'unix' });
+    assert.equal(o.metadata.event_code, 'io_uring_accept');
+  });
+
+  it('keeps the peer pid in unmapped', () => {
+    assert.deepEqual(o.unmapped.socket, {
+      resolved: true,
+      family: 'unix',
+      family_number: 1,
+      type: 'STREAM',
+      protocol: 0,
+      v4_mapped: false,
+      unix_path: '/run/app.sock',
+      peer_pid: 77,
+    });
+    assert.equal(o.actor.process.ptid, 2240);
+    assert.equal(o.message, 'app[2231] accepted a connection on unix socket /run/app.sock from pid 77 via io_uring_accept');
+  });
+
+  it('is JSON with nothing blank', () => {
+    roundTrips(o);
+    noBlanks(o);
+  });
+});
+
+describe('OCSF: loss records', () => {
+  it('are Application Error events with every required attribute', () => {
+    const o = lossToOcsf(gap) as J;
+    assertRequired(o, 6008);
+    assert.equal(o.class_name, 'Application Error');
+    assert.equal(o.category_uid, 6);
+    assert.equal(o.category_name, 'Application Activity');
+    assert.equal(o.activity_id, 1);
+    assert.equal(o.activity_name, 'General Error');
+    assert.equal(o.type_uid, 600801);
+    assert.equal(o.severity_id, 4);
+    assert.equal(o.severity, 'High');
+    assert.equal(o.status_id, 2);
+    assert.equal(o.status_detail, 'seq gap');
+    assert.equal(o.time, 1714564800123);
+    assert.equal(o.time_dt, isoNanos(T));
+  });
+
+  it('carry the agent identity and the seq range', () => {
+    const o = lossToOcsf(gap) as J;
+    assert.equal(o.metadata.uid, recordId({ kind: 'loss', loss: gap }));
+    assert.equal(o.metadata.product.version, '0.1.0');
+    assert.equal(o.metadata.log_name, 'doorwatch.loss');
+    assert.deepEqual(o.device, { hostname: 'node-a', name: 'node-a', type_id: 1, type: 'Server', boot_uid: 'boot-1' });
+    assert.deepEqual(o.unmapped, {
+      agent: { node_name: 'node-a', boot_id: 'boot-1', instance_id: 'inst-1', version: '0.1.0' },
+      from_seq: 101,
+      to_seq: 150,
+      seq_count: 50,
+      reason: 'seq gap',
+      time_unix_nano: '1714564800123456789',
+    });
+    assert.equal(o.message, 'Doorwatch lost events on node-a: seq 101-150 (50 events) (seq gap)');
+    roundTrips(o);
+    noBlanks(o);
+  });
+
+  it('carry the agent counters when there is no seq range', () => {
+    const o = lossToOcsf(kernelDrops) as J;
+    assert.deepEqual(o.unmapped.counters, {
+      kernel_ring_full: 40,
+      decode_errors: 0,
+      bpf_recursion_misses: 0,
+      queue_drops: 2,
+      spool_drops: 0,
+    });
+    assert.equal(o.unmapped.counters_total, 42);
+    assert.equal(o.unmapped.seq_count, 0);
+    assert.equal(
+      o.message,
+      'Doorwatch lost events on node-a: 42 counted: kernel_ring_full=40 queue_drops=2 (agent reported losses)',
+    );
+    roundTrips(o);
+    noBlanks(o);
+  });
+});
