@@ -1,0 +1,262 @@
+import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
+import { z } from 'zod';
+import { parseSize, UnitError } from '../cli/units.js';
+import { ConfigError, zodProblems } from '../config/errors.js';
+import { formatRecord } from '../formats/format.js';
+import type { Logger } from '../log/logger.js';
+import type { FormatName, Sink, SinkDeps, SinkFactory, SinkRecord } from './sink.js';
+
+/**
+ * `type: jsonl` — one JSON object per line (formatRecord), to stdout
+ * (`path: "-"`) or appended to a file rotated by size and count. Lines are
+ * never split across files. docs/sinks/jsonl.md is the user-facing description.
+ */
+
+// ---------------------------------------------------------------------------
+// Payload (pure)
+
+/** One record as one line, newline included. JSON.stringify escapes every newline inside strings. */
+export function jsonlLine(rec: SinkRecord, format: FormatName): Buffer {
+  return Buffer.from(`${JSON.stringify(formatRecord(rec, format))}\n`, 'utf8');
+}
+
+/**
+ * Splits a batch's lines into runs that fit the current file, given the bytes
+ * already in it: a rotation happens between runs. A line larger than maxBytes
+ * gets a file of its own rather than being split.
+ */
+export function planRotation(lineSizes: number[], currentBytes: number, maxBytes: number): number[][] {
+  const runs: number[][] = [[]];
+  let used = currentBytes;
+  lineSizes.forEach((size, i) => {
+    if (used > 0 && used + size > maxBytes) {
+      runs.push([]);
+      used = 0;
+    }
+    runs[runs.length - 1]!.push(i);
+    used += size;
+  });
+  return runs;
+}
+
+// ---------------------------------------------------------------------------
+// Config
+
+const FORMATS = ['native', 'ocsf', 'ecs'] as const satisfies readonly FormatName[];
+
+const size = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') return v;
+  try {
+    return parseSize(v);
+  } catch (err) {
+    if (!(err instanceof UnitError)) throw err;
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: err.message });
+    return z.NEVER;
+  }
+});
+
+const FILE_ONLY = ['maxBytes', 'maxFiles', 'fsync'] as const;
+
+const schema = z
+  .object({
+    // Keys every sink entry has; the collector reads them, this sink ignores them.
+    name: z.string().optional(),
+    type: z.literal('jsonl').optional(),
+    required: z.boolean().optional(),
+
+    path: z.string().min(1),
+    format: z.enum(FORMATS).default('native'),
+    maxBytes: size.optional(),
+    maxFiles: z.number().int().min(1).max(1000).optional(),
+    fsync: z.boolean().optional(),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.path !== '-') return;
+    for (const key of FILE_ONLY) {
+      if (c[key] !== undefined) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key], message: 'applies to files only, not to stdout (path "-")' });
+      }
+    }
+  })
+  .transform(({ path, format, maxBytes, maxFiles, fsync }) => ({
+    path,
+    format,
+    maxBytes: maxBytes ?? 100 * 1024 ** 2,
+    maxFiles: maxFiles ?? 5,
+    fsync: fsync ?? false,
+  }));
+
+export type JsonlConfig = z.output<typeof schema>;
+
+// ---------------------------------------------------------------------------
+// Transport
+
+/** Serializes work: writes and rotations never interleave. */
+class Serial {
+  private tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.tail.then(fn);
+    this.tail = p.catch(() => {});
+    return p;
+  }
+}
+
+function isEnoent(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException).code === 'ENOENT';
+}
+
+class FileSink implements Sink {
+  private fh: FileHandle | null = null;
+  /** Bytes in the current file (tracked; the sink is the file's only writer). */
+  private size = 0;
+  private closed = false;
+  private readonly serial = new Serial();
+
+  constructor(
+    readonly name: string,
+    private readonly cfg: JsonlConfig,
+    private readonly log: Logger,
+  ) {}
+
+  async open(): Promise<FileHandle> {
+    if (this.fh) return this.fh;
+    let fh: FileHandle;
+    try {
+      fh = await open(this.cfg.path, 'a', 0o640);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      const hint =
+        e.code === 'ENOENT'
+          ? ' — create the directory first'
+          : e.code === 'EACCES'
+            ? ' — check the permissions of the file and its directory'
+            : '';
+      throw new Error(`jsonl sink "${this.name}": cannot open "${this.cfg.path}": ${e.message}${hint}`, { cause: err });
+    }
+    this.size = (await fh.stat()).size;
+    this.fh = fh;
+    return fh;
+  }
+
+  /** Appends all of data, or nothing: a failed write is truncated away so a retry never follows half a line. */
+  private async append(data: Buffer): Promise<void> {
+    const fh = await this.open();
+    let off = 0;
+    try {
+      while (off < data.length) off += (await fh.write(data, off, data.length - off, null)).bytesWritten;
+      if (this.cfg.fsync) await fh.datasync();
+    } catch (err) {
+      if (off > 0) await fh.truncate(this.size).catch(() => {});
+      throw new Error(`jsonl sink "${this.name}": write to "${this.cfg.path}" failed: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    this.size += data.length;
+  }
+
+  /** file -> file.1 -> ... -> file.(maxFiles-1); the oldest is replaced by the rename. */
+  private async rotate(): Promise<void> {
+    const { path, maxFiles } = this.cfg;
+    const fh = this.fh;
+    this.fh = null;
+    await fh?.close();
+    const name = (i: number) => (i === 0 ? path : `${path}.${i}`);
+    const ignoreMissing = (err: unknown) => {
+      if (!isEnoent(err)) throw err;
+    };
+    try {
+      if (maxFiles === 1) await unlink(path).catch(ignoreMissing);
+      for (let i = maxFiles - 1; i >= 1; i--) await rename(name(i - 1), name(i)).catch(ignoreMissing);
+    } catch (err) {
+      throw new Error(`jsonl sink "${this.name}": rotating "${path}" failed: ${(err as Error).message}`, { cause: err });
+    }
+    this.log.debug({ path, maxFiles }, 'jsonl file rotated');
+  }
+
+  write(batch: SinkRecord[]): Promise<void> {
+    if (this.closed) return Promise.reject(new Error(`jsonl sink "${this.name}" is closed`));
+    const lines = batch.map((r) => jsonlLine(r, this.cfg.format));
+    return this.serial.run(async () => {
+      await this.open();
+      const runs = planRotation(
+        lines.map((l) => l.length),
+        this.size,
+        this.cfg.maxBytes,
+      );
+      for (const [i, run] of runs.entries()) {
+        if (i > 0) await this.rotate();
+        if (run.length > 0) await this.append(Buffer.concat(run.map((j) => lines[j]!)));
+      }
+    });
+  }
+
+  flush(): Promise<void> {
+    return this.serial.run(async () => {});
+  }
+
+  close(): Promise<void> {
+    if (this.closed) return this.flush();
+    this.closed = true;
+    return this.serial.run(async () => {
+      const fh = this.fh;
+      this.fh = null;
+      if (!fh) return;
+      if (this.cfg.fsync) await fh.datasync().catch(() => {});
+      await fh.close();
+    });
+  }
+}
+
+/** `path: "-"`: stdout, which belongs to machine-readable output (logs go to stderr). */
+class StdoutSink implements Sink {
+  private closed = false;
+  private readonly onError = (err: Error) => this.log.error({ err: err.message }, 'jsonl: stdout failed');
+
+  constructor(
+    readonly name: string,
+    private readonly cfg: JsonlConfig,
+    private readonly log: Logger,
+    private readonly out: NodeJS.WritableStream = process.stdout,
+  ) {
+    // Without a listener an EPIPE (reader gone) would crash the process; the write's callback reports it instead.
+    this.out.on('error', this.onError);
+  }
+
+  write(batch: SinkRecord[]): Promise<void> {
+    if (this.closed) return Promise.reject(new Error(`jsonl sink "${this.name}" is closed`));
+    const data = Buffer.concat(batch.map((r) => jsonlLine(r, this.cfg.format)));
+    return new Promise((resolve, reject) => {
+      this.out.write(data, (err) => {
+        if (err) reject(new Error(`jsonl sink "${this.name}": write to stdout failed: ${err.message}`, { cause: err }));
+        else resolve();
+      });
+    });
+  }
+
+  async flush(): Promise<void> {}
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.out.off('error', this.onError);
+  }
+}
+
+export const jsonlSink: SinkFactory<JsonlConfig> = {
+  type: 'jsonl',
+
+  parse(config: unknown, path: string): JsonlConfig {
+    const r = schema.safeParse(config);
+    if (!r.success) throw new ConfigError(`${path || 'sink'} (jsonl)`, zodProblems(r.error, path));
+    return r.data;
+  },
+
+  async create(name: string, config: JsonlConfig, deps: SinkDeps): Promise<Sink> {
+    const log = deps.log.child({ sink: name, type: 'jsonl' });
+    if (config.path === '-') return new StdoutSink(name, config, log);
+    const sink = new FileSink(name, config, log);
+    await sink.open();
+    return sink;
+  },
+};

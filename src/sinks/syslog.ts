@@ -1,0 +1,457 @@
+import { readFile } from 'node:fs/promises';
+import net from 'node:net';
+import tls from 'node:tls';
+import { z } from 'zod';
+import { parseDuration, UnitError } from '../cli/units.js';
+import { ConfigError, zodProblems } from '../config/errors.js';
+import { formatRecord, recordId, recordTimeNs } from '../formats/format.js';
+import type { Logger } from '../log/logger.js';
+import type { FormatName, Sink, SinkDeps, SinkFactory, SinkRecord } from './sink.js';
+
+/**
+ * `type: syslog` — RFC 5424 messages over TLS (RFC 5425) or plain TCP, with
+ * RFC 6587 octet-counting framing, on ONE persistent connection. The frame is
+ * built by a pure function (buildSyslogFrame); the sink only moves bytes.
+ * docs/sinks/syslog.md is the user-facing description.
+ */
+
+// ---------------------------------------------------------------------------
+// Payload (pure)
+
+/** RFC 5424 §6.2.1 facility codes. */
+export const FACILITIES = {
+  kern: 0,
+  user: 1,
+  mail: 2,
+  daemon: 3,
+  auth: 4,
+  syslog: 5,
+  lpr: 6,
+  news: 7,
+  uucp: 8,
+  cron: 9,
+  authpriv: 10,
+  ftp: 11,
+  ntp: 12,
+  audit: 13,
+  alert: 14,
+  clock: 15,
+  local0: 16,
+  local1: 17,
+  local2: 18,
+  local3: 19,
+  local4: 20,
+  local5: 21,
+  local6: 22,
+  local7: 23,
+} as const;
+export type Facility = keyof typeof FACILITIES;
+
+/** RFC 5424 §6.2.1 severities used by Doorwatch. */
+export const SEVERITY = { err: 3, warning: 4, info: 6 } as const;
+
+/**
+ * SD-ID of Doorwatch's structured-data element. 32473 is the Private
+ * Enterprise Number reserved for documentation (RFC 5612); it is stable, so
+ * receiver-side parsing rules can rely on it.
+ */
+export const SD_ID = 'doorwatch@32473';
+
+export interface SyslogFrameOptions {
+  facility: Facility;
+  format: FormatName;
+  appName: string;
+  /** Prefix MSG with a UTF-8 BOM (RFC 5424's MSG-UTF8). */
+  bom: boolean;
+}
+
+/** info for a successful accept, warning for a failed one, err for a loss record (a gap in the audit trail). */
+export function severityOf(rec: SinkRecord): number {
+  if (rec.kind === 'loss') return SEVERITY.err;
+  return rec.event.success ? SEVERITY.info : SEVERITY.warning;
+}
+
+/** PRI = facility * 8 + severity (RFC 5424 §6.2.1). */
+export function syslogPri(facility: Facility, severity: number): number {
+  return FACILITIES[facility] * 8 + severity;
+}
+
+/** RFC 3339 in UTC with microseconds ("2023-11-14T22:13:20.123456Z"); NILVALUE for 0. */
+export function syslogTimestamp(ns: bigint): string {
+  if (ns <= 0n) return '-';
+  const seconds = ns / 1_000_000_000n;
+  const micros = (ns / 1000n) % 1_000_000n;
+  const whole = new Date(Number(seconds) * 1000).toISOString().slice(0, 19);
+  return `${whole}.${micros.toString().padStart(6, '0')}Z`;
+}
+
+/** PARAM-VALUE escaping (RFC 5424 §6.3.3): `"`, `\` and `]` get a backslash. */
+export function escapeSdParam(value: string): string {
+  return value.replace(/["\\\]]/g, '\\$&');
+}
+
+/** A header field: 1*max PRINTUSASCII, or NILVALUE when empty. */
+function headerField(value: string, max: number): string {
+  const clean = value.replace(/[^\x21-\x7e]/g, '_').slice(0, max);
+  return clean === '' ? '-' : clean;
+}
+
+function endpoint(ep: { ip: string; port: number } | undefined): string | undefined {
+  if (!ep?.ip) return undefined;
+  return ep.ip.includes(':') ? `[${ep.ip}]:${ep.port}` : `${ep.ip}:${ep.port}`;
+}
+
+function sdParams(rec: SinkRecord): [string, string | undefined][] {
+  if (rec.kind === 'loss') {
+    const l = rec.loss;
+    return [
+      ['id', recordId(rec)],
+      ['from', l.fromSeq.toString()],
+      ['to', l.toSeq.toString()],
+      ['reason', l.reason || undefined],
+    ];
+  }
+  const e = rec.event;
+  return [
+    ['id', recordId(rec)],
+    ['ns', e.pod?.namespace || undefined],
+    ['pod', e.pod?.name || undefined],
+    ['src', endpoint(e.socket?.peer)],
+    ['dst', endpoint(e.socket?.local)],
+  ];
+}
+
+/** The RFC 5424 message, without framing. */
+export function buildSyslogMessage(rec: SinkRecord, opts: SyslogFrameOptions): string {
+  const isEvent = rec.kind === 'event';
+  const host = isEvent ? rec.event.nodeName : (rec.loss.agent?.nodeName ?? '');
+  const pid = isEvent && rec.event.process?.pid ? String(rec.event.process.pid) : '-';
+  const sd = sdParams(rec)
+    .filter((p): p is [string, string] => p[1] !== undefined)
+    .map(([k, v]) => ` ${k}="${escapeSdParam(v)}"`)
+    .join('');
+  const header = [
+    `<${syslogPri(opts.facility, severityOf(rec))}>1`,
+    syslogTimestamp(recordTimeNs(rec)),
+    headerField(host, 255),
+    headerField(opts.appName, 48),
+    pid,
+    isEvent ? 'ACCEPT' : 'LOSS',
+    `[${SD_ID}${sd}]`,
+  ].join(' ');
+  return `${header} ${opts.bom ? '\uFEFF' : ''}${JSON.stringify(formatRecord(rec, opts.format))}`;
+}
+
+/** RFC 6587 octet counting: "<length in BYTES> <message>". */
+export function buildSyslogFrame(rec: SinkRecord, opts: SyslogFrameOptions): Buffer {
+  const msg = Buffer.from(buildSyslogMessage(rec, opts), 'utf8');
+  return Buffer.concat([Buffer.from(`${msg.length} `, 'ascii'), msg]);
+}
+
+// ---------------------------------------------------------------------------
+// Config
+
+const FORMATS = ['native', 'ocsf', 'ecs'] as const satisfies readonly FormatName[];
+
+function duration(dflt: string) {
+  return z
+    .union([z.number().int().positive(), z.string()])
+    .default(dflt)
+    .transform((v, ctx) => {
+      if (typeof v === 'number') return v;
+      try {
+        return parseDuration(v);
+      } catch (err) {
+        if (!(err instanceof UnitError)) throw err;
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: err.message });
+        return z.NEVER;
+      }
+    });
+}
+
+const tlsSchema = z
+  .object(
+    {
+      ca: z.string().min(1).optional(),
+      cert: z.string().min(1).optional(),
+      key: z.string().min(1).optional(),
+      serverName: z.string().min(1).optional(),
+      rejectUnauthorized: z.boolean().default(true),
+    },
+    { invalid_type_error: 'expected true, false or { ca, cert, key, serverName, rejectUnauthorized }' },
+  )
+  .strict()
+  .superRefine((t, ctx) => {
+    if ((t.cert === undefined) !== (t.key === undefined)) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: [t.cert === undefined ? 'cert' : 'key'],
+        message: 'a client certificate needs both tls.cert and tls.key',
+      });
+    }
+  });
+
+const schema = z
+  .object({
+    // Keys every sink entry has; the collector reads them, this sink ignores them.
+    name: z.string().optional(),
+    type: z.literal('syslog').optional(),
+    required: z.boolean().optional(),
+
+    host: z.string().min(1),
+    port: z.number().int().min(1).max(65535).optional(),
+    // true = TLS with Node's CA list; false = plain TCP; an object = TLS with these files.
+    tls: z.preprocess((v) => (v === undefined || v === true ? {} : v === false ? null : v), tlsSchema.nullable()),
+    facility: z.enum(Object.keys(FACILITIES) as [Facility, ...Facility[]]).default('local0'),
+    format: z.enum(FORMATS).default('native'),
+    appName: z
+      .string()
+      .regex(/^[\x21-\x7e]{1,48}$/, 'must be 1-48 printable ASCII characters without spaces (RFC 5424 APP-NAME)')
+      .default('doorwatch'),
+    bom: z.boolean().default(false),
+    connectTimeout: duration('10s'),
+    writeTimeout: duration('30s'),
+  })
+  .strict()
+  .transform(({ name: _n, type: _t, required: _r, port, tls: t, connectTimeout, writeTimeout, ...rest }) => ({
+    ...rest,
+    port: port ?? (t ? 6514 : 514),
+    tls: t ?? (false as const),
+    connectTimeoutMs: connectTimeout,
+    writeTimeoutMs: writeTimeout,
+  }));
+
+export type SyslogConfig = z.output<typeof schema>;
+export type SyslogTlsConfig = Exclude<SyslogConfig['tls'], false>;
+
+// ---------------------------------------------------------------------------
+// Transport
+
+/** The server closed the connection as soon as it was established. */
+class TurnedAwayError extends Error {}
+
+/** Why a connection failed, and what to do about it, in one line. */
+function describeConnectError(err: unknown, cfg: SyslogConfig): string {
+  if (err instanceof TurnedAwayError) {
+    return cfg.tls
+      ? `${cfg.host}:${cfg.port} closed the connection right after the TLS handshake: it does not accept this client — it may require a client certificate (tls.cert, tls.key) signed by a CA it trusts; its log says why`
+      : `${cfg.host}:${cfg.port} closed the connection right after accepting it: it does not accept this client (allowed senders?); its log says why`;
+  }
+  const e = err as NodeJS.ErrnoException;
+  const where = `${cfg.host}:${cfg.port}`;
+  const code = e.code ? ` (${e.code})` : '';
+  const what = `${e.message ?? String(err)}${code}`;
+  switch (e.code) {
+    case 'ECONNREFUSED':
+      return `connection to ${where} refused${code}: check host and port, and that the syslog server has a TCP input on it`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `cannot resolve "${cfg.host}"${code}: check host`;
+    case 'ERR_TLS_CERT_ALTNAME_INVALID':
+      return `TLS handshake with ${where} failed: ${what} — connect by a name the certificate lists, or set tls.serverName`;
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_GET_ISSUER_CERT':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'CERT_SIGNATURE_FAILURE':
+      return `TLS handshake with ${where} failed: the server's certificate is not trusted: ${what} — set tls.ca to the CA that issued it`;
+    case 'CERT_HAS_EXPIRED':
+    case 'CERT_NOT_YET_VALID':
+      return `TLS handshake with ${where} failed: ${what} — renew the server's certificate or check the clocks`;
+    case 'ECONNRESET':
+      return cfg.tls
+        ? `${where} closed the connection during the TLS handshake${code}: it may require a client certificate (tls.cert, tls.key) or not speak TLS on this port`
+        : `${where} reset the connection${code}`;
+    case 'ERR_SSL_WRONG_VERSION_NUMBER':
+    case 'EPROTO':
+      return `TLS handshake with ${where} failed: ${what} — the server does not speak TLS on this port (use tls: false for plain TCP)`;
+    default:
+      return cfg.tls ? `TLS connection to ${where} failed: ${what}` : `TCP connection to ${where} failed: ${what}`;
+  }
+}
+
+async function readTlsFile(sink: string, key: string, path: string | undefined): Promise<Buffer | undefined> {
+  if (path === undefined) return undefined;
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new Error(`syslog sink "${sink}": tls.${key}: cannot read "${path}": ${(err as Error).message}`, { cause: err });
+  }
+}
+
+class SyslogSink implements Sink {
+  private socket: net.Socket | null = null;
+  private connecting: Promise<net.Socket> | null = null;
+  private closed = false;
+  private readonly frameOpts: SyslogFrameOptions;
+
+  constructor(
+    readonly name: string,
+    private readonly cfg: SyslogConfig,
+    private readonly tlsOpts: tls.ConnectionOptions | null,
+    private readonly log: Logger,
+  ) {
+    this.frameOpts = { facility: cfg.facility, format: cfg.format, appName: cfg.appName, bom: cfg.bom };
+  }
+
+  /**
+   * One connection attempt, bounded by connectTimeout; resolves once usable. A server may still turn the
+   * client away after the handshake completed on our side (TLS 1.3 finishes the client's handshake before
+   * the server has checked the client certificate; allowed-sender checks come after accept): it then
+   * closes at once, so the connection counts as usable only once it survived a few round trips.
+   */
+  private connect(): Promise<net.Socket> {
+    const { host, port, connectTimeoutMs } = this.cfg;
+    const started = performance.now();
+    return new Promise((resolve, reject) => {
+      const s = this.tlsOpts ? tls.connect({ ...this.tlsOpts, host, port }) : net.connect({ host, port });
+      // A syslog server never sends; reading is how its FIN or RST is noticed promptly.
+      s.on('data', () => {});
+      let timer: NodeJS.Timeout;
+      const fail = (err: unknown) => {
+        clearTimeout(timer);
+        s.off('close', turnedAway);
+        s.destroy();
+        reject(new Error(`syslog sink "${this.name}": ${describeConnectError(err, this.cfg)}`, { cause: err }));
+      };
+      const turnedAway = () => fail(new TurnedAwayError());
+      timer = setTimeout(
+        () => fail(new Error(`no ${this.tlsOpts ? 'TLS handshake' : 'connection'} within ${connectTimeoutMs}ms`)),
+        connectTimeoutMs,
+      );
+      s.once('error', fail);
+      s.once(this.tlsOpts ? 'secureConnect' : 'connect', () => {
+        clearTimeout(timer);
+        s.once('close', turnedAway);
+        const settleMs = Math.min(connectTimeoutMs, Math.max(50, 2 * (performance.now() - started)));
+        timer = setTimeout(() => {
+          s.off('error', fail);
+          s.off('close', turnedAway);
+          if (this.closed) {
+            s.destroy();
+            reject(new Error(`syslog sink "${this.name}" is closed`));
+            return;
+          }
+          this.adopt(s);
+          resolve(s);
+        }, settleMs);
+      });
+    });
+  }
+
+  /** Watch a connected socket; it is forgotten when it closes, so the next write reconnects. */
+  private adopt(s: net.Socket): void {
+    s.setNoDelay(true);
+    s.setKeepAlive(true, 30_000);
+    s.on('end', () => s.destroy());
+    s.on('error', (err) => this.log.warn({ err: err.message }, 'syslog connection error'));
+    s.on('close', () => {
+      if (this.socket !== s) return;
+      this.socket = null;
+      if (!this.closed) this.log.warn('syslog connection closed; reconnecting on the next write');
+    });
+    this.socket = s;
+    this.log.info({ host: this.cfg.host, port: this.cfg.port, tls: !!this.tlsOpts }, 'syslog connected');
+  }
+
+  private async ensureConnected(): Promise<net.Socket> {
+    if (this.socket && !this.socket.destroyed) return this.socket;
+    this.connecting ??= this.connect().finally(() => {
+      this.connecting = null;
+    });
+    return this.connecting;
+  }
+
+  /** Resolves when the kernel has taken every byte (see "Delivery guarantees" in the doc). */
+  private send(s: net.Socket, data: Buffer): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let done = false;
+      const finish = (err?: Error) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        s.off('close', onClose);
+        if (err)
+          reject(
+            new Error(`syslog sink "${this.name}": write to ${this.cfg.host}:${this.cfg.port} failed: ${err.message}`, {
+              cause: err,
+            }),
+          );
+        else resolve();
+      };
+      const onClose = () => finish(new Error('connection closed before the data was written'));
+      const timer = setTimeout(() => {
+        // The server stopped reading: drop the connection; the retry resends the whole batch on a new one.
+        finish(new Error(`not written within ${this.cfg.writeTimeoutMs}ms (server not reading)`));
+        s.destroy();
+      }, this.cfg.writeTimeoutMs);
+      s.once('close', onClose);
+      s.write(data, (err) => finish(err ?? undefined));
+    });
+  }
+
+  async write(batch: SinkRecord[]): Promise<void> {
+    if (this.closed) throw new Error(`syslog sink "${this.name}" is closed`);
+    if (batch.length === 0) return;
+    const data = Buffer.concat(batch.map((r) => buildSyslogFrame(r, this.frameOpts)));
+    // One turn of the event loop first: a FIN or RST already in the kernel closes the socket now, so the
+    // batch goes to a new connection instead of into a dead one (where the kernel would still accept it).
+    await new Promise((r) => setImmediate(r));
+    await this.send(await this.ensureConnected(), data);
+  }
+
+  async flush(): Promise<void> {
+    // Nothing is buffered here: every write resolves only once its bytes are in the kernel.
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.connecting?.catch(() => {});
+    const s = this.socket;
+    if (!s || s.destroyed) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => s.destroy(), this.cfg.connectTimeoutMs);
+      s.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      s.end();
+    });
+  }
+
+  /** Used by create(): the first connection must succeed, or the sink does not start. */
+  async start(): Promise<void> {
+    await this.ensureConnected();
+  }
+}
+
+export const syslogSink: SinkFactory<SyslogConfig> = {
+  type: 'syslog',
+
+  parse(config: unknown, path: string): SyslogConfig {
+    const r = schema.safeParse(config);
+    if (!r.success) throw new ConfigError(`${path || 'sink'} (syslog)`, zodProblems(r.error, path));
+    return r.data;
+  },
+
+  async create(name: string, config: SyslogConfig, deps: SinkDeps): Promise<Sink> {
+    const log = deps.log.child({ sink: name, type: 'syslog' });
+    let tlsOpts: tls.ConnectionOptions | null = null;
+    if (config.tls) {
+      const t = config.tls;
+      const [ca, cert, key] = await Promise.all([
+        readTlsFile(name, 'ca', t.ca),
+        readTlsFile(name, 'cert', t.cert),
+        readTlsFile(name, 'key', t.key),
+      ]);
+      tlsOpts = { ca, cert, key, rejectUnauthorized: t.rejectUnauthorized, minVersion: 'TLSv1.2' };
+      if (t.serverName) tlsOpts.servername = t.serverName;
+      if (!t.rejectUnauthorized) log.warn('tls.rejectUnauthorized is false: the syslog server is not authenticated');
+    }
+    const sink = new SyslogSink(name, config, tlsOpts, log);
+    await sink.start();
+    return sink;
+  },
+};

@@ -1,0 +1,278 @@
+/**
+ * A REAL rsyslogd (Debian's /usr/sbin/rsyslogd, rsyslog-gnutls for TLS) as a
+ * child process in the foreground, with its own work directory, config, pid
+ * file and an ephemeral port: imtcp (plain or gtls) in, omfile out.
+ *
+ * The output template writes one JSON object per received message with the
+ * raw message (rawmsg: the RFC 5424 text without its octet-count prefix) and
+ * the fields rsyslog's own RFC 5424 parser extracted, so a test checks both
+ * that the bytes arrived intact and that a real receiver parses them as
+ * intended. parseRfc5424() splits the raw text independently of rsyslog.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const RSYSLOGD = '/usr/sbin/rsyslogd';
+
+export interface RsyslogTls {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  /** anon: any client; x509/certvalid: the client must present a certificate signed by caFile. */
+  authMode?: 'anon' | 'x509/certvalid';
+}
+
+export interface RsyslogOptions {
+  /** Omit for plain TCP. */
+  tls?: RsyslogTls;
+  /** Defaults to a free ephemeral port. */
+  port?: number;
+}
+
+/** One received message: rsyslog's view of it. */
+export interface Received {
+  /** The message as received, without framing. */
+  raw: string;
+  pri: string;
+  timestamp: string;
+  hostname: string;
+  appName: string;
+  procId: string;
+  msgId: string;
+  structuredData: string;
+  msg: string;
+}
+
+export interface Rsyslog {
+  port: number;
+  dir: string;
+  outFile: string;
+  /** Everything received so far. */
+  received(): Received[];
+  /** Resolves once at least n messages are in the output file; rejects after timeoutMs. */
+  waitFor(n: number, timeoutMs?: number): Promise<Received[]>;
+  /** Kill rsyslogd (SIGKILL by default) and wait for it to exit; idempotent. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  /** Start rsyslogd again on the same port and output file. */
+  restart(): Promise<void>;
+  /** rsyslogd's stderr/stdout, for failure messages. */
+  output(): string;
+}
+
+/** A port nobody listens on right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const q = (s: string) => JSON.stringify(s);
+
+const FIELDS: [keyof Received, string][] = [
+  ['raw', 'property(name="rawmsg" format="json")'],
+  ['pri', 'property(name="pri" format="json")'],
+  ['timestamp', 'property(name="timereported" dateFormat="rfc3339" format="json")'],
+  ['hostname', 'property(name="hostname" format="json")'],
+  ['appName', 'property(name="app-name" format="json")'],
+  ['procId', 'property(name="procid" format="json")'],
+  ['msgId', 'property(name="msgid" format="json")'],
+  ['structuredData', 'property(name="structured-data" format="json")'],
+  ['msg', 'property(name="msg" format="json")'],
+];
+
+function config(dir: string, outFile: string, port: number, tls: RsyslogTls | undefined): string {
+  // format="json" escapes a property for use inside a JSON string; the constants supply the quotes.
+  const template = FIELDS.map(([k, prop], i) => `  constant(value=${q(`${i === 0 ? '{' : '",'}"${k}":"`)}) ${prop}`).join('\n');
+  const globals = [
+    `workDirectory=${q(dir)}`,
+    'maxMessageSize="64k"',
+    // Keep raw control characters (a newline inside a message): octet counting is what delimits messages.
+    'parser.escapeControlCharactersOnReceive="off"',
+  ];
+  let mod = 'module(load="imtcp")';
+  if (tls) {
+    globals.push(
+      `defaultNetstreamDriverCAFile=${q(tls.caFile)}`,
+      `defaultNetstreamDriverCertFile=${q(tls.certFile)}`,
+      `defaultNetstreamDriverKeyFile=${q(tls.keyFile)}`,
+    );
+    mod = `module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode=${q(tls.authMode ?? 'anon')})`;
+  }
+  return `global(${globals.join(' ')})
+${mod}
+template(name="received" type="list") {
+${template}
+  constant(value="\\"}\\n")
+}
+ruleset(name="remote") { action(type="omfile" file=${q(outFile)} template="received") }
+input(type="imtcp" port="${port}" ruleset="remote")
+`;
+}
+
+async function sleep(ms: number): Promise<void> {
+  await new Promise((r) => setTimeout(r, ms));
+}
+
+/** Starts rsyslogd and resolves once its TCP port accepts connections (bounded). */
+export async function startRsyslog(opts: RsyslogOptions = {}): Promise<Rsyslog> {
+  if (!existsSync(RSYSLOGD)) throw new Error(`${RSYSLOGD} is missing: apt-get install rsyslog rsyslog-gnutls`);
+  const dir = mkdtempSync(join(tmpdir(), 'doorwatch-rsyslog-'));
+  const port = opts.port ?? (await freePort());
+  const outFile = join(dir, 'received.jsonl');
+  const confFile = join(dir, 'rsyslog.conf');
+  const pidFile = join(dir, 'rsyslogd.pid');
+  writeFileSync(confFile, config(dir, outFile, port, opts.tls));
+
+  let child: ChildProcess | null = null;
+  let exited: Promise<void> = Promise.resolve();
+  let log = '';
+  const killOnExit = () => child?.kill('SIGKILL');
+  process.once('exit', killOnExit);
+
+  const launch = async (timeoutMs = 10_000): Promise<void> => {
+    const c = spawn(RSYSLOGD, ['-n', '-f', confFile, '-i', pidFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = c;
+    let gone = false;
+    exited = new Promise((resolve) =>
+      c.once('exit', () => {
+        gone = true;
+        resolve();
+      }),
+    );
+    c.stdout!.on('data', (d: Buffer) => {
+      log += d.toString();
+    });
+    c.stderr!.on('data', (d: Buffer) => {
+      log += d.toString();
+    });
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (gone) throw new Error(`rsyslogd exited during startup:\n${log}`);
+      const up = await new Promise<boolean>((resolve) => {
+        const s = net.connect({ host: '127.0.0.1', port }, () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.once('error', () => resolve(false));
+      });
+      if (up) return;
+      if (Date.now() > deadline) {
+        c.kill('SIGKILL');
+        throw new Error(`rsyslogd did not listen on ${port} within ${timeoutMs}ms:\n${log}`);
+      }
+      await sleep(50);
+    }
+  };
+
+  const received = (): Received[] => {
+    if (!existsSync(outFile)) return [];
+    const text = readFileSync(outFile, 'utf8');
+    const lines = text.split('\n');
+    lines.pop(); // the last line is empty or still being written
+    return lines.map((l) => JSON.parse(l) as Received);
+  };
+
+  const stop = async (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
+    const c = child as ChildProcess | null;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    c.kill(signal);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 5000)))]);
+    clearTimeout(timer);
+    if (c.exitCode === null && c.signalCode === null) {
+      c.kill('SIGKILL');
+      await exited;
+    }
+  };
+
+  await launch();
+  return {
+    port,
+    dir,
+    outFile,
+    received,
+    async waitFor(n, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const got = received();
+        if (got.length >= n) return got;
+        if (Date.now() > deadline) {
+          throw new Error(`rsyslog received ${got.length} of ${n} messages within ${timeoutMs}ms; rsyslogd said:\n${log}`);
+        }
+        await sleep(25);
+      }
+    },
+    stop,
+    async restart() {
+      await stop();
+      await launch();
+    },
+    output: () => log,
+  };
+}
+
+/** An RFC 5424 message split into its fields, independently of rsyslog. */
+export interface Rfc5424 {
+  pri: number;
+  version: number;
+  timestamp: string;
+  hostname: string;
+  appName: string;
+  procId: string;
+  msgId: string;
+  /** SD-ID -> params, unescaped; {} for NILVALUE. */
+  sd: Record<string, Record<string, string>>;
+  msg: string;
+}
+
+export function parseRfc5424(raw: string): Rfc5424 {
+  const head = /^<(\d{1,3})>(\d) (\S+) (\S+) (\S+) (\S+) (\S+) /.exec(raw);
+  if (!head) throw new Error(`not an RFC 5424 header: ${raw.slice(0, 120)}`);
+  let i = head[0].length;
+  const sd: Rfc5424['sd'] = {};
+  if (raw[i] === '-') i += 1;
+  else {
+    while (raw[i] === '[') {
+      const id = /^\[([^ =\]"]+)/.exec(raw.slice(i));
+      if (!id) throw new Error(`bad SD-ELEMENT at ${i}`);
+      i += id[0].length;
+      const params: Record<string, string> = {};
+      while (raw[i] === ' ') {
+        const name = /^ ([^ =\]"]+)="/.exec(raw.slice(i));
+        if (!name) throw new Error(`bad SD-PARAM at ${i}`);
+        i += name[0].length;
+        let value = '';
+        for (; raw[i] !== '"'; i++) {
+          if (i >= raw.length) throw new Error('unterminated PARAM-VALUE');
+          if (raw[i] === '\\' && (raw[i + 1] === '"' || raw[i + 1] === '\\' || raw[i + 1] === ']')) i++;
+          value += raw[i];
+        }
+        i++;
+        params[name[1]!] = value;
+      }
+      if (raw[i] !== ']') throw new Error(`SD-ELEMENT not closed at ${i}`);
+      i++;
+      sd[id[1]!] = params;
+    }
+  }
+  if (i < raw.length && raw[i] !== ' ') throw new Error(`expected a space before MSG at ${i}`);
+  return {
+    pri: Number(head[1]),
+    version: Number(head[2]),
+    timestamp: head[3]!,
+    hostname: head[4]!,
+    appName: head[5]!,
+    procId: head[6]!,
+    msgId: head[7]!,
+    sd,
+    msg: raw.slice(i + 1),
+  };
+}

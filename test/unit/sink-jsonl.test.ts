@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError } from '../../src/config/errors.js';
+import { formatRecord } from '../../src/formats/format.js';
+import { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
+import { jsonlLine, jsonlSink, planRotation } from '../../src/sinks/jsonl.js';
+import type { SinkRecord } from '../../src/sinks/sink.js';
+
+describe('jsonlLine', () => {
+  it('is the formatted record as one line, even with newlines and unicode inside', () => {
+    const rec: SinkRecord = {
+      kind: 'event',
+      event: AcceptEvent.fromPartial({ eventId: 'a\nb', nodeName: 'nöde 🚪', seq: 1n, timeUnixNano: 1n }),
+    };
+    for (const format of ['native', 'ocsf', 'ecs'] as const) {
+      const line = jsonlLine(rec, format).toString('utf8');
+      assert.ok(line.endsWith('\n'));
+      assert.equal(line.indexOf('\n'), line.length - 1, 'exactly one newline, at the end');
+      assert.deepEqual(JSON.parse(line), JSON.parse(JSON.stringify(formatRecord(rec, format))));
+    }
+  });
+});
+
+describe('planRotation', () => {
+  it('keeps everything in the current file while it fits', () => {
+    assert.deepEqual(planRotation([10, 10, 10], 0, 30), [[0, 1, 2]]);
+    assert.deepEqual(planRotation([], 25, 30), [[]]);
+  });
+  it('rotates before the line that would not fit', () => {
+    assert.deepEqual(planRotation([10, 10, 10], 15, 30), [[0], [1, 2]]);
+    assert.deepEqual(planRotation([10, 10, 10, 10], 0, 20), [
+      [0, 1],
+      [2, 3],
+    ]);
+  });
+  it('rotates a non-empty file first when even the first line does not fit', () => {
+    assert.deepEqual(planRotation([10], 25, 30), [[], [0]]);
+  });
+  it('gives a line larger than maxBytes a file of its own, never splitting it', () => {
+    assert.deepEqual(planRotation([50], 0, 30), [[0]]);
+    assert.deepEqual(planRotation([5, 50, 5], 0, 30), [[0], [1], [2]]);
+  });
+});
+
+describe('jsonl config', () => {
+  const parse = (c: unknown) => jsonlSink.parse(c, 'sinks[2]');
+  const problems = (c: unknown): string[] => {
+    try {
+      parse(c);
+    } catch (err) {
+      assert.ok(err instanceof ConfigError, String(err));
+      return err.problems;
+    }
+    assert.fail('expected a ConfigError');
+  };
+
+  it('fills defaults: native, 100MiB, 5 files, no fsync', () => {
+    assert.deepEqual(parse({ path: '/var/log/doorwatch/events.jsonl' }), {
+      path: '/var/log/doorwatch/events.jsonl',
+      format: 'native',
+      maxBytes: 100 * 1024 * 1024,
+      maxFiles: 5,
+      fsync: false,
+    });
+  });
+
+  it('accepts human sizes, the common sink keys, and stdout', () => {
+    const c = parse({ name: 'local', type: 'jsonl', required: false, path: '/x', maxBytes: '64KiB', maxFiles: 2, fsync: true });
+    assert.equal(c.maxBytes, 65536);
+    assert.equal(c.maxFiles, 2);
+    assert.equal(c.fsync, true);
+    assert.equal(parse({ path: '/x', maxBytes: 4096 }).maxBytes, 4096);
+    assert.equal(parse({ path: '-', format: 'ecs' }).format, 'ecs');
+  });
+
+  it('names every bad key at once', () => {
+    const p = problems({ maxBytes: 'lots', maxFiles: 0, format: 'csv', fsync: 'yes' });
+    assert.deepEqual(p.map((x) => x.split(':')[0]).sort(), [
+      'sinks[2].format',
+      'sinks[2].fsync',
+      'sinks[2].maxBytes',
+      'sinks[2].maxFiles',
+      'sinks[2].path',
+    ]);
+    assert.ok(p.some((x) => /^sinks\[2\]\.maxBytes: "lots" is not a size/.test(x)));
+  });
+
+  it('rejects unknown keys and file-only settings for stdout', () => {
+    assert.deepEqual(problems({ path: '/x', rotate: true }), ['sinks[2]: Unrecognized key(s) in object: \'rotate\' ("rotate")']);
+    assert.deepEqual(problems({ path: '-', maxBytes: '1MiB', fsync: true }), [
+      'sinks[2].maxBytes: applies to files only, not to stdout (path "-")',
+      'sinks[2].fsync: applies to files only, not to stdout (path "-")',
+    ]);
+  });
+});
