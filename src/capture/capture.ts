@@ -19,6 +19,13 @@ export interface CaptureOptions {
   pollMs?: number;
   /** Records per drain before yielding to the event loop. */
   maxBatch?: number;
+  /**
+   * The seq space to continue (the agent's spool): event ids become
+   * "<bootId>/<instanceId>/<seq>". Default: this boot, a random instance.
+   */
+  identity?: { bootId: string; instanceId: string };
+  /** The first seq to assign (the spool's nextSeq()). Default 1. */
+  firstSeq?: bigint;
   onEvents(batch: AcceptEvent[]): void;
 }
 
@@ -32,11 +39,13 @@ export interface CaptureStats {
 }
 
 export class Capture {
-  readonly #o: Required<Omit<CaptureOptions, 'onEvents'>> & Pick<CaptureOptions, 'onEvents'>;
+  readonly #o: Required<Omit<CaptureOptions, 'onEvents' | 'identity' | 'firstSeq'>> & Pick<CaptureOptions, 'onEvents'>;
   readonly #clock = new WallClock();
   readonly #ctx: EventContext;
   #timer: NodeJS.Timeout | undefined;
   #seq = 0n;
+  /** seq before the first event of this run (firstSeq - 1). */
+  readonly #seqBase: bigint;
   #decodeErrors = 0n;
   #lastDecodeErrorLog = 0;
   #draining = false;
@@ -44,10 +53,13 @@ export class Capture {
 
   constructor(o: CaptureOptions) {
     this.#o = { pollMs: 10, maxBatch: 8192, ...o };
-    const instance = randomBytes(6).toString('hex');
+    const id = o.identity ?? { bootId: readBootId(), instanceId: randomBytes(6).toString('hex') };
+    if (o.firstSeq !== undefined && o.firstSeq < 1n) throw new RangeError(`firstSeq must be >= 1, got ${o.firstSeq}`);
+    this.#seqBase = (o.firstSeq ?? 1n) - 1n;
+    this.#seq = this.#seqBase;
     this.#ctx = {
       nodeName: o.nodeName,
-      idPrefix: `${readBootId()}/${instance}`,
+      idPrefix: `${id.bootId}/${id.instanceId}`,
       toUnixNano: (k) => this.#clock.toUnixNano(k),
     };
   }
@@ -98,7 +110,7 @@ export class Capture {
     return {
       kernel: this.#o.probes.kernelCounters(),
       programs: this.#o.probes.programStats(),
-      delivered: this.#seq,
+      delivered: this.#seq - this.#seqBase,
       decodeErrors: this.#decodeErrors,
     };
   }

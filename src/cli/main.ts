@@ -1,10 +1,10 @@
 import { hostname } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { parseDuration, parseSize, UnitError } from '../config/units.js';
 import { DoorwatchError } from '../errors.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../log/logger.js';
 import { runTrace, type TraceOptions } from './trace.js';
 import { FAMILY_NAMES } from './trace-filter.js';
-import { parseDuration, parseSize, UnitError } from './units.js';
 
 /**
  * The only place that reads the environment, installs signal handlers and
@@ -90,8 +90,16 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
     )
     .option('--node-name <name>', "this node's name: event ids and the pod watch (env NODE_NAME, default: host name)")
     .option('--kubeconfig <path>', 'kubeconfig for pod metadata (default: in-cluster, $KUBECONFIG, ~/.kube/config)')
-    .option('--pod-labels <keys>', 'pod/namespace labels to keep (comma list; `prefix*` globs; default: all)', list((s) => s))
-    .option('--pod-annotations <keys>', 'pod annotations to keep (comma list; `prefix*` globs; default: none)', list((s) => s))
+    .option(
+      '--pod-labels <keys>',
+      'pod/namespace labels to keep (comma list; `prefix*` globs; default: all)',
+      list((s) => s),
+    )
+    .option(
+      '--pod-annotations <keys>',
+      'pod annotations to keep (comma list; `prefix*` globs; default: none)',
+      list((s) => s),
+    )
     .option('--no-kube', 'no Kubernetes metadata (containers are still identified from cgroups)')
     .option(
       '--pending-deadline <duration>',

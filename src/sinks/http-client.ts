@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { z } from 'zod';
-import { parseDuration, UnitError } from '../cli/units.js';
 import { ConfigError, zodProblems } from '../config/errors.js';
+import { parseDuration, UnitError } from '../config/units.js';
 
 /**
  * What the HTTP sinks (Splunk HEC, Elasticsearch bulk) share: one keep-alive

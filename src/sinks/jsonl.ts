@@ -1,7 +1,7 @@
 import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
 import { z } from 'zod';
-import { parseSize, UnitError } from '../cli/units.js';
 import { ConfigError, zodProblems } from '../config/errors.js';
+import { parseSize, UnitError } from '../config/units.js';
 import { formatRecord } from '../formats/format.js';
 import type { Logger } from '../log/logger.js';
 import type { FormatName, Sink, SinkDeps, SinkFactory, SinkRecord } from './sink.js';

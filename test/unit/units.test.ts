@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseDuration, parseSize, UnitError } from '../../src/cli/units.js';
+import { parseDuration, parseSize, UnitError } from '../../src/config/units.js';
 
 describe('parseDuration', () => {
   it('accepts human forms and plain seconds', () => {

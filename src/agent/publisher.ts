@@ -1,0 +1,517 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connectivityState } from '@grpc/grpc-js';
+import { type Channel, ChannelCredentials, type ChannelOptions, createChannel, createClient } from 'nice-grpc';
+import {
+  type AgentIdentity,
+  CollectorServiceDefinition,
+  type LossCounters,
+  type PublishRequest,
+} from '../gen/doorwatch/v1/collector.js';
+import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
+import { type Logger, silentLogger } from '../log/logger.js';
+import { Backoff } from './backoff.js';
+import { PushQueue } from './push-queue.js';
+import type { SpaceInfo, Spool, SpoolIdentity } from './spool.js';
+import { describeTransportError } from './transport-error.js';
+
+/**
+ * The agent's side of CollectorService.Publish (docs/transport.md).
+ *
+ * Write-ahead: every event goes to the spool first, then onto the stream in
+ * batches; the spool forgets it only when the collector acknowledges it. A
+ * bounded window of unacknowledged batches keeps a slow collector from
+ * growing memory — the spool is the buffer. A broken stream is reopened with
+ * jittered exponential backoff and everything unacknowledged is resent; the
+ * collector deduplicates by (instance_id, boot_id, seq), so a resend is safe.
+ */
+
+export interface PublisherTls {
+  /** CA bundle that signed the collector's certificate (PEM). */
+  ca: Buffer | string;
+  /** Client certificate and key for mutual TLS (PEM); both or neither. */
+  cert?: Buffer | string;
+  key?: Buffer | string;
+  /** Name to verify the collector's certificate against, when not the target's host. */
+  serverName?: string;
+}
+
+export interface PublisherOptions {
+  /** host:port of the collector. */
+  target: string;
+  tls: PublisherTls | { insecure: true };
+  /** nodeName and version; instanceId and bootId come from the spool (and must match it if given). */
+  identity: Pick<AgentIdentity, 'nodeName' | 'version'> & Partial<AgentIdentity>;
+  spool: Spool;
+  /** A batch leaves when it has maxEvents (default 500) or its oldest event waited maxDelayMs (default 200). */
+  batch?: { maxEvents?: number; maxDelayMs?: number };
+  /** Unacknowledged batches on the stream at most (default 64). */
+  window?: { maxBatches?: number };
+  /** Reconnect delays: full jitter over initialMs·2ⁿ, capped at maxMs (defaults 200, 30 000). */
+  backoff?: { initialMs?: number; maxMs?: number };
+  log?: Logger;
+  /** Clock for batching and RTT (ms). Default Date.now. */
+  now?: () => number;
+  /** Jitter source in [0, 1). Default Math.random. */
+  random?: () => number;
+}
+
+export interface PublisherStatus {
+  /** A stream is open on a connected (READY) channel. */
+  connected: boolean;
+  /** The most recent failure, in words first (kept after recovery; see lastErrorAt). */
+  lastError: string | undefined;
+  /** When lastError happened (now() ms). */
+  lastErrorAt: number | undefined;
+  /** Acknowledged watermark of the current seq space. */
+  ackedSeq: bigint;
+  /** Batches sent on the current stream and not yet acknowledged. */
+  inFlightBatches: number;
+  /** Bytes of spool segment files. */
+  spoolBytes: number;
+  /** Events the spool dropped since it was opened (overflow policy, torn records). */
+  spoolDrops: bigint;
+  /** Streams opened after a failure. */
+  reconnects: number;
+  /** Time from sending a batch to the ack covering it, for the latest ack. */
+  lastRttMs: number | undefined;
+  /** The delay drawn before the latest reconnect (0 before any). */
+  lastBackoffMs: number;
+  /** An older seq space (previous boot) is being drained: its identity. */
+  draining: SpoolIdentity | undefined;
+}
+
+interface InFlight {
+  firstSeq: bigint;
+  lastSeq: bigint;
+  sentAt: number;
+  losses: LossCounters;
+}
+
+interface Session {
+  space: SpaceInfo;
+  queue: PushQueue<PublishRequest>;
+  abort: AbortController;
+  /** Next seq to send. */
+  cursor: bigint;
+  acked: bigint;
+  inFlight: InFlight[];
+  readySince: number | undefined;
+  /** Old space fully acknowledged: the stream is being closed on purpose. */
+  done: boolean;
+}
+
+/** A channel that stayed READY this long resets the backoff even without an ack. */
+const STABLE_MS = 10_000;
+/** After half-closing a drained old space, how long the collector gets to end the stream. */
+const DRAIN_CLOSE_MS = 2_000;
+
+const zeroLosses = (): LossCounters => ({
+  kernelRingFull: 0n,
+  decodeErrors: 0n,
+  bpfRecursionMisses: 0n,
+  queueDrops: 0n,
+  spoolDrops: 0n,
+});
+
+function toBuf(v: Buffer | string): Buffer {
+  return typeof v === 'string' ? Buffer.from(v) : v;
+}
+
+function positiveInt(v: number, what: string, min = 1): number {
+  if (!Number.isInteger(v) || v < min) throw new RangeError(`publisher ${what} must be an integer >= ${min}, got ${v}`);
+  return v;
+}
+
+export class Publisher {
+  readonly #spool: Spool;
+  readonly #target: string;
+  readonly #creds: ChannelCredentials;
+  readonly #channelOptions: ChannelOptions;
+  readonly #node: Pick<AgentIdentity, 'nodeName' | 'version'>;
+  readonly #maxEvents: number;
+  readonly #maxDelayMs: number;
+  readonly #maxBatches: number;
+  readonly #maxLive: number;
+  readonly #backoff: Backoff;
+  readonly #log: Logger;
+  readonly #now: () => number;
+
+  #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
+  readonly #stop = new AbortController();
+  #loop: Promise<void> | undefined;
+  #session: Session | undefined;
+  /** Events of the current space spooled in this process and not yet sent on the current stream. */
+  #live: AcceptEvent[] = [];
+  #liveHead = 0;
+  #liveOldestAt = 0;
+  #flushTimer: NodeJS.Timeout | undefined;
+  #flushing = false;
+  #pendingLosses = zeroLosses();
+  /** Spool drops attached to batches not yet acknowledged. */
+  #spoolDropsInFlight = 0n;
+  #waiters = new Set<() => void>();
+
+  #connected = false;
+  #lastError: string | undefined;
+  #lastErrorAt: number | undefined;
+  #reconnects = 0;
+  #lastRttMs: number | undefined;
+  #lastBackoffMs = 0;
+
+  constructor(o: PublisherOptions) {
+    this.#spool = o.spool;
+    this.#target = o.target;
+    this.#log = o.log ?? silentLogger;
+    this.#now = o.now ?? Date.now;
+    const sid = o.spool.identity;
+    for (const k of ['instanceId', 'bootId'] as const) {
+      const v = o.identity[k];
+      if (v && v !== sid[k]) {
+        throw new Error(`publisher identity.${k} "${v}" differs from the spool's "${sid[k]}": the spool owns the seq space`);
+      }
+    }
+    this.#node = { nodeName: o.identity.nodeName, version: o.identity.version };
+    this.#maxEvents = positiveInt(o.batch?.maxEvents ?? 500, 'batch.maxEvents');
+    this.#maxDelayMs = positiveInt(o.batch?.maxDelayMs ?? 200, 'batch.maxDelayMs', 0);
+    this.#maxBatches = positiveInt(o.window?.maxBatches ?? 64, 'window.maxBatches');
+    this.#maxLive = this.#maxBatches * this.#maxEvents;
+    this.#backoff = new Backoff(o.backoff?.initialMs ?? 200, o.backoff?.maxMs ?? 30_000, o.random);
+
+    this.#channelOptions = {
+      // Dead peers behind a silent network: ping at most every 5 min (what
+      // gRPC servers allow by default) and give up after 20 s without a reply.
+      'grpc.keepalive_time_ms': 300_000,
+      'grpc.keepalive_timeout_ms': 20_000,
+      // Our backoff decides when to retry, not the channel's own.
+      'grpc.initial_reconnect_backoff_ms': this.#backoff.initialMs,
+      'grpc.max_reconnect_backoff_ms': this.#backoff.maxMs,
+    };
+    if ('insecure' in o.tls) {
+      this.#creds = ChannelCredentials.createInsecure();
+    } else {
+      const { ca, cert, key, serverName } = o.tls;
+      if (!cert !== !key) throw new Error('publisher tls.cert and tls.key go together: give both or neither');
+      this.#creds = ChannelCredentials.createSsl(toBuf(ca), key ? toBuf(key) : null, cert ? toBuf(cert) : null);
+      if (serverName) {
+        this.#channelOptions['grpc.ssl_target_name_override'] = serverName;
+        this.#channelOptions['grpc.default_authority'] = serverName;
+      }
+    }
+  }
+
+  /** Connect and keep a stream open until close(). Idempotent. */
+  start(): void {
+    if (this.#state !== 'new') return;
+    this.#state = 'running';
+    this.#loop = this.#run();
+  }
+
+  /**
+   * Spool the events (write-ahead), then send them when the window allows.
+   * Events of the spool's current space, seqs increasing. Throws after close().
+   */
+  publish(events: readonly AcceptEvent[]): void {
+    if (this.#state === 'closing' || this.#state === 'closed') throw new Error('publisher is closed: events not accepted');
+    if (!events.length) return;
+    const { accepted } = this.#spool.append(events);
+    if (accepted.length) {
+      if (this.#liveHead === this.#live.length) this.#liveOldestAt = this.#now();
+      for (const e of accepted) this.#live.push(e);
+      const excess = this.#live.length - this.#liveHead - this.#maxLive;
+      // Beyond the window's worth, events wait on disk only (read back in catch-up).
+      if (excess > 0) this.#liveHead += excess;
+      this.#compactLive();
+    }
+    this.#pump();
+  }
+
+  /** Losses upstream of the spool (kernel ring, decoder, queue): reported with the next batch. */
+  reportLosses(delta: Partial<LossCounters>): void {
+    const l = this.#pendingLosses;
+    l.kernelRingFull += delta.kernelRingFull ?? 0n;
+    l.decodeErrors += delta.decodeErrors ?? 0n;
+    l.bpfRecursionMisses += delta.bpfRecursionMisses ?? 0n;
+    l.queueDrops += delta.queueDrops ?? 0n;
+    l.spoolDrops += delta.spoolDrops ?? 0n;
+  }
+
+  status(): PublisherStatus {
+    const s = this.#session;
+    return {
+      connected: this.#connected,
+      lastError: this.#lastError,
+      lastErrorAt: this.#lastErrorAt,
+      ackedSeq: this.#spool.ackedSeq(this.#spool.identity),
+      inFlightBatches: s?.inFlight.length ?? 0,
+      spoolBytes: this.#spool.bytes(),
+      spoolDrops: this.#spool.stats().dropsTotal,
+      reconnects: this.#reconnects,
+      lastRttMs: this.#lastRttMs,
+      lastBackoffMs: this.#lastBackoffMs,
+      draining: s && !s.space.current ? { ...s.space.identity } : undefined,
+    };
+  }
+
+  /**
+   * Stop accepting events, send what is pending and wait for its acks up to
+   * flushTimeoutMs (default 5000), then close the stream. Whatever is still
+   * unacknowledged stays in the spool for the next start. The spool itself is
+   * the caller's to close.
+   */
+  async close(o: { flushTimeoutMs?: number } = {}): Promise<{ flushed: boolean }> {
+    if (this.#state === 'closed' || this.#state === 'closing') return { flushed: this.#allAcked() };
+    const wasRunning = this.#state === 'running';
+    this.#state = 'closing';
+    this.#flushing = true;
+    if (wasRunning) {
+      this.#pump();
+      const deadline = Date.now() + (o.flushTimeoutMs ?? 5000);
+      while (!this.#allAcked() && Date.now() < deadline) await this.#changed(deadline - Date.now());
+    }
+    const flushed = this.#allAcked();
+    this.#state = 'closed';
+    this.#stop.abort();
+    this.#session?.abort.abort();
+    if (this.#flushTimer) clearTimeout(this.#flushTimer);
+    await this.#loop;
+    this.#log.info(
+      { flushed, spoolBytes: this.#spool.bytes(), ackedSeq: String(this.#spool.ackedSeq()) },
+      flushed ? 'publisher closed, everything acknowledged' : 'publisher closed; unacknowledged events stay in the spool',
+    );
+    return { flushed };
+  }
+
+  // --- connection loop ---------------------------------------------------------
+
+  async #run(): Promise<void> {
+    while (!this.#stop.signal.aborted) {
+      const space = this.#spool.spaces().find((s) => !s.current && s.unacked) ?? this.#spool.spaces().find((s) => s.current)!;
+      try {
+        await this.#runSession(space);
+        continue; // an old space drained: on to the next one at once
+      } catch (err) {
+        if (this.#stop.signal.aborted) break;
+        const text = describeTransportError(err, this.#target);
+        const level = text === this.#lastError ? 'debug' : 'warn';
+        this.#lastError = text;
+        this.#lastErrorAt = this.#now();
+        const delay = this.#backoff.next();
+        this.#lastBackoffMs = delay;
+        this.#log[level]({ err: text, attempt: this.#backoff.attempt, retryInMs: delay }, 'collector stream failed; retrying');
+      }
+      try {
+        await sleep(this.#lastBackoffMs, undefined, { signal: this.#stop.signal });
+      } catch {
+        break;
+      }
+      this.#reconnects++;
+    }
+  }
+
+  async #runSession(space: SpaceInfo): Promise<void> {
+    const channel = createChannel(this.#target, this.#creds, this.#channelOptions);
+    const client = createClient(CollectorServiceDefinition, channel);
+    const s: Session = {
+      space,
+      queue: new PushQueue<PublishRequest>(),
+      abort: new AbortController(),
+      cursor: this.#spool.ackedSeq(space.identity) + 1n,
+      acked: this.#spool.ackedSeq(space.identity),
+      inFlight: [],
+      readySince: undefined,
+      done: false,
+    };
+    this.#session = s;
+    this.#watchReady(channel, s);
+    s.queue.push({ hello: { agent: { ...this.#node, ...space.identity } } });
+    this.#log.debug(
+      { bootId: space.identity.bootId, current: space.current, resendFrom: String(s.cursor) },
+      'collector stream opening',
+    );
+    this.#pump();
+    try {
+      for await (const res of client.publish(s.queue, { signal: s.abort.signal })) this.#onAck(s, res.ackedSeq);
+      if (!s.done) throw new Error('the collector ended the stream');
+    } catch (err) {
+      if (!s.done) throw err;
+    } finally {
+      this.#endSession(s);
+      channel.close();
+    }
+  }
+
+  #watchReady(channel: Channel, s: Session): void {
+    const check = (): void => {
+      const st = channel.getConnectivityState(false);
+      if (this.#session !== s || st === connectivityState.SHUTDOWN) return;
+      const ready = st === connectivityState.READY;
+      if (ready && s.readySince === undefined) {
+        s.readySince = this.#now();
+        this.#connected = true;
+        this.#log.info({ target: this.#target, bootId: s.space.identity.bootId }, 'connected to the collector');
+      } else if (!ready && s.readySince !== undefined) {
+        this.#connected = false;
+      }
+      channel.watchConnectivityState(st, Number.POSITIVE_INFINITY, check);
+    };
+    check();
+  }
+
+  #endSession(s: Session): void {
+    if (this.#session === s) this.#session = undefined;
+    this.#connected = false;
+    s.queue.end();
+    // Losses of unacknowledged batches are reported again on the next stream.
+    for (const b of s.inFlight) {
+      this.#spoolDropsInFlight -= b.losses.spoolDrops;
+      this.reportLosses({ ...b.losses, spoolDrops: 0n });
+    }
+    s.inFlight = [];
+    if (s.readySince !== undefined && this.#now() - s.readySince >= STABLE_MS) this.#backoff.reset();
+    this.#notify();
+  }
+
+  #onAck(s: Session, acked: bigint): void {
+    if (this.#session !== s || acked <= s.acked) return;
+    s.acked = acked;
+    this.#spool.ack(s.space.identity, acked);
+    let newest: InFlight | undefined;
+    while (s.inFlight.length && s.inFlight[0]!.lastSeq <= acked) {
+      const b = s.inFlight.shift()!;
+      newest = b;
+      if (b.losses.spoolDrops) {
+        this.#spoolDropsInFlight -= b.losses.spoolDrops;
+        this.#spool.confirmDrops(b.losses.spoolDrops);
+      }
+    }
+    if (newest) this.#lastRttMs = this.#now() - newest.sentAt;
+    this.#connected = true;
+    this.#backoff.reset();
+    // The collector may hold more than this stream sent (acks lost before a reconnect).
+    if (s.cursor <= acked) s.cursor = acked + 1n;
+    this.#notify();
+    this.#pump();
+  }
+
+  // --- sending -------------------------------------------------------------------
+
+  #pump(): void {
+    const s = this.#session;
+    if (!s || s.done || s.queue.ended) return;
+    if (!s.space.current && !this.#spaceUnacked(s.space.identity)) {
+      this.#finishOldSpace(s);
+      return;
+    }
+    while (s.inFlight.length < this.#maxBatches) {
+      const events = this.#nextBatch(s);
+      if (!events) break;
+      const losses = this.#takeLosses();
+      const firstSeq = events[0]!.seq;
+      s.queue.push({ batch: { firstSeq, events, losses } });
+      s.inFlight.push({ firstSeq, lastSeq: events.at(-1)!.seq, sentAt: this.#now(), losses });
+    }
+    this.#armFlushTimer(s);
+  }
+
+  /** The next run of consecutive events at the cursor, or undefined (nothing, or wait for a fuller batch). */
+  #nextBatch(s: Session): AcceptEvent[] | undefined {
+    const id = s.space.identity;
+    if (!s.space.current) {
+      const evs = this.#spool.read(id, s.cursor, this.#maxEvents);
+      if (!evs.length) return undefined;
+      s.cursor = evs.at(-1)!.seq + 1n;
+      return evs;
+    }
+    // Drop live events already sent, acknowledged, or deleted by drop-oldest.
+    let below = this.#spool.floorSeq(id); // bigints: no Math.max
+    if (s.cursor > below) below = s.cursor;
+    while (this.#liveHead < this.#live.length && this.#live[this.#liveHead]!.seq < below) this.#liveHead++;
+    this.#compactLive();
+    const head = this.#liveHead < this.#live.length ? this.#live[this.#liveHead]!.seq : undefined;
+    if (head === undefined || s.cursor < head) {
+      // Catch-up: what is unsent before the live events is on disk only.
+      const evs = this.#spool.read(id, s.cursor, this.#maxEvents, head);
+      if (evs.length) {
+        s.cursor = evs.at(-1)!.seq + 1n;
+        return evs;
+      }
+      if (head === undefined) return undefined;
+      s.cursor = head;
+    }
+    let n = 1;
+    const avail = this.#live.length - this.#liveHead;
+    while (n < avail && n < this.#maxEvents && this.#live[this.#liveHead + n]!.seq === head + BigInt(n)) n++;
+    const waited = this.#now() - this.#liveOldestAt;
+    if (n === avail && n < this.#maxEvents && !this.#flushing && waited < this.#maxDelayMs) return undefined;
+    const evs = this.#live.slice(this.#liveHead, this.#liveHead + n);
+    this.#liveHead += n;
+    if (this.#liveHead < this.#live.length) this.#liveOldestAt = this.#now();
+    this.#compactLive();
+    s.cursor = evs.at(-1)!.seq + 1n;
+    return evs;
+  }
+
+  #armFlushTimer(s: Session): void {
+    if (this.#flushTimer || !s.space.current || s.inFlight.length >= this.#maxBatches) return;
+    if (this.#liveHead >= this.#live.length) return;
+    const wait = Math.max(0, this.#liveOldestAt + this.#maxDelayMs - this.#now());
+    this.#flushTimer = setTimeout(() => {
+      this.#flushTimer = undefined;
+      this.#pump();
+    }, wait);
+    this.#flushTimer.unref();
+  }
+
+  #takeLosses(): LossCounters {
+    const l = this.#pendingLosses;
+    this.#pendingLosses = zeroLosses();
+    let fresh = this.#spool.unconfirmedDrops() - this.#spoolDropsInFlight;
+    if (fresh < 0n) fresh = 0n;
+    this.#spoolDropsInFlight += fresh;
+    l.spoolDrops += fresh;
+    return l;
+  }
+
+  #finishOldSpace(s: Session): void {
+    s.done = true;
+    s.queue.end();
+    this.#log.info({ bootId: s.space.identity.bootId, ackedSeq: String(s.acked) }, 'previous seq space drained');
+    setTimeout(() => s.abort.abort(), DRAIN_CLOSE_MS).unref();
+  }
+
+  #spaceUnacked(id: SpoolIdentity): boolean {
+    return this.#spool
+      .spaces()
+      .some((x) => x.unacked && x.identity.instanceId === id.instanceId && x.identity.bootId === id.bootId);
+  }
+
+  #allAcked(): boolean {
+    return this.#spool.spaces().every((x) => !x.unacked);
+  }
+
+  #compactLive(): void {
+    if (this.#liveHead === this.#live.length) {
+      this.#live = [];
+      this.#liveHead = 0;
+    } else if (this.#liveHead > 4096 && this.#liveHead * 2 > this.#live.length) {
+      this.#live = this.#live.slice(this.#liveHead);
+      this.#liveHead = 0;
+    }
+  }
+
+  #notify(): void {
+    for (const w of this.#waiters) w();
+    this.#waiters.clear();
+  }
+
+  #changed(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, Math.max(0, ms));
+      function done(): void {
+        clearTimeout(t);
+        resolve();
+      }
+      this.#waiters.add(done);
+    });
+  }
+}

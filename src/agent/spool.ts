@@ -1,0 +1,759 @@
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  fdatasyncSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { readBootId } from '../capture/clock.js';
+import { parseSize } from '../config/units.js';
+import { AcceptEvent } from '../gen/doorwatch/v1/event.js';
+import { type Logger, silentLogger } from '../log/logger.js';
+import { decodeSegmentHeader, encodeRecord, encodeSegmentHeader, readRecord } from './spool-format.js';
+
+/**
+ * A bounded on-disk write-ahead spool of AcceptEvents (docs/transport.md).
+ *
+ * Events are appended before they are sent and deleted once the collector
+ * acknowledges them, so neither a dead collector nor an agent restart loses
+ * them. Each seq space — (instance id, boot id) — has its own segment files;
+ * a node reboot starts a new space while the old one is still drained.
+ *
+ * Everything here is synchronous: appends are one write() per call, which is
+ * cheaper than the promise machinery around an async write, and a spool is
+ * only ever used by one event loop.
+ */
+
+export type OverflowPolicy = 'drop-oldest' | 'drop-newest';
+export type FsyncPolicy = 'always' | 'interval';
+
+/** Names one seq space. */
+export interface SpoolIdentity {
+  instanceId: string;
+  bootId: string;
+}
+
+export interface SpoolOptions {
+  /** Directory (a hostPath in Kubernetes); created if missing. One agent per directory. */
+  dir: string;
+  /** The node's current boot id; default /proc/sys/kernel/random/boot_id. */
+  bootId?: string;
+  /** Bound on all segment files together: bytes or "256MiB". Default 256MiB. */
+  maxBytes?: number | string;
+  /** Size at which a segment is closed and a new one begun. Default maxBytes/8, at most 16MiB. */
+  segmentBytes?: number | string;
+  /** What to do when full. Default drop-oldest (keep the newest events). */
+  overflow?: OverflowPolicy;
+  /** always: fdatasync every append; interval (default): every fsyncIntervalMs. */
+  fsync?: FsyncPolicy;
+  /** Default 1000. */
+  fsyncIntervalMs?: number;
+  log?: Logger;
+}
+
+/** A seq space the spool holds events of. */
+export interface SpaceInfo {
+  identity: SpoolIdentity;
+  /** Order of the spaces: older boots have smaller epochs. */
+  epoch: number;
+  /** The space new events are appended to. */
+  current: boolean;
+  /** Everything <= this is acknowledged. */
+  ackedSeq: bigint;
+  /** Highest seq on disk or acknowledged. */
+  lastSeq: bigint;
+  /** Whether records above ackedSeq remain on disk. */
+  unacked: boolean;
+  /** Bytes of its segment files. */
+  bytes: number;
+}
+
+export interface AppendResult {
+  /** The events that were written (all of them unless the spool was full). */
+  accepted: AcceptEvent[];
+  /** Events refused (drop-newest, or larger than the whole spool). */
+  refused: number;
+}
+
+export interface SpoolStats {
+  bytes: number;
+  segments: number;
+  /** Events dropped since open: overflow policy, torn or corrupt records. */
+  dropsTotal: bigint;
+  /** Dropped events no acknowledged batch has reported yet (kept across restarts). */
+  unconfirmedDrops: bigint;
+}
+
+interface Space {
+  key: string;
+  identity: SpoolIdentity;
+  epoch: number;
+  acked: bigint;
+  /** Highest seq on disk or acked. */
+  lastSeq: bigint;
+  segments: Segment[];
+}
+
+interface Segment {
+  space: Space;
+  path: string;
+  headerBytes: number;
+  bytes: number;
+  firstSeq: bigint;
+  /** firstSeq - 1 while empty. */
+  lastSeq: bigint;
+  count: number;
+  deleted: boolean;
+}
+
+const IDENTITY_FILE = 'identity.json';
+const STATE_FILE = 'state.json';
+const SEGMENT_RE = /^seg-(\d{6})-(\d{20})\.dws$/;
+const READ_CHUNK = 1024 * 1024;
+const DROP_LOG_EVERY_MS = 5000;
+
+const keyOf = (id: SpoolIdentity): string => `${id.instanceId}/${id.bootId}`;
+const max = (a: bigint, b: bigint): bigint => (a > b ? a : b);
+
+function toBytes(v: number | string, what: string): number {
+  const n = typeof v === 'number' ? v : parseSize(v);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new RangeError(`spool ${what} must be a positive size, got ${v}`);
+  return n;
+}
+
+export class Spool {
+  readonly dir: string;
+  readonly maxBytes: number;
+  readonly segmentBytes: number;
+  readonly overflow: OverflowPolicy;
+  readonly fsync: FsyncPolicy;
+  readonly #log: Logger;
+  readonly #spaces = new Map<string, Space>();
+  readonly #current: Space;
+  #active: { seg: Segment; fd: number } | undefined;
+  #wbuf: Buffer[] = [];
+  #dirty = false;
+  /** Ack watermarks or drop counts changed since state.json was written. */
+  #stateDirty = false;
+  #bytes = 0;
+  #lastSeen: bigint;
+  #unconfirmedDrops = 0n;
+  #dropsTotal = 0n;
+  /** Highest seq of the current space deleted unacknowledged by drop-oldest. */
+  #droppedThrough = 0n;
+  #dropLog = { at: 0, since: 0n };
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+  /** Where the last read() stopped, so sequential reads do not rescan a segment. */
+  #rc: { seg: Segment; off: number; after: bigint } | undefined;
+
+  private constructor(o: SpoolOptions) {
+    this.dir = o.dir;
+    this.maxBytes = toBytes(o.maxBytes ?? '256MiB', 'maxBytes');
+    this.segmentBytes = toBytes(
+      o.segmentBytes ?? Math.max(4096, Math.min(16 * 1024 * 1024, Math.floor(this.maxBytes / 8))),
+      'segmentBytes',
+    );
+    if (this.segmentBytes > this.maxBytes) {
+      throw new RangeError(`spool segmentBytes (${this.segmentBytes}) must not exceed maxBytes (${this.maxBytes})`);
+    }
+    this.overflow = o.overflow ?? 'drop-oldest';
+    if (this.overflow !== 'drop-oldest' && this.overflow !== 'drop-newest') {
+      throw new RangeError(`spool overflow must be drop-oldest or drop-newest, got ${String(this.overflow)}`);
+    }
+    this.fsync = o.fsync ?? 'interval';
+    this.#log = o.log ?? silentLogger;
+    mkdirSync(this.dir, { recursive: true });
+
+    const state = this.#readJson(STATE_FILE) as { acks?: Record<string, string>; unconfirmedDrops?: string } | undefined;
+    const acks = new Map(Object.entries(state?.acks ?? {}).map(([k, v]) => [k, BigInt(v)]));
+    this.#unconfirmedDrops = BigInt(state?.unconfirmedDrops ?? '0');
+    this.#loadSegments(acks);
+
+    // Identity: the instance id is made once and kept; the boot id is the node's.
+    const saved = this.#readJson(IDENTITY_FILE) as { instanceId?: string; bootId?: string; epoch?: number } | undefined;
+    const spaces = [...this.#spaces.values()].sort((a, b) => a.epoch - b.epoch);
+    const instanceId = saved?.instanceId ?? spaces.at(-1)?.identity.instanceId ?? randomBytes(8).toString('hex');
+    const bootId = o.bootId ?? readBootId();
+    const identity = { instanceId, bootId };
+    let cur = this.#spaces.get(keyOf(identity));
+    if (!cur) {
+      const epoch =
+        saved?.instanceId === instanceId && saved.bootId === bootId && typeof saved.epoch === 'number'
+          ? saved.epoch
+          : Math.max(saved?.epoch ?? 0, ...spaces.map((s) => s.epoch)) + 1;
+      const acked = acks.get(keyOf(identity)) ?? 0n;
+      cur = { key: keyOf(identity), identity, epoch, acked, lastSeq: acked, segments: [] };
+      this.#spaces.set(cur.key, cur);
+    }
+    this.#current = cur;
+    if (saved?.instanceId !== instanceId || saved.bootId !== bootId || saved.epoch !== cur.epoch) {
+      this.#writeJson(IDENTITY_FILE, { instanceId, bootId, epoch: cur.epoch });
+    }
+    this.#lastSeen = cur.lastSeq;
+    this.#persistState();
+
+    const ms = o.fsyncIntervalMs ?? 1000;
+    if (!(ms > 0)) throw new RangeError(`spool fsyncIntervalMs must be > 0, got ${ms}`);
+    this.#timer = setInterval(() => this.#tick(), ms);
+    this.#timer.unref();
+    const old = spaces.filter((s) => s !== cur && s.segments.length);
+    this.#log.info(
+      {
+        dir: this.dir,
+        instanceId,
+        bootId,
+        nextSeq: String(this.nextSeq()),
+        bytes: this.#bytes,
+        oldSpaces: old.map((s) => s.identity.bootId),
+      },
+      'spool opened',
+    );
+  }
+
+  /** Open (or create) the spool in o.dir, recovering what a previous process left. */
+  static open(o: SpoolOptions): Spool {
+    return new Spool(o);
+  }
+
+  /** The current seq space: this spool's instance id and the node's boot id. */
+  get identity(): SpoolIdentity {
+    return { ...this.#current.identity };
+  }
+
+  /** The seq the next event of the current space must carry. */
+  nextSeq(): bigint {
+    return max(this.#lastSeen, this.#current.acked) + 1n;
+  }
+
+  /**
+   * Write events of the current space (seqs strictly increasing, above every
+   * earlier one). When full, the overflow policy applies and every event it
+   * costs is counted (stats().unconfirmedDrops), never silent.
+   */
+  append(events: readonly AcceptEvent[]): AppendResult {
+    this.#assertOpen();
+    const accepted: AcceptEvent[] = [];
+    let refused = 0;
+    const dropsBefore = this.#dropsTotal;
+    try {
+      for (const ev of events) {
+        if (ev.seq <= this.#lastSeen) {
+          throw new RangeError(`spool append: seq ${ev.seq} is not above the last seq ${this.#lastSeen}`);
+        }
+        this.#lastSeen = ev.seq;
+        const frame = encodeRecord(ev.seq, AcceptEvent.encode(ev).finish());
+        if (!this.#makeRoom(ev.seq, frame.length)) {
+          refused++;
+          continue;
+        }
+        this.#write(ev.seq, frame);
+        accepted.push(ev);
+      }
+    } finally {
+      this.#flush();
+      if (this.fsync === 'always') this.sync();
+    }
+    if (refused) this.#countDrops(BigInt(refused), `spool full (${this.#bytes} of ${this.maxBytes} bytes): new events refused`);
+    if (this.#dropsTotal !== dropsBefore) this.#persistState();
+    if (accepted.length && accepted[0]!.seq <= this.#droppedThrough) {
+      // drop-oldest took some of this very call's events (a tiny spool).
+      const cut = this.#droppedThrough;
+      return { accepted: accepted.filter((e) => e.seq > cut), refused };
+    }
+    return { accepted: accepted.length === events.length ? (events as AcceptEvent[]) : accepted, refused };
+  }
+
+  /** Everything <= seq in that space is acknowledged: persist it and delete what is no longer needed. */
+  ack(identity: SpoolIdentity, seq: bigint): void {
+    this.#assertOpen();
+    const sp = this.#spaces.get(keyOf(identity));
+    if (!sp || seq <= sp.acked) return;
+    sp.acked = seq;
+    if (sp.lastSeq < seq) sp.lastSeq = seq;
+    const done = sp.segments.filter((g) => g.lastSeq <= seq);
+    if (!done.length) {
+      // Written on the next tick (or close): losing it in a crash only costs a resend.
+      this.#stateDirty = true;
+      return;
+    }
+    // The watermark is on disk before the segments go: nextSeq() may depend on it.
+    this.#persistState();
+    for (const seg of done) this.#deleteSegment(seg);
+  }
+
+  /** The acknowledged watermark of a space (0 when unknown). */
+  ackedSeq(identity: SpoolIdentity = this.#current.identity): bigint {
+    return this.#spaces.get(keyOf(identity))?.acked ?? 0n;
+  }
+
+  /** Spaces held, oldest first; the current one always, older ones while they have segments. */
+  spaces(): SpaceInfo[] {
+    return [...this.#spaces.values()]
+      .sort((a, b) => a.epoch - b.epoch)
+      .map((s) => ({
+        identity: { ...s.identity },
+        epoch: s.epoch,
+        current: s === this.#current,
+        ackedSeq: s.acked,
+        lastSeq: s.lastSeq,
+        unacked: s.segments.some((g) => g.lastSeq > s.acked),
+        bytes: s.segments.reduce((n, g) => n + g.bytes, 0),
+      }));
+  }
+
+  /**
+   * Unacknowledged events from disk, in seq order: the first run of
+   * consecutive seqs at or after fromSeq, at most maxEvents, and below
+   * beforeSeq when given. [] when there are none.
+   */
+  read(identity: SpoolIdentity, fromSeq: bigint, maxEvents: number, beforeSeq?: bigint): AcceptEvent[] {
+    this.#assertOpen();
+    const sp = this.#spaces.get(keyOf(identity));
+    if (!sp) return [];
+    const from = max(fromSeq, sp.acked + 1n);
+    const out: AcceptEvent[] = [];
+    let expect: bigint | undefined;
+    for (const seg of sp.segments) {
+      if (seg.lastSeq < from || seg.count === 0) continue;
+      if (expect !== undefined && seg.firstSeq !== expect) break;
+      const rc = this.#rc;
+      const start = rc && rc.seg === seg && !seg.deleted && rc.after < from ? rc.off : seg.headerBytes;
+      let stop = false;
+      this.#scan(seg, start, (seq, payload, next) => {
+        if (seq < from) return true;
+        if ((beforeSeq !== undefined && seq >= beforeSeq) || (expect !== undefined && seq !== expect)) {
+          stop = true;
+          return false;
+        }
+        const ev = AcceptEvent.decode(payload);
+        ev.seq = seq;
+        out.push(ev);
+        expect = seq + 1n;
+        this.#rc = { seg, off: next, after: seq };
+        if (out.length >= maxEvents) stop = true;
+        return !stop;
+      });
+      if (stop) break;
+    }
+    return out;
+  }
+
+  /**
+   * The lowest seq of a space still retrievable: events below it were
+   * acknowledged, or dropped by the overflow policy.
+   */
+  floorSeq(identity: SpoolIdentity = this.#current.identity): bigint {
+    const sp = this.#spaces.get(keyOf(identity));
+    if (!sp) return 0n;
+    const first = sp.segments.find((g) => g.count > 0 && g.lastSeq > sp.acked)?.firstSeq;
+    if (first === undefined) return sp.lastSeq + 1n;
+    return first <= sp.acked ? sp.acked + 1n : first;
+  }
+
+  /** Every unacknowledged event of a space (default: the current one), from disk, in seq order. */
+  *pending(identity: SpoolIdentity = this.#current.identity, fromSeq = 0n): Generator<AcceptEvent> {
+    let from = fromSeq;
+    for (;;) {
+      const evs = this.read(identity, from, 512);
+      if (!evs.length) return;
+      yield* evs;
+      from = evs.at(-1)!.seq + 1n;
+    }
+  }
+
+  /** Dropped events not yet reported in an acknowledged batch. */
+  unconfirmedDrops(): bigint {
+    return this.#unconfirmedDrops;
+  }
+
+  /** n dropped events were reported in a batch the collector acknowledged. */
+  confirmDrops(n: bigint): void {
+    if (n <= 0n || this.#closed) return;
+    this.#unconfirmedDrops = this.#unconfirmedDrops > n ? this.#unconfirmedDrops - n : 0n;
+    // Lazily: a crash before the next tick reports these drops twice, never zero times.
+    this.#stateDirty = true;
+  }
+
+  bytes(): number {
+    return this.#bytes;
+  }
+
+  stats(): SpoolStats {
+    let segments = 0;
+    for (const s of this.#spaces.values()) segments += s.segments.length;
+    return { bytes: this.#bytes, segments, dropsTotal: this.#dropsTotal, unconfirmedDrops: this.#unconfirmedDrops };
+  }
+
+  #tick(): void {
+    if (this.#closed) return;
+    if (this.fsync === 'interval') this.sync();
+    if (this.#stateDirty) this.#persistState();
+  }
+
+  /** Make everything appended so far durable (fdatasync). */
+  sync(): void {
+    if (this.#closed || !this.#active || !this.#dirty) return;
+    fdatasyncSync(this.#active.fd);
+    this.#dirty = false;
+  }
+
+  /** Sync and release files; unacknowledged events stay for the next open. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    if (this.#timer) clearInterval(this.#timer);
+    this.#closeActive();
+    this.#persistState();
+    this.#closed = true;
+  }
+
+  // --- writing -------------------------------------------------------------
+
+  /** Free space for a frame of `len` bytes; false when the event must be refused. */
+  #makeRoom(seq: bigint, len: number): boolean {
+    for (;;) {
+      const need = len + (this.#needsNewSegment(len) ? this.#headerBytes(seq) : 0);
+      if (need > this.maxBytes) {
+        this.#countDrops(1n, `event ${seq} (${len} bytes) is larger than the whole spool`);
+        return false;
+      }
+      if (this.#bytes + need <= this.maxBytes) return true;
+      if (this.overflow === 'drop-newest') return false;
+      const victim = this.#oldestSegment();
+      if (!victim) return false;
+      const n = this.#unackedIn(victim);
+      if (victim.space === this.#current && n > 0n) this.#droppedThrough = max(this.#droppedThrough, victim.lastSeq);
+      this.#deleteSegment(victim);
+      if (n > 0n) this.#countDrops(n, 'spool full: oldest unacknowledged segment deleted');
+    }
+  }
+
+  #needsNewSegment(len: number): boolean {
+    const a = this.#active;
+    return !a || (a.seg.count > 0 && a.seg.bytes + len > this.segmentBytes);
+  }
+
+  #headerBytes(seq: bigint): number {
+    return encodeSegmentHeader({ ...this.#current.identity, epoch: this.#current.epoch, firstSeq: seq }).length;
+  }
+
+  #write(seq: bigint, frame: Buffer): void {
+    if (this.#needsNewSegment(frame.length)) this.#openSegment(seq);
+    const seg = this.#active!.seg;
+    this.#wbuf.push(frame);
+    seg.bytes += frame.length;
+    this.#bytes += frame.length;
+    if (seg.count === 0) seg.firstSeq = seq;
+    seg.lastSeq = seq;
+    seg.count++;
+    if (this.#current.lastSeq < seq) this.#current.lastSeq = seq;
+  }
+
+  #openSegment(seq: bigint): void {
+    this.#closeActive();
+    const sp = this.#current;
+    const header = encodeSegmentHeader({ ...sp.identity, epoch: sp.epoch, firstSeq: seq });
+    const path = join(this.dir, `seg-${String(sp.epoch).padStart(6, '0')}-${String(seq).padStart(20, '0')}.dws`);
+    const fd = openSync(path, 'wx');
+    const seg: Segment = {
+      space: sp,
+      path,
+      headerBytes: header.length,
+      bytes: header.length,
+      firstSeq: seq,
+      lastSeq: seq - 1n,
+      count: 0,
+      deleted: false,
+    };
+    sp.segments.push(seg);
+    this.#bytes += header.length;
+    this.#active = { seg, fd };
+    // The header goes out with the first records, in the same write().
+    this.#wbuf.push(header);
+    if (this.fsync === 'always') this.#syncDir();
+  }
+
+  #flush(): void {
+    if (!this.#active || !this.#wbuf.length) return;
+    const buf = this.#wbuf.length === 1 ? this.#wbuf[0]! : Buffer.concat(this.#wbuf);
+    this.#wbuf = [];
+    let off = 0;
+    while (off < buf.length) off += writeSync(this.#active.fd, buf, off, buf.length - off);
+    this.#dirty = true;
+  }
+
+  #closeActive(): void {
+    if (!this.#active) return;
+    this.#flush();
+    // A closed segment is synced once, whatever the policy: later syncs only see the active one.
+    if (this.#dirty) fdatasyncSync(this.#active.fd);
+    this.#dirty = false;
+    closeSync(this.#active.fd);
+    this.#active = undefined;
+  }
+
+  #oldestSegment(): Segment | undefined {
+    let best: Segment | undefined;
+    for (const sp of this.#spaces.values()) {
+      const s = sp.segments[0];
+      if (s && (!best || sp.epoch < best.space.epoch)) best = s;
+    }
+    return best;
+  }
+
+  #unackedIn(seg: Segment): bigint {
+    const acked = seg.space.acked;
+    if (seg.count === 0 || seg.lastSeq <= acked) return 0n;
+    if (seg.lastSeq - seg.firstSeq + 1n === BigInt(seg.count)) {
+      return seg.lastSeq - max(acked, seg.firstSeq - 1n);
+    }
+    let n = 0n;
+    if (this.#active?.seg === seg) this.#flush();
+    this.#scan(seg, seg.headerBytes, (seq) => {
+      if (seq > acked) n++;
+      return true;
+    });
+    return n;
+  }
+
+  #deleteSegment(seg: Segment): void {
+    if (seg.deleted) return;
+    if (this.#active?.seg === seg) {
+      this.#wbuf = [];
+      closeSync(this.#active.fd);
+      this.#active = undefined;
+      this.#dirty = false;
+    }
+    unlinkSync(seg.path);
+    seg.deleted = true;
+    if (this.#rc?.seg === seg) this.#rc = undefined;
+    const sp = seg.space;
+    sp.segments = sp.segments.filter((s) => s !== seg);
+    this.#bytes -= seg.bytes;
+    if (sp !== this.#current && !sp.segments.length) this.#spaces.delete(sp.key);
+    if (this.fsync === 'always') this.#syncDir();
+  }
+
+  #countDrops(n: bigint, why: string): void {
+    this.#unconfirmedDrops += n;
+    this.#dropsTotal += n;
+    this.#dropLog.since += n;
+    const now = Date.now();
+    if (now - this.#dropLog.at >= DROP_LOG_EVERY_MS) {
+      this.#log.warn(
+        { dropped: String(this.#dropLog.since), dropsTotal: String(this.#dropsTotal), policy: this.overflow, dir: this.dir },
+        `spool: events dropped (${why}); counted and reported to the collector as spool_drops`,
+      );
+      this.#dropLog = { at: now, since: 0n };
+    }
+  }
+
+  // --- reading -------------------------------------------------------------
+
+  /**
+   * Call visit(seq, payload, nextOffset) for each record from offset `start`
+   * until it returns false or the segment ends.
+   */
+  #scan(seg: Segment, start: number, visit: (seq: bigint, payload: Buffer, next: number) => boolean): void {
+    if (this.#active?.seg === seg) this.#flush();
+    const fd = openSync(seg.path, 'r');
+    try {
+      let pos = start;
+      let buf = Buffer.alloc(0);
+      let bufAt = start;
+      while (pos < seg.bytes) {
+        const r = readRecord(buf, pos - bufAt);
+        if (r.kind === 'record') {
+          if (!visit(r.seq, r.payload, bufAt + r.next)) return;
+          pos = bufAt + r.next;
+          continue;
+        }
+        if (r.kind === 'torn') {
+          this.#log.error({ file: seg.path, offset: pos, reason: r.reason }, 'spool: corrupt record; rest of segment skipped');
+          this.#countDrops(1n, 'corrupt record in a sealed segment');
+          return;
+        }
+        // 'end' or 'short': read more from pos.
+        const want = Math.min(seg.bytes - pos, Math.max(READ_CHUNK, r.kind === 'short' ? r.need : 0));
+        buf = Buffer.allocUnsafe(want);
+        let got = 0;
+        while (got < want) {
+          const n = readSync(fd, buf, got, want - got, pos + got);
+          if (n === 0) break;
+          got += n;
+        }
+        buf = buf.subarray(0, got);
+        bufAt = pos;
+        if (got < want) {
+          this.#log.error(
+            { file: seg.path, offset: pos, expected: seg.bytes },
+            'spool: segment shorter than written; rest skipped',
+          );
+          return;
+        }
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  // --- open-time recovery ----------------------------------------------------
+
+  #loadSegments(acks: Map<string, bigint>): void {
+    const names = readdirSync(this.dir).sort();
+    for (const name of names) {
+      if (name.endsWith('.tmp')) {
+        unlinkSync(join(this.dir, name));
+        continue;
+      }
+      if (SEGMENT_RE.test(name)) this.#loadSegment(name, acks);
+    }
+    for (const sp of this.#spaces.values()) {
+      sp.segments.sort((a, b) => (a.firstSeq < b.firstSeq ? -1 : a.firstSeq > b.firstSeq ? 1 : 0));
+      for (const seg of [...sp.segments]) {
+        if (seg.count === 0 || seg.lastSeq <= sp.acked) this.#deleteSegment(seg);
+      }
+    }
+    for (const sp of [...this.#spaces.values()]) if (!sp.segments.length) this.#spaces.delete(sp.key);
+  }
+
+  #loadSegment(name: string, acks: Map<string, bigint>): void {
+    const path = join(this.dir, name);
+    const buf = readFileSync(path);
+    const h = decodeSegmentHeader(buf);
+    if (!h.ok) {
+      // A header is written with the segment's first records: if records may
+      // have followed it, count one lost record (at least one was there).
+      const lost = buf.length > 256 ? 1n : 0n;
+      this.#log.warn({ file: path, reason: h.reason, bytes: buf.length }, 'spool: unreadable segment header, segment deleted');
+      unlinkSync(path);
+      if (lost) this.#countDrops(lost, 'unreadable segment');
+      return;
+    }
+    const key = keyOf(h.header);
+    let sp = this.#spaces.get(key);
+    if (!sp) {
+      const acked = acks.get(key) ?? 0n;
+      sp = {
+        key,
+        identity: { instanceId: h.header.instanceId, bootId: h.header.bootId },
+        epoch: h.header.epoch,
+        acked,
+        lastSeq: acked,
+        segments: [],
+      };
+      this.#spaces.set(key, sp);
+    }
+    const seg: Segment = {
+      space: sp,
+      path,
+      headerBytes: h.bytes,
+      bytes: h.bytes,
+      firstSeq: h.header.firstSeq,
+      lastSeq: h.header.firstSeq - 1n,
+      count: 0,
+      deleted: false,
+    };
+    let off = h.bytes;
+    for (;;) {
+      const r = readRecord(buf, off);
+      if (r.kind === 'end') break;
+      let reason: string;
+      if (r.kind === 'record') {
+        if (seg.count === 0 || r.seq > seg.lastSeq) {
+          if (seg.count === 0) seg.firstSeq = r.seq;
+          seg.lastSeq = r.seq;
+          seg.count++;
+          off = r.next;
+          continue;
+        }
+        reason = `seq ${r.seq} not above ${seg.lastSeq}`;
+      } else {
+        reason = r.kind === 'short' ? 'record cut short' : r.reason;
+      }
+      // A crash in the middle of a write() leaves a partial record at the
+      // tail: keep the valid prefix, count the torn record, say so.
+      this.#log.warn(
+        { file: path, offset: off, discardedBytes: buf.length - off, reason },
+        'spool: torn record at segment tail truncated (counted as a spool drop)',
+      );
+      const fd = openSync(path, 'r+');
+      try {
+        ftruncateSync(fd, off);
+        fdatasyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      this.#countDrops(1n, 'torn record after a crash');
+      break;
+    }
+    seg.bytes = off;
+    sp.segments.push(seg);
+    this.#bytes += seg.bytes;
+    if (sp.lastSeq < seg.lastSeq) sp.lastSeq = seg.lastSeq;
+  }
+
+  // --- small files -------------------------------------------------------------
+
+  #persistState(): void {
+    this.#stateDirty = false;
+    const acks: Record<string, string> = {};
+    for (const sp of this.#spaces.values()) if (sp.acked > 0n) acks[sp.key] = String(sp.acked);
+    this.#writeJson(STATE_FILE, { version: 1, acks, unconfirmedDrops: String(this.#unconfirmedDrops) });
+  }
+
+  #readJson(name: string): unknown {
+    try {
+      return JSON.parse(readFileSync(join(this.dir, name), 'utf8'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        this.#log.warn({ file: join(this.dir, name), err: (err as Error).message }, 'spool: unreadable state file ignored');
+      }
+      return undefined;
+    }
+  }
+
+  /** Write-then-rename: a crash leaves the old file or the new one, never half of one. */
+  #writeJson(name: string, value: unknown): void {
+    const final = join(this.dir, name);
+    const tmp = `${final}.tmp`;
+    const data = `${JSON.stringify(value)}\n`;
+    if (this.fsync === 'always') {
+      const fd = openSync(tmp, 'w');
+      try {
+        writeSync(fd, data);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, final);
+      this.#syncDir();
+    } else {
+      writeFileSync(tmp, data);
+      renameSync(tmp, final);
+    }
+  }
+
+  #syncDir(): void {
+    const fd = openSync(this.dir, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new Error(`spool ${this.dir} is closed`);
+  }
+}

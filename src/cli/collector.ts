@@ -1,0 +1,52 @@
+import { startCollector } from '../collector/collector.js';
+import { loadCollectorConfig, type SinkRegistry } from '../collector/config.js';
+import type { Logger, LogLevel } from '../log/logger.js';
+
+/**
+ * `doorwatch collector --config collector.yaml`: load and validate the config
+ * (a ConfigError lists every problem; the caller maps it to exit 2), start the
+ * server and sinks, run until the stop signal, then stop gracefully (drain
+ * the sink queues, last acks, close the sinks).
+ */
+
+export interface CollectorOptions {
+  configPath: string;
+  logLevel: LogLevel;
+}
+
+export interface CollectorIO {
+  log: Logger;
+  /** Resolves when the user asks to stop (SIGINT/SIGTERM), with the signal's name. */
+  stopSignal: Promise<string>;
+  registry: SinkRegistry;
+}
+
+export async function runCollector(opts: CollectorOptions, io: CollectorIO): Promise<void> {
+  const log = io.log.child({ cmd: 'collector' });
+  log.level = opts.logLevel;
+  const config = await loadCollectorConfig(opts.configPath, io.registry);
+  const collector = await startCollector(config, { registry: io.registry, log, source: opts.configPath });
+  const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
+  log.info(
+    {
+      listen: `${host}:${collector.port}`,
+      tls: config.insecure ? 'none (insecure: plaintext)' : config.tls?.requireClientCert ? 'mutual' : 'server-only',
+      sinks: config.sinks.map((s) => `${s.name} (${s.type}${s.required ? ', required' : ''})`),
+    },
+    'collector listening',
+  );
+  if (config.insecure) log.warn('insecure: true: agents connect in plaintext, unauthenticated');
+  const signal = await io.stopSignal;
+  log.info({ signal }, 'stopping');
+  await collector.stop();
+  const s = collector.stats();
+  log.info(
+    {
+      accepted: s.accepted,
+      duplicates: s.duplicates,
+      gaps: s.gaps,
+      sinks: s.sinks.map((x) => ({ name: x.name, written: x.written, dropped: x.dropped, queued: x.queued + x.inFlight })),
+    },
+    'collector stopped',
+  );
+}

@@ -1,0 +1,214 @@
+import { readFileSync } from 'node:fs';
+import { ChannelCredentials } from '@grpc/grpc-js';
+import { ClientError, createChannel, createClient, Status } from 'nice-grpc';
+import { isHostPort } from '../collector/config.js';
+import { compileSubscribeFilter, FilterError } from '../collector/subscribe.js';
+import { DoorwatchError } from '../errors.js';
+import { eventToJsonLine } from '../formats/native-json.js';
+import {
+  CollectorServiceDefinition,
+  type LossCounters,
+  type LossRecord,
+  type SubscribeFilter,
+} from '../gen/doorwatch/v1/collector.js';
+import type { Logger } from '../log/logger.js';
+import { tableHeader, tableRow } from './table.js';
+
+/**
+ * `doorwatch tail --server collector:7443`: live events (and loss records)
+ * from a collector's Subscribe stream, as JSON lines or a table. Best effort:
+ * a slow reader is told how many events it missed ("subscriber too slow").
+ */
+
+export interface TailFilter {
+  namespaces?: string[];
+  pods?: string[];
+  nodes?: string[];
+  ports?: number[];
+  /** IPs or CIDRs. */
+  peers?: string[];
+}
+
+export interface TailOptions {
+  /** host:port of the collector. */
+  server: string;
+  /** CA bundle the collector's certificate chains to (PEM file); default: the system roots. */
+  ca?: string;
+  /** Client certificate and key (PEM files), when the collector requires one. */
+  cert?: string;
+  key?: string;
+  /** Plaintext gRPC (a collector with `insecure: true`). */
+  insecure?: boolean;
+  filter: TailFilter;
+  output: 'table' | 'json';
+  durationMs?: number;
+}
+
+export interface TailIO {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  log: Logger;
+  stopSignal: Promise<string>;
+}
+
+export interface TailResult {
+  events: number;
+  losses: number;
+}
+
+/**
+ * The collector could not be reached or refused the subscription. Wants its
+ * own code (DW_ERR_TAIL_CONNECT) in src/errors.ts; until then a plain Error
+ * with a one-line message that says the fix.
+ */
+export class TailConnectError extends Error {
+  readonly status: Status | undefined;
+  constructor(message: string, status?: Status, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TailConnectError';
+    this.status = status;
+  }
+}
+
+const usage = (message: string, hint: string) => new DoorwatchError('DW_ERR_CLI_USAGE', message, hint);
+
+function readPem(flag: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw usage(
+      `cannot read ${flag} "${path}": ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      `check the ${flag} path`,
+    );
+  }
+}
+
+function credentials(o: TailOptions): ChannelCredentials {
+  if (o.insecure) {
+    if (o.ca || o.cert || o.key)
+      throw usage('--insecure cannot be combined with --ca, --cert or --key', 'drop --insecure to use TLS');
+    return ChannelCredentials.createInsecure();
+  }
+  if (!!o.cert !== !!o.key) throw usage('--cert and --key go together', 'give both the client certificate and its key');
+  return ChannelCredentials.createSsl(
+    o.ca ? readPem('--ca', o.ca) : null,
+    o.key ? readPem('--key', o.key) : null,
+    o.cert ? readPem('--cert', o.cert) : null,
+  );
+}
+
+function toFilter(f: TailFilter): SubscribeFilter {
+  const filter: SubscribeFilter = {
+    namespaces: f.namespaces ?? [],
+    pods: f.pods ?? [],
+    nodes: f.nodes ?? [],
+    ports: f.ports ?? [],
+    peers: f.peers ?? [],
+  };
+  try {
+    compileSubscribeFilter(filter); // the server checks too; fail before connecting
+  } catch (e) {
+    if (e instanceof FilterError)
+      throw usage(e.message.replace(/^filter\.peers\[\d+\]/, '--peer'), 'use an IP or a CIDR such as 10.0.0.0/8');
+    throw e;
+  }
+  return filter;
+}
+
+const counters = (c: LossCounters | undefined) =>
+  c
+    ? {
+        kernelRingFull: String(c.kernelRingFull),
+        decodeErrors: String(c.decodeErrors),
+        bpfRecursionMisses: String(c.bpfRecursionMisses),
+        queueDrops: String(c.queueDrops),
+        spoolDrops: String(c.spoolDrops),
+      }
+    : null;
+
+/** A loss record in the proto3 JSON mapping, every field present (as the native event JSON). */
+export function lossToJson(l: LossRecord): Record<string, unknown> {
+  return {
+    agent: l.agent ? { ...l.agent } : null,
+    fromSeq: String(l.fromSeq),
+    toSeq: String(l.toSeq),
+    reason: l.reason,
+    counters: counters(l.counters),
+    timeUnixNano: String(l.timeUnixNano),
+  };
+}
+
+export function lossTableLine(l: LossRecord): string {
+  const who = l.agent ? ` from ${l.agent.nodeName || '?'} (${l.agent.instanceId}/${l.agent.bootId})` : '';
+  const range = l.fromSeq || l.toSeq ? ` seq ${l.fromSeq}-${l.toSeq}` : '';
+  const c = l.counters;
+  const counts = c
+    ? Object.entries(counters(c)!)
+        .filter(([, v]) => v !== '0')
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')
+    : '';
+  return `!! LOST${who}${range}: ${l.reason}${counts ? ` (${counts})` : ''}`;
+}
+
+function connectError(server: string, e: ClientError): TailConnectError {
+  const why = e.details.replace(/\s+/g, ' ').trim();
+  const hint: Partial<Record<Status, string>> = {
+    [Status.UNAVAILABLE]:
+      'check --server, that the collector runs, and that --ca/--cert/--key match its TLS setup (or --insecure for a plaintext collector)',
+    [Status.INVALID_ARGUMENT]: 'fix the filter flags',
+    [Status.RESOURCE_EXHAUSTED]: 'too many subscribers: try later or raise subscribers.max on the collector',
+    [Status.UNAUTHENTICATED]: 'present a client certificate the collector trusts (--cert, --key)',
+  };
+  return new TailConnectError(
+    `cannot subscribe to the collector at ${server}: ${Status[e.code]}: ${why} — ${hint[e.code] ?? 'see the collector logs'}`,
+    e.code,
+    { cause: e },
+  );
+}
+
+export async function runTail(o: TailOptions, io: TailIO): Promise<TailResult> {
+  if (!isHostPort(o.server)) throw usage(`--server "${o.server}" is not host:port`, 'e.g. --server doorwatch-collector:7443');
+  const creds = credentials(o);
+  const filter = toFilter(o.filter);
+  const channel = createChannel(o.server, creds);
+  const client = createClient(CollectorServiceDefinition, channel);
+  const ac = new AbortController();
+  const result: TailResult = { events: 0, losses: 0 };
+  let outputBroken = false;
+  const onOutputError = () => {
+    outputBroken = true; // EPIPE (`| head`): stop cleanly.
+    ac.abort();
+  };
+  io.stdout.on('error', onOutputError);
+  const timer = o.durationMs ? setTimeout(() => ac.abort(), o.durationMs) : undefined;
+  void io.stopSignal.then(() => ac.abort());
+  const write = (line: string) => {
+    if (!outputBroken) io.stdout.write(`${line}\n`);
+  };
+  try {
+    if (o.output === 'table') write(tableHeader(true));
+    for await (const item of client.subscribe({ filter }, { signal: ac.signal })) {
+      if (item.event) {
+        result.events++;
+        write(o.output === 'json' ? eventToJsonLine(item.event) : tableRow(item.event, true));
+      } else if (item.loss) {
+        result.losses++;
+        write(o.output === 'json' ? JSON.stringify({ loss: lossToJson(item.loss) }) : lossTableLine(item.loss));
+      }
+    }
+    io.log.info('the collector ended the subscription');
+  } catch (e) {
+    // Our own abort (signal, --duration, broken stdout) ends the stream: not an error.
+    if (!ac.signal.aborted) {
+      if (e instanceof ClientError) throw connectError(o.server, e);
+      throw e;
+    }
+  } finally {
+    clearTimeout(timer);
+    io.stdout.off('error', onOutputError);
+    channel.close();
+  }
+  io.stderr.write(`doorwatch tail: ${result.events} events, ${result.losses} loss records\n`);
+  return result;
+}

@@ -1,0 +1,211 @@
+import type { CallContext } from 'nice-grpc';
+import { ServerError, Status } from 'nice-grpc';
+import type { SubscribeRequest, SubscribeResponse } from '../gen/doorwatch/v1/collector.js';
+import type { Logger } from '../log/logger.js';
+import type { FormatName, Sink, SinkDeps } from '../sinks/sink.js';
+import { type Clock, systemClock, within } from './async.js';
+import type { CollectorConfig, SinkConfig, SinkRegistry } from './config.js';
+import { Dispatcher, type QueuedRecord, type SinkStats } from './dispatcher.js';
+import { createPublishHandler, DECODE_ERROR, type MaybeMalformed, type PublishCounters } from './publish.js';
+import { createCollectorServer, ServerCollectorServiceDefinition, serverCredentials } from './server.js';
+import { type StreamState, StreamTable } from './streams.js';
+import { SubscriberHub } from './subscribe.js';
+
+/**
+ * The collector: gRPC server + stream table + dispatcher + subscriber hub.
+ * startCollector() creates every sink first (a sink that cannot start fails
+ * the start, by name: no silently disabled sink), then listens.
+ */
+
+export interface CollectorDeps {
+  registry: SinkRegistry;
+  log: Logger;
+  /** For tests: time and jitter. */
+  clock?: Clock;
+  random?: () => number;
+  /** Names the config in error messages. */
+  source?: string;
+}
+
+export interface CollectorStats {
+  /** Agent streams (instance_id/boot_id) seen since start. */
+  streams: number;
+  /** Open Publish calls. */
+  publishers: number;
+  batches: number;
+  /** Events accepted (first time seen), sent to the sinks. */
+  accepted: number;
+  /** Replayed events dropped as already accepted. */
+  duplicates: number;
+  /** Seq gaps noticed, and the events they span. */
+  gaps: number;
+  gapEvents: number;
+  /** Publish calls ended with an error status (bad requests). */
+  rejected: number;
+  backpressureWaits: number;
+  rateLimitedMs: number;
+  subscribers: number;
+  /** Events dropped from slow subscribers. */
+  subscriberDrops: number;
+  sinks: SinkStats[];
+}
+
+export interface RunningCollector {
+  /** The bound port (useful with listen "host:0"). */
+  readonly port: number;
+  /** Stop accepting, drain the queues (at most drainTimeout), send the last acks, close the sinks. Idempotent. */
+  stop(): Promise<void>;
+  stats(): CollectorStats;
+}
+
+/** Thrown when a sink cannot be created or the server cannot listen. */
+export class CollectorStartError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CollectorStartError';
+  }
+}
+
+async function createSinks(config: CollectorConfig, deps: CollectorDeps): Promise<{ config: SinkConfig; sink: Sink }[]> {
+  const results = await Promise.allSettled(
+    config.sinks.map(async (sc) => {
+      const factory = Object.hasOwn(deps.registry, sc.type) ? deps.registry[sc.type] : undefined;
+      if (!factory) throw new Error(`unknown sink type "${sc.type}"`);
+      // `format` is passed along for sinks that read it (SinkDeps may grow a format field).
+      const sinkDeps: SinkDeps & { format: FormatName } = {
+        log: deps.log.child({ sink: sc.name, type: sc.type }),
+        format: sc.format,
+      };
+      return { config: sc, sink: await factory.create(sc.name, sc.options, sinkDeps) };
+    }),
+  );
+  const failed: string[] = [];
+  const created: { config: SinkConfig; sink: Sink }[] = [];
+  results.forEach((r, i) => {
+    const sc = config.sinks[i]!;
+    if (r.status === 'fulfilled') created.push(r.value);
+    else failed.push(`sink "${sc.name}" (${sc.type}) could not start: ${(r.reason as Error)?.message ?? String(r.reason)}`);
+  });
+  if (failed.length) {
+    await Promise.allSettled(created.map((c) => c.sink.close()));
+    throw new CollectorStartError(failed.join('; '), { cause: results.find((r) => r.status === 'rejected')?.reason });
+  }
+  return created;
+}
+
+export async function startCollector(config: CollectorConfig, deps: CollectorDeps): Promise<RunningCollector> {
+  const log = deps.log.child({ module: 'collector' });
+  const clock = deps.clock ?? systemClock;
+  const credentials = await serverCredentials(config, deps.source);
+  const sinks = await createSinks(config, deps);
+
+  const streams = new StreamTable(sinks.filter((s) => s.config.required).map((s) => s.config.name));
+  const onPersisted = (sink: string, records: QueuedRecord[]) => {
+    // Highest seq per stream in this batch: FIFO + retry-until-success make it a watermark.
+    const high = new Map<StreamState, bigint>();
+    for (const r of records) {
+      if (r.stream && r.seq !== undefined) {
+        const h = high.get(r.stream);
+        if (h === undefined || r.seq > h) high.set(r.stream, r.seq);
+      }
+    }
+    for (const [s, seq] of high) s.persistedBy(sink, seq);
+  };
+  const dispatcher = new Dispatcher(sinks, {
+    log,
+    onPersisted,
+    clock,
+    ...(deps.random ? { random: deps.random } : {}),
+  });
+  const hub = new SubscriberHub({ maxBuffered: config.subscribers.maxBuffered, maxSubscribers: config.subscribers.max });
+  const stopping = new AbortController();
+  const closing = new AbortController();
+  const counters: PublishCounters = { activeSessions: 0, batches: 0, backpressureWaits: 0, rateLimitedMs: 0, rejected: 0 };
+  const publish = createPublishHandler({
+    streams,
+    dispatcher,
+    hub,
+    rateLimit: config.rateLimit,
+    lifecycle: { stopping: stopping.signal, closing: closing.signal },
+    clock,
+    log,
+    counters,
+  });
+  async function* subscribe(req: MaybeMalformed<SubscribeRequest>, ctx: CallContext): AsyncGenerator<SubscribeResponse, void> {
+    const bad = req[DECODE_ERROR];
+    if (bad !== undefined) throw new ServerError(Status.INVALID_ARGUMENT, `not a valid SubscribeRequest (${bad})`);
+    const signal = AbortSignal.any([ctx.signal, stopping.signal]);
+    log.info({ peer: ctx.peer, filter: req.filter }, 'subscriber connected');
+    try {
+      yield* hub.subscribe(req.filter, signal);
+    } finally {
+      log.info({ peer: ctx.peer }, 'subscriber disconnected');
+    }
+  }
+
+  const server = createCollectorServer(config);
+  server.add(ServerCollectorServiceDefinition, { publish, subscribe });
+  dispatcher.start();
+  let port: number;
+  try {
+    port = await server.listen(config.listen, credentials);
+  } catch (e) {
+    await dispatcher.close(0);
+    throw new CollectorStartError(`cannot listen on ${config.listen}: ${(e as Error).message}`, { cause: e });
+  }
+
+  let stopped: Promise<void> | undefined;
+  const stop = () => {
+    stopped ??= (async () => {
+      log.info('stopping: no new calls, draining sink queues');
+      const t0 = clock.now();
+      const shutdown = server.shutdown(); // refuses new calls, waits for open ones
+      stopping.abort();
+      hub.close();
+      const drained = await dispatcher.drain(config.drainTimeoutMs);
+      if (!drained) {
+        const left = dispatcher.stats().filter((s) => s.queued || s.inFlight);
+        log.warn(
+          { sinks: left.map((s) => ({ name: s.name, queued: s.queued, inFlight: s.inFlight, lastError: s.lastError })) },
+          'drain timed out: unpersisted records stay unacked; agents resend them',
+        );
+      }
+      closing.abort(); // publish streams send their last ack and end with UNAVAILABLE
+      await dispatcher.close();
+      if (!(await within(shutdown, 1000, clock))) server.forceShutdown();
+      log.info({ drained, ms: Math.round(clock.now() - t0) }, 'stopped');
+    })();
+    return stopped;
+  };
+
+  const stats = (): CollectorStats => {
+    let accepted = 0;
+    let duplicates = 0;
+    let gaps = 0;
+    let gapEvents = 0n;
+    for (const s of streams.all()) {
+      accepted += s.accepted;
+      duplicates += s.duplicates;
+      gaps += s.gaps;
+      gapEvents += s.gapEvents;
+    }
+    const h = hub.stats();
+    return {
+      streams: streams.size,
+      publishers: counters.activeSessions,
+      batches: counters.batches,
+      accepted,
+      duplicates,
+      gaps,
+      gapEvents: Number(gapEvents),
+      rejected: counters.rejected,
+      backpressureWaits: counters.backpressureWaits,
+      rateLimitedMs: counters.rateLimitedMs,
+      subscribers: h.subscribers,
+      subscriberDrops: h.dropped,
+      sinks: dispatcher.stats(),
+    };
+  };
+
+  return { port, stop, stats };
+}

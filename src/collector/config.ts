@@ -1,0 +1,324 @@
+import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { parseDocument } from 'yaml';
+import { ZodError, type ZodIssue, z } from 'zod';
+import { ConfigError, zodProblems } from '../config/errors.js';
+import { parseDuration, parseSize } from '../config/units.js';
+import type { FormatName, SinkFactory } from '../sinks/sink.js';
+
+/**
+ * The collector's YAML config: one schema, validated once, every problem
+ * reported together, each naming its key path. Environment variables are NOT
+ * expanded (secrets come from files). Durations and sizes take the usual
+ * human forms ("200ms", "16MiB"); a plain number is seconds / bytes, as on the
+ * command line.
+ */
+
+/** Sink types by name; src/sinks/registry.ts builds the real one. */
+export type SinkRegistry = Record<string, SinkFactory>;
+
+export interface TlsConfig {
+  /** Server certificate chain (PEM file). */
+  cert: string;
+  /** Its private key (PEM file). */
+  key: string;
+  /** CA bundle that client (agent) certificates must chain to (PEM file). */
+  clientCa?: string;
+  /** Refuse clients without a certificate from clientCa (mutual TLS). */
+  requireClientCert: boolean;
+}
+
+export interface SinkConfig {
+  name: string;
+  type: string;
+  /** Acks wait for this sink, and its queue never drops (back-pressure instead). */
+  required: boolean;
+  format: FormatName;
+  queue: { maxRecords: number };
+  batch: { maxRecords: number; maxDelayMs: number };
+  retry: { initialMs: number; maxMs: number };
+  /** The type-specific keys, as parsed by the registry's `parse`. */
+  options: unknown;
+}
+
+export interface CollectorConfig {
+  /** host:port to listen on. */
+  listen: string;
+  tls?: TlsConfig;
+  /** Plaintext gRPC (no TLS at all): only for tests and sidecar-terminated TLS. */
+  insecure: boolean;
+  maxMessageBytes: number;
+  /** Per Publish stream. */
+  rateLimit: { eventsPerSecond: number; burst: number };
+  subscribers: { maxBuffered: number; max: number };
+  /** How long stop() waits for the sink queues to drain. */
+  drainTimeoutMs: number;
+  sinks: SinkConfig[];
+}
+
+const DEFAULT_LISTEN = '0.0.0.0:7443';
+
+function human(kind: 'size' | 'duration', parse: (s: string) => number, example: string) {
+  return z
+    .union([z.string(), z.number()], { errorMap: () => ({ message: `expected a ${kind} such as ${example}` }) })
+    .transform((v, ctx) => {
+      try {
+        return parse(String(v));
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', message: (e as Error).message });
+        return z.NEVER;
+      }
+    });
+}
+
+const size = human('size', parseSize, '"16MiB" or a number of bytes');
+const duration = human('duration', parseDuration, '"200ms", "30s" or a number of seconds');
+const count = z.number().int().positive();
+const file = z.string().min(1, 'expected a file path');
+
+export function isHostPort(s: string): boolean {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(s);
+  if (!m) return false;
+  if (m[1] !== undefined && isIP(m[1]) !== 6) return false;
+  return Number(m[3]) <= 65535;
+}
+
+const rootSchema = z
+  .object({
+    listen: z
+      .string()
+      .refine(isHostPort, { message: 'expected host:port (e.g. "0.0.0.0:7443", "[::]:7443", "localhost:0")' })
+      .default(DEFAULT_LISTEN),
+    tls: z
+      .object({
+        cert: file,
+        key: file,
+        clientCa: file.optional(),
+        requireClientCert: z.boolean().default(true),
+      })
+      .strict()
+      .optional(),
+    insecure: z.boolean().default(false),
+    maxMessageBytes: size.default('16MiB'),
+    rateLimit: z
+      .object({ eventsPerSecond: count.default(200_000), burst: count.optional() })
+      .strict()
+      .default({}),
+    subscribers: z
+      .object({ maxBuffered: count.default(10_000), max: count.default(100) })
+      .strict()
+      .default({}),
+    drainTimeout: duration.default('10s'),
+    sinks: z.array(z.unknown()).min(1, 'at least one sink is required'),
+  })
+  .strict();
+
+const SINK_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+const sinkCommonSchema = z
+  .object({
+    name: z.string().min(1).regex(SINK_NAME, 'use letters, digits, "_", "." and "-" (it names the sink in logs and stats)'),
+    type: z.string().min(1),
+    required: z.boolean().default(true),
+    format: z.enum(['native', 'ocsf', 'ecs']).default('native'),
+    queue: z
+      .object({ maxRecords: count.default(100_000) })
+      .strict()
+      .default({}),
+    batch: z
+      .object({ maxRecords: count.default(500), maxDelay: duration.default('200ms') })
+      .strict()
+      .default({}),
+    retry: z
+      .object({ initial: duration.default('200ms'), max: duration.default('30s') })
+      .strict()
+      .default({}),
+  })
+  .passthrough();
+
+const COMMON_SINK_KEYS = new Set(Object.keys(sinkCommonSchema.shape));
+
+function pathOf(prefix: string, path: (string | number)[]): string {
+  const p = path.reduce<string>((acc, k) => (typeof k === 'number' ? `${acc}[${k}]` : acc ? `${acc}.${k}` : String(k)), prefix);
+  return p || '(root)';
+}
+
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0]!;
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = d[j]!;
+      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return d[b.length]!;
+}
+
+function suggestion(key: string, known: string[]): string {
+  let best: string | undefined;
+  let bestD = Number.POSITIVE_INFINITY;
+  for (const k of known) {
+    const dist = editDistance(key.toLowerCase(), k.toLowerCase());
+    if (dist < bestD) {
+      best = k;
+      bestD = dist;
+    }
+  }
+  return best !== undefined && bestD <= Math.max(1, Math.floor(key.length / 3)) ? ` (did you mean "${best}"?)` : '';
+}
+
+/** The keys a strict object at `path` accepts, for "did you mean". */
+function knownKeysAt(schema: z.ZodTypeAny, path: (string | number)[]): string[] {
+  let s: z.ZodTypeAny | undefined = schema;
+  for (const k of [...path, undefined]) {
+    while (s instanceof z.ZodDefault || s instanceof z.ZodOptional || s instanceof z.ZodEffects) {
+      s = s instanceof z.ZodEffects ? s.innerType() : (s as z.ZodDefault<z.ZodTypeAny>)._def.innerType;
+    }
+    if (k === undefined) break;
+    if (s instanceof z.ZodObject) s = (s.shape as Record<string, z.ZodTypeAny>)[String(k)];
+    else if (s instanceof z.ZodArray) s = s.element;
+    else return [];
+  }
+  return s instanceof z.ZodObject ? Object.keys(s.shape) : [];
+}
+
+/** zod issues -> problems; unknown keys get their own line each, with a suggestion. */
+function problemsOf(err: ZodError, schema: z.ZodTypeAny, prefix = '', prefixPath: (string | number)[] = []): string[] {
+  const out: string[] = [];
+  const rest: ZodIssue[] = [];
+  for (const i of err.issues) {
+    if (i.code === 'unrecognized_keys') {
+      const known = knownKeysAt(schema, i.path.slice(prefixPath.length));
+      for (const k of i.keys) out.push(`unknown key "${k}" at ${pathOf(prefix, i.path)}${suggestion(k, known)}`);
+    } else rest.push(i);
+  }
+  return [...zodProblems(new ZodError(rest), prefix), ...out];
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function sinkTypeProblems(
+  factory: SinkFactory,
+  rest: Record<string, unknown>,
+  at: string,
+): { options?: unknown; problems: string[] } {
+  try {
+    return { options: factory.parse(rest, at), problems: [] };
+  } catch (e) {
+    if (e instanceof ConfigError) return { problems: e.problems };
+    if (e instanceof ZodError) return { problems: zodProblems(e, at) };
+    return { problems: [`${at}: ${(e as Error).message}`] };
+  }
+}
+
+/**
+ * Validate an already-parsed YAML/JSON value. Throws ConfigError with every
+ * problem; `source` names the file in the message.
+ */
+export function parseCollectorConfig(raw: unknown, source: string, registry: SinkRegistry): CollectorConfig {
+  const problems: string[] = [];
+  const root = rootSchema.safeParse(raw);
+  if (!root.success) problems.push(...problemsOf(root.error, rootSchema));
+
+  const obj = isObject(raw) ? raw : {};
+  // Cross-key rules, checked on the raw value so they are reported together
+  // with type errors elsewhere (zod skips refinements once a key is invalid).
+  if (obj.insecure === true && obj.tls !== undefined) {
+    problems.push('tls: must be absent when insecure is true (insecure means plaintext gRPC, no TLS at all)');
+  }
+  if (obj.insecure !== true && obj.tls === undefined && isObject(raw)) {
+    problems.push('tls: required (cert, key, clientCa), unless insecure: true is set for plaintext');
+  }
+  if (isObject(obj.tls) && obj.tls.requireClientCert !== false && obj.tls.clientCa === undefined) {
+    problems.push('tls.clientCa: required while tls.requireClientCert is true (the CA that signs agent certificates)');
+  }
+
+  const sinks: SinkConfig[] = [];
+  const seen = new Map<string, number>();
+  const known = Object.keys(registry).sort();
+  if (Array.isArray(obj.sinks)) {
+    obj.sinks.forEach((s, i) => {
+      const at = `sinks[${i}]`;
+      const common = sinkCommonSchema.safeParse(s);
+      if (!common.success) problems.push(...problemsOf(common.error, sinkCommonSchema, at));
+      if (!isObject(s)) return;
+      if (typeof s.name === 'string') {
+        const first = seen.get(s.name);
+        if (first !== undefined) problems.push(`${at}.name: duplicate sink name "${s.name}" (also sinks[${first}].name)`);
+        else seen.set(s.name, i);
+      }
+      let factory: SinkFactory | undefined;
+      if (typeof s.type === 'string') {
+        factory = Object.hasOwn(registry, s.type) ? registry[s.type] : undefined;
+        if (!factory) {
+          problems.push(
+            `${at}.type: unknown sink type "${s.type}"${suggestion(s.type, known)} (known: ${known.join(', ') || 'none'})`,
+          );
+        }
+      }
+      const rest = Object.fromEntries(Object.entries(s).filter(([k]) => !COMMON_SINK_KEYS.has(k)));
+      const typed = factory ? sinkTypeProblems(factory, rest, at) : { problems: [] };
+      problems.push(...typed.problems);
+      if (common.success && factory && !typed.problems.length) {
+        const c = common.data;
+        if (c.retry.initial > c.retry.max) {
+          problems.push(`${at}.retry.initial: must not exceed retry.max (${c.retry.initial}ms > ${c.retry.max}ms)`);
+        }
+        sinks.push({
+          name: c.name,
+          type: c.type,
+          required: c.required,
+          format: c.format,
+          queue: c.queue,
+          batch: { maxRecords: c.batch.maxRecords, maxDelayMs: c.batch.maxDelay },
+          retry: { initialMs: c.retry.initial, maxMs: c.retry.max },
+          options: typed.options,
+        });
+      }
+    });
+  }
+
+  if (problems.length || !root.success) throw new ConfigError(source, problems);
+  const r = root.data;
+  return {
+    listen: r.listen,
+    ...(r.tls ? { tls: r.tls } : {}),
+    insecure: r.insecure,
+    maxMessageBytes: r.maxMessageBytes,
+    rateLimit: { eventsPerSecond: r.rateLimit.eventsPerSecond, burst: r.rateLimit.burst ?? r.rateLimit.eventsPerSecond },
+    subscribers: r.subscribers,
+    drainTimeoutMs: r.drainTimeout,
+    sinks,
+  };
+}
+
+/** YAML text -> config; YAML syntax errors are reported with line and column. */
+export function parseCollectorYaml(text: string, source: string, registry: SinkRegistry): CollectorConfig {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length) {
+    throw new ConfigError(
+      source,
+      doc.errors.map((e) => {
+        const pos = e.linePos?.[0];
+        const what = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+        return `${pos ? `line ${pos.line}, column ${pos.col}: ` : ''}${what}`;
+      }),
+    );
+  }
+  return parseCollectorConfig(doc.toJS() ?? {}, source, registry);
+}
+
+export async function loadCollectorConfig(path: string, registry: SinkRegistry): Promise<CollectorConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(path, [`cannot read the config file: ${(e as Error).message}`]);
+  }
+  return parseCollectorYaml(text, path, registry);
+}

@@ -1,0 +1,75 @@
+import type { Logger } from '../log/logger.js';
+import { type Clock, systemClock } from './async.js';
+
+/**
+ * A token bucket that is allowed to go into debt: a batch of n events always
+ * goes through, and the reader then waits until the debt is repaid. So a
+ * stream over its rate is slowed down (back-pressure on the agent), never
+ * dropped from.
+ */
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+
+  constructor(
+    private readonly ratePerSecond: number,
+    private readonly burst: number,
+    private readonly clock: Clock = systemClock,
+  ) {
+    this.tokens = burst;
+    this.last = clock.now();
+  }
+
+  private refill(): void {
+    const now = this.clock.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.ratePerSecond) / 1000);
+    this.last = now;
+  }
+
+  consume(n: number): void {
+    this.refill();
+    this.tokens -= n;
+  }
+
+  /** Milliseconds until the bucket is out of debt (0 when it is not in debt). */
+  delayMs(): number {
+    this.refill();
+    return this.tokens >= 0 ? 0 : Math.ceil((-this.tokens * 1000) / this.ratePerSecond);
+  }
+}
+
+/**
+ * Exponential backoff with full jitter (AWS architecture blog): a uniformly
+ * random delay in [0, min(max, initial * 2^attempt)). attempt counts from 0.
+ */
+export function backoffDelay(attempt: number, initialMs: number, maxMs: number, random: () => number = Math.random): number {
+  const cap = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 52));
+  return Math.floor(random() * cap);
+}
+
+/**
+ * At most one warning per key per interval; the next one that gets through
+ * says how many were suppressed meanwhile. Per-event failures are counted in
+ * stats, not logged one by one.
+ */
+export class WarnLimiter {
+  private readonly last = new Map<string, { at: number; suppressed: number }>();
+
+  constructor(
+    private readonly log: Logger,
+    private readonly intervalMs = 10_000,
+    private readonly clock: Clock = systemClock,
+  ) {}
+
+  warn(key: string, fields: Record<string, unknown>, msg: string): void {
+    const now = this.clock.now();
+    const s = this.last.get(key);
+    if (s && now - s.at < this.intervalMs) {
+      s.suppressed++;
+      return;
+    }
+    const suppressed = s?.suppressed ?? 0;
+    this.last.set(key, { at: now, suppressed: 0 });
+    this.log.warn(suppressed ? { ...fields, suppressed } : fields, msg);
+  }
+}

@@ -1,0 +1,189 @@
+import { BlockList, isIP } from 'node:net';
+import { ServerError, Status } from 'nice-grpc';
+import type { LossRecord, SubscribeFilter, SubscribeResponse } from '../gen/doorwatch/v1/collector.js';
+import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
+import { Notifier } from './async.js';
+import { Deque } from './deque.js';
+import { emptyCounters, lossRecord } from './streams.js';
+
+/**
+ * Live subscriptions (`doorwatch tail`, pull-style SIEMs). Best effort by
+ * design: each subscriber has a bounded buffer; when it reads too slowly the
+ * oldest items are dropped and the next thing it receives is a LossRecord
+ * "subscriber too slow" whose counters.queueDrops is how many it missed. Loss
+ * records are never filtered and never dropped. A subscriber sees events
+ * accepted after it connected, nothing older.
+ */
+
+export class FilterError extends Error {}
+
+export type EventMatcher = (ev: AcceptEvent) => boolean;
+
+/** Empty lists match everything; within a list any entry matches; across lists all must match. */
+export function compileSubscribeFilter(f: SubscribeFilter | undefined): EventMatcher {
+  const namespaces = new Set(f?.namespaces ?? []);
+  const pods = new Set(f?.pods ?? []);
+  const nodes = new Set(f?.nodes ?? []);
+  const ports = new Set(f?.ports ?? []);
+  for (const [i, p] of (f?.ports ?? []).entries()) {
+    if (!Number.isInteger(p) || p < 0 || p > 65535) throw new FilterError(`filter.ports[${i}]: ${p} is not a port (0-65535)`);
+  }
+  let peers: BlockList | undefined;
+  for (const [i, spec] of (f?.peers ?? []).entries()) {
+    peers ??= new BlockList();
+    addPeer(peers, spec, `filter.peers[${i}]`);
+  }
+  const tests: EventMatcher[] = [];
+  if (namespaces.size) tests.push((ev) => !!ev.pod && namespaces.has(ev.pod.namespace));
+  if (pods.size) tests.push((ev) => !!ev.pod && pods.has(ev.pod.name));
+  if (nodes.size) tests.push((ev) => nodes.has(ev.nodeName));
+  if (ports.size) {
+    tests.push((ev) => {
+      const s = ev.socket;
+      return !!s && ((!!s.local && ports.has(s.local.port)) || (!!s.peer && ports.has(s.peer.port)));
+    });
+  }
+  if (peers) {
+    const list = peers;
+    tests.push((ev) => peerMatches(list, ev.socket?.peer?.ip ?? ''));
+  }
+  return (ev) => tests.every((t) => t(ev));
+}
+
+function addPeer(list: BlockList, spec: string, at: string): void {
+  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(spec.trim());
+  const ip = m?.[1] ?? '';
+  const family = isIP(ip);
+  if (!m || family === 0) throw new FilterError(`${at}: "${spec}" is not an IP address or CIDR (e.g. 10.0.0.0/8, fd00::/8)`);
+  const type = family === 4 ? 'ipv4' : 'ipv6';
+  if (m[2] === undefined) {
+    list.addAddress(ip, type);
+    return;
+  }
+  const prefix = Number(m[2]);
+  if (prefix > (family === 4 ? 32 : 128)) throw new FilterError(`${at}: prefix /${prefix} is too long for "${ip}"`);
+  list.addSubnet(ip, prefix, type);
+}
+
+function peerMatches(list: BlockList, ip: string): boolean {
+  const family = isIP(ip);
+  if (family === 4) return list.check(ip, 'ipv4');
+  if (family !== 6) return false;
+  if (list.check(ip, 'ipv6')) return true;
+  // An IPv4-mapped peer ("::ffff:10.1.2.3") matches IPv4 entries too.
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  return !!mapped && list.check(mapped[1]!, 'ipv4');
+}
+
+class Subscriber {
+  readonly buffer = new Deque<SubscribeResponse>();
+  readonly ready = new Notifier();
+  /** Events dropped since the last "subscriber too slow" record. */
+  dropped = 0;
+  /** Loss records pushed out of a full buffer: delivered anyway. */
+  carried: LossRecord[] = [];
+  closed = false;
+
+  constructor(
+    readonly matches: EventMatcher,
+    private readonly maxBuffered: number,
+  ) {}
+
+  push(item: SubscribeResponse): void {
+    this.buffer.push(item);
+    while (this.buffer.length > this.maxBuffered) {
+      const old = this.buffer.shift()!;
+      if (old.loss) this.carried.push(old.loss);
+      else this.dropped++;
+    }
+    this.ready.notify();
+  }
+}
+
+export interface SubscriberHubStats {
+  subscribers: number;
+  /** Events dropped from slow subscribers' buffers, all subscribers together. */
+  dropped: number;
+}
+
+export class SubscriberHub {
+  private readonly subs = new Set<Subscriber>();
+  private droppedTotal = 0;
+
+  constructor(private readonly opts: { maxBuffered: number; maxSubscribers: number }) {}
+
+  get size(): number {
+    return this.subs.size;
+  }
+
+  publishEvents(events: readonly AcceptEvent[]): void {
+    if (!this.subs.size) return;
+    for (const s of this.subs) {
+      for (const ev of events) if (s.matches(ev)) s.push({ event: ev });
+    }
+  }
+
+  publishLoss(loss: LossRecord): void {
+    for (const s of this.subs) s.push({ loss });
+  }
+
+  /**
+   * A subscription's stream. It ends when `signal` aborts (the client went
+   * away) or the hub closes (the collector stops).
+   */
+  async *subscribe(filter: SubscribeFilter | undefined, signal: AbortSignal): AsyncGenerator<SubscribeResponse, void> {
+    let matches: EventMatcher;
+    try {
+      matches = compileSubscribeFilter(filter);
+    } catch (e) {
+      if (e instanceof FilterError) throw new ServerError(Status.INVALID_ARGUMENT, e.message);
+      throw e;
+    }
+    if (this.subs.size >= this.opts.maxSubscribers) {
+      throw new ServerError(
+        Status.RESOURCE_EXHAUSTED,
+        `too many subscribers (${this.opts.maxSubscribers}); raise subscribers.max in the collector config`,
+      );
+    }
+    const sub = new Subscriber(matches, this.opts.maxBuffered);
+    this.subs.add(sub);
+    try {
+      while (!signal.aborted) {
+        if (sub.carried.length) {
+          yield { loss: sub.carried.shift()! };
+          continue;
+        }
+        if (sub.dropped) {
+          const n = sub.dropped;
+          sub.dropped = 0;
+          this.droppedTotal += n;
+          yield { loss: lossRecord(undefined, 'subscriber too slow', undefined, { ...emptyCounters(), queueDrops: BigInt(n) }) };
+          continue;
+        }
+        const item = sub.buffer.shift();
+        if (item) {
+          yield item;
+          continue;
+        }
+        if (sub.closed) return;
+        await sub.ready.wait(signal);
+      }
+    } finally {
+      this.subs.delete(sub);
+    }
+  }
+
+  /** End every subscription once its buffer is delivered. */
+  close(): void {
+    for (const s of this.subs) {
+      s.closed = true;
+      s.ready.notify();
+    }
+  }
+
+  stats(): SubscriberHubStats {
+    let pending = 0;
+    for (const s of this.subs) pending += s.dropped;
+    return { subscribers: this.subs.size, dropped: this.droppedTotal + pending };
+  }
+}

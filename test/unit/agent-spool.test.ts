@@ -1,0 +1,296 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { Spool, type SpoolOptions } from '../../src/agent/spool.js';
+import {
+  decodeSegmentHeader,
+  encodeRecord,
+  encodeSegmentHeader,
+  RECORD_HEADER_BYTES,
+  readRecord,
+} from '../../src/agent/spool-format.js';
+import { makeEvents } from '../helpers/fake-collector.js';
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0).reverse()) c();
+});
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'doorwatch-spool-'));
+  cleanups.push(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+interface LogLine {
+  level: number;
+  msg: string;
+  [k: string]: unknown;
+}
+
+function open(dir: string, o: Partial<SpoolOptions> = {}): { spool: Spool; logs: LogLine[] } {
+  const logs: LogLine[] = [];
+  const spool = Spool.open({
+    dir,
+    bootId: 'boot-a',
+    log: pino({ level: 'debug' }, { write: (s: string) => logs.push(JSON.parse(s)) }),
+    ...o,
+  });
+  cleanups.push(() => spool.close());
+  return { spool, logs };
+}
+
+const seqs = (evs: Iterable<{ seq: bigint }>): number[] => [...evs].map((e) => Number(e.seq));
+const range = (a: number, b: number): number[] => Array.from({ length: b - a + 1 }, (_, i) => a + i);
+const segments = (dir: string): string[] => readdirSync(dir).filter((f) => f.endsWith('.dws'));
+
+describe('spool format', () => {
+  it('round-trips a segment header and rejects a damaged one', () => {
+    const h = { instanceId: 'abc', bootId: 'b-1', epoch: 3, firstSeq: 42n };
+    const buf = encodeSegmentHeader(h);
+    const r = decodeSegmentHeader(buf);
+    assert.ok(r.ok);
+    assert.deepEqual(r.header, h);
+    assert.equal(r.bytes, buf.length);
+    const bad = Buffer.from(buf);
+    bad[bad.length - 2]! ^= 0xff;
+    assert.deepEqual(decodeSegmentHeader(bad), { ok: false, reason: 'header CRC mismatch' });
+    assert.equal(decodeSegmentHeader(buf.subarray(0, 10)).ok, false);
+    assert.equal(decodeSegmentHeader(Buffer.from('not a segment at all....')).ok, false);
+  });
+
+  it('frames records with length, CRC and seq; detects short and corrupt ones', () => {
+    const payload = Buffer.from('hello protobuf');
+    const a = encodeRecord(7n, payload);
+    const b = encodeRecord(8n, Buffer.alloc(0));
+    const buf = Buffer.concat([a, b]);
+    const r1 = readRecord(buf, 0);
+    assert.equal(r1.kind, 'record');
+    if (r1.kind !== 'record') return;
+    assert.equal(r1.seq, 7n);
+    assert.deepEqual(r1.payload, payload);
+    assert.equal(r1.next, RECORD_HEADER_BYTES + payload.length);
+    const r2 = readRecord(buf, r1.next);
+    assert.ok(r2.kind === 'record' && r2.seq === 8n && r2.payload.length === 0);
+    assert.deepEqual(readRecord(buf, buf.length), { kind: 'end' });
+    assert.equal(readRecord(a.subarray(0, a.length - 1), 0).kind, 'short');
+    assert.equal(readRecord(a.subarray(0, 5), 0).kind, 'short');
+    const flipped = Buffer.from(a);
+    flipped[RECORD_HEADER_BYTES + 2]! ^= 1;
+    assert.deepEqual(readRecord(flipped, 0), { kind: 'torn', reason: 'record CRC mismatch' });
+    const seqFlip = Buffer.from(a);
+    seqFlip[9]! ^= 1;
+    assert.equal(readRecord(seqFlip, 0).kind, 'torn');
+  });
+});
+
+describe('Spool', () => {
+  it('creates an identity once and keeps it; continues the seq after a restart', () => {
+    const dir = tempDir();
+    const { spool } = open(dir, { segmentBytes: 4096, maxBytes: '1MiB' });
+    const id = spool.identity;
+    assert.equal(id.bootId, 'boot-a');
+    assert.match(id.instanceId, /^[0-9a-f]{16}$/);
+    assert.equal(spool.nextSeq(), 1n);
+    const r = spool.append(makeEvents(id, 1n, 100));
+    assert.equal(r.accepted.length, 100);
+    assert.equal(r.refused, 0);
+    assert.ok(segments(dir).length > 1, 'small segments roll over');
+    assert.equal(spool.nextSeq(), 101n);
+    spool.close();
+
+    const { spool: again } = open(dir, { segmentBytes: 4096, maxBytes: '1MiB' });
+    assert.deepEqual(again.identity, id);
+    assert.equal(again.nextSeq(), 101n);
+    const pending = [...again.pending()];
+    assert.deepEqual(seqs(pending), range(1, 100));
+    assert.equal(pending[41]!.eventId, `boot-a/${id.instanceId}/42`);
+    assert.equal(pending[41]!.socket?.peer?.ip, '10.0.0.2');
+  });
+
+  it('refuses seqs that do not increase', () => {
+    const { spool } = open(tempDir());
+    spool.append(makeEvents(spool.identity, 1n, 3));
+    assert.throws(() => spool.append(makeEvents(spool.identity, 3n, 1)), /seq 3 is not above the last seq 3/);
+  });
+
+  it('ack deletes fully acknowledged segments and persists the watermark', () => {
+    const dir = tempDir();
+    const { spool } = open(dir, { segmentBytes: 4096 });
+    spool.append(makeEvents(spool.identity, 1n, 200));
+    const before = segments(dir).length;
+    const bytesBefore = spool.bytes();
+    spool.ack(spool.identity, 120n);
+    assert.ok(segments(dir).length < before, 'acked segments deleted');
+    assert.ok(spool.bytes() < bytesBefore);
+    assert.deepEqual(seqs(spool.pending()), range(121, 200));
+    assert.equal(spool.floorSeq(), 121n);
+    spool.ack(spool.identity, 100n); // regression: ignored
+    assert.equal(spool.ackedSeq(), 120n);
+    spool.close();
+
+    const { spool: again } = open(dir, { segmentBytes: 4096 });
+    assert.equal(again.ackedSeq(), 120n);
+    assert.deepEqual(seqs(again.pending()), range(121, 200));
+    again.ack(again.identity, 200n);
+    assert.equal(segments(dir).length, 0, 'everything acked: no segment left');
+    assert.equal(again.bytes(), 0);
+    again.close();
+    // With no segment left the seq still continues, from the ack watermark.
+    const { spool: third } = open(dir);
+    assert.equal(third.nextSeq(), 201n);
+  });
+
+  it('read returns a run of consecutive seqs, bounded by maxEvents and beforeSeq', () => {
+    const { spool } = open(tempDir(), { segmentBytes: 4096, overflow: 'drop-newest' });
+    const id = spool.identity;
+    spool.append([...makeEvents(id, 1n, 10), ...makeEvents(id, 15n, 10)]);
+    assert.deepEqual(seqs(spool.read(id, 1n, 100)), range(1, 10), 'stops at the gap');
+    assert.deepEqual(seqs(spool.read(id, 11n, 100)), range(15, 24));
+    assert.deepEqual(seqs(spool.read(id, 3n, 4)), range(3, 6));
+    assert.deepEqual(seqs(spool.read(id, 7n, 100, 9n)), [7, 8]);
+    assert.deepEqual(spool.read(id, 25n, 100), []);
+    assert.deepEqual(seqs(spool.pending(id, 5n)), [...range(5, 10), ...range(15, 24)]);
+  });
+
+  it('recovers the valid prefix of a segment torn mid-record, counts it and says so', () => {
+    const dir = tempDir();
+    const { spool } = open(dir, { segmentBytes: '1MiB' });
+    spool.append(makeEvents(spool.identity, 1n, 50));
+    spool.close();
+    const [seg] = segments(dir);
+    const path = join(dir, seg!);
+    truncateSync(path, statSync(path).size - 7); // the crash cut the last write short
+
+    const { spool: again, logs } = open(dir, { segmentBytes: '1MiB' });
+    assert.deepEqual(seqs(again.pending()), range(1, 49));
+    assert.equal(again.nextSeq(), 50n, 'the torn record was never sent: its seq is reused');
+    assert.equal(again.stats().dropsTotal, 1n);
+    assert.equal(again.unconfirmedDrops(), 1n);
+    const line = logs.find((l) => /torn record/.test(l.msg));
+    assert.ok(line, 'a log line names the torn record');
+    assert.equal(line.level, 40);
+    assert.equal(line.reason, 'record cut short');
+    // The file itself was truncated: a second open finds nothing torn.
+    again.close();
+    const { spool: third } = open(dir, { segmentBytes: '1MiB' });
+    assert.equal(third.stats().dropsTotal, 0n);
+    assert.equal(third.unconfirmedDrops(), 1n, 'unreported drops survive restarts');
+    third.confirmDrops(1n);
+    assert.equal(third.unconfirmedDrops(), 0n);
+  });
+
+  it('detects a record whose bytes changed (CRC) at the tail', () => {
+    const dir = tempDir();
+    const { spool } = open(dir);
+    spool.append(makeEvents(spool.identity, 1n, 5));
+    spool.close();
+    const path = join(dir, segments(dir)[0]!);
+    const buf = readFileSync(path);
+    buf[buf.length - 3]! ^= 0x55;
+    writeFileSync(path, buf);
+    const { spool: again, logs } = open(dir);
+    assert.deepEqual(seqs(again.pending()), range(1, 4));
+    assert.equal(again.stats().dropsTotal, 1n);
+    assert.ok(logs.some((l) => l.reason === 'record CRC mismatch'));
+  });
+
+  it('drop-oldest: deletes the oldest unacknowledged segment and counts every event in it', () => {
+    const { spool, logs } = open(tempDir(), { maxBytes: 16 * 1024, segmentBytes: 4096, overflow: 'drop-oldest' });
+    const id = spool.identity;
+    let accepted = 0;
+    for (let s = 1n; s <= 400n; s += 20n) accepted += spool.append(makeEvents(id, s, 20)).accepted.length;
+    assert.equal(accepted, 400, 'drop-oldest always takes the new events');
+    assert.ok(spool.bytes() <= 16 * 1024);
+    const left = seqs(spool.pending());
+    assert.equal(left.at(-1), 400, 'the newest are kept');
+    const dropped = 400 - left.length;
+    assert.ok(dropped > 0);
+    assert.equal(spool.stats().dropsTotal, BigInt(dropped), 'every dropped event counted');
+    assert.equal(spool.unconfirmedDrops(), BigInt(dropped));
+    assert.deepEqual(left, range(left[0]!, 400), 'what is left is contiguous');
+    assert.equal(spool.floorSeq(), BigInt(left[0]!));
+    assert.ok(logs.some((l) => l.level === 40 && /oldest unacknowledged segment deleted/.test(l.msg)));
+  });
+
+  it('drop-oldest does not count events that were already acknowledged', () => {
+    const { spool } = open(tempDir(), { maxBytes: 16 * 1024, segmentBytes: 4096, overflow: 'drop-oldest' });
+    const id = spool.identity;
+    spool.append(makeEvents(id, 1n, 20));
+    spool.ack(id, 20n);
+    for (let s = 21n; s <= 120n; s += 20n) spool.append(makeEvents(id, s, 20));
+    assert.equal(spool.stats().dropsTotal, 0n);
+  });
+
+  it('drop-newest: refuses new events when full and counts them', () => {
+    const { spool } = open(tempDir(), { maxBytes: 16 * 1024, segmentBytes: 4096, overflow: 'drop-newest' });
+    const id = spool.identity;
+    let refused = 0;
+    for (let s = 1n; s <= 400n; s += 20n) refused += spool.append(makeEvents(id, s, 20)).refused;
+    const left = seqs(spool.pending());
+    assert.equal(left[0], 1, 'the oldest are kept');
+    assert.equal(refused, 400 - left.length);
+    assert.ok(refused > 0);
+    assert.equal(spool.stats().dropsTotal, BigInt(refused));
+    assert.equal(spool.nextSeq(), 401n, 'refused seqs are not reused in this process');
+    // Once acknowledged, space frees and appends are accepted again.
+    spool.ack(id, BigInt(left.at(-1)!));
+    assert.equal(spool.append(makeEvents(id, 401n, 5)).accepted.length, 5);
+  });
+
+  it('a new boot id starts a new seq space at 1 and keeps the old one until it is acknowledged', () => {
+    const dir = tempDir();
+    const { spool } = open(dir, { bootId: 'boot-a' });
+    const a = spool.identity;
+    spool.append(makeEvents(a, 1n, 30));
+    spool.ack(a, 10n);
+    spool.close();
+
+    const { spool: after } = open(dir, { bootId: 'boot-b' });
+    const b = after.identity;
+    assert.equal(b.instanceId, a.instanceId, 'instance id survives reboots');
+    assert.equal(b.bootId, 'boot-b');
+    assert.equal(after.nextSeq(), 1n);
+    after.append(makeEvents(b, 1n, 5));
+    const spaces = after.spaces();
+    assert.deepEqual(
+      spaces.map((s) => [s.identity.bootId, s.current, s.unacked, s.ackedSeq]),
+      [
+        ['boot-a', false, true, 10n],
+        ['boot-b', true, true, 0n],
+      ],
+    );
+    assert.ok(spaces[0]!.epoch < spaces[1]!.epoch);
+    assert.deepEqual(seqs(after.pending(a)), range(11, 30));
+    assert.deepEqual(seqs(after.pending()), range(1, 5));
+    after.ack(a, 30n);
+    assert.deepEqual(
+      after.spaces().map((s) => s.identity.bootId),
+      ['boot-b'],
+    );
+    after.close();
+    // And back on the same boot: still boot-b's space, seq continues.
+    const { spool: third } = open(dir, { bootId: 'boot-b' });
+    assert.equal(third.nextSeq(), 6n);
+    assert.equal(third.spaces().length, 1);
+  });
+
+  it('fsync always: every append is synced (and works the same)', () => {
+    const dir = tempDir();
+    const { spool } = open(dir, { fsync: 'always', segmentBytes: 4096 });
+    spool.append(makeEvents(spool.identity, 1n, 40));
+    spool.ack(spool.identity, 5n);
+    spool.close();
+    const { spool: again } = open(dir, { fsync: 'always' });
+    assert.deepEqual(seqs(again.pending()), range(6, 40));
+  });
+
+  it('validates its options', () => {
+    assert.throws(() => open(tempDir(), { maxBytes: 'lots' }), /not a size/);
+    assert.throws(() => open(tempDir(), { maxBytes: 4096, segmentBytes: 8192 }), /must not exceed maxBytes/);
+    assert.throws(() => open(tempDir(), { overflow: 'drop-all' as never }), /drop-oldest or drop-newest/);
+  });
+});
