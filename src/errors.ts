@@ -5,6 +5,7 @@
  */
 export const ErrorCodes = {
   DW_ERR_CLI_USAGE: 'a command-line flag or argument is invalid',
+  DW_ERR_CONFIG: 'a configuration file is invalid (every problem is listed, by key)',
   DW_ERR_BPF_PRIVILEGE: 'the process lacks the privileges to load eBPF programs',
   DW_ERR_BPF_NO_BTF: 'the kernel does not expose BTF type information',
   DW_ERR_BPF_NO_LIBBPF: 'the system libbpf shared library is missing',

@@ -1,8 +1,13 @@
 import { hostname } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { ConfigError } from '../config/errors.js';
 import { parseDuration, parseSize, UnitError } from '../config/units.js';
 import { DoorwatchError } from '../errors.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../log/logger.js';
+import { sinkRegistry } from '../sinks/registry.js';
+import { runAgent } from './agent.js';
+import { runCollector } from './collector.js';
+import { runTail } from './tail.js';
 import { runTrace, type TraceOptions } from './trace.js';
 import { FAMILY_NAMES } from './trace-filter.js';
 
@@ -56,38 +61,21 @@ function family(s: string) {
   return f;
 }
 
-export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: string[] = []): Command {
-  const program = new Command('doorwatch')
-    .description('Audit every accepted connection: accept(), accept4() and io_uring accepts, via eBPF')
-    .showSuggestionAfterError(true)
-    .configureOutput({ writeErr: (s) => errors.push(s) })
-    .exitOverride();
+function stopSignal(): Promise<string> {
+  return new Promise<string>((resolve) => {
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve(sig));
+  });
+}
 
-  program
-    .command('trace')
-    .description('watch every accepted connection on this host, live (needs root or CAP_BPF+CAP_PERFMON)')
-    .addOption(
-      new Option('-o, --output <format>', 'table (human) or json (one event per line)')
-        .choices(['table', 'json', 'auto'])
-        .default('auto'),
-    )
-    .option('--pid <pids>', 'only these process ids (comma list, repeatable)', list(int(1, 2 ** 31 - 1, 'pid')))
-    .option(
-      '--comm <names>',
-      'only these process names (comma list, repeatable)',
-      list((s) => s),
-    )
-    .option('--port <ports>', 'only connections with this local or peer port', list(int(0, 65535, 'port')))
-    .option('--family <families>', 'only these families: inet, inet6, unix', list(family))
+const logLevelOption = () =>
+  new Option('--log-level <level>', 'log level (logs go to stderr)').choices(LOG_LEVELS).default('info');
+
+/** Flags the agent shares with trace: capture and enrichment. */
+function captureOptions(cmd: Command): Command {
+  return cmd
     .option('--include-eagain', 'also report EAGAIN/EWOULDBLOCK results (non-blocking polling; noisy)', false)
-    .option('--duration <duration>', 'stop after this long (30s, 5m)', wrap(parseDuration))
     .option('--ring-size <size>', 'kernel ring buffer size, power of two', wrap(ringSize), 8 << 20)
     .option('--poll-interval <duration>', 'how often the ring buffer is drained', wrap(parseDuration), 10)
-    .option(
-      '--namespace <namespaces>',
-      'only pods in these namespaces (needs Kubernetes metadata)',
-      list((s) => s),
-    )
     .option('--node-name <name>', "this node's name: event ids and the pod watch (env NODE_NAME, default: host name)")
     .option('--kubeconfig <path>', 'kubeconfig for pod metadata (default: in-cluster, $KUBECONFIG, ~/.kube/config)')
     .option(
@@ -106,11 +94,53 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
       'hold an event at most this long for its pod to appear in the API',
       wrap(parseDuration),
       2000,
+    );
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: commander's parsed options are untyped
+function kubeOptions(opts: any, env: NodeJS.ProcessEnv): TraceOptions['kube'] {
+  return {
+    enabled: opts.kube !== false,
+    kubeconfigPath: opts.kubeconfig,
+    env,
+    labelAllowList: opts.podLabels,
+    annotationAllowList: opts.podAnnotations,
+  };
+}
+
+export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: string[] = []): Command {
+  const program = new Command('doorwatch')
+    .description('Audit every accepted connection: accept(), accept4() and io_uring accepts, via eBPF')
+    .showSuggestionAfterError(true)
+    .configureOutput({ writeErr: (s) => errors.push(s) })
+    .exitOverride();
+
+  const trace = program
+    .command('trace')
+    .description('watch every accepted connection on this host, live (needs root or CAP_BPF+CAP_PERFMON)')
+    .addOption(
+      new Option('-o, --output <format>', 'table (human) or json (one event per line)')
+        .choices(['table', 'json', 'auto'])
+        .default('auto'),
     )
-    .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(LOG_LEVELS).default('info'))
+    .option('--pid <pids>', 'only these process ids (comma list, repeatable)', list(int(1, 2 ** 31 - 1, 'pid')))
+    .option(
+      '--comm <names>',
+      'only these process names (comma list, repeatable)',
+      list((s) => s),
+    )
+    .option('--port <ports>', 'only connections with this local or peer port', list(int(0, 65535, 'port')))
+    .option('--family <families>', 'only these families: inet, inet6, unix', list(family))
+    .option(
+      '--namespace <namespaces>',
+      'only pods in these namespaces (needs Kubernetes metadata)',
+      list((s) => s),
+    )
+    .option('--duration <duration>', 'stop after this long (30s, 5m)', wrap(parseDuration));
+  captureOptions(trace)
+    .addOption(logLevelOption())
     .action(async (opts) => {
       const output = opts.output === 'auto' ? (process.stdout.isTTY ? 'table' : 'json') : opts.output;
-      const log = createLogger(opts.logLevel as LogLevel);
       const traceOpts: TraceOptions = {
         output,
         filter: { pids: opts.pid, comms: opts.comm, ports: opts.port, families: opts.family, namespaces: opts.namespace },
@@ -119,19 +149,116 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
         ringBytes: opts.ringSize,
         pollMs: opts.pollInterval,
         nodeName: opts.nodeName ?? env.NODE_NAME ?? hostname(),
-        kube: {
-          enabled: opts.kube !== false,
-          kubeconfigPath: opts.kubeconfig,
-          env,
-          labelAllowList: opts.podLabels,
-          annotationAllowList: opts.podAnnotations,
-        },
+        kube: kubeOptions(opts, env),
         pendingDeadlineMs: opts.pendingDeadline,
       };
-      const stopSignal = new Promise<string>((resolve) => {
-        for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve(sig));
-      });
-      await runTrace(traceOpts, { stdout: process.stdout, stderr: process.stderr, log, stopSignal });
+      const log = createLogger(opts.logLevel as LogLevel);
+      await runTrace(traceOpts, { stdout: process.stdout, stderr: process.stderr, log, stopSignal: stopSignal() });
+    });
+
+  const agent = program
+    .command('agent')
+    .description('capture, enrich and stream every accept to the collector (the DaemonSet entrypoint)')
+    .requiredOption('--collector <host:port>', "the collector's gRPC address (env DOORWATCH_COLLECTOR)", env.DOORWATCH_COLLECTOR)
+    .option('--ca <file>', "CA that signed the collector's certificate (PEM)")
+    .option('--cert <file>', "this agent's client certificate for mutual TLS (PEM)")
+    .option('--key <file>', 'its private key (PEM)')
+    .option('--server-name <name>', "name to verify the collector's certificate against")
+    .option('--insecure', 'plaintext gRPC (never in production)', false)
+    .option('--spool-dir <dir>', 'on-disk spool: survives agent restarts and collector outages', '/var/lib/doorwatch/spool')
+    .option('--spool-max <size>', 'spool size bound', wrap(parseSize), 256 << 20)
+    .addOption(
+      new Option('--spool-overflow <policy>', 'when the spool is full (drops are counted and reported)')
+        .choices(['drop-oldest', 'drop-newest'])
+        .default('drop-oldest'),
+    )
+    .option('--batch-max-events <n>', 'events per batch', wrap(int(1, 100_000, 'batch size')), 500)
+    .option('--batch-max-delay <duration>', 'longest an event waits for its batch', wrap(parseDuration), 200)
+    .option('--flush-timeout <duration>', 'on shutdown, wait this long for acks of pending events', wrap(parseDuration), 5000);
+  captureOptions(agent)
+    .addOption(logLevelOption())
+    .action(async (opts) => {
+      if (!opts.insecure && !opts.ca) throw new InvalidArgumentError('--ca is required (or --insecure for plaintext)');
+      if (!opts.cert !== !opts.key) throw new InvalidArgumentError('--cert and --key go together');
+      const log = createLogger(opts.logLevel as LogLevel);
+      await runAgent(
+        {
+          collector: opts.collector,
+          tls: opts.insecure ? { insecure: true } : { ca: opts.ca, cert: opts.cert, key: opts.key, serverName: opts.serverName },
+          spool: { dir: opts.spoolDir, maxBytes: opts.spoolMax, overflow: opts.spoolOverflow },
+          batch: { maxEvents: opts.batchMaxEvents, maxDelayMs: opts.batchMaxDelay },
+          nodeName: opts.nodeName ?? env.NODE_NAME ?? hostname(),
+          includeEagain: opts.includeEagain,
+          ringBytes: opts.ringSize,
+          pollMs: opts.pollInterval,
+          pendingDeadlineMs: opts.pendingDeadline,
+          kube: kubeOptions(opts, env),
+          flushTimeoutMs: opts.flushTimeout,
+        },
+        { log, stopSignal: stopSignal() },
+      );
+    });
+
+  program
+    .command('collector')
+    .description("receive agents' streams over gRPC (mutual TLS) and deliver them to SIEM sinks")
+    .requiredOption('-c, --config <file>', 'collector configuration (YAML; see docs/collector.md)')
+    .addOption(logLevelOption())
+    .action(async (opts) => {
+      const log = createLogger(opts.logLevel as LogLevel);
+      await runCollector(
+        { configPath: opts.config, logLevel: opts.logLevel },
+        { log, stopSignal: stopSignal(), registry: sinkRegistry },
+      );
+    });
+
+  program
+    .command('tail')
+    .description('follow live events from a collector (Subscribe), with filters')
+    .requiredOption('--server <host:port>', "the collector's gRPC address")
+    .option('--ca <file>', "CA of the collector's certificate (PEM)")
+    .option('--cert <file>', 'client certificate (PEM), when the collector requires one')
+    .option('--key <file>', 'its private key (PEM)')
+    .option('--insecure', 'plaintext gRPC', false)
+    .option(
+      '--namespace <namespaces>',
+      'only these pod namespaces',
+      list((s) => s),
+    )
+    .option(
+      '--pod <pods>',
+      'only these pod names',
+      list((s) => s),
+    )
+    .option(
+      '--node <nodes>',
+      'only these nodes',
+      list((s) => s),
+    )
+    .option('--port <ports>', 'only this local or peer port', list(int(0, 65535, 'port')))
+    .option(
+      '--peer <cidrs>',
+      'only peers in these IPs/CIDRs',
+      list((s) => s),
+    )
+    .addOption(new Option('-o, --output <format>', 'table or json').choices(['table', 'json', 'auto']).default('auto'))
+    .option('--duration <duration>', 'stop after this long', wrap(parseDuration))
+    .addOption(logLevelOption())
+    .action(async (opts) => {
+      const log = createLogger(opts.logLevel as LogLevel);
+      await runTail(
+        {
+          server: opts.server,
+          ca: opts.ca,
+          cert: opts.cert,
+          key: opts.key,
+          insecure: opts.insecure,
+          filter: { namespaces: opts.namespace, pods: opts.pod, nodes: opts.node, ports: opts.port, peers: opts.peer },
+          output: opts.output === 'auto' ? (process.stdout.isTTY ? 'table' : 'json') : opts.output,
+          durationMs: opts.duration,
+        },
+        { stdout: process.stdout, stderr: process.stderr, log, stopSignal: stopSignal() },
+      );
     });
   return program;
 }
@@ -154,6 +281,10 @@ export async function main(argv: string[]): Promise<number> {
           .trim() || e.message;
       const cmd = argv[0] && program.commands.some((c) => c.name() === argv[0]) ? ` ${argv[0]}` : '';
       process.stderr.write(`doorwatch: ${why} (DW_ERR_CLI_USAGE) — see \`doorwatch${cmd} --help\`\n`);
+      return EXIT_USAGE;
+    }
+    if (e instanceof ConfigError) {
+      process.stderr.write(`doorwatch: ${e.message} (DW_ERR_CONFIG) — fix the keys named above; see docs/collector.md\n`);
       return EXIT_USAGE;
     }
     if (e instanceof DoorwatchError) {

@@ -75,7 +75,7 @@ export async function runTrace(o: TraceOptions, io: TraceIO): Promise<TraceResul
     outputBroken = true; // EPIPE (`| head`): stop writing, still shut down cleanly.
   });
 
-  const kube = startKube(o, io);
+  const kube = startKube(o, io.log);
   const probes = AcceptProbes.load({ ringBytes: o.ringBytes, includeEagain: o.includeEagain, log: io.log });
   const withPods = kube.source !== undefined;
   if (o.output === 'table') io.stdout.write(`${tableHeader(withPods)}\n`);
@@ -139,19 +139,23 @@ export async function runTrace(o: TraceOptions, io: TraceIO): Promise<TraceResul
   return { shown, captured: stats.delivered, stats, enrichment };
 }
 
-function startKube(o: TraceOptions, io: TraceIO): { source?: KubeMetadataSource; reason?: string; detail: string } {
+/** Pod metadata for trace and agent: off, absent (said why), or a started source. */
+export function startKube(
+  o: Pick<TraceOptions, 'kube' | 'nodeName'>,
+  log: Logger,
+): { source?: KubeMetadataSource; reason?: string; detail: string } {
   if (!o.kube.enabled) return { reason: 'Kubernetes metadata disabled (--no-kube)', detail: 'disabled (--no-kube)' };
   const loaded = loadKubeConfig({ env: o.kube.env, kubeconfigPath: o.kube.kubeconfigPath });
   if (!loaded.kubeConfig) {
     if (o.kube.kubeconfigPath)
-      io.log.warn({ reason: loaded.reason }, 'cannot use the given kubeconfig; tracing without pod metadata');
-    else io.log.debug({ reason: loaded.reason }, 'no Kubernetes configuration found; tracing without pod metadata');
+      log.warn({ reason: loaded.reason }, 'cannot use the given kubeconfig; continuing without pod metadata');
+    else log.debug({ reason: loaded.reason }, 'no Kubernetes configuration found; continuing without pod metadata');
     return { reason: `no Kubernetes API configured: ${loaded.reason}`, detail: `off: ${loaded.reason}` };
   }
   const source = new KubeMetadataSource({
     kubeConfig: loaded.kubeConfig,
     nodeName: o.nodeName,
-    log: io.log,
+    log,
     labelAllowList: o.kube.labelAllowList,
     annotationAllowList: o.kube.annotationAllowList,
   });
