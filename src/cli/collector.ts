@@ -35,7 +35,6 @@ export async function runCollector(opts: CollectorOptions, io: CollectorIO): Pro
     },
     'collector listening',
   );
-  if (config.insecure) log.warn('insecure: true: agents connect in plaintext, unauthenticated');
   const signal = await io.stopSignal;
   log.info({ signal }, 'stopping');
   await collector.stop();

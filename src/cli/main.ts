@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { CollectorStartError } from '../collector/collector.js';
 import { ConfigError } from '../config/errors.js';
 import { parseDuration, parseSize, UnitError } from '../config/units.js';
 import { DoorwatchError } from '../errors.js';
@@ -7,7 +8,7 @@ import { createLogger, LOG_LEVELS, type LogLevel } from '../log/logger.js';
 import { sinkRegistry } from '../sinks/registry.js';
 import { runAgent } from './agent.js';
 import { runCollector } from './collector.js';
-import { runTail } from './tail.js';
+import { runTail, TailConnectError } from './tail.js';
 import { runTrace, type TraceOptions } from './trace.js';
 import { FAMILY_NAMES } from './trace-filter.js';
 
@@ -286,6 +287,18 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof ConfigError) {
       process.stderr.write(`doorwatch: ${e.message} (DW_ERR_CONFIG) — fix the keys named above; see docs/collector.md\n`);
       return EXIT_USAGE;
+    }
+    if (e instanceof CollectorStartError) {
+      const fix =
+        e.code === 'DW_ERR_COLLECTOR_LISTEN'
+          ? 'change `listen` or stop what holds the port'
+          : 'fix the destination or the sink keys (docs/sinks/)';
+      process.stderr.write(`doorwatch: ${e.message} (${e.code}) — ${fix}\n`);
+      return EXIT_RUNTIME;
+    }
+    if (e instanceof TailConnectError) {
+      process.stderr.write(`doorwatch: ${e.message} (DW_ERR_TAIL_CONNECT)\n`);
+      return EXIT_RUNTIME;
     }
     if (e instanceof DoorwatchError) {
       process.stderr.write(`doorwatch: ${e.oneLine()}\n`);

@@ -60,9 +60,11 @@ export interface RunningCollector {
 
 /** Thrown when a sink cannot be created or the server cannot listen. */
 export class CollectorStartError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
+  readonly code: 'DW_ERR_COLLECTOR_SINK_START' | 'DW_ERR_COLLECTOR_LISTEN';
+  constructor(code: CollectorStartError['code'], message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'CollectorStartError';
+    this.code = code;
   }
 }
 
@@ -88,7 +90,9 @@ async function createSinks(config: CollectorConfig, deps: CollectorDeps): Promis
   });
   if (failed.length) {
     await Promise.allSettled(created.map((c) => c.sink.close()));
-    throw new CollectorStartError(failed.join('; '), { cause: results.find((r) => r.status === 'rejected')?.reason });
+    throw new CollectorStartError('DW_ERR_COLLECTOR_SINK_START', failed.join('; '), {
+      cause: results.find((r) => r.status === 'rejected')?.reason,
+    });
   }
   return created;
 }
@@ -143,6 +147,9 @@ export async function startCollector(config: CollectorConfig, deps: CollectorDep
     }
   }
 
+  if (config.insecure) log.warn('insecure: true: agents connect in plaintext, unauthenticated');
+  if (!streams.hasRequiredSinks) log.warn('no required sink: acks mean "enqueued", with no durability guarantee');
+
   const server = createCollectorServer(config);
   server.add(ServerCollectorServiceDefinition, { publish, subscribe });
   dispatcher.start();
@@ -151,7 +158,9 @@ export async function startCollector(config: CollectorConfig, deps: CollectorDep
     port = await server.listen(config.listen, credentials);
   } catch (e) {
     await dispatcher.close(0);
-    throw new CollectorStartError(`cannot listen on ${config.listen}: ${(e as Error).message}`, { cause: e });
+    throw new CollectorStartError('DW_ERR_COLLECTOR_LISTEN', `cannot listen on ${config.listen}: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
 
   let stopped: Promise<void> | undefined;

@@ -261,7 +261,9 @@ export function parseCollectorConfig(raw: unknown, source: string, registry: Sin
           );
         }
       }
-      const rest = Object.fromEntries(Object.entries(s).filter(([k]) => !COMMON_SINK_KEYS.has(k)));
+      // `format` is common (validated here) but each sink applies it, with its own default
+      // (Elasticsearch: ecs): hand it over when set.
+      const rest = Object.fromEntries(Object.entries(s).filter(([k]) => !COMMON_SINK_KEYS.has(k) || k === 'format'));
       const typed = factory ? sinkTypeProblems(factory, rest, at) : { problems: [] };
       problems.push(...typed.problems);
       if (common.success && factory && !typed.problems.length) {

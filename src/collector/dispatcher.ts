@@ -182,10 +182,6 @@ export class Dispatcher {
     this.warn = new WarnLimiter(opts.log, opts.warnIntervalMs ?? 10_000, this.clock);
   }
 
-  get requiredSinks(): string[] {
-    return this.required.map((w) => w.config.name);
-  }
-
   start(): void {
     for (const w of this.workers) w.running ??= this.run(w);
   }

@@ -210,5 +210,5 @@ function handleBatch(deps: PublishDeps, stream: StreamState, b: EventBatch): voi
     deps.dispatcher.enqueue([{ record: { kind: 'loss', loss }, stream }]);
     deps.hub.publishLoss(loss);
   }
-  if (!deps.dispatcher.requiredSinks.length) stream.enqueuedWithoutRequiredSinks();
+  if (!deps.streams.hasRequiredSinks) stream.enqueuedWithoutRequiredSinks();
 }

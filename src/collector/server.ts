@@ -1,3 +1,4 @@
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { type ChannelOptions, ServerCredentials } from '@grpc/grpc-js';
 import { createServer, type Server } from 'nice-grpc';
@@ -13,7 +14,35 @@ import { DECODE_ERROR, type MaybeMalformed } from './publish.js';
  * capped by maxMessageBytes: grpc-js answers RESOURCE_EXHAUSTED itself.
  */
 
-/** Read the TLS files named by the config; every unreadable file is reported, by key. */
+/** Every certificate in a PEM bundle, or a problem naming the key. */
+function parseCerts(key: string, path: string, pem: Buffer, problems: string[], now: number): X509Certificate[] {
+  const blocks = pem.toString('utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (!blocks.length) {
+    problems.push(`tls.${key}: "${path}" holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+    return [];
+  }
+  const certs: X509Certificate[] = [];
+  for (const [i, b] of blocks.entries()) {
+    try {
+      certs.push(new X509Certificate(b));
+    } catch (e) {
+      problems.push(`tls.${key}: certificate ${i + 1} in "${path}" does not parse: ${(e as Error).message}`);
+    }
+  }
+  const leaf = certs[0];
+  if (key === 'cert' && leaf) {
+    if (Date.parse(leaf.validTo) < now) problems.push(`tls.cert: "${path}" expired on ${leaf.validTo}`);
+    if (Date.parse(leaf.validFrom) > now) problems.push(`tls.cert: "${path}" is not valid before ${leaf.validFrom}`);
+  }
+  return certs;
+}
+
+/**
+ * Read and check the TLS files named by the config: unreadable files,
+ * garbage, an expired certificate or a key that does not match are all
+ * reported (by key) before anything listens. grpc-js would otherwise fail
+ * late and vaguely, or, for a bad client CA, start and refuse every agent.
+ */
 export async function serverCredentials(config: CollectorConfig, source = 'collector config'): Promise<ServerCredentials> {
   if (config.insecure || !config.tls) return ServerCredentials.createInsecure();
   const tls = config.tls;
@@ -28,6 +57,20 @@ export async function serverCredentials(config: CollectorConfig, source = 'colle
     }
   };
   const [cert, key, ca] = await Promise.all([read('cert', tls.cert), read('key', tls.key), read('clientCa', tls.clientCa)]);
+  const now = Date.now();
+  const chain = cert ? parseCerts('cert', tls.cert, cert, problems, now) : [];
+  if (ca && tls.clientCa) parseCerts('clientCa', tls.clientCa, ca, problems, now);
+  let privateKey: KeyObject | undefined;
+  if (key) {
+    try {
+      privateKey = createPrivateKey(key);
+    } catch (e) {
+      problems.push(`tls.key: "${tls.key}" is not a PEM private key: ${(e as Error).message}`);
+    }
+  }
+  if (chain[0] && privateKey && !chain[0].checkPrivateKey(privateKey)) {
+    problems.push(`tls.key: "${tls.key}" is not the key of the certificate in "${tls.cert}"`);
+  }
   if (problems.length || !cert || !key) throw new ConfigError(source, problems);
   try {
     return ServerCredentials.createSsl(ca, [{ cert_chain: cert, private_key: key }], tls.requireClientCert);

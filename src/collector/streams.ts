@@ -118,6 +118,10 @@ export class StreamTable {
 
   constructor(private readonly required: readonly string[]) {}
 
+  get hasRequiredSinks(): boolean {
+    return this.required.length > 0;
+  }
+
   open(agent: AgentIdentity): StreamState {
     const key = streamKey(agent);
     let s = this.streams.get(key);

@@ -24,6 +24,8 @@ import type { Sink, SinkFactory, SinkRecord } from '../../src/sinks/sink.js';
 
 const memoryOptions = z
   .object({
+    /** Accepted like every real sink's (the collector hands it over). */
+    format: z.enum(['native', 'ocsf', 'ecs']).optional(),
     delayMs: z.number().int().nonnegative().default(0),
     failFirst: z.number().int().nonnegative().default(0),
     failCreate: z.string().optional(),

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, before, describe, it } from 'node:test';
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import { ClientError, Status } from 'nice-grpc';
@@ -241,7 +244,7 @@ describe('collector delivery', () => {
     assert.ok(mem.get('good').closed);
   });
 
-  it('refuses to start on a port in use, and on unreadable TLS files naming the key', async () => {
+  it('refuses to start on a port in use, and on unreadable, garbage or mismatched TLS files, naming the key', async () => {
     const { collector } = await start([{ name: 'm' }]);
     const mem = memorySinks();
     const registry = { memory: mem.factory };
@@ -263,5 +266,27 @@ describe('collector delivery', () => {
       assert.match(e.message, /tls\.clientCa: cannot read/);
       return true;
     });
+    // Garbage and mismatches are caught before listening (grpc-js would start
+    // with a garbage client CA and then refuse every agent).
+    const garbage = join(mkdtempSync(join(tmpdir(), 'dw-garbage-')), 'garbage.pem');
+    writeFileSync(garbage, 'not a pem\n');
+    const bad = (tls: Record<string, string>) =>
+      startCollector(parseCollectorConfig({ listen: '127.0.0.1:0', tls, sinks: base.sinks }, 'test', registry), {
+        registry,
+        log: silentLogger,
+      });
+    await assert.rejects(
+      bad({ cert: pki.server.cert, key: pki.server.key, clientCa: garbage }),
+      /tls\.clientCa: ".*garbage\.pem" holds no PEM certificate/,
+    );
+    await assert.rejects(
+      bad({ cert: garbage, key: garbage, clientCa: pki.caFile }),
+      (e: Error) =>
+        /tls\.cert: .* holds no PEM certificate/.test(e.message) && /tls\.key: .* is not a PEM private key/.test(e.message),
+    );
+    await assert.rejects(
+      bad({ cert: pki.server.cert, key: pki.other.server.key, clientCa: pki.caFile }),
+      /tls\.key: ".*impostor\.key" is not the key of the certificate/,
+    );
   });
 });

@@ -77,7 +77,7 @@ sinks:
     assert.equal(s.required, false);
     assert.deepEqual(s.batch, { maxRecords: 5, maxDelayMs: 1000 });
     assert.deepEqual(s.retry, { initialMs: 50, maxMs: 2000 }); // a plain number is seconds
-    assert.deepEqual(s.options, { delayMs: 7, failFirst: 0 });
+    assert.deepEqual(s.options, { format: 'ocsf', delayMs: 7, failFirst: 0 }, 'format reaches the sink, which applies it');
   });
 
   it('reports every problem at once, each naming its key', () => {
@@ -166,6 +166,7 @@ sinks:
     writeFileSync(path, 'insecure: true\nsinks:\n  - { name: a, type: memory }\n');
     assert.equal((await loadCollectorConfig(path, registry)).sinks[0]!.name, 'a');
     // Environment variables are not expanded.
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a literal ${VAR} in the YAML is the point
     writeFileSync(path, 'insecure: true\nlisten: ${LISTEN}\nsinks:\n  - { name: a, type: memory }\n');
     await assert.rejects(loadCollectorConfig(path, registry), /listen: expected host:port/);
   });
