@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { type RunningCollector, startCollector } from '../../src/collector/collector.js';
+import { parseCollectorConfig } from '../../src/collector/config.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { type MemorySinks, memorySinks } from '../helpers/memory-sink.js';
+import { makePki, type Pki } from '../helpers/pki.js';
+
+// Interop: a client written with an independent gRPC implementation (Debian's
+// python3-grpcio, messages built at run time from `buf build`'s descriptor
+// set) publishes to and subscribes from the collector, over mutual TLS.
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const PY = '/usr/bin/python3'; // Debian's, which has python3-grpcio
+const CLIENT = join(ROOT, 'test/interop/grpc_client.py');
+
+let pki: Pki;
+let collector: RunningCollector;
+let mem: MemorySinks;
+let descriptors: string;
+
+before(async () => {
+  const probe = spawnSync(PY, ['-c', 'import grpc, google.protobuf'], { encoding: 'utf8' });
+  assert.equal(
+    probe.status,
+    0,
+    `python3-grpcio and python3-protobuf are required (apt-get install python3-grpcio python3-protobuf): ${probe.stderr}`,
+  );
+  descriptors = join(mkdtempSync(join(tmpdir(), 'doorwatch-desc-')), 'doorwatch.binpb');
+  const built = spawnSync(join(ROOT, 'node_modules/.bin/buf'), ['build', '-o', descriptors], { cwd: ROOT, encoding: 'utf8' });
+  assert.equal(built.status, 0, built.stderr);
+  pki = makePki();
+  mem = memorySinks();
+  const config = parseCollectorConfig(
+    {
+      listen: '127.0.0.1:0',
+      tls: { cert: pki.server.cert, key: pki.server.key, clientCa: pki.caFile },
+      sinks: [{ name: 'mem', type: 'memory' }],
+    },
+    'test',
+    { memory: mem.factory },
+  );
+  collector = await startCollector(config, { registry: { memory: mem.factory }, log: silentLogger });
+});
+
+after(async () => {
+  await collector?.stop();
+});
+
+function python(mode: string, n: number) {
+  const c = pki.client(`py-${mode}`);
+  const args = [CLIENT, mode, descriptors, `127.0.0.1:${collector.port}`, pki.caFile, c.cert, c.key, String(n)];
+  const p = spawn(PY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: Record<string, unknown>[] = [];
+  let err = '';
+  p.stdout.setEncoding('utf8').on('data', (d: string) => {
+    for (const l of d.split('\n').filter(Boolean)) lines.push(JSON.parse(l));
+  });
+  p.stderr.on('data', (d) => {
+    err += d;
+  });
+  const exit = new Promise<number>((resolve, reject) => {
+    const t = setTimeout(() => {
+      p.kill('SIGKILL');
+      reject(new Error(`python ${mode} timed out: ${err}`));
+    }, 30_000);
+    p.once('exit', (code) => {
+      clearTimeout(t);
+      resolve(code ?? -1);
+    });
+  });
+  return { lines, exit, stderr: () => err };
+}
+
+describe('python3-grpcio interop', () => {
+  it('publishes a batch and gets it acknowledged; subscribes and receives the events', async () => {
+    const N = 3;
+    const sub = python('subscribe', N);
+    const deadline = Date.now() + 20_000;
+    while (!sub.lines.some((l) => l.subscribed) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 300)); // the subscription is registered server-side
+
+    const pub = python('publish', N);
+    assert.equal(await pub.exit, 0, pub.stderr());
+    assert.deepEqual(pub.lines, [{ acked_seq: N }]);
+
+    const events = mem.get('mem').records.filter((r) => r.kind === 'event');
+    assert.equal(events.length, N);
+    assert.deepEqual(
+      events.map((r) => (r.kind === 'event' ? r.event.eventId : '')),
+      ['py-boot/py-instance/1', 'py-boot/py-instance/2', 'py-boot/py-instance/3'],
+    );
+    const first = events[0]!;
+    assert.equal(first.kind === 'event' && first.event.process?.comm, 'python-peer');
+
+    assert.equal(await sub.exit, 0, sub.stderr());
+    const got = sub.lines.filter((l) => l.event) as { event: { eventId: string; socket: { peer: { port: number } } } }[];
+    assert.equal(got.length, N);
+    assert.deepEqual(
+      got.map((g) => g.event.socket.peer.port),
+      [40001, 40002, 40003],
+    );
+  });
+});

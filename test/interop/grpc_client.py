@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""An independent gRPC peer for Doorwatch's collector: python3-grpcio (Debian),
+messages built at run time from the FileDescriptorSet that `buf build` makes
+from proto/ (no generated code, no shared runtime with the TypeScript side).
+
+usage: grpc_client.py publish|subscribe DESCRIPTORS TARGET CA CERT KEY [N]
+Prints one JSON line per result on stdout.
+"""
+import json
+import sys
+
+import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+
+
+def load(descriptors):
+    fds = descriptor_pb2.FileDescriptorSet()
+    with open(descriptors, "rb") as f:
+        fds.ParseFromString(f.read())
+    pool = descriptor_pool.DescriptorPool()
+    for fd in fds.file:
+        pool.Add(fd)
+    factory = message_factory.MessageFactory(pool)
+    return lambda name: factory.GetPrototype(pool.FindMessageTypeByName(name))
+
+
+def channel(target, ca, cert, key):
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=open(ca, "rb").read(),
+        private_key=open(key, "rb").read(),
+        certificate_chain=open(cert, "rb").read(),
+    )
+    return grpc.secure_channel(target, creds, options=[("grpc.ssl_target_name_override", "localhost")])
+
+
+def main():
+    mode, descriptors, target, ca, cert, key = sys.argv[1:7]
+    n = int(sys.argv[7]) if len(sys.argv) > 7 else 3
+    msg = load(descriptors)
+    ch = channel(target, ca, cert, key)
+    if mode == "publish":
+        Req, Resp = msg("doorwatch.v1.PublishRequest"), msg("doorwatch.v1.PublishResponse")
+        publish = ch.stream_stream(
+            "/doorwatch.v1.CollectorService/Publish",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=Resp.FromString,
+        )
+
+        def requests():
+            hello = Req()
+            hello.hello.agent.node_name = "py-node"
+            hello.hello.agent.boot_id = "py-boot"
+            hello.hello.agent.instance_id = "py-instance"
+            hello.hello.agent.version = "python-interop"
+            yield hello
+            batch = Req()
+            batch.batch.first_seq = 1
+            for i in range(1, n + 1):
+                ev = batch.batch.events.add()
+                ev.seq = i
+                ev.event_id = "py-boot/py-instance/%d" % i
+                ev.node_name = "py-node"
+                ev.source = 2  # SOURCE_ACCEPT4
+                ev.success = True
+                ev.ret = 3 + i
+                ev.process.pid = 4242
+                ev.process.comm = "python-peer"
+                ev.socket.resolved = True
+                ev.socket.family = 1
+                ev.socket.local.ip = "10.9.0.1"
+                ev.socket.local.port = 8443
+                ev.socket.peer.ip = "10.9.0.%d" % (100 + i)
+                ev.socket.peer.port = 40000 + i
+                ev.pod.namespace = "interop"
+                ev.pod.name = "py-pod"
+            yield batch
+            # Keep the stream open until the ack covers everything.
+            while not done[0]:
+                import time
+                time.sleep(0.01)
+
+        done = [False]
+        acked = 0
+        for resp in publish(requests(), timeout=20):
+            acked = resp.acked_seq
+            if acked >= n:
+                done[0] = True
+                break
+        print(json.dumps({"acked_seq": acked}), flush=True)
+    elif mode == "subscribe":
+        Req, Resp = msg("doorwatch.v1.SubscribeRequest"), msg("doorwatch.v1.SubscribeResponse")
+        subscribe = ch.unary_stream(
+            "/doorwatch.v1.CollectorService/Subscribe",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=Resp.FromString,
+        )
+        req = Req()
+        req.filter.namespaces.append("interop")
+        req.filter.ports.append(8443)
+        print(json.dumps({"subscribed": True}), flush=True)
+        got = 0
+        for resp in subscribe(req, timeout=20):
+            if resp.HasField("event"):
+                print(json.dumps({"event": json_format.MessageToDict(resp.event)}), flush=True)
+                got += 1
+                if got >= n:
+                    break
+    else:
+        sys.exit("unknown mode " + mode)
+
+
+if __name__ == "__main__":
+    main()
