@@ -1,4 +1,6 @@
+import { createReadStream } from 'node:fs';
 import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { ConfigError, zodProblems } from '../config/errors.js';
 import { parseSize, UnitError } from '../config/units.js';
@@ -106,8 +108,37 @@ function isEnoent(err: unknown): boolean {
   return (err as NodeJS.ErrnoException).code === 'ENOENT';
 }
 
+/** "<boot>/<instance>/<seq>" -> stream key and seq; undefined for anything else (loss records). */
+export function parseEventId(id: string): { stream: string; seq: bigint } | undefined {
+  const i = id.lastIndexOf('/');
+  if (i <= 0 || !/^\d+$/.test(id.slice(i + 1))) return undefined;
+  return { stream: id.slice(0, i), seq: BigInt(id.slice(i + 1)) };
+}
+
+/** Where each format keeps the event id (recordId) in a written line. */
+const ID_PATHS: Record<FormatName, string[]> = { native: ['eventId'], ocsf: ['metadata', 'uid'], ecs: ['event', 'id'] };
+
+export function idOfLine(line: string, format: FormatName): string | undefined {
+  try {
+    let v: unknown = JSON.parse(line);
+    for (const k of ID_PATHS[format]) v = (v as Record<string, unknown> | undefined)?.[k];
+    return typeof v === 'string' ? v : undefined;
+  } catch {
+    return undefined; // a torn last line from a crash: ignored
+  }
+}
+
 class FileSink implements Sink {
   private fh: FileHandle | null = null;
+  /**
+   * Highest seq written per agent stream, recovered from the files at start:
+   * a collector that crashed after writing but before acking gets the same
+   * events again from the agents, and they are skipped here, so the file holds
+   * each event exactly once.
+   */
+  private readonly written = new Map<string, bigint>();
+  /** Replayed events skipped because the file already had them. */
+  replaysSkipped = 0;
   /** Bytes in the current file (tracked; the sink is the file's only writer). */
   private size = 0;
   private closed = false;
@@ -174,10 +205,51 @@ class FileSink implements Sink {
     this.log.debug({ path, maxFiles }, 'jsonl file rotated');
   }
 
+  /** Read the live file and the newest rotated one (the unacked window is far smaller than two files). */
+  async recover(): Promise<void> {
+    for (const file of [`${this.cfg.path}.1`, this.cfg.path]) {
+      let input: NodeJS.ReadableStream;
+      try {
+        input = createReadStream(file);
+        await new Promise<void>((resolve, reject) => {
+          (input as ReturnType<typeof createReadStream>).once('open', () => resolve()).once('error', reject);
+        });
+      } catch (err) {
+        if (isEnoent(err)) continue;
+        throw err;
+      }
+      for await (const line of createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY })) {
+        const id = line && idOfLine(line, this.cfg.format);
+        const p = id ? parseEventId(id) : undefined;
+        if (p && p.seq > (this.written.get(p.stream) ?? 0n)) this.written.set(p.stream, p.seq);
+      }
+    }
+    if (this.written.size) this.log.info({ streams: this.written.size }, 'jsonl: recovered what the files already hold');
+  }
+
+  /** Drop events the file already has; note what this batch adds. */
+  private fresh(batch: SinkRecord[]): { keep: SinkRecord[]; marks: Map<string, bigint> } {
+    const marks = new Map<string, bigint>();
+    const keep = batch.filter((r) => {
+      if (r.kind !== 'event') return true;
+      const p = parseEventId(r.event.eventId);
+      if (!p) return true;
+      const seen = marks.get(p.stream) ?? this.written.get(p.stream) ?? 0n;
+      if (p.seq <= seen) {
+        this.replaysSkipped++;
+        return false;
+      }
+      marks.set(p.stream, p.seq);
+      return true;
+    });
+    return { keep, marks };
+  }
+
   write(batch: SinkRecord[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error(`jsonl sink "${this.name}" is closed`));
-    const lines = batch.map((r) => jsonlLine(r, this.cfg.format));
     return this.serial.run(async () => {
+      const { keep, marks } = this.fresh(batch);
+      const lines = keep.map((r) => jsonlLine(r, this.cfg.format));
       await this.open();
       const runs = planRotation(
         lines.map((l) => l.length),
@@ -188,6 +260,7 @@ class FileSink implements Sink {
         if (i > 0) await this.rotate();
         if (run.length > 0) await this.append(Buffer.concat(run.map((j) => lines[j]!)));
       }
+      for (const [k, v] of marks) this.written.set(k, v);
     });
   }
 
@@ -256,6 +329,7 @@ export const jsonlSink: SinkFactory<JsonlConfig> = {
     const log = deps.log.child({ sink: name, type: 'jsonl' });
     if (config.path === '-') return new StdoutSink(name, config, log);
     const sink = new FileSink(name, config, log);
+    await sink.recover();
     await sink.open();
     return sink;
   },
