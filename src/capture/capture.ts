@@ -71,30 +71,30 @@ export class Capture {
   /** Drain now; returns the number of events delivered. */
   drain(): number {
     if (this.#draining || this.#stopped) return 0;
+    const { count, more } = this.#chunk();
+    // A storm: hand the loop back between chunks, then continue.
+    if (more) setImmediate(() => this.drain());
+    return count;
+  }
+
+  /** One bounded chunk of the ring: decoded, handed on, consumer position published. */
+  #chunk(): { count: number; more: boolean } {
     this.#draining = true;
-    let total = 0;
     try {
       this.#clock.maybeResample();
-      for (;;) {
-        const batch: AcceptEvent[] = [];
-        const { more } = this.#o.probes.ring.drain((view, off, len) => {
-          try {
-            batch.push(toAcceptEvent(decodeRecord(view, off, len), ++this.#seq, this.#ctx));
-          } catch (err) {
-            this.#decodeError(err as Error);
-          }
-        }, this.#o.maxBatch);
-        if (batch.length) this.#o.onEvents(batch);
-        total += batch.length;
-        if (!more) break;
-        // A storm: hand the loop back between chunks, then continue.
-        setImmediate(() => this.drain());
-        break;
-      }
+      const batch: AcceptEvent[] = [];
+      const { more } = this.#o.probes.ring.drain((view, off, len) => {
+        try {
+          batch.push(toAcceptEvent(decodeRecord(view, off, len), ++this.#seq, this.#ctx));
+        } catch (err) {
+          this.#decodeError(err as Error);
+        }
+      }, this.#o.maxBatch);
+      if (batch.length) this.#o.onEvents(batch);
+      return { count: batch.length, more };
     } finally {
       this.#draining = false;
     }
-    return total;
   }
 
   #decodeError(err: Error): void {
@@ -119,7 +119,15 @@ export class Capture {
   stop(): void {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
-    this.drain();
+    if (this.#stopped) return;
+    // Everything the ring holds, not one chunk: a stop during a storm must not
+    // leave records behind (the probes are detached first, so this ends).
+    // A record still BUSY (a program finishing on another CPU) makes no progress: bounded.
+    for (let stalled = 0; stalled < 10_000; ) {
+      const { count, more } = this.#chunk();
+      if (!more) break;
+      if (count === 0) stalled++;
+    }
     this.#stopped = true;
   }
 }
