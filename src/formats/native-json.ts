@@ -35,6 +35,71 @@ export function eventToJson(ev: AcceptEvent): { [k: string]: Json } {
   return convert(ev, '') as { [k: string]: Json };
 }
 
+/*
+ * The same JSON as JSON.stringify(eventToJson(ev)), written directly: this is
+ * the per-event cost of `trace --output json` and of the jsonl sink, and the
+ * generic walk above costs ~6 µs per event where this costs a fraction
+ * (docs/benchmarks.md). test/unit/native-json.test.ts holds the two equal.
+ */
+const q = JSON.stringify as (s: string) => string;
+const strings = (a: string[]) => (a.length ? `[${a.map(q).join(',')}]` : '[]');
+const map = (m: { [k: string]: string } | undefined) => (m ? JSON.stringify(m) : '{}');
+const endpoint = (e: { ip: string; port: number } | undefined) => (e ? `{"ip":${q(e.ip)},"port":${e.port}}` : 'null');
+
 export function eventToJsonLine(ev: AcceptEvent): string {
-  return JSON.stringify(eventToJson(ev));
+  const p = ev.process;
+  const s = ev.socket;
+  const l = ev.listener;
+  const u = ev.userAddress;
+  const n = ev.namespaces;
+  const cg = ev.cgroup;
+  const c = ev.container;
+  const pod = ev.pod;
+  const w = pod?.workload;
+  const en = ev.enrichment;
+  return (
+    `{"eventId":${q(ev.eventId)},"seq":"${ev.seq}","timeUnixNano":"${ev.timeUnixNano}","ktimeNs":"${ev.ktimeNs}",` +
+    `"nodeName":${q(ev.nodeName)},"source":"${sourceToJSON(ev.source)}","ret":${ev.ret},"success":${ev.success},` +
+    `"error":${q(ev.error)},"durationNs":"${ev.durationNs}","acceptFlags":${ev.acceptFlags},` +
+    `"acceptFlagNames":${strings(ev.acceptFlagNames)},"flags":${strings(ev.flags)},` +
+    `"process":${p ? `{"pid":${p.pid},"tid":${p.tid},"ppid":${p.ppid},"uid":${p.uid},"gid":${p.gid},"comm":${q(p.comm)}}` : 'null'},` +
+    `"socket":${
+      s
+        ? `{"family":"${addressFamilyToJSON(s.family)}","familyNumber":${s.familyNumber},"type":${q(s.type)},` +
+          `"protocol":${s.protocol},"local":${endpoint(s.local)},"peer":${endpoint(s.peer)},"v4Mapped":${s.v4Mapped},` +
+          `"unixPath":${q(s.unixPath)},"peerPid":${s.peerPid},"resolved":${s.resolved}}`
+        : 'null'
+    },` +
+    `"listener":${l ? `{"fd":${l.fd},"backlog":${l.backlog},"maxBacklog":${l.maxBacklog},"resolved":${l.resolved}}` : 'null'},` +
+    `"userAddress":${
+      u
+        ? `{"present":${u.present},"addrlen":${u.addrlen},"familyNumber":${u.familyNumber},"ip":${q(u.ip)},` +
+          `"port":${u.port},"fault":${u.fault},"mismatch":${u.mismatch}}`
+        : 'null'
+    },` +
+    `"namespaces":${n ? `{"mnt":${n.mnt},"pid":${n.pid},"net":${n.net},"uts":${n.uts}}` : 'null'},` +
+    `"cgroup":${cg ? `{"id":"${cg.id}","v1Id":"${cg.v1Id}"}` : 'null'},` +
+    `"container":${
+      c
+        ? `{"id":${q(c.id)},"runtime":${q(c.runtime)},"name":${q(c.name)},"image":${q(c.image)},` +
+          `"imageId":${q(c.imageId)},"cgroupPath":${q(c.cgroupPath)}}`
+        : 'null'
+    },` +
+    `"pod":${
+      pod
+        ? `{"namespace":${q(pod.namespace)},"name":${q(pod.name)},"uid":${q(pod.uid)},"labels":${map(pod.labels)},` +
+          `"annotations":${map(pod.annotations)},` +
+          `"workload":${w ? `{"kind":${q(w.kind)},"name":${q(w.name)},"inferred":${w.inferred}}` : 'null'},` +
+          `"serviceAccount":${q(pod.serviceAccount)},"nodeName":${q(pod.nodeName)},"ip":${q(pod.ip)},` +
+          `"hostNetwork":${pod.hostNetwork},"qosClass":${q(pod.qosClass)},"namespaceLabels":${map(pod.namespaceLabels)},` +
+          `"deleted":${pod.deleted}}`
+        : 'null'
+    },` +
+    `"enrichment":${
+      en
+        ? `{"status":"${enrichmentStatusToJSON(en.status)}","missing":${strings(en.missing)},"reason":${q(en.reason)},` +
+          `"cgroupFromProc":${en.cgroupFromProc},"waitedMs":${en.waitedMs}}`
+        : 'null'
+    }}`
+  );
 }

@@ -57,6 +57,22 @@ describe('native JSON', () => {
     assert.equal(json.success, false);
   });
 
+  it('the fast line writer produces exactly the generic JSON, for sparse and full events', () => {
+    const rich = AcceptEvent.fromPartial({
+      ...full,
+      error: 'quote " backslash \\ newline \n and ünïcode',
+      acceptFlagNames: ['SOCK_NONBLOCK', 'SOCK_CLOEXEC'],
+      flags: ['NO_ENTER'],
+      socket: { family: AddressFamily.ADDRESS_FAMILY_INET6, local: { ip: '::1', port: 1 }, peer: { ip: '::1', port: 2 }, unixPath: '@x' },
+      container: { id: 'c', runtime: 'containerd', name: 'n', image: 'i', imageId: 'd', cgroupPath: '/p' },
+      pod: { namespace: 'ns', name: 'p', uid: 'u', labels: { a: '1', 'b/c': '"' }, workload: { kind: 'Deployment', name: 'w' } },
+      enrichment: { status: 1, missing: ['pod'], reason: 'r', waitedMs: 5 },
+    });
+    for (const ev of [full, rich, AcceptEvent.fromPartial({})]) {
+      assert.equal(eventToJsonLine(ev), JSON.stringify(eventToJson(ev)));
+    }
+  });
+
   it('reads back losslessly with the generated fromJSON', () => {
     assert.deepEqual(AcceptEvent.fromJSON(JSON.parse(eventToJsonLine(full))), full);
   });
