@@ -1,13 +1,14 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { AcceptProbes } from '../src/bpf/accept-probes.js';
+import { AcceptProbes, type KernelCounters, type ProgramStats } from '../src/bpf/accept-probes.js';
 import { Capture } from '../src/capture/capture.js';
 import { decodeRecord, LAYOUT } from '../src/capture/record.js';
 import { eventToJsonLine } from '../src/formats/native-json.js';
 import type { AcceptEvent } from '../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../src/log/logger.js';
-import { AGENT_MODES, type AgentFinal, type AgentMode, type AgentReady } from './protocol.js';
+import { AGENT_MODES, type AgentFinal, type AgentMarked, type AgentMode, type AgentReady } from './protocol.js';
 
 /**
  * The traced side of the benchmark: the real probes loaded in this process
@@ -19,8 +20,10 @@ import { AGENT_MODES, type AgentFinal, type AgentMode, type AgentReady } from '.
  *   decode decodeRecord only (RawAccept), no AcceptEvent.
  *   ring   the ring reader alone, reading one u32 (pid) per record.
  *
- * stdout protocol: one AgentReady line once attached, one AgentFinal line
- * after SIGTERM (detach, final drain, counters). Nothing else is written there.
+ * Protocol: one AgentReady line on stdout once attached. A "mark" line on
+ * stdin (after a warm-up storm has let the JIT optimise the event path)
+ * drains, zeroes every count and baseline, and answers one AgentMarked line.
+ * SIGTERM: final drain, one AgentFinal line, exit. Nothing else goes to stdout.
  */
 
 const { values } = parseArgs({
@@ -29,6 +32,8 @@ const { values } = parseArgs({
     mode: { type: 'string', default: 'json' },
     'ring-bytes': { type: 'string', default: String(8 << 20) },
     'poll-ms': { type: 'string', default: '10' },
+    /** The built BPF object: the compiled agent does not live where accept-probes.ts looks by default. */
+    object: { type: 'string' },
   },
   strict: true,
 });
@@ -40,7 +45,7 @@ const ringBytes = Number(values['ring-bytes']);
 const pollMs = Number(values['poll-ms']);
 const MAX_BATCH = 8192; // Capture's default
 
-const probes = AcceptProbes.load({ ringBytes, includeEagain: false, log: silentLogger });
+const probes = AcceptProbes.load({ ringBytes, includeEagain: false, log: silentLogger, objectPath: values.object });
 
 let events = 0; // records of the storm's pid
 let total = 0; // all records
@@ -97,41 +102,68 @@ if (mode === 'json' || mode === 'event') {
   };
 }
 
-const lag = monitorEventLoopDelay({ resolution: 10 });
+// 1 ms: enough samples in a sub-second storm for a p99 that is not just the max.
+const lag = monitorEventLoopDelay({ resolution: 1 });
 if (capture) capture.start();
 else timer = setInterval(drainAll, pollMs);
 lag.enable();
-const cpu0 = process.cpuUsage();
+let cpu0 = process.cpuUsage();
+let kernel0: KernelCounters | undefined;
+let programs0: ProgramStats[] | undefined;
+let decodeErrors0 = 0n;
 
 const ready: AgentReady = { ready: true, pid: process.pid, mode, programs: probes.attachedPrograms(), ioUring: probes.ioUring };
 process.stdout.write(`${JSON.stringify(ready)}\n`);
 
+function mark(): void {
+  drainAll();
+  events = 0;
+  total = 0;
+  decodeErrors = 0;
+  decodeErrors0 = capture?.stats().decodeErrors ?? 0n;
+  kernel0 = probes.kernelCounters();
+  programs0 = probes.programStats();
+  lag.reset();
+  cpu0 = process.cpuUsage();
+  const marked: AgentMarked = { marked: true };
+  process.stdout.write(`${JSON.stringify(marked)}\n`);
+}
+
 function finish(): void {
   lag.disable();
-  // Detach first so nothing new arrives, then take everything the ring holds.
-  probes.detach();
   if (timer) clearInterval(timer);
+  // The storm is over: drain what it left, and stop the clock before detaching
+  // (link teardown is a one-off cost, not a per-event one; reported apart).
   drainAll();
-  capture?.stop();
   const cpu = process.cpuUsage(cpu0);
+  probes.detach();
+  drainAll(); // anything another process accepted meanwhile
+  capture?.stop();
+  const detachCpu = process.cpuUsage(cpu0);
   const kernel = probes.kernelCounters();
   const programs = probes.programStats();
   const final: AgentFinal = {
     mode,
     events,
     total,
-    decodeErrors: capture ? Number(capture.stats().decodeErrors) : decodeErrors,
-    kernel: Object.fromEntries(Object.entries(kernel).map(([k, v]) => [k, Number(v)])),
+    decodeErrors: capture ? Number(capture.stats().decodeErrors - decodeErrors0) : decodeErrors,
+    kernel: Object.fromEntries(
+      Object.entries(kernel).map(([k, v]) => [k, Number(v - (kernel0?.[k as keyof KernelCounters] ?? 0n))]),
+    ),
     cpuUserUs: cpu.user,
     cpuSystemUs: cpu.system,
+    detachCpuUs: detachCpu.user + detachCpu.system - cpu.user - cpu.system,
     lagMaxMs: lag.max / 1e6,
     lagP99Ms: lag.percentile(99) / 1e6,
-    programs: programs.map((p) => ({
-      name: p.name,
-      runTimeNs: Number(p.runTimeNs),
-      runCount: Number(p.runCount),
-      recursionMisses: Number(p.recursionMisses),
-    })),
+    programs: programs.map((p) => {
+      const p0 = programs0?.find((x) => x.name === p.name);
+      return {
+        name: p.name,
+        runTimeNs: Number(p.runTimeNs - (p0?.runTimeNs ?? 0n)),
+        runCount: Number(p.runCount - (p0?.runCount ?? 0n)),
+        recursionMisses: Number(p.recursionMisses - (p0?.recursionMisses ?? 0n)),
+      };
+    }),
   };
   probes.close();
   closeSync(devNull);
@@ -139,5 +171,9 @@ function finish(): void {
 }
 
 process.once('SIGTERM', finish);
-// The parent closing our stdin (it died): stop without a report.
-process.stdin.on('end', () => process.exit(1)).resume();
+createInterface({ input: process.stdin })
+  .on('line', (line) => {
+    if (line.trim() === 'mark') mark();
+  })
+  // The parent closing our stdin (it died): stop without a report.
+  .on('close', () => process.exit(1));

@@ -33,6 +33,11 @@ export interface AgentReady {
   ioUring: boolean;
 }
 
+/** agent: answer to "mark" on stdin: every count and baseline starts again from here. */
+export interface AgentMarked {
+  marked: true;
+}
+
 export interface ProgramRun {
   name: string;
   runTimeNs: number;
@@ -50,11 +55,13 @@ export interface AgentFinal {
   decodeErrors: number;
   /** probes.kernelCounters(): EMITTED, RINGBUF_FULL, ... */
   kernel: Record<string, number>;
-  /** process.cpuUsage() from ready to the end of the final drain. */
+  /** process.cpuUsage() from ready (or the mark) to the end of the final drain (before detaching). */
   cpuUserUs: number;
   cpuSystemUs: number;
+  /** CPU spent detaching the probes afterwards: a one-off, not per event. */
+  detachCpuUs: number;
   lagMaxMs: number;
   lagP99Ms: number;
-  /** Cumulative since load; run time needs kernel.bpf_stats_enabled=1. */
+  /** Since the mark (or load); run time needs kernel.bpf_stats_enabled=1. */
   programs: ProgramRun[];
 }

@@ -1,8 +1,15 @@
 // Doorwatch benchmark load: a bounded loopback accept storm.
 //
 // One process: a server thread doing blocking accept4() on 127.0.0.1:<ephemeral>
-// (closing each connection at once) and --clients threads each doing
-// socket()/connect()/close() until exactly --connections connects were issued.
+// (closing each connection at once) until it accepted exactly --connections,
+// and --clients threads each doing socket()/connect()/close() until then.
+//
+// connect() returns once the handshake is done, before the server accepts, so
+// clients can outrun the server: the accept queue then overflows, the kernel
+// drops SYNs (a 1 s retransmit stall) or final ACKs (a connection the client
+// thinks made but the server never sees). A semaphore of --window slots keeps
+// at most that many connections between connect() and accept4().
+//
 // Both ends close with SO_LINGER {1,0} (an RST), so 100k+ connections leave no
 // TIME_WAIT behind and never run out of ephemeral ports.
 //
@@ -17,6 +24,8 @@
 #include <getopt.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,14 +38,16 @@
 static long opt_connections = 100000;
 static int opt_clients = 2;
 static double opt_timeout_s = 60.0;
+static int opt_window = 128;
+static const char *opt_cpus = NULL;
 
 static int g_listen_fd;
 static struct sockaddr_in g_addr;
 
-static atomic_long g_issued;         // connect tickets handed out to clients
+static sem_t g_window;               // free slots between connect() and accept4()
 static atomic_long g_accepted;       // successful accept4() calls
 static atomic_long g_accept_errors;  // failed accept4() calls (each is still an event)
-static atomic_long g_connect_errors; // failed connects (retried)
+static atomic_long g_connect_errors; // failed connect() calls
 static atomic_int g_stop;
 
 static double now_s(void) {
@@ -55,6 +66,12 @@ static void set_rst_close(int fd) {
   if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l) != 0) die("setsockopt(SO_LINGER)");
 }
 
+/** Stop the clients: they see the flag once a slot is free, so free one each. */
+static void stop_clients(void) {
+  atomic_store(&g_stop, 1);
+  for (int i = 0; i < opt_clients; i++) sem_post(&g_window);
+}
+
 static void *server(void *arg) {
   (void)arg;
   while (!atomic_load(&g_stop) && atomic_load(&g_accepted) < opt_connections) {
@@ -64,32 +81,51 @@ static void *server(void *arg) {
     if (fd >= 0) {
       close(fd); // SO_LINGER {1,0} is inherited from the listener: an RST
       atomic_fetch_add(&g_accepted, 1);
+      sem_post(&g_window);
     } else if (!atomic_load(&g_stop)) {
       atomic_fetch_add(&g_accept_errors, 1);
     }
   }
+  stop_clients();
   return NULL;
 }
 
+// Clients stop when the server has its N: a connection lost on the way costs
+// one more connect, never a hang. Connections still queued at the end are
+// never accepted (no event) and vanish with the listener.
 static void *client(void *arg) {
   (void)arg;
-  while (!atomic_load(&g_stop) && atomic_fetch_add(&g_issued, 1) < opt_connections) {
-    for (;;) { // retry this ticket until it connects, so exactly N connections are made
-      int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (fd < 0) die("socket");
-      set_rst_close(fd);
-      int rc = connect(fd, (struct sockaddr *)&g_addr, sizeof g_addr);
-      close(fd);
-      if (rc == 0) break;
+  for (;;) {
+    while (sem_wait(&g_window) != 0) {
+    }
+    if (atomic_load(&g_stop)) return NULL;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) die("socket");
+    set_rst_close(fd);
+    int rc = connect(fd, (struct sockaddr *)&g_addr, sizeof g_addr);
+    int err = errno;
+    close(fd);
+    if (rc != 0) {
       atomic_fetch_add(&g_connect_errors, 1);
-      if (atomic_load(&g_stop)) return NULL;
+      // ECONNRESET: the server accepted and reset it before connect() returned
+      // (it freed the slot). Anything else never reached the queue.
+      if (err != ECONNRESET) sem_post(&g_window);
     }
   }
-  return NULL;
+}
+
+/** Every thread of the storm on these CPUs ("0", "0,1"): threads inherit it. */
+static void pin_to(const char *list) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  char *copy = strdup(list), *save = NULL;
+  for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) CPU_SET(atoi(tok), &set);
+  free(copy);
+  if (sched_setaffinity(0, sizeof set, &set) != 0) die("sched_setaffinity");
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: storm [--connections N] [--clients C] [--timeout SECONDS]\n");
+  fprintf(stderr, "usage: storm [--connections N] [--clients C] [--window W] [--cpus LIST] [--timeout SECONDS]\n");
   exit(2);
 }
 
@@ -98,6 +134,8 @@ int main(int argc, char **argv) {
       {"connections", required_argument, NULL, 'n'},
       {"clients", required_argument, NULL, 'c'},
       {"timeout", required_argument, NULL, 't'},
+      {"window", required_argument, NULL, 'w'},
+      {"cpus", required_argument, NULL, 'p'},
       {NULL, 0, NULL, 0},
   };
   int o;
@@ -106,10 +144,14 @@ int main(int argc, char **argv) {
     case 'n': opt_connections = strtol(optarg, NULL, 10); break;
     case 'c': opt_clients = atoi(optarg); break;
     case 't': opt_timeout_s = strtod(optarg, NULL); break;
+    case 'w': opt_window = atoi(optarg); break;
+    case 'p': opt_cpus = optarg; break;
     default: usage();
     }
   }
-  if (opt_connections < 1 || opt_clients < 1 || opt_clients > 64 || opt_timeout_s <= 0) usage();
+  if (opt_connections < 1 || opt_clients < 1 || opt_clients > 64 || opt_timeout_s <= 0 || opt_window < 1 || opt_window > 4096) usage();
+  if (sem_init(&g_window, 0, (unsigned)opt_window) != 0) die("sem_init");
+  if (opt_cpus) pin_to(opt_cpus);
 
   g_listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (g_listen_fd < 0) die("socket");
@@ -142,7 +184,7 @@ int main(int argc, char **argv) {
   int timed_out = pthread_timedjoin_np(srv, NULL, &deadline) != 0;
   double elapsed = now_s() - t0;
   if (timed_out) {
-    atomic_store(&g_stop, 1);
+    stop_clients();
     shutdown(g_listen_fd, SHUT_RDWR); // wakes the blocked accept4() with EINVAL
     pthread_join(srv, NULL);
   }
@@ -153,9 +195,9 @@ int main(int argc, char **argv) {
   double user_us = (ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) * 1e6 + (ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec);
   double sys_us = (ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) * 1e6 + (ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec);
   printf("{\"connections\":%ld,\"acceptErrors\":%ld,\"connectErrors\":%ld,\"elapsedS\":%.6f,"
-         "\"acceptsPerS\":%.1f,\"timedOut\":%s,\"cpuUserUs\":%.0f,\"cpuSysUs\":%.0f,\"clients\":%d}\n",
+         "\"acceptsPerS\":%.1f,\"timedOut\":%s,\"cpuUserUs\":%.0f,\"cpuSysUs\":%.0f,\"clients\":%d,\"window\":%d}\n",
          accepted, atomic_load(&g_accept_errors), atomic_load(&g_connect_errors), elapsed,
-         elapsed > 0 ? accepted / elapsed : 0.0, timed_out ? "true" : "false", user_us, sys_us, opt_clients);
+         elapsed > 0 ? accepted / elapsed : 0.0, timed_out ? "true" : "false", user_us, sys_us, opt_clients, opt_window);
   fflush(stdout);
   return timed_out ? 3 : 0;
 }

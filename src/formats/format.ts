@@ -1,7 +1,7 @@
 import type { LossRecord } from '../gen/doorwatch/v1/collector.js';
 import type { FormatName, SinkRecord } from '../sinks/sink.js';
 import { eventToEcs, lossToEcs } from './ecs.js';
-import { eventToJson } from './native-json.js';
+import { eventToJson, eventToJsonLine } from './native-json.js';
 import { eventToOcsf, lossRecordId, lossToOcsf } from './ocsf.js';
 
 /**
@@ -50,6 +50,12 @@ export function formatRecord(rec: SinkRecord, format: FormatName): Record<string
       throw new TypeError(`unknown record format ${JSON.stringify(unknown)}: expected native, ocsf or ecs`);
     }
   }
+}
+
+/** formatRecord as one JSON string: native events take the direct writer (the hot path). */
+export function formatLine(rec: SinkRecord, format: FormatName): string {
+  if (format === 'native' && rec.kind === 'event') return eventToJsonLine(rec.event);
+  return JSON.stringify(formatRecord(rec, format));
 }
 
 /**

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { formatRecord, recordId, recordTimeNs } from '../formats/format.js';
+import { formatLine, recordId, recordTimeNs } from '../formats/format.js';
 import {
   baseUrl,
   durationMs,
@@ -134,7 +134,7 @@ export function bulkRequest(
     const index = expandIndex(rec.kind === 'event' ? o.index : o.lossIndex, t > 0n ? t : nowNs);
     const id = recordId(rec);
     targets.push({ index, id });
-    lines.push(JSON.stringify({ create: { _index: index, _id: id } }), JSON.stringify(formatRecord(rec, o.format)));
+    lines.push(JSON.stringify({ create: { _index: index, _id: id } }), formatLine(rec, o.format));
   }
   return { body: lines.length ? `${lines.join('\n')}\n` : '', targets };
 }

@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { ConfigError, zodProblems } from '../config/errors.js';
 import { parseSize, UnitError } from '../config/units.js';
-import { formatRecord } from '../formats/format.js';
+import { formatLine } from '../formats/format.js';
 import type { Logger } from '../log/logger.js';
 import type { FormatName, Sink, SinkDeps, SinkFactory, SinkRecord } from './sink.js';
 
@@ -19,7 +19,7 @@ import type { FormatName, Sink, SinkDeps, SinkFactory, SinkRecord } from './sink
 
 /** One record as one line, newline included. JSON.stringify escapes every newline inside strings. */
 export function jsonlLine(rec: SinkRecord, format: FormatName): Buffer {
-  return Buffer.from(`${JSON.stringify(formatRecord(rec, format))}\n`, 'utf8');
+  return Buffer.from(`${formatLine(rec, format)}\n`, 'utf8');
 }
 
 /**

@@ -14,7 +14,7 @@ import {
   type StreamInfo,
 } from 'nats';
 import { z } from 'zod';
-import { formatRecord, recordId } from '../formats/format.js';
+import { formatLine, recordId } from '../formats/format.js';
 import { EnrichmentStatus } from '../gen/doorwatch/v1/event.js';
 import { durationMs, envName, noInlineSecret, parseConfig, readSecret } from './http-client.js';
 import type { FormatName, Sink, SinkDeps, SinkFactory, SinkRecord } from './sink.js';
@@ -134,7 +134,7 @@ export function natsMessage(rec: SinkRecord, prefix: string, format: FormatName)
   return {
     subject: subjectFor(rec, prefix),
     id: recordId(rec),
-    data: encoder.encode(JSON.stringify(formatRecord(rec, format))),
+    data: encoder.encode(formatLine(rec, format)),
   };
 }
 

@@ -4,7 +4,7 @@ import tls from 'node:tls';
 import { z } from 'zod';
 import { ConfigError, zodProblems } from '../config/errors.js';
 import { parseDuration, UnitError } from '../config/units.js';
-import { formatRecord, recordId, recordTimeNs } from '../formats/format.js';
+import { formatLine, recordId, recordTimeNs } from '../formats/format.js';
 import type { Logger } from '../log/logger.js';
 import type { FormatName, Sink, SinkDeps, SinkFactory, SinkRecord } from './sink.js';
 
@@ -139,7 +139,7 @@ export function buildSyslogMessage(rec: SinkRecord, opts: SyslogFrameOptions): s
     isEvent ? 'ACCEPT' : 'LOSS',
     `[${SD_ID}${sd}]`,
   ].join(' ');
-  return `${header} ${opts.bom ? '\uFEFF' : ''}${JSON.stringify(formatRecord(rec, opts.format))}`;
+  return `${header} ${opts.bom ? '\uFEFF' : ''}${formatLine(rec, opts.format)}`;
 }
 
 /** RFC 6587 octet counting: "<length in BYTES> <message>". */

@@ -1,0 +1,326 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, release } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { LineReader } from './lines.js';
+import { machineBusyUs, procCpuUs, quiesce, restoreBpfStats, withBpfStats } from './proc.js';
+import type { StormReady, StormResult } from './protocol.js';
+import { fmt, judge, type Row, type Run, rowsOf, summarise, summaryText, table, verdictText } from './report.js';
+import {
+  type Attached,
+  agentTracer,
+  BENCH_JS,
+  bpftraceTracer,
+  children,
+  cliTracer,
+  exited,
+  ROOT,
+  type Tracer,
+  track,
+} from './tracers.js';
+
+/**
+ * npm run bench: a bounded loopback accept storm (bench/storm.c), untraced,
+ * under the doorwatch agent, under bpftrace, and untraced again, side by side.
+ * See docs/benchmarks.md for what each number means.
+ */
+
+const ALL_MODES = ['doorwatch', 'event', 'decode', 'ring', 'cli', 'bpftrace'] as const;
+type Mode = (typeof ALL_MODES)[number];
+
+const USAGE = `usage: tsx bench/run.ts [options]
+  --connections N     accepts per storm (default 100000)
+  --rounds R          repeat the whole sequence R times (default 3; the table of each, then medians)
+  --breakdown         every mode (as --modes ${ALL_MODES.join(',')}) plus the
+                      userspace stages on their own (bench/micro.ts): where the agent's time goes
+  --modes LIST        traced modes, in order (default doorwatch,bpftrace); always between two untraced runs:
+                        doorwatch  the agent: decode + AcceptEvent + JSON line, as \`trace --output json\`
+                        event      the agent without JSON        decode  decodeRecord only
+                        ring       the ring reader alone         cli     \`doorwatch trace -o json --pid\`
+                        bpftrace   bpftrace, one printf per accept
+  --clients C         connecting threads in the storm (default 2)
+  --window W          max connections between connect() and accept() (default 128)
+  --storm-cpus LIST   CPUs for every storm thread (default 0: the tracers get the other CPU);
+                      "all" leaves it unpinned (the whole machine saturated)
+  --cold              measure from the tracer's first event; by default a warm-up storm of
+                      --warmup-connections (20000) runs under it first (steady state, JIT warm)
+  --no-bpf-stats      leave kernel.bpf_stats_enabled alone (no BPF ns/event)
+  --bpftrace-out F    bpftrace's stdout (default /dev/null; a file lets its lines and losses be counted)
+  --timeout S         wall-clock bound per storm, seconds (default 120)
+  --out F             machine-readable results (default .bench/last.json)
+`;
+
+const { values: args } = parseArgs({
+  options: {
+    connections: { type: 'string', default: '100000' },
+    rounds: { type: 'string', default: '3' },
+    breakdown: { type: 'boolean', default: false },
+    modes: { type: 'string' },
+    clients: { type: 'string', default: '2' },
+    window: { type: 'string', default: '128' },
+    'storm-cpus': { type: 'string', default: '0' },
+    cold: { type: 'boolean', default: false },
+    'warmup-connections': { type: 'string', default: '20000' },
+    'no-bpf-stats': { type: 'boolean', default: false },
+    'bpftrace-out': { type: 'string', default: '/dev/null' },
+    timeout: { type: 'string', default: '120' },
+    out: { type: 'string', default: join(ROOT, '.bench/last.json') },
+    help: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+
+function usageError(msg: string): never {
+  process.stderr.write(`bench: ${msg}\n${USAGE}`);
+  process.exit(2);
+}
+
+const positiveInt = (name: string, v: string | undefined): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) usageError(`--${name} must be a positive integer, got ${v}`);
+  return n;
+};
+
+function parseModes(): Mode[] {
+  if (args.breakdown) return [...ALL_MODES];
+  const list = (args.modes ?? 'doorwatch,bpftrace').split(',').map((s) => s.trim());
+  for (const m of list) if (!(ALL_MODES as readonly string[]).includes(m)) usageError(`unknown mode "${m}"`);
+  return list as Mode[];
+}
+
+if (args.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+
+const opts = {
+  connections: positiveInt('connections', args.connections),
+  rounds: positiveInt('rounds', args.rounds),
+  modes: parseModes(),
+  micro: args.breakdown ?? false,
+  clients: positiveInt('clients', args.clients),
+  window: positiveInt('window', args.window),
+  stormCpus: args['storm-cpus'] ?? '0',
+  warmupConnections: args.cold ? 0 : positiveInt('warmup-connections', args['warmup-connections']),
+  bpfStats: !args['no-bpf-stats'],
+  bpftraceOut: args['bpftrace-out'] ?? '/dev/null',
+  timeoutS: positiveInt('timeout', args.timeout),
+  out: resolve(args.out ?? join(ROOT, '.bench/last.json')),
+};
+
+function tracerFor(mode: Mode): { tracer: Tracer; agent: boolean } {
+  switch (mode) {
+    case 'doorwatch':
+      return { tracer: agentTracer('json'), agent: true };
+    case 'event':
+    case 'decode':
+    case 'ring':
+      return { tracer: agentTracer(mode), agent: true };
+    case 'cli':
+      return { tracer: cliTracer(), agent: false };
+    case 'bpftrace':
+      return { tracer: bpftraceTracer(opts.bpftraceOut), agent: false };
+  }
+}
+
+// ---------------------------------------------------------------- the storm
+
+const STORM_SRC = join(ROOT, 'bench/storm.c');
+const STORM_BIN = join(ROOT, 'build/bench/storm');
+
+/** The agent and micro.ts run as plain tsc output (build/bench-js), like dist/: incremental, quick when fresh. */
+function buildAgent(): void {
+  execFileSync(join(ROOT, 'node_modules/.bin/tsc'), ['-p', join(ROOT, 'bench/tsconfig.json')], { stdio: 'inherit' });
+}
+
+function buildStorm(): void {
+  if (existsSync(STORM_BIN) && statSync(STORM_BIN).mtimeMs >= statSync(STORM_SRC).mtimeMs) return;
+  mkdirSync(dirname(STORM_BIN), { recursive: true });
+  const tmp = `${STORM_BIN}.${process.pid}.tmp`;
+  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-pthread', '-o', tmp, STORM_SRC], { stdio: 'inherit' });
+  renameSync(tmp, STORM_BIN);
+}
+
+/**
+ * One storm: start it (it waits on stdin), attach the tracer, warm it up with
+ * a storm of its own (another pid: processed, not counted), mark, release
+ * the storm, then collect both sides.
+ */
+async function storm(mode: string, tracer: Tracer | undefined, connections = opts.connections): Promise<Run> {
+  const child = track(
+    spawn(
+      STORM_BIN,
+      [
+        ...['--connections', String(connections), '--clients', String(opts.clients)],
+        ...['--window', String(opts.window), '--timeout', String(opts.timeoutS)],
+        ...(opts.stormCpus === 'all' ? [] : ['--cpus', opts.stormCpus]),
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    ),
+  );
+  const out = new LineReader(child.stdout!, 'storm');
+  let attached: Attached | undefined;
+  try {
+    const ready = await out.nextJson<StormReady>(10_000);
+    if (tracer) {
+      attached = await tracer.attach(ready);
+      if (opts.warmupConnections > 0) {
+        await storm('warm-up', undefined, opts.warmupConnections);
+        await attached.mark();
+      }
+    }
+    const quietPct = mode === 'warm-up' ? 0 : await quiesce();
+    if (quietPct > 10)
+      process.stderr.write(`bench: warning: the machine is busy (${quietPct.toFixed(0)} % of a CPU) before ${mode}\n`);
+    const tracerCpu = () => (attached ? procCpuUs(attached.pid) : 0);
+    const busy0 = machineBusyUs();
+    const tracer0 = tracerCpu();
+    child.stdin!.end('go\n');
+    const result = await out.nextJson<StormResult>((opts.timeoutS + 10) * 1000);
+    const busyUs = machineBusyUs() - busy0;
+    const tracerUs = tracerCpu() - tracer0;
+    await exited(child);
+    const outcome = attached ? await attached.stop() : undefined;
+    if (result.timedOut) {
+      throw new Error(`${mode}: the storm timed out after ${result.elapsedS.toFixed(1)} s (${result.connections} accepted)`);
+    }
+    // What else ran during the storm, in % of one CPU: the machine's busy time minus the storm's and the tracer's.
+    const otherUs = busyUs - result.cpuUserUs - result.cpuSysUs - tracerUs;
+    const noisePct = Math.max(0, otherUs / (result.elapsedS * 1e6)) * 100;
+    return { mode, storm: result, tracer: outcome, noisePct };
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+}
+
+// ---------------------------------------------------------------- main
+
+interface Micro {
+  nsPerEvent: Record<string, number>;
+  jsonBytes: number;
+}
+
+async function main(): Promise<number> {
+  if (process.getuid?.() !== 0) throw new Error('the benchmark loads eBPF programs and must run as root');
+  buildStorm();
+  buildAgent();
+
+  const machine = {
+    kernel: release(),
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    bpftrace: execFileSync('bpftrace', ['--version'], { encoding: 'utf8' }).trim(),
+  };
+  process.stderr.write(
+    `bench: ${opts.connections} connections x ${opts.rounds} round(s), ${opts.clients} client threads on CPU(s) ${opts.stormCpus}; ` +
+      `${machine.cpus} CPUs, kernel ${machine.kernel}, node ${machine.node}\n`,
+  );
+
+  // Warm-up (caches, page cache for the binaries, the network stack): not reported.
+  await storm('warm-up', undefined, Math.min(opts.connections, 20_000));
+
+  const rounds: { runs: Run[]; rows: Row[] }[] = [];
+  for (let r = 1; r <= opts.rounds; r++) {
+    const runs: Run[] = [];
+    for (const mode of ['untraced', ...opts.modes, 'untraced'] as ('untraced' | Mode)[]) {
+      process.stderr.write(`bench: round ${r}/${opts.rounds}: ${mode}...\n`);
+      if (mode === 'untraced') {
+        runs.push(await storm(mode, undefined));
+        continue;
+      }
+      const { tracer, agent } = tracerFor(mode);
+      // Program run time is only counted while kernel.bpf_stats_enabled=1.
+      const run = opts.bpfStats ? await withBpfStats(() => storm(mode, tracer)) : await storm(mode, tracer);
+      runs.push({ ...run, agent });
+    }
+    const rows = rowsOf(runs);
+    rounds.push({ runs, rows });
+    const untraced = runs.filter((x) => !x.tracer).map((x) => fmt(x.storm.acceptsPerS));
+    process.stdout.write(`\nround ${r}/${opts.rounds} (untraced runs: ${untraced.join(', ')} accepts/s)\n${table(rows)}\n`);
+  }
+
+  const summary = summarise(rounds.map((x) => x.rows));
+  if (opts.rounds > 1) process.stdout.write(`\n${summaryText(summary, opts.rounds)}\n`);
+
+  // Where the agent's time goes, warm and without the kernel: one record, stage by stage.
+  let micro: Micro | undefined;
+  if (opts.micro) {
+    const text = execFileSync(process.execPath, [join(BENCH_JS, 'bench/micro.js')], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    });
+    micro = JSON.parse(text) as Micro;
+    const stages = Object.entries(micro.nsPerEvent).map(([k, v]) => `${k} ${(v / 1000).toFixed(2)}`);
+    process.stdout.write(`\nuserspace stages, warm, no kernel (bench/micro.ts), µs/event: ${stages.join(', ')}\n`);
+  }
+
+  const dw = summary['doorwatch'];
+  const bt = summary['bpftrace'];
+  let ratio: number | undefined;
+  if (dw?.cpuUsPerEvent && bt?.cpuUsPerEvent) {
+    ratio = dw.cpuUsPerEvent.median / bt.cpuUsPerEvent.median;
+    const kernel =
+      dw.bpfNsPerEvent && bt.bpfNsPerEvent
+        ? `; in-kernel BPF time ${fmt(dw.bpfNsPerEvent.median)} vs ${fmt(bt.bpfNsPerEvent.median)} ns/event`
+        : '';
+    process.stdout.write(
+      `\ndoorwatch agent CPU per event = ${ratio.toFixed(2)} x bpftrace's ` +
+        `(${fmt(dw.cpuUsPerEvent.median, 2)} vs ${fmt(bt.cpuUsPerEvent.median, 2)} µs/event)${kernel}\n`,
+    );
+  }
+
+  const allRuns = rounds.flatMap((x) => x.runs);
+  const targets = judge(summary, allRuns);
+  if (targets) process.stdout.write(`${verdictText(targets)}\n`);
+
+  mkdirSync(dirname(opts.out), { recursive: true });
+  const report = {
+    date: new Date().toISOString(),
+    machine,
+    options: opts,
+    rounds,
+    summary,
+    micro,
+    doorwatchVsBpftraceCpu: ratio,
+    targets,
+  };
+  writeFileSync(opts.out, `${JSON.stringify(report, null, 2)}\n`);
+  process.stderr.write(`bench: wrote ${opts.out}\n`);
+
+  const lossy = allRuns.filter(
+    (r) => r.agent && (r.storm.connections + r.storm.acceptErrors !== r.tracer?.events || r.tracer?.decodeErrors),
+  );
+  if (lossy.length) {
+    const what = lossy.map(
+      (r) => `${r.mode}: ${r.tracer?.events} of ${r.storm.connections} (ring buffer full ${r.tracer?.ringbufFull})`,
+    );
+    process.stderr.write(`bench: FAIL: doorwatch lost events: ${what.join('; ')}\n`);
+    return 1;
+  }
+  return 0;
+}
+
+function cleanup(): void {
+  for (const c of children) c.kill('SIGKILL');
+  restoreBpfStats();
+}
+
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    cleanup();
+    process.exit(130);
+  });
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: Error) => {
+    cleanup();
+    process.stderr.write(`bench: ${err.stack ?? err.message}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,246 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LineReader } from './lines.js';
+import { perfLinks, procCpuUs, progRun, settledCpuUs, sleep } from './proc.js';
+import type { AgentFinal, AgentMarked, AgentMode, AgentReady, StormReady } from './protocol.js';
+
+/** The tracers the storm runs under: the doorwatch agent (by mode), the doorwatch CLI, bpftrace. */
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+export interface TracerOutcome {
+  /** The tracer's own CPU (user + system) while the storm ran, µs. */
+  cpuUs: number;
+  /** Events of the storm's pid the tracer delivered; undefined when it cannot be counted. */
+  events?: number;
+  ringbufFull?: number;
+  decodeErrors?: number;
+  /** Loss the tracer itself reports (bpftrace "Lost N events", the CLI summary). */
+  reportedLost?: number;
+  lagMaxMs?: number;
+  lagP99Ms?: number;
+  /** In-kernel cost (kernel.bpf_stats_enabled): all programs' run time and runs, and the runs of the exit programs (one per accept). */
+  bpf?: { runTimeNs: number; runCount: number; exits: number };
+  detail?: unknown;
+}
+
+export interface Attached {
+  /** The tracer's process. */
+  pid: number;
+  /** Start counting from here (after a warm-up storm): CPU, events, kernel counters. */
+  mark(): Promise<void>;
+  stop(): Promise<TracerOutcome>;
+}
+
+export interface Tracer {
+  /** Attaches, resolving once the probes are live. */
+  attach(storm: StormReady): Promise<Attached>;
+}
+
+/** Every child the benchmark started, so a failure or Ctrl-C can end exactly those. */
+export const children = new Set<ChildProcess>();
+
+export function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+export async function exited(child: ChildProcess, timeoutMs = 30_000): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const [code] = (await once(child, 'exit')) as [number | null];
+  clearTimeout(timer);
+  return code;
+}
+
+/** Compiled by bench/run.ts (bench/tsconfig.json): plain tsc output, as dist/ is; tsx's transform is not what ships. */
+export const BENCH_JS = join(ROOT, 'build/bench-js');
+const AGENT = join(BENCH_JS, 'bench/agent.js');
+const BPF_OBJECT = join(ROOT, 'build/accept.bpf.o');
+/** Extra node flags for the agent, e.g. BENCH_AGENT_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
+const nodeArgs = () => (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+
+/** bench/agent.ts, compiled, in its own Node process. */
+export function agentTracer(mode: AgentMode): Tracer {
+  return {
+    async attach(storm) {
+      const child = track(
+        spawn(process.execPath, [...nodeArgs(), AGENT, '--pid', String(storm.pid), '--mode', mode, '--object', BPF_OBJECT], {
+          cwd: ROOT,
+          stdio: ['pipe', 'pipe', 'pipe'],
+        }),
+      );
+      const out = new LineReader(child.stdout!, `agent (${mode})`);
+      const err = new LineReader(child.stderr!, `agent (${mode}) stderr`);
+      const withStderr = (e: unknown) => new Error(`${(e as Error).message}\nagent stderr:\n${err.text.slice(-2000)}`);
+      try {
+        await out.nextJson<AgentReady>(60_000);
+      } catch (e) {
+        child.kill('SIGKILL');
+        throw withStderr(e);
+      }
+      return {
+        pid: child.pid!,
+        async mark() {
+          child.stdin!.write('mark\n');
+          await out.nextJson<AgentMarked>(60_000).catch((e) => {
+            throw withStderr(e);
+          });
+        },
+        async stop() {
+          child.kill('SIGTERM');
+          let fin: AgentFinal;
+          try {
+            fin = await out.nextJson<AgentFinal>(60_000);
+          } catch (e) {
+            child.kill('SIGKILL');
+            throw withStderr(e);
+          }
+          await exited(child);
+          const sum = (k: 'runTimeNs' | 'runCount', progs = fin.programs) => progs.reduce((a, p) => a + p[k], 0);
+          const exits = fin.programs.filter((p) => p.name.startsWith('dw_exit_'));
+          return {
+            cpuUs: fin.cpuUserUs + fin.cpuSystemUs,
+            events: fin.events,
+            ringbufFull: fin.kernel.RINGBUF_FULL ?? 0,
+            decodeErrors: fin.decodeErrors,
+            lagMaxMs: fin.lagMaxMs,
+            lagP99Ms: fin.lagP99Ms,
+            bpf: { runTimeNs: sum('runTimeNs'), runCount: sum('runCount'), exits: sum('runCount', exits) },
+            detail: fin,
+          };
+        },
+      };
+    },
+  };
+}
+
+/** `doorwatch trace --output json --pid <storm>` exactly as a user runs it, stdout to /dev/null. */
+export function cliTracer(): Tracer {
+  return {
+    async attach(storm) {
+      const devNull = openSync('/dev/null', 'w');
+      const child = track(
+        spawn(
+          process.execPath,
+          [join(ROOT, 'bin/doorwatch.js'), 'trace', '--output', 'json', '--pid', String(storm.pid), '--log-level', 'info'],
+          { cwd: ROOT, stdio: ['ignore', devNull, 'pipe'] },
+        ),
+      );
+      closeSync(devNull);
+      const err = new LineReader(child.stderr!, 'doorwatch trace');
+      try {
+        await err.next(60_000, (l) => l.includes('tracing accepts'));
+      } catch (e) {
+        child.kill('SIGKILL');
+        throw e;
+      }
+      const pid = child.pid!;
+      let cpu0 = procCpuUs(pid);
+      return {
+        pid,
+        async mark() {
+          // The warm-up storm's events are captured but not shown (another pid). Its
+          // 20k records fit the 8 MiB ring, so the summary's loss counts are the storm's.
+          cpu0 = await settledCpuUs(pid);
+        },
+        async stop() {
+          const cpu1 = await settledCpuUs(pid);
+          child.kill('SIGTERM');
+          await exited(child);
+          const text = err.text;
+          const num = (re: RegExp) => Number(re.exec(text)?.[1] ?? Number.NaN);
+          return {
+            cpuUs: cpu1 - cpu0,
+            events: num(/(\d+) shown of/),
+            ringbufFull: num(/ring_buffer_full=(\d+)/),
+            decodeErrors: num(/decode_errors=(\d+)/),
+            reportedLost: num(/lost: (\d+)/),
+            detail: { summary: text.slice(text.indexOf('doorwatch trace:')).trim() },
+          };
+        },
+      };
+    },
+  };
+}
+
+/**
+ * bpftrace on the same four tracepoints, one printf per exit (the enter
+ * saves the listening fd, as doorwatch's enter saves its arguments).
+ */
+export const BPFTRACE_SCRIPT = `
+tracepoint:syscalls:sys_enter_accept, tracepoint:syscalls:sys_enter_accept4 { @fd[tid] = args->fd; }
+tracepoint:syscalls:sys_exit_accept, tracepoint:syscalls:sys_exit_accept4 {
+  printf("%d %d %d\\n", pid, @fd[tid], args->ret);
+  delete(@fd[tid]);
+}`;
+const BPFTRACE_PROBES = 4;
+
+/**
+ * bpftrace prints "Attaching N probes..." (and "Lost N events") on stdout,
+ * which goes to `outPath`: readiness is read from the kernel instead (its
+ * four tracepoint links in `bpftool perf show`). With an outPath other than
+ * /dev/null, its lines and losses are counted afterwards.
+ */
+export function bpftraceTracer(outPath: string): Tracer {
+  return {
+    async attach(storm) {
+      const outFd = openSync(outPath, 'w');
+      const child = track(spawn('bpftrace', ['-e', BPFTRACE_SCRIPT], { stdio: ['ignore', outFd, 'pipe'] }));
+      closeSync(outFd);
+      const err = new LineReader(child.stderr!, 'bpftrace stderr');
+      const pid = child.pid!;
+      const deadline = Date.now() + 60_000;
+      let links = perfLinks(pid);
+      while (links.length < BPFTRACE_PROBES) {
+        if (child.exitCode !== null || Date.now() > deadline) {
+          child.kill('SIGKILL');
+          throw new Error(`bpftrace did not attach its ${BPFTRACE_PROBES} probes:\n${err.text.slice(-2000)}`);
+        }
+        await sleep(50);
+        links = perfLinks(pid);
+      }
+      let cpu0 = procCpuUs(pid);
+      let runs0 = links.map((l) => progRun(l.prog_id));
+      return {
+        pid,
+        async mark() {
+          cpu0 = await settledCpuUs(pid);
+          runs0 = links.map((l) => progRun(l.prog_id));
+        },
+        async stop() {
+          const cpu1 = await settledCpuUs(pid);
+          const runs = links.map((l, i) => {
+            const r = progRun(l.prog_id);
+            const r0 = runs0[i]!;
+            return {
+              runTimeNs: r.runTimeNs - r0.runTimeNs,
+              runCount: r.runCount - r0.runCount,
+              exit: l.tracepoint?.startsWith('sys_exit') ?? false,
+            };
+          });
+          child.kill('SIGINT');
+          await exited(child);
+          const outcome: TracerOutcome = {
+            cpuUs: cpu1 - cpu0,
+            bpf: {
+              runTimeNs: runs.reduce((a, r) => a + r.runTimeNs, 0),
+              runCount: runs.reduce((a, r) => a + r.runCount, 0),
+              exits: runs.filter((r) => r.exit).reduce((a, r) => a + r.runCount, 0),
+            },
+          };
+          if (outPath !== '/dev/null') {
+            const text = readFileSync(outPath, 'utf8');
+            outcome.events = text.split('\n').filter((l) => l.startsWith(`${storm.pid} `)).length;
+            outcome.reportedLost = [...text.matchAll(/^Lost (\d+) events/gm)].reduce((a, m) => a + Number(m[1]), 0);
+          }
+          return outcome;
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,114 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Publisher } from '../src/agent/publisher.js';
+import { Spool } from '../src/agent/spool.js';
+import { AcceptEvent, AddressFamily, EnrichmentStatus, Source } from '../src/gen/doorwatch/v1/event.js';
+import { silentLogger } from '../src/log/logger.js';
+
+/**
+ * The agent side of `bench/transport.ts`: the real spool + publisher sending
+ * N realistic enriched events (as the agent makes them) to the collector over
+ * mutual TLS, waiting until all are acknowledged.
+ * argv: port ca cert key events batchSize. Prints one JSON line.
+ */
+const [port, ca, cert, key, nStr, batchStr, rateStr] = process.argv.slice(2) as [
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  string?,
+];
+const N = Number(nStr);
+const batch = Number(batchStr);
+/** Offered load in events/s; 0 = as fast as the acks allow (throughput). */
+const rate = Number(rateStr ?? 0);
+
+const spool = Spool.open({ dir: mkdtempSync(join(tmpdir(), 'doorwatch-bench-spool-')), maxBytes: 1 << 30, log: silentLogger });
+const id = spool.identity;
+const publisher = new Publisher({
+  target: `127.0.0.1:${port}`,
+  tls: { ca: readFileSync(ca), cert: readFileSync(cert), key: readFileSync(key), serverName: 'localhost' },
+  identity: { nodeName: 'bench-node', version: 'bench', ...id },
+  spool,
+  batch: { maxEvents: batch, maxDelayMs: 5 },
+  window: { maxBatches: 64 },
+  log: silentLogger,
+});
+publisher.start();
+
+const template = AcceptEvent.fromPartial({
+  nodeName: 'bench-node',
+  source: Source.SOURCE_ACCEPT4,
+  ret: 7,
+  success: true,
+  acceptFlags: 0o2004000,
+  acceptFlagNames: ['SOCK_NONBLOCK', 'SOCK_CLOEXEC'],
+  process: { pid: 4242, tid: 4242, ppid: 1, comm: 'nginx' },
+  socket: {
+    family: AddressFamily.ADDRESS_FAMILY_INET,
+    familyNumber: 2,
+    type: 'STREAM',
+    protocol: 6,
+    local: { ip: '10.244.1.23', port: 8443 },
+    peer: { ip: '10.244.2.9', port: 51234 },
+    resolved: true,
+  },
+  listener: { fd: 3, backlog: 0, maxBacklog: 4096, resolved: true },
+  userAddress: { present: true, addrlen: 16, familyNumber: 2, ip: '10.244.2.9', port: 51234 },
+  namespaces: { mnt: 4026532001, pid: 4026532002, net: 4026532003, uts: 4026532004 },
+  cgroup: { id: 12345n, v1Id: 67890n },
+  container: {
+    id: 'a'.repeat(64),
+    runtime: 'containerd',
+    name: 'web',
+    image: 'registry.example/web:1.2',
+    imageId: `sha256:${'b'.repeat(64)}`,
+    cgroupPath: '/kubepods.slice/x.scope',
+  },
+  pod: {
+    namespace: 'payments',
+    name: 'web-6d8f9c7b5-x2k4q',
+    uid: '3f2b6c1e-0000-4000-8000-000000000001',
+    labels: { app: 'web', 'pod-template-hash': '6d8f9c7b5' },
+    workload: { kind: 'Deployment', name: 'web' },
+    serviceAccount: 'web',
+    nodeName: 'bench-node',
+    ip: '10.244.1.23',
+    qosClass: 'Burstable',
+    namespaceLabels: { team: 'pay' },
+  },
+  enrichment: { status: EnrichmentStatus.ENRICHMENT_STATUS_COMPLETE },
+});
+
+const nowNs = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
+const cpu0 = process.cpuUsage();
+const t0 = performance.now();
+let seq = spool.nextSeq();
+const last = seq + BigInt(N) - 1n;
+// Offer events in chunks as a capture would (one drain's worth at a time), yielding to I/O.
+const CHUNK = rate > 0 ? Math.max(1, Math.round(rate / 100)) : 1000; // a 10 ms drain's worth at a set rate
+for (let sent = 0; sent < N; sent += CHUNK) {
+  const chunk: AcceptEvent[] = [];
+  const t = nowNs();
+  for (let i = 0; i < Math.min(CHUNK, N - sent); i++, seq++) {
+    chunk.push({ ...template, seq, eventId: `${id.bootId}/${id.instanceId}/${seq}`, timeUnixNano: t, ktimeNs: t });
+  }
+  publisher.publish(chunk);
+  if (rate > 0) {
+    const due = t0 + ((sent + chunk.length) / rate) * 1000;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  }
+  // Keep at most ~4 windows of events ahead of the acks, like a live agent's steady state.
+  while (seq - publisher.status().ackedSeq > BigInt(batch * 64 * 4)) await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+}
+while (publisher.status().ackedSeq < last) await new Promise((r) => setTimeout(r, 1));
+const seconds = (performance.now() - t0) / 1000;
+const c = process.cpuUsage(cpu0);
+await publisher.close({ flushTimeoutMs: 1000 });
+spool.close();
+process.stdout.write(`${JSON.stringify({ events: N, seconds, cpuUs: c.user + c.system })}\n`, () => process.exit(0));
