@@ -10,6 +10,7 @@ import {
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import { type Logger, silentLogger } from '../log/logger.js';
 import { Backoff } from './backoff.js';
+import { type PreflightTls, preflight } from './preflight.js';
 import { PushQueue } from './push-queue.js';
 import type { SpaceInfo, Spool, SpoolIdentity } from './spool.js';
 import { describeTransportError } from './transport-error.js';
@@ -102,6 +103,8 @@ interface Session {
 
 /** A channel that stayed READY this long resets the backoff even without an ack. */
 const STABLE_MS = 10_000;
+/** A TLS handshake (the preflight) that takes longer than this counts as a failed attempt. */
+const PREFLIGHT_TIMEOUT_MS = 10_000;
 /** After half-closing a drained old space, how long the collector gets to end the stream. */
 const DRAIN_CLOSE_MS = 2_000;
 
@@ -127,6 +130,7 @@ export class Publisher {
   readonly #target: string;
   readonly #creds: ChannelCredentials;
   readonly #channelOptions: ChannelOptions;
+  readonly #preflightTls: PreflightTls | undefined;
   readonly #node: Pick<AgentIdentity, 'nodeName' | 'version'>;
   readonly #maxEvents: number;
   readonly #maxDelayMs: number;
@@ -174,7 +178,9 @@ export class Publisher {
     this.#maxEvents = positiveInt(o.batch?.maxEvents ?? 500, 'batch.maxEvents');
     this.#maxDelayMs = positiveInt(o.batch?.maxDelayMs ?? 200, 'batch.maxDelayMs', 0);
     this.#maxBatches = positiveInt(o.window?.maxBatches ?? 64, 'window.maxBatches');
-    this.#maxLive = this.#maxBatches * this.#maxEvents;
+    // Unsent events kept in memory as well as on disk: a few batches' worth is
+    // enough for the steady state; a backlog is read back from the spool.
+    this.#maxLive = 4 * this.#maxEvents;
     this.#backoff = new Backoff(o.backoff?.initialMs ?? 200, o.backoff?.maxMs ?? 30_000, o.random);
 
     this.#channelOptions = {
@@ -182,15 +188,20 @@ export class Publisher {
       // gRPC servers allow by default) and give up after 20 s without a reply.
       'grpc.keepalive_time_ms': 300_000,
       'grpc.keepalive_timeout_ms': 20_000,
-      // Our backoff decides when to retry, not the channel's own.
-      'grpc.initial_reconnect_backoff_ms': this.#backoff.initialMs,
-      'grpc.max_reconnect_backoff_ms': this.#backoff.maxMs,
+      // One channel per stream attempt, closed when the stream ends: the
+      // channel must never reconnect on its own (our backoff decides), and a
+      // background reconnect racing close() leaks its socket in grpc-js 1.14.
+      'grpc.initial_reconnect_backoff_ms': 86_400_000,
+      'grpc.max_reconnect_backoff_ms': 86_400_000,
+      'grpc.use_local_subchannel_pool': 1,
     };
     if ('insecure' in o.tls) {
+      this.#preflightTls = undefined;
       this.#creds = ChannelCredentials.createInsecure();
     } else {
       const { ca, cert, key, serverName } = o.tls;
       if (!cert !== !key) throw new Error('publisher tls.cert and tls.key go together: give both or neither');
+      this.#preflightTls = { ca: toBuf(ca), cert: cert ? toBuf(cert) : undefined, key: key ? toBuf(key) : undefined, serverName };
       this.#creds = ChannelCredentials.createSsl(toBuf(ca), key ? toBuf(key) : null, cert ? toBuf(cert) : null);
       if (serverName) {
         this.#channelOptions['grpc.ssl_target_name_override'] = serverName;
@@ -309,6 +320,7 @@ export class Publisher {
   }
 
   async #runSession(space: SpaceInfo): Promise<void> {
+    if (this.#preflightTls) await preflight(this.#target, this.#preflightTls, PREFLIGHT_TIMEOUT_MS, this.#stop.signal);
     const channel = createChannel(this.#target, this.#creds, this.#channelOptions);
     const client = createClient(CollectorServiceDefinition, channel);
     const s: Session = {

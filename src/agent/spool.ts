@@ -119,7 +119,7 @@ interface Segment {
 const IDENTITY_FILE = 'identity.json';
 const STATE_FILE = 'state.json';
 const SEGMENT_RE = /^seg-(\d{6})-(\d{20})\.dws$/;
-const READ_CHUNK = 1024 * 1024;
+const READ_CHUNK = 256 * 1024;
 const DROP_LOG_EVERY_MS = 5000;
 
 const keyOf = (id: SpoolIdentity): string => `${id.instanceId}/${id.bootId}`;

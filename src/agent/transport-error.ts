@@ -53,7 +53,7 @@ const RULES: [RegExp, (target: string) => string][] = [
   [/ENOTFOUND|EAI_AGAIN|DNS resolution failed|Name resolution failed/i, (t) => `collector unreachable: cannot resolve ${t}`],
   [/ETIMEDOUT|EHOSTUNREACH|ENETUNREACH/, (t) => `collector unreachable: no route or timeout to ${t}`],
   [
-    /^Failed to connect$/,
+    /^Failed to connect$|closed the connection during setup/,
     () =>
       'connection closed during setup: the collector may have rejected our client certificate (not signed by a CA it trusts), or it does not speak TLS',
   ],

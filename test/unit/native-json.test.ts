@@ -63,7 +63,12 @@ describe('native JSON', () => {
       error: 'quote " backslash \\ newline \n and ünïcode',
       acceptFlagNames: ['SOCK_NONBLOCK', 'SOCK_CLOEXEC'],
       flags: ['NO_ENTER'],
-      socket: { family: AddressFamily.ADDRESS_FAMILY_INET6, local: { ip: '::1', port: 1 }, peer: { ip: '::1', port: 2 }, unixPath: '@x' },
+      socket: {
+        family: AddressFamily.ADDRESS_FAMILY_INET6,
+        local: { ip: '::1', port: 1 },
+        peer: { ip: '::1', port: 2 },
+        unixPath: '@x',
+      },
       container: { id: 'c', runtime: 'containerd', name: 'n', image: 'i', imageId: 'd', cgroupPath: '/p' },
       pod: { namespace: 'ns', name: 'p', uid: 'u', labels: { a: '1', 'b/c': '"' }, workload: { kind: 'Deployment', name: 'w' } },
       enrichment: { status: 1, missing: ['pod'], reason: 'r', waitedMs: 5 },
