@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Publisher } from '../src/agent/publisher.js';
 import { Spool } from '../src/agent/spool.js';
-import { AcceptEvent, AddressFamily, EnrichmentStatus, Source } from '../src/gen/doorwatch/v1/event.js';
+import type { AcceptEvent } from '../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../src/log/logger.js';
+import { sampleEvent } from '../test/helpers/sample-events.js';
 
 /**
  * The agent side of `bench/transport.ts`: the real spool + publisher sending
@@ -39,49 +40,8 @@ const publisher = new Publisher({
 });
 publisher.start();
 
-const template = AcceptEvent.fromPartial({
-  nodeName: 'bench-node',
-  source: Source.SOURCE_ACCEPT4,
-  ret: 7,
-  success: true,
-  acceptFlags: 0o2004000,
-  acceptFlagNames: ['SOCK_NONBLOCK', 'SOCK_CLOEXEC'],
-  process: { pid: 4242, tid: 4242, ppid: 1, comm: 'nginx' },
-  socket: {
-    family: AddressFamily.ADDRESS_FAMILY_INET,
-    familyNumber: 2,
-    type: 'STREAM',
-    protocol: 6,
-    local: { ip: '10.244.1.23', port: 8443 },
-    peer: { ip: '10.244.2.9', port: 51234 },
-    resolved: true,
-  },
-  listener: { fd: 3, backlog: 0, maxBacklog: 4096, resolved: true },
-  userAddress: { present: true, addrlen: 16, familyNumber: 2, ip: '10.244.2.9', port: 51234 },
-  namespaces: { mnt: 4026532001, pid: 4026532002, net: 4026532003, uts: 4026532004 },
-  cgroup: { id: 12345n, v1Id: 67890n },
-  container: {
-    id: 'a'.repeat(64),
-    runtime: 'containerd',
-    name: 'web',
-    image: 'registry.example/web:1.2',
-    imageId: `sha256:${'b'.repeat(64)}`,
-    cgroupPath: '/kubepods.slice/x.scope',
-  },
-  pod: {
-    namespace: 'payments',
-    name: 'web-6d8f9c7b5-x2k4q',
-    uid: '3f2b6c1e-0000-4000-8000-000000000001',
-    labels: { app: 'web', 'pod-template-hash': '6d8f9c7b5' },
-    workload: { kind: 'Deployment', name: 'web' },
-    serviceAccount: 'web',
-    nodeName: 'bench-node',
-    ip: '10.244.1.23',
-    qosClass: 'Burstable',
-    namespaceLabels: { team: 'pay' },
-  },
-  enrichment: { status: EnrichmentStatus.ENRICHMENT_STATUS_COMPLETE },
-});
+// A fully attributed event, as the agent sends them (test/helpers/sample-events.ts).
+const template = sampleEvent({ nodeName: 'bench-node' });
 
 const nowNs = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
 const cpu0 = process.cpuUsage();
