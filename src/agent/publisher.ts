@@ -9,7 +9,7 @@ import {
 } from '../gen/doorwatch/v1/collector.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import { type Logger, silentLogger } from '../log/logger.js';
-import { Backoff } from './backoff.js';
+import { Backoff } from '../retry/backoff.js';
 import { type PreflightTls, preflight } from './preflight.js';
 import { PushQueue } from './push-queue.js';
 import type { SpaceInfo, Spool, SpoolIdentity } from './spool.js';

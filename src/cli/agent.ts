@@ -2,12 +2,10 @@ import { readFileSync } from 'node:fs';
 import { Publisher, type PublisherTls } from '../agent/publisher.js';
 import { type OverflowPolicy, Spool } from '../agent/spool.js';
 import { AcceptProbes } from '../bpf/accept-probes.js';
-import { Capture } from '../capture/capture.js';
-import { CgroupResolver } from '../enrich/cgroup/resolver.js';
-import { Enricher } from '../enrich/enricher.js';
 import { DoorwatchError } from '../errors.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import type { Logger } from '../log/logger.js';
+import { startPipeline } from './pipeline.js';
 import { startKube, type TraceOptions } from './trace.js';
 
 /**
@@ -90,19 +88,15 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
   };
 
   const kube = startKube({ kube: o.kube, nodeName: o.nodeName }, log);
-  const cgroups = new CgroupResolver({ log });
-  cgroups.rescan();
-  const enricher = new Enricher({
-    cgroups,
-    kube: kube.source,
-    kubeDisabledReason: kube.reason,
+  const { capture, stop } = startPipeline({
+    probes,
+    kube,
+    nodeName: o.nodeName,
+    pollMs: o.pollMs,
     pendingDeadlineMs: o.pendingDeadlineMs,
     emit: sequence,
     log,
   });
-  enricher.start();
-  const capture = new Capture({ probes, nodeName: o.nodeName, log, pollMs: o.pollMs, onEvents: (b) => enricher.process(b) });
-  capture.start();
 
   // Losses upstream of the spool travel in the stream, as deltas.
   let last = { ring: 0n, decode: 0n, recursion: 0n };
@@ -143,8 +137,7 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
   clearInterval(lossTimer);
   clearInterval(statusTimer);
   probes.detach();
-  capture.stop();
-  enricher.stop();
+  stop();
   reportLosses();
   const { flushed } = await publisher.close({ flushTimeoutMs: o.flushTimeoutMs });
   spool.close();

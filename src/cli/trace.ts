@@ -1,12 +1,12 @@
 import { AcceptProbes } from '../bpf/accept-probes.js';
-import { Capture, type CaptureStats } from '../capture/capture.js';
-import { CgroupResolver } from '../enrich/cgroup/resolver.js';
-import { Enricher, type EnricherStats } from '../enrich/enricher.js';
+import type { CaptureStats } from '../capture/capture.js';
+import type { EnricherStats } from '../enrich/enricher.js';
 import { loadKubeConfig } from '../enrich/kube/config.js';
 import { KubeMetadataSource } from '../enrich/kube/source.js';
 import { eventToJsonLine } from '../formats/native-json.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import type { Logger } from '../log/logger.js';
+import { startPipeline } from './pipeline.js';
 import { tableHeader, tableRow } from './table.js';
 import { compileFilter, type TraceFilter } from './trace-filter.js';
 
@@ -89,25 +89,15 @@ export async function runTrace(o: TraceOptions, io: TraceIO): Promise<TraceResul
     }
     if (out && !outputBroken) io.stdout.write(out);
   };
-  const cgroups = new CgroupResolver({ log: io.log });
-  cgroups.rescan();
-  const enricher = new Enricher({
-    cgroups,
-    kube: kube.source,
-    kubeDisabledReason: kube.reason,
+  const { capture, enricher, stop } = startPipeline({
+    probes,
+    kube,
+    nodeName: o.nodeName,
+    pollMs: o.pollMs,
     pendingDeadlineMs: o.pendingDeadlineMs,
     emit: show,
     log: io.log,
   });
-  enricher.start();
-  const capture = new Capture({
-    probes,
-    nodeName: o.nodeName,
-    log: io.log,
-    pollMs: o.pollMs,
-    onEvents: (b) => enricher.process(b),
-  });
-  capture.start();
   io.log.info(
     { ioUring: probes.ioUring, programs: probes.attachedPrograms(), kubernetes: kube.detail },
     'tracing accepts; Ctrl-C to stop',
@@ -128,8 +118,7 @@ export async function runTrace(o: TraceOptions, io: TraceIO): Promise<TraceResul
 
   // Detach first so nothing new arrives, then take what the ring still holds.
   probes.detach();
-  capture.stop();
-  enricher.stop(); // releases held events (partial): nothing captured is dropped
+  stop(); // drains the ring, releases held events (partial): nothing captured is dropped
   const stats = capture.stats();
   const enrichment = enricher.stats();
   probes.close();

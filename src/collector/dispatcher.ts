@@ -1,9 +1,10 @@
 import type { Logger } from '../log/logger.js';
+import { backoffDelay } from '../retry/backoff.js';
 import type { Sink, SinkRecord } from '../sinks/sink.js';
 import { type Clock, Notifier, systemClock, within } from './async.js';
 import type { SinkConfig } from './config.js';
 import { Deque } from './deque.js';
-import { backoffDelay, WarnLimiter } from './rate.js';
+import { WarnLimiter } from './rate.js';
 import { emptyCounters, lossRecord, type StreamState } from './streams.js';
 
 /**

@@ -39,15 +39,6 @@ export class TokenBucket {
 }
 
 /**
- * Exponential backoff with full jitter (AWS architecture blog): a uniformly
- * random delay in [0, min(max, initial * 2^attempt)). attempt counts from 0.
- */
-export function backoffDelay(attempt: number, initialMs: number, maxMs: number, random: () => number = Math.random): number {
-  const cap = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 52));
-  return Math.floor(random() * cap);
-}
-
-/**
  * At most one warning per key per interval; the next one that gets through
  * says how many were suppressed meanwhile. Per-event failures are counted in
  * stats, not logged one by one.

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ClientError, Status } from 'nice-grpc';
-import { Backoff } from '../../src/agent/backoff.js';
 import { PushQueue } from '../../src/agent/push-queue.js';
 import { describeTransportError } from '../../src/agent/transport-error.js';
+import { Backoff } from '../../src/retry/backoff.js';
 
 const T = '10.0.0.5:4317';
 const grpcErr = (details: string) => new ClientError('/doorwatch.v1.CollectorService/Publish', Status.UNAVAILABLE, details);

@@ -4,9 +4,10 @@ import { pino } from 'pino';
 import type { Clock } from '../../src/collector/async.js';
 import type { SinkConfig } from '../../src/collector/config.js';
 import { Dispatcher, type QueuedRecord } from '../../src/collector/dispatcher.js';
-import { backoffDelay, TokenBucket, WarnLimiter } from '../../src/collector/rate.js';
+import { TokenBucket, WarnLimiter } from '../../src/collector/rate.js';
 import { StreamTable } from '../../src/collector/streams.js';
 import { silentLogger } from '../../src/log/logger.js';
+import { backoffDelay } from '../../src/retry/backoff.js';
 import type { SinkRecord } from '../../src/sinks/sink.js';
 import { agentIdentity, eventually, MemorySink, makeEvent } from '../helpers/memory-sink.js';
 

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ALL_KEYS, NO_KEYS } from '../../src/enrich/kube/allow-list.js';
-import { Backoff } from '../../src/enrich/kube/backoff.js';
 import { toPodMeta } from '../../src/enrich/kube/pod-meta.js';
 import { MetadataStore } from '../../src/enrich/kube/store.js';
+import { Backoff } from '../../src/retry/backoff.js';
 import { makePod, randomContainerId } from '../helpers/kube-api-server.js';
 
 const filters = { labels: ALL_KEYS, annotations: NO_KEYS };
@@ -103,7 +103,7 @@ describe('metadata store', () => {
 
 describe('backoff', () => {
   it('full jitter under an exponential ceiling capped at max', () => {
-    const b = new Backoff({ initialMs: 100, maxMs: 1000 }, () => 0.999);
+    const b = new Backoff(100, 1000, () => 0.999);
     assert.deepEqual(
       Array.from({ length: 6 }, () => b.next()),
       [99, 199, 399, 799, 999, 999],
@@ -112,14 +112,14 @@ describe('backoff', () => {
     assert.equal(b.next(), 99);
   });
   it('spreads: uniform in [0, ceiling)', () => {
-    const b = new Backoff({ initialMs: 1000, maxMs: 1000 });
+    const b = new Backoff(1000, 1000);
     const xs = Array.from({ length: 2000 }, () => b.next());
     assert.ok(xs.every((x) => x >= 0 && x < 1000));
     const mean = xs.reduce((a, x) => a + x, 0) / xs.length;
     assert.ok(mean > 400 && mean < 600, `mean ${mean}`);
   });
   it('refuses nonsense', () => {
-    assert.throws(() => new Backoff({ initialMs: 0, maxMs: 10 }), RangeError);
-    assert.throws(() => new Backoff({ initialMs: 10, maxMs: 5 }), RangeError);
+    assert.throws(() => new Backoff(0, 10), RangeError);
+    assert.throws(() => new Backoff(10, 5), RangeError);
   });
 });

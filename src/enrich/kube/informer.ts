@@ -1,7 +1,7 @@
 import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from '../../log/logger.js';
+import { Backoff } from '../../retry/backoff.js';
 import { describeApiError, httpStatusOf } from './api-error.js';
-import { Backoff } from './backoff.js';
 import type { BackoffOptions } from './types.js';
 
 /**
@@ -106,7 +106,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     this.#o = o;
     this.#log = o.log;
     this.#random = o.random ?? Math.random;
-    this.#backoff = new Backoff(o.backoff, this.#random);
+    this.#backoff = new Backoff(o.backoff.initialMs, o.backoff.maxMs, this.#random);
     this.#requestTimeoutMs = o.requestTimeoutMs ?? 60_000;
     this.#healthyAfterMs = o.healthyAfterMs ?? o.backoff.maxMs;
     this.#watchdogGraceMs = o.watchdogGraceMs ?? 60_000;

@@ -1,8 +1,19 @@
 /**
  * Exponential backoff with full jitter: attempt n waits uniform(0, min(max, initial·2ⁿ)).
- * A collector restart drops every agent of the cluster at once; without jitter
- * they would all reconnect in the same instant, and again, and again.
+ * One implementation for every retry loop (agent -> collector reconnects, the
+ * Kubernetes informers, sink retries). Jitter is the point: a collector or
+ * apiserver restart drops every node of a cluster at once, and without it they
+ * would all come back in the same instant, again and again.
  */
+
+/** The delay before retry number `attempt` (from 0). */
+export function backoffDelay(attempt: number, initialMs: number, maxMs: number, random: () => number = Math.random): number {
+  // 2^31 is far past any useful max; the clamp keeps the arithmetic finite.
+  const cap = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 31));
+  return Math.floor(random() * cap);
+}
+
+/** backoffDelay with the attempt count kept. */
 export class Backoff {
   readonly initialMs: number;
   readonly maxMs: number;
