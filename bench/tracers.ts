@@ -62,7 +62,8 @@ export const BENCH_JS = join(ROOT, 'build/bench-js');
 const AGENT = join(BENCH_JS, 'bench/agent.js');
 const BPF_OBJECT = join(ROOT, 'build/accept.bpf.o');
 /** Extra node flags for the agent, e.g. BENCH_AGENT_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
-const nodeArgs = () => (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+/** The V8 flags bin/doorwatch.js runs with (its shebang), plus any extra from BENCH_AGENT_NODE_ARGS. */
+const nodeArgs = () => ['--max-semi-space-size=64', ...(process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean)];
 
 /** bench/agent.ts, compiled, in its own Node process. */
 export function agentTracer(mode: AgentMode): Tracer {
@@ -127,7 +128,17 @@ export function cliTracer(): Tracer {
       const child = track(
         spawn(
           process.execPath,
-          [join(ROOT, 'bin/doorwatch.js'), 'trace', '--output', 'json', '--pid', String(storm.pid), '--log-level', 'info'],
+          [
+            ...nodeArgs(),
+            join(ROOT, 'bin/doorwatch.js'),
+            'trace',
+            '--output',
+            'json',
+            '--pid',
+            String(storm.pid),
+            '--log-level',
+            'info',
+          ],
           { cwd: ROOT, stdio: ['ignore', devNull, 'pipe'] },
         ),
       );

@@ -115,7 +115,7 @@ export interface RawAccept {
   lport: number;
   rport: number;
   source: number;
-  /** Copies (16 bytes): the ring memory is reused once the batch is consumed. */
+  /** Views into the ring record: valid only until the drain callback returns (see bytes()). */
   laddr: Uint8Array;
   raddr: Uint8Array;
   userAddr: Uint8Array;
@@ -137,8 +137,14 @@ function cString(v: DataView, off: number, max: number): string {
   return s;
 }
 
+/*
+ * Views, not copies: a copy is a new ArrayBuffer per field, and four of them
+ * per event made the garbage collector the agent's biggest cost in a storm.
+ * The ring memory stays valid until the drain that called us returns, and
+ * toAcceptEvent turns these into strings inside that callback.
+ */
 function bytes(v: DataView, off: number, len: number): Uint8Array {
-  return new Uint8Array(v.buffer, v.byteOffset + off, len).slice();
+  return new Uint8Array(v.buffer, v.byteOffset + off, len);
 }
 
 /**
