@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { CollectorStartError } from '../collector/collector.js';
@@ -154,7 +155,10 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
         pendingDeadlineMs: opts.pendingDeadline,
       };
       const log = createLogger(opts.logLevel as LogLevel);
-      await runTrace(traceOpts, { stdout: process.stdout, stderr: process.stderr, log, stopSignal: stopSignal() });
+      const writeOut = (text: string) => {
+        writeSync(1, text);
+      };
+      await runTrace(traceOpts, { stdout: process.stdout, stderr: process.stderr, writeOut, log, stopSignal: stopSignal() });
     });
 
   const agent = program

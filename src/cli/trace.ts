@@ -34,6 +34,13 @@ export interface TraceOptions {
 
 export interface TraceIO {
   stdout: NodeJS.WritableStream;
+  /**
+   * How event lines reach stdout. main() passes fs.writeSync on fd 1: stdout
+   * is synchronous on Linux anyway, and writing the string directly avoids a
+   * multi-megabyte Buffer per batch, whose external memory kept the garbage
+   * collector busy enough to overflow the ring in a storm.
+   */
+  writeOut?: (text: string) => void;
   stderr: NodeJS.WritableStream;
   log: Logger;
   /** Resolves when the user asks to stop (SIGINT/SIGTERM). */
@@ -87,7 +94,16 @@ export async function runTrace(o: TraceOptions, io: TraceIO): Promise<TraceResul
       shown++;
       out += o.output === 'json' ? `${eventToJsonLine(ev)}\n` : `${tableRow(ev, withPods)}\n`;
     }
-    if (out && !outputBroken) io.stdout.write(out);
+    if (!out || outputBroken) return;
+    if (!io.writeOut) {
+      io.stdout.write(out);
+      return;
+    }
+    try {
+      io.writeOut(out);
+    } catch {
+      outputBroken = true; // EPIPE (`| head`): stop writing, still shut down cleanly.
+    }
   };
   const { capture, enricher, stop } = startPipeline({
     probes,
