@@ -40,7 +40,8 @@ execFileSync(process.execPath, [`${ROOT}node_modules/typescript/bin/tsc`, '-p', 
 
 function child(script: string, args: string[]) {
   const js = `${ROOT}build/bench-js/bench/${script.replace('./', '').replace('.ts', '.js')}`;
-  const p = spawn(process.execPath, [js, ...args], {
+  // The V8 flag bin/doorwatch.js runs with (its shebang).
+  const p = spawn(process.execPath, ['--max-semi-space-size=64', js, ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: p.stdout! })[Symbol.asyncIterator]();
