@@ -150,7 +150,38 @@ export class Enricher {
   }
 
   /** The kernel's cgroup ids first (v2, then the v1 memory hierarchy), /proc as the racy fallback. */
+  /**
+   * Cgroup results by (v2 id, v1 id): a storm comes from a handful of cgroups,
+   * and resolving each event anew was a large share of the CLI's per-event
+   * cost. Only results from cgroupfs are cached (not /proc fallbacks nor
+   * misses, which may resolve later); bounded, cleared when full.
+   */
+  readonly #cgroupCache = new Map<bigint, Map<bigint, CgroupResult>>();
+  #cgroupCacheSize = 0;
+
   #cgroup(ev: AcceptEvent): CgroupResult {
+    const v2 = ev.cgroup?.id ?? 0n;
+    const v1 = ev.cgroup?.v1Id ?? 0n;
+    const hit = this.#cgroupCache.get(v2)?.get(v1);
+    if (hit) return hit;
+    const r = this.#resolveCgroup(ev);
+    if (!r.fromProc && r.identity) {
+      if (this.#cgroupCacheSize >= 4096) {
+        this.#cgroupCache.clear();
+        this.#cgroupCacheSize = 0;
+      }
+      let m = this.#cgroupCache.get(v2);
+      if (!m) {
+        m = new Map();
+        this.#cgroupCache.set(v2, m);
+      }
+      m.set(v1, r);
+      this.#cgroupCacheSize++;
+    }
+    return r;
+  }
+
+  #resolveCgroup(ev: AcceptEvent): CgroupResult {
     // Each hierarchy numbers its cgroups from 1: an id means nothing without its version.
     const ids: [bigint, 1 | 2][] = [
       [ev.cgroup?.id ?? 0n, 2],
