@@ -3,7 +3,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { ConfigError } from '../../src/config/errors.js';
 import { formatRecord, recordId } from '../../src/formats/format.js';
 import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
 import { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
@@ -17,6 +16,7 @@ import {
   summarizeBulk,
 } from '../../src/sinks/elasticsearch.js';
 import type { SinkRecord } from '../../src/sinks/sink.js';
+import { configProblems } from '../helpers/config-problems.js';
 
 const T = 1_700_000_000_123_456_789n; // 2023-11-14T22:13:20.123Z
 const NEW_YEAR = 1_704_067_199_999_000_000n; // 2023-12-31T23:59:59.999Z
@@ -138,15 +138,7 @@ describe('bulk response', () => {
 
 describe('elasticsearch config', () => {
   const parse = (c: unknown) => elasticsearchSink.parse(c, 'sinks[1]');
-  const problems = (c: unknown): string[] => {
-    try {
-      parse(c);
-    } catch (e) {
-      assert.ok(e instanceof ConfigError, String(e));
-      return e.problems;
-    }
-    assert.fail('expected a ConfigError');
-  };
+  const problems = (c: unknown): string[] => configProblems(parse, c);
 
   it('fills defaults: ecs, dated indices', () => {
     const c = parse({ name: 'es', type: 'elasticsearch', required: true, url: 'https://es:9200' });

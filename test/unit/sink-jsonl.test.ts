@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError } from '../../src/config/errors.js';
 import { formatRecord } from '../../src/formats/format.js';
 import { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
 import { jsonlLine, jsonlSink, planRotation } from '../../src/sinks/jsonl.js';
 import type { SinkRecord } from '../../src/sinks/sink.js';
+import { configProblems } from '../helpers/config-problems.js';
 
 describe('jsonlLine', () => {
   it('is the formatted record as one line, even with newlines and unicode inside', () => {
@@ -44,15 +44,7 @@ describe('planRotation', () => {
 
 describe('jsonl config', () => {
   const parse = (c: unknown) => jsonlSink.parse(c, 'sinks[2]');
-  const problems = (c: unknown): string[] => {
-    try {
-      parse(c);
-    } catch (err) {
-      assert.ok(err instanceof ConfigError, String(err));
-      return err.problems;
-    }
-    assert.fail('expected a ConfigError');
-  };
+  const problems = (c: unknown): string[] => configProblems(parse, c);
 
   it('fills defaults: native, 100MiB, 5 files, no fsync', () => {
     assert.deepEqual(parse({ path: '/var/log/doorwatch/events.jsonl' }), {

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { NatsError } from 'nats';
-import { ConfigError } from '../../src/config/errors.js';
 import { formatRecord, recordId } from '../../src/formats/format.js';
 import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
 import { AcceptEvent, EnrichmentStatus } from '../../src/gen/doorwatch/v1/event.js';
 import { describePublishError, natsMessage, natsSink, patternCovers, subjectFor, subjectToken } from '../../src/sinks/nats.js';
 import type { SinkRecord } from '../../src/sinks/sink.js';
+import { configProblems } from '../helpers/config-problems.js';
 
 function ev(namespace: string | undefined, status = EnrichmentStatus.ENRICHMENT_STATUS_COMPLETE): SinkRecord {
   return {
@@ -69,15 +69,7 @@ describe('NATS subjects', () => {
 
 describe('nats config', () => {
   const parse = (c: unknown) => natsSink.parse(c, 'sinks[2]');
-  const problems = (c: unknown): string[] => {
-    try {
-      parse(c);
-    } catch (e) {
-      assert.ok(e instanceof ConfigError, String(e));
-      return e.problems;
-    }
-    assert.fail('expected a ConfigError');
-  };
+  const problems = (c: unknown): string[] => configProblems(parse, c);
 
   it('fills defaults', () => {
     const c = parse({ name: 'n', type: 'nats', required: false, servers: 'nats://nats:4222' });

@@ -3,13 +3,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { ConfigError } from '../../src/config/errors.js';
 import { formatRecord } from '../../src/formats/format.js';
 import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
 import { AcceptEvent, EnrichmentStatus } from '../../src/gen/doorwatch/v1/event.js';
 import { readSecret } from '../../src/sinks/http-client.js';
 import type { SinkRecord } from '../../src/sinks/sink.js';
 import { ackedIds, type HecOptions, hecBody, hecEvent, hecFailure, hecTime, splunkHecSink } from '../../src/sinks/splunk-hec.js';
+import { configProblems } from '../helpers/config-problems.js';
 import { splitConcatenatedJson } from '../helpers/http-siem-standins.js';
 
 const T = 1_700_000_000_123_456_789n; // 2023-11-14T22:13:20.123456789Z
@@ -137,15 +137,7 @@ describe('HEC replies', () => {
 
 describe('HEC config', () => {
   const parse = (c: unknown) => splunkHecSink.parse(c, 'sinks[0]');
-  const problems = (c: unknown): string[] => {
-    try {
-      parse(c);
-    } catch (e) {
-      assert.ok(e instanceof ConfigError, String(e));
-      return e.problems;
-    }
-    assert.fail('expected a ConfigError');
-  };
+  const problems = (c: unknown): string[] => configProblems(parse, c);
 
   it('fills defaults', () => {
     const c = parse({ name: 'splunk', type: 'splunk_hec', required: true, url: 'https://splunk:8088', tokenFile: '/run/hec' });

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError } from '../../src/config/errors.js';
 import { formatRecord, recordId } from '../../src/formats/format.js';
 import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
 import { AcceptEvent, AddressFamily } from '../../src/gen/doorwatch/v1/event.js';
@@ -15,6 +14,7 @@ import {
   syslogSink,
   syslogTimestamp,
 } from '../../src/sinks/syslog.js';
+import { configProblems } from '../helpers/config-problems.js';
 import { parseRfc5424 } from '../helpers/rsyslog.js';
 
 const T = 1_700_000_000_123_456_789n; // 2023-11-14T22:13:20.123456789Z
@@ -190,15 +190,7 @@ describe('buildSyslogFrame', () => {
 
 describe('syslog config', () => {
   const parse = (c: unknown) => syslogSink.parse(c, 'sinks[0]');
-  const problems = (c: unknown): string[] => {
-    try {
-      parse(c);
-    } catch (err) {
-      assert.ok(err instanceof ConfigError, String(err));
-      return err.problems;
-    }
-    assert.fail('expected a ConfigError');
-  };
+  const problems = (c: unknown): string[] => configProblems(parse, c);
 
   it('fills defaults: TLS on port 6514, local0, native, doorwatch', () => {
     assert.deepEqual(parse({ host: 'siem.example' }), {
