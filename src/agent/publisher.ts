@@ -1,12 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connectivityState } from '@grpc/grpc-js';
 import { type Channel, ChannelCredentials, type ChannelOptions, createChannel, createClient } from 'nice-grpc';
-import {
-  type AgentIdentity,
-  CollectorServiceDefinition,
-  type LossCounters,
-  type PublishRequest,
-} from '../gen/doorwatch/v1/collector.js';
+import type { AgentIdentity, LossCounters, PublishRequest } from '../gen/doorwatch/v1/collector.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import { type Logger, silentLogger } from '../log/logger.js';
 import { Backoff } from '../retry/backoff.js';
@@ -14,6 +9,7 @@ import { type PreflightTls, preflight } from './preflight.js';
 import { PushQueue } from './push-queue.js';
 import type { SpaceInfo, Spool, SpoolIdentity } from './spool.js';
 import { describeTransportError } from './transport-error.js';
+import { FastCollectorServiceDefinition } from './wire.js';
 
 /**
  * The agent's side of CollectorService.Publish (docs/transport.md).
@@ -322,7 +318,7 @@ export class Publisher {
   async #runSession(space: SpaceInfo): Promise<void> {
     if (this.#preflightTls) await preflight(this.#target, this.#preflightTls, PREFLIGHT_TIMEOUT_MS, this.#stop.signal);
     const channel = createChannel(this.#target, this.#creds, this.#channelOptions);
-    const client = createClient(CollectorServiceDefinition, channel);
+    const client = createClient(FastCollectorServiceDefinition, channel);
     const s: Session = {
       space,
       queue: new PushQueue<PublishRequest>(),

@@ -20,6 +20,7 @@ import { parseSize } from '../config/units.js';
 import { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import { type Logger, silentLogger } from '../log/logger.js';
 import { decodeSegmentHeader, encodeRecord, encodeSegmentHeader, readRecord } from './spool-format.js';
+import { encodeEvent } from './wire.js';
 
 /**
  * A bounded on-disk write-ahead spool of AcceptEvents (docs/transport.md).
@@ -252,7 +253,7 @@ export class Spool {
           throw new RangeError(`spool append: seq ${ev.seq} is not above the last seq ${this.#lastSeen}`);
         }
         this.#lastSeen = ev.seq;
-        const frame = encodeRecord(ev.seq, AcceptEvent.encode(ev).finish());
+        const frame = encodeRecord(ev.seq, encodeEvent(ev));
         if (!this.#makeRoom(ev.seq, frame.length)) {
           refused++;
           continue;

@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { encodeEvent, encodePublishRequest } from '../../src/agent/wire.js';
+import { PublishRequest } from '../../src/gen/doorwatch/v1/collector.js';
+import { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
+import { sampleEvent } from '../helpers/sample-events.js';
+
+// The spliced Publish frame must be byte-for-byte what the generated encoder makes.
+const events = [1n, 2n, 3n].map((seq) => sampleEvent({ seq, eventId: `b/i/${seq}` }));
+
+describe('agent wire encoding', () => {
+  const cases: [string, PublishRequest][] = [
+    [
+      'a batch with losses',
+      {
+        batch: {
+          firstSeq: 1n,
+          events,
+          losses: { kernelRingFull: 3n, decodeErrors: 0n, bpfRecursionMisses: 1n, queueDrops: 0n, spoolDrops: 7n },
+        },
+      },
+    ],
+    ['a batch without losses', { batch: { firstSeq: 1n, events, losses: undefined } }],
+    [
+      'a loss-only batch',
+      {
+        batch: {
+          firstSeq: 4n,
+          events: [],
+          losses: { kernelRingFull: 1n, decodeErrors: 0n, bpfRecursionMisses: 0n, queueDrops: 0n, spoolDrops: 0n },
+        },
+      },
+    ],
+    [
+      'a large event (2-byte length prefix)',
+      { batch: { firstSeq: 9n, events: [sampleEvent({ seq: 9n, error: 'x'.repeat(300) })], losses: undefined } },
+    ],
+    ['a hello', { hello: { agent: { nodeName: 'n', bootId: 'b', instanceId: 'i', version: 'v' } } }],
+  ];
+  for (const [what, req] of cases) {
+    it(`${what}: identical to PublishRequest.encode`, () => {
+      assert.deepEqual(Buffer.from(encodePublishRequest(req)), Buffer.from(PublishRequest.encode(req).finish()));
+      assert.deepEqual(PublishRequest.decode(encodePublishRequest(req)), PublishRequest.fromPartial(req));
+    });
+  }
+
+  it('encodes an event once and reuses the bytes', () => {
+    const ev = sampleEvent({ seq: 5n });
+    const a = encodeEvent(ev);
+    assert.equal(encodeEvent(ev), a, 'the same bytes object');
+    assert.deepEqual(AcceptEvent.decode(a), ev);
+  });
+});
