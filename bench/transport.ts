@@ -1,9 +1,8 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { makePki } from '../test/helpers/pki.js';
+import { freePort } from '../test/helpers/wait.js';
 
 /**
  * Transport benchmark: one agent (real spool + publisher) -> the collector
@@ -23,14 +22,6 @@ const N = Number(values.events);
 const sizes = values.batches!.split(',').map(Number);
 const pki = makePki();
 const client = pki.client('bench-agent');
-
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const p = (s.address() as { port: number }).port;
-  s.close();
-  return p;
-}
 
 // The two sides run as plain tsc output (tsx's per-call wrappers would double their cost).
 const ROOT = new URL('..', import.meta.url).pathname;

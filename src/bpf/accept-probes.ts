@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigFlags, KERNEL_COUNTER_SLOTS, KernelCounter } from '../capture/record.js';
 import { DoorwatchError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import { ConfigFlags, KERNEL_COUNTER_SLOTS, KernelCounter } from './abi.js';
 import { BPF_TRACE_RAW_TP, libbpf } from './libbpf.js';
 import { BpfObject } from './object.js';
 import { preflight } from './preflight.js';

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { AcceptProbes, KernelCounters, ProgramStats } from '../bpf/accept-probes.js';
 import type { Logger } from '../log/logger.js';
+import { WarnLimiter } from '../log/warn-limiter.js';
 import { readBootId, WallClock } from './clock.js';
 import { decodeRecord } from './record.js';
 import { type AcceptEvent, type EventContext, toAcceptEvent } from './to-event.js';
@@ -47,12 +48,13 @@ export class Capture {
   /** seq before the first event of this run (firstSeq - 1). */
   readonly #seqBase: bigint;
   #decodeErrors = 0n;
-  #lastDecodeErrorLog = 0;
+  readonly #warn: WarnLimiter;
   #draining = false;
   #stopped = false;
 
   constructor(o: CaptureOptions) {
     this.#o = { pollMs: 10, maxBatch: 8192, ...o };
+    this.#warn = new WarnLimiter(o.log, 5000);
     const id = o.identity ?? { bootId: readBootId(), instanceId: randomBytes(6).toString('hex') };
     if (o.firstSeq !== undefined && o.firstSeq < 1n) throw new RangeError(`firstSeq must be >= 1, got ${o.firstSeq}`);
     this.#seqBase = (o.firstSeq ?? 1n) - 1n;
@@ -99,11 +101,11 @@ export class Capture {
 
   #decodeError(err: Error): void {
     this.#decodeErrors++;
-    const now = Date.now();
-    if (now - this.#lastDecodeErrorLog > 5000) {
-      this.#lastDecodeErrorLog = now;
-      this.#o.log.warn({ err: err.message, decodeErrors: String(this.#decodeErrors) }, 'undecodable ring records (counted)');
-    }
+    this.#warn.warn(
+      'decode',
+      { err: err.message, decodeErrors: String(this.#decodeErrors) },
+      'undecodable ring records (counted)',
+    );
   }
 
   stats(): CaptureStats {

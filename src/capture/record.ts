@@ -22,20 +22,9 @@ export const RecordFlags = {
   CGROUP_V1_UNKNOWN: 1 << 6,
 } as const;
 
-/** Indexes of the per-CPU dw_counters map. */
-export const KernelCounter = {
-  EMITTED: 0,
-  RINGBUF_FULL: 1,
-  EXIT_NO_ENTER: 2,
-  EAGAIN_SKIPPED: 3,
-  IO_URING: 4,
-  CGROUP_FILTERED: 5,
-  ENTER_MAP_FULL: 6,
-  SOCK_UNRESOLVED: 7,
-} as const;
-export const KERNEL_COUNTER_SLOTS = 16;
-
-export const ConfigFlags = { INCLUDE_EAGAIN: 1 << 0, FILTER_CGROUPS: 1 << 1 } as const;
+// The probes' counters and settings belong to the loader; re-exported so the
+// layout test checks every constant of doorwatch.h from one place.
+export { ConfigFlags, KERNEL_COUNTER_SLOTS, KernelCounter } from '../bpf/abi.js';
 
 export const COMM_LEN = 16;
 export const UNIX_PATH_LEN = 108;

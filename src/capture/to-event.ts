@@ -22,19 +22,29 @@ export const errnoName = (n: number): string => errnoNames.get(n) ?? `E${n}`;
 export const SOCK_NONBLOCK = 0o4000;
 export const SOCK_CLOEXEC = 0o2000000;
 
+/* Names depend only on the bits: computed once per distinct value, shared (read-only) by events. */
+const acceptNames = new Map<number, string[]>();
 export function acceptFlagNames(flags: number): string[] {
-  const out: string[] = [];
+  let out = acceptNames.get(flags);
+  if (out) return out;
+  out = [];
   if (flags & SOCK_NONBLOCK) out.push('SOCK_NONBLOCK');
   if (flags & SOCK_CLOEXEC) out.push('SOCK_CLOEXEC');
   const rest = flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (rest) out.push(`0x${rest.toString(16)}`);
+  Object.freeze(out); // shared between events: nobody may sort or push in place
+  if (acceptNames.size < 256) acceptNames.set(flags, out);
   return out;
 }
 
 const flagEntries = Object.entries(RecordFlags);
+const recordNames = new Map<number, string[]>();
 export function recordFlagNames(flags: number): string[] {
-  const out: string[] = [];
-  for (const [name, bit] of flagEntries) if (flags & bit) out.push(name);
+  let out = recordNames.get(flags);
+  if (!out) {
+    out = Object.freeze(flagEntries.filter(([, bit]) => flags & bit).map(([name]) => name)) as string[];
+    if (recordNames.size < 256) recordNames.set(flags, out);
+  }
   return out;
 }
 

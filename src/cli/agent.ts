@@ -5,8 +5,8 @@ import { AcceptProbes } from '../bpf/accept-probes.js';
 import { DoorwatchError } from '../errors.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import type { Logger } from '../log/logger.js';
-import { startPipeline } from './pipeline.js';
-import { startKube, type TraceOptions } from './trace.js';
+import { startKube, startPipeline } from './pipeline.js';
+import type { TraceOptions } from './trace.js';
 
 /**
  * `doorwatch agent`: capture -> enrich -> sequence -> spool -> collector.

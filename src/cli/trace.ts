@@ -1,12 +1,10 @@
 import { AcceptProbes } from '../bpf/accept-probes.js';
 import type { CaptureStats } from '../capture/capture.js';
 import type { EnricherStats } from '../enrich/enricher.js';
-import { loadKubeConfig } from '../enrich/kube/config.js';
-import { KubeMetadataSource } from '../enrich/kube/source.js';
 import { eventToJsonLine } from '../formats/native-json.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import type { Logger } from '../log/logger.js';
-import { startPipeline } from './pipeline.js';
+import { startKube, startPipeline } from './pipeline.js';
 import { tableHeader, tableRow } from './table.js';
 import { compileFilter, type TraceFilter } from './trace-filter.js';
 
@@ -142,29 +140,4 @@ export async function runTrace(o: TraceOptions, io: TraceIO): Promise<TraceResul
   io.log.debug({ reason: why }, 'stopped');
   io.stderr.write(formatSummary(shown, stats, enrichment));
   return { shown, captured: stats.delivered, stats, enrichment };
-}
-
-/** Pod metadata for trace and agent: off, absent (said why), or a started source. */
-export function startKube(
-  o: Pick<TraceOptions, 'kube' | 'nodeName'>,
-  log: Logger,
-): { source?: KubeMetadataSource; reason?: string; detail: string } {
-  if (!o.kube.enabled) return { reason: 'Kubernetes metadata disabled (--no-kube)', detail: 'disabled (--no-kube)' };
-  const loaded = loadKubeConfig({ env: o.kube.env, kubeconfigPath: o.kube.kubeconfigPath });
-  if (!loaded.kubeConfig) {
-    if (o.kube.kubeconfigPath)
-      log.warn({ reason: loaded.reason }, 'cannot use the given kubeconfig; continuing without pod metadata');
-    else log.debug({ reason: loaded.reason }, 'no Kubernetes configuration found; continuing without pod metadata');
-    return { reason: `no Kubernetes API configured: ${loaded.reason}`, detail: `off: ${loaded.reason}` };
-  }
-  const source = new KubeMetadataSource({
-    kubeConfig: loaded.kubeConfig,
-    nodeName: o.nodeName,
-    log,
-    labelAllowList: o.kube.labelAllowList,
-    annotationAllowList: o.kube.annotationAllowList,
-  });
-  // Never blocks: an unreachable API server retries in the background while events flow.
-  void source.start();
-  return { source, detail: `${loaded.source} ${loaded.server} (node ${o.nodeName})` };
 }

@@ -1,10 +1,10 @@
 import type { Logger } from '../log/logger.js';
+import { WarnLimiter } from '../log/warn-limiter.js';
 import { backoffDelay } from '../retry/backoff.js';
 import type { Sink, SinkRecord } from '../sinks/sink.js';
 import { type Clock, Notifier, systemClock, within } from './async.js';
 import type { SinkConfig } from './config.js';
 import { Deque } from './deque.js';
-import { WarnLimiter } from './rate.js';
 import { emptyCounters, lossRecord, type StreamState } from './streams.js';
 
 /**
@@ -180,7 +180,7 @@ export class Dispatcher {
     this.required = this.workers.filter((w) => w.config.required);
     this.clock = opts.clock ?? systemClock;
     this.random = opts.random ?? Math.random;
-    this.warn = new WarnLimiter(opts.log, opts.warnIntervalMs ?? 10_000, this.clock);
+    this.warn = new WarnLimiter(opts.log, opts.warnIntervalMs ?? 10_000, () => this.clock.now());
   }
 
   start(): void {

@@ -1,4 +1,3 @@
-import type { Logger } from '../log/logger.js';
 import { type Clock, systemClock } from './async.js';
 
 /**
@@ -35,32 +34,5 @@ export class TokenBucket {
   delayMs(): number {
     this.refill();
     return this.tokens >= 0 ? 0 : Math.ceil((-this.tokens * 1000) / this.ratePerSecond);
-  }
-}
-
-/**
- * At most one warning per key per interval; the next one that gets through
- * says how many were suppressed meanwhile. Per-event failures are counted in
- * stats, not logged one by one.
- */
-export class WarnLimiter {
-  private readonly last = new Map<string, { at: number; suppressed: number }>();
-
-  constructor(
-    private readonly log: Logger,
-    private readonly intervalMs = 10_000,
-    private readonly clock: Clock = systemClock,
-  ) {}
-
-  warn(key: string, fields: Record<string, unknown>, msg: string): void {
-    const now = this.clock.now();
-    const s = this.last.get(key);
-    if (s && now - s.at < this.intervalMs) {
-      s.suppressed++;
-      return;
-    }
-    const suppressed = s?.suppressed ?? 0;
-    this.last.set(key, { at: now, suppressed: 0 });
-    this.log.warn(suppressed ? { ...fields, suppressed } : fields, msg);
   }
 }

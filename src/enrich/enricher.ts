@@ -91,8 +91,9 @@ export class Enricher {
 
   process(batch: AcceptEvent[]): void {
     const out: AcceptEvent[] = [];
+    const procSeen = new Map<number, CgroupResult>();
     for (const ev of batch) {
-      const cg = this.#cgroup(ev);
+      const cg = this.#cgroup(ev, procSeen);
       if (this.#attribute(ev, cg, false, 0)) out.push(ev);
       else this.#hold({ ev, cg, since: this.#now() }, out);
     }
@@ -159,12 +160,17 @@ export class Enricher {
   readonly #cgroupCache = new Map<bigint, Map<bigint, CgroupResult>>();
   #cgroupCacheSize = 0;
 
-  #cgroup(ev: AcceptEvent): CgroupResult {
+  /** `procSeen`: /proc answers of this batch by pid, so a storm from an unknown cgroup reads /proc once per batch, not per event. */
+  #cgroup(ev: AcceptEvent, procSeen: Map<number, CgroupResult>): CgroupResult {
     const v2 = ev.cgroup?.id ?? 0n;
     const v1 = ev.cgroup?.v1Id ?? 0n;
     const hit = this.#cgroupCache.get(v2)?.get(v1);
     if (hit) return hit;
+    const pid = ev.process?.pid ?? 0;
+    const seen = procSeen.get(pid);
+    if (seen) return seen;
     const r = this.#resolveCgroup(ev);
+    if (r.fromProc) procSeen.set(pid, r);
     if (!r.fromProc && r.identity) {
       if (this.#cgroupCacheSize >= 4096) {
         this.#cgroupCache.clear();

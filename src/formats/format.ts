@@ -1,8 +1,8 @@
 import type { LossRecord } from '../gen/doorwatch/v1/collector.js';
-import type { FormatName, SinkRecord } from '../sinks/sink.js';
 import { eventToEcs, lossToEcs } from './ecs.js';
 import { eventToJson, eventToJsonLine } from './native-json.js';
 import { eventToOcsf, lossRecordId, lossToOcsf } from './ocsf.js';
+import type { FormatName, SinkRecord } from './record.js';
 
 /**
  * One record in the format a sink was configured with, plus the id and time

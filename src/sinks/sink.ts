@@ -1,6 +1,7 @@
-import type { LossRecord } from '../gen/doorwatch/v1/collector.js';
-import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
+import type { SinkRecord } from '../formats/record.js';
 import type { Logger } from '../log/logger.js';
+
+export type { FormatName, SinkRecord } from '../formats/record.js';
 
 /**
  * The contract between the collector's dispatcher and a sink. The dispatcher
@@ -8,11 +9,6 @@ import type { Logger } from '../log/logger.js';
  * back-pressure; a sink owns only its wire protocol. Payload building is a
  * pure function per sink, tested without a network.
  */
-
-/** What flows to sinks: events, and loss records (losses are never silent). */
-export type SinkRecord = { kind: 'event'; event: AcceptEvent } | { kind: 'loss'; loss: LossRecord };
-
-export type FormatName = 'native' | 'ocsf' | 'ecs';
 
 export interface Sink {
   /** The instance name from the config (`sinks[].name`). */

@@ -759,16 +759,7 @@ export function ownerRef(kind: string, name: string, apiVersion = kind === 'Job'
   return { apiVersion, kind, name, uid: randomUUID(), controller: true, blockOwnerDeletion: true };
 }
 
-/** Resolves once `cond()` is truthy (checked every `everyMs`); rejects after `timeoutMs` with `what`. */
-export async function until<T>(cond: () => T, what: string, timeoutMs = 5000, everyMs = 10): Promise<NonNullable<T>> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const v = cond();
-    if (v) return v as NonNullable<T>;
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
+export { until } from './wait.js';
 
 const tempDirs: string[] = [];
 

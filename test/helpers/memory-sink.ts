@@ -12,6 +12,7 @@ import {
 } from '../../src/gen/doorwatch/v1/collector.js';
 import { AcceptEvent, AddressFamily, EnrichmentStatus, Source } from '../../src/gen/doorwatch/v1/event.js';
 import type { Sink, SinkFactory, SinkRecord } from '../../src/sinks/sink.js';
+import { until } from './wait.js';
 
 /**
  * An in-memory sink for collector tests: records what was persisted, with a
@@ -314,26 +315,7 @@ export class TestAgent {
   }
 }
 
-/** Resolve `p` or reject after `ms` (every wait in the tests is bounded). */
-export async function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => {
-        t = setTimeout(() => reject(new Error(`timed out after ${ms}ms: ${what}`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(t);
-  }
-}
+export { bounded } from './wait.js';
 
-/** Poll `cond` every 10ms until true; throws after `ms`. */
-export async function eventually(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms}ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+/** until() with the (cond, ms, what) order these tests use. */
+export const eventually = (cond: () => boolean, ms: number, what: string): Promise<unknown> => until(cond, what, ms);

@@ -5,11 +5,12 @@
  * certs). `stop()` kills it; `start()` starts it again on the same port and
  * store, so streams and their messages survive, as after a server restart.
  */
+
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './wait.js';
 
 export interface NatsServerOptions {
   user?: string;
@@ -31,17 +32,6 @@ export interface NatsServer {
   start(): Promise<void>;
   /** Stop and remove the store. */
   dispose(): Promise<void>;
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 export async function startNatsServer(opts: NatsServerOptions = {}): Promise<NatsServer> {
@@ -115,3 +105,5 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
     },
   };
 }
+
+export { freePort };

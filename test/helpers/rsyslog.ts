@@ -1,3 +1,9 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 /**
  * A REAL rsyslogd (Debian's /usr/sbin/rsyslogd, rsyslog-gnutls for TLS) as a
  * child process in the foreground, with its own work directory, config, pid
@@ -9,11 +15,7 @@
  * that the bytes arrived intact and that a real receiver parses them as
  * intended. parseRfc5424() splits the raw text independently of rsyslog.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { freePort } from './wait.js';
 
 export const RSYSLOGD = '/usr/sbin/rsyslogd';
 
@@ -62,18 +64,6 @@ export interface Rsyslog {
   output(): string;
 }
 
-/** A port nobody listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 const q = (s: string) => JSON.stringify(s);
 
 const FIELDS: [keyof Received, string][] = [
@@ -115,10 +105,6 @@ ${template}
 ruleset(name="remote") { action(type="omfile" file=${q(outFile)} template="received") }
 input(type="imtcp" port="${port}" ruleset="remote")
 `;
-}
-
-async function sleep(ms: number): Promise<void> {
-  await new Promise((r) => setTimeout(r, ms));
 }
 
 /** Starts rsyslogd and resolves once its TCP port accepts connections (bounded). */
@@ -276,3 +262,5 @@ export function parseRfc5424(raw: string): Rfc5424 {
     msg: raw.slice(i + 1),
   };
 }
+
+export { freePort };

@@ -3,6 +3,7 @@ import { mkdtempSync, readdirSync, readlinkSync, rmSync, statSync, truncateSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { Publisher, type PublisherOptions } from '../../src/agent/publisher.js';
 import { Spool, type SpoolOptions } from '../../src/agent/spool.js';
@@ -81,7 +82,6 @@ function publisher(
 
 const seqs = (evs: { seq: bigint }[]): number[] => evs.map((e) => Number(e.seq));
 const range = (a: number, b: number): number[] => Array.from({ length: b - a + 1 }, (_, i) => a + i);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Open socket descriptors of this process. */
 function socketFds(): number {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { formatRecord, recordId, recordTimeNs } from '../../src/formats/format.js';
 import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
 import { AcceptEvent, AddressFamily } from '../../src/gen/doorwatch/v1/event.js';
@@ -77,10 +78,6 @@ const frameOpts = (format: FormatName = 'native'): SyslogFrameOptions => ({
   appName: 'doorwatch',
   bom: false,
 });
-
-async function sleep(ms: number): Promise<void> {
-  await new Promise((r) => setTimeout(r, ms));
-}
 
 describe('syslog sink against a real rsyslogd', () => {
   let pki: Pki;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { type AddressInfo, connect, createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +9,7 @@ import { connectTcp } from '../helpers/fixtures.js';
 import { KubeApiServer, makePod, ownerRef, tempDir } from '../helpers/kube-api-server.js';
 import { type FakePod, PodSim } from '../helpers/pod-sim.js';
 import { requireRoot } from '../helpers/tracer.js';
+import { bounded as withTimeout } from '../helpers/wait.js';
 
 // `doorwatch trace` as a user runs it: the compiled CLI, real probes.
 const BIN = fileURLToPath(new URL('../../bin/doorwatch.js', import.meta.url));
@@ -42,18 +44,6 @@ function startTrace(args: string[]): Run {
   });
   const exit = once(proc, 'exit').then(([code]) => code as number | null);
   return { proc, stdout, stderr, ready, exit };
-}
-
-async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, rej) => {
-    timer = setTimeout(() => rej(new Error(`timed out after ${ms}ms: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([p, t]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 async function serveOnce(): Promise<{ port: number; clientPort: number; close(): void }> {
@@ -96,7 +86,9 @@ describe('doorwatch trace (CLI)', () => {
     assert.equal(ev[0].process.pid, process.pid);
     assert.equal(ev[0].socket.peer.port, s.clientPort);
     assert.equal(ev[0].source, 'SOURCE_ACCEPT4');
-    assert.match(ev[0].eventId, /\/1$|\/\d+$/);
+    // "<boot id>/<instance>/<seq>": this boot, a 12-hex instance, the event's own seq.
+    const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    assert.match(ev[0].eventId, new RegExp(`^${bootId}/[0-9a-f]{12}/${ev[0].seq}$`));
     // Every line on stdout is one JSON object: nothing else is printed there.
     for (const line of run.stdout.join('').split('\n').filter(Boolean)) assert.doesNotThrow(() => JSON.parse(line));
     const err = run.stderr.join('');

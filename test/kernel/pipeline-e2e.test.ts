@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -9,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { buildFixtures, connectTcp, type Fixture, killAll, startFixture } from '../helpers/fixtures.js';
 import { makePki, type Pki } from '../helpers/pki.js';
 import { requireRoot } from '../helpers/tracer.js';
+import { freePort, until as waitUntil } from '../helpers/wait.js';
 
 // The whole path as users run it: `doorwatch agent` (real probes, on-disk
 // spool) -> gRPC over mutual TLS -> `doorwatch collector` -> JSON-lines sink.
@@ -26,14 +26,6 @@ let port: number;
 let collectorYaml: string;
 let server: Fixture;
 const procs = new Set<ChildProcess>();
-
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const p = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
 function start(args: string[], readyText: RegExp): Promise<ChildProcess> {
   const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -105,13 +97,8 @@ function delivered(): { eventId: string; seq: string; socket: { peer: { port: nu
     .filter((e) => e.process?.pid === server.ready.pid);
 }
 
-async function until(n: number, what: string, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (delivered().length < n) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what} (have ${delivered().length} of ${n})`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** Until the sink holds n events of our server. */
+const until = (n: number, what: string, ms = 20_000) => waitUntil(() => delivered().length >= n, what, ms);
 
 const clientPorts: number[] = [];
 async function connections(n: number, gapMs = 0): Promise<void> {

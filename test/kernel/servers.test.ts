@@ -45,7 +45,7 @@ describe('Node.js server (libuv accept4)', () => {
       assert.equal(e.socket?.protocol, 6);
       assert.ok((e.process?.comm ?? '').length > 0);
       // libuv accepts with SOCK_CLOEXEC | SOCK_NONBLOCK.
-      assert.deepEqual(e.acceptFlagNames.sort(), ['SOCK_CLOEXEC', 'SOCK_NONBLOCK']);
+      assert.deepEqual([...e.acceptFlagNames].sort(), ['SOCK_CLOEXEC', 'SOCK_NONBLOCK']);
       assert.equal(e.userAddress?.mismatch, false);
       assert.equal(e.listener?.resolved, true);
       assert.ok((e.listener?.maxBacklog ?? 0) > 0);

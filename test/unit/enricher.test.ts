@@ -209,6 +209,24 @@ describe('Enricher', () => {
     assert.equal(e.stats().procFallback, 1);
   });
 
+  it('reads /proc once per pid per batch, not once per event', () => {
+    let reads = 0;
+    const out: AcceptEvent[] = [];
+    const e = new Enricher({
+      cgroups: resolver({}),
+      readProcCgroup: () => {
+        reads++;
+        return { path: '/system.slice/x.service', version: 1 };
+      },
+      emit: (b) => out.push(...b),
+      log: silentLogger,
+    });
+    e.process([ev(999n, 0n, 7), ev(999n, 0n, 7), ev(999n, 0n, 7), ev(999n, 0n, 8)]);
+    assert.equal(out.length, 4);
+    assert.equal(reads, 2);
+    assert.ok(out.every((x) => x.enrichment?.cgroupFromProc));
+  });
+
   it('an unknown cgroup and a vanished process: partial, with the ids', () => {
     const { e, out } = setup(new FakeKube());
     e.process([ev(999n, 998n)]);

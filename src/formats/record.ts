@@ -1,0 +1,11 @@
+import type { LossRecord } from '../gen/doorwatch/v1/collector.js';
+import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
+
+/**
+ * What the collector formats and hands to sinks: events, and loss records
+ * (losses are never silent). Declared here, upstream of the sinks, so formats
+ * never import from the sinks they serve.
+ */
+export type SinkRecord = { kind: 'event'; event: AcceptEvent } | { kind: 'loss'; loss: LossRecord };
+
+export type FormatName = 'native' | 'ocsf' | 'ecs';
