@@ -1,5 +1,5 @@
 import { constants } from 'node:os';
-import { AcceptEvent, AddressFamily, Source as ProtoSource } from '../gen/doorwatch/v1/event.js';
+import { AcceptEvent, AddressFamily, EventKind, Source as ProtoSource } from '../gen/doorwatch/v1/event.js';
 import { AF_INET, AF_INET6, AF_UNIX, formatIP, formatUnixPath, isV4Mapped, parseSockaddr } from './address.js';
 import { type RawAccept, RecordFlags, Source } from './record.js';
 
@@ -131,6 +131,10 @@ export function toAcceptEvent(r: RawAccept, seq: bigint, ctx: EventContext): Acc
     container: undefined,
     pod: undefined,
     enrichment: undefined,
+    kind: EventKind.EVENT_KIND_ACCEPT,
+    // Filled by src/policy when accepts are folded, and by the policy stage.
+    summary: undefined,
+    policy: undefined,
   };
 }
 
