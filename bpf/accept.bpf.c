@@ -13,6 +13,7 @@
 #include "lib/maps.h"
 #include "lib/task.h"
 #include "lib/socket.h"
+#include "lib/policy.h"
 #include "lib/accept.h"
 
 char LICENSE[] SEC("license") = "GPL";

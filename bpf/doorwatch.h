@@ -12,7 +12,7 @@
 #ifndef DOORWATCH_H
 #define DOORWATCH_H
 
-#define DW_RECORD_VERSION 1
+#define DW_RECORD_VERSION 2
 
 /* hdr.op */
 #define DW_OP_ACCEPT 1
@@ -37,14 +37,38 @@
 #define DW_CNT_EXIT_NO_ENTER 2    /* exits with no saved enter (emitted anyway) */
 #define DW_CNT_EAGAIN_SKIPPED 3   /* EAGAIN/EWOULDBLOCK results dropped by config */
 #define DW_CNT_IO_URING 4         /* io_uring accept completions seen */
-#define DW_CNT_CGROUP_FILTERED 5  /* accepts from cgroups outside dw_audited_cgroups */
+#define DW_CNT_CGROUP_FILTERED 5  /* accepts whose policy mode is off (not audited) */
 #define DW_CNT_ENTER_MAP_FULL 6   /* enter could not be saved (map full): exit will be NO_ENTER */
 #define DW_CNT_SOCK_UNRESOLVED 7  /* successful accepts whose fd did not resolve */
+#define DW_CNT_PORT_FILTERED 8    /* accepts outside their policy's ports */
+#define DW_CNT_PEER_FILTERED 9    /* accepts from peers outside their policy's peers */
+#define DW_CNT_FAILED_FILTERED 10 /* failed accepts of policies with failedAccepts: false */
 #define DW_CNT_MAX 16
 
 /* dw_config.flags (the .data section, written by userspace at runtime) */
 #define DW_CFG_INCLUDE_EAGAIN (1u << 0)
-#define DW_CFG_FILTER_CGROUPS (1u << 1) /* only cgroups in dw_audited_cgroups are audited */
+#define DW_CFG_FILTER_CGROUPS (1u << 1) /* audit policies loaded: dw_audited_cgroups decides */
+
+/* Audit policies (docs/policy.md): the agent compiles each effective policy
+ * into a slot of dw_policies and maps cgroups to slots. */
+#define DW_MAX_POLICY_SLOTS 256
+#define DW_MODE_EVENTS 1  /* emit (0, a slot never written, means the same) */
+#define DW_MODE_SUMMARY 2 /* emit; userspace folds into summaries */
+#define DW_MODE_OFF 3     /* emit nothing; count per slot */
+#define DW_POL_FAILED_ACCEPTS (1u << 0) /* emit accepts that returned an error */
+#define DW_POL_PEER_INCLUDE (1u << 1)   /* peers matched by no rule are filtered */
+#define DW_POL_PEER_RULES (1u << 2)     /* the slot has entries in dw_peer_rules */
+#define DW_POL_PORTS_MAX 8
+#define DW_PEER_INCLUDE 1 /* dw_peer_rules values */
+#define DW_PEER_EXCLUDE 2
+
+/* index into dw_slot_counters: slot * DW_SLOT_CNT_MAX + DW_SLOT_CNT_* */
+#define DW_SLOT_CNT_EMITTED 0
+#define DW_SLOT_CNT_OFF 1
+#define DW_SLOT_CNT_PORT 2
+#define DW_SLOT_CNT_PEER 3
+#define DW_SLOT_CNT_FAILED 4
+#define DW_SLOT_CNT_MAX 8
 
 #define DW_COMM_LEN 16
 #define DW_UNIX_PATH_LEN 108
@@ -93,7 +117,7 @@ struct dw_accept_event {
 	__u8 user_addr[DW_USER_ADDR_LEN]; /* 160 first bytes of the caller's sockaddr (tag U) */
 	char comm[DW_COMM_LEN];        /* 188 */
 	__u16 unix_path_len;           /* 204 bytes valid in unix_path */
-	__u16 _pad2;                   /* 206 */
+	__u16 policy_slot;             /* 206 dw_policies slot that admitted it; 0 = none */
 	char unix_path[DW_UNIX_PATH_LEN]; /* 208 AF_UNIX: the accepted socket's bound path */
 	__u32 peer_pid;                /* 316 AF_UNIX: peer's pid from SO_PEERCRED (sk_peer_pid) */
 };                                 /* 320 */
@@ -102,8 +126,44 @@ _Static_assert(sizeof(struct dw_header) == 16, "dw_header layout");
 _Static_assert(sizeof(struct dw_accept_event) == 320, "dw_accept_event layout");
 
 struct dw_config {
-	__u32 flags; /* DW_CFG_* */
+	__u32 flags;        /* DW_CFG_* */
+	__u32 default_slot; /* slot of cgroups not in dw_audited_cgroups */
+};
+
+struct dw_port_range {
+	__u16 lo; /* inclusive, host byte order */
+	__u16 hi;
+};
+
+/* One compiled audit policy (value of dw_policies). */
+struct dw_policy {
+	__u8 mode;      /* DW_MODE_* */
+	__u8 flags;     /* DW_POL_* */
+	__u8 n_include; /* ranges used in include (0 = every port) */
+	__u8 n_exclude;
+	__u32 _pad0;
+	struct dw_port_range include[DW_POL_PORTS_MAX]; /* local (listening) port */
+	struct dw_port_range exclude[DW_POL_PORTS_MAX];
+};
+
+/* Key of dw_audited_cgroups: ids are numbered per hierarchy, so the same
+ * number can name different cgroups in v2 and in v1 memory. */
+struct dw_cgroup_key {
+	__u64 id;
+	__u32 version; /* 2: cgroup_id, 1: cgroup_v1_id */
 	__u32 _pad0;
 };
+
+/* Key of the dw_peer_rules LPM trie: the slot is always matched whole
+ * (prefixlen = 32 + address bits); IPv4 as ::ffff:a.b.c.d. */
+struct dw_peer_key {
+	__u32 prefixlen;
+	__u32 slot;
+	__u8 addr[16];
+};
+
+_Static_assert(sizeof(struct dw_policy) == 72, "dw_policy layout");
+_Static_assert(sizeof(struct dw_cgroup_key) == 16, "dw_cgroup_key layout");
+_Static_assert(sizeof(struct dw_peer_key) == 24, "dw_peer_key layout");
 
 #endif /* DOORWATCH_H */

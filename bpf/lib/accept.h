@@ -6,23 +6,11 @@
 #define DW_EAGAIN 11 /* == EWOULDBLOCK on Linux */
 #define DW_IORING_OP_ACCEPT 13
 
-/* The kernel filter hook: false when this task's cgroup is not audited. */
-static __always_inline bool dw_cgroup_audited(void)
-{
-	if (!(dw_cfg.flags & DW_CFG_FILTER_CGROUPS))
-		return true;
-	__u64 id = bpf_get_current_cgroup_id();
-	if (bpf_map_lookup_elem(&dw_audited_cgroups, &id))
-		return true;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	__u32 ignored = 0;
-	id = dw_cgroup_v1_id(task, &ignored);
-	return id && bpf_map_lookup_elem(&dw_audited_cgroups, &id);
-}
-
 static __always_inline int dw_handle_enter(struct trace_event_raw_sys_enter *ctx, __u32 flags)
 {
-	if (!dw_cgroup_audited())
+	__u32 slot;
+	struct dw_policy *pol = dw_current_policy(&slot);
+	if (pol && pol->mode == DW_MODE_OFF)
 		return 0; /* counted once, at exit */
 	__u64 id = bpf_get_current_pid_tgid();
 	struct dw_seed seed = {
@@ -31,6 +19,7 @@ static __always_inline int dw_handle_enter(struct trace_event_raw_sys_enter *ctx
 		.addrlen_ptr = BPF_CORE_READ(ctx, args[2]),
 		.flags = flags ? (__u32)BPF_CORE_READ(ctx, args[3]) : 0,
 		.ktime_ns = bpf_ktime_get_ns(),
+		.slot = slot,
 	};
 	if (bpf_map_update_elem(&dw_inflight, &id, &seed, BPF_ANY))
 		dw_count(DW_CNT_ENTER_MAP_FULL);
@@ -57,10 +46,18 @@ static __always_inline struct dw_accept_event *dw_reserve(__u8 source, int ret)
 	return e;
 }
 
-static __always_inline void dw_submit(struct dw_accept_event *e)
+/* Submit, or discard what the policy's ports/peers exclude (counted). */
+static __always_inline void dw_submit(struct dw_accept_event *e, struct dw_policy *pol, __u32 slot)
 {
+	if (!dw_policy_admits(pol, slot, e)) {
+		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+		return;
+	}
+	e->policy_slot = slot;
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	dw_count(DW_CNT_EMITTED);
+	if (pol)
+		dw_count_slot(slot, DW_SLOT_CNT_EMITTED);
 }
 
 static __always_inline bool dw_skip_result(int ret)
@@ -77,20 +74,23 @@ static __always_inline int dw_handle_exit(struct trace_event_raw_sys_exit *ctx, 
 	int ret = (int)BPF_CORE_READ(ctx, ret);
 	struct dw_seed *seed = bpf_map_lookup_elem(&dw_inflight, &id);
 	struct dw_seed s = {};
+	struct dw_policy *pol;
+	__u32 slot;
 
 	if (seed) {
 		s = *seed;
 		bpf_map_delete_elem(&dw_inflight, &id);
+		slot = s.slot;
+		pol = dw_slot_policy(slot);
 	} else {
 		/* Either the thread was already blocked in accept when we
-		 * attached, or its cgroup is not audited. */
-		if (!dw_cgroup_audited()) {
-			dw_count(DW_CNT_CGROUP_FILTERED);
+		 * attached, or its policy is off. */
+		pol = dw_current_policy(&slot);
+		if (dw_policy_off(pol, slot))
 			return 0;
-		}
 		dw_count(DW_CNT_EXIT_NO_ENTER);
 	}
-	if (dw_skip_result(ret))
+	if (dw_skip_result(ret) || dw_policy_drops_failure(pol, slot, ret))
 		return 0;
 
 	struct dw_accept_event *e = dw_reserve(source, ret);
@@ -112,7 +112,7 @@ static __always_inline int dw_handle_exit(struct trace_event_raw_sys_exit *ctx, 
 		if (seed)
 			dw_fill_user_addr(e);
 	}
-	dw_submit(e);
+	dw_submit(e, pol, slot);
 	return 0;
 }
 
@@ -122,12 +122,12 @@ static __always_inline int dw_handle_uring(void *req, struct io_uring_cqe *cqe)
 	if (BPF_CORE_READ(r, opcode) != DW_IORING_OP_ACCEPT)
 		return 0;
 	dw_count(DW_CNT_IO_URING);
-	if (!dw_cgroup_audited()) {
-		dw_count(DW_CNT_CGROUP_FILTERED);
+	__u32 slot;
+	struct dw_policy *pol = dw_current_policy(&slot);
+	if (dw_policy_off(pol, slot))
 		return 0;
-	}
 	int ret = BPF_CORE_READ(cqe, res);
-	if (dw_skip_result(ret))
+	if (dw_skip_result(ret) || dw_policy_drops_failure(pol, slot, ret))
 		return 0;
 
 	struct dw_accept_event *e = dw_reserve(DW_SRC_IO_URING, ret);
@@ -154,7 +154,7 @@ static __always_inline int dw_handle_uring(void *req, struct io_uring_cqe *cqe)
 		}
 		dw_fill_user_addr(e);
 	}
-	dw_submit(e);
+	dw_submit(e, pol, slot);
 	return 0;
 }
 

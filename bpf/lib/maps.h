@@ -30,6 +30,8 @@ struct dw_seed {
 	__u64 ktime_ns;
 	__s32 sockfd;
 	__u32 flags;
+	__u32 slot; /* policy slot at enter (never an "off" one: those save nothing) */
+	__u32 _pad0;
 };
 
 struct {
@@ -52,17 +54,59 @@ struct {
 } dw_counters SEC(".maps");
 
 /*
- * dw_audited_cgroups: the kernel filter hook (policy, a later concern).
- *   key: cgroup id (v2 id or v1 memory-hierarchy id)   value: policy slot
- *   written/deleted: userspace policy compiler   read: enter/exit handlers
- * Consulted only when DW_CFG_FILTER_CGROUPS is set: empty = audit everything.
+ * dw_audited_cgroups: which audit policy governs a cgroup.
+ *   key: struct dw_cgroup_key (id + hierarchy)   value: slot in dw_policies
+ *   written/deleted: the agent's policy sync (src/policy/kernel-sync.ts) as
+ *   pods' containers appear and go   read: enter/exit/io_uring handlers.
+ * Consulted only when DW_CFG_FILTER_CGROUPS is set; a miss means
+ * dw_cfg.default_slot (the agent keeps that one "audit, let userspace decide",
+ * so a container the agent has not mapped yet is never silently unaudited).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
-	__type(key, __u64);
+	__type(key, struct dw_cgroup_key);
 	__type(value, __u32);
 } dw_audited_cgroups SEC(".maps");
+
+/*
+ * dw_policies: compiled audit policies (mode, failed-accepts flag, ports).
+ *   key: slot   value: struct dw_policy
+ *   written: the agent's policy compiler   read: every handler.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, DW_MAX_POLICY_SLOTS);
+	__type(key, __u32);
+	__type(value, struct dw_policy);
+} dw_policies SEC(".maps");
+
+/*
+ * dw_peer_rules: per-slot peer CIDRs; the longest prefix decides.
+ *   key: struct dw_peer_key   value: DW_PEER_INCLUDE | DW_PEER_EXCLUDE
+ *   written/deleted: the agent's policy compiler   read: exit/io_uring
+ *   handlers of slots with DW_POL_PEER_RULES.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 8192);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct dw_peer_key);
+	__type(value, __u8);
+} dw_peer_rules SEC(".maps");
+
+/*
+ * dw_slot_counters: per policy slot, what was emitted and what was filtered
+ * in the kernel, by reason ("how much did we not see, by choice").
+ *   key: slot * DW_SLOT_CNT_MAX + DW_SLOT_CNT_*   value: __u64 per CPU
+ *   written: handlers (only while policies are loaded)   read: userspace.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DW_MAX_POLICY_SLOTS * DW_SLOT_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} dw_slot_counters SEC(".maps");
 
 /* Runtime settings: the whole .data section, rewritten by userspace. */
 volatile struct dw_config dw_cfg SEC(".data") = {};
@@ -70,6 +114,14 @@ volatile struct dw_config dw_cfg SEC(".data") = {};
 static __always_inline void dw_count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&dw_counters, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline void dw_count_slot(__u32 slot, __u32 what)
+{
+	__u32 idx = slot * DW_SLOT_CNT_MAX + what;
+	__u64 *v = bpf_map_lookup_elem(&dw_slot_counters, &idx);
 	if (v)
 		*v += 1;
 }

@@ -3,7 +3,15 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DoorwatchError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import { ConfigFlags, KERNEL_COUNTER_SLOTS, KernelCounter } from './abi.js';
+import {
+  CGROUP_KEY_LAYOUT,
+  ConfigFlags,
+  KERNEL_COUNTER_SLOTS,
+  KernelCounter,
+  PEER_KEY_LAYOUT,
+  POLICY_LAYOUT,
+  SLOT_COUNTERS,
+} from './abi.js';
 import { BPF_TRACE_RAW_TP, libbpf } from './libbpf.js';
 import { BpfObject } from './object.js';
 import { preflight } from './preflight.js';
@@ -57,6 +65,7 @@ export class AcceptProbes {
   readonly #obj: BpfObject;
   readonly #cpus: number;
   #cfgFlags = 0;
+  #defaultSlot = 0;
 
   private constructor(obj: BpfObject, ring: RingReader, ioUring: boolean) {
     this.#obj = obj;
@@ -114,6 +123,7 @@ export class AcceptProbes {
   #writeConfig(): void {
     const v = Buffer.alloc(8);
     v.writeUInt32LE(this.#cfgFlags, 0);
+    v.writeUInt32LE(this.#defaultSlot, 4);
     const rc = libbpf().map_update_elem(this.#obj.mapFd('.data'), Buffer.alloc(4), v, 0n);
     if (rc < 0) throw new Error(`cannot write probe config: errno ${-rc}`);
   }
@@ -123,19 +133,79 @@ export class AcceptProbes {
     this.#writeConfig();
   }
 
-  /** The kernel filter hook: null audits every cgroup; a list audits only those. */
-  setAuditedCgroups(ids: bigint[] | null, slot = 1): void {
-    const fd = this.#obj.mapFd('dw_audited_cgroups');
-    const val = Buffer.alloc(4);
-    val.writeUInt32LE(slot);
-    for (const id of ids ?? []) {
-      const key = Buffer.alloc(8);
-      key.writeBigUInt64LE(id);
-      libbpf().map_update_elem(fd, key, val, 0n);
-    }
-    const on = ids !== null;
+  /**
+   * Audit policies on or off. Off (the default): every accept is audited and
+   * the policy maps are not consulted. `defaultSlot` governs cgroups with no
+   * entry in dw_audited_cgroups.
+   */
+  setPolicyFiltering(on: boolean, defaultSlot = 0): void {
+    this.#defaultSlot = defaultSlot;
     this.#cfgFlags = on ? this.#cfgFlags | ConfigFlags.FILTER_CGROUPS : this.#cfgFlags & ~ConfigFlags.FILTER_CGROUPS;
     this.#writeConfig();
+  }
+
+  #update(map: string, key: Buffer, value: Buffer, what: string): void {
+    const rc = libbpf().map_update_elem(this.#obj.mapFd(map), key, value, 0n);
+    if (rc < 0) throw new Error(`cannot write ${what} to ${map}: errno ${-rc}`);
+  }
+
+  /** struct dw_policy bytes (src/policy/kernel-plan.ts encodes them) into a slot. */
+  writePolicySlot(slot: number, policy: Buffer): void {
+    if (policy.length !== POLICY_LAYOUT.size) throw new Error(`policy value is ${policy.length} bytes, want ${POLICY_LAYOUT.size}`);
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(slot);
+    this.#update('dw_policies', key, policy, `policy slot ${slot}`);
+  }
+
+  static #peerKey(slot: number, addr: Uint8Array, prefix: number): Buffer {
+    const key = Buffer.alloc(PEER_KEY_LAYOUT.size);
+    key.writeUInt32LE(32 + prefix, PEER_KEY_LAYOUT.prefixlen);
+    key.writeUInt32LE(slot, PEER_KEY_LAYOUT.slot);
+    key.set(addr, PEER_KEY_LAYOUT.addr);
+    return key;
+  }
+
+  /** One peer CIDR of a slot (address in the 16-byte form, prefix 0..128). */
+  setPeerRule(slot: number, addr: Uint8Array, prefix: number, action: number): void {
+    this.#update('dw_peer_rules', AcceptProbes.#peerKey(slot, addr, prefix), Buffer.from([action]), `peer rule of slot ${slot}`);
+  }
+
+  deletePeerRule(slot: number, addr: Uint8Array, prefix: number): void {
+    libbpf().map_delete_elem(this.#obj.mapFd('dw_peer_rules'), AcceptProbes.#peerKey(slot, addr, prefix));
+  }
+
+  static #cgroupKey(id: bigint, version: 1 | 2): Buffer {
+    const key = Buffer.alloc(CGROUP_KEY_LAYOUT.size);
+    key.writeBigUInt64LE(id, CGROUP_KEY_LAYOUT.id);
+    key.writeUInt32LE(version, CGROUP_KEY_LAYOUT.version);
+    return key;
+  }
+
+  setCgroupSlot(id: bigint, version: 1 | 2, slot: number): void {
+    const v = Buffer.alloc(4);
+    v.writeUInt32LE(slot);
+    this.#update('dw_audited_cgroups', AcceptProbes.#cgroupKey(id, version), v, `cgroup ${id} (v${version})`);
+  }
+
+  deleteCgroup(id: bigint, version: 1 | 2): void {
+    libbpf().map_delete_elem(this.#obj.mapFd('dw_audited_cgroups'), AcceptProbes.#cgroupKey(id, version));
+  }
+
+  /** Per-slot counters summed across CPUs: [emitted, off, port, peer, failed] by SlotCounter index. */
+  slotCounters(slot: number): bigint[] {
+    const fd = this.#obj.mapFd('dw_slot_counters');
+    const key = Buffer.alloc(4);
+    const val = Buffer.alloc(8 * this.#cpus);
+    const out: bigint[] = [];
+    for (let i = 0; i < SLOT_COUNTERS; i++) {
+      key.writeUInt32LE(slot * SLOT_COUNTERS + i);
+      let sum = 0n;
+      if (libbpf().map_lookup_elem(fd, key, val) === 0) {
+        for (let c = 0; c < this.#cpus; c++) sum += val.readBigUInt64LE(8 * c);
+      }
+      out.push(sum);
+    }
+    return out;
   }
 
   kernelCounters(): KernelCounters {

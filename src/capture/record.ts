@@ -6,7 +6,7 @@
  * build instead of corrupting events.
  */
 
-export const RECORD_VERSION = 1;
+export const RECORD_VERSION = 2;
 export const OP_ACCEPT = 1;
 
 export const Source = { ACCEPT: 1, ACCEPT4: 2, IO_URING: 3 } as const;
@@ -67,6 +67,7 @@ export const LAYOUT = {
   user_addr: 160,
   comm: 188,
   unix_path_len: 204,
+  policy_slot: 206,
   unix_path: 208,
   peer_pid: 316,
 } as const;
@@ -111,6 +112,8 @@ export interface RawAccept {
   comm: string;
   unixPath: Uint8Array;
   peerPid: number;
+  /** Audit policy slot that admitted the record in the kernel; 0 = none or the default slot. */
+  policySlot: number;
 }
 
 export class RecordError extends Error {}
@@ -188,5 +191,6 @@ export function decodeRecord(v: DataView, base: number, len: number): RawAccept 
     comm: cString(v, base + L.comm, COMM_LEN),
     unixPath: bytes(v, base + L.unix_path, unixLen),
     peerPid: u32(L.peer_pid),
+    policySlot: u16(L.policy_slot),
   };
 }
