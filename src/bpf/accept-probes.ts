@@ -151,7 +151,8 @@ export class AcceptProbes {
 
   /** struct dw_policy bytes (src/policy/kernel-plan.ts encodes them) into a slot. */
   writePolicySlot(slot: number, policy: Buffer): void {
-    if (policy.length !== POLICY_LAYOUT.size) throw new Error(`policy value is ${policy.length} bytes, want ${POLICY_LAYOUT.size}`);
+    if (policy.length !== POLICY_LAYOUT.size)
+      throw new Error(`policy value is ${policy.length} bytes, want ${POLICY_LAYOUT.size}`);
     const key = Buffer.alloc(4);
     key.writeUInt32LE(slot);
     this.#update('dw_policies', key, policy, `policy slot ${slot}`);

@@ -52,7 +52,8 @@ const selector = z
   .strict();
 
 const port = z.union([z.number().int(), z.string()]);
-const list = <T extends z.ZodTypeAny>(t: T) => z.object({ include: z.array(t).optional(), exclude: z.array(t).optional() }).strict();
+const list = <T extends z.ZodTypeAny>(t: T) =>
+  z.object({ include: z.array(t).optional(), exclude: z.array(t).optional() }).strict();
 
 export const specSchema = z
   .object({
@@ -126,9 +127,7 @@ export function parseSpec(raw: unknown, path: string): ParsedSpec {
   };
   // The same prefix both included and excluded has no most-specific answer.
   for (const inc of peers.include) {
-    const clash = peers.exclude.find(
-      (exc) => exc.prefix === inc.prefix && exc.addr.every((b, i) => b === inc.addr[i]),
-    );
+    const clash = peers.exclude.find((exc) => exc.prefix === inc.prefix && exc.addr.every((b, i) => b === inc.addr[i]));
     if (clash) problems.push(`${path}.peers: ${inc.text} is both included and excluded (${clash.text})`);
   }
   if (s.mode === 'off' && (s.rateLimit || s.ports || s.peers))

@@ -1,6 +1,18 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import {
+  CGROUP_KEY_LAYOUT,
+  MAX_POLICY_SLOTS,
+  PEER_KEY_LAYOUT,
+  PeerAction,
+  POLICY_LAYOUT,
+  POLICY_PORTS_MAX,
+  PolicyFlags,
+  PolicyMode,
+  SLOT_COUNTERS,
+  SlotCounter,
+} from '../../src/bpf/abi.js';
 import { DEFAULT_OBJECT_PATH } from '../../src/bpf/accept-probes.js';
 import {
   COMM_LEN,
@@ -16,18 +28,6 @@ import {
   UNIX_PATH_LEN,
   USER_ADDR_LEN,
 } from '../../src/capture/record.js';
-import {
-  CGROUP_KEY_LAYOUT,
-  MAX_POLICY_SLOTS,
-  PEER_KEY_LAYOUT,
-  PeerAction,
-  POLICY_LAYOUT,
-  POLICY_PORTS_MAX,
-  PolicyFlags,
-  PolicyMode,
-  SLOT_COUNTERS,
-  SlotCounter,
-} from '../../src/bpf/abi.js';
 import { dumpBtf, parseDefines, parseStructs } from '../helpers/btf.js';
 
 // The C struct (bpf/doorwatch.h), as compiled into the BPF object, and the
