@@ -9,6 +9,8 @@ export const ErrorCodes = {
   DW_ERR_COLLECTOR_SINK_START: 'a configured sink could not start (unreachable, refused, misconfigured)',
   DW_ERR_COLLECTOR_LISTEN: 'the collector cannot listen on its address',
   DW_ERR_TAIL_CONNECT: 'the collector is unreachable or refused the subscription',
+  DW_ERR_AGENT_CONFIG: "the agent's settings (config file, flags, env) are invalid (every problem is listed)",
+  DW_ERR_AGENT_HEALTH_LISTEN: 'the agent cannot listen on its health/metrics address',
   DW_ERR_BPF_PRIVILEGE: 'the process lacks the privileges to load eBPF programs',
   DW_ERR_BPF_NO_BTF: 'the kernel does not expose BTF type information',
   DW_ERR_BPF_NO_LIBBPF: 'the system libbpf shared library is missing',

@@ -50,6 +50,8 @@ export interface PublisherOptions {
   now?: () => number;
   /** Jitter source in [0, 1). Default Math.random. */
   random?: () => number;
+  /** Called on every acknowledgement that completes batches: now() at the ack minus now() when the newest of them was sent. */
+  onAck?: (rttMs: number) => void;
 }
 
 export interface PublisherStatus {
@@ -135,6 +137,7 @@ export class Publisher {
   readonly #backoff: Backoff;
   readonly #log: Logger;
   readonly #now: () => number;
+  readonly #onAckHook: ((rttMs: number) => void) | undefined;
 
   #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   readonly #stop = new AbortController();
@@ -163,6 +166,7 @@ export class Publisher {
     this.#target = o.target;
     this.#log = o.log ?? silentLogger;
     this.#now = o.now ?? Date.now;
+    this.#onAckHook = o.onAck;
     const sid = o.spool.identity;
     for (const k of ['instanceId', 'bootId'] as const) {
       const v = o.identity[k];
@@ -392,7 +396,10 @@ export class Publisher {
         this.#spool.confirmDrops(b.losses.spoolDrops);
       }
     }
-    if (newest) this.#lastRttMs = this.#now() - newest.sentAt;
+    if (newest) {
+      this.#lastRttMs = this.#now() - newest.sentAt;
+      this.#onAckHook?.(this.#lastRttMs);
+    }
     this.#connected = true;
     this.#backoff.reset();
     // The collector may hold more than this stream sent (acks lost before a reconnect).

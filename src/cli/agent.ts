@@ -1,5 +1,9 @@
 import { readFileSync } from 'node:fs';
+import type { AgentConfig, HostPort } from '../agent/config.js';
+import { type HealthServer, startHealthServer } from '../agent/health.js';
+import { AgentMetrics } from '../agent/metrics.js';
 import { Publisher, type PublisherTls } from '../agent/publisher.js';
+import { evaluateReadiness, type Readiness } from '../agent/readiness.js';
 import { type OverflowPolicy, Spool } from '../agent/spool.js';
 import { AcceptProbes } from '../bpf/accept-probes.js';
 import { DoorwatchError } from '../errors.js';
@@ -12,6 +16,9 @@ import type { TraceOptions } from './trace.js';
  * `doorwatch agent`: capture -> enrich -> sequence -> spool -> collector.
  * The spool is written before anything is sent, so a collector outage or an
  * agent restart loses nothing the kernel delivered.
+ *
+ * /healthz, /readyz and /metrics listen before the probes load (readiness
+ * rules: src/agent/readiness.ts; metrics: docs/metrics.md).
  */
 
 export const AGENT_VERSION = '0.1.0';
@@ -28,11 +35,50 @@ export interface AgentOptions {
   pendingDeadlineMs: number;
   kube: TraceOptions['kube'];
   flushTimeoutMs: number;
+  /** /healthz, /readyz, /metrics; undefined: no HTTP endpoints. */
+  health?: HostPort;
+  /** POD_NAME / POD_NAMESPACE from the downward API: logged and in doorwatch_agent_info. */
+  pod?: { name?: string; namespace?: string };
+  /** The config file's `policy` object, untouched: the policy module validates it. */
+  policy?: unknown;
 }
 
 export interface AgentIO {
   log: Logger;
   stopSignal: Promise<string>;
+  /**
+   * Called once the HTTP endpoints listen, before the probes load; the agent
+   * waits for it (tests look at /healthz and /readyz at that moment).
+   */
+  endpointsListening?: (address: HostPort) => Promise<void> | void;
+  /** prom-client's process_* / nodejs_* metrics (default true). */
+  processMetrics?: boolean;
+}
+
+/** AgentConfig (validated settings) + the environment -> what runAgent takes. */
+export function agentOptions(c: AgentConfig, env: Readonly<Record<string, string | undefined>>): AgentOptions {
+  return {
+    collector: c.collector,
+    tls: c.tls,
+    spool: c.spool,
+    batch: c.batch,
+    nodeName: c.nodeName,
+    includeEagain: c.includeEagain,
+    ringBytes: c.ringBytes,
+    pollMs: c.pollMs,
+    pendingDeadlineMs: c.pendingDeadlineMs,
+    kube: {
+      enabled: c.kube.enabled,
+      kubeconfigPath: c.kube.kubeconfig,
+      env,
+      labelAllowList: c.kube.labels,
+      annotationAllowList: c.kube.annotations,
+    },
+    flushTimeoutMs: c.flushTimeoutMs,
+    health: c.health.address,
+    pod: c.pod,
+    ...(c.policy !== undefined ? { policy: c.policy } : {}),
+  };
 }
 
 function readPem(path: string, what: string): Buffer {
@@ -42,7 +88,7 @@ function readPem(path: string, what: string): Buffer {
     throw new DoorwatchError(
       'DW_ERR_CLI_USAGE',
       `cannot read the ${what} ${path}`,
-      `check --${what} points at a readable PEM file`,
+      `check --${what} (tls.${what}) points at a readable PEM file`,
       {
         cause,
       },
@@ -63,32 +109,88 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
         };
   if ('insecure' in tls) log.warn('sending events to the collector in plaintext (--insecure): use mutual TLS in production');
 
-  const probes = AcceptProbes.load({ ringBytes: o.ringBytes, includeEagain: o.includeEagain, log });
-  const spool = Spool.open({ dir: o.spool.dir, maxBytes: o.spool.maxBytes, overflow: o.spool.overflow, log });
+  const metrics = new AgentMetrics({
+    info: { version: AGENT_VERSION, node: o.nodeName, pod: o.pod?.name, namespace: o.pod?.namespace },
+    processMetrics: io.processMetrics ?? true,
+  });
+
+  // What readiness looks at; filled in as the parts start.
+  let probes: AcceptProbes | undefined;
+  let kube: ReturnType<typeof startKube> | undefined;
+  let spool: Spool | undefined;
+  let publisher: Publisher | undefined;
+  let stopping = false;
+  const readiness = (): Readiness =>
+    evaluateReadiness({
+      probes: probes ? { attached: probes.attachedPrograms() } : undefined,
+      kube: !kube
+        ? { source: true, synced: false, connected: false, lastError: 'not started yet', pods: 0 }
+        : kube.source
+          ? { source: true, ...kube.source.status() }
+          : { source: false, reason: kube.reason ?? kube.detail },
+      transport:
+        publisher && spool
+          ? (() => {
+              const p = publisher.status();
+              return {
+                connected: p.connected,
+                lastError: p.lastError,
+                spool: { open: !stopping, bytes: p.spoolBytes, maxBytes: spool.maxBytes, overflow: spool.overflow },
+              };
+            })()
+          : undefined,
+      stopping,
+    });
+  metrics.setSources({ readiness });
+
+  let health: HealthServer | undefined;
+  if (o.health) {
+    health = await startHealthServer({ address: o.health, readiness, metrics: () => metrics.scrape(), log });
+    await io.endpointsListening?.(health.address);
+  } else log.info('HTTP endpoints disabled (health.address off): no /healthz, /readyz or /metrics');
+  log.info(
+    { node: o.nodeName, pod: o.pod?.name, namespace: o.pod?.namespace, version: AGENT_VERSION, policy: o.policy !== undefined },
+    'agent starting',
+  );
+
+  try {
+    probes = AcceptProbes.load({ ringBytes: o.ringBytes, includeEagain: o.includeEagain, log });
+    spool = Spool.open({ dir: o.spool.dir, maxBytes: o.spool.maxBytes, overflow: o.spool.overflow, log });
+  } catch (e) {
+    probes?.close();
+    await health?.close();
+    throw e;
+  }
   const identity = spool.identity;
-  const publisher = new Publisher({
+  metrics.setInfo({ instance: identity.instanceId });
+  publisher = new Publisher({
     target: o.collector,
     tls,
     identity: { nodeName: o.nodeName, version: AGENT_VERSION, ...identity },
     spool,
     batch: o.batch,
     log,
+    onAck: (rttMs) => metrics.observeRtt(rttMs),
   });
   publisher.start();
+  const pub = publisher;
+  const sp = spool;
 
   // seq is assigned after enrichment: held events would otherwise leave out of order.
   const sequence = (batch: AcceptEvent[]) => {
-    let seq = spool.nextSeq();
+    let seq = sp.nextSeq();
     for (const ev of batch) {
       ev.seq = seq;
       ev.eventId = `${identity.bootId}/${identity.instanceId}/${seq}`;
       seq++;
     }
-    publisher.publish(batch);
+    metrics.countEvents(batch);
+    pub.publish(batch);
   };
 
-  const kube = startKube({ kube: o.kube, nodeName: o.nodeName }, log);
-  const { capture, stop } = startPipeline({
+  kube = startKube({ kube: o.kube, nodeName: o.nodeName }, log);
+  const kubeSource = kube.source;
+  const { capture, enricher, stop } = startPipeline({
     probes,
     kube,
     nodeName: o.nodeName,
@@ -96,6 +198,13 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
     pendingDeadlineMs: o.pendingDeadlineMs,
     emit: sequence,
     log,
+  });
+  metrics.setSources({
+    capture: () => capture.stats(),
+    enricher: () => enricher.stats(),
+    ...(kubeSource ? { kube: () => kubeSource.status() } : {}),
+    publisher: () => pub.status(),
+    spool: () => ({ ...sp.stats(), maxBytes: sp.maxBytes }),
   });
 
   // Losses upstream of the spool travel in the stream, as deltas.
@@ -107,7 +216,7 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
       decode: s.decodeErrors,
       recursion: s.programs.reduce((a, p) => a + p.recursionMisses, 0n),
     };
-    publisher.reportLosses({
+    pub.reportLosses({
       kernelRingFull: now.ring - last.ring,
       decodeErrors: now.decode - last.decode,
       bpfRecursionMisses: now.recursion - last.recursion,
@@ -115,8 +224,17 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
     last = now;
   };
   const lossTimer = setInterval(reportLosses, 1000);
+  let wasReady = false;
+  const readyTimer = setInterval(() => {
+    const r = readiness();
+    if (r.ready === wasReady) return;
+    wasReady = r.ready;
+    if (r.ready) log.info({ mode: r.mode }, 'agent ready');
+    else log.warn({ failing: r.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`) }, 'agent not ready');
+  }, 1000);
+  readyTimer.unref();
   const statusTimer = setInterval(() => {
-    const p = publisher.status();
+    const p = pub.status();
     log.info(
       {
         connected: p.connected,
@@ -129,22 +247,32 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
     );
   }, 30_000);
   log.info(
-    { collector: o.collector, instance: identity.instanceId, firstSeq: String(spool.nextSeq()), kubernetes: kube.detail },
+    {
+      collector: o.collector,
+      instance: identity.instanceId,
+      firstSeq: String(sp.nextSeq()),
+      kubernetes: kube.detail,
+      health: health ? `${health.address.host}:${health.address.port}` : 'off',
+    },
     'agent started: capturing accepts',
   );
 
   const why = await io.stopSignal;
+  stopping = true;
   clearInterval(lossTimer);
+  clearInterval(readyTimer);
   clearInterval(statusTimer);
   probes.detach();
   stop();
   reportLosses();
-  const { flushed } = await publisher.close({ flushTimeoutMs: o.flushTimeoutMs });
-  spool.close();
+  const { flushed } = await pub.close({ flushTimeoutMs: o.flushTimeoutMs });
+  // Scrapes read the probes' maps and the spool: the endpoints go before those close.
+  await health?.close();
+  sp.close();
   probes.close();
-  await kube.source?.stop();
+  await kubeSource?.stop();
   log.info(
-    { reason: why, flushed, ackedSeq: String(spool.ackedSeq(identity)) },
+    { reason: why, flushed, ackedSeq: String(sp.ackedSeq(identity)) },
     flushed ? 'agent stopped: all events acknowledged' : 'agent stopped: unacknowledged events stay in the spool',
   );
 }

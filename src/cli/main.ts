@@ -1,13 +1,14 @@
 import { writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { AgentConfigError, loadAgentConfig, settingsFromFlags } from '../agent/config.js';
 import { CollectorStartError } from '../collector/collector.js';
 import { ConfigError } from '../config/errors.js';
 import { parseDuration, parseSize, UnitError } from '../config/units.js';
 import { DoorwatchError } from '../errors.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../log/logger.js';
 import { sinkRegistry } from '../sinks/registry.js';
-import { runAgent } from './agent.js';
+import { agentOptions, runAgent } from './agent.js';
 import { runCollector } from './collector.js';
 import { runTail, TailConnectError } from './tail.js';
 import { runTrace, type TraceOptions } from './trace.js';
@@ -164,44 +165,44 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
   const agent = program
     .command('agent')
     .description('capture, enrich and stream every accept to the collector (the DaemonSet entrypoint)')
-    .requiredOption('--collector <host:port>', "the collector's gRPC address (env DOORWATCH_COLLECTOR)", env.DOORWATCH_COLLECTOR)
+    .option('-c, --config <file>', 'YAML config file; its keys mirror these flags, which override it (docs/configuration.md)')
+    .option('--collector <host:port>', "the collector's gRPC address (env DOORWATCH_COLLECTOR; required)")
     .option('--ca <file>', "CA that signed the collector's certificate (PEM)")
     .option('--cert <file>', "this agent's client certificate for mutual TLS (PEM)")
     .option('--key <file>', 'its private key (PEM)')
     .option('--server-name <name>', "name to verify the collector's certificate against")
-    .option('--insecure', 'plaintext gRPC (never in production)', false)
-    .option('--spool-dir <dir>', 'on-disk spool: survives agent restarts and collector outages', '/var/lib/doorwatch/spool')
-    .option('--spool-max <size>', 'spool size bound', wrap(parseSize), 256 << 20)
-    .addOption(
-      new Option('--spool-overflow <policy>', 'when the spool is full (drops are counted and reported)')
-        .choices(['drop-oldest', 'drop-newest'])
-        .default('drop-oldest'),
+    .option('--insecure', 'plaintext gRPC (never in production)')
+    .option(
+      '--spool-dir <dir>',
+      'on-disk spool: survives agent restarts and collector outages (default /var/lib/doorwatch/spool)',
     )
-    .option('--batch-max-events <n>', 'events per batch', wrap(int(1, 100_000, 'batch size')), 500)
-    .option('--batch-max-delay <duration>', 'longest an event waits for its batch', wrap(parseDuration), 200)
-    .option('--flush-timeout <duration>', 'on shutdown, wait this long for acks of pending events', wrap(parseDuration), 5000);
+    .option('--spool-max <size>', 'spool size bound (default 256MiB)', wrap(parseSize))
+    .addOption(
+      new Option(
+        '--spool-overflow <policy>',
+        'when the spool is full; drops are counted and reported (default drop-oldest)',
+      ).choices(['drop-oldest', 'drop-newest']),
+    )
+    .option('--batch-max-events <n>', 'events per batch (default 500)', wrap(int(1, 100_000, 'batch size')))
+    .option('--batch-max-delay <duration>', 'longest an event waits for its batch (default 200ms)', wrap(parseDuration))
+    .option(
+      '--flush-timeout <duration>',
+      'on shutdown, wait this long for acks of pending events (default 5s)',
+      wrap(parseDuration),
+    )
+    .option('--health-address <host:port>', 'serve /healthz, /readyz and /metrics here (default 0.0.0.0:9090; "off" disables)');
   captureOptions(agent)
     .addOption(logLevelOption())
-    .action(async (opts) => {
-      if (!opts.insecure && !opts.ca) throw new InvalidArgumentError('--ca is required (or --insecure for plaintext)');
-      if (!opts.cert !== !opts.key) throw new InvalidArgumentError('--cert and --key go together');
-      const log = createLogger(opts.logLevel as LogLevel);
-      await runAgent(
-        {
-          collector: opts.collector,
-          tls: opts.insecure ? { insecure: true } : { ca: opts.ca, cert: opts.cert, key: opts.key, serverName: opts.serverName },
-          spool: { dir: opts.spoolDir, maxBytes: opts.spoolMax, overflow: opts.spoolOverflow },
-          batch: { maxEvents: opts.batchMaxEvents, maxDelayMs: opts.batchMaxDelay },
-          nodeName: opts.nodeName ?? env.NODE_NAME ?? hostname(),
-          includeEagain: opts.includeEagain,
-          ringBytes: opts.ringSize,
-          pollMs: opts.pollInterval,
-          pendingDeadlineMs: opts.pendingDeadline,
-          kube: kubeOptions(opts, env),
-          flushTimeoutMs: opts.flushTimeout,
-        },
-        { log, stopSignal: stopSignal() },
-      );
+    .action(async (opts, cmd: Command) => {
+      // Flags > env > file > defaults: only flags actually given count (their defaults live in src/agent/config.ts).
+      const config = loadAgentConfig({
+        configPath: opts.config,
+        flags: settingsFromFlags(opts, (attr) => cmd.getOptionValueSource(attr) === 'cli'),
+        env,
+        hostname: hostname(),
+      });
+      const log = createLogger(config.logLevel);
+      await runAgent(agentOptions(config, env), { log, stopSignal: stopSignal() });
     });
 
   program
@@ -286,6 +287,10 @@ export async function main(argv: string[]): Promise<number> {
           .trim() || e.message;
       const cmd = argv[0] && program.commands.some((c) => c.name() === argv[0]) ? ` ${argv[0]}` : '';
       process.stderr.write(`doorwatch: ${why} (DW_ERR_CLI_USAGE) — see \`doorwatch${cmd} --help\`\n`);
+      return EXIT_USAGE;
+    }
+    if (e instanceof AgentConfigError) {
+      process.stderr.write(`doorwatch: ${e.lines().join('\n')}\n`);
       return EXIT_USAGE;
     }
     if (e instanceof ConfigError) {
