@@ -1,3 +1,4 @@
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { AcceptProbes } from '../bpf/accept-probes.js';
 import { Capture } from '../capture/capture.js';
 import { CgroupResolver } from '../enrich/cgroup/resolver.js';
@@ -6,6 +7,10 @@ import { loadKubeConfig } from '../enrich/kube/config.js';
 import { KubeMetadataSource } from '../enrich/kube/source.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import type { Logger } from '../log/logger.js';
+import { PolicyController, type PolicySource } from '../policy/controller.js';
+import type { PolicyEngine } from '../policy/engine.js';
+import { KernelPolicySync } from '../policy/kernel-sync.js';
+import { PolicyStage } from '../policy/stage.js';
 import type { TraceOptions } from './trace.js';
 
 /**
@@ -16,7 +21,15 @@ import type { TraceOptions } from './trace.js';
 export interface Pipeline {
   capture: Capture;
   enricher: Enricher;
+  /** Present when audit policies are in use. */
+  policy?: { stage: PolicyStage; controller: PolicyController; sync: KernelPolicySync };
   stop(): void;
+}
+
+/** Audit policies for the pipeline: the engine, and the AcceptAuditPolicy objects when watched. */
+export interface PipelinePolicy {
+  engine: PolicyEngine;
+  resources?: PolicySource;
 }
 
 export function startPipeline(o: {
@@ -27,15 +40,39 @@ export function startPipeline(o: {
   pendingDeadlineMs: number;
   emit(batch: AcceptEvent[]): void;
   log: Logger;
+  policy?: PipelinePolicy;
 }): Pipeline {
   const cgroups = new CgroupResolver({ log: o.log });
   cgroups.rescan();
+  let policy: Pipeline['policy'];
+  let emit = o.emit;
+  if (o.policy) {
+    const sync = new KernelPolicySync(o.probes, o.log.child({ module: 'policy' }));
+    const controller = new PolicyController({
+      engine: o.policy.engine,
+      sync,
+      cgroups,
+      kube: o.kube.source,
+      resources: o.policy.resources,
+      log: o.log.child({ module: 'policy' }),
+    });
+    const stage = new PolicyStage({
+      engine: o.policy.engine,
+      ready: () => controller.ready(),
+      emit: o.emit,
+      onKernelMiss: () => controller.requestReconcile(true),
+    });
+    controller.start();
+    stage.start();
+    policy = { stage, controller, sync };
+    emit = (b) => stage.process(b);
+  }
   const enricher = new Enricher({
     cgroups,
     kube: o.kube.source,
     kubeDisabledReason: o.kube.reason,
     pendingDeadlineMs: o.pendingDeadlineMs,
-    emit: o.emit,
+    emit,
     log: o.log,
   });
   enricher.start();
@@ -50,9 +87,12 @@ export function startPipeline(o: {
   return {
     capture,
     enricher,
+    policy,
     stop() {
       capture.stop();
       enricher.stop();
+      policy?.stage.stop();
+      policy?.controller.stop();
     },
   };
 }
@@ -61,7 +101,7 @@ export function startPipeline(o: {
 export function startKube(
   o: Pick<TraceOptions, 'kube' | 'nodeName'>,
   log: Logger,
-): { source?: KubeMetadataSource; reason?: string; detail: string } {
+): { source?: KubeMetadataSource; kubeConfig?: KubeConfig; reason?: string; detail: string } {
   if (!o.kube.enabled) return { reason: 'Kubernetes metadata disabled (--no-kube)', detail: 'disabled (--no-kube)' };
   const loaded = loadKubeConfig({ env: o.kube.env, kubeconfigPath: o.kube.kubeconfigPath });
   if (!loaded.kubeConfig) {
@@ -79,5 +119,5 @@ export function startKube(
   });
   // Never blocks: an unreachable API server retries in the background while events flow.
   void source.start();
-  return { source, detail: `${loaded.source} ${loaded.server} (node ${o.nodeName})` };
+  return { source, kubeConfig: loaded.kubeConfig, detail: `${loaded.source} ${loaded.server} (node ${o.nodeName})` };
 }

@@ -196,6 +196,14 @@ export class CgroupResolver {
     }
   }
 
+  /** Cgroups that existed at the last walk, both hierarchies (for the policy map). */
+  entries(): ResolvedCgroup[] {
+    const out: ResolvedCgroup[] = [];
+    for (const version of [1, 2] as const)
+      for (const e of this.#byVersion[version].values()) if (e.goneSince === undefined) out.push(e.value);
+    return out;
+  }
+
   stats(): CgroupResolverStats {
     return { entries: this.#byVersion[1].size + this.#byVersion[2].size, ...this.#stats };
   }
