@@ -1,4 +1,15 @@
-import { type AcceptEvent, addressFamilyToJSON, enrichmentStatusToJSON, sourceToJSON } from '../gen/doorwatch/v1/event.js';
+import {
+  type AcceptEvent,
+  type AcceptSummary,
+  type AuditPolicyRef,
+  addressFamilyToJSON,
+  auditModeToJSON,
+  enrichmentStatusToJSON,
+  eventKindToJSON,
+  policyOriginToJSON,
+  sourceToJSON,
+  summaryReasonToJSON,
+} from '../gen/doorwatch/v1/event.js';
 
 /**
  * The native JSON form of an event: the proto3 canonical JSON mapping
@@ -16,6 +27,10 @@ const ENUMS: Record<string, (v: number) => string> = {
   source: sourceToJSON as (v: number) => string,
   'socket.family': addressFamilyToJSON as (v: number) => string,
   'enrichment.status': enrichmentStatusToJSON as (v: number) => string,
+  kind: eventKindToJSON as (v: number) => string,
+  'summary.reason': summaryReasonToJSON as (v: number) => string,
+  'policy.origin': policyOriginToJSON as (v: number) => string,
+  'policy.mode': auditModeToJSON as (v: number) => string,
 };
 
 function convert(v: unknown, path: string): Json {
@@ -45,6 +60,34 @@ const q = JSON.stringify as (s: string) => string;
 const strings = (a: string[]) => (a.length ? `[${a.map(q).join(',')}]` : '[]');
 const map = (m: { [k: string]: string } | undefined) => (m ? JSON.stringify(m) : '{}');
 const endpoint = (e: { ip: string; port: number } | undefined) => (e ? `{"ip":${q(e.ip)},"port":${e.port}}` : 'null');
+
+/** Rare (one record per folded key and interval): written plainly. */
+const summary = (m: AcceptSummary) =>
+  `{"reason":"${summaryReasonToJSON(m.reason)}","count":"${m.count}","failedCount":"${m.failedCount}",` +
+  `"firstTimeUnixNano":"${m.firstTimeUnixNano}","lastTimeUnixNano":"${m.lastTimeUnixNano}",` +
+  `"intervalStartUnixNano":"${m.intervalStartUnixNano}","intervalEndUnixNano":"${m.intervalEndUnixNano}",` +
+  `"localPort":${m.localPort},"peerIp":${q(m.peerIp)},"peersFolded":${m.peersFolded}}`;
+
+/*
+ * The policy ref is on most events once policies exist, and a run of events
+ * shares one policy (often the very same object): the last one written is
+ * remembered by value, so a run costs three comparisons instead of a
+ * JSON.stringify and a concatenation per event. By value, not by identity:
+ * events decoded off the wire each have their own object.
+ */
+let lastOrigin = -1;
+let lastName = '';
+let lastMode = -1;
+let lastPolicy = '';
+function policy(p: AuditPolicyRef): string {
+  if (p.origin !== lastOrigin || p.mode !== lastMode || p.name !== lastName) {
+    lastPolicy = `{"origin":"${policyOriginToJSON(p.origin)}","name":${q(p.name)},"mode":"${auditModeToJSON(p.mode)}"}`;
+    lastOrigin = p.origin;
+    lastName = p.name;
+    lastMode = p.mode;
+  }
+  return lastPolicy;
+}
 
 export function eventToJsonLine(ev: AcceptEvent): string {
   const p = ev.process;
@@ -100,6 +143,8 @@ export function eventToJsonLine(ev: AcceptEvent): string {
         ? `{"status":"${enrichmentStatusToJSON(en.status)}","missing":${strings(en.missing)},"reason":${q(en.reason)},` +
           `"cgroupFromProc":${en.cgroupFromProc},"waitedMs":${en.waitedMs}}`
         : 'null'
-    }}`
+    },` +
+    `"kind":"${eventKindToJSON(ev.kind)}","summary":${ev.summary ? summary(ev.summary) : 'null'},` +
+    `"policy":${ev.policy ? policy(ev.policy) : 'null'}}`
   );
 }

@@ -1,9 +1,22 @@
-import { AcceptEvent, AddressFamily, EnrichmentStatus, Source } from '../../src/gen/doorwatch/v1/event.js';
+import {
+  AcceptEvent,
+  AddressFamily,
+  AuditMode,
+  EnrichmentStatus,
+  EventKind,
+  PolicyOrigin,
+  Source,
+  SummaryReason,
+} from '../../src/gen/doorwatch/v1/event.js';
 
 /**
  * One realistic, fully attributed accept (an nginx pod of a Deployment,
  * IPv4), for tests and benchmarks that need every part of an event filled.
  * Override any part: nested objects merge, arrays and scalars replace.
+ *
+ * sampleEvent() is a record as a producer without audit policies writes it:
+ * kind EVENT_KIND_UNSPECIFIED (an accept) and no policy ref. sampleSummary()
+ * is the summary record that accept opens once its pod is over its rate limit.
  */
 
 type Deep<T> = { [K in keyof T]?: T[K] extends bigint | string | number | boolean | unknown[] ? T[K] : Deep<T[K]> };
@@ -74,4 +87,38 @@ function merge(base: unknown, over: unknown): unknown {
 
 export function sampleEvent(over: Deep<AcceptEvent> = {}): AcceptEvent {
   return AcceptEvent.fromPartial(merge(BASE, over) as Deep<AcceptEvent>);
+}
+
+/** The AcceptAuditPolicy governing the sample pod: every accept an event, up to its rate limit. */
+export const SAMPLE_POLICY = {
+  origin: PolicyOrigin.POLICY_ORIGIN_RESOURCE,
+  name: 'shop/web-audit',
+  mode: AuditMode.AUDIT_MODE_EVENTS,
+};
+
+/** End of the summary's last accept: 9.876 s after the sample. */
+export const SAMPLE_SUMMARY_LAST = SAMPLE_TIME + 9_876_000_000n;
+
+const SUMMARY = {
+  kind: EventKind.EVENT_KIND_SUMMARY,
+  policy: SAMPLE_POLICY,
+  summary: {
+    reason: SummaryReason.SUMMARY_REASON_RATE_LIMIT,
+    count: 57n,
+    failedCount: 0n,
+    firstTimeUnixNano: SAMPLE_TIME,
+    lastTimeUnixNano: SAMPLE_SUMMARY_LAST,
+    intervalStartUnixNano: 1714564800000000000n, // 12:00:00
+    intervalEndUnixNano: 1714564810000000000n, // 12:00:10
+    localPort: 443,
+    peerIp: '10.0.0.9',
+  },
+};
+
+/**
+ * A summary record: the sample accept (its fields) folded with 56 more from
+ * the same peer to port 443 of the same pod, above the policy's rate limit.
+ */
+export function sampleSummary(over: Deep<AcceptEvent> = {}): AcceptEvent {
+  return sampleEvent(merge(SUMMARY, over) as Deep<AcceptEvent>);
 }
