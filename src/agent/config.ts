@@ -329,8 +329,10 @@ export function parseAgentFile(raw: unknown): { settings: AgentSettings; problem
   const problems: string[] = [];
   const badKeys = new Set<string>();
   if (raw === null || raw === undefined) return { settings: {}, problems, badKeys };
-  if (!isObject(raw))
+  if (!isObject(raw)) {
+    badKeys.add('*');
     return { settings: {}, problems: ['(root): expected a mapping of keys (collector, tls, spool, …)'], badKeys };
+  }
   let value: unknown = structuredClone(raw);
   for (let pass = 0; pass < 4; pass++) {
     const r = fileSchema.safeParse(value);
@@ -350,7 +352,8 @@ export function parseAgentYaml(text: string): ReturnType<typeof parseAgentFile> 
   if (doc.errors.length) {
     return {
       settings: {},
-      badKeys: new Set(),
+      // Nothing of the file is known: no rule across keys can be checked.
+      badKeys: new Set(['*']),
       problems: doc.errors.map((e) => {
         const pos = e.linePos?.[0];
         const what = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
@@ -470,7 +473,8 @@ export function resolveAgentConfig(input: AgentConfigInput): AgentConfig {
     return `${fileLabel}: ${key}`;
   };
   const get = <T>(key: string, dflt?: T): T => (merged.has(key) ? (merged.get(key) as T) : (dflt as T));
-  const bad = (...ks: string[]) => ks.some((k) => file.badKeys.has(k) || file.badKeys.has(k.split('.')[0]!));
+  const bad = (...ks: string[]) =>
+    file.badKeys.has('*') || ks.some((k) => file.badKeys.has(k) || file.badKeys.has(k.split('.')[0]!));
 
   // Values that did not come through the file's schema (flags, env) are checked here.
   const collector = get<string | undefined>('collector');
