@@ -8,6 +8,7 @@ export const ErrorCodes = {
   DW_ERR_CONFIG: 'a configuration file is invalid (every problem is listed, by key)',
   DW_ERR_COLLECTOR_SINK_START: 'a configured sink could not start (unreachable, refused, misconfigured)',
   DW_ERR_COLLECTOR_LISTEN: 'the collector cannot listen on its address',
+  DW_ERR_POLICY_INVALID: 'an audit policy file holds policies that would be rejected',
   DW_ERR_TAIL_CONNECT: 'the collector is unreachable or refused the subscription',
   DW_ERR_AGENT_CONFIG: "the agent's settings (config file, flags, env) are invalid (every problem is listed)",
   DW_ERR_AGENT_HEALTH_LISTEN: 'the agent cannot listen on its health/metrics address',

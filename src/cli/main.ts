@@ -10,6 +10,7 @@ import { createLogger, LOG_LEVELS, type LogLevel } from '../log/logger.js';
 import { sinkRegistry } from '../sinks/registry.js';
 import { agentOptions, runAgent } from './agent.js';
 import { runCollector } from './collector.js';
+import { runPolicyCheck } from './policy.js';
 import { runTail, TailConnectError } from './tail.js';
 import { runTrace, type TraceOptions } from './trace.js';
 import { FAMILY_NAMES } from './trace-filter.js';
@@ -62,6 +63,12 @@ function family(s: string) {
   const f = FAMILY_NAMES[s.toLowerCase()];
   if (f === undefined) throw new UnitError(`unknown family "${s}" (use inet, inet6 or unix)`);
   return f;
+}
+
+function labelPair(s: string): [string, string] {
+  const i = s.indexOf('=');
+  if (i <= 0) throw new UnitError(`"${s}" is not a label (key=value)`);
+  return [s.slice(0, i), s.slice(i + 1)];
 }
 
 function stopSignal(): Promise<string> {
@@ -136,9 +143,10 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
     .option('--family <families>', 'only these families: inet, inet6, unix', list(family))
     .option(
       '--namespace <namespaces>',
-      'only pods in these namespaces (needs Kubernetes metadata)',
+      'audit only pods in these namespaces, filtered in the kernel (needs Kubernetes metadata)',
       list((s) => s),
     )
+    .option('--policy <file>', 'audit policies to apply, as the agent would (AcceptAuditPolicy YAML; docs/policy.md)')
     .option('--duration <duration>', 'stop after this long (30s, 5m)', wrap(parseDuration));
   captureOptions(trace)
     .addOption(logLevelOption())
@@ -154,6 +162,7 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
         nodeName: opts.nodeName ?? env.NODE_NAME ?? hostname(),
         kube: kubeOptions(opts, env),
         pendingDeadlineMs: opts.pendingDeadline,
+        policyFile: opts.policy,
       };
       const log = createLogger(opts.logLevel as LogLevel);
       const writeOut = (text: string) => {
@@ -203,6 +212,36 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
       });
       const log = createLogger(config.logLevel);
       await runAgent(agentOptions(config, env), { log, stopSignal: stopSignal() });
+    });
+
+  const policy = program.command('policy').description('audit policies: check them offline (docs/policy.md)');
+  policy
+    .command('check')
+    .description('validate a policy file (AcceptAuditPolicy objects and/or a policy configuration) and explain it')
+    .argument('<file>', 'YAML file: AcceptAuditPolicy documents, an agent config, or its `policy:` block')
+    .option('--admin-namespace <namespace>', 'the Doorwatch namespace (may select other namespaces)', 'doorwatch')
+    .option('--example-namespace <namespace>', 'also say which policy governs a pod in this namespace')
+    .option('--example-labels <k=v,...>', "that pod's labels", list(labelPair))
+    .option('--example-namespace-labels <k=v,...>', "its namespace's labels", list(labelPair))
+    .action((file: string, opts) => {
+      const r = runPolicyCheck({
+        file,
+        adminNamespace: opts.adminNamespace,
+        example: opts.exampleNamespace
+          ? {
+              namespace: opts.exampleNamespace,
+              labels: Object.fromEntries(opts.exampleLabels ?? []),
+              namespaceLabels: Object.fromEntries(opts.exampleNamespaceLabels ?? []),
+            }
+          : undefined,
+      });
+      process.stdout.write(r.text);
+      if (!r.ok)
+        throw new DoorwatchError(
+          'DW_ERR_POLICY_INVALID',
+          `${file} holds policies agents would reject (listed above)`,
+          'fix the keys named above; see docs/policy.md',
+        );
     });
 
   program
@@ -294,7 +333,7 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT_USAGE;
     }
     if (e instanceof ConfigError) {
-      process.stderr.write(`doorwatch: ${e.message} (DW_ERR_CONFIG) — fix the keys named above; see docs/collector.md\n`);
+      process.stderr.write(`doorwatch: ${e.message} (DW_ERR_CONFIG) — fix the keys named above; see docs/configuration.md\n`);
       return EXIT_USAGE;
     }
     if (e instanceof CollectorStartError) {

@@ -1,9 +1,14 @@
 import { AcceptProbes } from '../bpf/accept-probes.js';
 import type { CaptureStats } from '../capture/capture.js';
+import { ConfigError } from '../config/errors.js';
 import type { EnricherStats } from '../enrich/enricher.js';
 import { eventToJsonLine } from '../formats/native-json.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import type { Logger } from '../log/logger.js';
+import { parsePolicyConfig } from '../policy/config.js';
+import { PolicyEngine } from '../policy/engine.js';
+import { DEFAULT_ADMIN_NAMESPACE, loadPolicyFile } from '../policy/file.js';
+import { type PolicyReport, policyLines, policyReportOf } from '../policy/report.js';
 import { startKube, startPipeline } from './pipeline.js';
 import { tableHeader, tableRow } from './table.js';
 import { compileFilter, type TraceFilter } from './trace-filter.js';
@@ -28,6 +33,8 @@ export interface TraceOptions {
   };
   /** Hold an event at most this long for its pod to appear in the API. */
   pendingDeadlineMs: number;
+  /** Audit policy file (docs/policy.md): the agent's engine, run locally. */
+  policyFile?: string;
 }
 
 export interface TraceIO {
@@ -50,9 +57,41 @@ export interface TraceResult {
   captured: bigint;
   stats: CaptureStats;
   enrichment: EnricherStats;
+  policy?: PolicyReport;
 }
 
-export function formatSummary(shown: number, s: CaptureStats, e?: EnricherStats): string {
+/**
+ * The engine `trace` runs: a policy file, or `--namespace` compiled to one
+ * (audit those namespaces, nothing else — decided in the kernel), or none.
+ */
+export function tracePolicy(o: Pick<TraceOptions, 'policyFile' | 'filter'>): PolicyEngine | undefined {
+  if (o.policyFile) {
+    const f = loadPolicyFile(o.policyFile);
+    if (f.rejected.length)
+      throw new ConfigError(
+        o.policyFile,
+        f.rejected.flatMap((r) => r.problems.map((p) => `AcceptAuditPolicy ${r.namespace}/${r.name}: ${p}`)),
+      );
+    const engine = new PolicyEngine(f.config);
+    engine.setResources(f.resources);
+    return engine;
+  }
+  const ns = o.filter.namespaces;
+  if (!ns?.length) return undefined;
+  return new PolicyEngine(
+    parsePolicyConfig(
+      {
+        resources: false,
+        default: { mode: 'off' },
+        host: { mode: 'off' },
+        rules: [{ name: '--namespace', namespaces: ns, mode: 'events' }],
+      },
+      { source: '--namespace', defaultAdminNamespace: DEFAULT_ADMIN_NAMESPACE },
+    ),
+  );
+}
+
+export function formatSummary(shown: number, s: CaptureStats, e?: EnricherStats, p?: PolicyReport): string {
   const k = s.kernel;
   const recursion = s.programs.reduce((a, p) => a + p.recursionMisses, 0n);
   const lost = k.RINGBUF_FULL + s.decodeErrors + recursion;
@@ -69,6 +108,7 @@ export function formatSummary(shown: number, s: CaptureStats, e?: EnricherStats)
         `queue_overflow=${e.pendingOverflow} proc_fallback=${e.procFallback}`,
     );
   }
+  if (p) lines.push(...policyLines(p));
   return `${lines.join('\n')}\n`;
 }
 
@@ -80,6 +120,7 @@ export async function runTrace(o: TraceOptions, io: TraceIO): Promise<TraceResul
     outputBroken = true; // EPIPE (`| head`): stop writing, still shut down cleanly.
   });
 
+  const engine = tracePolicy(o);
   const kube = startKube(o, io.log);
   const probes = AcceptProbes.load({ ringBytes: o.ringBytes, includeEagain: o.includeEagain, log: io.log });
   const withPods = kube.source !== undefined;
@@ -103,7 +144,7 @@ export async function runTrace(o: TraceOptions, io: TraceIO): Promise<TraceResul
       outputBroken = true; // EPIPE (`| head`): stop writing, still shut down cleanly.
     }
   };
-  const { capture, enricher, stop } = startPipeline({
+  const { capture, enricher, policy, stop } = startPipeline({
     probes,
     kube,
     nodeName: o.nodeName,
@@ -111,6 +152,7 @@ export async function runTrace(o: TraceOptions, io: TraceIO): Promise<TraceResul
     pendingDeadlineMs: o.pendingDeadlineMs,
     emit: show,
     log: io.log,
+    policy: engine ? { engine } : undefined,
   });
   io.log.info(
     { ioUring: probes.ioUring, programs: probes.attachedPrograms(), kubernetes: kube.detail },
@@ -135,9 +177,10 @@ export async function runTrace(o: TraceOptions, io: TraceIO): Promise<TraceResul
   stop(); // drains the ring, releases held events (partial): nothing captured is dropped
   const stats = capture.stats();
   const enrichment = enricher.stats();
+  const policyReport = policy ? policyReportOf(policy) : undefined;
   probes.close();
   await kube.source?.stop();
   io.log.debug({ reason: why }, 'stopped');
-  io.stderr.write(formatSummary(shown, stats, enrichment));
-  return { shown, captured: stats.delivered, stats, enrichment };
+  io.stderr.write(formatSummary(shown, stats, enrichment, policyReport));
+  return { shown, captured: stats.delivered, stats, enrichment, policy: policyReport };
 }

@@ -29,11 +29,14 @@ export function describeSettings(s: PolicySpec): string {
       ? `every listening port except ${ranges(s.ports.exclude)}`
       : 'every listening port';
   const cidrs = (l: { text: string }[]) => l.map((c) => c.text).join(', ');
-  const peers = s.peers.include.length
-    ? `peers in ${cidrs(s.peers.include)}${s.peers.exclude.length ? ` except ${cidrs(s.peers.exclude)}` : ''}`
-    : s.peers.exclude.length
-      ? `every peer except ${cidrs(s.peers.exclude)}`
-      : 'every peer';
+  const peerRules = [
+    s.peers.include.length ? `include ${cidrs(s.peers.include)}` : '',
+    s.peers.exclude.length ? `exclude ${cidrs(s.peers.exclude)}` : '',
+  ].filter(Boolean);
+  const peers = peerRules.length
+    ? `peers: ${peerRules.join(', ')} (the most specific prefix decides; unmatched peers are ` +
+      `${s.peers.include.length ? 'excluded, as an include list is set' : 'included'})`
+    : 'every peer';
   const mode = s.mode === 'events' ? 'mode events: one event per accept' : 'mode summary: counts per pod, port and peer';
   const rl = s.rateLimit
     ? `; above ${s.rateLimit.eventsPerSecond} accepts/s per pod (burst ${s.rateLimit.burst}) summaries instead`
