@@ -1,5 +1,5 @@
 import type { LossRecord } from '../gen/doorwatch/v1/collector.js';
-import type { AcceptEvent, Pod } from '../gen/doorwatch/v1/event.js';
+import { type AcceptEvent, type Pod, PolicyOrigin } from '../gen/doorwatch/v1/event.js';
 import {
   actionName,
   communityId,
@@ -12,11 +12,19 @@ import {
   isoNanos,
   lossRecordId,
   lossSummary,
+  outcomeOf,
   pairs,
+  plainIp,
+  policyOriginName,
   prune,
+  recordDataset,
   SEVERITY,
   safeNumber,
   str,
+  summaryFailureText,
+  summaryOf,
+  summaryReasonName,
+  summaryWindow,
   unixOf,
 } from './ocsf.js';
 
@@ -31,6 +39,10 @@ import {
  * `kubernetes.<kind>.name` — so existing Kibana dashboards and detection rules
  * find Doorwatch events. The rest is under the custom `doorwatch.*` object.
  * Absent values are omitted (never null or "").
+ *
+ * A summary record is an event of its own dataset (doorwatch.summary) with
+ * event.start / event.end / event.duration spanning the accepts it folds and
+ * the counts under doorwatch.summary; the audit policy is rule.*.
  */
 
 export const ECS_VERSION = '8.11.0';
@@ -85,7 +97,7 @@ function kubernetes(ev: AcceptEvent): Obj | undefined {
   };
 }
 
-/** An accept event as an ECS 8.11 document (docs/formats.md). */
+/** An accept event or a summary record as an ECS 8.11 document (docs/formats.md). */
 export function eventToEcs(ev: AcceptEvent): Obj {
   const inet = inetOf(ev);
   const unix = unixOf(ev);
@@ -93,10 +105,16 @@ export function eventToEcs(ev: AcceptEvent): Obj {
   const proc = ev.process;
   const c = ev.container;
   const p = ev.pod;
+  const summary = summaryOf(ev);
+  const outcome = outcomeOf(ev);
+  const window = summary && summaryWindow(summary);
   const node = str(ev.nodeName);
   const uid = proc ? String(proc.uid) : undefined;
   const digest = c?.imageId ? imageDigest(c.imageId) : undefined;
-  const related = [inet?.peerIp, inet?.localIp].filter((x): x is string => !!x);
+  // A summary's source is its key: the peer address, without a port (one of many), none when peers were folded.
+  const peerIp = summary ? str(plainIp(summary.peerIp)) : inet?.peerIp;
+  const related = [peerIp, inet?.localIp].filter((x): x is string => !!x);
+  const pol = ev.policy;
 
   return prune({
     '@timestamp': isoNanos(ev.timeUnixNano),
@@ -106,16 +124,23 @@ export function eventToEcs(ev: AcceptEvent): Obj {
       kind: 'event',
       category: ['network'],
       // ECS lists no "error" type for the network category: a failure is a connection with outcome failure.
-      type: ev.success ? ['connection', 'start'] : ['connection'],
+      type: outcome === 'failure' ? ['connection'] : ['connection', 'start'],
       action: actionName(ev.source),
-      outcome: ev.success ? 'success' : 'failure',
+      // A summary folding both successes and failures has no single outcome: left out (doorwatch.summary has the counts).
+      outcome: outcome === 'mixed' ? undefined : outcome,
       id: ev.eventId,
-      dataset: 'doorwatch.accept',
+      dataset: recordDataset(ev),
       module: 'doorwatch',
       sequence: safeNumber(ev.seq),
       severity: eventSeverity(ev),
+      start: window && isoNanos(window.first),
+      end: window && isoNanos(window.last),
+      duration: window && safeNumber(window.last - window.first),
+      reason: summary && summaryReasonName(summary.reason),
     },
-    source: inet && { address: str(s?.peer?.ip), ip: str(inet.peerIp), port: inet.peerPort },
+    source: summary
+      ? peerIp && { address: str(summary.peerIp), ip: peerIp }
+      : inet && { address: str(s?.peer?.ip), ip: str(inet.peerIp), port: inet.peerPort },
     destination: inet
       ? { address: str(s?.local?.ip), ip: str(inet.localIp), port: inet.localPort }
       : // ECS: .address holds the raw address, "an IP, a domain or a unix socket".
@@ -125,9 +150,11 @@ export function eventToEcs(ev: AcceptEvent): Obj {
       iana_number: inet.ianaNumber === undefined ? undefined : String(inet.ianaNumber),
       type: `ipv${inet.ipVersion}`,
       direction: 'ingress',
-      community_id: inet.ianaNumber
-        ? communityId(inet.ianaNumber, inet.peerIp, inet.peerPort, inet.localIp, inet.localPort)
-        : undefined,
+      // Names one connection: not for a summary.
+      community_id:
+        inet.ianaNumber && !summary
+          ? communityId(inet.ianaNumber, inet.peerIp, inet.peerPort, inet.localIp, inet.localPort)
+          : undefined,
     },
     process: proc && {
       pid: proc.pid,
@@ -152,7 +179,18 @@ export function eventToEcs(ev: AcceptEvent): Obj {
       : undefined,
     orchestrator: orchestrator(p),
     kubernetes: kubernetes(ev),
-    error: ev.success ? undefined : { code: str(ev.error), message: failureText(ev) },
+    // The audit policy that governed the record: ECS's rule.* ("the rule ... that generated the event").
+    rule: pol && {
+      name: str(pol.name),
+      ruleset: pol.origin === PolicyOrigin.POLICY_ORIGIN_UNSPECIFIED ? undefined : policyOriginName(pol.origin),
+    },
+    error:
+      outcome === 'success'
+        ? undefined
+        : {
+            code: ev.success ? undefined : str(ev.error),
+            message: summary ? summaryFailureText(ev, summary) : failureText(ev),
+          },
     related: { ip: [...new Set(related)], hosts: node ? [node] : undefined, user: uid ? [uid] : undefined },
     doorwatch: {
       ...doorwatchDetail(ev),

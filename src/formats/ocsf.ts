@@ -1,7 +1,18 @@
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { LossCounters, LossRecord } from '../gen/doorwatch/v1/collector.js';
-import { type AcceptEvent, AddressFamily, EnrichmentStatus, Source } from '../gen/doorwatch/v1/event.js';
+import {
+  type AcceptEvent,
+  type AcceptSummary,
+  AddressFamily,
+  AuditMode,
+  type AuditPolicyRef,
+  EnrichmentStatus,
+  EventKind,
+  PolicyOrigin,
+  Source,
+  SummaryReason,
+} from '../gen/doorwatch/v1/event.js';
 
 /**
  * OCSF (Open Cybersecurity Schema Framework) 1.7.0 forms of Doorwatch records.
@@ -9,7 +20,10 @@ import { type AcceptEvent, AddressFamily, EnrichmentStatus, Source } from '../ge
  * the reasons behind each choice.
  *
  *   event -> Network Activity (class 4001): activity Open (1) for an accepted
- *            connection, Fail (4) for a failed accept.
+ *            connection, Fail (4) for a failed accept. A summary record is
+ *            the same class with OCSF's aggregation attributes (count,
+ *            start_time, end_time), activity Fail only when every accept it
+ *            folds failed.
  *   loss  -> Application Error (class 6008), activity General Error (1): "issues
  *            with an application that generates OCSF events" — a gap in the
  *            audit trail is exactly that.
@@ -96,6 +110,62 @@ const STATUSES: Record<number, string> = {
   [EnrichmentStatus.ENRICHMENT_STATUS_HOST]: 'host',
 };
 export const enrichmentStatusName = (s: EnrichmentStatus): string => STATUSES[s] ?? 'unspecified';
+
+/** `accept` or `summary`; EVENT_KIND_UNSPECIFIED (producers without audit policies) is an accept. */
+export const kindName = (k: EventKind): string => (k === EventKind.EVENT_KIND_SUMMARY ? 'summary' : 'accept');
+
+/** The record type as OCSF `metadata.log_name` and ECS `event.dataset`: doorwatch.accept or doorwatch.summary. */
+export const recordDataset = (ev: AcceptEvent): string => `doorwatch.${kindName(ev.kind)}`;
+
+const REASONS: Record<number, string> = {
+  [SummaryReason.SUMMARY_REASON_MODE]: 'mode',
+  [SummaryReason.SUMMARY_REASON_RATE_LIMIT]: 'rate_limit',
+};
+export const summaryReasonName = (r: SummaryReason): string => REASONS[r] ?? 'unspecified';
+
+const ORIGINS: Record<number, string> = {
+  [PolicyOrigin.POLICY_ORIGIN_RESOURCE]: 'resource',
+  [PolicyOrigin.POLICY_ORIGIN_CONFIG_RULE]: 'config_rule',
+  [PolicyOrigin.POLICY_ORIGIN_CONFIG_DEFAULT]: 'config_default',
+  [PolicyOrigin.POLICY_ORIGIN_HOST]: 'host',
+  [PolicyOrigin.POLICY_ORIGIN_UNATTRIBUTED]: 'unattributed',
+};
+export const policyOriginName = (o: PolicyOrigin): string => ORIGINS[o] ?? 'unspecified';
+
+const MODES: Record<number, string> = {
+  [AuditMode.AUDIT_MODE_EVENTS]: 'events',
+  [AuditMode.AUDIT_MODE_SUMMARY]: 'summary',
+  [AuditMode.AUDIT_MODE_OFF]: 'off',
+};
+export const auditModeName = (m: AuditMode): string => MODES[m] ?? 'unspecified';
+
+/**
+ * The summary block of a summary record; undefined for an accept. `kind` is
+ * the discriminator (the proto's rule): a summary block on a record that does
+ * not say it is a summary is kept in the Doorwatch block but not interpreted.
+ */
+export function summaryOf(ev: AcceptEvent): AcceptSummary | undefined {
+  return ev.kind === EventKind.EVENT_KIND_SUMMARY ? ev.summary : undefined;
+}
+
+/**
+ * What a record says happened: one accept succeeded or failed; a summary's
+ * accepts all succeeded, all failed, or some of each (`mixed`: only where the
+ * key keeps no peer — unix sockets, folded peers — since a failed accept has
+ * no peer address).
+ */
+export function outcomeOf(ev: AcceptEvent): 'success' | 'failure' | 'mixed' {
+  const s = summaryOf(ev);
+  if (!s) return ev.success ? 'success' : 'failure';
+  if (s.failedCount === 0n) return 'success';
+  return s.failedCount >= s.count ? 'failure' : 'mixed';
+}
+
+/** First and last accept of a summary, when the producer said (0 = unknown). */
+export function summaryWindow(s: AcceptSummary): { first: bigint; last: bigint } | undefined {
+  if (s.firstTimeUnixNano <= 0n || s.lastTimeUnixNano < s.firstTimeUnixNano) return undefined;
+  return { first: s.firstTimeUnixNano, last: s.lastTimeUnixNano };
+}
 
 /** "::ffff:10.0.0.9" -> "10.0.0.9": SIEMs correlate on the address the wire carried. */
 export function plainIp(ip: string): string {
@@ -205,12 +275,36 @@ export function failureText(ev: AcceptEvent): string {
   return `${actionName(ev.source)}() failed: ${ev.error || 'unknown error'} (errno ${errnoOf(ev)})`;
 }
 
-/** One human line: who accepted what, from whom, through which call. */
+/** A summary's failures: "2 of 57 accepts failed (first seen: accept4() failed: EMFILE (errno 24))". */
+export function summaryFailureText(ev: AcceptEvent, s: AcceptSummary): string {
+  const first = ev.success ? '' : ` (first seen: ${failureText(ev)})`;
+  return `${s.failedCount} of ${s.count} accepts failed${first}`;
+}
+
+const REASON_TEXT: Record<string, string> = { mode: 'policy mode summary', rate_limit: 'rate limit exceeded' };
+
+/** "nginx[812] in pod shop/web: 57 accepts from 10.0.0.9 on port 443 via accept4 over 9.8s, summarised (rate limit exceeded, policy shop/web-audit)". */
+function describeSummary(ev: AcceptEvent, s: AcceptSummary, who: string): string {
+  const unix = unixOf(ev);
+  const where = unix ? (unix.path ? ` on unix socket ${unix.path}` : ' on an unnamed unix socket') : ` on port ${s.localPort}`;
+  const from = s.peerIp ? ` from ${plainIp(s.peerIp)}` : s.peersFolded ? ' from many peers (key table full)' : '';
+  const failed = s.failedCount > 0n ? ` (${s.failedCount} failed)` : '';
+  const w = summaryWindow(s);
+  const over = w ? ` over ${Number((w.last - w.first) / 1_000_000n) / 1000}s` : '';
+  const reason = REASON_TEXT[summaryReasonName(s.reason)] ?? 'reason unspecified';
+  const policy = ev.policy?.name ? `, policy ${ev.policy.name}` : '';
+  const n = `${s.count} accept${s.count === 1n ? '' : 's'}`;
+  return `${who}: ${n}${failed}${from}${where} via ${actionName(ev.source)}${over}, summarised (${reason}${policy})`;
+}
+
+/** One human line: who accepted what, from whom, through which call (a summary: how many, from whom, why). */
 export function describeEvent(ev: AcceptEvent): string {
   const p = ev.process;
   const who = p ? `${p.comm || '?'}[${p.pid}]` : 'unknown process';
   const pod = ev.pod?.name ? ` in pod ${ev.pod.namespace}/${ev.pod.name}` : '';
   const call = actionName(ev.source);
+  const summary = summaryOf(ev);
+  if (summary) return describeSummary(ev, summary, `${who}${pod}`);
   if (!ev.success) return `${who}${pod}: ${failureText(ev)}`;
   const inet = inetOf(ev);
   if (inet) {
@@ -228,10 +322,13 @@ export function describeEvent(ev: AcceptEvent): string {
 /** OCSF severity ids, shared with ECS event.severity: see docs/formats.md. */
 export const SEVERITY = { informational: 1, low: 2, medium: 3, high: 4 } as const;
 
-/** Informational; Low for a failed accept; Medium when the caller's buffer contradicts the kernel (evasion signal). */
+/**
+ * Informational; Low for a failed accept (a summary: when any accept it folds
+ * failed); Medium when the caller's buffer contradicts the kernel (evasion signal).
+ */
 export function eventSeverity(ev: AcceptEvent): number {
   if (ev.userAddress?.mismatch) return SEVERITY.medium;
-  return ev.success ? SEVERITY.informational : SEVERITY.low;
+  return outcomeOf(ev) === 'success' ? SEVERITY.informational : SEVERITY.low;
 }
 
 /**
@@ -245,6 +342,7 @@ export function doorwatchDetail(ev: AcceptEvent): Obj {
   const en = ev.enrichment;
   const unix = s?.family === AddressFamily.ADDRESS_FAMILY_UNIX;
   return {
+    kind: kindName(ev.kind),
     seq: safeNumber(ev.seq),
     time_unix_nano: ev.timeUnixNano.toString(),
     ktime_ns: ev.ktimeNs.toString(),
@@ -292,7 +390,37 @@ export function doorwatchDetail(ev: AcceptEvent): Obj {
       cgroup_from_proc: en.cgroupFromProc,
       waited_ms: en.waitedMs,
     },
+    summary: ev.summary && summaryDetail(ev),
+    policy: ev.policy && policyDetail(ev.policy),
   };
+}
+
+/**
+ * A summary's block. Counts are numbers, nanosecond clocks decimal strings.
+ * `sample_peer` is the sample's own peer address: the formats' endpoint
+ * attributes of a summary describe the key (peer_ip), not one connection.
+ */
+function summaryDetail(ev: AcceptEvent): Obj | undefined {
+  const m = ev.summary;
+  if (!m) return undefined;
+  const peer = ev.kind === EventKind.EVENT_KIND_SUMMARY ? inetOf(ev) : undefined;
+  return {
+    reason: summaryReasonName(m.reason),
+    count: safeNumber(m.count),
+    failed_count: safeNumber(m.failedCount),
+    first_time_unix_nano: m.firstTimeUnixNano.toString(),
+    last_time_unix_nano: m.lastTimeUnixNano.toString(),
+    interval_start_unix_nano: m.intervalStartUnixNano.toString(),
+    interval_end_unix_nano: m.intervalEndUnixNano.toString(),
+    local_port: m.localPort,
+    peer_ip: str(m.peerIp),
+    peers_folded: m.peersFolded,
+    sample_peer: peer && { ip: str(ev.socket?.peer?.ip), port: peer.peerPort },
+  };
+}
+
+function policyDetail(p: AuditPolicyRef): Obj {
+  return { origin: policyOriginName(p.origin), name: str(p.name), mode: auditModeName(p.mode) };
 }
 
 /** Sorted "key<sep>value" strings of a label map. */
@@ -428,22 +556,34 @@ function k8s(ev: AcceptEvent): Obj | undefined {
   };
 }
 
-/** An accept event as an OCSF 1.7.0 Network Activity event (docs/formats.md). */
+/** OCSF status per outcome; a summary folding successes and failures is Other ("Partial"). */
+const STATUS = { success: [1, 'Success'], failure: [2, 'Failure'], mixed: [99, 'Partial'] } as const;
+
+/** An accept event or a summary record as an OCSF 1.7.0 Network Activity event (docs/formats.md). */
 export function eventToOcsf(ev: AcceptEvent): Obj {
-  const [activityId, activityName] = ev.success ? ACTIVITY.open : ACTIVITY.fail;
+  const summary = summaryOf(ev);
+  const outcome = outcomeOf(ev);
+  const [activityId, activityName] = outcome === 'failure' ? ACTIVITY.fail : ACTIVITY.open;
+  const [statusId, status] = STATUS[outcome];
   const severityId = eventSeverity(ev);
   const inet = inetOf(ev);
   const unix = unixOf(ev);
-  const local = (inet && isLoopback(inet.peerIp)) || unix !== undefined;
+  // A summary's endpoints are its key: the peer address, without a port (one of many), none when peers were folded.
+  const peerIp = summary ? str(plainIp(summary.peerIp)) : inet?.peerIp;
+  const local = (peerIp !== undefined && isLoopback(peerIp)) || unix !== undefined;
   const [directionId, direction] = local ? DIRECTION.local : DIRECTION.inbound;
   const proc = ev.process;
   const container = ocsfContainer(ev);
   const node = str(ev.nodeName);
+  const window = summary && summaryWindow(summary);
+  const policy = ev.policy?.name ? { name: ev.policy.name } : undefined;
 
-  const src = inet
-    ? { ip: str(inet.peerIp), port: inet.peerPort }
-    : // AF_UNIX: the peer is on this node by definition.
-      unix && { hostname: node };
+  const src = unix
+    ? // AF_UNIX: the peer is on this node by definition.
+      { hostname: node }
+    : summary
+      ? peerIp && { ip: peerIp }
+      : inet && { ip: str(inet.peerIp), port: inet.peerPort };
   const dst = inet
     ? { ip: str(inet.localIp), port: inet.localPort, hostname: node }
     : unix
@@ -451,6 +591,7 @@ export function eventToOcsf(ev: AcceptEvent): Obj {
       : // A failed or unresolved accept: only the node is known.
         { hostname: node };
 
+  const profiles = ['host', ...(container ? ['container'] : []), 'datetime', ...(policy ? ['security_control'] : [])];
   return prune({
     class_uid: NETWORK_ACTIVITY,
     class_name: 'Network Activity',
@@ -462,18 +603,25 @@ export function eventToOcsf(ev: AcceptEvent): Obj {
     type_name: `Network Activity: ${activityName}`,
     severity_id: severityId,
     severity: SEVERITY_NAMES[severityId],
-    status_id: ev.success ? 1 : 2,
-    status: ev.success ? 'Success' : 'Failure',
-    status_code: ev.success ? undefined : str(ev.error),
-    status_detail: ev.success ? undefined : failureText(ev),
+    status_id: statusId,
+    status,
+    status_code: outcome !== 'success' && !ev.success ? str(ev.error) : undefined,
+    status_detail: outcome === 'success' ? undefined : summary ? summaryFailureText(ev, summary) : failureText(ev),
     time: epochMs(ev.timeUnixNano),
     time_dt: isoNanos(ev.timeUnixNano),
+    // Aggregation (base event "occurrence" attributes): how many accepts, first to last.
+    count: summary && safeNumber(summary.count),
+    start_time: window && epochMs(window.first),
+    start_time_dt: window && isoNanos(window.first),
+    end_time: window && epochMs(window.last),
+    end_time_dt: window && isoNanos(window.last),
+    duration: window && epochMs(window.last) - epochMs(window.first),
     message: describeEvent(ev),
     metadata: metadata({
       uid: ev.eventId,
-      logName: 'doorwatch.accept',
+      logName: recordDataset(ev),
       eventCode: actionName(ev.source),
-      profiles: container ? ['host', 'container', 'datetime'] : ['host', 'datetime'],
+      profiles,
       sequence: ev.seq <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(ev.seq) : undefined,
     }),
     src_endpoint: src,
@@ -485,13 +633,18 @@ export function eventToOcsf(ev: AcceptEvent): Obj {
       protocol_num: inet?.ianaNumber,
       protocol_ver_id: inet?.ipVersion,
       protocol_ver: inet && IP_VERSION[inet.ipVersion],
-      community_uid: inet?.ianaNumber
-        ? communityId(inet.ianaNumber, inet.peerIp, inet.peerPort, inet.localIp, inet.localPort)
-        : undefined,
+      // Names one connection: not for a summary.
+      community_uid:
+        inet?.ianaNumber && !summary
+          ? communityId(inet.ianaNumber, inet.peerIp, inet.peerPort, inet.localIp, inet.localPort)
+          : undefined,
     },
     observation_point_id: 2,
     observation_point: 'Destination',
     is_src_dst_assignment_known: true,
+    // Security Control profile: the audit policy that governed the record. Doorwatch observes, it does
+    // not allow or deny, so action_id / disposition_id are left out rather than claimed.
+    policy,
     actor: proc && {
       process: {
         pid: proc.pid,

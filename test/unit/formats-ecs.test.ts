@@ -4,8 +4,17 @@ import { ECS_VERSION, eventToEcs, lossToEcs } from '../../src/formats/ecs.js';
 import { recordId } from '../../src/formats/format.js';
 import { communityId } from '../../src/formats/ocsf.js';
 import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
-import { AcceptEvent, AddressFamily, EnrichmentStatus, Source } from '../../src/gen/doorwatch/v1/event.js';
-import { sampleEvent } from '../helpers/sample-events.js';
+import {
+  AcceptEvent,
+  AddressFamily,
+  AuditMode,
+  EnrichmentStatus,
+  EventKind,
+  PolicyOrigin,
+  Source,
+  SummaryReason,
+} from '../../src/gen/doorwatch/v1/event.js';
+import { SAMPLE_POLICY, sampleEvent, sampleSummary } from '../helpers/sample-events.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: formatted records are walked by path in assertions
 type J = Record<string, any>;
@@ -225,6 +234,17 @@ describe('ECS: accepted connection (container, pod, workload, labels)', () => {
     assert.equal(o.error, undefined);
   });
 
+  it('is an accept when the producer has no audit policies (kind unspecified, no policy ref)', () => {
+    assert.equal(full.kind, EventKind.EVENT_KIND_UNSPECIFIED);
+    assert.equal(o.doorwatch.kind, 'accept');
+    assert.equal(o.event.dataset, 'doorwatch.accept');
+    for (const k of ['start', 'end', 'duration', 'reason']) assert.equal(o.event[k], undefined, k);
+    assert.equal(o.rule, undefined);
+    assert.equal(o.doorwatch.summary, undefined);
+    assert.equal(o.doorwatch.policy, undefined);
+    assert.deepEqual(eventToEcs(AcceptEvent.fromPartial({ ...full, kind: EventKind.EVENT_KIND_ACCEPT })), o);
+  });
+
   it('keeps the rest under doorwatch.*', () => {
     const d = o.doorwatch;
     assert.equal(d.seq, 42);
@@ -338,6 +358,135 @@ describe('ECS: unix socket', () => {
       peer_pid: 77,
     });
     assert.deepEqual(o.process.thread, { id: 2240 });
+  });
+});
+
+describe('ECS: accept with an audit policy', () => {
+  const o = eventToEcs(sampleEvent({ kind: EventKind.EVENT_KIND_ACCEPT, policy: SAMPLE_POLICY })) as J;
+
+  it('names the policy in rule.* and keeps origin and mode under doorwatch.policy', () => {
+    assertBase(o);
+    assert.deepEqual(o.rule, { name: 'shop/web-audit', ruleset: 'resource' });
+    assert.deepEqual(o.doorwatch.policy, { origin: 'resource', name: 'shop/web-audit', mode: 'events' });
+    assert.equal(o.doorwatch.kind, 'accept');
+  });
+
+  it('is otherwise the accept it was', () => {
+    assert.equal(o.event.dataset, 'doorwatch.accept');
+    assert.deepEqual(o.event.type, ['connection', 'start']);
+    assert.deepEqual(o.source, { address: '10.0.0.9', ip: '10.0.0.9', port: 51544 });
+    assert.ok(o.network.community_id);
+    assert.equal(o.event.start, undefined);
+  });
+
+  it('has no ruleset without an origin, and no rule.name without a name', () => {
+    const m = eventToEcs(
+      sampleEvent({ policy: { origin: PolicyOrigin.POLICY_ORIGIN_UNSPECIFIED, mode: AuditMode.AUDIT_MODE_EVENTS } }),
+    ) as J;
+    assert.equal(m.rule, undefined);
+    assert.deepEqual(m.doorwatch.policy, { origin: 'unspecified', mode: 'events' });
+    assertBase(m);
+  });
+});
+
+describe('ECS: summary record (rate limit)', () => {
+  const o = eventToEcs(sampleSummary()) as J;
+
+  it('is an event of its own dataset, spanning first to last accept', () => {
+    assertBase(o);
+    assert.deepEqual(o.event, {
+      kind: 'event',
+      category: ['network'],
+      type: ['connection', 'start'],
+      action: 'accept4',
+      outcome: 'success',
+      id: 'boot-1/inst-1/42',
+      dataset: 'doorwatch.summary',
+      module: 'doorwatch',
+      sequence: 42,
+      severity: 1,
+      start: '2024-05-01T12:00:00.123456789Z',
+      end: '2024-05-01T12:00:09.999456789Z',
+      duration: 9_876_000_000,
+      reason: 'rate_limit',
+    });
+    assert.equal(o['@timestamp'], '2024-05-01T12:00:00.123456789Z');
+  });
+
+  it('counts under doorwatch.summary', () => {
+    assert.equal(o.doorwatch.kind, 'summary');
+    assert.deepEqual(o.doorwatch.summary, {
+      reason: 'rate_limit',
+      count: 57,
+      failed_count: 0,
+      first_time_unix_nano: '1714564800123456789',
+      last_time_unix_nano: '1714564809999456789',
+      interval_start_unix_nano: '1714564800000000000',
+      interval_end_unix_nano: '1714564810000000000',
+      local_port: 443,
+      peer_ip: '10.0.0.9',
+      peers_folded: false,
+      sample_peer: { ip: '10.0.0.9', port: 51544 },
+    });
+    assert.deepEqual(o.rule, { name: 'shop/web-audit', ruleset: 'resource' });
+  });
+
+  it('has the key as source (no port) and no Community ID', () => {
+    assert.deepEqual(o.source, { address: '10.0.0.9', ip: '10.0.0.9' });
+    assert.deepEqual(o.destination, { address: '10.0.0.5', ip: '10.0.0.5', port: 443 });
+    assert.equal(o.network.community_id, undefined);
+    assert.deepEqual(o.related.ip, ['10.0.0.9', '10.0.0.5']);
+    assert.equal(o.error, undefined);
+  });
+
+  it('says how many, from whom and why', () => {
+    assert.match(
+      o.message,
+      /: 57 accepts from 10\.0\.0\.9 on port 443 via accept4 over 9\.876s, summarised \(rate limit exceeded/,
+    );
+  });
+});
+
+describe('ECS: summary record of failed accepts (summary mode)', () => {
+  const o = eventToEcs(
+    sampleSummary({
+      ret: -24,
+      success: false,
+      error: 'EMFILE',
+      socket: { resolved: false, family: AddressFamily.ADDRESS_FAMILY_UNSPECIFIED, local: {}, peer: {} },
+      policy: { mode: AuditMode.AUDIT_MODE_SUMMARY },
+      summary: { reason: SummaryReason.SUMMARY_REASON_MODE, count: 4n, failedCount: 4n, peerIp: '' },
+    }),
+  ) as J;
+
+  it('is a failed connection with the first errno', () => {
+    assertBase(o);
+    assert.deepEqual(o.event.type, ['connection']);
+    assert.equal(o.event.outcome, 'failure');
+    assert.equal(o.event.severity, 2);
+    assert.equal(o.event.reason, 'mode');
+    assert.deepEqual(o.error, {
+      code: 'EMFILE',
+      message: '4 of 4 accepts failed (first seen: accept4() failed: EMFILE (errno 24))',
+    });
+    assert.equal(o.source, undefined);
+    assert.equal(o.doorwatch.summary.failed_count, 4);
+    assert.equal(o.doorwatch.policy.mode, 'summary');
+  });
+});
+
+describe('ECS: summary record with folded peers, some accepts failed', () => {
+  const o = eventToEcs(sampleSummary({ summary: { count: 1000n, failedCount: 3n, peerIp: '', peersFolded: true } })) as J;
+
+  it('has no single outcome, says how many failed, and names no peer', () => {
+    assertBase(o);
+    assert.equal(o.event.outcome, undefined);
+    assert.deepEqual(o.event.type, ['connection', 'start']);
+    assert.equal(o.event.severity, 2);
+    assert.deepEqual(o.error, { message: '3 of 1000 accepts failed' });
+    assert.equal(o.source, undefined);
+    assert.deepEqual(o.related.ip, ['10.0.0.5']);
+    assert.equal(o.doorwatch.summary.peers_folded, true);
   });
 });
 

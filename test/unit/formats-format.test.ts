@@ -1,21 +1,33 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { eventToEcs, lossToEcs } from '../../src/formats/ecs.js';
-import { formatRecord, lossToJson, recordId, recordTimeNs } from '../../src/formats/format.js';
+import { formatLine, formatRecord, lossToJson, recordId, recordTimeNs } from '../../src/formats/format.js';
 import { eventToJson } from '../../src/formats/native-json.js';
 import { eventToOcsf, lossToOcsf } from '../../src/formats/ocsf.js';
 import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
-import { AcceptEvent, AddressFamily, EnrichmentStatus, Source } from '../../src/gen/doorwatch/v1/event.js';
+import {
+  AcceptEvent,
+  AddressFamily,
+  AuditMode,
+  EnrichmentStatus,
+  EventKind,
+  PolicyOrigin,
+  Source,
+  SummaryReason,
+} from '../../src/gen/doorwatch/v1/event.js';
 import type { FormatName, SinkRecord } from '../../src/sinks/sink.js';
+import { SAMPLE_POLICY, sampleEvent, sampleSummary } from '../helpers/sample-events.js';
 
 const FORMATS: FormatName[] = ['native', 'ocsf', 'ecs'];
 const T = 1714564800123456789n;
 
 /**
  * Every field of the proto set to a distinctive, non-default value (inet side;
- * `everythingUnix` covers the AF_UNIX-only fields). Not a realistic event: it
- * exists so that a field added to the proto, or dropped by a mapping, fails
- * the coverage tests below.
+ * `everythingUnix` covers the AF_UNIX-only fields and a summary whose peers
+ * were folded). Not a realistic event — a summary record whose sample failed,
+ * with a summary key that differs from the sample's socket: it exists so that
+ * a field added to the proto, or dropped by a mapping, fails the coverage
+ * tests below, so every value is one no other field has.
  */
 const everything = AcceptEvent.fromPartial({
   eventId: 'boot-9/inst-9/777',
@@ -84,6 +96,20 @@ const everything = AcceptEvent.fromPartial({
     cgroupFromProc: true,
     waitedMs: 61,
   },
+  kind: EventKind.EVENT_KIND_SUMMARY,
+  summary: {
+    reason: SummaryReason.SUMMARY_REASON_RATE_LIMIT,
+    count: 9101n,
+    failedCount: 91n,
+    firstTimeUnixNano: T + 1001n,
+    lastTimeUnixNano: T + 2_000_002_002n,
+    intervalStartUnixNano: T - 3003n,
+    intervalEndUnixNano: T + 4_000_004_004n,
+    localPort: 8444,
+    peerIp: '2001:db8::d4',
+    peersFolded: false,
+  },
+  policy: { origin: PolicyOrigin.POLICY_ORIGIN_RESOURCE, name: 'cov-ns/cov-policy', mode: AuditMode.AUDIT_MODE_EVENTS },
 });
 
 const everythingUnix = AcceptEvent.fromPartial({
@@ -98,6 +124,7 @@ const everythingUnix = AcceptEvent.fromPartial({
     peerPid: 71,
     resolved: true,
   },
+  summary: { ...everything.summary!, localPort: 0, peerIp: '', peersFolded: true },
 });
 
 /** Leaves of a JSON value as [path, value]; an empty array or map is a leaf of its own. */
@@ -113,12 +140,11 @@ function leaves(v: unknown, path = ''): [string, unknown][] {
 const isDefault = (v: unknown) =>
   v === null || v === '' || v === 0 || v === '0' || v === false || (typeof v === 'object' && Object.keys(v).length === 0);
 
-/** Native enum names as the OCSF/ECS forms spell them. */
+/** Native enum names as the OCSF/ECS forms spell them: the value's own name, lowercase (SUMMARY_REASON_RATE_LIMIT -> rate_limit). */
 function expected(v: unknown): string {
   const s = String(v);
-  const m = /^(?:SOURCE|ADDRESS_FAMILY|ENRICHMENT_STATUS)_(.+)$/.exec(s);
-  if (!m) return s;
-  return { ACCEPT4: 'accept4', INET6: 'inet6', UNIX: 'unix', PARTIAL: 'partial' }[m[1]!] ?? s;
+  const m = /^(?:SOURCE|ADDRESS_FAMILY|ENRICHMENT_STATUS|EVENT_KIND|SUMMARY_REASON|POLICY_ORIGIN|AUDIT_MODE)_(.+)$/.exec(s);
+  return m ? m[1]!.toLowerCase() : s;
 }
 
 /** Every string and number in a formatted record, label pairs ("k=v", "k:v") split too. */
@@ -218,6 +244,9 @@ describe('formatRecord', () => {
       { kind: 'event', event: everything },
       { kind: 'event', event: everythingUnix },
       { kind: 'event', event: AcceptEvent.fromPartial({}) },
+      { kind: 'event', event: sampleEvent({ kind: EventKind.EVENT_KIND_ACCEPT, policy: SAMPLE_POLICY }) },
+      { kind: 'event', event: sampleSummary() },
+      { kind: 'event', event: AcceptEvent.fromPartial({ kind: EventKind.EVENT_KIND_SUMMARY }) },
       { kind: 'loss', loss },
       { kind: 'loss', loss: kernelLoss },
       { kind: 'loss', loss: LossRecord.fromPartial({}) },
@@ -297,6 +326,22 @@ describe('recordId', () => {
 
   it('survives a loss record without an agent', () => {
     assert.match(id(LossRecord.fromPartial({ reason: 'seq gap' })), /^-\/-\/loss\/0-0\/[0-9a-f]{16}$/);
+  });
+});
+
+describe('summary records', () => {
+  it('keep their event id as the record id and the sample’s time as the record time', () => {
+    const rec: SinkRecord = { kind: 'event', event: sampleSummary() };
+    assert.equal(recordId(rec), 'boot-1/inst-1/42');
+    assert.equal(recordTimeNs(rec), rec.event.timeUnixNano);
+  });
+
+  it('say they are summaries in every format', () => {
+    const rec: SinkRecord = { kind: 'event', event: sampleSummary() };
+    assert.equal(formatRecord(rec, 'native').kind, 'EVENT_KIND_SUMMARY');
+    assert.equal((formatRecord(rec, 'ocsf').metadata as { log_name: string }).log_name, 'doorwatch.summary');
+    assert.equal((formatRecord(rec, 'ecs').event as { dataset: string }).dataset, 'doorwatch.summary');
+    assert.equal(formatLine(rec, 'native'), JSON.stringify(formatRecord(rec, 'native')));
   });
 });
 

@@ -3,8 +3,17 @@ import { describe, it } from 'node:test';
 import { recordId } from '../../src/formats/format.js';
 import { communityId, eventToOcsf, isoNanos, lossToOcsf, OCSF_VERSION } from '../../src/formats/ocsf.js';
 import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
-import { AcceptEvent, AddressFamily, EnrichmentStatus, Source } from '../../src/gen/doorwatch/v1/event.js';
-import { sampleEvent } from '../helpers/sample-events.js';
+import {
+  AcceptEvent,
+  AddressFamily,
+  AuditMode,
+  EnrichmentStatus,
+  EventKind,
+  PolicyOrigin,
+  Source,
+  SummaryReason,
+} from '../../src/gen/doorwatch/v1/event.js';
+import { SAMPLE_POLICY, sampleEvent, sampleSummary } from '../helpers/sample-events.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: formatted records are walked by path in assertions
 type J = Record<string, any>;
@@ -259,6 +268,16 @@ describe('OCSF: accepted connection (container, pod, workload, labels)', () => {
     assert.equal(o.message, 'nginx[812] in pod shop/web-7d9f-abc accepted 10.0.0.9:51544 on 10.0.0.5:443 via accept4');
   });
 
+  it('is an accept when the producer has no audit policies (kind unspecified, no policy ref)', () => {
+    assert.equal(full.kind, EventKind.EVENT_KIND_UNSPECIFIED);
+    assert.equal(o.unmapped.kind, 'accept');
+    assert.equal(o.metadata.log_name, 'doorwatch.accept');
+    for (const k of ['count', 'start_time', 'end_time', 'duration', 'policy']) assert.equal(o[k], undefined, k);
+    assert.equal(o.unmapped.summary, undefined);
+    assert.equal(o.unmapped.policy, undefined);
+    assert.deepEqual(eventToOcsf(AcceptEvent.fromPartial({ ...full, kind: EventKind.EVENT_KIND_ACCEPT })), o);
+  });
+
   it('raises severity when the caller rewrote its address buffer', () => {
     const ev = AcceptEvent.fromPartial({ ...full, userAddress: { ...full.userAddress!, port: 1, mismatch: true } });
     const m = eventToOcsf(ev) as J;
@@ -381,6 +400,173 @@ describe('OCSF: unix socket', () => {
     });
     assert.equal(o.actor.process.ptid, 2240);
     assert.equal(o.message, 'app[2231] accepted a connection on unix socket /run/app.sock from pid 77 via io_uring_accept');
+  });
+
+  it('is JSON with nothing blank', () => {
+    roundTrips(o);
+    noBlanks(o);
+  });
+});
+
+describe('OCSF: accept with an audit policy', () => {
+  const o = eventToOcsf(sampleEvent({ kind: EventKind.EVENT_KIND_ACCEPT, policy: SAMPLE_POLICY })) as J;
+
+  it('names the policy (Security Control profile) and keeps its origin and mode in unmapped', () => {
+    assertRequired(o, 4001);
+    assert.deepEqual(o.policy, { name: 'shop/web-audit' });
+    assert.deepEqual(o.metadata.profiles, ['host', 'container', 'datetime', 'security_control']);
+    assert.deepEqual(o.unmapped.policy, { origin: 'resource', name: 'shop/web-audit', mode: 'events' });
+    assert.equal(o.unmapped.kind, 'accept');
+    // Doorwatch observes; it does not claim to have allowed or denied anything.
+    assert.equal(o.action_id, undefined);
+    assert.equal(o.disposition_id, undefined);
+  });
+
+  it('is otherwise the accept it was', () => {
+    assert.equal(o.activity_id, 1);
+    assert.equal(o.count, undefined);
+    assert.equal(o.metadata.log_name, 'doorwatch.accept');
+    assert.deepEqual(o.src_endpoint, { ip: '10.0.0.9', port: 51544 });
+    assert.ok(o.connection_info.community_uid);
+  });
+
+  it('leaves policy out (and the profile) when the ref has no name, keeping what it has in unmapped', () => {
+    const m = eventToOcsf(
+      sampleEvent({ policy: { origin: PolicyOrigin.POLICY_ORIGIN_UNATTRIBUTED, mode: AuditMode.AUDIT_MODE_EVENTS } }),
+    ) as J;
+    assert.equal(m.policy, undefined);
+    assert.deepEqual(m.metadata.profiles, ['host', 'container', 'datetime']);
+    assert.deepEqual(m.unmapped.policy, { origin: 'unattributed', mode: 'events' });
+    noBlanks(m);
+  });
+
+  it('is JSON with nothing blank', () => {
+    roundTrips(o);
+    noBlanks(o);
+  });
+});
+
+describe('OCSF: summary record (rate limit)', () => {
+  const ev = sampleSummary();
+  const o = eventToOcsf(ev) as J;
+
+  it('is a Network Activity "Open" with the aggregation attributes: count, start_time, end_time', () => {
+    assertRequired(o, 4001);
+    assert.equal(o.activity_id, 1);
+    assert.equal(o.type_uid, 400101);
+    assert.equal(o.status_id, 1);
+    assert.equal(o.severity_id, 1);
+    assert.equal(o.count, 57);
+    assert.equal(o.start_time, 1714564800123);
+    assert.equal(o.end_time, 1714564809999);
+    assert.equal(o.start_time_dt, '2024-05-01T12:00:00.123456789Z');
+    assert.equal(o.end_time_dt, '2024-05-01T12:00:09.999456789Z');
+    assert.equal(o.duration, 9876);
+    assert.equal(o.time, 1714564800123);
+  });
+
+  it('is its own record type: log_name doorwatch.summary, unmapped.kind summary', () => {
+    assert.equal(o.metadata.log_name, 'doorwatch.summary');
+    assert.equal(o.metadata.uid, 'boot-1/inst-1/42');
+    assert.equal(o.metadata.event_code, 'accept4');
+    assert.equal(o.unmapped.kind, 'summary');
+  });
+
+  it('has the key as endpoints: the peer without a port, no Community ID', () => {
+    assert.deepEqual(o.src_endpoint, { ip: '10.0.0.9' });
+    assert.deepEqual(o.dst_endpoint, { ip: '10.0.0.5', port: 443, hostname: 'node-a' });
+    assert.equal(o.connection_info.community_uid, undefined);
+    assert.equal(o.connection_info.protocol_name, 'tcp');
+  });
+
+  it('keeps reason, failed count, interval and the sample’s own peer in unmapped.summary', () => {
+    assert.deepEqual(o.unmapped.summary, {
+      reason: 'rate_limit',
+      count: 57,
+      failed_count: 0,
+      first_time_unix_nano: '1714564800123456789',
+      last_time_unix_nano: '1714564809999456789',
+      interval_start_unix_nano: '1714564800000000000',
+      interval_end_unix_nano: '1714564810000000000',
+      local_port: 443,
+      peer_ip: '10.0.0.9',
+      peers_folded: false,
+      sample_peer: { ip: '10.0.0.9', port: 51544 },
+    });
+    assert.deepEqual(o.policy, { name: 'shop/web-audit' });
+    assert.deepEqual(o.unmapped.policy, { origin: 'resource', name: 'shop/web-audit', mode: 'events' });
+  });
+
+  it('says how many, from whom, over how long and why', () => {
+    assert.equal(
+      o.message,
+      'nginx[812] in pod shop/web-7d9f-abc: 57 accepts from 10.0.0.9 on port 443 via accept4 over 9.876s, ' +
+        'summarised (rate limit exceeded, policy shop/web-audit)',
+    );
+  });
+
+  it('is JSON with nothing blank', () => {
+    roundTrips(o);
+    noBlanks(o);
+  });
+});
+
+describe('OCSF: summary record of failed accepts (summary mode)', () => {
+  const ev = sampleSummary({
+    ret: -24,
+    success: false,
+    error: 'EMFILE',
+    socket: { resolved: false, family: AddressFamily.ADDRESS_FAMILY_UNSPECIFIED, local: {}, peer: {} },
+    policy: { mode: AuditMode.AUDIT_MODE_SUMMARY },
+    summary: { reason: SummaryReason.SUMMARY_REASON_MODE, count: 4n, failedCount: 4n, peerIp: '' },
+  });
+  const o = eventToOcsf(ev) as J;
+
+  it('is a "Fail" when every accept failed, with the first errno', () => {
+    assertRequired(o, 4001);
+    assert.equal(o.activity_id, 4);
+    assert.equal(o.status_id, 2);
+    assert.equal(o.status_code, 'EMFILE');
+    assert.equal(o.status_detail, '4 of 4 accepts failed (first seen: accept4() failed: EMFILE (errno 24))');
+    assert.equal(o.severity_id, 2);
+    assert.equal(o.count, 4);
+  });
+
+  it('has no peer', () => {
+    assert.equal(o.src_endpoint, undefined);
+    assert.deepEqual(o.dst_endpoint, { hostname: 'node-a' });
+    assert.equal(o.unmapped.summary.peer_ip, undefined);
+    assert.equal(o.unmapped.summary.sample_peer, undefined);
+    assert.equal(o.unmapped.summary.reason, 'mode');
+    assert.equal(
+      o.message,
+      'nginx[812] in pod shop/web-7d9f-abc: 4 accepts (4 failed) on port 443 via accept4 over 9.876s, summarised (policy mode summary, policy shop/web-audit)',
+    );
+  });
+
+  it('is JSON with nothing blank', () => {
+    roundTrips(o);
+    noBlanks(o);
+  });
+});
+
+describe('OCSF: summary record with folded peers, some accepts failed', () => {
+  const o = eventToOcsf(sampleSummary({ summary: { count: 1000n, failedCount: 3n, peerIp: '', peersFolded: true } })) as J;
+
+  it('is an "Open" with status Other (Partial) and says how many failed', () => {
+    assert.equal(o.activity_id, 1);
+    assert.equal(o.status_id, 99);
+    assert.equal(o.status, 'Partial');
+    assert.equal(o.status_code, undefined);
+    assert.equal(o.status_detail, '3 of 1000 accepts failed');
+    assert.equal(o.severity_id, 2);
+  });
+
+  it('attributes the accepts to no single peer', () => {
+    assert.equal(o.src_endpoint, undefined);
+    assert.equal(o.unmapped.summary.peers_folded, true);
+    assert.deepEqual(o.unmapped.summary.sample_peer, { ip: '10.0.0.9', port: 51544 });
+    assert.match(o.message, /: 1000 accepts \(3 failed\) from many peers \(key table full\) on port 443 /);
   });
 
   it('is JSON with nothing blank', () => {
