@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Histogram, type Metric, Registry } from 'prom-client';
 import type { CaptureStats } from '../capture/capture.js';
 import type { EnricherStats } from '../enrich/enricher.js';
 import type { KubeSourceStatus } from '../enrich/kube/source.js';
@@ -73,6 +73,9 @@ const EVENT_SLOTS = 8;
 /** RTT buckets (seconds): an ack waits for the collector's required sinks, so up to seconds. */
 export const RTT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
 /** Kernel counters that are events lost (not merely filtered), by the reason label they get. */
 const KERNEL_DROP_REASON: Record<string, string> = { RINGBUF_FULL: 'ring_buffer_full' };
 
@@ -123,34 +126,29 @@ export class AgentMetrics {
     this.#rtt.observe(ms / 1000);
   }
 
-  /** A metric whose samples are read at scrape time. Throws if the name is taken. */
+  /**
+   * A metric whose samples are read at scrape time: exactly what collect()
+   * returns, no stale label sets and no made-up 0 when there is no source.
+   * Throws if the name is taken or a name is not a valid Prometheus name.
+   */
   addCollector(spec: CollectorSpec): void {
-    const labelNames = [...(spec.labelNames ?? [])];
-    if (spec.type === 'counter') {
-      new Counter({
-        name: spec.name,
-        help: spec.help,
-        labelNames,
-        registers: [this.registry],
-        collect() {
-          const samples = spec.collect();
-          this.reset();
-          for (const x of samples ?? []) this.inc(x.labels ?? {}, Number(x.value));
-        },
-      });
-    } else {
-      new Gauge({
-        name: spec.name,
-        help: spec.help,
-        labelNames,
-        registers: [this.registry],
-        collect() {
-          const samples = spec.collect();
-          this.reset();
-          for (const x of samples ?? []) this.set(x.labels ?? {}, Number(x.value));
-        },
-      });
-    }
+    if (!METRIC_NAME.test(spec.name)) throw new Error(`invalid metric name "${spec.name}"`);
+    for (const l of spec.labelNames ?? []) if (!LABEL_NAME.test(l)) throw new Error(`invalid label name "${l}" of ${spec.name}`);
+    const metric = {
+      name: spec.name,
+      help: spec.help,
+      type: spec.type,
+      aggregator: 'sum' as const,
+      collect: undefined,
+      async get() {
+        const values = [];
+        for (const x of spec.collect() ?? []) values.push({ labels: x.labels ?? {}, value: Number(x.value) });
+        return { name: spec.name, help: spec.help, type: spec.type, aggregator: 'sum' as const, values };
+      },
+      reset() {},
+    };
+    // prom-client's registry needs only name, type and get() of a metric.
+    this.registry.registerMetric(metric as unknown as Metric);
   }
 
   /** The exposition (Prometheus text format 0.0.4). */
