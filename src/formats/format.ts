@@ -1,8 +1,11 @@
 import type { LossRecord } from '../gen/doorwatch/v1/collector.js';
+import type { AcceptSummary } from '../gen/doorwatch/v1/event.js';
 import { eventToEcs, lossToEcs } from './ecs.js';
 import { eventToJson, eventToJsonLine } from './native-json.js';
-import { eventToOcsf, lossRecordId, lossToOcsf } from './ocsf.js';
+import { eventToOcsf, kindName, lossRecordId, lossToOcsf, summaryOf } from './ocsf.js';
 import type { FormatName, SinkRecord } from './record.js';
+
+export { summaryReasonName } from './ocsf.js';
 
 /**
  * One record in the format a sink was configured with, plus the id and time
@@ -71,4 +74,18 @@ export function recordId(rec: SinkRecord): string {
 /** Wall-clock Unix nanoseconds of the record: the syscall exit, or when the collector noticed the loss. 0 = unknown. */
 export function recordTimeNs(rec: SinkRecord): bigint {
   return rec.kind === 'event' ? rec.event.timeUnixNano : rec.loss.timeUnixNano;
+}
+
+/** What a record is: `accept` (kind ACCEPT or, from producers without audit policies, UNSPECIFIED), `summary` or `loss`. */
+export function recordKind(rec: SinkRecord): 'accept' | 'summary' | 'loss' {
+  return rec.kind === 'loss' ? 'loss' : (kindName(rec.event.kind) as 'accept' | 'summary');
+}
+
+/**
+ * The summary block of a summary record (kind EVENT_KIND_SUMMARY), for sinks
+ * that mark summaries in their own envelope (syslog MSGID); undefined for
+ * accepts and loss records.
+ */
+export function recordSummary(rec: SinkRecord): AcceptSummary | undefined {
+  return rec.kind === 'event' ? summaryOf(rec.event) : undefined;
 }

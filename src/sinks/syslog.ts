@@ -4,7 +4,14 @@ import tls from 'node:tls';
 import { z } from 'zod';
 import { ConfigError, zodProblems } from '../config/errors.js';
 import { parseDuration, UnitError } from '../config/units.js';
-import { formatLine, recordId, recordTimeNs } from '../formats/format.js';
+import {
+  formatLine,
+  recordId,
+  recordKind,
+  recordSummary,
+  recordTimeNs,
+  summaryReasonName,
+} from '../formats/format.js';
 import type { Logger } from '../log/logger.js';
 import type { FormatName, Sink, SinkDeps, SinkFactory, SinkRecord } from './sink.js';
 
@@ -65,10 +72,20 @@ export interface SyslogFrameOptions {
   bom: boolean;
 }
 
-/** info for a successful accept, warning for a failed one, err for a loss record (a gap in the audit trail). */
+/**
+ * info for a successful accept, warning for a failed one (a summary: when any
+ * accept it folds failed), err for a loss record (a gap in the audit trail).
+ */
 export function severityOf(rec: SinkRecord): number {
   if (rec.kind === 'loss') return SEVERITY.err;
+  const summary = recordSummary(rec);
+  if (summary) return summary.failedCount > 0n ? SEVERITY.warning : SEVERITY.info;
   return rec.event.success ? SEVERITY.info : SEVERITY.warning;
+}
+
+/** MSGID: what the record is (RFC 5424 §6.2.7), so receivers can route on it without parsing MSG. */
+export function msgIdOf(rec: SinkRecord): string {
+  return recordKind(rec).toUpperCase();
 }
 
 /** PRI = facility * 8 + severity (RFC 5424 §6.2.1). */
@@ -112,6 +129,20 @@ function sdParams(rec: SinkRecord): [string, string | undefined][] {
     ];
   }
   const e = rec.event;
+  const summary = recordSummary(rec);
+  if (summary) {
+    // `src` names one connection: a summary says its key's peer address instead (none when peers were folded).
+    return [
+      ['id', recordId(rec)],
+      ['ns', e.pod?.namespace || undefined],
+      ['pod', e.pod?.name || undefined],
+      ['peer', summary.peerIp || undefined],
+      ['dst', endpoint(e.socket?.local)],
+      ['count', summary.count.toString()],
+      ['failed', summary.failedCount.toString()],
+      ['reason', summaryReasonName(summary.reason)],
+    ];
+  }
   return [
     ['id', recordId(rec)],
     ['ns', e.pod?.namespace || undefined],
@@ -136,7 +167,7 @@ export function buildSyslogMessage(rec: SinkRecord, opts: SyslogFrameOptions): s
     headerField(host, 255),
     headerField(opts.appName, 48),
     pid,
-    isEvent ? 'ACCEPT' : 'LOSS',
+    msgIdOf(rec),
     `[${SD_ID}${sd}]`,
   ].join(' ');
   return `${header} ${opts.bom ? '\uFEFF' : ''}${formatLine(rec, opts.format)}`;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatRecord, recordId } from '../../src/formats/format.js';
 import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
-import { AcceptEvent, AddressFamily } from '../../src/gen/doorwatch/v1/event.js';
+import { AcceptEvent, AddressFamily, EventKind, SummaryReason } from '../../src/gen/doorwatch/v1/event.js';
 import type { SinkRecord } from '../../src/sinks/sink.js';
 import {
   buildSyslogFrame,
@@ -16,6 +16,7 @@ import {
 } from '../../src/sinks/syslog.js';
 import { configProblems } from '../helpers/config-problems.js';
 import { parseRfc5424 } from '../helpers/rsyslog.js';
+import { SAMPLE_POLICY, sampleSummary } from '../helpers/sample-events.js';
 
 const T = 1_700_000_000_123_456_789n; // 2023-11-14T22:13:20.123456789Z
 
@@ -131,6 +132,49 @@ describe('buildSyslogFrame', () => {
     const sd = parseRfc5424(buildSyslogMessage(rec, opts)).sd['doorwatch@32473']!;
     assert.equal(sd.src, '[fe80::1]:9');
     assert.equal(sd.dst, '[::1]:80');
+  });
+
+  it('builds a SUMMARY message for a summary record: the key’s peer, counts and reason instead of src', () => {
+    const rec: SinkRecord = { kind: 'event', event: sampleSummary() };
+    const m = parseRfc5424(buildSyslogMessage(rec, opts));
+    assert.equal(m.msgId, 'SUMMARY');
+    assert.equal(m.pri, 16 * 8 + 6);
+    assert.equal(m.procId, '812');
+    assert.equal(m.timestamp, '2024-05-01T12:00:00.123456Z');
+    assert.deepEqual(m.sd['doorwatch@32473'], {
+      id: 'boot-1/inst-1/42',
+      ns: 'shop',
+      pod: 'web-7d9f-abc',
+      peer: '10.0.0.9',
+      dst: '10.0.0.5:443',
+      count: '57',
+      failed: '0',
+      reason: 'rate_limit',
+    });
+    assert.equal(m.msg, JSON.stringify(formatRecord(rec, 'native')));
+  });
+
+  it('raises a summary to warning when any accept in it failed, and names no peer when peers were folded', () => {
+    const rec: SinkRecord = {
+      kind: 'event',
+      event: sampleSummary({
+        summary: { reason: SummaryReason.SUMMARY_REASON_MODE, count: 9n, failedCount: 2n, peerIp: '', peersFolded: true },
+      }),
+    };
+    assert.equal(severityOf(rec), 4);
+    const sd = parseRfc5424(buildSyslogMessage(rec, opts)).sd['doorwatch@32473']!;
+    assert.equal(sd.peer, undefined);
+    assert.equal(sd.src, undefined);
+    assert.equal(sd.count, '9');
+    assert.equal(sd.failed, '2');
+    assert.equal(sd.reason, 'mode');
+  });
+
+  it('keeps ACCEPT for accepts with a policy ref or an explicit kind', () => {
+    const rec = event({ kind: EventKind.EVENT_KIND_ACCEPT, policy: SAMPLE_POLICY });
+    const m = parseRfc5424(buildSyslogMessage(rec, opts));
+    assert.equal(m.msgId, 'ACCEPT');
+    assert.equal(m.sd['doorwatch@32473']!.src, '10.0.0.9:51234');
   });
 
   it('builds a LOSS message at err from a loss record', () => {
