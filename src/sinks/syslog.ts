@@ -4,14 +4,7 @@ import tls from 'node:tls';
 import { z } from 'zod';
 import { ConfigError, zodProblems } from '../config/errors.js';
 import { parseDuration, UnitError } from '../config/units.js';
-import {
-  formatLine,
-  recordId,
-  recordKind,
-  recordSummary,
-  recordTimeNs,
-  summaryReasonName,
-} from '../formats/format.js';
+import { formatLine, recordId, recordKind, recordSummary, recordTimeNs, summaryReasonName } from '../formats/format.js';
 import type { Logger } from '../log/logger.js';
 import type { FormatName, Sink, SinkDeps, SinkFactory, SinkRecord } from './sink.js';
 
