@@ -16,10 +16,17 @@
  * - Bookmarks only for watchers that asked with `allowWatchBookmarks=true`; `timeoutSeconds` ends the
  *   stream cleanly.
  * - Unset/"0" watch RV: synthetic ADDED events for the current state, then the stream.
+ * - The AcceptAuditPolicy custom resource (helm/doorwatch/crds), as the real server serves a CRD with a
+ *   status subresource: list/watch of `/apis/doorwatch.io/v1alpha1/acceptauditpolicies` (all namespaces,
+ *   same RV/bookmark/410 rules), `metadata.generation` bumped by spec changes only, status ignored on
+ *   create/update, and `PATCH …/namespaces/{ns}/acceptauditpolicies/{name}/status` with a JSON merge patch
+ *   (status only; `metadata.resourceVersion` in the patch is a precondition, 409 Conflict when stale; a
+ *   no-op patch writes nothing). Every 404 while the CRD is "not installed" (`setPolicyCrdInstalled`).
  *
  * Test controls: object mutations, `sendBookmark()`, `closeWatches()` (clean end), `dropConnections()`
  * (connection reset), `stop()`/`start()` (API server down, then back on the same port),
- * `setUnavailable()`, `forbid()`, and request counters so tests can assert on the client's traffic.
+ * `setUnavailable()`, `forbid()`, and request counters so tests can assert on the client's traffic
+ * (`policyCounters` and `policyPatches` for the custom resource).
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -29,16 +36,33 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { V1Namespace, V1OwnerReference, V1Pod } from '@kubernetes/client-node';
+import { isDeepStrictEqual } from 'node:util';
+import type { V1Namespace, V1ObjectMeta, V1OwnerReference, V1Pod } from '@kubernetes/client-node';
 
 export type Resource = 'pods' | 'namespaces';
+/** The custom resource (doorwatch.io/v1alpha1), counted apart so the core counters keep their shape. */
+export const POLICIES = 'acceptauditpolicies';
+export type ServedResource = Resource | typeof POLICIES;
 type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
+
+/** An AcceptAuditPolicy as stored and sent: plain JSON. */
+export interface PolicyObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: V1ObjectMeta;
+  spec?: unknown;
+  status?: { observedGeneration?: number; conditions?: Record<string, unknown>[]; [k: string]: unknown };
+}
 // Stored objects are plain JSON, exactly what goes on the wire.
-type KObject = V1Pod | V1Namespace;
+type KObject = V1Pod | V1Namespace | PolicyObject;
+
+const POLICY_GROUP_VERSION = 'doorwatch.io/v1alpha1';
+const POLICY_PATH = `/apis/${POLICY_GROUP_VERSION}/${POLICIES}`;
+const POLICY_STATUS_PATH = /^\/apis\/doorwatch\.io\/v1alpha1\/namespaces\/([^/]+)\/acceptauditpolicies\/([^/]+)\/status$/;
 
 interface HistoryEntry {
   rv: number;
-  resource: Resource;
+  resource: ServedResource;
   type: EventType;
   object: KObject;
   /** The object before a MODIFIED, so selector transitions can be computed per watcher. */
@@ -46,7 +70,7 @@ interface HistoryEntry {
 }
 
 interface Watcher {
-  resource: Resource;
+  resource: ServedResource;
   selector: FieldRequirement[];
   bookmarks: boolean;
   res: ServerResponse;
@@ -61,7 +85,7 @@ interface FieldRequirement {
 }
 
 export interface RequestRecord {
-  resource?: Resource;
+  resource?: ServedResource;
   watch: boolean;
   path: string;
   query: Record<string, string>;
@@ -83,13 +107,33 @@ export interface RequestCounters {
   unavailable: number;
 }
 
-const KIND: Record<Resource, { kind: string; list: string }> = {
-  pods: { kind: 'Pod', list: 'PodList' },
-  namespaces: { kind: 'Namespace', list: 'NamespaceList' },
+/** The custom resource's traffic (whatever the outcome). */
+export interface PolicyCounters {
+  lists: number;
+  watches: number;
+  /** PATCH requests on the status subresource. */
+  statusPatches: number;
+}
+
+/** One PATCH of a policy's status, as received. */
+export interface PolicyPatchRecord {
+  namespace: string;
+  name: string;
+  contentType: string;
+  /** The parsed JSON body (the raw text when it did not parse). */
+  body: unknown;
+  /** The HTTP status answered. */
+  status: number;
+}
+
+const KIND: Record<ServedResource, { kind: string; list: string; apiVersion: string }> = {
+  pods: { kind: 'Pod', list: 'PodList', apiVersion: 'v1' },
+  namespaces: { kind: 'Namespace', list: 'NamespaceList', apiVersion: 'v1' },
+  [POLICIES]: { kind: 'AcceptAuditPolicy', list: 'AcceptAuditPolicyList', apiVersion: POLICY_GROUP_VERSION },
 };
 
 // Field labels the real server accepts for these resources (a subset, enough to reject typos).
-const FIELDS: Record<Resource, Record<string, (o: KObject) => string>> = {
+const FIELDS: Record<ServedResource, Record<string, (o: KObject) => string>> = {
   pods: {
     'metadata.name': (o) => o.metadata?.name ?? '',
     'metadata.namespace': (o) => o.metadata?.namespace ?? '',
@@ -101,6 +145,11 @@ const FIELDS: Record<Resource, Record<string, (o: KObject) => string>> = {
   namespaces: {
     'metadata.name': (o) => o.metadata?.name ?? '',
     'status.phase': (o) => (o as V1Namespace).status?.phase ?? '',
+  },
+  // What every custom resource supports.
+  [POLICIES]: {
+    'metadata.name': (o) => o.metadata?.name ?? '',
+    'metadata.namespace': (o) => o.metadata?.namespace ?? '',
   },
 };
 
@@ -148,6 +197,19 @@ function makePki(): Pki {
   return pki;
 }
 
+interface Refusal {
+  code: number;
+  reason: string;
+  message: string;
+}
+const NOT_FOUND: Refusal = { code: 404, reason: 'NotFound', message: 'the server could not find the requested resource' };
+
+const ROUTES = new Map<string, ServedResource>([
+  ['/api/v1/pods', 'pods'],
+  ['/api/v1/namespaces', 'namespaces'],
+  [POLICY_PATH, POLICIES],
+]);
+
 function status(code: number, reason: string, message: string): object {
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
 }
@@ -172,6 +234,9 @@ export class KubeApiServer {
     forbidden: 0,
     unavailable: 0,
   };
+  readonly policyCounters: PolicyCounters = { lists: 0, watches: 0, statusPatches: 0 };
+  /** Every PATCH of a policy status, in order. */
+  readonly policyPatches: PolicyPatchRecord[] = [];
   /** Every request, in order. */
   readonly requests: RequestRecord[] = [];
 
@@ -184,9 +249,10 @@ export class KubeApiServer {
   /** Watches from an RV below this get 410 Gone. */
   #floor = 0;
   #history: HistoryEntry[] = [];
-  #objects: Record<Resource, Map<string, KObject>> = { pods: new Map(), namespaces: new Map() };
+  #objects: Record<ServedResource, Map<string, KObject>> = { pods: new Map(), namespaces: new Map(), [POLICIES]: new Map() };
   #unavailable = false;
-  #forbidden = new Set<Resource>();
+  #forbidden = new Set<ServedResource | 'acceptauditpolicies/status'>();
+  #policyCrd = true;
 
   private constructor(opts: KubeApiServerOptions) {
     const p = makePki();
@@ -299,7 +365,11 @@ export class KubeApiServer {
       if (!w.bookmarks) continue;
       this.#write(w, {
         type: 'BOOKMARK',
-        object: { kind: KIND[w.resource].kind, apiVersion: 'v1', metadata: { resourceVersion: String(this.#rv) } },
+        object: {
+          kind: KIND[w.resource].kind,
+          apiVersion: KIND[w.resource].apiVersion,
+          metadata: { resourceVersion: String(this.#rv) },
+        },
       });
     }
   }
@@ -336,17 +406,84 @@ export class KubeApiServer {
     this.#unavailable = on;
   }
 
-  /** RBAC: list and watch of `resource` get 403 Forbidden until allowed again. */
-  forbid(resource: Resource, forbidden = true): void {
+  /**
+   * RBAC: list and watch of `resource` get 403 Forbidden until allowed again
+   * (`acceptauditpolicies/status`: the status PATCH).
+   */
+  forbid(resource: ServedResource | 'acceptauditpolicies/status', forbidden = true): void {
     if (forbidden) this.#forbidden.add(resource);
     else this.#forbidden.delete(resource);
   }
 
   /** Open watch streams per resource. */
-  openWatches(resource?: Resource): number {
+  openWatches(resource?: ServedResource): number {
     let n = 0;
     for (const w of this.#watchers) if (!resource || w.resource === resource) n++;
     return n;
+  }
+
+  // ---- AcceptAuditPolicy (custom resource) ----------------------------------------------------------------
+
+  /**
+   * Creates or replaces (by namespace/name) a policy, as `kubectl apply` would through a CRD with a status
+   * subresource: the input's status is ignored (kept from the stored object), generation starts at 1 and
+   * is bumped only when the spec changes. Throws while the CRD is not installed.
+   */
+  upsertPolicy(input: PolicyObject): PolicyObject {
+    if (!this.#policyCrd) throw new Error('the AcceptAuditPolicy CRD is not installed (setPolicyCrdInstalled)');
+    const obj = structuredClone(input);
+    obj.apiVersion ??= POLICY_GROUP_VERSION;
+    obj.kind ??= KIND[POLICIES].kind;
+    obj.metadata ??= {};
+    obj.metadata.namespace ??= 'default';
+    const previous = this.#objects[POLICIES].get(this.#key(POLICIES, obj)) as PolicyObject | undefined;
+    delete obj.status;
+    if (!previous) {
+      obj.metadata.generation = 1;
+      return this.#add(POLICIES, obj) as PolicyObject;
+    }
+    const specChanged = !isDeepStrictEqual(previous.spec, obj.spec);
+    obj.metadata.generation = (previous.metadata?.generation ?? 1) + (specChanged ? 1 : 0);
+    if (previous.status !== undefined) obj.status = structuredClone(previous.status);
+    return this.#update(POLICIES, obj) as PolicyObject;
+  }
+
+  deletePolicy(namespace: string, name: string): void {
+    this.#delete(POLICIES, `${namespace}/${name}`);
+  }
+
+  getPolicy(namespace: string, name: string): PolicyObject | undefined {
+    const p = this.#objects[POLICIES].get(`${namespace}/${name}`);
+    return p ? (structuredClone(p) as PolicyObject) : undefined;
+  }
+
+  /**
+   * Installs or removes the CRD. Removing it does what the real server does: every policy is deleted
+   * (DELETED to watchers), the policy watches end, and from then on every policy request is 404.
+   */
+  setPolicyCrdInstalled(installed: boolean): void {
+    if (installed === this.#policyCrd) return;
+    if (!installed) {
+      for (const key of [...this.#objects[POLICIES].keys()]) this.#delete(POLICIES, key);
+      for (const w of [...this.#watchers]) if (w.resource === POLICIES) this.#endWatch(w);
+    }
+    this.#policyCrd = installed;
+  }
+
+  /**
+   * Applies a JSON merge patch to a policy's status, as `PATCH …/status` does (see the HTTP handler):
+   * only `status` changes, the RV moves and watchers get MODIFIED — unless nothing changed.
+   */
+  patchPolicyStatus(namespace: string, name: string, patch: unknown): PolicyObject {
+    const key = `${namespace}/${name}`;
+    const cur = this.#objects[POLICIES].get(key) as PolicyObject | undefined;
+    if (!cur) throw new Error(`${POLICIES} ${key} not found`);
+    const merged = mergePatch(structuredClone(cur), patch) as PolicyObject;
+    if (isDeepStrictEqual(merged.status, cur.status)) return structuredClone(cur);
+    const next = structuredClone(cur);
+    if (merged.status === undefined) delete next.status;
+    else next.status = merged.status;
+    return this.#update(POLICIES, next) as PolicyObject;
   }
 
   /**
@@ -398,17 +535,17 @@ export class KubeApiServer {
 
   // ---- object store -------------------------------------------------------------------------------------
 
-  #key(resource: Resource, o: KObject): string {
+  #key(resource: ServedResource, o: KObject): string {
     const m = o.metadata ?? {};
     if (!m.name) throw new Error(`${resource}: metadata.name is required`);
-    if (resource === 'pods') {
-      if (!m.namespace) throw new Error('pods: metadata.namespace is required');
+    if (resource === 'pods' || resource === POLICIES) {
+      if (!m.namespace) throw new Error(`${resource}: metadata.namespace is required`);
       return `${m.namespace}/${m.name}`;
     }
     return m.name;
   }
 
-  #add(resource: Resource, input: KObject): KObject {
+  #add(resource: ServedResource, input: KObject): KObject {
     const obj = structuredClone(input);
     const key = this.#key(resource, obj);
     if (this.#objects[resource].has(key)) throw new Error(`${resource} ${key} already exists`);
@@ -420,7 +557,7 @@ export class KubeApiServer {
     return structuredClone(obj);
   }
 
-  #update(resource: Resource, input: KObject): KObject {
+  #update(resource: ServedResource, input: KObject): KObject {
     const obj = structuredClone(input);
     const key = this.#key(resource, obj);
     const previous = this.#objects[resource].get(key);
@@ -433,7 +570,7 @@ export class KubeApiServer {
     return structuredClone(obj);
   }
 
-  #delete(resource: Resource, key: string): void {
+  #delete(resource: ServedResource, key: string): void {
     const cur = this.#objects[resource].get(key);
     if (!cur) throw new Error(`${resource} ${key} not found`);
     this.#objects[resource].delete(key);
@@ -478,9 +615,12 @@ export class KubeApiServer {
   #handle(req: IncomingMessage, res: ServerResponse): void {
     this.counters.requests++;
     const url = new URL(req.url ?? '/', 'https://stand-in');
-    const resource = ({ '/api/v1/pods': 'pods', '/api/v1/namespaces': 'namespaces' } as const)[url.pathname];
+    const resource = ROUTES.get(url.pathname);
+    const statusTarget = POLICY_STATUS_PATH.exec(url.pathname);
     const watch = url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1';
-    if (resource) this.counters[watch ? 'watches' : 'lists'][resource]++;
+    if (resource === POLICIES) this.policyCounters[watch ? 'watches' : 'lists']++;
+    else if (resource) this.counters[watch ? 'watches' : 'lists'][resource]++;
+    else if (statusTarget && req.method === 'PATCH') this.policyCounters.statusPatches++;
     const record: RequestRecord = {
       watch,
       path: url.pathname,
@@ -489,6 +629,7 @@ export class KubeApiServer {
       at: performance.now(),
     };
     if (resource) record.resource = resource;
+    else if (statusTarget) record.resource = POLICIES;
     this.requests.push(record);
     res.once('finish', () => {
       record.status = res.statusCode;
@@ -497,6 +638,10 @@ export class KubeApiServer {
       record.status ||= res.statusCode;
     });
 
+    if (statusTarget) {
+      this.#handleStatusPatch(req, res, decodeURIComponent(statusTarget[1]!), decodeURIComponent(statusTarget[2]!));
+      return;
+    }
     const refusal = this.#refusal(req, resource, watch, url.searchParams);
     if (refusal) {
       send(res, refusal.code, status(refusal.code, refusal.reason, refusal.message));
@@ -507,13 +652,8 @@ export class KubeApiServer {
     else this.#serveList(res, resource!, selector);
   }
 
-  /** Why a request is turned away, in the real server's order: availability, authn, routing, authz, validation. */
-  #refusal(
-    req: IncomingMessage,
-    resource: Resource | undefined,
-    watch: boolean,
-    q: URLSearchParams,
-  ): { code: number; reason: string; message: string } | undefined {
+  /** Availability and authentication: the first two refusals of every request. */
+  #gate(req: IncomingMessage): Refusal | undefined {
     if (this.#unavailable) {
       this.counters.unavailable++;
       return { code: 503, reason: 'ServiceUnavailable', message: 'the server is currently unable to handle the request' };
@@ -522,15 +662,23 @@ export class KubeApiServer {
       this.counters.unauthorized++;
       return { code: 401, reason: 'Unauthorized', message: 'Unauthorized' };
     }
-    if (!resource) return { code: 404, reason: 'NotFound', message: 'the server could not find the requested resource' };
+    return undefined;
+  }
+
+  /** Why a request is turned away, in the real server's order: availability, authn, routing, authz, validation. */
+  #refusal(req: IncomingMessage, resource: ServedResource | undefined, watch: boolean, q: URLSearchParams): Refusal | undefined {
+    const gate = this.#gate(req);
+    if (gate) return gate;
+    if (!resource || (resource === POLICIES && !this.#policyCrd)) return NOT_FOUND;
     if (req.method !== 'GET') return { code: 405, reason: 'MethodNotAllowed', message: `${req.method} is not supported` };
     if (this.#forbidden.has(resource)) {
       this.counters.forbidden++;
       const verb = watch ? 'watch' : 'list';
+      const group = resource === POLICIES ? 'doorwatch.io' : '';
       return {
         code: 403,
         reason: 'Forbidden',
-        message: `${resource} is forbidden: User "system:serviceaccount:doorwatch:doorwatch" cannot ${verb} resource "${resource}" in API group "" at the cluster scope`,
+        message: `${group ? `${resource}.${group}` : resource} is forbidden: User "system:serviceaccount:doorwatch:doorwatch" cannot ${verb} resource "${resource}" in API group "${group}" at the cluster scope`,
       };
     }
     if (q.has('labelSelector')) {
@@ -547,21 +695,86 @@ export class KubeApiServer {
     return undefined;
   }
 
-  #serveList(res: ServerResponse, resource: Resource, selector: FieldRequirement[]): void {
+  #serveList(res: ServerResponse, resource: ServedResource, selector: FieldRequirement[]): void {
     const items = [...this.#objects[resource].values()]
       .filter((o) => matches(resource, selector, o))
-      // List items carry no kind/apiVersion on the wire; the list does.
+      // Built-in list items carry no kind/apiVersion on the wire (the list does); custom resources' do.
       .map((o) => {
+        if (resource === POLICIES) return wireObject(resource, o);
         const { kind: _k, apiVersion: _a, ...rest } = o;
         return rest;
       });
-    send(res, 200, { kind: KIND[resource].list, apiVersion: 'v1', metadata: { resourceVersion: String(this.#rv) }, items });
+    const { list: kind, apiVersion } = KIND[resource];
+    send(res, 200, { kind, apiVersion, metadata: { resourceVersion: String(this.#rv) }, items });
+  }
+
+  /**
+   * `PATCH /apis/doorwatch.io/v1alpha1/namespaces/{ns}/acceptauditpolicies/{name}/status` in the real server's
+   * order: availability, authn, routing (CRD installed), method, authz, media type, body, object, precondition.
+   * Only JSON merge patch is implemented (415 otherwise); a status subresource ignores everything but
+   * `status`, and `metadata.resourceVersion` in the patch is an optimistic-concurrency precondition.
+   */
+  #handleStatusPatch(req: IncomingMessage, res: ServerResponse, namespace: string, name: string): void {
+    const early =
+      this.#gate(req) ??
+      (this.#policyCrd ? undefined : NOT_FOUND) ??
+      (req.method === 'PATCH' ? undefined : { code: 405, reason: 'MethodNotAllowed', message: `${req.method} is not supported` });
+    if (early) {
+      send(res, early.code, status(early.code, early.reason, early.message));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      const contentType = String(req.headers['content-type'] ?? '')
+        .split(';')[0]!
+        .trim();
+      let body: unknown = text;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        // kept as text: refused below
+      }
+      const rec: PolicyPatchRecord = { namespace, name, contentType, body, status: 0 };
+      this.policyPatches.push(rec);
+      const answer = this.#applyStatusPatch(namespace, name, contentType, body);
+      rec.status = answer.code;
+      send(res, answer.code, answer.body);
+    });
+  }
+
+  #applyStatusPatch(namespace: string, name: string, contentType: string, body: unknown): { code: number; body: object } {
+    const refuse = (code: number, reason: string, message: string) => ({ code, body: status(code, reason, message) });
+    const what = `${POLICIES}.doorwatch.io "${name}"`;
+    if (this.#forbidden.has('acceptauditpolicies/status')) {
+      this.counters.forbidden++;
+      return refuse(
+        403,
+        'Forbidden',
+        `${what} is forbidden: User "system:serviceaccount:doorwatch:doorwatch" cannot patch resource "acceptauditpolicies/status" in API group "doorwatch.io" in the namespace "${namespace}"`,
+      );
+    }
+    if (contentType !== 'application/merge-patch+json') {
+      const message = `the test stand-in implements application/merge-patch+json only, got "${contentType}"`;
+      return refuse(415, 'UnsupportedMediaType', message);
+    }
+    if (body === null || typeof body !== 'object' || Array.isArray(body))
+      return refuse(400, 'BadRequest', 'a merge patch must be a JSON object');
+    const cur = this.#objects[POLICIES].get(`${namespace}/${name}`);
+    if (!cur) return refuse(404, 'NotFound', `${what} not found`);
+    const precondition = (body as PolicyObject).metadata?.resourceVersion;
+    if (precondition !== undefined && precondition !== cur.metadata?.resourceVersion) {
+      const message = `Operation cannot be fulfilled on ${what}: the object has been modified; please apply your changes to the latest version and try again`;
+      return refuse(409, 'Conflict', message);
+    }
+    return { code: 200, body: wireObject(POLICIES, this.patchPolicyStatus(namespace, name, body)) };
   }
 
   #serveWatch(
     req: IncomingMessage,
     res: ServerResponse,
-    resource: Resource,
+    resource: ServedResource,
     selector: FieldRequirement[],
     q: URLSearchParams,
   ): void {
@@ -610,11 +823,23 @@ function send(res: ServerResponse, code: number, body: object): void {
   res.end(text);
 }
 
-function wireObject(resource: Resource, o: KObject): KObject {
-  return { ...o, kind: KIND[resource].kind, apiVersion: 'v1' };
+function wireObject(resource: ServedResource, o: KObject): KObject {
+  return { ...o, kind: KIND[resource].kind, apiVersion: KIND[resource].apiVersion };
 }
 
-function parseFieldSelector(resource: Resource, selector: string): FieldRequirement[] {
+/** RFC 7386 JSON merge patch: objects merge key by key, `null` deletes, anything else (arrays too) replaces. */
+function mergePatch(target: unknown, patch: unknown): unknown {
+  const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (!isObject(patch)) return structuredClone(patch);
+  const out: Record<string, unknown> = isObject(target) ? { ...target } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
+
+function parseFieldSelector(resource: ServedResource, selector: string): FieldRequirement[] {
   const out: FieldRequirement[] = [];
   for (const part of selector.split(',')) {
     if (part.trim() === '') continue;
@@ -627,7 +852,7 @@ function parseFieldSelector(resource: Resource, selector: string): FieldRequirem
   return out;
 }
 
-function matches(resource: Resource, selector: FieldRequirement[], o: KObject): boolean {
+function matches(resource: ServedResource, selector: FieldRequirement[], o: KObject): boolean {
   return selector.every((r) => (FIELDS[resource][r.field]!(o) === r.value) === (r.op === '='));
 }
 
