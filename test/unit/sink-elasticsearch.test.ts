@@ -17,6 +17,7 @@ import {
 } from '../../src/sinks/elasticsearch.js';
 import type { SinkRecord } from '../../src/sinks/sink.js';
 import { configProblems } from '../helpers/config-problems.js';
+import { SAMPLE_TIME, sampleSummary } from '../helpers/sample-events.js';
 
 const T = 1_700_000_000_123_456_789n; // 2023-11-14T22:13:20.123Z
 const NEW_YEAR = 1_704_067_199_999_000_000n; // 2023-12-31T23:59:59.999Z
@@ -82,6 +83,14 @@ describe('bulk request', () => {
   });
   it('an empty batch is an empty body', () => {
     assert.deepEqual(bulkRequest([], opts), { body: '', targets: [] });
+  });
+  it('a summary record is a document of the events index, under its own event id and time', () => {
+    const rec: SinkRecord = { kind: 'event', event: sampleSummary() };
+    assert.equal(rec.event.timeUnixNano, SAMPLE_TIME);
+    const { body, targets } = bulkRequest([rec], opts);
+    assert.deepEqual(targets, [{ index: 'doorwatch-accept-2024.05.01', id: 'boot-1/inst-1/42' }]);
+    assert.equal(JSON.parse(body.split('\n')[1]!).event.dataset, 'doorwatch.summary');
+    assert.deepEqual(bulkRequest([rec], opts, 1n), bulkRequest([rec], opts, 2n), 'a replay is the same request');
   });
 });
 

@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatRecord } from '../../src/formats/format.js';
 import { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
-import { jsonlLine, jsonlSink, planRotation } from '../../src/sinks/jsonl.js';
+import { idOfLine, jsonlLine, jsonlSink, parseEventId, planRotation } from '../../src/sinks/jsonl.js';
 import type { SinkRecord } from '../../src/sinks/sink.js';
 import { configProblems } from '../helpers/config-problems.js';
+import { sampleSummary } from '../helpers/sample-events.js';
 
 describe('jsonlLine', () => {
   it('is the formatted record as one line, even with newlines and unicode inside', () => {
@@ -17,6 +18,15 @@ describe('jsonlLine', () => {
       assert.ok(line.endsWith('\n'));
       assert.equal(line.indexOf('\n'), line.length - 1, 'exactly one newline, at the end');
       assert.deepEqual(JSON.parse(line), JSON.parse(JSON.stringify(formatRecord(rec, format))));
+    }
+  });
+
+  it('a summary record is a line like any event, whose event id recovery finds in every format', () => {
+    const rec: SinkRecord = { kind: 'event', event: sampleSummary() };
+    for (const format of ['native', 'ocsf', 'ecs'] as const) {
+      const id = idOfLine(jsonlLine(rec, format).toString('utf8'), format);
+      assert.equal(id, 'boot-1/inst-1/42', format);
+      assert.deepEqual(parseEventId(id!), { stream: 'boot-1/inst-1', seq: 42n });
     }
   });
 });

@@ -7,6 +7,7 @@ import { AcceptEvent, EnrichmentStatus } from '../../src/gen/doorwatch/v1/event.
 import { describePublishError, natsMessage, natsSink, patternCovers, subjectFor, subjectToken } from '../../src/sinks/nats.js';
 import type { SinkRecord } from '../../src/sinks/sink.js';
 import { configProblems } from '../helpers/config-problems.js';
+import { sampleSummary } from '../helpers/sample-events.js';
 
 function ev(namespace: string | undefined, status = EnrichmentStatus.ENRICHMENT_STATUS_COMPLETE): SinkRecord {
   return {
@@ -47,6 +48,14 @@ describe('NATS subjects', () => {
     assert.equal(m.id, recordId(rec));
     assert.equal(m.id, 'node-a/boot/1/7');
     assert.deepEqual(JSON.parse(new TextDecoder().decode(m.data)), JSON.parse(JSON.stringify(formatRecord(rec, 'ocsf'))));
+  });
+
+  it('a summary record goes to its namespace’s subject, under its own event id', () => {
+    const rec: SinkRecord = { kind: 'event', event: sampleSummary() };
+    const m = natsMessage(rec, 'doorwatch.accept', 'native');
+    assert.equal(m.subject, 'doorwatch.accept.shop');
+    assert.equal(m.id, 'boot-1/inst-1/42');
+    assert.equal(JSON.parse(new TextDecoder().decode(m.data)).kind, 'EVENT_KIND_SUMMARY');
   });
 
   it('knows whether a stream subject captures all of prefix.*', () => {

@@ -11,6 +11,7 @@ import type { SinkRecord } from '../../src/sinks/sink.js';
 import { ackedIds, type HecOptions, hecBody, hecEvent, hecFailure, hecTime, splunkHecSink } from '../../src/sinks/splunk-hec.js';
 import { configProblems } from '../helpers/config-problems.js';
 import { splitConcatenatedJson } from '../helpers/http-siem-standins.js';
+import { sampleSummary } from '../helpers/sample-events.js';
 
 const T = 1_700_000_000_123_456_789n; // 2023-11-14T22:13:20.123456789Z
 
@@ -90,6 +91,15 @@ describe('HEC payload', () => {
     assert.equal(e.sourcetype, 'doorwatch:loss');
     assert.equal(e.host, 'node-b');
     assert.deepEqual(e.event, formatRecord(loss, 'native'));
+  });
+
+  it('a summary record: the events’ sourcetype (same shape), its pod as indexed fields, the sample’s time', () => {
+    const rec: SinkRecord = { kind: 'event', event: sampleSummary() };
+    const e = hecEvent(rec, opts);
+    assert.equal(e.sourcetype, 'doorwatch:accept');
+    assert.equal(e.time, 1_714_564_800.123);
+    assert.deepEqual(e.fields, { namespace: 'shop', pod: 'web-7d9f-abc' });
+    assert.equal(e.event.kind, 'EVENT_KIND_SUMMARY');
   });
 
   it('leaves time out when unknown (0), so Splunk uses the receipt time', () => {
