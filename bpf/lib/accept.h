@@ -19,7 +19,6 @@ static __always_inline int dw_handle_enter(struct trace_event_raw_sys_enter *ctx
 		.addrlen_ptr = BPF_CORE_READ(ctx, args[2]),
 		.flags = flags ? (__u32)BPF_CORE_READ(ctx, args[3]) : 0,
 		.ktime_ns = bpf_ktime_get_ns(),
-		.slot = slot,
 	};
 	if (bpf_map_update_elem(&dw_inflight, &id, &seed, BPF_ANY))
 		dw_count(DW_CNT_ENTER_MAP_FULL);
@@ -77,19 +76,17 @@ static __always_inline int dw_handle_exit(struct trace_event_raw_sys_exit *ctx, 
 	struct dw_policy *pol;
 	__u32 slot;
 
+	/* The policy as of now, not as of the enter: an accept may block for
+	 * hours, and its slot may have been given to another policy since. */
+	pol = dw_current_policy(&slot);
 	if (seed) {
 		s = *seed;
 		bpf_map_delete_elem(&dw_inflight, &id);
-		slot = s.slot;
-		pol = dw_slot_policy(slot);
-	} else {
-		/* Either the thread was already blocked in accept when we
-		 * attached, or its policy is off. */
-		pol = dw_current_policy(&slot);
-		if (dw_policy_off(pol, slot))
-			return 0;
-		dw_count(DW_CNT_EXIT_NO_ENTER);
 	}
+	if (dw_policy_off(pol, slot))
+		return 0;
+	if (!seed) /* already blocked in accept when we attached, or its policy was off at enter */
+		dw_count(DW_CNT_EXIT_NO_ENTER);
 	if (dw_skip_result(ret) || dw_policy_drops_failure(pol, slot, ret))
 		return 0;
 

@@ -30,8 +30,6 @@ struct dw_seed {
 	__u64 ktime_ns;
 	__s32 sockfd;
 	__u32 flags;
-	__u32 slot; /* policy slot at enter (never an "off" one: those save nothing) */
-	__u32 _pad0;
 };
 
 struct {

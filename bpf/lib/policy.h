@@ -39,13 +39,6 @@ static __always_inline struct dw_policy *dw_current_policy(__u32 *slot)
 	return bpf_map_lookup_elem(&dw_policies, slot);
 }
 
-static __always_inline struct dw_policy *dw_slot_policy(__u32 slot)
-{
-	if (!(dw_cfg.flags & DW_CFG_FILTER_CGROUPS))
-		return NULL;
-	return bpf_map_lookup_elem(&dw_policies, &slot);
-}
-
 static __always_inline bool dw_policy_off(struct dw_policy *p, __u32 slot)
 {
 	if (!p || p->mode != DW_MODE_OFF)
