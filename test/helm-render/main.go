@@ -762,6 +762,10 @@ func run(o *options, stdout io.Writer) error {
 		return err
 	}
 	values := coalesce(deepCopy(defaults), user)
+	// Helm always provides .Values.global (coalesceGlobals), so a strict schema must allow it.
+	if _, ok := values["global"]; !ok {
+		values["global"] = map[string]interface{}{}
+	}
 	if err := validateSchema(chartName, filepath.Join(o.chartDir, "values.schema.json"), values); err != nil {
 		return err
 	}
