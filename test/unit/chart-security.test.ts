@@ -1,0 +1,225 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { find, type K8sObject, type RenderOptions, render } from '../helpers/helm.js';
+
+/**
+ * The security properties a platform team checks before accepting the chart,
+ * asserted on what it renders (test/helm-render stands in for helm).
+ */
+
+const CERT_MANAGER = 'cert-manager.io/v1';
+const PROMETHEUS = 'monitoring.coreos.com/v1';
+
+/** The value sets of chart-render.test.ts that change workloads, each rendered once. */
+const VARIANTS: Record<string, RenderOptions> = {
+  default: {},
+  certManager: { set: ['tls.mode=certManager'], apiVersions: [CERT_MANAGER] },
+  secret: { values: [{ tls: { mode: 'secret', secret: { serverSecretName: 'dw-server', clientSecretName: 'dw-client' } } }] },
+  serviceMonitor: { set: ['serviceMonitor.enabled=true'], apiVersions: [PROMETHEUS] },
+  hpa: { set: ['collector.autoscaling.enabled=true'] },
+  networkPolicyOff: { set: ['networkPolicy.enabled=false'] },
+  kube127: { kubeVersion: 'v1.27.0' },
+};
+
+function agentContainer(objects: K8sObject[]): K8sObject {
+  return find(objects, 'DaemonSet').spec.template.spec.containers[0];
+}
+
+function podSpecs(objects: K8sObject[]): [string, K8sObject][] {
+  return objects
+    .filter((o) => o.kind === 'DaemonSet' || o.kind === 'Deployment')
+    .map((o) => [`${o.kind}/${o.metadata.name}`, o.spec.template.spec]);
+}
+
+describe('chart security', () => {
+  const rendered = Object.fromEntries(Object.entries(VARIANTS).map(([k, o]) => [k, render(o).objects]));
+
+  it('no container is privileged unless agent.privileged is set', () => {
+    for (const [variant, objects] of Object.entries(rendered)) {
+      for (const [name, spec] of podSpecs(objects)) {
+        for (const c of spec.containers) assert.notEqual(c.securityContext?.privileged, true, `${variant}: ${name}/${c.name}`);
+      }
+    }
+  });
+
+  it('the agent drops every capability and adds exactly BPF, PERFMON and SYS_RESOURCE', () => {
+    for (const [variant, objects] of Object.entries(rendered)) {
+      const sc = agentContainer(objects).securityContext;
+      assert.deepEqual(sc.capabilities, { drop: ['ALL'], add: ['BPF', 'PERFMON', 'SYS_RESOURCE'] }, variant);
+      assert.equal(sc.allowPrivilegeEscalation, false, variant);
+      assert.equal(sc.runAsUser, 0, `${variant}: root, limited by capabilities`);
+      assert.equal(sc.seccompProfile.type, 'Unconfined', `${variant}: bpf() and perf_event_open() are not blocked`);
+    }
+    const hardened = render({ set: ['agent.seccompProfile=RuntimeDefault', 'agent.appArmorProfile=RuntimeDefault'] }).objects;
+    const sc = agentContainer(hardened).securityContext;
+    assert.equal(sc.seccompProfile.type, 'RuntimeDefault');
+    assert.equal(sc.appArmorProfile.type, 'RuntimeDefault');
+  });
+
+  it('every container has a read-only root filesystem, resources (requests and limits) and probes', () => {
+    for (const [variant, objects] of Object.entries(rendered)) {
+      for (const [name, spec] of podSpecs(objects)) {
+        for (const c of spec.containers) {
+          const at = `${variant}: ${name}/${c.name}`;
+          assert.equal(c.securityContext.readOnlyRootFilesystem, true, at);
+          assert.ok(c.resources.requests.cpu && c.resources.requests.memory, `${at}: requests`);
+          assert.ok(c.resources.limits.cpu && c.resources.limits.memory, `${at}: limits`);
+          assert.ok(c.livenessProbe, `${at}: liveness probe`);
+          assert.ok(c.readinessProbe, `${at}: readiness probe`);
+        }
+      }
+    }
+  });
+
+  it('the agent probes /healthz and /readyz on its metrics port', () => {
+    const c = agentContainer(rendered.default!);
+    assert.deepEqual(c.livenessProbe.httpGet, { path: '/healthz', port: 'metrics' });
+    assert.deepEqual(c.readinessProbe.httpGet, { path: '/readyz', port: 'metrics' });
+    assert.deepEqual(c.ports, [{ name: 'metrics', containerPort: 9090, protocol: 'TCP' }]);
+  });
+
+  it('host paths are read-only, except the spool', () => {
+    for (const [variant, objects] of Object.entries(rendered)) {
+      const pod = find(objects, 'DaemonSet').spec.template.spec;
+      const hostVolumes = new Map<string, string>(
+        pod.volumes.filter((v: K8sObject) => v.hostPath).map((v: K8sObject) => [v.name, v.hostPath.path]),
+      );
+      assert.deepEqual(
+        [...hostVolumes.values()].sort(),
+        ['/sys/fs/cgroup', '/sys/kernel/btf', '/sys/kernel/tracing', '/var/lib/doorwatch/spool'],
+        variant,
+      );
+      for (const m of pod.containers[0].volumeMounts) {
+        const host = hostVolumes.get(m.name);
+        if (host === undefined) continue;
+        if (host === '/var/lib/doorwatch/spool') {
+          assert.notEqual(m.readOnly, true, `${variant}: the spool is writable`);
+          assert.equal(m.mountPath, host, 'mounted at the same path');
+        } else {
+          assert.equal(m.readOnly, true, `${variant}: ${host} is read-only`);
+          assert.equal(m.mountPath, host, 'mounted at the same path');
+        }
+      }
+      assert.equal(pod.hostNetwork, false, `${variant}: no hostNetwork`);
+      assert.equal(pod.hostPID, true, `${variant}: hostPID by default`);
+      assert.equal(pod.hostIPC, undefined, `${variant}: no hostIPC`);
+    }
+    const cgroup = find(rendered.default!, 'DaemonSet').spec.template.spec.containers[0].volumeMounts.find(
+      (m: K8sObject) => m.name === 'cgroup',
+    );
+    assert.equal(cgroup.recursiveReadOnly, 'IfPossible', 'cgroup v1 sub-mounts are read-only too (Kubernetes 1.30+)');
+    assert.equal(find(render({ set: ['agent.hostPID=false'] }).objects, 'DaemonSet').spec.template.spec.hostPID, false);
+  });
+
+  it('RBAC: exactly get/list/watch on pods, namespaces and acceptauditpolicies, patch on their status; no wildcards, no secrets', () => {
+    const roles = rendered.default!.filter((o) => ['ClusterRole', 'Role'].includes(o.kind));
+    assert.equal(roles.length, 1, 'one role: the agent');
+    assert.deepEqual(roles[0]!.rules, [
+      { apiGroups: [''], resources: ['pods', 'namespaces'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['doorwatch.io'], resources: ['acceptauditpolicies'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['doorwatch.io'], resources: ['acceptauditpolicies/status'], verbs: ['patch'] },
+    ]);
+    for (const objects of Object.values(rendered)) {
+      for (const r of objects.filter((o) => ['ClusterRole', 'Role'].includes(o.kind))) {
+        const flat = JSON.stringify(r.rules);
+        assert.ok(!flat.includes('*'), 'no wildcard');
+        assert.ok(!flat.includes('secrets'), 'no access to Secrets');
+      }
+    }
+    const binding = find(rendered.default!, 'ClusterRoleBinding');
+    assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 'doorwatch-agent', namespace: 'doorwatch' }]);
+  });
+
+  it('the collector runs as a fixed non-root user, drops every capability, RuntimeDefault seccomp, no API token', () => {
+    for (const [variant, objects] of Object.entries(rendered)) {
+      const dep = find(objects, 'Deployment');
+      const pod = dep.spec.template.spec;
+      assert.equal(pod.securityContext.runAsNonRoot, true, variant);
+      assert.equal(pod.securityContext.runAsUser, 65532, variant);
+      assert.equal(pod.automountServiceAccountToken, false, variant);
+      const sc = pod.containers[0].securityContext;
+      assert.equal(sc.runAsNonRoot, true);
+      assert.equal(sc.allowPrivilegeEscalation, false);
+      assert.deepEqual(sc.capabilities, { drop: ['ALL'] });
+      assert.equal(sc.seccompProfile.type, 'RuntimeDefault');
+      assert.equal(find(objects, 'ServiceAccount', 'doorwatch-collector').automountServiceAccountToken, false);
+    }
+  });
+
+  it('no secret material in any ConfigMap; secrets reach the collector only by reference', () => {
+    const SECRET_NAMES = ['splunk-hec', 'nats-creds'];
+    const variants: RenderOptions[] = [
+      ...Object.values(VARIANTS),
+      {
+        values: [
+          {
+            collector: {
+              sinks: [
+                { name: 'splunk', type: 'splunk_hec', url: 'https://s:8088', tokenFile: '/etc/doorwatch/secrets/hec' },
+                { name: 'nats', type: 'nats', servers: 'nats://n:4222', tokenEnv: 'NATS_TOKEN' },
+              ],
+              secretFiles: [{ name: 'hec', secretName: 'splunk-hec', key: 'token' }],
+              secretEnv: [{ name: 'NATS_TOKEN', secretName: 'nats-creds', key: 'token' }],
+            },
+          },
+        ],
+      },
+    ];
+    for (const o of variants) {
+      const { objects } = render(o);
+      const secretValues = objects
+        .filter((x) => x.kind === 'Secret')
+        .flatMap((x) => Object.values(x.data ?? {}).map((v) => Buffer.from(String(v), 'base64').toString()));
+      for (const cm of objects.filter((x) => x.kind === 'ConfigMap')) {
+        const text = JSON.stringify(cm.data);
+        assert.ok(!/PRIVATE KEY|BEGIN CERTIFICATE/.test(text), `${cm.metadata.name}: no PEM material`);
+        for (const v of secretValues) assert.ok(!text.includes(v.trim().slice(0, 64)), `${cm.metadata.name}: no Secret value`);
+        for (const n of SECRET_NAMES)
+          assert.ok(!text.includes(n), `${cm.metadata.name}: the Secret is mounted, not named in the config`);
+      }
+    }
+  });
+
+  it('NetworkPolicy: the agent may reach only the collector, DNS and the API server ports; the collector accepts only agents', () => {
+    const objects = rendered.default!;
+    const agent = find(objects, 'NetworkPolicy', 'doorwatch-agent');
+    assert.deepEqual(agent.spec.policyTypes, ['Ingress', 'Egress']);
+    assert.equal(agent.spec.egress.length, 3);
+    assert.equal(agent.spec.egress[0].to[0].podSelector.matchLabels['app.kubernetes.io/component'], 'collector');
+    assert.deepEqual(agent.spec.egress[0].ports, [{ port: 'grpc', protocol: 'TCP' }]);
+    assert.deepEqual(
+      agent.spec.egress[1].ports.map((p: K8sObject) => p.port),
+      [53, 53],
+    );
+    assert.deepEqual(
+      agent.spec.egress[2].ports.map((p: K8sObject) => p.port),
+      [443, 6443],
+    );
+    for (const rule of agent.spec.egress) assert.ok(rule.ports?.length, 'every egress rule is port-restricted');
+    assert.deepEqual(agent.spec.ingress, [{ ports: [{ port: 'metrics', protocol: 'TCP' }] }]);
+    const collector = find(objects, 'NetworkPolicy', 'doorwatch-collector');
+    assert.deepEqual(collector.spec.ingress[0].from, [
+      {
+        podSelector: {
+          matchLabels: {
+            'app.kubernetes.io/name': 'doorwatch',
+            'app.kubernetes.io/instance': 'doorwatch',
+            'app.kubernetes.io/component': 'agent',
+          },
+        },
+      },
+    ]);
+    assert.deepEqual(collector.spec.ingress[0].ports, [{ port: 'grpc', protocol: 'TCP' }]);
+  });
+
+  it('the agent tolerates every taint and outlives its flush timeout at shutdown', () => {
+    const pod = find(rendered.default!, 'DaemonSet').spec.template.spec;
+    assert.deepEqual(pod.tolerations, [{ operator: 'Exists' }]);
+    const flush = Number.parseInt(
+      /flushTimeout: (\d+)s/.exec(find(rendered.default!, 'ConfigMap', 'doorwatch-agent').data['agent.yaml'])![1]!,
+      10,
+    );
+    assert.ok(pod.terminationGracePeriodSeconds >= flush * 3, 'terminationGracePeriodSeconds well above flushTimeout');
+    assert.equal(pod.priorityClassName, 'doorwatch-agent');
+  });
+});
