@@ -214,14 +214,18 @@ export class AgentMetrics {
         return out;
       },
     });
-    let captureCache: { at: number; stats: CaptureStats } | undefined;
-    // One scrape reads the kernel maps and program infos once, not once per metric.
+    // One scrape reads the kernel maps and program infos once, not once per metric: the registry
+    // calls every collect() in one synchronous run, so the cache ends with the next microtask.
+    let captureCache: CaptureStats | undefined;
     const capture = (): CaptureStats | undefined => {
-      const now = performance.now();
-      if (captureCache && now - captureCache.at < 100) return captureCache.stats;
-      const stats = from('capture');
-      captureCache = stats ? { at: now, stats } : undefined;
-      return stats;
+      if (captureCache) return captureCache;
+      captureCache = from('capture');
+      if (captureCache) {
+        queueMicrotask(() => {
+          captureCache = undefined;
+        });
+      }
+      return captureCache;
     };
     add({
       name: 'doorwatch_kernel_events_total',
