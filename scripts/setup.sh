@@ -22,6 +22,8 @@ declare -A NEED=(
   [openssl]=openssl
   [rsyslogd]=rsyslog
   [nats-server]=nats-server
+  # test/helm-render (the Helm chart rendered without helm): Go and Debian's Go packages, built offline.
+  [go]=golang-go
 )
 declare -A NEED_FILES=(
   [/usr/include/bpf/bpf_helpers.h]=libbpf-dev
@@ -29,6 +31,10 @@ declare -A NEED_FILES=(
   [/usr/share/doc/rsyslog-gnutls]=rsyslog-gnutls
   [/usr/lib/python3/dist-packages/grpc]=python3-grpcio
   [/usr/lib/python3/dist-packages/google/protobuf]=python3-protobuf
+  # sprig pulls its own dependencies (semver, goutils, xstrings, mergo, copystructure, cast, x/crypto...).
+  [/usr/share/gocode/src/github.com/Masterminds/sprig]=golang-github-masterminds-sprig-dev
+  [/usr/share/gocode/src/sigs.k8s.io/yaml]=golang-k8s-sigs-yaml-dev
+  [/usr/share/gocode/src/github.com/xeipuuv/gojsonschema]=golang-github-xeipuuv-gojsonschema-dev
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
