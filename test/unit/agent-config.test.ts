@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -132,6 +132,29 @@ describe('agent config: layers', () => {
   it('POD_NAME and POD_NAMESPACE (downward API) become the pod identity', () => {
     const c = resolve({ yaml: MINIMAL, env: { POD_NAME: 'doorwatch-agent-x7k2p', POD_NAMESPACE: 'doorwatch' } });
     assert.deepEqual(c.pod, { name: 'doorwatch-agent-x7k2p', namespace: 'doorwatch' });
+  });
+
+  it('the full example in docs/configuration.md is valid and means what it says', () => {
+    const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
+    const yaml = /A full `agent\.yaml`[^\n]*\n\n```yaml\n([\s\S]*?)```/.exec(doc)?.[1];
+    assert.ok(yaml, 'the example is in the doc');
+    const c = resolve({ yaml, env: { NODE_NAME: 'node-1' } });
+    assert.equal(c.collector, 'doorwatch-collector.doorwatch.svc:7443');
+    assert.deepEqual(c.tls, {
+      ca: '/etc/doorwatch/tls/ca.crt',
+      cert: '/etc/doorwatch/tls/tls.crt',
+      key: '/etc/doorwatch/tls/tls.key',
+      serverName: 'doorwatch-collector.doorwatch.svc',
+    });
+    const d = resolve({
+      flags: { collector: 'doorwatch-collector.doorwatch.svc:7443', tls: { ca: '/etc/doorwatch/tls/ca.crt' } },
+    });
+    // Every other key is its default.
+    assert.deepEqual(
+      { ...c, tls: undefined, kube: undefined, nodeName: undefined },
+      { ...d, tls: undefined, kube: undefined, nodeName: undefined },
+    );
+    assert.deepEqual(c.kube, { enabled: true, labels: ['app', 'app.kubernetes.io/*', 'team'], annotations: [] });
   });
 
   it('an empty file is no settings at all', () => {
