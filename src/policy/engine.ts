@@ -83,7 +83,8 @@ export class PolicyEngine {
   /** Own-namespace resources by namespace: the usual lookup is one map hit. */
   #byNamespace = new Map<string, Candidate[]>();
   #clusterResources: Candidate[] = [];
-  #resourceKeys = '';
+  /** The identities last given to setResources (none yet: an empty list is no change). */
+  #resourceKeys = '[]';
 
   constructor(config: PolicyConfig) {
     this.config = config;
