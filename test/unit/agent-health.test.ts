@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { startHealthServer } from '../../src/agent/health.js';
 import { evaluateReadiness, type Readiness, type ReadinessState, readinessText } from '../../src/agent/readiness.js';
 import { DoorwatchError } from '../../src/errors.js';
@@ -182,6 +184,34 @@ describe('health server', () => {
           /EADDRINUSE/.test(e.message) &&
           /--health-address/.test(e.hint),
       );
+    } finally {
+      holder.close();
+    }
+  });
+
+  it('the CLI: a taken port is one line and exit 1, before anything else starts', async () => {
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+    const port = (holder.address() as { port: number }).port;
+    try {
+      const cli = fileURLToPath(new URL('../helpers/doorwatch-cli-source.ts', import.meta.url));
+      const r = await new Promise<{ status: number | null; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          ['--import', 'tsx', cli, 'agent', '--collector', '127.0.0.1:1', '--insecure', '--health-address', `127.0.0.1:${port}`],
+          { encoding: 'utf8', timeout: 30_000 },
+          (err, _stdout, stderr) => resolve({ status: err ? ((err as { code?: number }).code ?? null) : 0, stderr }),
+        );
+      });
+      assert.equal(r.status, 1, r.stderr);
+      const lines = r.stderr.trimEnd().split('\n');
+      const last = lines.at(-1)!;
+      assert.match(
+        last,
+        new RegExp(`^doorwatch: cannot listen on 127\\.0\\.0\\.1:${port} .*EADDRINUSE \\(DW_ERR_AGENT_HEALTH_LISTEN\\) — `),
+      );
+      // Only the plaintext warning (a JSON log line) may come before it: no probe was loaded.
+      for (const l of lines.slice(0, -1)) assert.match(JSON.parse(l).msg, /plaintext/);
     } finally {
       holder.close();
     }
