@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { AgentConfig, HostPort } from '../agent/config.js';
 import { type HealthServer, startHealthServer } from '../agent/health.js';
 import { AgentMetrics } from '../agent/metrics.js';
+import { addPolicyMetrics } from '../agent/policy-metrics.js';
 import { Publisher, type PublisherTls } from '../agent/publisher.js';
 import { evaluateReadiness, type Readiness } from '../agent/readiness.js';
 import { type OverflowPolicy, Spool } from '../agent/spool.js';
@@ -9,6 +10,11 @@ import { AcceptProbes } from '../bpf/accept-probes.js';
 import { DoorwatchError } from '../errors.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import type { Logger } from '../log/logger.js';
+import { parsePolicyConfig } from '../policy/config.js';
+import { PolicyEngine } from '../policy/engine.js';
+import { DEFAULT_ADMIN_NAMESPACE } from '../policy/file.js';
+import { policyReportOf } from '../policy/report.js';
+import { PolicyWatcher } from '../policy/watch.js';
 import { startKube, startPipeline } from './pipeline.js';
 import type { TraceOptions } from './trace.js';
 
@@ -109,6 +115,15 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
         };
   if ('insecure' in tls) log.warn('sending events to the collector in plaintext (--insecure): use mutual TLS in production');
 
+  // Validated before anything starts: a bad policy must not half-apply.
+  const policyConfig =
+    o.policy === undefined
+      ? undefined
+      : parsePolicyConfig(o.policy, {
+          source: 'the agent configuration',
+          defaultAdminNamespace: o.pod?.namespace ?? DEFAULT_ADMIN_NAMESPACE,
+        });
+
   const metrics = new AgentMetrics({
     info: { version: AGENT_VERSION, node: o.nodeName, pod: o.pod?.name, namespace: o.pod?.namespace },
     processMetrics: io.processMetrics ?? true,
@@ -144,16 +159,15 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
   metrics.setSources({ readiness });
 
   let health: HealthServer | undefined;
-  if (o.health) {
-    health = await startHealthServer({ address: o.health, readiness, metrics: () => metrics.scrape(), log });
-    await io.endpointsListening?.(health.address);
-  } else log.info('HTTP endpoints disabled (health.address off): no /healthz, /readyz or /metrics');
+  if (o.health) health = await startHealthServer({ address: o.health, readiness, metrics: () => metrics.scrape(), log });
+  else log.info('HTTP endpoints disabled (health.address off): no /healthz, /readyz or /metrics');
   log.info(
     { node: o.nodeName, pod: o.pod?.name, namespace: o.pod?.namespace, version: AGENT_VERSION, policy: o.policy !== undefined },
     'agent starting',
   );
 
   try {
+    if (health) await io.endpointsListening?.(health.address);
     probes = AcceptProbes.load({ ringBytes: o.ringBytes, includeEagain: o.includeEagain, log });
     spool = Spool.open({ dir: o.spool.dir, maxBytes: o.spool.maxBytes, overflow: o.spool.overflow, log });
   } catch (e) {
@@ -190,7 +204,19 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
 
   kube = startKube({ kube: o.kube, nodeName: o.nodeName }, log);
   const kubeSource = kube.source;
-  const { capture, enricher, stop } = startPipeline({
+  const watcher =
+    policyConfig?.resources && kube.kubeConfig
+      ? new PolicyWatcher({
+          kubeConfig: kube.kubeConfig,
+          adminNamespace: policyConfig.adminNamespace,
+          writeStatus: policyConfig.writeStatus,
+          log: log.child({ module: 'policy-watch' }),
+        })
+      : undefined;
+  if (policyConfig?.resources && !watcher)
+    log.warn('no Kubernetes API: AcceptAuditPolicy objects cannot be watched; only the configuration policy rules apply');
+  void watcher?.start();
+  const { capture, enricher, policy, stop } = startPipeline({
     probes,
     kube,
     nodeName: o.nodeName,
@@ -198,7 +224,13 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
     pendingDeadlineMs: o.pendingDeadlineMs,
     emit: sequence,
     log,
+    policy: policyConfig ? { engine: new PolicyEngine(policyConfig), resources: watcher } : undefined,
   });
+  if (policy)
+    addPolicyMetrics(metrics, {
+      report: () => policyReportOf(policy),
+      ...(watcher ? { resources: () => watcher.status() } : {}),
+    });
   metrics.setSources({
     capture: () => capture.stats(),
     enricher: () => enricher.stats(),
@@ -270,6 +302,7 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
   await health?.close();
   sp.close();
   probes.close();
+  await watcher?.stop();
   await kubeSource?.stop();
   log.info(
     { reason: why, flushed, ackedSeq: String(sp.ackedSeq(identity)) },
