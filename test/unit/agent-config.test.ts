@@ -302,6 +302,16 @@ describe('agent config: the command line', () => {
     for (const a of attrs) if (a !== 'config') assert.ok(a in FLAG_ATTRIBUTES, `${a} has a config key`);
   });
 
+  it('the defaults commander shows for the shared capture flags are the agent’s defaults', () => {
+    const agent = buildProgram({}).commands.find((c) => c.name() === 'agent')!;
+    const dflt = (attr: string) => agent.options.find((o) => o.attributeName() === attr)?.defaultValue;
+    assert.equal(dflt('ringSize'), AGENT_DEFAULTS.ringSize);
+    assert.equal(dflt('pollInterval'), AGENT_DEFAULTS.pollInterval);
+    assert.equal(dflt('pendingDeadline'), AGENT_DEFAULTS.pendingDeadline);
+    assert.equal(dflt('includeEagain'), AGENT_DEFAULTS.includeEagain);
+    assert.equal(dflt('logLevel'), AGENT_DEFAULTS.logLevel);
+  });
+
   it('only flags given on the command line count: defaults never hide the file', async () => {
     assert.deepEqual(await flagsOf([]), {});
     assert.deepEqual(
