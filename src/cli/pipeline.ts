@@ -9,7 +9,7 @@ import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import type { Logger } from '../log/logger.js';
 import { PolicyController, type PolicySource } from '../policy/controller.js';
 import type { PolicyEngine } from '../policy/engine.js';
-import { KernelPolicySync } from '../policy/kernel-sync.js';
+import { KernelPolicySync, type PolicyMaps } from '../policy/kernel-sync.js';
 import { PolicyStage } from '../policy/stage.js';
 import type { TraceOptions } from './trace.js';
 
@@ -41,13 +41,15 @@ export function startPipeline(o: {
   emit(batch: AcceptEvent[]): void;
   log: Logger;
   policy?: PipelinePolicy;
+  /** The kernel policy maps; default: the probes' own (tests wrap them). */
+  policyMaps?: PolicyMaps;
 }): Pipeline {
   const cgroups = new CgroupResolver({ log: o.log });
   cgroups.rescan();
   let policy: Pipeline['policy'];
   let emit = o.emit;
   if (o.policy) {
-    const sync = new KernelPolicySync(o.probes, o.log.child({ module: 'policy' }));
+    const sync = new KernelPolicySync(o.policyMaps ?? o.probes, o.log.child({ module: 'policy' }));
     const controller = new PolicyController({
       engine: o.policy.engine,
       sync,
