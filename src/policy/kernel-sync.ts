@@ -53,6 +53,8 @@ export class KernelPolicySync {
   readonly #cgroups = new Map<string, CgroupSlot>();
   #enabled = false;
   #warnedFull = false;
+  /** Policies whose peer rules did not fit, warned about once each. */
+  readonly #warnedPeers = new Set<string>();
 
   constructor(maps: PolicyMaps, log: Logger) {
     this.#maps = maps;
@@ -88,16 +90,47 @@ export class KernelPolicySync {
         this.#maps.writePolicySlot(st.slot, bytes);
         st.bytes = bytes;
       }
-      const want = new Map(peerEntries(p.spec).map((e) => [e.id, e]));
-      for (const [id, e] of want) {
-        const had = st.peers.get(id);
-        if (!had || had.action !== e.action) this.#maps.setPeerRule(st.slot, e.addr, e.prefix, e.action);
-      }
-      for (const [id, e] of st.peers) if (!want.has(id)) this.#maps.deletePeerRule(st.slot, e.addr, e.prefix);
-      st.peers = want;
+      if (!this.#writePeers(p.key, st, new Map(peerEntries(p.spec).map((e) => [e.id, e])))) continue;
       out.set(p.key, st.slot);
     }
     return out;
+  }
+
+  /**
+   * Make the slot's peer rules equal `want`; false when the trie could not
+   * take them all (full: its max_entries is below 255 slots' worth). Such a
+   * policy gets no slot this pass, as when slots run out: its cgroups stay on
+   * the default slot, decided in userspace. What was written is remembered,
+   * so the next pass writes only what is missing.
+   */
+  #writePeers(key: string, st: SlotState, want: Map<string, PeerEntry>): boolean {
+    // Deletions first: they make room for the additions.
+    for (const [id, e] of st.peers) if (!want.has(id)) this.#maps.deletePeerRule(st.slot, e.addr, e.prefix);
+    const have = new Map<string, PeerEntry>();
+    let error: string | undefined;
+    for (const [id, e] of want) {
+      const had = st.peers.get(id);
+      if (had?.action === e.action) {
+        have.set(id, had);
+        continue;
+      }
+      try {
+        this.#maps.setPeerRule(st.slot, e.addr, e.prefix, e.action);
+        have.set(id, e);
+      } catch (err) {
+        error ??= (err as Error).message;
+        if (had) have.set(id, had); // still in the trie, with its old action
+      }
+    }
+    st.peers = have;
+    if (error === undefined) {
+      this.#warnedPeers.delete(key);
+      return true;
+    }
+    if (!this.#warnedPeers.has(key))
+      this.#log.warn({ err: error, policy: key }, 'peer rules do not fit in the kernel: this policy is decided in userspace');
+    this.#warnedPeers.add(key);
+    return false;
   }
 
   #freeSlot(used: Set<number>, next: () => number): number {
@@ -119,8 +152,14 @@ export class KernelPolicySync {
       try {
         this.#maps.setCgroupSlot(c.id, c.version, c.slot);
       } catch (err) {
-        // Map full: the cgroup stays on the default slot (audited, decided in userspace).
+        // Map full: the cgroup stays on the default slot (audited, decided in userspace). One that was
+        // mapped is taken off its old slot: release() may free that slot and another policy take it.
         this.#log.warn({ err: (err as Error).message, cgroup: k }, 'cannot map cgroup to its policy in the kernel');
+        if (had) {
+          this.#maps.deleteCgroup(c.id, c.version);
+          this.#cgroups.delete(k);
+          removed++;
+        }
         continue;
       }
       this.#cgroups.set(k, c);
@@ -142,6 +181,7 @@ export class KernelPolicySync {
       if (keep.has(key) || key === 'unattributed') continue;
       for (const e of st.peers.values()) this.#maps.deletePeerRule(st.slot, e.addr, e.prefix);
       this.#slots.delete(key);
+      this.#warnedPeers.delete(key);
     }
   }
 
