@@ -73,6 +73,8 @@ function startAgent(): Promise<ChildProcess> {
       '--no-kube',
       '--batch-max-delay',
       '20ms',
+      '--health-address',
+      '127.0.0.1:0', // an ephemeral port: the default 0.0.0.0:9090 may be taken on a CI host
       '--log-level',
       'info',
     ],
