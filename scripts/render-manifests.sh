@@ -19,7 +19,10 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 export GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= GOPROXY=off GOCACHE="$PWD/build/go-cache"
 mkdir -p build/helm-render "$OUT"
-(cd test/helm-render && go build -o ../../build/helm-render/helm-render .)
+# A private binary: the chart tests may be running the shared one (build/helm-render/helm-render) meanwhile.
+BIN="$PWD/build/helm-render/render-manifests.$$"
+trap 'rm -f "$BIN"' EXIT
+(cd test/helm-render && go build -o "$BIN" .)
 
 header() {
   cat <<HDR
@@ -53,7 +56,7 @@ NS
 
 {
   header "release doorwatch, namespace $NAMESPACE, Kubernetes >= ${KUBE_VERSION#v}, tls.mode=secret"
-  build/helm-render/helm-render helm/doorwatch \
+  "$BIN" helm/doorwatch \
     --release-name doorwatch --namespace "$NAMESPACE" --release-service kubectl --kube-version "$KUBE_VERSION" \
     --set tls.mode=secret \
     --set tls.secret.serverSecretName=doorwatch-collector-tls \

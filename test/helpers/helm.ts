@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -58,7 +58,10 @@ export function buildRenderer(): string {
   })();
   if (stale) {
     mkdirSync(join(ROOT, 'build/helm-render'), { recursive: true });
-    const r = spawnSync('go', ['build', '-o', BIN, '.'], {
+    // Built under a temporary name and renamed into place: test files run in parallel, and a binary being
+    // executed must never be overwritten in place (ETXTBSY).
+    const tmp = `${BIN}.${process.pid}.tmp`;
+    const r = spawnSync('go', ['build', '-o', tmp, '.'], {
       cwd: SRC,
       env: { ...process.env, ...GO_ENV },
       encoding: 'utf8',
@@ -72,6 +75,7 @@ export function buildRenderer(): string {
       );
     }
     if (r.status !== 0) throw new Error(`building test/helm-render failed (exit ${r.status}):\n${r.stderr}${r.error ?? ''}`);
+    renameSync(tmp, BIN);
   }
   built = true;
   return BIN;
