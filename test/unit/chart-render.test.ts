@@ -303,6 +303,18 @@ describe('chart render: value sets', () => {
     }
   });
 
+  it('a release name of 53 characters (the longest helm allows) still gives valid names everywhere', () => {
+    const { objects } = renderValid({
+      releaseName: 'a'.repeat(53),
+      set: ['serviceMonitor.enabled=true', 'collector.autoscaling.enabled=true'],
+      apiVersions: [PROMETHEUS],
+    });
+    assert.ok(objects.every((o) => o.metadata.name.length <= 63));
+    const { objects: own } = renderValid({ set: ['agent.priorityClass.name=system-node-critical'] });
+    assert.ok(!own.some((o) => o.kind === 'PriorityClass'), 'an existing PriorityClass is used, none created');
+    assert.equal(find(own, 'DaemonSet').spec.template.spec.priorityClassName, 'system-node-critical');
+  });
+
   it('Kubernetes before 1.30: AppArmor by annotation, no recursiveReadOnly', () => {
     const { objects } = renderValid({ kubeVersion: 'v1.27.3' });
     const tpl = find(objects, 'DaemonSet').spec.template;
