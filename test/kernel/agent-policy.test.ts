@@ -1,0 +1,196 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { runAgent } from '../../src/cli/agent.js';
+import { ConfigError } from '../../src/config/errors.js';
+import { EventKind, PolicyOrigin, SummaryReason } from '../../src/gen/doorwatch/v1/event.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { FakeCollector } from '../helpers/fake-collector.js';
+import { buildFixtures, connectTcp, type Fixture, killAll, startFixture } from '../helpers/fixtures.js';
+import { makePki, type Pki } from '../helpers/pki.js';
+import { requireRoot } from '../helpers/tracer.js';
+import { bounded, until } from '../helpers/wait.js';
+
+// `doorwatch agent` with a policy configuration, in this process: real probes,
+// spool and publisher, a fake collector (test/helpers/fake-collector.ts). The
+// test's accepts are host processes, so the host policy governs them: a port
+// it excludes never leaves the kernel, a rate limit turns a burst into events
+// plus summaries with exact counts, and /metrics says so per policy.
+
+requireRoot();
+
+let pki: Pki;
+let dir: string;
+let collector: FakeCollector;
+let stop: (why: string) => void;
+let agentDone: Promise<void>;
+let port = 0;
+let quiet: Fixture;
+let limited: Fixture;
+const CGROUP = `/sys/fs/cgroup/unified/dw-agent-policy-${process.pid}`;
+
+const metrics = () =>
+  new Promise<string>((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/metrics', agent: false, timeout: 5000 }, (res) => {
+      let b = '';
+      res.setEncoding('utf8').on('data', (d: string) => {
+        b += d;
+      });
+      res.on('end', () => resolve(b));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+const sample = (text: string, series: string) => {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+};
+const delivered = () => collector.spaces().flatMap((s) => collector.delivered(s));
+const onPort = (p: number) => delivered().filter((e) => e.socket?.local?.port === p);
+
+async function acceptN(f: Fixture, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const c = await connectTcp('127.0.0.1', f.ready.port);
+    await f.next();
+    c.close();
+  }
+}
+
+before(async () => {
+  buildFixtures();
+  pki = makePki();
+  dir = mkdtempSync(join(tmpdir(), 'dw-agent-policy-'));
+  collector = await FakeCollector.start(pki);
+  quiet = await startFixture('acceptor', ['--count', '6']);
+  limited = await startFixture('acceptor', ['--count', '30']);
+  // Its own (host) cgroup, so its rate-limit bucket is not shared with the
+  // other host processes (this test's /metrics scrapes are host accepts too).
+  mkdirSync(CGROUP);
+  writeFileSync(join(CGROUP, 'cgroup.procs'), String(limited.ready.pid));
+  const cert = pki.client('agent-policy');
+  const stopSignal = new Promise<string>((r) => {
+    stop = r;
+  });
+  let listening: (p: number) => void;
+  const up = new Promise<number>((r) => {
+    listening = r;
+  });
+  agentDone = runAgent(
+    {
+      collector: collector.target,
+      tls: { ca: pki.caFile, cert: cert.cert, key: cert.key, serverName: 'localhost' },
+      spool: { dir: join(dir, 'spool'), maxBytes: 64 << 20, overflow: 'drop-oldest' },
+      batch: { maxEvents: 500, maxDelayMs: 20 },
+      nodeName: 'policy-node',
+      includeEagain: false,
+      ringBytes: 8 << 20,
+      pollMs: 10,
+      pendingDeadlineMs: 200,
+      kube: { enabled: false, env: {} },
+      flushTimeoutMs: 2000,
+      health: { host: '127.0.0.1', port: 0 },
+      policy: {
+        resources: false,
+        summaryInterval: '300ms',
+        host: { mode: 'events', ports: { exclude: [quiet.ready.port] }, rateLimit: { eventsPerSecond: 1, burst: 5 } },
+      },
+    },
+    { log: silentLogger, stopSignal, processMetrics: false, endpointsListening: (a) => listening(a.port) },
+  );
+  agentDone.catch(() => {});
+  port = await bounded(Promise.race([up, agentDone.then(() => 0)]), 20_000, 'agent endpoints');
+  await until(async () => (await metrics()).includes('doorwatch_policy_kernel_filtering 1'), 'kernel filter on', 10_000).catch(
+    () => {},
+  );
+});
+
+after(async () => {
+  stop?.('test over');
+  await bounded(agentDone, 15_000, 'the agent to stop').catch(() => {});
+  killAll();
+  for (let i = 0; i < 50; i++) {
+    try {
+      rmdirSync(CGROUP);
+      break;
+    } catch {
+      await sleep(50);
+    }
+  }
+  await collector?.close();
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(pki.dir, { recursive: true, force: true });
+});
+
+describe('agent with audit policies (real probes, fake collector)', () => {
+  it('keeps an excluded port in the kernel and counts it per policy', async () => {
+    let m = '';
+    for (let i = 0; i < 50 && !m.includes('doorwatch_policy_kernel_filtering 1'); i++) {
+      m = await metrics();
+      await sleep(100);
+    }
+    assert.match(m, /doorwatch_policy_kernel_filtering 1/);
+    await acceptN(quiet, 6);
+    const series = 'doorwatch_policy_kernel_total{policy="host",result="port"}';
+    for (let i = 0; i < 50 && (sample(m, series) ?? 0) < 6; i++) {
+      await sleep(100);
+      m = await metrics();
+    }
+    assert.equal(sample(m, series), 6);
+    await sleep(300);
+    assert.equal(onPort(quiet.ready.port).length, 0, 'nothing of the excluded port reached the collector');
+  });
+
+  it('turns a burst above the rate limit into events plus summaries, every accept counted once', async () => {
+    await acceptN(limited, 30);
+    const total = () =>
+      onPort(limited.ready.port).reduce(
+        (a, e) => a + (e.kind === EventKind.EVENT_KIND_SUMMARY ? Number(e.summary!.count) : 1),
+        0,
+      );
+    await until(() => total() === 30, 'all 30 accepts at the collector (events + summary counts)', 10_000);
+    const got = onPort(limited.ready.port);
+    const singles = got.filter((e) => e.kind === EventKind.EVENT_KIND_ACCEPT);
+    const sums = got.filter((e) => e.kind === EventKind.EVENT_KIND_SUMMARY);
+    assert.ok(singles.length >= 1 && singles.length <= 8, `the burst went out as events: ${singles.length}`);
+    assert.ok(sums.length >= 1);
+    for (const s of sums) assert.equal(s.summary?.reason, SummaryReason.SUMMARY_REASON_RATE_LIMIT);
+    for (const e of got) assert.deepEqual({ ...e.policy }, { origin: PolicyOrigin.POLICY_ORIGIN_HOST, name: 'host', mode: 1 });
+    // Summaries are records of their own: sequenced like events, with their own ids.
+    assert.equal(new Set(got.map((e) => e.eventId)).size, got.length);
+    const m = await metrics();
+    assert.ok((sample(m, 'doorwatch_policy_userspace_total{policy="host",result="summarized"}') ?? 0) >= 30 - singles.length);
+    assert.ok((sample(m, 'doorwatch_policy_summaries_total') ?? 0) >= sums.length);
+  });
+
+  it('refuses to start with an invalid policy configuration, before loading anything', async () => {
+    await assert.rejects(
+      runAgent(
+        {
+          collector: collector.target,
+          tls: { insecure: true },
+          spool: { dir: join(dir, 'spool2'), maxBytes: 1 << 20, overflow: 'drop-oldest' },
+          batch: { maxEvents: 1, maxDelayMs: 1 },
+          nodeName: 'x',
+          includeEagain: false,
+          ringBytes: 1 << 16,
+          pollMs: 10,
+          pendingDeadlineMs: 10,
+          kube: { enabled: false, env: {} },
+          flushTimeoutMs: 10,
+          policy: { default: { mode: 'audit' }, rules: [{ name: 'r', ports: { include: ['9000-80'] }, mode: 'events' }] },
+        },
+        { log: silentLogger, stopSignal: new Promise(() => {}), processMetrics: false },
+      ),
+      (e: unknown) => {
+        assert.ok(e instanceof ConfigError);
+        assert.match(e.message, /policy\.default\.mode/);
+        assert.match(e.message, /policy\.rules\[0\]\.ports\.include\[0\]: "9000-80": range start is above its end/);
+        return true;
+      },
+    );
+  });
+});
