@@ -381,6 +381,14 @@ describe('chart render: invalid values are refused with a clear message', () => 
       /collector\.secretFiles: the name "a" is used twice/,
     );
   });
+  it('a grace period too short for the shutdown the agent or the collector must do', () => {
+    refused(
+      { set: ['agent.config.flushTimeout=1m'] },
+      /agent\.terminationGracePeriodSeconds \(30\) must exceed agent\.config\.flushTimeout \(1m\) by at least 5 seconds/,
+    );
+    refused({ set: ['collector.config.drainTimeout=28s'] }, /collector\.terminationGracePeriodSeconds \(30\) must exceed/);
+    renderValid({ set: ['agent.config.flushTimeout=20s', 'collector.config.drainTimeout=1500ms'] });
+  });
   it('an existing agent ServiceAccount without its name', () => {
     refused({ set: ['agent.serviceAccount.create=false'] }, /agent\.serviceAccount\.name is required/);
   });

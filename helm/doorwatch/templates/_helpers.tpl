@@ -163,3 +163,23 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- fail "tls.mode is \"certManager\" but the cluster does not serve cert-manager.io/v1: install cert-manager first (or, with helm template, pass --api-versions cert-manager.io/v1), or choose tls.mode generate or secret" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Whole seconds (rounded up) of a duration as the agent and collector take it: 500ms, 30s, 5m, 1h, or seconds. */}}
+{{- define "doorwatch.seconds" -}}
+{{- $d := toString . | trim -}}
+{{- $n := regexFind "^[0-9]+" $d | atoi -}}
+{{- if regexMatch "ms$" $d -}}{{ add1 (div $n 1000) }}
+{{- else if regexMatch "m$" $d -}}{{ mul $n 60 }}
+{{- else if regexMatch "h$" $d -}}{{ mul $n 3600 }}
+{{- else -}}{{ add1 $n }}
+{{- end -}}
+{{- end -}}
+
+{{/* Fails unless a pod's grace period leaves `margin` seconds after the duration it must wait at shutdown. */}}
+{{- define "doorwatch.checkGrace" -}}
+{{- $wait := include "doorwatch.seconds" (index . 1) | atoi -}}
+{{- $grace := int (index . 0) -}}
+{{- if lt $grace (add $wait (index . 3)) -}}
+{{- fail (printf "%s (%d) must exceed %s (%s) by at least %d seconds: %s" (index . 4) $grace (index . 5) (toString (index . 1)) (index . 3) (index . 2)) -}}
+{{- end -}}
+{{- end -}}
