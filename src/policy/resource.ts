@@ -60,7 +60,9 @@ export function parseResource(obj: ObjectLike, adminNamespace: string): ParsedRe
   const parsed = obj.spec === undefined ? undefined : parseSpec(obj.spec, 'spec');
   if (parsed && !parsed.ok) problems.push(...parsed.problems);
   const spec = parsed?.ok ? parsed.spec : undefined;
-  const selectsNamespaces = spec !== undefined && (spec.namespaces !== undefined || spec.namespaceSelector !== undefined);
+  // Judged on the spec as written, so an invalid spec does not hide this problem (every problem at once).
+  const raw = typeof obj.spec === 'object' && obj.spec !== null ? (obj.spec as Record<string, unknown>) : {};
+  const selectsNamespaces = raw.namespaces !== undefined || raw.namespaceSelector !== undefined;
   if (selectsNamespaces && id.namespace && id.namespace !== adminNamespace)
     problems.push(
       `spec.namespaces/namespaceSelector: only policies in the Doorwatch namespace "${adminNamespace}" may select ` +
