@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { tracePolicy } from '../../src/cli/trace.js';
+import { ConfigError } from '../../src/config/errors.js';
 
 // `doorwatch policy check FILE`, the real binary as users run it (dist/, from
 // `npm run build`): exit 0 and an explanation for a valid file, 1 and every
@@ -215,5 +217,57 @@ describe('doorwatch policy check', () => {
     assert.equal(bad.status, 2);
     assert.equal(bad.stdout, '');
     assert.match(bad.stderr, /"novalue" is not a label \(key=value\).*\(DW_ERR_CLI_USAGE\)/);
+  });
+});
+
+describe('doorwatch trace --policy / --namespace (tracePolicy)', () => {
+  it('neither: no engine, everything audited as before', () => {
+    assert.equal(tracePolicy({ filter: {} }), undefined);
+    assert.equal(tracePolicy({ filter: { namespaces: [] } }), undefined);
+  });
+
+  it('--namespace: those namespaces as events, everything else (the host too) off, decided in the kernel', () => {
+    const e = tracePolicy({ filter: { namespaces: ['shop', 'ci-*'] } })!;
+    assert.equal(e.config.resources, false);
+    const at = (ns: string) => e.forPod({ namespace: ns, labels: {} }, {});
+    assert.equal(at('shop').key, 'rule:--namespace');
+    assert.equal(at('shop').spec.mode, 'events');
+    assert.equal(at('ci-3').spec.mode, 'events');
+    assert.equal(at('payments').key, 'default');
+    assert.equal(at('payments').spec.mode, 'off');
+    assert.equal(e.host().spec.mode, 'off');
+    assert.equal(e.unattributed().spec.mode, 'events', 'not attributed yet: still audited');
+    assert.throws(
+      () => tracePolicy({ filter: { namespaces: ['Bad_NS'] } }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.deepEqual(err.problems, ['policy.rules[0].namespaces[0]: must be a namespace name or a glob like ci-*']);
+        return true;
+      },
+    );
+  });
+
+  it('--policy FILE: the engine of the file; the file wins over --namespace', () => {
+    const e = tracePolicy({ policyFile: fixture('three-use-cases.yaml'), filter: { namespaces: ['shop'] } })!;
+    assert.equal(e.forPod({ namespace: 'payments', labels: {} }, {}).key, 'resource:payments/audit-all');
+    assert.equal(e.forPod({ namespace: 'kube-system', labels: {} }, {}).spec.mode, 'off');
+    assert.equal(e.forPod({ namespace: 'shop', labels: {} }, {}).key, 'default');
+  });
+
+  it('--policy FILE with objects agents would reject: refused, every problem named by object', () => {
+    assert.throws(
+      () => tracePolicy({ policyFile: fixture('invalid-objects.yaml'), filter: {} }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.equal(err.problems.length, 7, err.problems.join('\n'));
+        assert.equal(
+          err.problems[0],
+          'AcceptAuditPolicy shop/bad-cidr: spec.peers.exclude[0]: "10.0.0.0/33": prefix length must be 0-32',
+        );
+        assert.equal(err.problems.filter((p) => p.startsWith('AcceptAuditPolicy shop/all-at-once: ')).length, 3);
+        assert.ok(!err.problems.some((p) => p.includes('shop/fine')));
+        return true;
+      },
+    );
   });
 });

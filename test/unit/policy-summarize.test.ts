@@ -84,7 +84,7 @@ describe('Summarizer', () => {
     s.add(acc({ pod: 'p1', t: 200n }), MODE);
     s.add(acc({ pod: 'p1', t: 50n, ok: false }), MODE);
     s.add(acc({ pod: 'p1', t: 900n, ok: false }), MODE);
-    assert.deepEqual(batches, [], 'nothing before the interval ends');
+    assert.equal(batches.length, 0, 'nothing before the interval ends');
     at(9_000n);
     s.flush();
     assert.equal(batches.length, 1);
