@@ -43,7 +43,7 @@ export function policyReportOf(p: { stage: PolicyStage; sync: KernelPolicySync; 
 export function policyLines(r: PolicyReport): string[] {
   const out = [
     `  policy: kernel_filtering=${r.kernelFiltering ? 'on' : 'off'} mapped_cgroups=${r.mappedCgroups} ` +
-      `summaries=${r.summaries.summaries} folded_accepts=${r.summaries.folded} keys_coarsened=${r.summaries.keysFolded}`,
+      `summaries=${r.summaries.summaries} folded_accepts=${r.summaries.folded} accepts_under_coarsened_keys=${r.summaries.keysFolded}`,
   ];
   for (const row of r.rows) {
     const k = row.kernel;

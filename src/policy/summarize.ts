@@ -34,7 +34,7 @@ export interface SummarizerStats {
   folded: number;
   /** Summary records emitted. */
   summaries: number;
-  /** Keys coarsened because the table was full. */
+  /** Accepts folded under a coarsened key because the table was full. */
   keysFolded: number;
   /** Rows open in the current interval. */
   open: number;
@@ -151,7 +151,7 @@ export class Summarizer {
 
 /** Per-subject token buckets: eventsPerSecond refill, `burst` capacity. */
 export class RateLimiter {
-  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+  readonly #buckets = new Map<string, { tokens: number; at: number; refillMs: number }>();
   readonly #now: () => number;
 
   constructor(now: () => number = Date.now) {
@@ -164,9 +164,10 @@ export class RateLimiter {
     const now = this.#now();
     let b = this.#buckets.get(key);
     if (!b) {
-      b = { tokens: burst, at: now };
+      b = { tokens: burst, at: now, refillMs: (burst / eventsPerSecond) * 1000 };
       this.#buckets.set(key, b);
     }
+    b.refillMs = (burst / eventsPerSecond) * 1000;
     b.tokens = Math.min(burst, b.tokens + ((now - b.at) / 1000) * eventsPerSecond);
     b.at = now;
     if (b.tokens < 1) return false;
@@ -174,9 +175,9 @@ export class RateLimiter {
     return true;
   }
 
-  /** Forget buckets idle long enough to be full again anyway. */
+  /** Forget buckets idle long enough to be full again anyway (and at least idleMs). */
   sweep(idleMs = 60_000): void {
     const now = this.#now();
-    for (const [k, b] of this.#buckets) if (now - b.at > idleMs) this.#buckets.delete(k);
+    for (const [k, b] of this.#buckets) if (now - b.at > Math.max(idleMs, b.refillMs)) this.#buckets.delete(k);
   }
 }

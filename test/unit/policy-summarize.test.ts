@@ -295,11 +295,22 @@ describe('RateLimiter', () => {
     r.take(acc({ pod: 'idle' }), 1, 1);
     now = 500;
     r.take(acc({ pod: 'busy' }), 1, 1);
-    now = 700;
-    r.sweep(600); // idle: 700 ms, busy: 200 ms
-    // A forgotten bucket starts full; a kept one has 0.2 tokens.
+    now = 1200;
+    r.sweep(600); // idle: 1200 ms (past its 1 s refill), busy: 700 ms
+    // A forgotten bucket starts full; a kept one has 0.7 tokens.
     assert.equal(r.take(acc({ pod: 'idle' }), 1, 1), true);
     assert.equal(r.take(acc({ pod: 'busy' }), 1, 1), false);
+  });
+
+  it('sweep never forgets a bucket before it would have refilled (no early burst)', () => {
+    let now = 0;
+    const r = new RateLimiter(() => now);
+    for (let i = 0; i < 100; i++) r.take(acc({ pod: 'slow' }), 1, 100); // burst 100 at 1/s: 100 s to refill
+    now = 70_000;
+    r.sweep(60_000); // idle 70 s > 60 s, but only 70 tokens are back
+    let granted = 0;
+    for (let i = 0; i < 100; i++) if (r.take(acc({ pod: 'slow' }), 1, 100)) granted++;
+    assert.equal(granted, 70);
   });
 });
 
