@@ -29,8 +29,13 @@ interface Run {
   exit: Promise<number | null>;
 }
 
+/** Every trace started, so a failed assertion cannot leave one running (and the test file hanging). */
+const running = new Set<ChildProcess>();
+
 function startTrace(args: string[]): Run {
   const proc = spawn(process.execPath, [BIN, 'trace', '--log-level', 'info', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(proc);
+  proc.once('exit', () => running.delete(proc));
   const stdout: string[] = [];
   const stderr: string[] = [];
   let markReady: () => void;
@@ -61,6 +66,10 @@ async function serveOnce(): Promise<{ port: number; clientPort: number; close():
   return { port, clientPort, close: () => server.close() };
 }
 
+after(() => {
+  for (const p of running) p.kill('SIGKILL');
+});
+
 describe('doorwatch trace (CLI)', () => {
   it('streams JSON lines on stdout, logs and the summary on stderr, then exits 0 on SIGINT without leaking probes', async () => {
     const before = loadedDoorwatchPrograms();
@@ -73,6 +82,7 @@ describe('doorwatch trace (CLI)', () => {
       run.stdout
         .join('')
         .split('\n')
+        .slice(0, -1) // the text after the last newline may be a line still being written
         .filter(Boolean)
         .map((l) => JSON.parse(l))
         .filter((e) => e.socket?.local?.port === s.port);
