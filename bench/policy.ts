@@ -22,7 +22,7 @@ import { type FakePod, PodSim } from '../test/helpers/pod-sim.js';
 import { LineReader } from './lines.js';
 import { machineBusyUs, procCpuUs, quiesce, restoreBpfStats, sleep, withBpfStats } from './proc.js';
 import type { StormReady, StormResult } from './protocol.js';
-import { fmt } from './report.js';
+import { type Column, fmt, renderTable } from './report.js';
 
 /**
  * Per-namespace audit policies, what they save: 90 % of the accepts in a
@@ -389,7 +389,7 @@ function rowOf(m: Measured): Row {
   };
 }
 
-const COLUMNS: [string, number, (r: Row) => string][] = [
+const COLUMNS: Column<Row>[] = [
   ['pipeline', 10, (r) => LABEL[r.phase]],
   ['accepts pay+batch', 18, (r) => `${r.paymentsAccepts}+${r.batchAccepts}`],
   ['accepts/s', 10, (r) => fmt(r.acceptsPerS)],
@@ -408,12 +408,7 @@ const COLUMNS: [string, number, (r: Row) => string][] = [
 ];
 
 function table(rows: Row[]): string {
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(COLUMNS[i]![1]))
-      .join(' ')
-      .trimEnd();
-  return [line(COLUMNS.map((c) => c[0])), ...rows.map((r) => line(COLUMNS.map((c) => c[2](r))))].join('\n');
+  return renderTable(COLUMNS, rows);
 }
 
 function median(xs: number[]): { median: number; min: number; max: number } {

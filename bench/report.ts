@@ -84,7 +84,7 @@ export function rowsOf(runs: Run[]): Row[] {
 export const fmt = (v: number | undefined, digits = 0, suffix = '') =>
   v === undefined || Number.isNaN(v) ? '-' : `${v.toFixed(digits)}${suffix}`;
 
-const COLUMNS: [string, number, (r: Row) => string][] = [
+const COLUMNS: Column<Row>[] = [
   ['mode', 18, (r) => LABELS[r.mode] ?? r.mode],
   ['accepts/s', 10, (r) => fmt(r.acceptsPerS)],
   ['overhead', 9, (r) => fmt(r.overheadPct, 1, ' %')],
@@ -97,13 +97,20 @@ const COLUMNS: [string, number, (r: Row) => string][] = [
   ['noise %', 7, (r) => fmt(r.noisePct)],
 ];
 
-export function table(rows: Row[]): string {
+/** A fixed-width text table: [header, width, cell] per column. */
+export type Column<R> = [string, number, (r: R) => string];
+
+export function renderTable<R>(columns: Column<R>[], rows: R[]): string {
   const line = (cells: string[]) =>
     cells
-      .map((c, i) => c.padEnd(COLUMNS[i]![1]))
+      .map((c, i) => c.padEnd(columns[i]![1]))
       .join(' ')
       .trimEnd();
-  return [line(COLUMNS.map((c) => c[0])), ...rows.map((r) => line(COLUMNS.map((c) => c[2](r))))].join('\n');
+  return [line(columns.map((c) => c[0])), ...rows.map((r) => line(columns.map((c) => c[2](r))))].join('\n');
+}
+
+export function table(rows: Row[]): string {
+  return renderTable(COLUMNS, rows);
 }
 
 export interface Spread {

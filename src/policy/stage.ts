@@ -135,7 +135,11 @@ export class PolicyStage {
     return c.counts;
   }
 
+  /** A snapshot: later accepts do not move it. */
   stats(): PolicyStageStats {
-    return { byPolicy: new Map(this.#counts), summaries: this.#summaries.stats() };
+    const byPolicy = new Map<string, { policy: Policy; counts: PolicyCounts }>();
+    for (const [k, { policy, counts }] of this.#counts)
+      byPolicy.set(k, { policy, counts: { ...counts, filtered: { ...counts.filtered } } });
+    return { byPolicy, summaries: this.#summaries.stats() };
   }
 }
