@@ -45,13 +45,8 @@ static __always_inline struct dw_accept_event *dw_reserve(__u8 source, int ret)
 	return e;
 }
 
-/* Submit, or discard what the policy's ports/peers exclude (counted). */
 static __always_inline void dw_submit(struct dw_accept_event *e, struct dw_policy *pol, __u32 slot)
 {
-	if (!dw_policy_admits(pol, slot, e)) {
-		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
-		return;
-	}
 	e->policy_slot = slot;
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	dw_count(DW_CNT_EMITTED);
@@ -89,11 +84,14 @@ static __always_inline int dw_handle_exit(struct trace_event_raw_sys_exit *ctx, 
 		dw_count(DW_CNT_EXIT_NO_ENTER);
 	if (dw_skip_result(ret) || dw_policy_drops_failure(pol, slot, ret))
 		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct sock *sk = ret >= 0 ? dw_fd_to_sock(task, ret) : NULL;
+	if (!dw_policy_admits(pol, slot, sk))
+		return 0;
 
 	struct dw_accept_event *e = dw_reserve(source, ret);
 	if (!e)
 		return 0;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	if (seed) {
 		e->sockfd = s.sockfd;
 		e->addr_ptr = s.addr_ptr;
@@ -105,7 +103,7 @@ static __always_inline int dw_handle_exit(struct trace_event_raw_sys_exit *ctx, 
 		e->hdr.flags |= DW_F_NO_ENTER | DW_F_LISTENER_UNRESOLVED | DW_F_USER_ADDR_NULL;
 	}
 	if (ret >= 0) {
-		dw_fill_sock(e, dw_fd_to_sock(task, ret));
+		dw_fill_sock(e, sk);
 		if (seed)
 			dw_fill_user_addr(e);
 	}
@@ -126,13 +124,23 @@ static __always_inline int dw_handle_uring(void *req, struct io_uring_cqe *cqe)
 	int ret = BPF_CORE_READ(cqe, res);
 	if (dw_skip_result(ret) || dw_policy_drops_failure(pol, slot, ret))
 		return 0;
+	/* The request's command data is struct io_accept: the listening file,
+	 * the caller's addr/addrlen and the fixed-file slot. */
+	struct io_accept *acc = (struct io_accept *)&r->cmd;
+	/* Direct descriptor: ret is a registered-file slot, not an fd in the
+	 * process table; resolving it would be wrong. */
+	bool direct = ret >= 0 && BPF_CORE_READ(acc, file_slot);
+	struct sock *sk = NULL;
+	if (ret >= 0 && !direct) {
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		sk = dw_fd_to_sock(task, ret);
+	}
+	if (!dw_policy_admits(pol, slot, sk))
+		return 0;
 
 	struct dw_accept_event *e = dw_reserve(DW_SRC_IO_URING, ret);
 	if (!e)
 		return 0;
-	/* The request's command data is struct io_accept: the listening file,
-	 * the caller's addr/addrlen and the fixed-file slot. */
-	struct io_accept *acc = (struct io_accept *)&r->cmd;
 	struct file *lf = BPF_CORE_READ(acc, file);
 	struct socket *lsock = lf ? BPF_CORE_READ(lf, private_data) : NULL;
 	dw_fill_listener(e, lsock ? BPF_CORE_READ(lsock, sk) : NULL);
@@ -141,14 +149,10 @@ static __always_inline int dw_handle_uring(void *req, struct io_uring_cqe *cqe)
 	e->accept_flags = BPF_CORE_READ(acc, flags);
 
 	if (ret >= 0) {
-		if (BPF_CORE_READ(acc, file_slot)) {
-			/* Direct descriptor: ret is a registered-file slot, not an
-			 * fd in the process table; resolving it would be wrong. */
+		if (direct)
 			e->hdr.flags |= DW_F_DIRECT_DESCRIPTOR | DW_F_SOCK_UNRESOLVED;
-		} else {
-			struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-			dw_fill_sock(e, dw_fd_to_sock(task, ret));
-		}
+		else
+			dw_fill_sock(e, sk);
 		dw_fill_user_addr(e);
 	}
 	dw_submit(e, pol, slot);

@@ -69,35 +69,51 @@ static __always_inline bool dw_port_in(const struct dw_port_range *r, __u8 n, __
 	return false;
 }
 
-/* Ports and peers of a filled record. Unresolved sockets pass: what cannot
- * be checked is audited, never guessed away. Non-inet sockets have no port or
- * peer, so they pass unless the policy lists ports or peers to include. */
-static __always_inline bool dw_policy_admits(struct dw_policy *p, __u32 slot, struct dw_accept_event *e)
+/* Ports and peers, read from the accepted socket before a record is
+ * reserved: a filtered accept costs no ring space and cannot be lost to a
+ * full ring. Unresolved sockets pass: what cannot be checked is audited,
+ * never guessed away. Non-inet sockets have no port or peer, so they pass
+ * unless the policy lists ports or peers to include. */
+static __always_inline bool dw_policy_admits(struct dw_policy *p, __u32 slot, struct sock *sk)
 {
-	if (!p || e->ret < 0 || (e->hdr.flags & DW_F_SOCK_UNRESOLVED))
+	if (!p || !sk)
 		return true;
-	bool inet = e->family == DW_AF_INET || e->family == DW_AF_INET6;
-	bool port_ok = inet ? (!p->n_include || dw_port_in(p->include, p->n_include, e->lport)) &&
-				      !(p->n_exclude && dw_port_in(p->exclude, p->n_exclude, e->lport))
-			    : !p->n_include;
-	if (!port_ok) {
-		dw_count(DW_CNT_PORT_FILTERED);
-		dw_count_slot(slot, DW_SLOT_CNT_PORT);
-		return false;
+	bool ports = p->n_include || p->n_exclude;
+	bool peers = p->flags & (DW_POL_PEER_RULES | DW_POL_PEER_INCLUDE);
+	if (!ports && !peers)
+		return true;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	bool inet = family == DW_AF_INET || family == DW_AF_INET6;
+	if (ports) {
+		bool port_ok;
+		if (inet) {
+			__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+			port_ok = (!p->n_include || dw_port_in(p->include, p->n_include, lport)) &&
+				  !(p->n_exclude && dw_port_in(p->exclude, p->n_exclude, lport));
+		} else {
+			port_ok = !p->n_include;
+		}
+		if (!port_ok) {
+			dw_count(DW_CNT_PORT_FILTERED);
+			dw_count_slot(slot, DW_SLOT_CNT_PORT);
+			return false;
+		}
 	}
-	if (!(p->flags & (DW_POL_PEER_RULES | DW_POL_PEER_INCLUDE)))
+	if (!peers)
 		return true;
 	bool peer_ok;
 	if (!inet) {
 		peer_ok = !(p->flags & DW_POL_PEER_INCLUDE);
 	} else {
 		struct dw_peer_key k = { .prefixlen = 32 + 128, .slot = slot };
-		if (e->family == DW_AF_INET) {
+		if (family == DW_AF_INET) {
+			__be32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
 			k.addr[10] = 0xff;
 			k.addr[11] = 0xff;
-			__builtin_memcpy(&k.addr[12], e->raddr, 4);
+			__builtin_memcpy(&k.addr[12], &r, 4);
 		} else {
-			__builtin_memcpy(k.addr, e->raddr, 16);
+			struct in6_addr r = BPF_CORE_READ(sk, __sk_common.skc_v6_daddr);
+			__builtin_memcpy(k.addr, &r, 16);
 		}
 		__u8 *act = bpf_map_lookup_elem(&dw_peer_rules, &k);
 		peer_ok = act ? *act == DW_PEER_INCLUDE : !(p->flags & DW_POL_PEER_INCLUDE);
