@@ -333,7 +333,13 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT_USAGE;
     }
     if (e instanceof ConfigError) {
-      process.stderr.write(`doorwatch: ${e.message} (DW_ERR_CONFIG) — fix the keys named above; see docs/configuration.md\n`);
+      const doc =
+        argv[0] === 'policy' || argv.includes('--policy')
+          ? 'docs/policy.md'
+          : argv[0] === 'collector'
+            ? 'docs/collector.md'
+            : 'docs/configuration.md';
+      process.stderr.write(`doorwatch: ${e.message} (DW_ERR_CONFIG) — fix the keys named above; see ${doc}\n`);
       return EXIT_USAGE;
     }
     if (e instanceof CollectorStartError) {

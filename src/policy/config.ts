@@ -57,7 +57,24 @@ const SELECTOR_KEYS = ['podSelector', 'namespaces', 'namespaceSelector'] as cons
 
 export function parsePolicyConfig(raw: unknown, o: { source: string; defaultAdminNamespace: string }): PolicyConfig {
   const r = schema.safeParse(raw ?? {});
-  if (!r.success) throw new ConfigError(o.source, zodProblems(r.error, 'policy'));
+  if (!r.success) {
+    // Report the policies' own problems too, not only the first layer's: every problem at once.
+    const problems = zodProblems(r.error, 'policy');
+    const obj = raw && typeof raw === 'object' && !Array.isArray(raw) ? (raw as Record<string, unknown>) : {};
+    for (const key of ['default', 'host'] as const) {
+      if (obj[key] === undefined || problems.some((p) => p.startsWith(`policy.${key}`))) continue;
+      const p = parseSpec(obj[key], `policy.${key}`);
+      if (!p.ok) problems.push(...p.problems);
+    }
+    if (Array.isArray(obj.rules))
+      obj.rules.forEach((rule, i) => {
+        if (!rule || typeof rule !== 'object' || problems.some((p) => p.startsWith(`policy.rules[${i}]`))) return;
+        const { name: _name, ...spec } = rule as Record<string, unknown>;
+        const p = parseSpec(spec, `policy.rules[${i}]`);
+        if (!p.ok) problems.push(...p.problems);
+      });
+    throw new ConfigError(o.source, problems);
+  }
   const c = r.data;
   const problems: string[] = [];
   const catchAll = (v: unknown, key: string): PolicySpec | undefined => {

@@ -176,6 +176,21 @@ describe('policy configuration', () => {
     );
   });
 
+  it("a problem at the top does not hide the policies' own problems", () => {
+    assert.deepEqual(
+      problems({
+        summaryIntervl: '10s',
+        default: { mode: 'audit' },
+        rules: [{ name: 'a', mode: 'events', ports: { include: ['9000-80'] } }],
+      }),
+      [
+        `policy: Unrecognized key(s) in object: 'summaryIntervl' ("summaryIntervl")`,
+        "policy.default.mode: Invalid enum value. Expected 'events' | 'summary' | 'off', received 'audit'",
+        'policy.rules[0].ports.include[0]: "9000-80": range start is above its end',
+      ],
+    );
+  });
+
   it('bounds maxSummaryKeys', () => {
     assert.match(problems({ maxSummaryKeys: 15 })[0]!, /^policy\.maxSummaryKeys: Number must be greater than or equal to 16/);
     assert.match(problems({ maxSummaryKeys: 2_000_000 })[0]!, /^policy\.maxSummaryKeys: /);
