@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -164,6 +165,19 @@ describe('agent with audit policies (real probes, fake collector)', () => {
     const m = await metrics();
     assert.ok((sample(m, 'doorwatch_policy_userspace_total{policy="host",result="summarized"}') ?? 0) >= 30 - singles.length);
     assert.ok((sample(m, 'doorwatch_policy_summaries_total') ?? 0) >= sums.length);
+  });
+
+  it('on stop, detaches and leaves no Doorwatch program or map in the kernel', async () => {
+    const ours = (what: 'prog' | 'map') =>
+      (JSON.parse(execFileSync('bpftool', [what, 'show', '--json'], { encoding: 'utf8' })) as { name?: string }[]).filter((x) =>
+        x.name?.startsWith('dw_'),
+      ).length;
+    assert.ok(ours('prog') >= 4, 'programs attached while running');
+    assert.ok(ours('map') >= 5, 'maps (events, inflight, counters, policies, ...) while running');
+    stop('test: stop');
+    await bounded(agentDone, 15_000, 'the agent to stop');
+    // The kernel frees a released program or map after an RCU grace period: give it a moment.
+    await until(() => ours('prog') === 0 && ours('map') === 0, 'no program or map left (nothing pinned)', 3000, 50);
   });
 
   it('refuses to start with an invalid policy configuration, before loading anything', async () => {
