@@ -99,7 +99,8 @@ export function formatSummary(shown: number, s: CaptureStats, e?: EnricherStats,
     `doorwatch trace: ${shown} shown of ${s.delivered} captured (${s.delivered - BigInt(shown)} filtered out by display filters)`,
     `  kernel: emitted=${k.EMITTED} exit_without_enter=${k.EXIT_NO_ENTER} eagain_skipped=${k.EAGAIN_SKIPPED} ` +
       `io_uring=${k.IO_URING} socket_unresolved=${k.SOCK_UNRESOLVED} enter_map_full=${k.ENTER_MAP_FULL} ` +
-      `cgroup_filtered=${k.CGROUP_FILTERED}`,
+      `cgroup_filtered=${k.CGROUP_FILTERED} port_filtered=${k.PORT_FILTERED} peer_filtered=${k.PEER_FILTERED} ` +
+      `failed_filtered=${k.FAILED_FILTERED}`,
     `  lost: ${lost} (ring_buffer_full=${k.RINGBUF_FULL} decode_errors=${s.decodeErrors} bpf_recursion_misses=${recursion})`,
   ];
   if (e) {
