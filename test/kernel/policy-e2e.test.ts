@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { rmdirSync, statSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AcceptProbes } from '../../src/bpf/accept-probes.js';
@@ -246,6 +246,22 @@ describe('per-namespace audit policies (real kernel, cgroups, netns; API stand-i
     assert.equal(fromPod('web').length, 0);
     // The most specific prefix decides: the /32 exclude beats the /8 include.
     assert.equal(row('resource:shop/no-host').kernel.emitted, 0n);
+  });
+
+  it("unmaps a container's cgroup when it goes", async () => {
+    const dns = pods.dns!;
+    assert.ok(mapped('dns'));
+    process.kill(dns.pid, 'SIGKILL');
+    await until(() => {
+      try {
+        rmdirSync(dns.pod.cgroupDir); // removable once the process is reaped
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'the container cgroup removed');
+    pipe.policy!.controller.requestReconcile(true);
+    await until(() => !mapped('dns'), 'cgroup unmapped from the kernel filter', 5000);
   });
 
   it('applies a policy change within a second, both ways', async () => {
