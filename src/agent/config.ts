@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { ZodError, type ZodIssue, z } from 'zod';
 import { ConfigError, zodProblems } from '../config/errors.js';
+import { isObject, keyPath, knownKeysAt, suggestion } from '../config/keys.js';
 import { parseDuration, parseSize } from '../config/units.js';
 import { LOG_LEVELS, type LogLevel } from '../log/logger.js';
 import type { OverflowPolicy } from './spool.js';
@@ -185,10 +186,6 @@ const duration = checked(parseDuration, 'a duration such as "200ms", "30s" or a 
 const path = z.string().min(1, 'expected a file path');
 const keys = z.array(z.string().min(1), { errorMap: () => ({ message: 'expected a list of keys, e.g. [app, "team*"]' }) });
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
-
 const fileSchema = z
   .object({
     collector: z
@@ -253,56 +250,13 @@ const fileSchema = z
 
 // --- problems, by key --------------------------------------------------------------------------------------
 
-function pathOf(p: (string | number)[]): string {
-  return p.reduce<string>((acc, k) => (typeof k === 'number' ? `${acc}[${k}]` : acc ? `${acc}.${k}` : String(k)), '') || '(root)';
-}
-
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = d[0]!;
-    d[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = d[j]!;
-      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return d[b.length]!;
-}
-
-/** ` (did you mean "labels"?)` when one known key is close enough. */
-function suggestion(key: string, known: string[]): string {
-  let best: string | undefined;
-  let bestD = Number.POSITIVE_INFINITY;
-  for (const k of known) {
-    const dist = editDistance(key.toLowerCase(), k.toLowerCase());
-    if (dist < bestD) {
-      best = k;
-      bestD = dist;
-    }
-  }
-  return best !== undefined && bestD <= Math.max(1, Math.floor(key.length / 3)) ? ` (did you mean "${best}"?)` : '';
-}
-
-/** The keys the strict object at `path` accepts. */
-function knownKeysAt(path: (string | number)[]): string[] {
-  let s: z.ZodTypeAny | undefined = fileSchema;
-  for (const k of [...path, undefined]) {
-    while (s instanceof z.ZodOptional || s instanceof z.ZodEffects) s = s instanceof z.ZodEffects ? s.innerType() : s.unwrap();
-    if (k === undefined) break;
-    s = s instanceof z.ZodObject ? (s.shape as Record<string, z.ZodTypeAny>)[String(k)] : undefined;
-  }
-  return s instanceof z.ZodObject ? Object.keys(s.shape) : [];
-}
-
 function issueProblems(issues: ZodIssue[]): string[] {
   const out: string[] = [];
   const rest: ZodIssue[] = [];
   for (const i of issues) {
     if (i.code === 'unrecognized_keys') {
-      const known = knownKeysAt(i.path);
-      const at = i.path.length ? ` in ${pathOf(i.path)}` : '';
+      const known = knownKeysAt(fileSchema, i.path);
+      const at = i.path.length ? ` in ${keyPath('', i.path)}` : '';
       for (const k of i.keys) out.push(`unknown key "${k}"${at}${suggestion(k, known)}`);
     } else rest.push(i);
   }

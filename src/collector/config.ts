@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
 import { ZodError, type ZodIssue, z } from 'zod';
 import { ConfigError, zodProblems } from '../config/errors.js';
+import { isObject, keyPath, knownKeysAt, suggestion } from '../config/keys.js';
 import { parseDuration, parseSize } from '../config/units.js';
 import type { FormatName, SinkFactory } from '../sinks/sink.js';
 
@@ -138,53 +139,6 @@ const sinkCommonSchema = z
 
 const COMMON_SINK_KEYS = new Set(Object.keys(sinkCommonSchema.shape));
 
-function pathOf(prefix: string, path: (string | number)[]): string {
-  const p = path.reduce<string>((acc, k) => (typeof k === 'number' ? `${acc}[${k}]` : acc ? `${acc}.${k}` : String(k)), prefix);
-  return p || '(root)';
-}
-
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = d[0]!;
-    d[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = d[j]!;
-      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return d[b.length]!;
-}
-
-function suggestion(key: string, known: string[]): string {
-  let best: string | undefined;
-  let bestD = Number.POSITIVE_INFINITY;
-  for (const k of known) {
-    const dist = editDistance(key.toLowerCase(), k.toLowerCase());
-    if (dist < bestD) {
-      best = k;
-      bestD = dist;
-    }
-  }
-  return best !== undefined && bestD <= Math.max(1, Math.floor(key.length / 3)) ? ` (did you mean "${best}"?)` : '';
-}
-
-/** The keys a strict object at `path` accepts, for "did you mean". */
-function knownKeysAt(schema: z.ZodTypeAny, path: (string | number)[]): string[] {
-  let s: z.ZodTypeAny | undefined = schema;
-  for (const k of [...path, undefined]) {
-    while (s instanceof z.ZodDefault || s instanceof z.ZodOptional || s instanceof z.ZodEffects) {
-      s = s instanceof z.ZodEffects ? s.innerType() : (s as z.ZodDefault<z.ZodTypeAny>)._def.innerType;
-    }
-    if (k === undefined) break;
-    if (s instanceof z.ZodObject) s = (s.shape as Record<string, z.ZodTypeAny>)[String(k)];
-    else if (s instanceof z.ZodArray) s = s.element;
-    else return [];
-  }
-  return s instanceof z.ZodObject ? Object.keys(s.shape) : [];
-}
-
 /** zod issues -> problems; unknown keys get their own line each, with a suggestion. */
 function problemsOf(err: ZodError, schema: z.ZodTypeAny, prefix = '', prefixPath: (string | number)[] = []): string[] {
   const out: string[] = [];
@@ -192,14 +146,10 @@ function problemsOf(err: ZodError, schema: z.ZodTypeAny, prefix = '', prefixPath
   for (const i of err.issues) {
     if (i.code === 'unrecognized_keys') {
       const known = knownKeysAt(schema, i.path.slice(prefixPath.length));
-      for (const k of i.keys) out.push(`unknown key "${k}" at ${pathOf(prefix, i.path)}${suggestion(k, known)}`);
+      for (const k of i.keys) out.push(`unknown key "${k}" at ${keyPath(prefix, i.path)}${suggestion(k, known)}`);
     } else rest.push(i);
   }
   return [...zodProblems(new ZodError(rest), prefix), ...out];
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
 function sinkTypeProblems(

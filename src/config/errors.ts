@@ -1,4 +1,5 @@
 import type { ZodError } from 'zod';
+import { keyPath } from './keys.js';
 
 /**
  * A config problem names the key that is wrong, what was wrong with it, and
@@ -16,11 +17,7 @@ export class ConfigError extends Error {
 /** zod issues -> "sinks[1].port: Expected number, received string". */
 export function zodProblems(err: ZodError, prefix = ''): string[] {
   return err.issues.map((i) => {
-    const path = i.path.reduce<string>(
-      (acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${p}` : String(p)),
-      prefix,
-    );
     const keys = i.code === 'unrecognized_keys' ? ` (${i.keys.map((k) => `"${k}"`).join(', ')})` : '';
-    return `${path || '(root)'}: ${i.message}${keys}`;
+    return `${keyPath(prefix, i.path)}: ${i.message}${keys}`;
   });
 }
