@@ -1,6 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { CustomObjectsApi, type KubeConfig, type KubernetesListObject, Watch } from '@kubernetes/client-node';
 import { httpStatusOf, statusMessage } from '../enrich/kube/api-error.js';
+import { CoalescedChange } from '../enrich/kube/change.js';
 import { ResilientInformer } from '../enrich/kube/informer.js';
 import type { BackoffOptions } from '../enrich/kube/types.js';
 import type { Logger } from '../log/logger.js';
@@ -82,7 +83,7 @@ function byNamespaceName(a: { namespace: string; name: string }, b: { namespace:
 export class PolicyWatcher {
   readonly #o: PolicyWatcherOptions;
   readonly #log: Logger;
-  readonly #listeners: (() => void)[] = [];
+  readonly #change: CoalescedChange;
   /** By uid: a policy deleted and recreated under the same name is another object. */
   readonly #entries = new Map<string, Entry>();
   /** uid -> the generation whose verdict was logged. */
@@ -91,7 +92,6 @@ export class PolicyWatcher {
   readonly #writer: StatusWriter | undefined;
   #starting: Promise<void> | undefined;
   #stopped = false;
-  #changeQueued = false;
   #crdMissing = false;
   #crdWarned = false;
   #sorted: { policies: PolicyResource[]; rejected: RejectedResource[] } | undefined;
@@ -99,6 +99,7 @@ export class PolicyWatcher {
   constructor(o: PolicyWatcherOptions) {
     this.#o = o;
     this.#log = o.log.child({ component: 'policy-watch' });
+    this.#change = new CoalescedChange(this.#log);
     const backoff = o.backoff ?? DEFAULT_POLICY_BACKOFF;
     const custom = o.kubeConfig.makeApiClient(CustomObjectsApi);
     const transport = new Watch(o.kubeConfig);
@@ -200,7 +201,7 @@ export class PolicyWatcher {
   /** After an add/update/delete/relist that changed policies() or rejected(); a burst is reported once. */
   on(event: 'change', fn: () => void): void {
     if (event !== 'change') throw new Error(`unknown event ${String(event)}`);
-    this.#listeners.push(fn);
+    this.#change.on(fn);
   }
 
   // ---- list/watch -----------------------------------------------------------------------------------------
@@ -311,18 +312,7 @@ export class PolicyWatcher {
 
   #changed(): void {
     this.#sorted = undefined;
-    if (this.#changeQueued) return;
-    this.#changeQueued = true;
-    queueMicrotask(() => {
-      this.#changeQueued = false;
-      for (const fn of this.#listeners) {
-        try {
-          fn();
-        } catch (err) {
-          this.#log.error({ err: (err as Error)?.message ?? String(err) }, "a 'change' listener threw");
-        }
-      }
-    });
+    this.#change.fire();
   }
 }
 

@@ -2,6 +2,7 @@ import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../log/logger.js';
 import { ALL_KEYS, compileAllowList, NO_KEYS } from './allow-list.js';
 import { kubeApi } from './api.js';
+import { CoalescedChange } from './change.js';
 import { ResilientInformer } from './informer.js';
 import { type MetaFilters, parseContainerId, toNamespaceMeta, toPodMeta } from './pod-meta.js';
 import { MetadataStore } from './store.js';
@@ -43,13 +44,12 @@ export class KubeMetadataSource {
   readonly #log: Logger;
   readonly #store: MetadataStore;
   readonly #filters: MetaFilters;
-  readonly #listeners: (() => void)[] = [];
+  readonly #change: CoalescedChange;
   readonly #waiters = new Map<string, Set<Waiter>>();
   #pods: ResilientInformer<V1Pod> | undefined;
   #namespaces: ResilientInformer<V1Namespace> | undefined;
   #starting: Promise<void> | undefined;
   #stopped = false;
-  #changeQueued = false;
 
   constructor(opts: KubeSourceOptions) {
     if (!opts.nodeName) {
@@ -58,6 +58,7 @@ export class KubeMetadataSource {
     }
     this.#o = opts;
     this.#log = opts.log.child({ component: 'kube', node: opts.nodeName });
+    this.#change = new CoalescedChange(this.#log);
     this.#store = new MetadataStore(opts.deletedRetentionMs ?? DEFAULT_RETENTION_MS, opts.now ?? Date.now);
     this.#filters = {
       labels: compileAllowList(opts.labelAllowList, ALL_KEYS),
@@ -192,7 +193,7 @@ export class KubeMetadataSource {
   /** Any pod/namespace add/update/delete; a burst (a relist) is reported once. */
   on(event: 'change', fn: () => void): void {
     if (event !== 'change') throw new Error(`unknown event ${String(event)}`);
-    this.#listeners.push(fn);
+    this.#change.on(fn);
   }
 
   #upsertPod(pod: V1Pod): void {
@@ -207,17 +208,6 @@ export class KubeMetadataSource {
   }
 
   #changed(): void {
-    if (this.#changeQueued) return;
-    this.#changeQueued = true;
-    queueMicrotask(() => {
-      this.#changeQueued = false;
-      for (const fn of this.#listeners) {
-        try {
-          fn();
-        } catch (err) {
-          this.#log.error({ err: (err as Error)?.message ?? String(err) }, "a 'change' listener threw");
-        }
-      }
-    });
+    this.#change.fire();
   }
 }
