@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { rmdirSync, statSync } from 'node:fs';
+import { rmdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AcceptProbes } from '../../src/bpf/accept-probes.js';
@@ -13,9 +13,9 @@ import type { PolicySource } from '../../src/policy/controller.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
 import { type PolicyReport, type PolicyRow, policyReportOf } from '../../src/policy/report.js';
 import { type PolicyResource, parseResource } from '../../src/policy/resource.js';
-import { connectTcp } from '../helpers/fixtures.js';
-import { KubeApiServer, makePod, tempDir } from '../helpers/kube-api-server.js';
-import { type FakePod, PodSim } from '../helpers/pod-sim.js';
+import { KubeApiServer, tempDir } from '../helpers/kube-api-server.js';
+import { PodSim } from '../helpers/pod-sim.js';
+import { SimPods } from '../helpers/sim-pods.js';
 import { requireRoot } from '../helpers/tracer.js';
 import { until } from '../helpers/wait.js';
 
@@ -60,44 +60,16 @@ let pipe: Pipeline;
 const events: AcceptEvent[] = [];
 const resources = new Resources();
 const sim = new PodSim();
-const pods: Record<string, { pod: FakePod; pid: number; cgroupId: bigint }> = {};
+let simPods: SimPods;
 
-async function makePodIn(namespace: string, name: string): Promise<void> {
-  const pod = sim.systemdContainerdPod();
-  api.addPod(
-    makePod({
-      name,
-      namespace,
-      uid: pod.uid,
-      nodeName: NODE,
-      labels: { app: name },
-      containers: [{ name: 'srv', image: 'srv:1', id: pod.cid, runtime: 'containerd' }],
-      podIP: pod.netns.ip,
-    }),
-  );
-  const server = await sim.startServer(pod.cgroupDir, pod.netns.name);
-  pods[name] = { pod, pid: server.pid!, cgroupId: statSync(pod.cgroupDir, { bigint: true }).ino };
-}
-
-/** n sequential connections to a pod's server; resolves when all were accepted (the server closes them). */
-async function accepts(name: string, n: number): Promise<void> {
-  const p = pods[name]!;
-  for (let i = 0; i < n; i++) {
-    const c = await connectTcp(p.pod.netns.ip, 8080);
-    await new Promise<void>((r) => {
-      c.socket.once('close', () => r());
-      c.socket.resume();
-    });
-  }
-}
-
-const fromPod = (name: string) => events.filter((e) => e.process?.pid === pods[name]!.pid);
+const fromPod = (name: string) => simPods.of(events, name);
 const report = (): PolicyReport => policyReportOf(pipe.policy!);
 const row = (key: string): PolicyRow => report().rows.find((r) => r.key === key) ?? assert.fail(`no report row ${key}`);
-const mapped = (name: string) => pipe.policy!.sync.isMapped(pods[name]!.cgroupId, 2);
+const mapped = (name: string) => pipe.policy!.sync.isMapped(simPods.get(name).cgroupId, 2);
 
 before(async () => {
   api = await KubeApiServer.create();
+  simPods = new SimPods(api, sim, NODE);
   for (const ns of ['payments', 'kube-system', 'ci-7', 'shop']) api.addNamespace(ns, {});
   const loaded = loadKubeConfig({ kubeconfigPath: api.writeKubeconfig(tempDir()) });
   assert.ok(loaded.kubeConfig);
@@ -133,12 +105,12 @@ before(async () => {
     log: silentLogger,
     policy: { engine, resources },
   });
-  await makePodIn('payments', 'pay');
-  await makePodIn('kube-system', 'dns');
-  await makePodIn('ci-7', 'runner');
-  await makePodIn('shop', 'web');
+  await simPods.add('payments', 'pay');
+  await simPods.add('kube-system', 'dns');
+  await simPods.add('ci-7', 'runner');
+  await simPods.add('shop', 'web');
   pipe.policy!.controller.requestReconcile(true);
-  await until(() => Object.keys(pods).every(mapped), 'every pod cgroup mapped to its policy in the kernel', 10_000);
+  await until(() => Object.keys(simPods.byName).every(mapped), 'every pod cgroup mapped to its policy in the kernel', 10_000);
 });
 
 after(async () => {
@@ -151,7 +123,7 @@ after(async () => {
 
 describe('per-namespace audit policies (real kernel, cgroups, netns; API stand-in)', () => {
   it('emits every accept of an audited namespace, stamped with its policy', async () => {
-    await accepts('pay', 5);
+    await simPods.accepts('pay', 5);
     const got = await until(() => (fromPod('pay').length >= 5 ? fromPod('pay') : undefined), 'payments events');
     assert.equal(got.length, 5);
     for (const e of got) {
@@ -163,9 +135,9 @@ describe('per-namespace audit policies (real kernel, cgroups, netns; API stand-i
   it('lets nothing of an unaudited namespace reach userspace, and counts it per policy in the kernel', async () => {
     const before = row('rule:kube-system-off').kernel.off;
     const delivered = pipe.capture.stats().delivered;
-    await accepts('dns', 20);
+    await simPods.accepts('dns', 20);
     await until(() => row('rule:kube-system-off').kernel.off - before === 20n, 'kernel off counter +20', 3000);
-    await accepts('pay', 1); // a marker behind them in the ring
+    await simPods.accepts('pay', 1); // a marker behind them in the ring
     await until(() => fromPod('pay').length >= 6, 'marker event');
     assert.equal(fromPod('dns').length, 0);
     const r = row('rule:kube-system-off');
@@ -177,7 +149,7 @@ describe('per-namespace audit policies (real kernel, cgroups, netns; API stand-i
   });
 
   it('folds summary-mode accepts into summary records with exact counts', async () => {
-    await accepts('runner', 30);
+    await simPods.accepts('runner', 30);
     await until(() => row('rule:ci-summaries').user.summarized >= 30, 'accepts folded', 5000);
     assert.equal(fromPod('runner').length, 0, 'no individual events in summary mode');
     pipe.policy!.stage.flush();
@@ -201,7 +173,7 @@ describe('per-namespace audit policies (real kernel, cgroups, netns; API stand-i
     ]);
     await sleep(300);
     const before = fromPod('pay').length;
-    await accepts('pay', 60);
+    await simPods.accepts('pay', 60);
     await until(
       () => row('resource:payments/audit-all').user.events + row('resource:payments/audit-all').user.summarized >= 60 + before,
       'all accounted',
@@ -221,7 +193,7 @@ describe('per-namespace audit policies (real kernel, cgroups, netns; API stand-i
   });
 
   it('filters listening ports and peers in the kernel', async () => {
-    const hostSide = pods.web!.pod.netns.ip.replace(/\.2$/, '.1');
+    const hostSide = simPods.get('web').pod.netns.ip.replace(/\.2$/, '.1');
     resources.set([
       { namespace: 'payments', name: 'audit-all', spec: { mode: 'events', ports: { include: ['9000-9100'] } } },
       {
@@ -233,14 +205,14 @@ describe('per-namespace audit policies (real kernel, cgroups, netns; API stand-i
     await until(() => pipe.policy!.sync.slotOf('resource:shop/no-host') !== undefined && mapped('web'), 'new policy mapped');
     await sleep(200);
     const payBefore = fromPod('pay').length;
-    await accepts('pay', 4);
-    await accepts('web', 4);
+    await simPods.accepts('pay', 4);
+    await simPods.accepts('web', 4);
     await until(
       () => row('resource:payments/audit-all').kernel.port >= 4n && row('resource:shop/no-host').kernel.peer >= 4n,
       'filtered in kernel',
       3000,
     );
-    await accepts('dns', 1);
+    await simPods.accepts('dns', 1);
     await sleep(100);
     assert.equal(fromPod('pay').length, payBefore);
     assert.equal(fromPod('web').length, 0);
@@ -249,7 +221,7 @@ describe('per-namespace audit policies (real kernel, cgroups, netns; API stand-i
   });
 
   it("unmaps a container's cgroup when it goes", async () => {
-    const dns = pods.dns!;
+    const dns = simPods.get('dns');
     assert.ok(mapped('dns'));
     process.kill(dns.pid, 'SIGKILL');
     await until(() => {
@@ -268,12 +240,12 @@ describe('per-namespace audit policies (real kernel, cgroups, netns; API stand-i
     resources.set([{ namespace: 'payments', name: 'audit-all', spec: { mode: 'off' } }]);
     await sleep(1000);
     const n = fromPod('pay').length;
-    await accepts('pay', 3);
+    await simPods.accepts('pay', 3);
     await sleep(200);
     assert.equal(fromPod('pay').length, n, 'off within a second');
     resources.set([{ namespace: 'payments', name: 'audit-all', spec: { mode: 'events' } }]);
     await sleep(1000);
-    await accepts('pay', 3);
+    await simPods.accepts('pay', 3);
     await until(() => fromPod('pay').length === n + 3, 'events again within a second', 2000);
   });
 });

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AcceptProbes } from '../../src/bpf/accept-probes.js';
@@ -13,9 +12,9 @@ import { PolicyEngine } from '../../src/policy/engine.js';
 import type { PolicyMaps } from '../../src/policy/kernel-sync.js';
 import { type PolicyRow, policyReportOf } from '../../src/policy/report.js';
 import { PolicyWatcher } from '../../src/policy/watch.js';
-import { connectTcp } from '../helpers/fixtures.js';
-import { KubeApiServer, makePod, tempDir } from '../helpers/kube-api-server.js';
-import { type FakePod, PodSim } from '../helpers/pod-sim.js';
+import { KubeApiServer, tempDir } from '../helpers/kube-api-server.js';
+import { PodSim } from '../helpers/pod-sim.js';
+import { SimPods } from '../helpers/sim-pods.js';
 import { requireRoot } from '../helpers/tracer.js';
 import { until } from '../helpers/wait.js';
 
@@ -34,45 +33,18 @@ let probes: AcceptProbes;
 let pipe: Pipeline;
 const events: AcceptEvent[] = [];
 const sim = new PodSim();
-const pods: Record<string, { pod: FakePod; pid: number; cgroupId: bigint }> = {};
+let simPods: SimPods;
 /** cgroup ids the kernel sync must leave unmapped: their accepts are decided in userspace. */
 const refuse = new Set<bigint>();
 
-async function makePodIn(namespace: string, name: string): Promise<void> {
-  const pod = sim.systemdContainerdPod();
-  api.addPod(
-    makePod({
-      name,
-      namespace,
-      uid: pod.uid,
-      nodeName: NODE,
-      labels: { app: name },
-      containers: [{ name: 'srv', image: 'srv:1', id: pod.cid, runtime: 'containerd' }],
-      podIP: pod.netns.ip,
-    }),
-  );
-  const server = await sim.startServer(pod.cgroupDir, pod.netns.name);
-  pods[name] = { pod, pid: server.pid!, cgroupId: statSync(pod.cgroupDir, { bigint: true }).ino };
-}
-
-async function accepts(name: string, n: number): Promise<void> {
-  const p = pods[name]!;
-  for (let i = 0; i < n; i++) {
-    const c = await connectTcp(p.pod.netns.ip, 8080);
-    await new Promise<void>((r) => {
-      c.socket.once('close', () => r());
-      c.socket.resume();
-    });
-  }
-}
-
-const fromPod = (name: string) => events.filter((e) => e.process?.pid === pods[name]!.pid);
+const fromPod = (name: string) => simPods.of(events, name);
 const row = (key: string): PolicyRow | undefined => policyReportOf(pipe.policy!).rows.find((r) => r.key === key);
 const policy = (namespace: string, name: string, spec: unknown) =>
   api.upsertPolicy({ metadata: { namespace, name }, spec: spec as Record<string, unknown> });
 
 before(async () => {
   api = await KubeApiServer.create();
+  simPods = new SimPods(api, sim, NODE);
   for (const ns of ['payments', 'orders', 'twin-a', 'twin-b']) api.addNamespace(ns, {});
   const loaded = loadKubeConfig({ kubeconfigPath: api.writeKubeconfig(tempDir()) });
   assert.ok(loaded.kubeConfig);
@@ -124,14 +96,14 @@ before(async () => {
     policy: { engine, resources: watcher },
     policyMaps: maps,
   });
-  await makePodIn('payments', 'pay');
-  await makePodIn('orders', 'orders');
-  await makePodIn('twin-a', 'kernel-twin');
-  await makePodIn('twin-b', 'user-twin');
-  refuse.add(pods['user-twin']!.cgroupId);
+  await simPods.add('payments', 'pay');
+  await simPods.add('orders', 'orders');
+  await simPods.add('twin-a', 'kernel-twin');
+  await simPods.add('twin-b', 'user-twin');
+  refuse.add(simPods.get('user-twin').cgroupId);
   pipe.policy!.controller.requestReconcile(true);
   await until(
-    () => ['pay', 'orders', 'kernel-twin'].every((n) => pipe.policy!.sync.isMapped(pods[n]!.cgroupId, 2)),
+    () => ['pay', 'orders', 'kernel-twin'].every((n) => pipe.policy!.sync.isMapped(simPods.get(n).cgroupId, 2)),
     'pod cgroups mapped',
     10_000,
   );
@@ -148,7 +120,7 @@ after(async () => {
 
 describe('AcceptAuditPolicy objects applied live to the kernel (API stand-in)', () => {
   it('audits a namespace as soon as its policy is accepted, and marks it Accepted', async () => {
-    await accepts('pay', 3);
+    await simPods.accepts('pay', 3);
     await until(() => fromPod('pay').length === 3, 'payments events');
     assert.equal(fromPod('pay')[0]!.policy?.name, 'payments/audit');
     const cond = await until(() => api.getPolicy('payments', 'audit')?.status?.conditions?.[0], 'status condition');
@@ -160,13 +132,13 @@ describe('AcceptAuditPolicy objects applied live to the kernel (API stand-in)', 
     const t0 = Date.now();
     policy('orders', 'quiet', { mode: 'off' });
     await sleep(1000);
-    await accepts('orders', 5);
+    await simPods.accepts('orders', 5);
     await until(() => (row('resource:orders/quiet')?.kernel.off ?? 0n) === 5n, 'kernel off +5', 2000);
     assert.equal(fromPod('orders').length, 0);
     assert.ok(Date.now() - t0 < 5000);
     api.deletePolicy('orders', 'quiet');
     await sleep(1000);
-    await accepts('orders', 2);
+    await simPods.accepts('orders', 2);
     await until(() => fromPod('orders').length === 2, 'back to the default (events) within a second', 2000);
     assert.equal(fromPod('orders')[0]!.policy?.name, 'default');
   });
@@ -181,7 +153,7 @@ describe('AcceptAuditPolicy objects applied live to the kernel (API stand-in)', 
     assert.match(String(cond.message), /10\.0\.0\.300\/8/);
     await sleep(500);
     const n = fromPod('pay').length;
-    await accepts('pay', 2);
+    await simPods.accepts('pay', 2);
     // The rejected object governs nothing: payments falls back to the default (events).
     await until(() => fromPod('pay').length === n + 2, 'still audited');
     assert.equal(fromPod('pay').at(-1)!.policy?.name, 'default');
@@ -196,10 +168,10 @@ describe('AcceptAuditPolicy objects applied live to the kernel (API stand-in)', 
       'policies applied',
     );
     await sleep(500);
-    assert.ok(pipe.policy!.sync.isMapped(pods['kernel-twin']!.cgroupId, 2));
-    assert.ok(!pipe.policy!.sync.isMapped(pods['user-twin']!.cgroupId, 2), 'refused: stays on the default slot');
-    await accepts('kernel-twin', 4);
-    await accepts('user-twin', 4);
+    assert.ok(pipe.policy!.sync.isMapped(simPods.get('kernel-twin').cgroupId, 2));
+    assert.ok(!pipe.policy!.sync.isMapped(simPods.get('user-twin').cgroupId, 2), 'refused: stays on the default slot');
+    await simPods.accepts('kernel-twin', 4);
+    await simPods.accepts('user-twin', 4);
     await until(() => (row('resource:twin-a/same')?.kernel.port ?? 0n) === 4n, 'kernel filtered on port', 3000);
     await until(() => row('resource:twin-b/same')?.user.filtered.port === 4, 'userspace filtered on port', 3000);
     assert.equal(fromPod('kernel-twin').length, 0);
