@@ -39,12 +39,18 @@ static __always_inline struct dw_policy *dw_current_policy(__u32 *slot)
 	return bpf_map_lookup_elem(&dw_policies, slot);
 }
 
+/* An accept a policy keeps out of userspace: counted in total and per slot. */
+static __always_inline void dw_count_filtered(__u32 slot, __u32 cnt, __u32 slot_cnt)
+{
+	dw_count(cnt);
+	dw_count_slot(slot, slot_cnt);
+}
+
 static __always_inline bool dw_policy_off(struct dw_policy *p, __u32 slot)
 {
 	if (!p || p->mode != DW_MODE_OFF)
 		return false;
-	dw_count(DW_CNT_CGROUP_FILTERED);
-	dw_count_slot(slot, DW_SLOT_CNT_OFF);
+	dw_count_filtered(slot, DW_CNT_CGROUP_FILTERED, DW_SLOT_CNT_OFF);
 	return true;
 }
 
@@ -53,8 +59,7 @@ static __always_inline bool dw_policy_drops_failure(struct dw_policy *p, __u32 s
 {
 	if (!p || ret >= 0 || (p->flags & DW_POL_FAILED_ACCEPTS))
 		return false;
-	dw_count(DW_CNT_FAILED_FILTERED);
-	dw_count_slot(slot, DW_SLOT_CNT_FAILED);
+	dw_count_filtered(slot, DW_CNT_FAILED_FILTERED, DW_SLOT_CNT_FAILED);
 	return true;
 }
 
@@ -89,13 +94,12 @@ static __always_inline bool dw_policy_admits(struct dw_policy *p, __u32 slot, st
 		if (inet) {
 			__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 			port_ok = (!p->n_include || dw_port_in(p->include, p->n_include, lport)) &&
-				  !(p->n_exclude && dw_port_in(p->exclude, p->n_exclude, lport));
+				  !dw_port_in(p->exclude, p->n_exclude, lport);
 		} else {
 			port_ok = !p->n_include;
 		}
 		if (!port_ok) {
-			dw_count(DW_CNT_PORT_FILTERED);
-			dw_count_slot(slot, DW_SLOT_CNT_PORT);
+			dw_count_filtered(slot, DW_CNT_PORT_FILTERED, DW_SLOT_CNT_PORT);
 			return false;
 		}
 	}
@@ -118,10 +122,8 @@ static __always_inline bool dw_policy_admits(struct dw_policy *p, __u32 slot, st
 		__u8 *act = bpf_map_lookup_elem(&dw_peer_rules, &k);
 		peer_ok = act ? *act == DW_PEER_INCLUDE : !(p->flags & DW_POL_PEER_INCLUDE);
 	}
-	if (!peer_ok) {
-		dw_count(DW_CNT_PEER_FILTERED);
-		dw_count_slot(slot, DW_SLOT_CNT_PEER);
-	}
+	if (!peer_ok)
+		dw_count_filtered(slot, DW_CNT_PEER_FILTERED, DW_SLOT_CNT_PEER);
 	return peer_ok;
 }
 

@@ -3,15 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DoorwatchError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import {
-  CGROUP_KEY_LAYOUT,
-  ConfigFlags,
-  KERNEL_COUNTER_SLOTS,
-  KernelCounter,
-  PEER_KEY_LAYOUT,
-  POLICY_LAYOUT,
-  SLOT_COUNTERS,
-} from './abi.js';
+import { CGROUP_KEY_LAYOUT, ConfigFlags, KernelCounter, PEER_KEY_LAYOUT, POLICY_LAYOUT, SLOT_COUNTERS } from './abi.js';
 import { BPF_TRACE_RAW_TP, libbpf } from './libbpf.js';
 import { BpfObject } from './object.js';
 import { preflight } from './preflight.js';
@@ -128,9 +120,13 @@ export class AcceptProbes {
     if (rc < 0) throw new Error(`cannot write probe config: errno ${-rc}`);
   }
 
-  setIncludeEagain(on: boolean): void {
-    this.#cfgFlags = on ? this.#cfgFlags | ConfigFlags.INCLUDE_EAGAIN : this.#cfgFlags & ~ConfigFlags.INCLUDE_EAGAIN;
+  #setConfigFlag(flag: number, on: boolean): void {
+    this.#cfgFlags = on ? this.#cfgFlags | flag : this.#cfgFlags & ~flag;
     this.#writeConfig();
+  }
+
+  setIncludeEagain(on: boolean): void {
+    this.#setConfigFlag(ConfigFlags.INCLUDE_EAGAIN, on);
   }
 
   /**
@@ -140,8 +136,7 @@ export class AcceptProbes {
    */
   setPolicyFiltering(on: boolean, defaultSlot = 0): void {
     this.#defaultSlot = defaultSlot;
-    this.#cfgFlags = on ? this.#cfgFlags | ConfigFlags.FILTER_CGROUPS : this.#cfgFlags & ~ConfigFlags.FILTER_CGROUPS;
-    this.#writeConfig();
+    this.#setConfigFlag(ConfigFlags.FILTER_CGROUPS, on);
   }
 
   #update(map: string, key: Buffer, value: Buffer, what: string): void {
@@ -192,38 +187,36 @@ export class AcceptProbes {
     libbpf().map_delete_elem(this.#obj.mapFd('dw_audited_cgroups'), AcceptProbes.#cgroupKey(id, version));
   }
 
-  /** Per-slot counters summed across CPUs: [emitted, off, port, peer, failed] by SlotCounter index. */
-  slotCounters(slot: number): bigint[] {
-    const fd = this.#obj.mapFd('dw_slot_counters');
+  /** Entries of a per-CPU u64 array map, each summed across CPUs (0 where the lookup fails). */
+  #perCpuSums(map: string, indexes: readonly number[]): bigint[] {
+    const fd = this.#obj.mapFd(map);
     const key = Buffer.alloc(4);
     const val = Buffer.alloc(8 * this.#cpus);
-    const out: bigint[] = [];
-    for (let i = 0; i < SLOT_COUNTERS; i++) {
-      key.writeUInt32LE(slot * SLOT_COUNTERS + i);
-      let sum = 0n;
-      if (libbpf().map_lookup_elem(fd, key, val) === 0) {
-        for (let c = 0; c < this.#cpus; c++) sum += val.readBigUInt64LE(8 * c);
-      }
-      out.push(sum);
-    }
-    return out;
-  }
-
-  kernelCounters(): KernelCounters {
-    const fd = this.#obj.mapFd('dw_counters');
-    const key = Buffer.alloc(4);
-    const val = Buffer.alloc(8 * this.#cpus);
-    const out = {} as KernelCounters;
-    for (const [name, idx] of Object.entries(KernelCounter) as [keyof typeof KernelCounter, number][]) {
-      if (idx >= KERNEL_COUNTER_SLOTS) continue;
+    return indexes.map((idx) => {
       key.writeUInt32LE(idx);
       let sum = 0n;
       if (libbpf().map_lookup_elem(fd, key, val) === 0) {
         for (let c = 0; c < this.#cpus; c++) sum += val.readBigUInt64LE(8 * c);
       }
-      out[name] = sum;
-    }
-    return out;
+      return sum;
+    });
+  }
+
+  /** Per-slot counters summed across CPUs: [emitted, off, port, peer, failed] by SlotCounter index. */
+  slotCounters(slot: number): bigint[] {
+    return this.#perCpuSums(
+      'dw_slot_counters',
+      Array.from({ length: SLOT_COUNTERS }, (_, i) => slot * SLOT_COUNTERS + i),
+    );
+  }
+
+  kernelCounters(): KernelCounters {
+    const names = Object.keys(KernelCounter) as (keyof typeof KernelCounter)[];
+    const sums = this.#perCpuSums(
+      'dw_counters',
+      names.map((n) => KernelCounter[n]),
+    );
+    return Object.fromEntries(names.map((n, i) => [n, sums[i]])) as KernelCounters;
   }
 
   /** Run time needs kernel.bpf_stats_enabled=1; recursion misses are always counted. */

@@ -35,12 +35,10 @@ export interface Libbpf {
   program_fd(prog: Ptr): number;
   program_attach(prog: Ptr): Ptr | null;
   link_destroy(link: Ptr): number;
-  find_map_by_name(obj: Ptr, name: string): Ptr | null;
   next_map(obj: Ptr, prev: Ptr | null): Ptr | null;
   map_name(map: Ptr): string;
   map_fd(map: Ptr): number;
   map_set_max_entries(map: Ptr, n: number): number;
-  map_value_size(map: Ptr): number;
   map_lookup_elem(fd: number, key: Buffer, value: Buffer): number;
   map_update_elem(fd: number, key: Buffer, value: Buffer, flags: bigint): number;
   map_delete_elem(fd: number, key: Buffer): number;
@@ -86,12 +84,10 @@ export function openLibbpf(soname: string): Libbpf {
     program_fd: f('int bpf_program__fd(void *prog)'),
     program_attach: f('void *bpf_program__attach(void *prog)'),
     link_destroy: f('int bpf_link__destroy(void *link)'),
-    find_map_by_name: f('void *bpf_object__find_map_by_name(void *obj, const char *name)'),
     next_map: f('void *bpf_object__next_map(void *obj, void *prev)'),
     map_name: f('const char *bpf_map__name(void *map)'),
     map_fd: f('int bpf_map__fd(void *map)'),
     map_set_max_entries: f('int bpf_map__set_max_entries(void *map, uint32_t n)'),
-    map_value_size: f('uint32_t bpf_map__value_size(void *map)'),
     map_lookup_elem: f('int bpf_map_lookup_elem(int fd, const void *key, _Out_ void *value)'),
     map_update_elem: f('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
     map_delete_elem: f('int bpf_map_delete_elem(int fd, const void *key)'),

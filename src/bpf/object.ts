@@ -43,12 +43,12 @@ function errText(code: number): string {
   return `${strerror(e)} (errno ${e})`;
 }
 
-export function lastLines(log: string, n: number): string {
+function lastLines(log: string, n: number): string {
   const lines = log.split('\n').filter((l) => l.trim() !== '');
   return lines.slice(-n).join('\n');
 }
 
-export interface AttachedProgram {
+interface AttachedProgram {
   name: string;
   link: Ptr;
 }
@@ -168,7 +168,7 @@ export class BpfObject {
   }
 
   /** Attach every autoloaded program; on failure detach what was attached. */
-  attachAll(): AttachedProgram[] {
+  attachAll(): void {
     for (const p of this.programs()) {
       if (!libbpf().program_autoload(p.ptr)) continue;
       const link = libbpf().program_attach(p.ptr);
@@ -185,7 +185,6 @@ export class BpfObject {
       }
       this.#links.push({ name: p.name, link });
     }
-    return [...this.#links];
   }
 
   programFds(): { name: string; fd: number }[] {

@@ -31,12 +31,12 @@ export class RingReader {
   readonly #size: number;
   readonly #mask: number;
   readonly #page: number;
-  #consumer: bigint;
-  #producer: bigint;
-  #consPos: BigUint64Array;
-  #prodPos: BigUint64Array;
-  #data: DataView;
-  #words: Uint32Array;
+  readonly #consumer: bigint;
+  readonly #producer: bigint;
+  readonly #consPos: BigUint64Array;
+  readonly #prodPos: BigUint64Array;
+  readonly #data: DataView;
+  readonly #words: Uint32Array;
   #closed = false;
 
   constructor(mapFd: number, size: number) {
@@ -71,11 +71,6 @@ export class RingReader {
     this.#words = new Uint32Array(prodView, this.#page, (2 * size) / 4);
   }
 
-  /** Bytes written by the kernel and not yet consumed. */
-  pending(): number {
-    return Number(Atomics.load(this.#prodPos, 0) - Atomics.load(this.#consPos, 0));
-  }
-
   drain(onRecord: RecordHandler, maxRecords = Number.POSITIVE_INFINITY): DrainResult {
     if (this.#closed) return { records: 0, more: false };
     let cons = Number(Atomics.load(this.#consPos, 0));
@@ -96,10 +91,6 @@ export class RingReader {
     }
     Atomics.store(this.#consPos, 0, BigInt(cons));
     return { records, more: cons < prod };
-  }
-
-  get size(): number {
-    return this.#size;
   }
 
   close(): void {

@@ -13,34 +13,33 @@ export function isV4Mapped(b: Uint8Array, off = 0): boolean {
   return b[off + 10] === 0xff && b[off + 11] === 0xff;
 }
 
-/** RFC 5952 text: lower case, longest zero run (>= 2 groups) as "::", mapped IPv4 dotted. */
+/**
+ * RFC 5952 text: lower case, the longest run of >= 2 zero groups (the first
+ * on a tie) as "::", mapped IPv4 dotted. One pass, no arrays: it runs for the
+ * local and the peer address of every IPv6 event.
+ */
 export function formatIPv6(b: Uint8Array, off = 0): string {
   if (isV4Mapped(b, off)) return `::ffff:${formatIPv4(b, off + 12)}`;
-  const groups: number[] = [];
-  for (let i = 0; i < 8; i++) groups.push((b[off + 2 * i]! << 8) | b[off + 2 * i + 1]!);
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
+  let gap = -1;
+  let gapLen = 1;
+  for (let i = 0, run = 0; i < 8; i++) {
+    run = b[off + 2 * i] === 0 && b[off + 2 * i + 1] === 0 ? run + 1 : 0;
+    if (run > gapLen) {
+      gapLen = run;
+      gap = i - run + 1;
+    }
+  }
+  let s = '';
+  for (let i = 0; i < 8; i++) {
+    if (i === gap) {
+      s += '::';
+      i += gapLen - 1;
       continue;
     }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
+    if (i > 0 && i !== gap + gapLen) s += ':';
+    s += ((b[off + 2 * i]! << 8) | b[off + 2 * i + 1]!).toString(16);
   }
-  const hex = (g: number) => g.toString(16);
-  if (bestLen < 2) return groups.map(hex).join(':');
-  const head = groups.slice(0, bestStart).map(hex).join(':');
-  const tail = groups
-    .slice(bestStart + bestLen)
-    .map(hex)
-    .join(':');
-  return `${head}::${tail}`;
+  return s;
 }
 
 export function formatIP(family: number, b: Uint8Array): string {

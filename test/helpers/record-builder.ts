@@ -1,3 +1,5 @@
+import type { AcceptProbes } from '../../src/bpf/accept-probes.js';
+import type { DrainResult, RecordHandler } from '../../src/bpf/ringbuf.js';
 import { LAYOUT, OP_ACCEPT, type RawAccept, RECORD_SIZE, RECORD_VERSION } from '../../src/capture/record.js';
 
 /** Test-only encoder: writes a dw_accept_event the way the BPF program does. */
@@ -41,6 +43,7 @@ export function buildRecord(r: Partial<RawAccept>): DataView {
     ['rport', r.rport],
   ];
   for (const [k, val] of u16) v.setUint16(base + L[k], val ?? 0, true);
+  v.setUint16(base + L.policy_slot, r.policySlot ?? 0, true);
   v.setUint8(base + L.source, r.source ?? 0);
   const put = (off: number, bytes: Uint8Array | undefined) => {
     if (bytes) new Uint8Array(v.buffer, base + off, bytes.length).set(bytes);
@@ -74,4 +77,25 @@ export function sockaddrIn(ip: string, port: number): Uint8Array {
   b[3] = port & 0xff;
   b.set(ipv4(ip).subarray(0, 4), 4);
   return b;
+}
+
+/**
+ * Probes for Capture without a kernel: a ring holding `count` copies of one
+ * record, drained like RingReader.drain (at most `max` per call, `more` while
+ * any are left); no kernel counters, no programs.
+ */
+export function probesWithRecords(count: number, r: Partial<RawAccept>): AcceptProbes {
+  const view = buildRecord(r);
+  let left = count;
+  return {
+    ring: {
+      drain(onRecord: RecordHandler, max = Number.POSITIVE_INFINITY): DrainResult {
+        let records = 0;
+        for (; left > 0 && records < max; left--, records++) onRecord(view, RECORD_BASE, RECORD_SIZE);
+        return { records, more: left > 0 };
+      },
+    },
+    kernelCounters: () => ({}),
+    programStats: () => [],
+  } as unknown as AcceptProbes;
 }

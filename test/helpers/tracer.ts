@@ -2,6 +2,7 @@ import { AcceptProbes } from '../../src/bpf/accept-probes.js';
 import { Capture } from '../../src/capture/capture.js';
 import type { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../../src/log/logger.js';
+import { until } from './wait.js';
 
 /**
  * The real probes, loaded in the test process, collecting every event.
@@ -49,17 +50,16 @@ export function startTracer(opts: TracerOptions = {}): Tracer {
     probes,
     capture,
     async waitFor(pred, count = 1, timeoutMs = 5000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
+      let got: AcceptEvent[] = [];
+      const enough = () => {
         capture.drain();
-        const got = events.filter(pred);
-        if (got.length >= count) return got;
-        if (Date.now() > deadline) {
-          throw new Error(
-            `timed out after ${timeoutMs}ms waiting for ${count} matching events (have ${got.length}, ${events.length} total)`,
-          );
-        }
-        await new Promise((r) => setTimeout(r, 10));
+        got = events.filter(pred);
+        return got.length >= count ? got : undefined;
+      };
+      try {
+        return await until(enough, `${count} matching events`, timeoutMs);
+      } catch (err) {
+        throw new Error(`${(err as Error).message} (have ${got.length}, ${events.length} total)`);
       }
     },
     stop() {

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { buildFixtures, connectTcp, killAll, startFixture } from '../helpers/fixtures.js';
 import { byPid, requireRoot, startTracer } from '../helpers/tracer.js';
+import { until } from '../helpers/wait.js';
 
 // A server already blocked in accept() when the probes attach: its enter was
 // never seen, its exit still is.
@@ -15,8 +17,9 @@ describe('server blocked in accept before the probes attach', () => {
   for (const syscall of ['accept', 'accept4'] as const) {
     it(`${syscall}: still captured from the exit, marked NO_ENTER`, async () => {
       const fx = await startFixture('acceptor', ['--syscall', syscall, '--count', '2']);
-      // Give it time to block in accept before anything is attached.
-      await new Promise((r) => setTimeout(r, 200));
+      // Blocked in accept (its enter already past) before anything is attached.
+      const wchan = `/proc/${fx.ready.pid}/wchan`;
+      await until(() => readFileSync(wchan, 'utf8').includes('accept'), `${wchan} to show the accept wait`);
       const t = startTracer();
       try {
         const first = await connectTcp('127.0.0.1', fx.ready.port);

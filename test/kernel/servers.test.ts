@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
+import { type AddressInfo, createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { AddressFamily, Source } from '../../src/gen/doorwatch/v1/event.js';
+import { connectTcp } from '../helpers/fixtures.js';
 import { byPid, startTracer, type Tracer } from '../helpers/tracer.js';
+import { until } from '../helpers/wait.js';
 
 // Real servers (Node's libuv, CPython) on loopback, traced by the real probes.
 
@@ -14,25 +16,17 @@ before(() => {
 });
 after(() => t.stop());
 
-/** Connects; the client port is read at connect time (it is gone once the peer closes). */
-function dial(port: number, host = '127.0.0.1'): Promise<Socket & { port: number }> {
-  return new Promise((resolve, reject) => {
-    const s = connect({ port, host }, () => resolve(Object.assign(s, { port: s.localPort! })));
-    s.on('error', reject);
-  });
-}
-
 describe('Node.js server (libuv accept4)', () => {
   it('reports each connection with the exact 4-tuple, pid and flags', async () => {
     const server = createServer((c) => c.end());
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     const port = (server.address() as AddressInfo).port;
-    const clients = await Promise.all([dial(port), dial(port), dial(port)]);
-    const peers = clients.map((c) => c.port);
+    const clients = await Promise.all([1, 2, 3].map(() => connectTcp('127.0.0.1', port)));
+    const peers = clients.map((c) => c.localPort);
     const evs = await t.waitFor((e) => byPid(process.pid)(e) && e.socket?.local?.port === port, 3);
     server.close();
-    for (const c of clients) c.destroy();
+    for (const c of clients) c.close();
 
     assert.equal(evs.length, 3, 'one event per accepted connection');
     assert.deepEqual(evs.map((e) => e.socket?.peer?.port).sort(), [...peers].sort());
@@ -72,14 +66,13 @@ for _ in range(2):
     );
     const lines: string[] = [];
     py.stdout.setEncoding('utf8').on('data', (d: string) => lines.push(...d.trim().split('\n')));
-    while (!lines.length) await new Promise((r) => setTimeout(r, 10));
-    const port = Number(lines[0]);
-    const a = await dial(port, '::1');
-    const b = await dial(port, '::1');
-    const clientPorts = [a.port, b.port];
+    const port = Number(await until(() => lines[0], 'the Python server to print its port'));
+    const a = await connectTcp('::1', port);
+    const b = await connectTcp('::1', port);
+    const clientPorts = [a.localPort, b.localPort];
     const evs = await t.waitFor((e) => e.process?.pid === py.pid && e.socket?.local?.port === port, 2);
-    a.destroy();
-    b.destroy();
+    a.close();
+    b.close();
     await once(py, 'exit');
     assert.deepEqual(evs.map((e) => e.socket?.peer?.port).sort(), clientPorts.sort());
     for (const e of evs) {
@@ -106,10 +99,10 @@ describe('client storm', () => {
     const peers: number[] = [];
     // 50 at a time: bounded in count and in concurrency.
     for (let i = 0; i < N; i += 50) {
-      const batch = await Promise.all(Array.from({ length: Math.min(50, N - i) }, () => dial(port)));
+      const batch = await Promise.all(Array.from({ length: Math.min(50, N - i) }, () => connectTcp('127.0.0.1', port)));
       for (const c of batch) {
-        peers.push(c.port);
-        c.destroy();
+        peers.push(c.localPort);
+        c.close();
       }
     }
     const evs = await t.waitFor((e) => byPid(process.pid)(e) && e.socket?.local?.port === port, N, 15_000);

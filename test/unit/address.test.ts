@@ -23,8 +23,26 @@ describe('formatIPv6 (RFC 5952)', () => {
     ['fe80:0:0:0:abcd:ef01:2345:6789', 'fe80::abcd:ef01:2345:6789'],
     ['2001:db8:1:2:3:4:5:6', '2001:db8:1:2:3:4:5:6'],
     ['2001:0:1:2:3:4:5:6', '2001:0:1:2:3:4:5:6'],
+    ['1:0:0:2:0:0:0:3', '1:0:0:2::3'],
+    ['1:0:0:2:0:0:3:4', '1::2:0:0:3:4'],
+    ['1:0:0:0:0:0:0:0', '1::'],
+    ['0:0:1:0:1:0:0:0', '0:0:1:0:1::'],
   ];
   for (const [full, want] of cases) it(`${full} -> ${want}`, () => assert.equal(formatIPv6(v6(full)), want));
+
+  it('agrees with the WHATWG URL serializer (RFC 5952 compression) on zero-heavy addresses', () => {
+    let seed = 1;
+    const rnd = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed;
+    };
+    for (let n = 0; n < 5000; n++) {
+      const full = Array.from({ length: 8 }, () => (rnd() % 2 ? 0 : rnd() % 0x10000).toString(16)).join(':');
+      const b = v6(full);
+      if (isV4Mapped(b)) continue;
+      assert.equal(formatIPv6(b), new URL(`http://[${full}]/`).hostname.slice(1, -1), full);
+    }
+  });
 
   it('writes IPv4-mapped addresses dotted', () => {
     const b = new Uint8Array(16);

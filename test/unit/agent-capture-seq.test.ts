@@ -1,39 +1,17 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import type { AcceptProbes } from '../../src/bpf/accept-probes.js';
 import { Capture } from '../../src/capture/capture.js';
 import { readBootId } from '../../src/capture/clock.js';
-import { RECORD_SIZE } from '../../src/capture/record.js';
 import type { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { buildRecord, RECORD_BASE } from '../helpers/record-builder.js';
+import { probesWithRecords } from '../helpers/record-builder.js';
 
 // Capture continuing the spool's seq space (CaptureOptions.identity / firstSeq).
-
-function fakeProbes(records: number): AcceptProbes {
-  const view = buildRecord({ pid: 7, ret: 4, family: 2 });
-  let left = records;
-  return {
-    ring: {
-      drain(onRecord: (v: DataView, off: number, len: number) => void, max = Number.POSITIVE_INFINITY) {
-        let n = 0;
-        while (left > 0 && n < max) {
-          onRecord(view, RECORD_BASE, RECORD_SIZE);
-          left--;
-          n++;
-        }
-        return { records: n, more: left > 0 };
-      },
-    },
-    kernelCounters: () => ({}),
-    programStats: () => [],
-  } as unknown as AcceptProbes;
-}
 
 function run(o: Partial<ConstructorParameters<typeof Capture>[0]>, records = 3): { events: AcceptEvent[]; cap: Capture } {
   const events: AcceptEvent[] = [];
   const cap = new Capture({
-    probes: fakeProbes(records),
+    probes: probesWithRecords(records, { pid: 7, ret: 4, family: 2 }),
     nodeName: 'node-a',
     log: silentLogger,
     onEvents: (b) => events.push(...b),

@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decodeRecord, RECORD_SIZE, RecordError, RecordFlags, Source } from '../../src/capture/record.js';
+import {
+  decodeRecord,
+  OP_ACCEPT,
+  type RawAccept,
+  RECORD_SIZE,
+  RECORD_VERSION,
+  RecordError,
+  RecordFlags,
+  Source,
+} from '../../src/capture/record.js';
 import { toAcceptEvent } from '../../src/capture/to-event.js';
 import { AddressFamily, Source as ProtoSource } from '../../src/gen/doorwatch/v1/event.js';
 import { buildRecord, ipv4, RECORD_BASE, sockaddrIn } from '../helpers/record-builder.js';
@@ -33,25 +42,37 @@ const base = {
 };
 
 describe('decodeRecord', () => {
-  it('reads every field at its offset', () => {
-    const r = decodeRecord(
-      buildRecord({ ...base, cgroupId: 77n, cgroupV1Id: 88n, netNs: 4026531840, uid: 1000 }),
-      RECORD_BASE,
-      RECORD_SIZE,
-    );
-    assert.equal(r.pid, 42);
-    assert.equal(r.tid, 43);
-    assert.equal(r.comm, 'nginx');
-    assert.equal(r.ret, 7);
-    assert.equal(r.sockfd, 3);
-    assert.equal(r.cgroupId, 77n);
-    assert.equal(r.cgroupV1Id, 88n);
-    assert.equal(r.netNs, 4026531840);
-    assert.equal(r.uid, 1000);
-    assert.equal(r.lport, 443);
-    assert.equal(r.rport, 51000);
-    assert.equal(r.addrPtr, 0x7fff0000n);
-    assert.deepEqual([...r.raddr.subarray(0, 4)], [10, 0, 0, 2]);
+  it('reads every field at its offset, with its width and sign', () => {
+    // Distinct values, so two fields read from each other's offsets cannot pass.
+    const want: RawAccept = {
+      ...base,
+      op: OP_ACCEPT,
+      version: RECORD_VERSION,
+      flags: RecordFlags.CGROUP_V1_UNKNOWN | RecordFlags.USER_ADDR_FAULT,
+      cgroupId: 0xffff_0000_0000_0077n,
+      cgroupV1Id: 88n,
+      ppid: 41,
+      uid: 1000,
+      gid: 1001,
+      mntNs: 4026531841,
+      pidNs: 4026531836,
+      netNs: 4026531840,
+      utsNs: 4026531838,
+      ret: -7,
+      sockfd: 0x7fff_fff3,
+      addrPtr: 0xffff_ffff_7fff_0000n,
+      unixPath: new TextEncoder().encode('/run/x.sock'),
+      peerPid: 99,
+      policySlot: 17,
+    };
+    const plain = (r: RawAccept) => ({
+      ...r,
+      laddr: [...r.laddr],
+      raddr: [...r.raddr],
+      userAddr: [...r.userAddr],
+      unixPath: [...r.unixPath],
+    });
+    assert.deepEqual(plain(decodeRecord(buildRecord(want), RECORD_BASE, RECORD_SIZE)), plain(want));
   });
 
   it('decodes negative returns and a -1 sockfd', () => {
