@@ -3,7 +3,7 @@
  *
  * It reproduces the parts of the API that a node-scoped list+watch client depends on, with the real
  * wire behaviour rather than a mock of the client library:
- * - HTTPS with a CA and server certificate made by the `openssl` CLI at test time, bearer-token auth
+ * - HTTPS with a CA and server certificate made by the `openssl` CLI at test time (pki.ts), bearer-token auth
  *   (401 Status otherwise), 403 Status for resources a test forbids (RBAC), 503 while "unavailable".
  * - `GET /api/v1/pods` and `GET /api/v1/namespaces`: a list (with `metadata.resourceVersion`) or, with
  *   `watch=true`, a chunked stream of newline-delimited WatchEvents (ADDED/MODIFIED/DELETED/BOOKMARK/ERROR).
@@ -28,9 +28,8 @@
  * `setUnavailable()`, `forbid()`, and request counters so tests can assert on the client's traffic
  * (`policyCounters` and `policyPatches` for the custom resource).
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
@@ -38,6 +37,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { V1Namespace, V1ObjectMeta, V1OwnerReference, V1Pod } from '@kubernetes/client-node';
+import { makePki, type Pki } from './pki.js';
 
 export type Resource = 'pods' | 'namespaces';
 /** The custom resource (doorwatch.io/v1alpha1), counted apart so the core counters keep their shape. */
@@ -153,48 +153,16 @@ const FIELDS: Record<ServedResource, Record<string, (o: KObject) => string>> = {
   },
 };
 
-// ---------------------------------------------------------------------------------------------------------
-// Certificates: made once per test process with the openssl CLI (EC keys: fast).
+// Certificates: test/helpers/pki.ts's CA and 127.0.0.1 server certificate, made once per test process.
 
-interface Pki {
-  dir: string;
-  caPem: string;
-  certPem: string;
-  keyPem: string;
-}
 let pki: Pki | undefined;
 
-function openssl(args: string[], cwd: string): void {
-  execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-function makePki(): Pki {
+function serverPki(): Pki {
   if (pki) return pki;
-  const dir = mkdtempSync(join(tmpdir(), 'doorwatch-kube-pki-'));
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  openssl(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=doorwatch-test-ca'], dir);
-  openssl(['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=kube-apiserver'], dir);
-  writeFileSync(
-    join(dir, 'ext.cnf'),
-    'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n',
-  );
-  openssl(
-    ['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt'].concat([
-      '-days',
-      '2',
-      '-extfile',
-      'ext.cnf',
-    ]),
-    dir,
-  );
-  pki = {
-    dir,
-    caPem: readFileSync(join(dir, 'ca.crt'), 'utf8'),
-    certPem: readFileSync(join(dir, 'server.crt'), 'utf8'),
-    keyPem: readFileSync(join(dir, 'server.key'), 'utf8'),
-  };
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  return pki;
+  const p = makePki();
+  process.once('exit', () => rmSync(p.dir, { recursive: true, force: true }));
+  pki = p;
+  return p;
 }
 
 interface Refusal {
@@ -255,11 +223,11 @@ export class KubeApiServer {
   #policyCrd = true;
 
   private constructor(opts: KubeApiServerOptions) {
-    const p = makePki();
+    const p = serverPki();
     this.token = opts.token ?? randomBytes(16).toString('hex');
-    this.caPem = p.caPem;
+    this.caPem = p.caPem.toString('utf8');
     this.#rv = opts.initialResourceVersion ?? 1000;
-    this.#server = createServer({ cert: p.certPem, key: p.keyPem }, (req, res) => this.#handle(req, res));
+    this.#server = createServer({ cert: p.server.certPem, key: p.server.keyPem }, (req, res) => this.#handle(req, res));
     // Track raw sockets so stop() and dropConnections() can cut them like a crash would.
     this.#server.on('connection', (s: Socket) => {
       this.#sockets.add(s);

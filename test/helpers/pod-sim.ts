@@ -1,6 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, rmdirSync } from 'node:fs';
+import { discoverRoots } from '../../src/enrich/cgroup/resolver.js';
 import { randomContainerId } from './kube-api-server.js';
 
 /**
@@ -10,7 +11,12 @@ import { randomContainerId } from './kube-api-server.js';
  * Everything made is undone by cleanup(), bottom-up.
  */
 
-const V2 = '/sys/fs/cgroup/unified';
+/** The v2 hierarchy, wherever this host mounts it (/sys/fs/cgroup/unified on hybrid hosts, /sys/fs/cgroup on pure v2). */
+function v2Root(): string {
+  const v2 = discoverRoots().find((r) => r.version === 2);
+  if (!v2) throw new Error('no cgroup2 mount in /proc/self/mountinfo: simulated pods need one');
+  return v2.path;
+}
 
 export interface FakePod {
   uid: string;
@@ -28,6 +34,9 @@ while True:
     c, a = s.accept(); c.close()
 `;
 
+/** Something to Atomics.wait() on: a synchronous sleep without spawning `sleep`. */
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
+
 function sh(cmd: string, args: string[]): void {
   execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
 }
@@ -36,10 +45,12 @@ export class PodSim {
   readonly run = randomBytes(3).toString('hex');
   #cleanups: (() => void)[] = [];
   #netIndex = 0;
+  #v2: string | undefined;
 
   /** mkdir every level of a kubelet-shaped cgroup path. */
   makeCgroup(rel: string): string {
-    let dir = V2;
+    this.#v2 ??= v2Root();
+    let dir = this.#v2;
     for (const p of rel.split('/').filter(Boolean)) {
       dir = `${dir}/${p}`;
       try {
@@ -50,13 +61,14 @@ export class PodSim {
       }
       const d = dir;
       this.#cleanups.push(() => {
-        // A cgroup is removable once its processes are reaped: retry briefly.
+        // A cgroup is removable once its processes are reaped: retry briefly (cleanup is synchronous).
         for (let i = 0; i < 50; i++) {
           try {
             rmdirSync(d);
             return;
-          } catch {
-            execFileSync('sleep', ['0.05']);
+          } catch (e) {
+            if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+            Atomics.wait(PAUSE, 0, 0, 50);
           }
         }
       });

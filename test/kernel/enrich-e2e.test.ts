@@ -1,16 +1,18 @@
 import assert from 'node:assert/strict';
 import { readlinkSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { CgroupResolver } from '../../src/enrich/cgroup/resolver.js';
 import { Enricher } from '../../src/enrich/enricher.js';
-import { loadKubeConfig } from '../../src/enrich/kube/config.js';
-import { KubeMetadataSource } from '../../src/enrich/kube/source.js';
+import type { KubeMetadataSource } from '../../src/enrich/kube/source.js';
 import { type AcceptEvent, EnrichmentStatus } from '../../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { connectTcp } from '../helpers/fixtures.js';
-import { KubeApiServer, makePod, ownerRef, tempDir } from '../helpers/kube-api-server.js';
+import { type KubeApiServer, makePod, ownerRef } from '../helpers/kube-api-server.js';
+import { startKubeStandIn } from '../helpers/kube-stand-in.js';
 import { type FakePod, PodSim } from '../helpers/pod-sim.js';
 import { requireRoot, startTracer, type Tracer } from '../helpers/tracer.js';
+import { until } from '../helpers/wait.js';
 
 // End to end on the real kernel: real cgroup v2 directories shaped like
 // kubelet's, a real server inside one and in its own network namespace (like
@@ -36,19 +38,10 @@ async function acceptOne(pod: FakePod, pid: number, timeoutMs = 5000): Promise<A
 }
 
 before(async () => {
-  api = await KubeApiServer.create();
-  api.addNamespace('payments', { team: 'pay', 'doorwatch.io/audit': 'true' });
-  api.addNamespace('data', { team: 'data' });
-  const kubeconfig = api.writeKubeconfig(tempDir());
-  const loaded = loadKubeConfig({ kubeconfigPath: kubeconfig });
-  assert.ok(loaded.kubeConfig, 'kubeconfig loads');
-  kube = new KubeMetadataSource({
-    kubeConfig: loaded.kubeConfig,
-    nodeName: NODE,
-    log: silentLogger,
-    backoff: { initialMs: 50, maxMs: 200 },
-  });
-  await kube.start();
+  ({ api, kube } = await startKubeStandIn({
+    node: NODE,
+    namespaces: { payments: { team: 'pay', 'doorwatch.io/audit': 'true' }, data: { team: 'data' } },
+  }));
   const cgroups = new CgroupResolver({ log: silentLogger, minRescanIntervalMs: 0 });
   t = startTracer({
     through: (sink) => {
@@ -147,7 +140,7 @@ describe('enrichment end to end (real cgroups, netns, probes; API stand-in)', ()
       }),
     );
     const server = await sim.startServer(pod.cgroupDir, pod.netns.name);
-    await new Promise((r) => setTimeout(r, 100)); // the informer has it
+    await until(() => kube.byContainerId(pod.cid), 'the informer has the pod');
     const c = await connectTcp(pod.netns.ip, 8080);
     const port = c.localPort;
     api.deletePod('payments', 'job-pod');
@@ -183,15 +176,13 @@ describe('enrichment end to end (real cgroups, netns, probes; API stand-in)', ()
         containers: [{ name: 'app', image: 'x', id: pod.cid }],
       }),
     );
-    const deadline = Date.now() + 10_000;
-    while (!kube.byContainerId(pod.cid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await until(() => kube.byContainerId(pod.cid), 'the pod, once the API is back', 10_000);
     const back = await acceptOne(pod, server.pid!);
     assert.equal(back.enrichment?.status, EnrichmentStatus.ENRICHMENT_STATUS_COMPLETE, back.enrichment?.reason);
     assert.equal(back.pod?.name, 'late');
   });
 
   it('marks a host process as host', async () => {
-    const { createServer } = await import('node:net');
     const server = createServer((c) => c.destroy()).listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     const port = (server.address() as { port: number }).port;

@@ -128,6 +128,7 @@ describe('Enricher', () => {
   it('marks host processes as host, not blank', () => {
     const { e, out } = setup(new FakeKube());
     e.process([ev(1n, 600n), ev(1n, 1n)]);
+    assert.equal(out.length, 2);
     for (const x of out) {
       assert.equal(x.enrichment?.status, EnrichmentStatus.ENRICHMENT_STATUS_HOST);
       assert.equal(x.container, undefined);
@@ -187,8 +188,22 @@ describe('Enricher', () => {
     assert.equal(out[0]!.process?.pid, 1);
     assert.match(out[0]!.enrichment?.reason ?? '', /pending queue full/);
     assert.equal(e.stats().pendingOverflow, 1);
+    // Full again: each new event pushes the oldest still held out, in arrival order.
+    e.process([ev(500n, 0n, 4), ev(500n, 0n, 5), ev(500n, 0n, 6)]);
+    assert.deepEqual(
+      out.map((x) => x.process?.pid),
+      [1, 2, 3, 4],
+    );
+    assert.equal(e.stats().pendingOverflow, 4);
+    assert.equal(e.stats().pending, 2);
     e.stop();
-    assert.equal(out.length, 3, 'stop releases everything held');
+    assert.deepEqual(
+      out.map((x) => x.process?.pid),
+      [1, 2, 3, 4, 5, 6],
+      'stop releases everything held, oldest first',
+    );
+    assert.match(out[5]!.enrichment?.reason ?? '', /shutting down/);
+    assert.equal(e.stats().pending, 0);
   });
 
   it('without Kubernetes says so, and still reports the container', () => {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { KubeApiServer, makePod, until } from '../helpers/kube-api-server.js';
+import { apiRequest } from '../helpers/kube-stand-in.js';
 
 // The stand-in is only worth its tests if it behaves like kube-apiserver on the
 // wire: checked here with a bare HTTPS client, not with the client under test.
@@ -17,20 +18,7 @@ interface WatchEvent {
   object: { metadata?: { name?: string; resourceVersion?: string }; code?: number; reason?: string; kind?: string };
 }
 
-function get(path: string, token = server.token): Promise<{ status: number; body: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const req = request(`${server.url}${path}`, { ca: server.caPem, headers: { authorization: `Bearer ${token}` } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => {
-        text += c;
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const get = (path: string, token?: string) => apiRequest(server, 'GET', path, { token });
 
 /** Opens a watch; events accumulate in `events`, `ended` resolves when the server ends the stream. */
 function openWatch(path: string) {

@@ -5,7 +5,8 @@ import { KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { kubeApi } from '../../src/enrich/kube/api.js';
 import { ResilientInformer, type ResilientInformerOptions, type WatchFn } from '../../src/enrich/kube/informer.js';
-import { KubeApiServer, makePod, tempDir, until } from '../helpers/kube-api-server.js';
+import { type KubeApiServer, makePod, until } from '../helpers/kube-api-server.js';
+import { kubeApiStandIn } from '../helpers/kube-stand-in.js';
 
 // The list+watch loop on its own, for what the facade cannot show: the
 // resourceVersion it resumes from, silent servers, dead watches, bad handlers.
@@ -21,16 +22,15 @@ interface LogLine {
   err?: string;
 }
 
-function kubeconfigFor(server: { url: string }, dir: string, stand?: KubeApiServer): KubeConfig {
+/** A kubeconfig for a server that is not the stand-in (one that never answers). */
+function kubeconfigFor(url: string): KubeConfig {
   const kc = new KubeConfig();
-  if (stand) kc.loadFromFile(stand.writeKubeconfig(dir));
-  else
-    kc.loadFromOptions({
-      clusters: [{ name: 'c', server: server.url, skipTLSVerify: true }],
-      users: [{ name: 'u', token: 'x' }],
-      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-      currentContext: 'x',
-    });
+  kc.loadFromOptions({
+    clusters: [{ name: 'c', server: url, skipTLSVerify: true }],
+    users: [{ name: 'u', token: 'x' }],
+    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+    currentContext: 'x',
+  });
   return kc;
 }
 
@@ -59,9 +59,9 @@ function podInformer(kc: KubeConfig, extra: Partial<ResilientInformerOptions<V1P
 }
 
 async function standIn(): Promise<{ server: KubeApiServer; kc: KubeConfig }> {
-  const server = await KubeApiServer.create();
+  const { api: server, kubeConfig: kc } = await kubeApiStandIn();
   cleanups.push(() => server.close());
-  return { server, kc: kubeconfigFor(server, tempDir(), server) };
+  return { server, kc };
 }
 
 describe('ResilientInformer', () => {
@@ -118,7 +118,7 @@ describe('ResilientInformer', () => {
       return new Promise<void>((r) => silent.close(() => r()));
     });
     const port = (silent.address() as { port: number }).port;
-    const { inf } = podInformer(kubeconfigFor({ url: `https://127.0.0.1:${port}` }, tempDir()), { requestTimeoutMs: 150 });
+    const { inf } = podInformer(kubeconfigFor(`https://127.0.0.1:${port}`), { requestTimeoutMs: 150 });
     const t0 = performance.now();
     await inf.start();
     assert.ok(performance.now() - t0 < 1000, 'start() does not hang on a silent server');

@@ -90,7 +90,7 @@ describe('KubeMetadataSource: sync', () => {
     await until(() => src.status().connected, 'connected');
     const base = changes;
     const pods = Array.from({ length: 20 }, (_, i) => podOn(server, `burst-${i}`));
-    const last = await src.waitForContainer(pods.at(-1)!.id, 2000);
+    const last = await until(() => src.byContainerId(pods.at(-1)!.id), 'the last pod', 2000);
     assert.equal(last?.pod.name, 'burst-19');
     const p0 = server.getPod('shop', 'burst-0')!;
     p0.metadata!.labels = { app: 'web', version: '2' };
@@ -106,21 +106,17 @@ describe('KubeMetadataSource: sync', () => {
     assert.equal(src.status().pods, 19);
   });
 
-  it('waitForContainer: resolves when a pending pod is scheduled here, or after its timeout with undefined', async () => {
+  it('a pending pod appears once it is scheduled here (it enters the node selector as ADDED)', async () => {
     const { server, src } = await setup();
     await src.start();
+    await until(() => src.status().connected, 'connected');
     const id = randomContainerId();
     server.addPod(makePod({ name: 'pending', namespace: 'shop', nodeName: '', containers: [{ name: 'app', image: 'x', id }] }));
-    const waiting = src.waitForContainer(id, 3000);
     const bound = server.getPod('shop', 'pending')!;
-    bound.spec!.nodeName = NODE; // the scheduler binds it: it enters our selector as ADDED
+    bound.spec!.nodeName = NODE; // the scheduler binds it
     server.updatePod(bound);
-    assert.equal((await waiting)?.pod.name, 'pending');
-
-    const t0 = performance.now();
-    assert.equal(await src.waitForContainer(randomContainerId(), 50), undefined);
-    const waited = performance.now() - t0;
-    assert.ok(waited >= 45 && waited < 1000, `waited ${waited}ms`);
+    assert.equal((await until(() => src.byContainerId(id), 'the bound pod', 3000)).pod.name, 'pending');
+    assert.deepEqual(server.counters.lists, { pods: 1, namespaces: 1 }, 'by watch, not by relist');
   });
 
   it('a restarted container’s old id still resolves, to the current pod', async () => {
@@ -131,7 +127,7 @@ describe('KubeMetadataSource: sync', () => {
     const p = server.getPod('shop', 'crashy')!;
     p.status!.containerStatuses![0]!.containerID = `containerd://${second}`;
     server.updatePod(p);
-    await src.waitForContainer(second, 2000);
+    await until(() => src.byContainerId(second), 'the new container', 2000);
     assert.equal(src.byContainerId(first)?.pod.uid, uid);
     assert.equal(src.byContainerId(first)?.container.id, first);
   });
@@ -163,7 +159,7 @@ describe('KubeMetadataSource: resilience', () => {
     await until(() => src.status().connected, 'connected');
     assert.equal(server.dropConnections(), 2);
     const { id } = podOn(server, 'after-reset');
-    assert.equal((await src.waitForContainer(id, 3000))?.pod.name, 'after-reset');
+    assert.equal((await until(() => src.byContainerId(id), 'the pod added after the reset', 3000)).pod.name, 'after-reset');
     await until(() => src.status().connected, 'reconnected');
     const s = src.status();
     assert.equal(s.restarts, 2);
@@ -187,7 +183,7 @@ describe('KubeMetadataSource: resilience', () => {
     const added = podOn(server, 'added-while-away');
     server.deletePod('shop', 'deleted-while-away');
     server.compact();
-    assert.equal((await src.waitForContainer(added.id, 3000))?.pod.name, 'added-while-away');
+    assert.equal((await until(() => src.byContainerId(added.id), 'the pod added while away', 3000)).pod.name, 'added-while-away');
     await until(() => src.byPodUid(gone.uid)?.deletedAtMs !== undefined, 'the deletion found by the relist diff');
     await until(() => src.status().connected, 'reconnected');
     assert.deepEqual(server.counters.lists, { pods: 2, namespaces: 2 });
@@ -221,7 +217,10 @@ describe('KubeMetadataSource: resilience', () => {
     // Without backoff this would be hundreds.
     assert.ok(attempts >= 6 && attempts <= 30, `${attempts} attempts in 1 s`);
     await server.start();
-    assert.equal((await src.waitForContainer(during.id, 3000))?.pod.name, 'created-during-outage');
+    assert.equal(
+      (await until(() => src.byContainerId(during.id), 'the pod created during the outage', 3000)).pod.name,
+      'created-during-outage',
+    );
     await until(() => src.status().connected, 'reconnected', 3000);
     assert.equal(src.status().lastError, undefined);
     assert.equal(src.synced(), true);
@@ -295,10 +294,8 @@ describe('KubeMetadataSource: resilience', () => {
     const down = await setup();
     await down.server.stop();
     await down.src.start();
-    const pending = down.src.waitForContainer(randomContainerId(), 10_000);
     const t0 = performance.now();
     await down.src.stop();
-    assert.equal(await pending, undefined, 'waiters are released');
     assert.ok(performance.now() - t0 < 500, 'no waiting out a backoff');
     assert.equal(down.src.status().connected, false);
   });

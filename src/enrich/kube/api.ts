@@ -20,11 +20,16 @@ export interface KubeApi {
   watch: WatchFn;
 }
 
-/** Per-call options carrying an AbortSignal: the generated client has no other way to cancel a request. */
-function withSignal(signal: AbortSignal): ConfigurationOptions {
+/**
+ * Per-call client-node options: an AbortSignal (the generated client has no
+ * other way to cancel a request), and headers set after the request
+ * factory's own (client-node 1.4.0 picks json-patch for every PATCH).
+ */
+export function callOptions(signal: AbortSignal, headers: Record<string, string> = {}): ConfigurationOptions {
   const m: ObservableMiddleware = {
     pre: (ctx) => {
       ctx.setSignal(signal);
+      for (const [k, v] of Object.entries(headers)) ctx.setHeaderParam(k, v);
       return new Observable(Promise.resolve(ctx));
     },
     post: (ctx) => new Observable(Promise.resolve(ctx)),
@@ -36,8 +41,8 @@ export function kubeApi(kc: KubeConfig): KubeApi {
   const core = kc.makeApiClient(CoreV1Api);
   const transport = new Watch(kc);
   return {
-    listPods: (fieldSelector, signal) => core.listPodForAllNamespaces({ fieldSelector }, withSignal(signal)),
-    listNamespaces: (signal) => core.listNamespace({}, withSignal(signal)),
+    listPods: (fieldSelector, signal) => core.listPodForAllNamespaces({ fieldSelector }, callOptions(signal)),
+    listNamespaces: (signal) => core.listNamespace({}, callOptions(signal)),
     watch: (path, query, cb, done) => transport.watch(path, query, cb, done),
   };
 }

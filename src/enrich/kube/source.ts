@@ -32,8 +32,6 @@ export type {
   WorkloadRef,
 } from './types.js';
 
-type Waiter = (hit: ContainerHit | undefined) => void;
-
 /** The id as the store keys it: no `<runtime>://` prefix, lowercase. */
 function normaliseId(id: string): string {
   return parseContainerId(id)?.id ?? '';
@@ -45,7 +43,6 @@ export class KubeMetadataSource {
   readonly #store: MetadataStore;
   readonly #filters: MetaFilters;
   readonly #change: CoalescedChange;
-  readonly #waiters = new Map<string, Set<Waiter>>();
   #pods: ResilientInformer<V1Pod> | undefined;
   #namespaces: ResilientInformer<V1Namespace> | undefined;
   #starting: Promise<void> | undefined;
@@ -77,48 +74,47 @@ export class KubeMetadataSource {
     const api = kubeApi(o.kubeConfig);
     const backoff = o.backoff ?? DEFAULT_BACKOFF;
     const fieldSelector = `spec.nodeName=${o.nodeName}`;
+    const loop = { watch: api.watch, log: this.#log, backoff, random: o.random };
+    const pod = (p: V1Pod) => toPodMeta(p, this.#filters);
+    const namespace = (n: V1Namespace) => toNamespaceMeta(n, this.#filters.labels);
 
     this.#pods = new ResilientInformer<V1Pod>({
+      ...loop,
       resource: 'pods',
       path: '/api/v1/pods',
       fieldSelector,
       list: (signal) => api.listPods(fieldSelector, signal),
-      watch: api.watch,
       // By uid: a StatefulSet's db-0 recreated while we were disconnected is another pod.
       keyOf: (p) => p.metadata?.uid ?? `${p.metadata?.namespace}/${p.metadata?.name}`,
       handlers: {
-        upsert: (p) => this.#upsertPod(p),
+        upsert: (p) => {
+          this.#store.upsertPod(pod(p));
+          this.#change.fire();
+        },
+        // With the final state when the watch sent one: a container seen only in it still resolves.
         remove: (uid, p) => {
-          // The final state first: a container seen only in it still wakes its waiters.
-          if (p) this.#upsertPod(p);
-          this.#store.deletePod(uid);
-          this.#changed();
+          this.#store.deletePod(uid, p && pod(p));
+          this.#change.fire();
         },
       },
-      log: this.#log,
-      backoff,
-      random: o.random,
     });
     this.#namespaces = new ResilientInformer<V1Namespace>({
+      ...loop,
       resource: 'namespaces',
       path: '/api/v1/namespaces',
       list: (signal) => api.listNamespaces(signal),
-      watch: api.watch,
       // By name: that is how events look namespaces up.
       keyOf: (n) => n.metadata?.name ?? '',
       handlers: {
         upsert: (n) => {
-          this.#store.upsertNamespace(toNamespaceMeta(n, this.#filters.labels));
-          this.#changed();
+          this.#store.upsertNamespace(namespace(n));
+          this.#change.fire();
         },
         remove: (name, n) => {
-          this.#store.deleteNamespace(name, n ? toNamespaceMeta(n, this.#filters.labels) : undefined);
-          this.#changed();
+          this.#store.deleteNamespace(name, n && namespace(n));
+          this.#change.fire();
         },
       },
-      log: this.#log,
-      backoff,
-      random: o.random,
     });
     if (this.#stopped) return;
     await Promise.all([this.#pods.start(), this.#namespaces.start()]);
@@ -135,8 +131,6 @@ export class KubeMetadataSource {
   async stop(): Promise<void> {
     this.#stopped = true;
     await Promise.all([this.#pods?.stop(), this.#namespaces?.stop()]);
-    for (const set of this.#waiters.values()) for (const w of [...set]) w(undefined);
-    this.#waiters.clear();
   }
 
   byContainerId(id: string): ContainerHit | undefined {
@@ -153,25 +147,6 @@ export class KubeMetadataSource {
 
   synced(): boolean {
     return (this.#pods?.state().listed ?? false) && (this.#namespaces?.state().listed ?? false);
-  }
-
-  /** Resolves when the container id becomes known, or after timeoutMs with undefined (used to hold an event briefly). */
-  waitForContainer(id: string, timeoutMs: number): Promise<ContainerHit | undefined> {
-    const key = normaliseId(id);
-    const hit = this.#store.container(key);
-    if (hit || this.#stopped || key === '') return Promise.resolve(hit);
-    return new Promise((resolve) => {
-      const waiters = this.#waiters.get(key) ?? new Set<Waiter>();
-      this.#waiters.set(key, waiters);
-      const waiter: Waiter = (h) => {
-        clearTimeout(timer);
-        waiters.delete(waiter);
-        if (waiters.size === 0 && this.#waiters.get(key) === waiters) this.#waiters.delete(key);
-        resolve(h);
-      };
-      const timer = setTimeout(() => waiter(undefined), Math.max(0, timeoutMs));
-      waiters.add(waiter);
-    });
   }
 
   status(): KubeSourceStatus {
@@ -194,20 +169,5 @@ export class KubeMetadataSource {
   on(event: 'change', fn: () => void): void {
     if (event !== 'change') throw new Error(`unknown event ${String(event)}`);
     this.#change.on(fn);
-  }
-
-  #upsertPod(pod: V1Pod): void {
-    const fresh = this.#store.upsertPod(toPodMeta(pod, this.#filters));
-    for (const id of fresh) {
-      const waiters = this.#waiters.get(id);
-      if (!waiters) continue;
-      const hit = this.#store.container(id);
-      for (const w of [...waiters]) w(hit);
-    }
-    this.#changed();
-  }
-
-  #changed(): void {
-    this.#change.fire();
   }
 }

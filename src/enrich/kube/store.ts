@@ -40,20 +40,17 @@ export class MetadataStore {
     this.#now = now;
   }
 
-  /** Adds or replaces a pod. Returns the container ids that became resolvable with it. */
-  upsertPod(meta: PodMeta): string[] {
+  /** Adds or replaces a pod. */
+  upsertPod(meta: PodMeta): void {
     this.purge();
     const prev = this.#pods.get(meta.uid);
     if (prev?.deletedAtMs !== undefined) this.#deletedPods--;
     this.#pods.set(meta.uid, meta);
     const ids = this.#podContainers.get(meta.uid) ?? new Set<string>();
     this.#podContainers.set(meta.uid, ids);
-    const fresh: string[] = [];
     const current = new Set<string>();
     for (const c of meta.containers) {
       current.add(c.id);
-      const had = this.#containers.get(c.id);
-      if (!had || had.retiredAtMs !== undefined) fresh.push(c.id);
       this.#containers.set(c.id, { hit: Object.freeze({ pod: meta, container: c }) });
       ids.add(c.id);
     }
@@ -67,7 +64,6 @@ export class MetadataStore {
       this.#containers.set(id, { hit: Object.freeze({ pod: meta, container: e.hit.container }), retiredAtMs });
       if (e.retiredAtMs === undefined) this.#expire('container', id, now);
     }
-    return fresh;
   }
 
   /** Marks a pod deleted (with its final state when the API sent one); it is purged after the retention. */
