@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { ZodError, type ZodIssue, z } from 'zod';
 import { ConfigError, zodProblems } from '../config/errors.js';
+import { type HostPort, parseHostPort } from '../config/host-port.js';
 import { isObject, keyPath, knownKeysAt, suggestion } from '../config/keys.js';
 import { parseDuration, parseSize } from '../config/units.js';
 import { LOG_LEVELS, type LogLevel } from '../log/logger.js';
@@ -17,11 +18,6 @@ import type { OverflowPolicy } from './spool.js';
  * `policy` is opaque here: it is handed to the policy module untouched (only
  * "is it an object" is checked), which validates its own keys.
  */
-
-export interface HostPort {
-  host: string;
-  port: number;
-}
 
 export type AgentTls = { ca: string; cert?: string; key?: string; serverName?: string } | { insecure: true };
 
@@ -83,32 +79,40 @@ export const AGENT_DEFAULTS = {
   health: { address: '0.0.0.0:9090' },
 } as const;
 
-/** The flag that sets each key (for messages and docs). */
-export const FLAG_OF: Readonly<Record<string, string>> = {
-  collector: '--collector',
-  'tls.ca': '--ca',
-  'tls.cert': '--cert',
-  'tls.key': '--key',
-  'tls.serverName': '--server-name',
-  'tls.insecure': '--insecure',
-  'spool.dir': '--spool-dir',
-  'spool.maxBytes': '--spool-max',
-  'spool.overflow': '--spool-overflow',
-  'batch.maxEvents': '--batch-max-events',
-  'batch.maxDelay': '--batch-max-delay',
-  flushTimeout: '--flush-timeout',
-  nodeName: '--node-name',
-  includeEagain: '--include-eagain',
-  ringSize: '--ring-size',
-  pollInterval: '--poll-interval',
-  pendingDeadline: '--pending-deadline',
-  logLevel: '--log-level',
-  'kube.enabled': '--no-kube',
-  'kube.kubeconfig': '--kubeconfig',
-  'kube.labels': '--pod-labels',
-  'kube.annotations': '--pod-annotations',
-  'health.address': '--health-address',
+/** commander's attribute name of each agent flag -> the settings key it sets. */
+export const FLAG_ATTRIBUTES: Readonly<Record<string, string>> = {
+  collector: 'collector',
+  ca: 'tls.ca',
+  cert: 'tls.cert',
+  key: 'tls.key',
+  serverName: 'tls.serverName',
+  insecure: 'tls.insecure',
+  spoolDir: 'spool.dir',
+  spoolMax: 'spool.maxBytes',
+  spoolOverflow: 'spool.overflow',
+  batchMaxEvents: 'batch.maxEvents',
+  batchMaxDelay: 'batch.maxDelay',
+  flushTimeout: 'flushTimeout',
+  nodeName: 'nodeName',
+  includeEagain: 'includeEagain',
+  ringSize: 'ringSize',
+  pollInterval: 'pollInterval',
+  pendingDeadline: 'pendingDeadline',
+  logLevel: 'logLevel',
+  kube: 'kube.enabled',
+  kubeconfig: 'kube.kubeconfig',
+  podLabels: 'kube.labels',
+  podAnnotations: 'kube.annotations',
+  healthAddress: 'health.address',
 };
+
+/** The flag that sets each key (for messages and docs): commander's attribute in kebab case. */
+export const FLAG_OF: Readonly<Record<string, string>> = Object.fromEntries(
+  Object.entries(FLAG_ATTRIBUTES).map(([attr, key]) => [
+    key,
+    attr === 'kube' ? '--no-kube' : `--${attr.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`,
+  ]),
+);
 
 /** The environment variables read into the settings (the rest of the env goes to the kube config loader). */
 export const ENV_OF: Readonly<Record<string, string>> = { collector: 'DOORWATCH_COLLECTOR', nodeName: 'NODE_NAME' };
@@ -145,15 +149,6 @@ export class AgentConfigError extends ConfigError {
 }
 
 // --- values ------------------------------------------------------------------------------------------------
-
-/** "host:port", "[v6]:port"; port 0 = any free port (tests). */
-export function parseHostPort(s: string): HostPort | undefined {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(s);
-  if (!m) return undefined;
-  const port = Number(m[3]);
-  if (port > 65535) return undefined;
-  return { host: m[1] ?? m[2]!, port };
-}
 
 /** The health address setting: undefined = disabled. Throws on anything else than host:port, "" or "off". */
 export function parseHealthAddress(s: string): HostPort | undefined {
@@ -319,33 +314,6 @@ export function parseAgentYaml(text: string): ReturnType<typeof parseAgentFile> 
 }
 
 // --- the command line -------------------------------------------------------------------------------------
-
-/** commander's attribute name of each agent flag -> the settings key it sets. */
-export const FLAG_ATTRIBUTES: Readonly<Record<string, string>> = {
-  collector: 'collector',
-  ca: 'tls.ca',
-  cert: 'tls.cert',
-  key: 'tls.key',
-  serverName: 'tls.serverName',
-  insecure: 'tls.insecure',
-  spoolDir: 'spool.dir',
-  spoolMax: 'spool.maxBytes',
-  spoolOverflow: 'spool.overflow',
-  batchMaxEvents: 'batch.maxEvents',
-  batchMaxDelay: 'batch.maxDelay',
-  flushTimeout: 'flushTimeout',
-  nodeName: 'nodeName',
-  includeEagain: 'includeEagain',
-  ringSize: 'ringSize',
-  pollInterval: 'pollInterval',
-  pendingDeadline: 'pendingDeadline',
-  logLevel: 'logLevel',
-  kube: 'kube.enabled',
-  kubeconfig: 'kube.kubeconfig',
-  podLabels: 'kube.labels',
-  podAnnotations: 'kube.annotations',
-  healthAddress: 'health.address',
-};
 
 /**
  * The flags' layer: only the options given on the command line (`given`,

@@ -1,8 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { HostPort } from '../config/host-port.js';
 import { DoorwatchError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import type { HostPort } from './config.js';
 import { type Readiness, readinessText } from './readiness.js';
 
 /**

@@ -203,13 +203,12 @@ export class AgentMetrics {
         const out: Sample[] = [];
         for (let slot = 0; slot < EVENT_SLOTS; slot++) {
           const syscall = SYSCALL_LABEL[slot >> 1];
-          if (syscall === undefined) {
-            // Source 0 never comes from the kernel; show it only if it ever did.
-            if (this.#events[slot])
-              out.push({ labels: { syscall: 'unknown', status: slot & 1 ? 'error' : 'success' }, value: this.#events[slot]! });
-            continue;
-          }
-          out.push({ labels: { syscall, status: slot & 1 ? 'error' : 'success' }, value: this.#events[slot]! });
+          // Source 0 never comes from the kernel; show it only if it ever did.
+          if (syscall === undefined && !this.#events[slot]) continue;
+          out.push({
+            labels: { syscall: syscall ?? 'unknown', status: slot & 1 ? 'error' : 'success' },
+            value: this.#events[slot]!,
+          });
         }
         return out;
       },

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { checkServerIdentity, connect as tlsConnect } from 'node:tls';
+import { parseHostPort } from '../config/host-port.js';
 
 /**
  * One TCP + TLS handshake and HTTP/2 preface exchange with the collector,
@@ -29,15 +30,8 @@ const H2_PREFACE = Buffer.concat([
   Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
 ]);
 
-/** host and port of "host:port" or "[v6]:port"; undefined for other target forms (dns:///..., unix:...). */
-export function splitTarget(target: string): { host: string; port: number } | undefined {
-  const m = /^(?:\[([^\]]+)\]|([^:/[\]]+)):(\d{1,5})$/.exec(target);
-  if (!m) return undefined;
-  return { host: (m[1] ?? m[2])!, port: Number(m[3]) };
-}
-
 export function preflight(target: string, tls: PreflightTls, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-  const hp = splitTarget(target);
+  const hp = parseHostPort(target);
   if (!hp) return Promise.resolve(); // a form we do not parse: let grpc-js handle it
   const name = tls.serverName ?? hp.host;
   return new Promise((resolve, reject) => {

@@ -80,7 +80,6 @@ export interface PublisherStatus {
 }
 
 interface InFlight {
-  firstSeq: bigint;
   lastSeq: bigint;
   sentAt: number;
   losses: LossCounters;
@@ -296,7 +295,8 @@ export class Publisher {
 
   async #run(): Promise<void> {
     while (!this.#stop.signal.aborted) {
-      const space = this.#spool.spaces().find((s) => !s.current && s.unacked) ?? this.#spool.spaces().find((s) => s.current)!;
+      const spaces = this.#spool.spaces();
+      const space = spaces.find((s) => !s.current && s.unacked) ?? spaces.find((s) => s.current)!;
       try {
         await this.#runSession(space);
         continue; // an old space drained: on to the next one at once
@@ -421,9 +421,8 @@ export class Publisher {
       const events = this.#nextBatch(s);
       if (!events) break;
       const losses = this.#takeLosses();
-      const firstSeq = events[0]!.seq;
-      s.queue.push({ batch: { firstSeq, events, losses } });
-      s.inFlight.push({ firstSeq, lastSeq: events.at(-1)!.seq, sentAt: this.#now(), losses });
+      s.queue.push({ batch: { firstSeq: events[0]!.seq, events, losses } });
+      s.inFlight.push({ lastSeq: events.at(-1)!.seq, sentAt: this.#now(), losses });
     }
     this.#armFlushTimer(s);
   }

@@ -19,6 +19,7 @@ import { readBootId } from '../capture/clock.js';
 import { parseSize } from '../config/units.js';
 import { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import { type Logger, silentLogger } from '../log/logger.js';
+import { WarnLimiter } from '../log/warn-limiter.js';
 import { decodeSegmentHeader, encodeRecord, encodeSegmentHeader, readRecord } from './spool-format.js';
 import { encodeEvent } from './wire.js';
 
@@ -121,10 +122,21 @@ const IDENTITY_FILE = 'identity.json';
 const STATE_FILE = 'state.json';
 const SEGMENT_RE = /^seg-(\d{6})-(\d{20})\.dws$/;
 const READ_CHUNK = 256 * 1024;
-const DROP_LOG_EVERY_MS = 5000;
+const DROP_WARN_EVERY_MS = 5000;
 
 const keyOf = (id: SpoolIdentity): string => `${id.instanceId}/${id.bootId}`;
 const max = (a: bigint, b: bigint): bigint => (a > b ? a : b);
+
+function newSpace(identity: SpoolIdentity, epoch: number, acks: ReadonlyMap<string, bigint>): Space {
+  const key = keyOf(identity);
+  const acked = acks.get(key) ?? 0n;
+  return { key, identity, epoch, acked, lastSeq: acked, segments: [] };
+}
+
+/** An empty segment: its header only. */
+function newSegment(space: Space, path: string, headerBytes: number, firstSeq: bigint): Segment {
+  return { space, path, headerBytes, bytes: headerBytes, firstSeq, lastSeq: firstSeq - 1n, count: 0, deleted: false };
+}
 
 function toBytes(v: number | string, what: string): number {
   const n = typeof v === 'number' ? v : parseSize(v);
@@ -152,7 +164,8 @@ export class Spool {
   #dropsTotal = 0n;
   /** Highest seq of the current space deleted unacknowledged by drop-oldest. */
   #droppedThrough = 0n;
-  #dropLog = { at: 0, since: 0n };
+  /** Drop warnings: one per reason per DROP_WARN_EVERY_MS (every drop is counted regardless). */
+  readonly #dropWarn: WarnLimiter;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   /** Where the last read() stopped, so sequential reads do not rescan a segment. */
@@ -174,6 +187,7 @@ export class Spool {
     }
     this.fsync = o.fsync ?? 'interval';
     this.#log = o.log ?? silentLogger;
+    this.#dropWarn = new WarnLimiter(this.#log, DROP_WARN_EVERY_MS);
     mkdirSync(this.dir, { recursive: true });
 
     const state = this.#readJson(STATE_FILE) as { acks?: Record<string, string>; unconfirmedDrops?: string } | undefined;
@@ -193,8 +207,7 @@ export class Spool {
         saved?.instanceId === instanceId && saved.bootId === bootId && typeof saved.epoch === 'number'
           ? saved.epoch
           : Math.max(saved?.epoch ?? 0, ...spaces.map((s) => s.epoch)) + 1;
-      const acked = acks.get(keyOf(identity)) ?? 0n;
-      cur = { key: keyOf(identity), identity, epoch, acked, lastSeq: acked, segments: [] };
+      cur = newSpace(identity, epoch, acks);
       this.#spaces.set(cur.key, cur);
     }
     this.#current = cur;
@@ -265,7 +278,8 @@ export class Spool {
       this.#flush();
       if (this.fsync === 'always') this.sync();
     }
-    if (refused) this.#countDrops(BigInt(refused), `spool full (${this.#bytes} of ${this.maxBytes} bytes): new events refused`);
+    if (refused)
+      this.#countDrops(BigInt(refused), `spool full (${this.#bytes} of ${this.maxBytes} bytes): new events refused`, 'refused');
     if (this.#dropsTotal !== dropsBefore) this.#persistState();
     if (accepted.length && accepted[0]!.seq <= this.#droppedThrough) {
       // drop-oldest took some of this very call's events (a tiny spool).
@@ -425,7 +439,7 @@ export class Spool {
     for (;;) {
       const need = len + (this.#needsNewSegment(len) ? this.#headerBytes(seq) : 0);
       if (need > this.maxBytes) {
-        this.#countDrops(1n, `event ${seq} (${len} bytes) is larger than the whole spool`);
+        this.#countDrops(1n, `event ${seq} (${len} bytes) is larger than the whole spool`, 'oversized');
         return false;
       }
       if (this.#bytes + need <= this.maxBytes) return true;
@@ -466,16 +480,7 @@ export class Spool {
     const header = encodeSegmentHeader({ ...sp.identity, epoch: sp.epoch, firstSeq: seq });
     const path = join(this.dir, `seg-${String(sp.epoch).padStart(6, '0')}-${String(seq).padStart(20, '0')}.dws`);
     const fd = openSync(path, 'wx');
-    const seg: Segment = {
-      space: sp,
-      path,
-      headerBytes: header.length,
-      bytes: header.length,
-      firstSeq: seq,
-      lastSeq: seq - 1n,
-      count: 0,
-      deleted: false,
-    };
+    const seg = newSegment(sp, path, header.length, seq);
     sp.segments.push(seg);
     this.#bytes += header.length;
     this.#active = { seg, fd };
@@ -545,18 +550,15 @@ export class Spool {
     if (this.fsync === 'always') this.#syncDir();
   }
 
-  #countDrops(n: bigint, why: string): void {
+  /** `kind`: what the warnings are limited by (default `why`, when it has no numbers in it). */
+  #countDrops(n: bigint, why: string, kind = why): void {
     this.#unconfirmedDrops += n;
     this.#dropsTotal += n;
-    this.#dropLog.since += n;
-    const now = Date.now();
-    if (now - this.#dropLog.at >= DROP_LOG_EVERY_MS) {
-      this.#log.warn(
-        { dropped: String(this.#dropLog.since), dropsTotal: String(this.#dropsTotal), policy: this.overflow, dir: this.dir },
-        `spool: events dropped (${why}); counted and reported to the collector as spool_drops`,
-      );
-      this.#dropLog = { at: now, since: 0n };
-    }
+    this.#dropWarn.warn(
+      kind,
+      { dropped: String(n), dropsTotal: String(this.#dropsTotal), policy: this.overflow, dir: this.dir },
+      `spool: events dropped (${why}); counted and reported to the collector as spool_drops`,
+    );
   }
 
   // --- reading -------------------------------------------------------------
@@ -644,27 +646,10 @@ export class Spool {
     const key = keyOf(h.header);
     let sp = this.#spaces.get(key);
     if (!sp) {
-      const acked = acks.get(key) ?? 0n;
-      sp = {
-        key,
-        identity: { instanceId: h.header.instanceId, bootId: h.header.bootId },
-        epoch: h.header.epoch,
-        acked,
-        lastSeq: acked,
-        segments: [],
-      };
+      sp = newSpace({ instanceId: h.header.instanceId, bootId: h.header.bootId }, h.header.epoch, acks);
       this.#spaces.set(key, sp);
     }
-    const seg: Segment = {
-      space: sp,
-      path,
-      headerBytes: h.bytes,
-      bytes: h.bytes,
-      firstSeq: h.header.firstSeq,
-      lastSeq: h.header.firstSeq - 1n,
-      count: 0,
-      deleted: false,
-    };
+    const seg = newSegment(sp, path, h.bytes, h.header.firstSeq);
     let off = h.bytes;
     for (;;) {
       const r = readRecord(buf, off);

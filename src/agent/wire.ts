@@ -23,12 +23,22 @@ export function encodeEvent(ev: AcceptEvent): Uint8Array {
   return bytes;
 }
 
-function varint(n: number, out: number[]): void {
+function varintLength(n: number): number {
+  let len = 1;
   while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+    len++;
+  }
+  return len;
+}
+
+function writeVarint(n: number, out: Uint8Array, off: number): number {
+  while (n > 0x7f) {
+    out[off++] = (n & 0x7f) | 0x80;
     n >>>= 7;
   }
-  out.push(n);
+  out[off++] = n;
+  return off;
 }
 
 /** PublishRequest bytes, exactly as PublishRequest.encode(req).finish(). */
@@ -36,32 +46,28 @@ export function encodePublishRequest(req: PublishRequest): Uint8Array {
   const b = req.batch;
   if (!b || req.hello !== undefined) return PublishRequest.encode(req).finish();
   // EventBatch: first_seq (1, varint), events (2, repeated message), losses (3, message).
-  const head = new BinaryWriter();
-  if (b.firstSeq !== 0n) head.uint32(8).uint64(b.firstSeq);
-  const parts: Uint8Array[] = [head.finish()];
-  let size = parts[0]!.length;
-  for (const ev of b.events) {
-    const bytes = encodeEvent(ev);
-    const tag: number[] = [0x12];
-    varint(bytes.length, tag);
-    parts.push(Uint8Array.from(tag), bytes);
-    size += tag.length + bytes.length;
-  }
-  if (b.losses !== undefined) {
-    const l = LossCounters.encode(b.losses, new BinaryWriter().uint32(26).fork()).join().finish();
-    parts.push(l);
-    size += l.length;
-  }
+  // Sizes first, then one buffer: no allocation per event.
+  const head = b.firstSeq !== 0n ? new BinaryWriter().uint32(8).uint64(b.firstSeq).finish() : undefined;
+  const events = b.events.map(encodeEvent);
+  const losses =
+    b.losses !== undefined ? LossCounters.encode(b.losses, new BinaryWriter().uint32(26).fork()).join().finish() : undefined;
+  let size = (head?.length ?? 0) + (losses?.length ?? 0);
+  for (const bytes of events) size += 1 + varintLength(bytes.length) + bytes.length;
   // PublishRequest.batch is field 2 (length-delimited).
-  const outer: number[] = [0x12];
-  varint(size, outer);
-  const out = new Uint8Array(outer.length + size);
-  out.set(outer, 0);
-  let off = outer.length;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
+  const out = new Uint8Array(1 + varintLength(size) + size);
+  out[0] = 0x12;
+  let off = writeVarint(size, out, 1);
+  if (head) {
+    out.set(head, off);
+    off += head.length;
   }
+  for (const bytes of events) {
+    out[off] = 0x12;
+    off = writeVarint(bytes.length, out, off + 1);
+    out.set(bytes, off);
+    off += bytes.length;
+  }
+  if (losses) out.set(losses, off);
   return out;
 }
 

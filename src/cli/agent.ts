@@ -1,13 +1,12 @@
-import { readFileSync } from 'node:fs';
-import type { AgentConfig, HostPort } from '../agent/config.js';
+import type { AgentConfig } from '../agent/config.js';
 import { type HealthServer, startHealthServer } from '../agent/health.js';
 import { AgentMetrics } from '../agent/metrics.js';
 import { addPolicyMetrics } from '../agent/policy-metrics.js';
 import { Publisher, type PublisherTls } from '../agent/publisher.js';
 import { evaluateReadiness, type Readiness } from '../agent/readiness.js';
-import { type OverflowPolicy, Spool } from '../agent/spool.js';
+import { Spool } from '../agent/spool.js';
 import { AcceptProbes } from '../bpf/accept-probes.js';
-import { DoorwatchError } from '../errors.js';
+import type { HostPort } from '../config/host-port.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import type { Logger } from '../log/logger.js';
 import { parsePolicyConfig } from '../policy/config.js';
@@ -15,6 +14,7 @@ import { PolicyEngine } from '../policy/engine.js';
 import { DEFAULT_ADMIN_NAMESPACE } from '../policy/file.js';
 import { policyReportOf } from '../policy/report.js';
 import { PolicyWatcher } from '../policy/watch.js';
+import { readPem } from './pem.js';
 import { startKube, startPipeline } from './pipeline.js';
 import type { TraceOptions } from './trace.js';
 
@@ -29,25 +29,14 @@ import type { TraceOptions } from './trace.js';
 
 export const AGENT_VERSION = '0.1.0';
 
-export interface AgentOptions {
-  collector: string;
-  tls: { ca: string; cert?: string; key?: string; serverName?: string } | { insecure: true };
-  spool: { dir: string; maxBytes: number; overflow: OverflowPolicy };
-  batch: { maxEvents: number; maxDelayMs: number };
-  nodeName: string;
-  includeEagain: boolean;
-  ringBytes: number;
-  pollMs: number;
-  pendingDeadlineMs: number;
+/** The validated settings (AgentConfig, whose fields say what each is), as runAgent takes them. */
+export type AgentOptions = Omit<AgentConfig, 'kube' | 'health' | 'pod' | 'logLevel'> & {
+  /** Kubernetes metadata, with the environment the kube config loader reads. */
   kube: TraceOptions['kube'];
-  flushTimeoutMs: number;
   /** /healthz, /readyz, /metrics; undefined: no HTTP endpoints. */
   health?: HostPort;
-  /** POD_NAME / POD_NAMESPACE from the downward API: logged and in doorwatch_agent_info. */
-  pod?: { name?: string; namespace?: string };
-  /** The config file's `policy` object, untouched: the policy module validates it. */
-  policy?: unknown;
-}
+  pod?: AgentConfig['pod'];
+};
 
 export interface AgentIO {
   log: Logger;
@@ -63,43 +52,18 @@ export interface AgentIO {
 
 /** AgentConfig (validated settings) + the environment -> what runAgent takes. */
 export function agentOptions(c: AgentConfig, env: Readonly<Record<string, string | undefined>>): AgentOptions {
+  const { kube, health, logLevel: _logLevel, ...same } = c;
   return {
-    collector: c.collector,
-    tls: c.tls,
-    spool: c.spool,
-    batch: c.batch,
-    nodeName: c.nodeName,
-    includeEagain: c.includeEagain,
-    ringBytes: c.ringBytes,
-    pollMs: c.pollMs,
-    pendingDeadlineMs: c.pendingDeadlineMs,
+    ...same,
     kube: {
-      enabled: c.kube.enabled,
-      kubeconfigPath: c.kube.kubeconfig,
+      enabled: kube.enabled,
+      kubeconfigPath: kube.kubeconfig,
       env,
-      labelAllowList: c.kube.labels,
-      annotationAllowList: c.kube.annotations,
+      labelAllowList: kube.labels,
+      annotationAllowList: kube.annotations,
     },
-    flushTimeoutMs: c.flushTimeoutMs,
-    health: c.health.address,
-    pod: c.pod,
-    ...(c.policy !== undefined ? { policy: c.policy } : {}),
+    health: health.address,
   };
-}
-
-function readPem(path: string, what: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (cause) {
-    throw new DoorwatchError(
-      'DW_ERR_CLI_USAGE',
-      `cannot read the ${what} ${path}`,
-      `check --${what} (tls.${what}) points at a readable PEM file`,
-      {
-        cause,
-      },
-    );
-  }
 }
 
 export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
@@ -108,9 +72,9 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
     'insecure' in o.tls
       ? { insecure: true }
       : {
-          ca: readPem(o.tls.ca, 'ca'),
-          cert: o.tls.cert ? readPem(o.tls.cert, 'cert') : undefined,
-          key: o.tls.key ? readPem(o.tls.key, 'key') : undefined,
+          ca: readPem(o.tls.ca, '--ca', 'tls.ca'),
+          cert: o.tls.cert ? readPem(o.tls.cert, '--cert', 'tls.cert') : undefined,
+          key: o.tls.key ? readPem(o.tls.key, '--key', 'tls.key') : undefined,
           serverName: o.tls.serverName,
         };
   if ('insecure' in tls) log.warn('sending events to the collector in plaintext (--insecure): use mutual TLS in production');
@@ -191,11 +155,12 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
   const sp = spool;
 
   // seq is assigned after enrichment: held events would otherwise leave out of order.
+  const idPrefix = `${identity.bootId}/${identity.instanceId}/`;
   const sequence = (batch: AcceptEvent[]) => {
     let seq = sp.nextSeq();
     for (const ev of batch) {
       ev.seq = seq;
-      ev.eventId = `${identity.bootId}/${identity.instanceId}/${seq}`;
+      ev.eventId = idPrefix + seq;
       seq++;
     }
     metrics.countEvents(batch);

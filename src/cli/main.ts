@@ -1,7 +1,7 @@
 import { writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { AgentConfigError, loadAgentConfig, settingsFromFlags } from '../agent/config.js';
+import { AGENT_DEFAULTS, AgentConfigError, loadAgentConfig, ringSizeBytes, settingsFromFlags } from '../agent/config.js';
 import { CollectorStartError } from '../collector/collector.js';
 import { ConfigError } from '../config/errors.js';
 import { parseDuration, parseSize, UnitError } from '../config/units.js';
@@ -53,12 +53,6 @@ const int =
     return n;
   };
 
-function ringSize(s: string): number {
-  const n = parseSize(s);
-  if (n < 4096 || (n & (n - 1)) !== 0) throw new UnitError(`ring size ${s} must be a power of two of at least 4KiB (e.g. 8MiB)`);
-  return n;
-}
-
 function family(s: string) {
   const f = FAMILY_NAMES[s.toLowerCase()];
   if (f === undefined) throw new UnitError(`unknown family "${s}" (use inet, inet6 or unix)`);
@@ -78,14 +72,23 @@ function stopSignal(): Promise<string> {
 }
 
 const logLevelOption = () =>
-  new Option('--log-level <level>', 'log level (logs go to stderr)').choices(LOG_LEVELS).default('info');
+  new Option('--log-level <level>', 'log level (logs go to stderr)').choices(LOG_LEVELS).default(AGENT_DEFAULTS.logLevel);
 
 /** Flags the agent shares with trace: capture and enrichment. */
 function captureOptions(cmd: Command): Command {
   return cmd
-    .option('--include-eagain', 'also report EAGAIN/EWOULDBLOCK results (non-blocking polling; noisy)', false)
-    .option('--ring-size <size>', 'kernel ring buffer size, power of two', wrap(ringSize), 8 << 20)
-    .option('--poll-interval <duration>', 'how often the ring buffer is drained', wrap(parseDuration), 10)
+    .option(
+      '--include-eagain',
+      'also report EAGAIN/EWOULDBLOCK results (non-blocking polling; noisy)',
+      AGENT_DEFAULTS.includeEagain,
+    )
+    .option('--ring-size <size>', 'kernel ring buffer size, power of two', wrap(ringSizeBytes), AGENT_DEFAULTS.ringSize)
+    .option(
+      '--poll-interval <duration>',
+      'how often the ring buffer is drained',
+      wrap(parseDuration),
+      AGENT_DEFAULTS.pollInterval,
+    )
     .option('--node-name <name>', "this node's name: event ids and the pod watch (env NODE_NAME, default: host name)")
     .option('--kubeconfig <path>', 'kubeconfig for pod metadata (default: in-cluster, $KUBECONFIG, ~/.kube/config)')
     .option(
@@ -103,7 +106,7 @@ function captureOptions(cmd: Command): Command {
       '--pending-deadline <duration>',
       'hold an event at most this long for its pod to appear in the API',
       wrap(parseDuration),
-      2000,
+      AGENT_DEFAULTS.pendingDeadline,
     );
 }
 
@@ -356,7 +359,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (e instanceof DoorwatchError) {
       process.stderr.write(`doorwatch: ${e.oneLine()}\n`);
-      return EXIT_RUNTIME;
+      return e.code === 'DW_ERR_CLI_USAGE' ? EXIT_USAGE : EXIT_RUNTIME;
     }
     process.stderr.write(`doorwatch: unexpected error: ${(e as Error).stack ?? e}\n`);
     return EXIT_RUNTIME;

@@ -1,17 +1,12 @@
-import { readFileSync } from 'node:fs';
 import { ChannelCredentials } from '@grpc/grpc-js';
 import { ClientError, createChannel, createClient, Status } from 'nice-grpc';
-import { isHostPort } from '../collector/config.js';
 import { compileSubscribeFilter, FilterError } from '../collector/subscribe.js';
+import { parseHostPort } from '../config/host-port.js';
 import { DoorwatchError } from '../errors.js';
-import { eventToJsonLine } from '../formats/native-json.js';
-import {
-  CollectorServiceDefinition,
-  type LossCounters,
-  type LossRecord,
-  type SubscribeFilter,
-} from '../gen/doorwatch/v1/collector.js';
+import { eventToJsonLine, lossToJson } from '../formats/native-json.js';
+import { CollectorServiceDefinition, type LossRecord, type SubscribeFilter } from '../gen/doorwatch/v1/collector.js';
 import type { Logger } from '../log/logger.js';
+import { readPem } from './pem.js';
 import { tableHeader, tableRow } from './table.js';
 
 /**
@@ -57,9 +52,9 @@ export interface TailResult {
 }
 
 /**
- * The collector could not be reached or refused the subscription. Wants its
- * own code (DW_ERR_TAIL_CONNECT) in src/errors.ts; until then a plain Error
- * with a one-line message that says the fix.
+ * The collector could not be reached or refused the subscription
+ * (DW_ERR_TAIL_CONNECT): one line that carries the gRPC status and the fix,
+ * which main() prints with the code.
  */
 export class TailConnectError extends Error {
   readonly status: Status | undefined;
@@ -72,17 +67,6 @@ export class TailConnectError extends Error {
 
 const usage = (message: string, hint: string) => new DoorwatchError('DW_ERR_CLI_USAGE', message, hint);
 
-function readPem(flag: string, path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    throw usage(
-      `cannot read ${flag} "${path}": ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-      `check the ${flag} path`,
-    );
-  }
-}
-
 function credentials(o: TailOptions): ChannelCredentials {
   if (o.insecure) {
     if (o.ca || o.cert || o.key)
@@ -91,9 +75,9 @@ function credentials(o: TailOptions): ChannelCredentials {
   }
   if (!!o.cert !== !!o.key) throw usage('--cert and --key go together', 'give both the client certificate and its key');
   return ChannelCredentials.createSsl(
-    o.ca ? readPem('--ca', o.ca) : null,
-    o.key ? readPem('--key', o.key) : null,
-    o.cert ? readPem('--cert', o.cert) : null,
+    o.ca ? readPem(o.ca, '--ca') : null,
+    o.key ? readPem(o.key, '--key') : null,
+    o.cert ? readPem(o.cert, '--cert') : null,
   );
 }
 
@@ -115,36 +99,13 @@ function toFilter(f: TailFilter): SubscribeFilter {
   return filter;
 }
 
-const counters = (c: LossCounters | undefined) =>
-  c
-    ? {
-        kernelRingFull: String(c.kernelRingFull),
-        decodeErrors: String(c.decodeErrors),
-        bpfRecursionMisses: String(c.bpfRecursionMisses),
-        queueDrops: String(c.queueDrops),
-        spoolDrops: String(c.spoolDrops),
-      }
-    : null;
-
-/** A loss record in the proto3 JSON mapping, every field present (as the native event JSON). */
-export function lossToJson(l: LossRecord): Record<string, unknown> {
-  return {
-    agent: l.agent ? { ...l.agent } : null,
-    fromSeq: String(l.fromSeq),
-    toSeq: String(l.toSeq),
-    reason: l.reason,
-    counters: counters(l.counters),
-    timeUnixNano: String(l.timeUnixNano),
-  };
-}
-
 export function lossTableLine(l: LossRecord): string {
   const who = l.agent ? ` from ${l.agent.nodeName || '?'} (${l.agent.instanceId}/${l.agent.bootId})` : '';
   const range = l.fromSeq || l.toSeq ? ` seq ${l.fromSeq}-${l.toSeq}` : '';
   const c = l.counters;
   const counts = c
-    ? Object.entries(counters(c)!)
-        .filter(([, v]) => v !== '0')
+    ? Object.entries(c)
+        .filter(([, v]) => v !== 0n)
         .map(([k, v]) => `${k}=${v}`)
         .join(' ')
     : '';
@@ -168,7 +129,7 @@ function connectError(server: string, e: ClientError): TailConnectError {
 }
 
 export async function runTail(o: TailOptions, io: TailIO): Promise<TailResult> {
-  if (!isHostPort(o.server)) throw usage(`--server "${o.server}" is not host:port`, 'e.g. --server doorwatch-collector:7443');
+  if (!parseHostPort(o.server)) throw usage(`--server "${o.server}" is not host:port`, 'e.g. --server doorwatch-collector:7443');
   const creds = credentials(o);
   const filter = toFilter(o.filter);
   const channel = createChannel(o.server, creds);

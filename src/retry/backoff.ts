@@ -34,16 +34,9 @@ export class Backoff {
     return this.#attempt;
   }
 
-  /** The cap for the current attempt, before jitter. */
-  ceilingMs(): number {
-    return Math.min(this.maxMs, this.initialMs * 2 ** Math.min(this.#attempt, 31));
-  }
-
   /** The next delay; each call counts one more failure. */
   next(): number {
-    const delay = Math.floor(this.#random() * this.ceilingMs());
-    this.#attempt++;
-    return delay;
+    return backoffDelay(this.#attempt++, this.initialMs, this.maxMs, this.#random);
   }
 
   reset(): void {

@@ -10,7 +10,6 @@ import {
 } from '../../src/gen/doorwatch/v1/collector.js';
 import { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
 import type { Pki } from './pki.js';
-import { until as waitUntil } from './wait.js';
 
 /**
  * A real gRPC server (nice-grpc over grpc-js, mutual TLS with the test PKI)
@@ -285,6 +284,3 @@ export function makeEvents(id: { instanceId: string; bootId: string }, from: big
   }
   return out;
 }
-
-/** until() with the (pred, timeoutMs, what) order these tests use. */
-export const until = (pred: () => boolean, timeoutMs: number, what: string): Promise<unknown> => waitUntil(pred, what, timeoutMs);

@@ -5,11 +5,19 @@ import { createServer } from 'node:net';
  * for. (Plain delays: `setTimeout` from node:timers/promises.)
  */
 
-/** Resolves once `cond()` is truthy (checked every `everyMs`), with its value; rejects after `timeoutMs`. */
-export async function until<T>(cond: () => T, what: string, timeoutMs = 5000, everyMs = 10): Promise<NonNullable<T>> {
+/**
+ * Resolves once `cond()` is truthy (checked every `everyMs`), with its value; rejects after `timeoutMs`.
+ * An async condition (an HTTP request, a scrape) is awaited: its promise is never mistaken for "true".
+ */
+export async function until<T>(
+  cond: () => T | Promise<T>,
+  what: string,
+  timeoutMs = 5000,
+  everyMs = 10,
+): Promise<NonNullable<T>> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
-    const v = cond();
+    const v = await cond();
     if (v) return v as NonNullable<T>;
     if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));

@@ -8,8 +8,9 @@ import { after, before, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Publisher } from '../../src/agent/publisher.js';
 import { Spool } from '../../src/agent/spool.js';
-import { FakeCollector, makeEvents, spaceKey, until } from '../helpers/fake-collector.js';
+import { FakeCollector, makeEvents, spaceKey } from '../helpers/fake-collector.js';
 import { type CertFiles, makePki, type Pki } from '../helpers/pki.js';
+import { until } from '../helpers/wait.js';
 
 // An agent killed with SIGKILL while the collector held back every ack: the
 // next agent on the same spool directory must resend all of it, under the
@@ -57,8 +58,8 @@ it('after a SIGKILL, a new Publisher on the same spool resends every unacked eve
           if (last?.appended) appended = BigInt(last.appended);
           return appended >= 3000n && c.batches.length >= 10;
         },
-        15_000,
         'the child to spool 3000 events and send some',
+        15_000,
       );
     } catch (err) {
       child.kill('SIGKILL');
@@ -93,7 +94,7 @@ it('after a SIGKILL, a new Publisher on the same spool resends every unacked eve
     pub.publish(makeEvents(id, next, 100));
     const last = next + 99n;
     const key = spaceKey(id);
-    await until(() => c.watermark(key) === last, 15_000, 'everything, old and new');
+    await until(() => c.watermark(key) === last, 'everything, old and new', 15_000);
     assert.deepEqual((await pub.close({ flushTimeoutMs: 5_000 })).flushed, true);
 
     const delivered = c.delivered(key).map((e) => e.seq);

@@ -7,8 +7,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { Publisher, type PublisherOptions } from '../../src/agent/publisher.js';
 import { Spool, type SpoolOptions } from '../../src/agent/spool.js';
-import { FakeCollector, makeEvents, spaceKey, until } from '../helpers/fake-collector.js';
+import { FakeCollector, makeEvents, spaceKey } from '../helpers/fake-collector.js';
 import { type CertFiles, makePki, type Pki } from '../helpers/pki.js';
+import { until } from '../helpers/wait.js';
 
 // The Publisher against a real gRPC server over real mutual TLS on loopback.
 
@@ -110,8 +111,8 @@ describe('Publisher over mTLS', () => {
       if (s % 1000n === 1n) await sleep(1);
     }
     const key = spaceKey(id);
-    await until(() => c.watermark(key) === 10_000n, 15_000, 'all 10k events acknowledged');
-    await until(() => pub.status().ackedSeq === 10_000n, 5_000, 'the agent to see the last ack');
+    await until(() => c.watermark(key) === 10_000n, 'all 10k events acknowledged', 15_000);
+    await until(() => pub.status().ackedSeq === 10_000n, 'the agent to see the last ack', 5_000);
 
     assert.deepEqual(seqs(c.delivered(key)), range(1, 10_000), 'exactly once, in order');
     assert.equal(c.duplicates, 0);
@@ -156,11 +157,11 @@ describe('Publisher over mTLS', () => {
       }
     };
     await feed(30);
-    await until(() => pub.status().ackedSeq > 0n, 5_000, 'first acks');
+    await until(() => pub.status().ackedSeq > 0n, 'first acks', 5_000);
     await feed(5);
     await c.stop();
     const collectorHad = c.watermark(key);
-    await until(() => !pub.status().connected, 5_000, 'the agent to notice');
+    await until(() => !pub.status().connected, 'the agent to notice', 5_000);
     await sleep(50);
     const agentAcked = pub.status().ackedSeq;
     assert.ok(agentAcked <= collectorHad);
@@ -171,7 +172,7 @@ describe('Publisher over mTLS', () => {
     await c.restart();
     await feed(10);
     const last = seq - 1n;
-    await until(() => c.watermark(key) === last, 10_000, 'everything after the restart');
+    await until(() => c.watermark(key) === last, 'everything after the restart', 10_000);
 
     assert.deepEqual(seqs(c.delivered(key)), range(1, Number(last)), 'the delivered set is exactly once, in order');
     const resent = c.batches.filter((b) => b.stream > 1);
@@ -194,7 +195,7 @@ describe('Publisher over mTLS', () => {
     const pub = publisher(c.target, spool, { batch: { maxEvents: 10, maxDelayMs: 5 }, window: { maxBatches: 4 } }).start();
     const id = spool.identity;
     pub.publish(makeEvents(id, 1n, 200));
-    await until(() => c.batches.length >= 4, 5_000, '4 batches');
+    await until(() => c.batches.length >= 4, '4 batches', 5_000);
     await sleep(300);
     assert.equal(c.batches.length, 4, 'nothing beyond the window');
     assert.equal(pub.status().inFlightBatches, 4);
@@ -204,13 +205,13 @@ describe('Publisher over mTLS', () => {
     assert.deepEqual(seqs([...spool.pending()]), range(1, 250));
 
     c.ackNow(); // acks 40: the window moves by exactly 4 batches
-    await until(() => c.batches.length === 8, 5_000, '4 more batches');
+    await until(() => c.batches.length === 8, '4 more batches', 5_000);
     await sleep(100);
     assert.equal(c.batches.length, 8);
     c.ack = 'immediate';
     c.ackNow();
     const key = spaceKey(id);
-    await until(() => c.watermark(key) === 250n && pub.status().ackedSeq === 250n, 5_000, 'the rest');
+    await until(() => c.watermark(key) === 250n && pub.status().ackedSeq === 250n, 'the rest', 5_000);
     assert.deepEqual(seqs(c.delivered(key)), range(1, 250));
     assert.equal(pub.status().inFlightBatches, 0);
   });
@@ -233,12 +234,12 @@ describe('Publisher over mTLS', () => {
 
       await c.restart();
       const key = spaceKey(id);
-      await until(() => c.watermark(key) >= BigInt(kept.at(-1)!), 10_000, 'the kept events');
+      await until(() => c.watermark(key) >= BigInt(kept.at(-1)!), 'the kept events', 10_000);
       assert.deepEqual(seqs(c.delivered(key)), kept);
       const first = c.batches.filter((b) => b.count > 0)[0]!;
       assert.equal(first.losses?.spoolDrops, dropped, 'the next batch carries the count');
       assert.equal(c.losses().spoolDrops, dropped, 'and only once');
-      await until(() => spool.unconfirmedDrops() === 0n, 5_000, 'the ack to confirm the report');
+      await until(() => spool.unconfirmedDrops() === 0n, 'the ack to confirm the report', 5_000);
       if (overflow === 'drop-oldest') assert.deepEqual(c.gaps, [{ space: key, from: 1n, to: BigInt(kept[0]! - 1) }]);
     });
   }
@@ -254,13 +255,13 @@ describe('Publisher over mTLS', () => {
     const spool = openSpool(dir);
     const pub = publisher(c.target, spool).start();
     const key = spaceKey(spool.identity);
-    await until(() => c.watermark(key) === 19n, 5_000, 'the valid prefix');
+    await until(() => c.watermark(key) === 19n, 'the valid prefix', 5_000);
     assert.deepEqual(seqs(c.delivered(key)), range(1, 19));
     assert.equal(c.batches[0]!.losses?.spoolDrops, 1n);
     // The torn seq was never sent: it is reused by the next event, so no gap.
     assert.equal(spool.nextSeq(), 20n);
     pub.publish(makeEvents(spool.identity, 20n, 1));
-    await until(() => c.watermark(key) === 20n, 5_000, 'seq 20');
+    await until(() => c.watermark(key) === 20n, 'seq 20', 5_000);
   });
 
   it('reportLosses rides on the next batch, once', async () => {
@@ -271,9 +272,9 @@ describe('Publisher over mTLS', () => {
     pub.reportLosses({ kernelRingFull: 7n, decodeErrors: 2n });
     pub.reportLosses({ kernelRingFull: 1n, queueDrops: 3n });
     pub.publish(makeEvents(id, 1n, 5));
-    await until(() => c.watermark(spaceKey(id)) === 5n, 5_000, 'the batch');
+    await until(() => c.watermark(spaceKey(id)) === 5n, 'the batch', 5_000);
     pub.publish(makeEvents(id, 6n, 5));
-    await until(() => c.watermark(spaceKey(id)) === 10n, 5_000, 'the second batch');
+    await until(() => c.watermark(spaceKey(id)) === 10n, 'the second batch', 5_000);
     assert.deepEqual(c.losses(), {
       kernelRingFull: 8n,
       decodeErrors: 2n,
@@ -291,10 +292,10 @@ describe('Publisher over mTLS', () => {
     const id = spool.identity;
     pub.reportLosses({ kernelRingFull: 5n });
     pub.publish(makeEvents(id, 1n, 5));
-    await until(() => c.batches.length === 1, 5_000, 'the batch');
+    await until(() => c.batches.length === 1, 'the batch', 5_000);
     c.ack = 'immediate';
     c.dropStreams();
-    await until(() => c.watermark(spaceKey(id)) === 5n && pub.status().ackedSeq === 5n, 5_000, 'the resend');
+    await until(() => c.watermark(spaceKey(id)) === 5n && pub.status().ackedSeq === 5n, 'the resend', 5_000);
     assert.equal(c.batches.at(-1)!.losses?.kernelRingFull, 5n);
     assert.equal(c.losses().kernelRingFull, 10n, 'at least once: counted twice rather than lost');
   });
@@ -321,9 +322,9 @@ describe('Publisher over mTLS', () => {
     pub.start();
     const oldKey = spaceKey(oldId);
     const newKey = spaceKey(newId);
-    await until(() => c.watermark(newKey) === 300n, 10_000, 'the new space');
+    await until(() => c.watermark(newKey) === 300n, 'the new space', 10_000);
     pub.publish(makeEvents(newId, 301n, 10));
-    await until(() => c.watermark(newKey) === 310n, 5_000, 'live events after the drain');
+    await until(() => c.watermark(newKey) === 310n, 'live events after the drain', 5_000);
 
     assert.deepEqual(seqs(c.delivered(oldKey)), range(201, 1200), 'old space: what was unacked, once');
     assert.deepEqual(seqs(c.delivered(newKey)), range(1, 310));
@@ -351,7 +352,7 @@ describe('Publisher over mTLS', () => {
     const pub = publisher(c.target, spool, { batch: { maxEvents: 500, maxDelayMs: 10_000 } }).start();
     const id = spool.identity;
     pub.publish(makeEvents(id, 1n, 30)); // would wait 10 s for a fuller batch
-    await until(() => pub.status().connected, 5_000, 'connected');
+    await until(() => pub.status().connected, 'connected', 5_000);
     const t0 = Date.now();
     assert.deepEqual(await pub.close({ flushTimeoutMs: 300 }), { flushed: false });
     const took = Date.now() - t0;
@@ -396,7 +397,7 @@ describe('Publisher TLS failures', () => {
       const fds = socketFds();
       start();
       pub.publish(makeEvents(spool.identity, 1n, 10));
-      await until(() => pub.status().reconnects >= 8, 5_000, 'several attempts');
+      await until(() => pub.status().reconnects >= 8, 'several attempts', 5_000);
       await sleep(50);
       assert.ok(socketFds() - fds <= 2, `no socket leaked per attempt (${fds} -> ${socketFds()})`);
       const st = pub.status();

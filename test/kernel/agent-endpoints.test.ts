@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { AGENT_VERSION, runAgent } from '../../src/cli/agent.js';
+import { httpGet as get, type Reply, metricSample as sample, testAgentOptions } from '../helpers/agent-harness.js';
 import { FakeCollector, spaceKey } from '../helpers/fake-collector.js';
 import { buildFixtures, connectTcp, killAll, startFixture } from '../helpers/fixtures.js';
 import { KubeApiServer } from '../helpers/kube-api-server.js';
@@ -23,43 +23,6 @@ import { bounded, until } from '../helpers/wait.js';
 
 requireRoot();
 const NODE = 'endpoints-node';
-
-interface Reply {
-  status: number;
-  body: string;
-}
-
-function get(port: number, path: string): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    // A fresh connection each time (no keep-alive pool): after stop, a refused connect is the point.
-    const req = request({ host: '127.0.0.1', port, path, timeout: 5000, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => {
-        body += d;
-      });
-      res.on('end', () => resolve({ status: res.statusCode!, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error(`GET ${path}: no answer in 5s`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-/** until() for async conditions (each check is an HTTP request). */
-async function eventually(cond: () => Promise<boolean>, what: string, timeoutMs: number, everyMs = 50): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    if (await cond()) return;
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
-
-/** One sample of the exposition, or undefined. */
-function sample(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
 
 let pki: Pki;
 let dir: string;
@@ -86,27 +49,21 @@ before(async () => {
   const kubeconfig = api.writeKubeconfig(dir);
   writeFileSync(kubeconfig, readFileSync(kubeconfig, 'utf8').replace(api.url, `https://127.0.0.1:${gate.port}`));
   collector = await FakeCollector.start(pki);
-  const cert = pki.client('agent-endpoints');
 
   const stopSignal = new Promise<string>((resolve) => {
     stop = resolve;
   });
   agentDone = runAgent(
-    {
-      collector: collector.target,
-      tls: { ca: pki.caFile, cert: cert.cert, key: cert.key, serverName: 'localhost' },
-      spool: { dir: join(dir, 'spool'), maxBytes: 64 << 20, overflow: 'drop-oldest' },
-      batch: { maxEvents: 500, maxDelayMs: 20 },
-      nodeName: NODE,
-      includeEagain: false,
-      ringBytes: 8 << 20,
-      pollMs: 10,
-      pendingDeadlineMs: 200,
-      kube: { enabled: true, kubeconfigPath: kubeconfig, env: {} },
-      flushTimeoutMs: 500,
-      health: { host: '127.0.0.1', port: 0 },
-      pod: { name: 'doorwatch-agent-t3st', namespace: 'doorwatch' },
-    },
+    testAgentOptions(
+      collector,
+      { client: 'agent-endpoints', spoolDir: join(dir, 'spool') },
+      {
+        nodeName: NODE,
+        kube: { enabled: true, kubeconfigPath: kubeconfig, env: {} },
+        flushTimeoutMs: 500,
+        pod: { name: 'doorwatch-agent-t3st', namespace: 'doorwatch' },
+      },
+    ),
     {
       log: pino(
         { level: 'info' },
@@ -150,7 +107,7 @@ after(async () => {
 describe('agent endpoints (real probes)', () => {
   it('/healthz answers at once; /readyz is 503 while the probes load', () => {
     assert.ok(atStart, 'endpoints were up before the probes loaded');
-    assert.deepEqual(atStart.healthz, { status: 200, body: 'ok\n' });
+    assert.deepEqual(atStart.healthz, { status: 200, type: 'text/plain; charset=utf-8', body: 'ok\n' });
     assert.equal(atStart.readyz.status, 503);
     assert.match(atStart.readyz.body, /^not ready: probes, kubernetes, transport\n/);
     assert.match(atStart.readyz.body, /\[-\] probes: loading the eBPF programs/);
@@ -161,10 +118,11 @@ describe('agent endpoints (real probes)', () => {
 
   it('/readyz waits for the informers’ first list, then says ready (connected)', async () => {
     // Probes attached, collector connected: only the held list is missing.
-    await eventually(
+    await until(
       async () => sample(await metrics(), 'doorwatch_collector_connected') === 1,
       'the collector connection',
       10_000,
+      50,
     );
     await until(() => gate.held > 0, 'the list request at the gate', 10_000);
     for (let i = 0; i < 3; i++) {
@@ -181,7 +139,7 @@ describe('agent endpoints (real probes)', () => {
 
     gate.open();
     let last: Reply | undefined;
-    await eventually(
+    await until(
       async () => {
         last = await get(port, '/readyz');
         return last.status === 200;
@@ -222,7 +180,7 @@ describe('agent endpoints (real probes)', () => {
     assert.equal((await bad.next()).errno, 9);
 
     let now = '';
-    await eventually(
+    await until(
       async () => {
         now = await metrics();
         return (
@@ -259,7 +217,7 @@ describe('agent endpoints (real probes)', () => {
       'our 9 events at the collector',
       10_000,
     );
-    await eventually(async () => (sample(await metrics(), 'doorwatch_collector_rtt_seconds_count') ?? 0) > 0, 'an ack', 5000);
+    await until(async () => (sample(await metrics(), 'doorwatch_collector_rtt_seconds_count') ?? 0) > 0, 'an ack', 5000, 50);
     const m = await metrics();
     assert.ok(sample(m, 'doorwatch_spool_acked_seq')! > 0);
     assert.equal(sample(m, 'doorwatch_collector_connected'), 1);
@@ -274,7 +232,7 @@ describe('agent endpoints (real probes)', () => {
   it('collector gone: still ready, "spooling", and the spool grows', async () => {
     await collector.stop();
     let r: Reply | undefined;
-    await eventually(
+    await until(
       async () => {
         r = await get(port, '/readyz');
         return r.status === 200 && r.body.startsWith('ready (spooling)');
@@ -296,7 +254,7 @@ describe('agent endpoints (real probes)', () => {
       await fx.next();
       c.close();
     }
-    await eventually(
+    await until(
       async () => sample(await metrics(), 'doorwatch_spool_bytes')! > before,
       'unacknowledged events in the spool',
       10_000,

@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -10,6 +8,8 @@ import { runAgent } from '../../src/cli/agent.js';
 import { ConfigError } from '../../src/config/errors.js';
 import { EventKind, PolicyOrigin, SummaryReason } from '../../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../../src/log/logger.js';
+import { httpGet, metricSample as sample, testAgentOptions } from '../helpers/agent-harness.js';
+import { bpfObjectsOf, noneLoaded, stillLoaded } from '../helpers/bpf-objects.js';
 import { FakeCollector } from '../helpers/fake-collector.js';
 import { buildFixtures, connectTcp, type Fixture, killAll, startFixture } from '../helpers/fixtures.js';
 import { makePki, type Pki } from '../helpers/pki.js';
@@ -34,22 +34,7 @@ let quiet: Fixture;
 let limited: Fixture;
 const CGROUP = `/sys/fs/cgroup/unified/dw-agent-policy-${process.pid}`;
 
-const metrics = () =>
-  new Promise<string>((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: '/metrics', agent: false, timeout: 5000 }, (res) => {
-      let b = '';
-      res.setEncoding('utf8').on('data', (d: string) => {
-        b += d;
-      });
-      res.on('end', () => resolve(b));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-const sample = (text: string, series: string) => {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-};
+const metrics = async () => (await httpGet(port, '/metrics')).body;
 const delivered = () => collector.spaces().flatMap((s) => collector.delivered(s));
 const onPort = (p: number) => delivered().filter((e) => e.socket?.local?.port === p);
 
@@ -72,7 +57,6 @@ before(async () => {
   // other host processes (this test's /metrics scrapes are host accepts too).
   mkdirSync(CGROUP);
   writeFileSync(join(CGROUP, 'cgroup.procs'), String(limited.ready.pid));
-  const cert = pki.client('agent-policy');
   const stopSignal = new Promise<string>((r) => {
     stop = r;
   });
@@ -81,32 +65,22 @@ before(async () => {
     listening = r;
   });
   agentDone = runAgent(
-    {
-      collector: collector.target,
-      tls: { ca: pki.caFile, cert: cert.cert, key: cert.key, serverName: 'localhost' },
-      spool: { dir: join(dir, 'spool'), maxBytes: 64 << 20, overflow: 'drop-oldest' },
-      batch: { maxEvents: 500, maxDelayMs: 20 },
-      nodeName: 'policy-node',
-      includeEagain: false,
-      ringBytes: 8 << 20,
-      pollMs: 10,
-      pendingDeadlineMs: 200,
-      kube: { enabled: false, env: {} },
-      flushTimeoutMs: 2000,
-      health: { host: '127.0.0.1', port: 0 },
-      policy: {
-        resources: false,
-        summaryInterval: '300ms',
-        host: { mode: 'events', ports: { exclude: [quiet.ready.port] }, rateLimit: { eventsPerSecond: 1, burst: 5 } },
+    testAgentOptions(
+      collector,
+      { client: 'agent-policy', spoolDir: join(dir, 'spool') },
+      {
+        nodeName: 'policy-node',
+        policy: {
+          resources: false,
+          summaryInterval: '300ms',
+          host: { mode: 'events', ports: { exclude: [quiet.ready.port] }, rateLimit: { eventsPerSecond: 1, burst: 5 } },
+        },
       },
-    },
+    ),
     { log: silentLogger, stopSignal, processMetrics: false, endpointsListening: (a) => listening(a.port) },
   );
   agentDone.catch(() => {});
   port = await bounded(Promise.race([up, agentDone.then(() => 0)]), 20_000, 'agent endpoints');
-  await until(async () => (await metrics()).includes('doorwatch_policy_kernel_filtering 1'), 'kernel filter on', 10_000).catch(
-    () => {},
-  );
 });
 
 after(async () => {
@@ -128,18 +102,17 @@ after(async () => {
 
 describe('agent with audit policies (real probes, fake collector)', () => {
   it('keeps an excluded port in the kernel and counts it per policy', async () => {
-    let m = '';
-    for (let i = 0; i < 50 && !m.includes('doorwatch_policy_kernel_filtering 1'); i++) {
-      m = await metrics();
-      await sleep(100);
-    }
-    assert.match(m, /doorwatch_policy_kernel_filtering 1/);
+    await until(async () => (await metrics()).includes('doorwatch_policy_kernel_filtering 1'), 'kernel filter on', 10_000);
     await acceptN(quiet, 6);
     const series = 'doorwatch_policy_kernel_total{policy="host",result="port"}';
-    for (let i = 0; i < 50 && (sample(m, series) ?? 0) < 6; i++) {
-      await sleep(100);
-      m = await metrics();
-    }
+    const m = await until(
+      async () => {
+        const t = await metrics();
+        return (sample(t, series) ?? 0) >= 6 ? t : undefined;
+      },
+      'the 6 port-filtered accepts counted',
+      5000,
+    );
     assert.equal(sample(m, series), 6);
     await sleep(300);
     assert.equal(onPort(quiet.ready.port).length, 0, 'nothing of the excluded port reached the collector');
@@ -168,35 +141,31 @@ describe('agent with audit policies (real probes, fake collector)', () => {
   });
 
   it('on stop, detaches and leaves no Doorwatch program or map in the kernel', async () => {
-    const ours = (what: 'prog' | 'map') =>
-      (JSON.parse(execFileSync('bpftool', [what, 'show', '--json'], { encoding: 'utf8' })) as { name?: string }[]).filter((x) =>
-        x.name?.startsWith('dw_'),
-      ).length;
-    assert.ok(ours('prog') >= 4, 'programs attached while running');
-    assert.ok(ours('map') >= 5, 'maps (events, inflight, counters, policies, ...) while running');
+    // This agent's own objects (what this process holds), not every dw_* of the system: other tests load theirs.
+    const ours = bpfObjectsOf('self');
+    assert.ok(ours.progs.length >= 4, 'programs attached while running');
+    assert.ok(ours.maps.length >= 5, 'maps (events, inflight, counters, policies, ...) while running');
+    assert.deepEqual(stillLoaded(ours), ours);
     stop('test: stop');
     await bounded(agentDone, 15_000, 'the agent to stop');
     // The kernel frees a released program or map after an RCU grace period: give it a moment.
-    await until(() => ours('prog') === 0 && ours('map') === 0, 'no program or map left (nothing pinned)', 3000, 50);
+    await until(() => noneLoaded(ours), 'this agent’s programs and maps to go', 3000, 50).catch(() => {});
+    assert.deepEqual(stillLoaded(ours), { progs: [], maps: [] }, 'no program or map of this agent left (nothing pinned)');
+    assert.deepEqual(bpfObjectsOf('self'), { progs: [], maps: [] }, 'no descriptor left open either');
   });
 
   it('refuses to start with an invalid policy configuration, before loading anything', async () => {
     await assert.rejects(
       runAgent(
-        {
-          collector: collector.target,
-          tls: { insecure: true },
-          spool: { dir: join(dir, 'spool2'), maxBytes: 1 << 20, overflow: 'drop-oldest' },
-          batch: { maxEvents: 1, maxDelayMs: 1 },
-          nodeName: 'x',
-          includeEagain: false,
-          ringBytes: 1 << 16,
-          pollMs: 10,
-          pendingDeadlineMs: 10,
-          kube: { enabled: false, env: {} },
-          flushTimeoutMs: 10,
-          policy: { default: { mode: 'audit' }, rules: [{ name: 'r', ports: { include: ['9000-80'] }, mode: 'events' }] },
-        },
+        testAgentOptions(
+          collector,
+          { client: 'agent-policy-bad', spoolDir: join(dir, 'spool2') },
+          {
+            tls: { insecure: true },
+            health: undefined,
+            policy: { default: { mode: 'audit' }, rules: [{ name: 'r', ports: { include: ['9000-80'] }, mode: 'events' }] },
+          },
+        ),
         { log: silentLogger, stopSignal: new Promise(() => {}), processMetrics: false },
       ),
       (e: unknown) => {

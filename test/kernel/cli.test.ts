@@ -1,25 +1,20 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { type AddressInfo, connect, createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { bpfObjectsOf, noneLoaded, stillLoaded } from '../helpers/bpf-objects.js';
 import { connectTcp } from '../helpers/fixtures.js';
 import { KubeApiServer, makePod, ownerRef, tempDir } from '../helpers/kube-api-server.js';
 import { type FakePod, PodSim } from '../helpers/pod-sim.js';
 import { requireRoot } from '../helpers/tracer.js';
-import { bounded as withTimeout } from '../helpers/wait.js';
+import { until, bounded as withTimeout } from '../helpers/wait.js';
 
 // `doorwatch trace` as a user runs it: the compiled CLI, real probes.
 const BIN = fileURLToPath(new URL('../../bin/doorwatch.js', import.meta.url));
 requireRoot();
-
-/** Our programs currently loaded in the kernel (leak check). */
-function loadedDoorwatchPrograms(): number {
-  const list = JSON.parse(execFileSync('bpftool', ['prog', 'show', '--json'], { encoding: 'utf8' })) as { name?: string }[];
-  return list.filter((p) => p.name?.startsWith('dw_')).length;
-}
 
 interface Run {
   proc: ChildProcess;
@@ -72,12 +67,13 @@ after(() => {
 
 describe('doorwatch trace (CLI)', () => {
   it('streams JSON lines on stdout, logs and the summary on stderr, then exits 0 on SIGINT without leaking probes', async () => {
-    const before = loadedDoorwatchPrograms();
     const run = startTrace(['--output', 'json']);
     await withTimeout(run.ready, 15_000, `trace to attach; stderr: ${run.stderr.join('')}`);
-    assert.ok(loadedDoorwatchPrograms() >= before + 4, 'probes are loaded while tracing');
+    // This trace's own programs and maps (what its process holds), not every dw_* of the system.
+    const ours = bpfObjectsOf(run.proc.pid!);
+    assert.ok(ours.progs.length >= 4, 'probes are loaded while tracing');
+    assert.ok(ours.maps.length >= 5, 'and their maps');
     const s = await serveOnce();
-    const deadline = Date.now() + 5000;
     const mine = () =>
       run.stdout
         .join('')
@@ -86,7 +82,7 @@ describe('doorwatch trace (CLI)', () => {
         .filter(Boolean)
         .map((l) => JSON.parse(l))
         .filter((e) => e.socket?.local?.port === s.port);
-    while (!mine().length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await until(() => mine().length, 'our connection on stdout', 5000, 20).catch(() => {}); // asserted below, after the exit
     s.close();
     run.proc.kill('SIGINT');
     assert.equal(await withTimeout(run.exit, 10_000, 'exit after SIGINT'), 0);
@@ -105,9 +101,8 @@ describe('doorwatch trace (CLI)', () => {
     assert.match(err, /doorwatch trace: \d+ shown of \d+ captured/);
     assert.match(err, /lost: 0 \(ring_buffer_full=0/);
     // The kernel frees programs after an RCU grace period: allow it a moment.
-    const until = Date.now() + 3000;
-    while (loadedDoorwatchPrograms() !== before && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-    assert.equal(loadedDoorwatchPrograms(), before, 'every probe detached and unloaded after exit');
+    await until(() => noneLoaded(ours), 'the trace’s programs and maps to go', 3000, 50).catch(() => {});
+    assert.deepEqual(stillLoaded(ours), { progs: [], maps: [] }, 'every probe detached and unloaded after exit, its maps too');
   });
 
   it('stops by itself after --duration and applies --port as a display filter', async () => {

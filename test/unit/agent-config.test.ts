@@ -16,6 +16,7 @@ import {
   resolveAgentConfig,
   settingsFromFlags,
 } from '../../src/agent/config.js';
+import { agentOptions } from '../../src/cli/agent.js';
 import { buildProgram } from '../../src/cli/main.js';
 
 // The agent's settings: flags > env > file > defaults, every problem at once.
@@ -269,6 +270,22 @@ describe('agent config: problems', () => {
     const two = new AgentConfigError(['a: b', 'c: d'], 'f.yaml').lines();
     assert.equal(two.length, 3);
     assert.deepEqual(two.slice(1), ['  a: b', '  c: d']);
+  });
+
+  it('runAgent gets every setting (the kube ones with the environment), the log level aside', () => {
+    const c = resolve({
+      yaml: `${MINIMAL}kube: { kubeconfig: /kc, labels: [app] }\nhealth: { address: "127.0.0.1:9102" }\npolicy: { default: { mode: events } }\n`,
+      env: { POD_NAME: 'agent-x', POD_NAMESPACE: 'doorwatch' },
+    });
+    const env = { KUBECONFIG: '/elsewhere' };
+    const { logLevel: _, kube: __, health: ___, ...same } = c;
+    assert.deepEqual(agentOptions(c, env), {
+      ...same,
+      kube: { enabled: true, kubeconfigPath: '/kc', env, labelAllowList: ['app'], annotationAllowList: undefined },
+      health: { host: '127.0.0.1', port: 9102 },
+    });
+    assert.deepEqual(agentOptions(c, env).pod, { name: 'agent-x', namespace: 'doorwatch' });
+    assert.deepEqual(agentOptions(c, env).policy, { default: { mode: 'events' } });
   });
 
   it('an unreadable file is a problem like any other', () => {

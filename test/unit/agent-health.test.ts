@@ -8,6 +8,7 @@ import { startHealthServer } from '../../src/agent/health.js';
 import { evaluateReadiness, type Readiness, type ReadinessState, readinessText } from '../../src/agent/readiness.js';
 import { DoorwatchError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log/logger.js';
+import { httpGet as get } from '../helpers/agent-harness.js';
 
 // /readyz's rules (pure) and the HTTP endpoints, without a kernel.
 
@@ -92,20 +93,6 @@ describe('readiness', () => {
   });
 });
 
-function get(port: number, path: string, headers: Record<string, string> = {}, agent?: Agent) {
-  return new Promise<{ status: number; type: string; body: string }>((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, headers, agent }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => {
-        body += d;
-      });
-      res.on('end', () => resolve({ status: res.statusCode!, type: String(res.headers['content-type']), body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
 describe('health server', () => {
   it('serves /healthz, /readyz (text and JSON, 200/503) and /metrics; 404 and 405 otherwise', async () => {
     let state: ReadinessState = { ...good, probes: undefined };
@@ -122,7 +109,7 @@ describe('health server', () => {
       const notReady = await get(port, '/readyz');
       assert.equal(notReady.status, 503);
       assert.match(notReady.body, /^not ready: probes\n/);
-      const json = await get(port, '/readyz', { accept: 'application/json' });
+      const json = await get(port, '/readyz', { headers: { accept: 'application/json' } });
       assert.equal(json.status, 503);
       assert.equal(json.type, 'application/json');
       assert.deepEqual(JSON.parse(json.body).checks[0], { name: 'probes', ok: false, detail: 'loading the eBPF programs' });
@@ -226,7 +213,7 @@ describe('health server', () => {
     });
     const agent = new Agent({ keepAlive: true });
     try {
-      assert.equal((await get(h.address.port, '/healthz', {}, agent)).status, 200);
+      assert.equal((await get(h.address.port, '/healthz', { agent })).status, 200);
       const t0 = performance.now();
       await h.close();
       assert.ok(performance.now() - t0 < 1000, 'closed at once');

@@ -11,6 +11,7 @@ import type { CaptureStats } from '../../src/capture/capture.js';
 import type { EnricherStats } from '../../src/enrich/enricher.js';
 import type { KubeSourceStatus } from '../../src/enrich/kube/source.js';
 import { AcceptEvent, EventKind, Source, SummaryReason } from '../../src/gen/doorwatch/v1/event.js';
+import { metricSample as value } from '../helpers/agent-harness.js';
 import { FakeCollector, makeEvents } from '../helpers/fake-collector.js';
 import { makePki } from '../helpers/pki.js';
 import { until } from '../helpers/wait.js';
@@ -40,12 +41,6 @@ function enricher(o: Partial<EnricherStats> = {}): EnricherStats {
 
 function ev(source: Source, success: boolean): AcceptEvent {
   return AcceptEvent.fromPartial({ source, success, ret: success ? 5 : -9, error: success ? '' : 'EBADF' });
-}
-
-/** The value of one sample line, e.g. value(text, 'doorwatch_events_total{syscall="accept",status="success"}'). */
-function value(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
 const metrics = (sources: Partial<MetricsSources> = {}) => {

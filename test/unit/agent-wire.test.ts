@@ -21,6 +21,11 @@ describe('agent wire encoding', () => {
       },
     ],
     ['a batch without losses', { batch: { firstSeq: 1n, events, losses: undefined } }],
+    ['an empty batch (first_seq 0: no field at all)', { batch: { firstSeq: 0n, events: [], losses: undefined } }],
+    [
+      'a batch over 16 KiB (3-byte length prefix)',
+      { batch: { firstSeq: 1n, events: Array.from({ length: 200 }, (_, i) => events[i % 3]!), losses: undefined } },
+    ],
     [
       'a loss-only batch',
       {

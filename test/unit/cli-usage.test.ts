@@ -28,6 +28,13 @@ describe('doorwatch CLI usage errors', () => {
   it('rejects a bad duration', () => assertUsageError(['trace', '--duration', 'soon'], /not a duration/));
   it('rejects a ring size that is not a power of two', () => assertUsageError(['trace', '--ring-size', '3MiB'], /power of two/));
   it('rejects an unknown output format', () => assertUsageError(['trace', '-o', 'xml'], /xml/));
+  it('tail: flags that do not go together, or a PEM file it cannot read, are usage errors', () => {
+    assertUsageError(['tail', '--server', '127.0.0.1:1', '--insecure', '--ca', '/x'], /--insecure cannot be combined with --ca/);
+    assertUsageError(
+      ['tail', '--server', '127.0.0.1:1', '--ca', '/nonexistent/ca.pem'],
+      /cannot read --ca "\/nonexistent\/ca\.pem"/,
+    );
+  });
   it('agent: requires --ca unless --insecure, and --cert with --key', () => {
     assertUsageError(['agent', '--collector', '127.0.0.1:7443'], /--ca is required/);
     assertUsageError(['agent', '--collector', '127.0.0.1:7443', '--ca', '/x', '--cert', '/y'], /--cert and --key go together/);

@@ -22,4 +22,9 @@ describe('trace display filter', () => {
     assert.deepEqual([a, b].filter(compileFilter({ families: [AddressFamily.ADDRESS_FAMILY_INET6] })), [b]);
     assert.deepEqual([a, b].filter(compileFilter({ pids: [10], comms: ['sshd'] })), []);
   });
+  it('filters by pod namespace; host processes (no pod) never match', () => {
+    const inPod = AcceptEvent.fromPartial({ ...a, pod: { namespace: 'payments', name: 'checkout-0' } });
+    assert.deepEqual([a, b, inPod].filter(compileFilter({ namespaces: ['payments'] })), [inPod]);
+    assert.deepEqual([a, b, inPod].filter(compileFilter({ namespaces: ['shop'] })), []);
+  });
 });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { parseHostPort } from '../../src/config/host-port.js';
 import { parseDuration, parseSize, UnitError } from '../../src/config/units.js';
 
 describe('parseDuration', () => {
@@ -31,5 +32,17 @@ describe('parseSize', () => {
   it('rejects unknown units', () => {
     assert.throws(() => parseSize('8 parsecs'), /not a size/);
     assert.throws(() => parseSize('0'), /positive/);
+  });
+});
+
+describe('parseHostPort', () => {
+  it('reads host:port and [v6]:port (port 0 = any free port)', () => {
+    assert.deepEqual(parseHostPort('collector.doorwatch:7443'), { host: 'collector.doorwatch', port: 7443 });
+    assert.deepEqual(parseHostPort('127.0.0.1:0'), { host: '127.0.0.1', port: 0 });
+    assert.deepEqual(parseHostPort('[::1]:9090'), { host: '::1', port: 9090 });
+  });
+  it('refuses anything else, including the gRPC target forms it does not handle', () => {
+    for (const bad of ['7443', ':7443', 'host:', 'host:70000', '[nope]:1', '::1:80', 'a b:1', 'dns:///c:443', 'unix:/run/c.sock'])
+      assert.equal(parseHostPort(bad), undefined, bad);
   });
 });
