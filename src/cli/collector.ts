@@ -25,7 +25,7 @@ export async function runCollector(opts: CollectorOptions, io: CollectorIO): Pro
   const log = io.log.child({ cmd: 'collector' });
   log.level = opts.logLevel;
   const config = await loadCollectorConfig(opts.configPath, io.registry);
-  const collector = await startCollector(config, { registry: io.registry, log, source: opts.configPath });
+  const collector = await startCollector(config, { registry: io.registry, log, source: opts.configPath, env: process.env });
   const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
   log.info(
     {

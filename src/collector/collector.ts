@@ -2,7 +2,7 @@ import type { CallContext } from 'nice-grpc';
 import { ServerError, Status } from 'nice-grpc';
 import type { SubscribeRequest, SubscribeResponse } from '../gen/doorwatch/v1/collector.js';
 import type { Logger } from '../log/logger.js';
-import type { FormatName, Sink, SinkDeps } from '../sinks/sink.js';
+import type { Sink } from '../sinks/sink.js';
 import { type Clock, systemClock, within } from './async.js';
 import type { CollectorConfig, SinkConfig, SinkRegistry } from './config.js';
 import { Dispatcher, type QueuedRecord, type SinkStats } from './dispatcher.js';
@@ -25,6 +25,8 @@ export interface CollectorDeps {
   random?: () => number;
   /** Names the config in error messages. */
   source?: string;
+  /** The environment sinks' `tokenEnv` / `passwordEnv` read (the cli passes process.env). */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 export interface CollectorStats {
@@ -73,12 +75,8 @@ async function createSinks(config: CollectorConfig, deps: CollectorDeps): Promis
     config.sinks.map(async (sc) => {
       const factory = Object.hasOwn(deps.registry, sc.type) ? deps.registry[sc.type] : undefined;
       if (!factory) throw new Error(`unknown sink type "${sc.type}"`);
-      // `format` is passed along for sinks that read it (SinkDeps may grow a format field).
-      const sinkDeps: SinkDeps & { format: FormatName } = {
-        log: deps.log.child({ sink: sc.name, type: sc.type }),
-        format: sc.format,
-      };
-      return { config: sc, sink: await factory.create(sc.name, sc.options, sinkDeps) };
+      const log = deps.log.child({ sink: sc.name, type: sc.type });
+      return { config: sc, sink: await factory.create(sc.name, sc.options, { log, env: deps.env }) };
     }),
   );
   const failed: string[] = [];

@@ -1,11 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
 import { ZodError, type ZodIssue, z } from 'zod';
 import { ConfigError, zodProblems } from '../config/errors.js';
+import { parseHostPort } from '../config/host-port.js';
 import { isObject, keyPath, knownKeysAt, suggestion } from '../config/keys.js';
 import { parseDuration, parseSize } from '../config/units.js';
-import type { FormatName, SinkFactory } from '../sinks/sink.js';
+import type { SinkFactory } from '../sinks/sink.js';
 
 /**
  * The collector's YAML config: one schema, validated once, every problem
@@ -34,11 +34,10 @@ export interface SinkConfig {
   type: string;
   /** Acks wait for this sink, and its queue never drops (back-pressure instead). */
   required: boolean;
-  format: FormatName;
   queue: { maxRecords: number };
   batch: { maxRecords: number; maxDelayMs: number };
   retry: { initialMs: number; maxMs: number };
-  /** The type-specific keys, as parsed by the registry's `parse`. */
+  /** The type-specific keys (`format` included: each type has its own default), as parsed by the registry's `parse`. */
   options: unknown;
 }
 
@@ -77,12 +76,7 @@ const duration = human('duration', parseDuration, '"200ms", "30s" or a number of
 const count = z.number().int().positive();
 const file = z.string().min(1, 'expected a file path');
 
-export function isHostPort(s: string): boolean {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(s);
-  if (!m) return false;
-  if (m[1] !== undefined && isIP(m[1]) !== 6) return false;
-  return Number(m[3]) <= 65535;
-}
+export const isHostPort = (s: string): boolean => parseHostPort(s) !== undefined;
 
 const rootSchema = z
   .object({
@@ -121,7 +115,6 @@ const sinkCommonSchema = z
     name: z.string().min(1).regex(SINK_NAME, 'use letters, digits, "_", "." and "-" (it names the sink in logs and stats)'),
     type: z.string().min(1),
     required: z.boolean().default(true),
-    format: z.enum(['native', 'ocsf', 'ecs']).default('native'),
     queue: z
       .object({ maxRecords: count.default(100_000) })
       .strict()
@@ -211,9 +204,7 @@ export function parseCollectorConfig(raw: unknown, source: string, registry: Sin
           );
         }
       }
-      // `format` is common (validated here) but each sink applies it, with its own default
-      // (Elasticsearch: ecs): hand it over when set.
-      const rest = Object.fromEntries(Object.entries(s).filter(([k]) => !COMMON_SINK_KEYS.has(k) || k === 'format'));
+      const rest = Object.fromEntries(Object.entries(s).filter(([k]) => !COMMON_SINK_KEYS.has(k)));
       const typed = factory ? sinkTypeProblems(factory, rest, at) : { problems: [] };
       problems.push(...typed.problems);
       if (common.success && factory && !typed.problems.length) {
@@ -225,7 +216,6 @@ export function parseCollectorConfig(raw: unknown, source: string, registry: Sin
           name: c.name,
           type: c.type,
           required: c.required,
-          format: c.format,
           queue: c.queue,
           batch: { maxRecords: c.batch.maxRecords, maxDelayMs: c.batch.maxDelay },
           retry: { initialMs: c.retry.initial, maxMs: c.retry.max },

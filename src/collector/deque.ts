@@ -11,10 +11,6 @@ export class Deque<T> {
     this.items.push(v);
   }
 
-  peek(): T | undefined {
-    return this.items[this.head];
-  }
-
   shift(): T | undefined {
     if (this.head >= this.items.length) return undefined;
     const v = this.items[this.head];
@@ -34,10 +30,5 @@ export class Deque<T> {
     const out: T[] = [];
     while (out.length < n && this.length > 0) out.push(this.shift() as T);
     return out;
-  }
-
-  clear(): void {
-    this.items = [];
-    this.head = 0;
   }
 }

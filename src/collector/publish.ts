@@ -1,5 +1,6 @@
 import { type CallContext, ServerError, Status } from 'nice-grpc';
 import type { AgentIdentity, EventBatch, LossRecord, PublishRequest, PublishResponse } from '../gen/doorwatch/v1/collector.js';
+import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import type { Logger } from '../log/logger.js';
 import { ABORTED, type Clock, Notifier, raceSignal } from './async.js';
 import type { Dispatcher, QueuedRecord } from './dispatcher.js';
@@ -191,24 +192,22 @@ export function createPublishHandler(deps: PublishDeps) {
 }
 
 function handleBatch(deps: PublishDeps, stream: StreamState, b: EventBatch): void {
-  const records: QueuedRecord[] = [];
   const losses: LossRecord[] = [];
+  let accepted: AcceptEvent[] = [];
   if (b.events.length) {
     const adm = stream.admit(b.firstSeq, b.events);
+    accepted = adm.accepted;
     if (adm.gap) {
       losses.push(lossRecord(stream.agent, 'seq gap', adm.gap, undefined));
       deps.log.warn({ agent: stream.agent, from: String(adm.gap.from), to: String(adm.gap.to) }, 'seq gap: events never arrived');
     }
-    if (hasLosses(b.losses)) losses.push(lossRecord(stream.agent, 'agent reported losses', undefined, b.losses));
-    for (const loss of losses) records.push({ record: { kind: 'loss', loss }, stream });
-    for (const event of adm.accepted) records.push({ record: { kind: 'event', event }, stream, seq: event.seq });
-    deps.dispatcher.enqueue(records);
-    for (const loss of losses) deps.hub.publishLoss(loss);
-    if (adm.accepted.length) deps.hub.publishEvents(adm.accepted);
-  } else if (hasLosses(b.losses)) {
-    const loss = lossRecord(stream.agent, 'agent reported losses', undefined, b.losses);
-    deps.dispatcher.enqueue([{ record: { kind: 'loss', loss }, stream }]);
-    deps.hub.publishLoss(loss);
   }
+  if (hasLosses(b.losses)) losses.push(lossRecord(stream.agent, 'agent reported losses', undefined, b.losses));
+  // Losses first: a gap's record reaches the sinks ahead of the events after it.
+  const records: QueuedRecord[] = losses.map((loss) => ({ record: { kind: 'loss', loss }, stream }));
+  for (const event of accepted) records.push({ record: { kind: 'event', event }, stream, seq: event.seq });
+  deps.dispatcher.enqueue(records);
+  for (const loss of losses) deps.hub.publishLoss(loss);
+  if (accepted.length) deps.hub.publishEvents(accepted);
   if (!deps.streams.hasRequiredSinks) stream.enqueuedWithoutRequiredSinks();
 }

@@ -132,10 +132,6 @@ export class StreamTable {
     return s;
   }
 
-  get(key: StreamKey): StreamState | undefined {
-    return this.streams.get(key);
-  }
-
   get size(): number {
     return this.streams.size;
   }

@@ -112,10 +112,6 @@ export class SubscriberHub {
 
   constructor(private readonly opts: { maxBuffered: number; maxSubscribers: number }) {}
 
-  get size(): number {
-    return this.subs.size;
-  }
-
   publishEvents(events: readonly AcceptEvent[]): void {
     if (!this.subs.size) return;
     for (const s of this.subs) {

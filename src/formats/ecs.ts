@@ -10,8 +10,8 @@ import {
   failureText,
   inetOf,
   isoNanos,
+  lossDetail,
   lossRecordId,
-  lossSummary,
   outcomeOf,
   pairs,
   plainIp,
@@ -212,7 +212,6 @@ export function eventToEcs(ev: AcceptEvent): Obj {
 export function lossToEcs(loss: LossRecord): Obj {
   const a = loss.agent;
   const node = str(a?.nodeName);
-  const { seqCount, counters, countersTotal } = lossSummary(loss);
   return prune({
     '@timestamp': isoNanos(loss.timeUnixNano),
     ecs: { version: ECS_VERSION },
@@ -232,15 +231,7 @@ export function lossToEcs(loss: LossRecord): Obj {
     agent: { type: 'doorwatch', id: str(a?.instanceId), version: str(a?.version) },
     doorwatch: {
       agent: a && { boot_id: str(a.bootId), instance_id: str(a.instanceId) },
-      loss: {
-        from_seq: safeNumber(loss.fromSeq),
-        to_seq: safeNumber(loss.toSeq),
-        seq_count: safeNumber(seqCount),
-        reason: str(loss.reason),
-        counters: counters.length ? Object.fromEntries(counters.map(([k, n]) => [k, safeNumber(n)])) : undefined,
-        counters_total: counters.length ? safeNumber(countersTotal) : undefined,
-        time_unix_nano: loss.timeUnixNano.toString(),
-      },
+      loss: lossDetail(loss),
     },
   });
 }

@@ -1,7 +1,6 @@
-import type { LossRecord } from '../gen/doorwatch/v1/collector.js';
 import type { AcceptSummary } from '../gen/doorwatch/v1/event.js';
 import { eventToEcs, lossToEcs } from './ecs.js';
-import { eventToJson, eventToJsonLine } from './native-json.js';
+import { eventToJson, eventToJsonLine, lossToJson } from './native-json.js';
 import { eventToOcsf, kindName, lossRecordId, lossToOcsf, summaryOf } from './ocsf.js';
 import type { FormatName, SinkRecord } from './record.js';
 
@@ -16,29 +15,6 @@ export { summaryReasonName } from './ocsf.js';
  *   ocsf    OCSF 1.7.0 (ocsf.ts)
  *   ecs     Elastic Common Schema 8.11 (ecs.ts)
  */
-
-type Json = string | number | boolean | null | Json[] | { [k: string]: Json };
-
-function canonical(v: unknown): Json {
-  if (v === undefined || v === null) return null;
-  if (typeof v === 'bigint') return v.toString();
-  if (Array.isArray(v)) return v.map(canonical);
-  if (typeof v === 'object') {
-    const out: { [k: string]: Json } = {};
-    for (const [k, x] of Object.entries(v)) out[k] = canonical(x);
-    return out;
-  }
-  return v as Json;
-}
-
-/**
- * A loss record in the native form: canonical proto3 JSON with defaults
- * included (unset messages null), like eventToJson. LossRecord has no enums
- * or maps, so the generic conversion is exact.
- */
-export function lossToJson(loss: LossRecord): { [k: string]: Json } {
-  return canonical(loss) as { [k: string]: Json };
-}
 
 export function formatRecord(rec: SinkRecord, format: FormatName): Record<string, unknown> {
   switch (format) {

@@ -1,3 +1,4 @@
+import type { LossRecord } from '../gen/doorwatch/v1/collector.js';
 import {
   type AcceptEvent,
   type AcceptSummary,
@@ -48,6 +49,14 @@ function convert(v: unknown, path: string): Json {
 
 export function eventToJson(ev: AcceptEvent): { [k: string]: Json } {
   return convert(ev, '') as { [k: string]: Json };
+}
+
+/**
+ * A loss record the same way, readable back with LossRecord.fromJSON.
+ * LossRecord has no enums (none of its paths is in ENUMS), so the walk is exact.
+ */
+export function lossToJson(loss: LossRecord): { [k: string]: Json } {
+  return convert(loss, '') as { [k: string]: Json };
 }
 
 /*

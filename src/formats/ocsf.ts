@@ -453,6 +453,20 @@ export function lossSummary(loss: LossRecord): LossSummary {
   return { seqCount, counters, countersTotal: counters.reduce((sum, [, n]) => sum + n, 0n) };
 }
 
+/** What Doorwatch knows of a loss: OCSF `unmapped` and ECS `doorwatch.loss` (snake_case, mirroring the proto). */
+export function lossDetail(loss: LossRecord): Obj {
+  const { seqCount, counters, countersTotal } = lossSummary(loss);
+  return {
+    from_seq: safeNumber(loss.fromSeq),
+    to_seq: safeNumber(loss.toSeq),
+    seq_count: safeNumber(seqCount),
+    reason: str(loss.reason),
+    counters: counters.length ? Object.fromEntries(counters.map(([k, n]) => [k, safeNumber(n)])) : undefined,
+    counters_total: counters.length ? safeNumber(countersTotal) : undefined,
+    time_unix_nano: loss.timeUnixNano.toString(),
+  };
+}
+
 /** "Doorwatch lost events on node-a: seq 101-150 (50 events); kernel_ring_full=40 (seq gap)". */
 export function describeLoss(loss: LossRecord): string {
   const { seqCount, counters, countersTotal } = lossSummary(loss);
@@ -671,7 +685,6 @@ const APPLICATION_ERROR = 6008;
 /** A loss record as an OCSF 1.7.0 Application Error event, activity General Error (docs/formats.md). */
 export function lossToOcsf(loss: LossRecord): Obj {
   const a = loss.agent;
-  const { seqCount, counters, countersTotal } = lossSummary(loss);
   return prune({
     class_uid: APPLICATION_ERROR,
     class_name: 'Application Error',
@@ -705,13 +718,7 @@ export function lossToOcsf(loss: LossRecord): Obj {
         instance_id: str(a.instanceId),
         version: str(a.version),
       },
-      from_seq: safeNumber(loss.fromSeq),
-      to_seq: safeNumber(loss.toSeq),
-      seq_count: safeNumber(seqCount),
-      reason: str(loss.reason),
-      counters: counters.length ? Object.fromEntries(counters.map(([k, n]) => [k, safeNumber(n)])) : undefined,
-      counters_total: counters.length ? safeNumber(countersTotal) : undefined,
-      time_unix_nano: loss.timeUnixNano.toString(),
+      ...lossDetail(loss),
     },
   });
 }

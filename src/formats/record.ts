@@ -8,4 +8,6 @@ import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
  */
 export type SinkRecord = { kind: 'event'; event: AcceptEvent } | { kind: 'loss'; loss: LossRecord };
 
-export type FormatName = 'native' | 'ocsf' | 'ecs';
+/** The record formats (docs/formats.md); a sink's `format:` key takes one of these. */
+export const FORMATS = ['native', 'ocsf', 'ecs'] as const;
+export type FormatName = (typeof FORMATS)[number];

@@ -1,18 +1,7 @@
 import { z } from 'zod';
 import { formatLine, recordId, recordTimeNs } from '../formats/format.js';
-import {
-  baseUrl,
-  durationMs,
-  HttpClient,
-  HttpSinkError,
-  isRetryableStatus,
-  noInlineSecret,
-  parseConfig,
-  readSecret,
-  snippet,
-  tlsSchema,
-  warnIfInsecure,
-} from './http-client.js';
+import { durationMs, entryKeys, noInlineSecret, parseConfig, readSecret, tlsSchema } from './config.js';
+import { baseUrl, HttpClient, HttpSinkError, isRetryableStatus, snippet, warnIfInsecure } from './http-client.js';
 import type { FormatName, Sink, SinkDeps, SinkFactory, SinkRecord } from './sink.js';
 
 /**
@@ -53,12 +42,7 @@ const indexTemplate = z
 
 const schema = z
   .object({
-    // Keys common to every sink (validated by the collector), accepted here.
-    name: z.string().optional(),
-    type: z.literal(TYPE).optional(),
-    required: z.boolean().optional(),
-    format: z.enum(['native', 'ocsf', 'ecs']).default('ecs'),
-
+    ...entryKeys(TYPE, 'ecs'),
     url: baseUrl,
     index: indexTemplate.default('doorwatch-accept-%Y.%m.%d'),
     lossIndex: indexTemplate.default('doorwatch-loss-%Y.%m.%d'),
@@ -226,7 +210,7 @@ export function httpFailure(res: { status: number; body: string }, what: string)
 }
 
 /** The Authorization header value, or undefined without credentials. */
-export function authorization(cfg: ElasticsearchConfig, env: NodeJS.ProcessEnv = process.env): string | undefined {
+export function authorization(cfg: ElasticsearchConfig, env: Readonly<Record<string, string | undefined>>): string | undefined {
   if (cfg.apiKeyFile !== undefined) {
     const key = readSecret({ key: 'apiKeyFile', file: cfg.apiKeyFile }, env);
     // Elasticsearch hands out `encoded` (base64 of id:api_key); accept the id:api_key form too.
@@ -306,11 +290,11 @@ export const elasticsearchSink: SinkFactory<ElasticsearchConfig> = {
   type: TYPE,
   parse: (config, path) => parseConfig(schema, TYPE, config, path),
   async create(name, cfg, deps) {
-    const log = deps.log.child({ sink: name, type: TYPE });
+    const { log } = deps;
     let client: HttpClient | undefined;
     try {
       warnIfInsecure(cfg.url, cfg.tls, log);
-      const auth = authorization(cfg);
+      const auth = authorization(cfg, deps.env ?? {});
       client = new HttpClient({
         url: cfg.url,
         tls: cfg.tls,
@@ -319,7 +303,7 @@ export const elasticsearchSink: SinkFactory<ElasticsearchConfig> = {
       });
       await probe(client, log);
       log.info({ url: cfg.url, index: cfg.index, format: cfg.format }, 'elasticsearch sink ready');
-      return new ElasticsearchSink(name, cfg, client, { log });
+      return new ElasticsearchSink(name, cfg, client, deps);
     } catch (e) {
       client?.close();
       throw new Error(`${TYPE} sink "${name}" cannot start: ${(e as Error).message}`, { cause: e });

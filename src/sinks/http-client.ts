@@ -1,110 +1,17 @@
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { z } from 'zod';
-import { ConfigError, zodProblems } from '../config/errors.js';
-import { parseDuration, UnitError } from '../config/units.js';
+import { readTlsFile, type TlsFiles } from './config.js';
 
 /**
  * What the HTTP sinks (Splunk HEC, Elasticsearch bulk) share: one keep-alive
  * connection pool per sink, TLS from files, an overall deadline per request,
- * and errors that say which URL failed and why. Also the small config pieces
- * every network sink needs (durations, TLS files, secrets read from files or
- * the environment) — the NATS sink reuses those, not the HTTP client.
+ * and errors that say which URL failed and why. (The config pieces every sink
+ * shares, TLS files and secrets included, are in config.ts.)
  *
  * No retries here: a failed request rejects, and the dispatcher retries the
  * whole batch with backoff.
  */
-
-// ---------------------------------------------------------------- config pieces
-
-/**
- * "500ms", "10s", "2m" → milliseconds; a YAML number is milliseconds (as in
- * the syslog sink's settings).
- */
-export const durationMs = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
-  if (typeof v === 'number') return v;
-  try {
-    return parseDuration(v);
-  } catch (err) {
-    if (!(err instanceof UnitError)) throw err;
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: err.message });
-    return z.NEVER;
-  }
-});
-
-/**
- * TLS settings, the same keys as the syslog sink's. The files are read when
- * the sink starts, so a rotated certificate needs a restart.
- */
-export const tlsSchema = z
-  .object({
-    /** PEM file of the CA(s) to trust instead of Node's built-in list. */
-    ca: z.string().min(1).optional(),
-    /** PEM file of a client certificate, for mutual TLS; needs key. */
-    cert: z.string().min(1).optional(),
-    /** PEM file of the client certificate's private key; needs cert. */
-    key: z.string().min(1).optional(),
-    /** Name to verify in the server's certificate, when it differs from the URL's host. */
-    serverName: z.string().min(1).optional(),
-    /** false accepts any server certificate. Testing only: anyone on the path can then read the events. */
-    rejectUnauthorized: z.boolean().default(true),
-  })
-  .strict()
-  .superRefine((t, ctx) => {
-    if (!!t.cert !== !!t.key) {
-      ctx.addIssue({
-        code: z.ZodIssueCode.custom,
-        path: [t.cert ? 'key' : 'cert'],
-        message: 'a client certificate needs both tls.cert and tls.key',
-      });
-    }
-  });
-export type TlsFiles = z.infer<typeof tlsSchema>;
-
-/** A key that must NOT carry a secret inline; the message says where the secret goes instead. */
-export function noInlineSecret(instead: string) {
-  return z.undefined({ invalid_type_error: `inline secrets are not accepted: ${instead}` }).optional();
-}
-
-/** An environment variable name. */
-export const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
-
-/** Where a secret is: a file (mounted from a Kubernetes Secret) or an environment variable. */
-export interface SecretRef {
-  /** The config key naming it, for messages ("tokenFile"). */
-  key: string;
-  file?: string | undefined;
-  env?: string | undefined;
-}
-
-/**
- * Read a secret once, at start-up. Trailing whitespace (the newline editors
- * and `kubectl create secret --from-file` leave) is removed; an empty secret
- * is an error, never an unauthenticated request.
- */
-export function readSecret(ref: SecretRef, env: NodeJS.ProcessEnv = process.env): string {
-  let value: string | undefined;
-  let where: string;
-  if (ref.file !== undefined) {
-    where = `${ref.key} ${ref.file}`;
-    try {
-      value = readFileSync(ref.file, 'utf8');
-    } catch (e) {
-      throw new Error(`cannot read ${where}: ${(e as Error).message}`, { cause: e });
-    }
-  } else if (ref.env !== undefined) {
-    where = `${ref.key} ${ref.env}`;
-    value = env[ref.env];
-    if (value === undefined) throw new Error(`environment variable ${ref.env} (${ref.key}) is not set`);
-  } else {
-    throw new Error(`no ${ref.key} configured`);
-  }
-  const trimmed = value.replace(/\s+$/, '');
-  if (trimmed === '') throw new Error(`${where} is empty`);
-  if (/[\r\n]/.test(trimmed)) throw new Error(`${where} holds more than one line; it must contain only the secret`);
-  return trimmed;
-}
 
 /** An http(s) base URL, without query or fragment. */
 export const baseUrl = z
@@ -183,19 +90,11 @@ export class HttpClient {
     const common = { keepAlive: true, maxSockets: opts.maxSockets ?? 4, keepAliveMsecs: 15_000 };
     if (this.baseUrl.protocol === 'https:') {
       const t = opts.tls;
-      const read = (key: string, file: string | undefined) => {
-        if (file === undefined) return undefined;
-        try {
-          return readFileSync(file);
-        } catch (e) {
-          throw new Error(`cannot read tls.${key} ${file}: ${(e as Error).message}`, { cause: e });
-        }
-      };
       this.agent = new https.Agent({
         ...common,
-        ca: read('ca', t?.ca),
-        cert: read('cert', t?.cert),
-        key: read('key', t?.key),
+        ca: readTlsFile('ca', t?.ca),
+        cert: readTlsFile('cert', t?.cert),
+        key: readTlsFile('key', t?.key),
         servername: t?.serverName,
         rejectUnauthorized: t?.rejectUnauthorized ?? true,
         minVersion: 'TLSv1.2',
@@ -285,11 +184,4 @@ export function warnIfInsecure(url: string, tls: TlsFiles | undefined, log: { wa
 export function snippet(body: string, max = 300): string {
   const one = body.replace(/\s+/g, ' ').trim();
   return one.length > max ? `${one.slice(0, max)}…` : one || '(empty body)';
-}
-
-/** Validate a sink's config with its schema; every problem at once, each naming its key under `path`. */
-export function parseConfig<S extends z.ZodTypeAny>(schema: S, type: string, config: unknown, path: string): z.output<S> {
-  const r = schema.safeParse(config);
-  if (!r.success) throw new ConfigError(`${path || 'sink'} (${type})`, zodProblems(r.error, path));
-  return r.data;
 }

@@ -2,10 +2,9 @@ import { createReadStream } from 'node:fs';
 import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
-import { ConfigError, zodProblems } from '../config/errors.js';
-import { parseSize, UnitError } from '../config/units.js';
 import { formatLine } from '../formats/format.js';
 import type { Logger } from '../log/logger.js';
+import { entryKeys, parseConfig, sizeBytes } from './config.js';
 import type { FormatName, Sink, SinkDeps, SinkFactory, SinkRecord } from './sink.js';
 
 /**
@@ -44,31 +43,13 @@ export function planRotation(lineSizes: number[], currentBytes: number, maxBytes
 // ---------------------------------------------------------------------------
 // Config
 
-const FORMATS = ['native', 'ocsf', 'ecs'] as const satisfies readonly FormatName[];
-
-const size = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
-  if (typeof v === 'number') return v;
-  try {
-    return parseSize(v);
-  } catch (err) {
-    if (!(err instanceof UnitError)) throw err;
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: err.message });
-    return z.NEVER;
-  }
-});
-
 const FILE_ONLY = ['maxBytes', 'maxFiles', 'fsync'] as const;
 
 const schema = z
   .object({
-    // Keys every sink entry has; the collector reads them, this sink ignores them.
-    name: z.string().optional(),
-    type: z.literal('jsonl').optional(),
-    required: z.boolean().optional(),
-
+    ...entryKeys('jsonl'),
     path: z.string().min(1),
-    format: z.enum(FORMATS).default('native'),
-    maxBytes: size.optional(),
+    maxBytes: sizeBytes.optional(),
     maxFiles: z.number().int().min(1).max(1000).optional(),
     fsync: z.boolean().optional(),
   })
@@ -137,8 +118,6 @@ class FileSink implements Sink {
    * each event exactly once.
    */
   private readonly written = new Map<string, bigint>();
-  /** Replayed events skipped because the file already had them. */
-  replaysSkipped = 0;
   /** Bytes in the current file (tracked; the sink is the file's only writer). */
   private size = 0;
   private closed = false;
@@ -235,10 +214,7 @@ class FileSink implements Sink {
       const p = parseEventId(r.event.eventId);
       if (!p) return true;
       const seen = marks.get(p.stream) ?? this.written.get(p.stream) ?? 0n;
-      if (p.seq <= seen) {
-        this.replaysSkipped++;
-        return false;
-      }
+      if (p.seq <= seen) return false;
       marks.set(p.stream, p.seq);
       return true;
     });
@@ -319,14 +295,10 @@ class StdoutSink implements Sink {
 export const jsonlSink: SinkFactory<JsonlConfig> = {
   type: 'jsonl',
 
-  parse(config: unknown, path: string): JsonlConfig {
-    const r = schema.safeParse(config);
-    if (!r.success) throw new ConfigError(`${path || 'sink'} (jsonl)`, zodProblems(r.error, path));
-    return r.data;
-  },
+  parse: (config, path) => parseConfig(schema, 'jsonl', config, path),
 
   async create(name: string, config: JsonlConfig, deps: SinkDeps): Promise<Sink> {
-    const log = deps.log.child({ sink: name, type: 'jsonl' });
+    const { log } = deps;
     if (config.path === '-') return new StdoutSink(name, config, log);
     const sink = new FileSink(name, config, log);
     await sink.recover();

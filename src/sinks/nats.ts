@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import {
   type ConnectionOptions,
   connect,
@@ -16,7 +15,7 @@ import {
 import { z } from 'zod';
 import { formatLine, recordId } from '../formats/format.js';
 import { EnrichmentStatus } from '../gen/doorwatch/v1/event.js';
-import { durationMs, envName, noInlineSecret, parseConfig, readSecret } from './http-client.js';
+import { durationMs, entryKeys, envName, noInlineSecret, parseConfig, readSecret, readTlsFile } from './config.js';
 import type { FormatName, Sink, SinkDeps, SinkFactory, SinkRecord } from './sink.js';
 
 /**
@@ -45,12 +44,7 @@ const streamName = z.string().regex(/^[^\s.*>/\\\p{Cc}]+$/u, 'stream names canno
 
 const schema = z
   .object({
-    // Keys common to every sink (validated by the collector), accepted here.
-    name: z.string().optional(),
-    type: z.literal(TYPE).optional(),
-    required: z.boolean().optional(),
-    format: z.enum(['native', 'ocsf', 'ecs']).default('native'),
-
+    ...entryKeys(TYPE),
     servers: z
       .union([z.string(), z.array(z.string()).min(1)])
       .transform((s) => (Array.isArray(s) ? s : [s]))
@@ -226,7 +220,7 @@ class NatsSink implements Sink {
   }
 }
 
-function connectionOptions(name: string, cfg: NatsConfig, env: NodeJS.ProcessEnv): ConnectionOptions {
+function connectionOptions(name: string, cfg: NatsConfig, env: Readonly<Record<string, string | undefined>>): ConnectionOptions {
   const o: ConnectionOptions = {
     servers: cfg.servers,
     name: `doorwatch-collector/${name}`,
@@ -252,18 +246,10 @@ function connectionOptions(name: string, cfg: NatsConfig, env: NodeJS.ProcessEnv
       env,
     );
   }
-  if (cfg.tls) {
-    const read = (key: string, file: string | undefined) => {
-      if (file === undefined) return undefined;
-      try {
-        return readFileSync(file, 'utf8');
-      } catch (e) {
-        throw new Error(`cannot read tls.${key} ${file}: ${(e as Error).message}`, { cause: e });
-      }
-    };
-    const ca = read('ca', cfg.tls.ca);
-    const cert = read('cert', cfg.tls.cert);
-    const key = read('key', cfg.tls.key);
+  const t = cfg.tls;
+  if (t) {
+    const read = (key: 'ca' | 'cert' | 'key') => readTlsFile(key, t[key])?.toString('utf8');
+    const [ca, cert, key] = [read('ca'), read('cert'), read('key')];
     o.tls = { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
   }
   return o;
@@ -339,10 +325,10 @@ export const natsSink: SinkFactory<NatsConfig> = {
   type: TYPE,
   parse: (config, path) => parseConfig(schema, TYPE, config, path),
   async create(name, cfg, deps) {
-    const log = deps.log.child({ sink: name, type: TYPE });
+    const { log } = deps;
     let nc: NatsConnection | undefined;
     try {
-      const opts = connectionOptions(name, cfg, process.env);
+      const opts = connectionOptions(name, cfg, deps.env ?? {});
       try {
         nc = await connect(opts);
       } catch (e) {
@@ -364,7 +350,7 @@ export const natsSink: SinkFactory<NatsConfig> = {
         }
       })();
       log.info({ server: nc.getServer(), streams, subjectPrefix: cfg.subjectPrefix, format: cfg.format }, 'nats sink ready');
-      return new NatsSink(name, cfg, nc, nc.jetstream(), { log });
+      return new NatsSink(name, cfg, nc, nc.jetstream(), deps);
     } catch (e) {
       await nc?.close().catch(() => {});
       throw new Error(`${TYPE} sink "${name}" cannot start: ${(e as Error).message}`, { cause: e });

@@ -28,7 +28,14 @@ export interface Sink {
 }
 
 export interface SinkDeps {
+  /** Already bound to the sink's name and type (the collector makes the child). */
   log: Logger;
+  /**
+   * The environment that `tokenEnv` / `passwordEnv` read: the collector's
+   * process environment, passed down from the cli (the only module that
+   * reads it). Absent: no variables.
+   */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 /** One per sink type, registered in src/sinks/registry.ts. */

@@ -1,20 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { formatRecord, recordTimeNs } from '../formats/format.js';
+import { formatLine, formatRecord, recordTimeNs } from '../formats/format.js';
+import { durationMs, entryKeys, envName, noInlineSecret, parseConfig, readSecret, tlsSchema } from './config.js';
 import {
   baseUrl,
-  durationMs,
-  envName,
   HttpClient,
   type HttpResponse,
   HttpSinkError,
   isRetryableStatus,
-  noInlineSecret,
-  parseConfig,
-  readSecret,
   snippet,
-  tlsSchema,
   warnIfInsecure,
 } from './http-client.js';
 import type { FormatName, Sink, SinkDeps, SinkFactory, SinkRecord } from './sink.js';
@@ -33,13 +28,7 @@ const TYPE = 'splunk_hec';
 
 const schema = z
   .object({
-    // Keys common to every sink, validated by the collector; accepted here so
-    // the whole `sinks[]` entry can be passed in.
-    name: z.string().optional(),
-    type: z.literal(TYPE).optional(),
-    required: z.boolean().optional(),
-    format: z.enum(['native', 'ocsf', 'ecs']).default('native'),
-
+    ...entryKeys(TYPE),
     url: baseUrl,
     path: z.string().startsWith('/').default('/services/collector/event'),
     tokenFile: z.string().min(1).optional(),
@@ -98,17 +87,17 @@ export function hecTime(ns: bigint): number {
   return Number(ns / 1_000_000n) / 1000;
 }
 
-export function hecEvent(rec: SinkRecord, o: HecOptions): HecEvent {
+/** A HEC event object without its `event` (the formatted record): what Splunk indexes the record under. */
+function envelope(rec: SinkRecord, o: HecOptions): Omit<HecEvent, 'event'> {
   const ns = recordTimeNs(rec);
   const host = rec.kind === 'event' ? rec.event.nodeName : (rec.loss.agent?.nodeName ?? '');
-  const out: HecEvent = {
+  const out: Omit<HecEvent, 'event'> = {
     // 0 = unknown: leave it out and Splunk uses the receipt time.
     ...(ns > 0n ? { time: hecTime(ns) } : {}),
     ...(host ? { host } : {}),
     source: o.source,
     sourcetype: rec.kind === 'event' ? o.sourcetype : o.lossSourcetype,
     ...(o.index ? { index: o.index } : {}),
-    event: formatRecord(rec, o.format),
   };
   const pod = rec.kind === 'event' ? rec.event.pod : undefined;
   if (o.indexedFields && pod && (pod.namespace || pod.name)) {
@@ -120,10 +109,21 @@ export function hecEvent(rec: SinkRecord, o: HecOptions): HecEvent {
   return out;
 }
 
-/** The request body: event objects concatenated, one per line (HEC accepts any whitespace between them). */
+export function hecEvent(rec: SinkRecord, o: HecOptions): HecEvent {
+  return { ...envelope(rec, o), event: formatRecord(rec, o.format) };
+}
+
+/**
+ * The request body: hecEvent objects concatenated, one per line (HEC accepts
+ * any whitespace between them). The record goes in as formatLine's text, so
+ * native events take the direct writer rather than a walk of the object.
+ */
 export function hecBody(batch: readonly SinkRecord[], o: HecOptions): string {
   let s = '';
-  for (const rec of batch) s += `${JSON.stringify(hecEvent(rec, o))}\n`;
+  for (const rec of batch) {
+    const head = JSON.stringify(envelope(rec, o)); // never "{}": source and sourcetype are always set
+    s += `${head.slice(0, -1)},"event":${formatLine(rec, o.format)}}\n`;
+  }
   return s;
 }
 
@@ -211,7 +211,6 @@ export function ackedIds(body: string): Set<number> {
 // ---------------------------------------------------------------- sending
 
 class SplunkHecSink implements Sink {
-  private readonly opts: HecOptions;
   private readonly channelHeaders: Record<string, string>;
 
   constructor(
@@ -221,14 +220,13 @@ class SplunkHecSink implements Sink {
     channel: string | undefined,
     private readonly deps: SinkDeps,
   ) {
-    this.opts = cfg;
     this.channelHeaders = channel ? { 'X-Splunk-Request-Channel': channel } : {};
   }
 
   async write(batch: SinkRecord[]): Promise<void> {
     if (batch.length === 0) return;
     const what = `splunk_hec sink "${this.name}": POST ${this.cfg.path} (${batch.length} records)`;
-    const res = await this.client.post(this.cfg.path, hecBody(batch, this.opts), {
+    const res = await this.client.post(this.cfg.path, hecBody(batch, this.cfg), {
       'Content-Type': 'application/json',
       ...this.channelHeaders,
     });
@@ -296,14 +294,17 @@ export const splunkHecSink: SinkFactory<SplunkHecConfig> = {
   type: TYPE,
   parse: (config, path) => parseConfig(schema, TYPE, config, path),
   async create(name, cfg, deps) {
-    const log = deps.log.child({ sink: name, type: TYPE });
+    const { log } = deps;
     const fail = (e: unknown): never => {
       throw new Error(`${TYPE} sink "${name}" cannot start: ${(e as Error).message}`, { cause: e });
     };
     let client: HttpClient | undefined;
     try {
       warnIfInsecure(cfg.url, cfg.tls, log);
-      const token = readSecret({ key: cfg.tokenFile ? 'tokenFile' : 'tokenEnv', file: cfg.tokenFile, env: cfg.tokenEnv });
+      const token = readSecret(
+        { key: cfg.tokenFile ? 'tokenFile' : 'tokenEnv', file: cfg.tokenFile, env: cfg.tokenEnv },
+        deps.env ?? {},
+      );
       client = new HttpClient({
         url: cfg.url,
         tls: cfg.tls,
@@ -313,7 +314,7 @@ export const splunkHecSink: SinkFactory<SplunkHecConfig> = {
       const channel = cfg.ack ? (cfg.channel ?? randomUUID()) : undefined;
       await probe(client, cfg, channel ? { 'X-Splunk-Request-Channel': channel } : {});
       log.info({ url: client.urlFor(cfg.path).href, ack: cfg.ack, format: cfg.format }, 'splunk_hec sink ready');
-      return new SplunkHecSink(name, cfg, client, channel, { log });
+      return new SplunkHecSink(name, cfg, client, channel, deps);
     } catch (e) {
       client?.close();
       return fail(e);

@@ -1,11 +1,9 @@
-import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
 import { z } from 'zod';
-import { ConfigError, zodProblems } from '../config/errors.js';
-import { parseDuration, UnitError } from '../config/units.js';
 import { formatLine, recordId, recordKind, recordSummary, recordTimeNs, summaryReasonName } from '../formats/format.js';
 import type { Logger } from '../log/logger.js';
+import { durationMs, entryKeys, parseConfig, readTlsFile, tlsSchema } from './config.js';
 import type { FormatName, Sink, SinkDeps, SinkFactory, SinkRecord } from './sink.js';
 
 /**
@@ -175,66 +173,31 @@ export function buildSyslogFrame(rec: SinkRecord, opts: SyslogFrameOptions): Buf
 // ---------------------------------------------------------------------------
 // Config
 
-const FORMATS = ['native', 'ocsf', 'ecs'] as const satisfies readonly FormatName[];
-
-function duration(dflt: string) {
-  return z
-    .union([z.number().int().positive(), z.string()])
-    .default(dflt)
-    .transform((v, ctx) => {
-      if (typeof v === 'number') return v;
-      try {
-        return parseDuration(v);
-      } catch (err) {
-        if (!(err instanceof UnitError)) throw err;
-        ctx.addIssue({ code: z.ZodIssueCode.custom, message: err.message });
-        return z.NEVER;
-      }
-    });
-}
-
-const tlsSchema = z
-  .object(
-    {
-      ca: z.string().min(1).optional(),
-      cert: z.string().min(1).optional(),
-      key: z.string().min(1).optional(),
-      serverName: z.string().min(1).optional(),
-      rejectUnauthorized: z.boolean().default(true),
-    },
-    { invalid_type_error: 'expected true, false or { ca, cert, key, serverName, rejectUnauthorized }' },
-  )
-  .strict()
-  .superRefine((t, ctx) => {
-    if ((t.cert === undefined) !== (t.key === undefined)) {
-      ctx.addIssue({
-        code: z.ZodIssueCode.custom,
-        path: [t.cert === undefined ? 'cert' : 'key'],
-        message: 'a client certificate needs both tls.cert and tls.key',
-      });
-    }
-  });
-
 const schema = z
   .object({
-    // Keys every sink entry has; the collector reads them, this sink ignores them.
-    name: z.string().optional(),
-    type: z.literal('syslog').optional(),
-    required: z.boolean().optional(),
-
+    ...entryKeys('syslog'),
     host: z.string().min(1),
     port: z.number().int().min(1).max(65535).optional(),
     // true = TLS with Node's CA list; false = plain TCP; an object = TLS with these files.
-    tls: z.preprocess((v) => (v === undefined || v === true ? {} : v === false ? null : v), tlsSchema.nullable()),
+    tls: z.preprocess((v, ctx) => {
+      if (v === undefined || v === true) return {};
+      if (v === false) return null;
+      if (typeof v === 'object' && !Array.isArray(v)) return v;
+      ctx.addIssue({
+        code: 'custom',
+        message: 'expected true, false or { ca, cert, key, serverName, rejectUnauthorized }',
+        fatal: true,
+      });
+      return z.NEVER;
+    }, tlsSchema.nullable()),
     facility: z.enum(Object.keys(FACILITIES) as [Facility, ...Facility[]]).default('local0'),
-    format: z.enum(FORMATS).default('native'),
     appName: z
       .string()
       .regex(/^[\x21-\x7e]{1,48}$/, 'must be 1-48 printable ASCII characters without spaces (RFC 5424 APP-NAME)')
       .default('doorwatch'),
     bom: z.boolean().default(false),
-    connectTimeout: duration('10s'),
-    writeTimeout: duration('30s'),
+    connectTimeout: durationMs.default('10s'),
+    writeTimeout: durationMs.default('30s'),
   })
   .strict()
   .transform(({ name: _n, type: _t, required: _r, port, tls: t, connectTimeout, writeTimeout, ...rest }) => ({
@@ -246,7 +209,6 @@ const schema = z
   }));
 
 export type SyslogConfig = z.output<typeof schema>;
-export type SyslogTlsConfig = Exclude<SyslogConfig['tls'], false>;
 
 // ---------------------------------------------------------------------------
 // Transport
@@ -292,15 +254,6 @@ function describeConnectError(err: unknown, cfg: SyslogConfig): string {
       return `TLS handshake with ${where} failed: ${what} — the server does not speak TLS on this port (use tls: false for plain TCP)`;
     default:
       return cfg.tls ? `TLS connection to ${where} failed: ${what}` : `TCP connection to ${where} failed: ${what}`;
-  }
-}
-
-async function readTlsFile(sink: string, key: string, path: string | undefined): Promise<Buffer | undefined> {
-  if (path === undefined) return undefined;
-  try {
-    return await readFile(path);
-  } catch (err) {
-    throw new Error(`syslog sink "${sink}": tls.${key}: cannot read "${path}": ${(err as Error).message}`, { cause: err });
   }
 }
 
@@ -454,23 +407,24 @@ class SyslogSink implements Sink {
 export const syslogSink: SinkFactory<SyslogConfig> = {
   type: 'syslog',
 
-  parse(config: unknown, path: string): SyslogConfig {
-    const r = schema.safeParse(config);
-    if (!r.success) throw new ConfigError(`${path || 'sink'} (syslog)`, zodProblems(r.error, path));
-    return r.data;
-  },
+  parse: (config, path) => parseConfig(schema, 'syslog', config, path),
 
   async create(name: string, config: SyslogConfig, deps: SinkDeps): Promise<Sink> {
-    const log = deps.log.child({ sink: name, type: 'syslog' });
+    const { log } = deps;
     let tlsOpts: tls.ConnectionOptions | null = null;
     if (config.tls) {
       const t = config.tls;
-      const [ca, cert, key] = await Promise.all([
-        readTlsFile(name, 'ca', t.ca),
-        readTlsFile(name, 'cert', t.cert),
-        readTlsFile(name, 'key', t.key),
-      ]);
-      tlsOpts = { ca, cert, key, rejectUnauthorized: t.rejectUnauthorized, minVersion: 'TLSv1.2' };
+      try {
+        tlsOpts = {
+          ca: readTlsFile('ca', t.ca),
+          cert: readTlsFile('cert', t.cert),
+          key: readTlsFile('key', t.key),
+          rejectUnauthorized: t.rejectUnauthorized,
+          minVersion: 'TLSv1.2',
+        };
+      } catch (e) {
+        throw new Error(`syslog sink "${name}": ${(e as Error).message}`, { cause: e });
+      }
       if (t.serverName) tlsOpts.servername = t.serverName;
       if (!t.rejectUnauthorized) log.warn('tls.rejectUnauthorized is false: the syslog server is not authenticated');
     }

@@ -1,6 +1,8 @@
 import { ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import { type Channel, type ClientError, createChannel, createClient } from 'nice-grpc';
 import { z } from 'zod';
+import { type CollectorDeps, type RunningCollector, startCollector } from '../../src/collector/collector.js';
+import { parseCollectorConfig } from '../../src/collector/config.js';
 import { ConfigError, zodProblems } from '../../src/config/errors.js';
 import {
   type AgentIdentity,
@@ -11,7 +13,9 @@ import {
   type PublishRequest,
 } from '../../src/gen/doorwatch/v1/collector.js';
 import { AcceptEvent, AddressFamily, EnrichmentStatus, Source } from '../../src/gen/doorwatch/v1/event.js';
+import { silentLogger } from '../../src/log/logger.js';
 import type { Sink, SinkFactory, SinkRecord } from '../../src/sinks/sink.js';
+import type { Pki } from './pki.js';
 import { until } from './wait.js';
 
 /**
@@ -20,7 +24,8 @@ import { until } from './wait.js';
  * writes until opened, and a create() that fails on demand. Instances are
  * reachable by name through the MemorySinks handle that built the factory.
  *
- * Also: small builders for events and batches shared by the collector tests.
+ * Also: small builders for events and batches, a raw test agent, and a
+ * collector with memory sinks, shared by the collector tests.
  */
 
 const memoryOptions = z
@@ -44,7 +49,6 @@ export class MemorySink implements Sink {
   failFirst: number;
   private gate: Promise<void> | undefined;
   private openGate: (() => void) | undefined;
-  private waiters: (() => void)[] = [];
 
   constructor(
     readonly name: string,
@@ -86,7 +90,6 @@ export class MemorySink implements Sink {
       throw new Error(`memory sink ${this.name}: injected failure ${this.failures}/${this.failFirst}`);
     }
     this.records.push(...batch);
-    for (const w of this.waiters.splice(0)) w();
   }
 
   async flush(): Promise<void> {}
@@ -97,20 +100,9 @@ export class MemorySink implements Sink {
     this.open();
   }
 
-  /** Resolves when `cond` holds after a write; rejects after `timeoutMs`. */
+  /** Resolves when `cond` holds; rejects after `timeoutMs`. */
   async until(cond: (s: MemorySink) => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!cond(this)) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`memory sink ${this.name}: timed out waiting for ${what}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, Math.min(left, 50));
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
+    await until(() => cond(this), `memory sink ${this.name}: ${what}`, timeoutMs);
   }
 }
 
@@ -227,7 +219,6 @@ export class TestAgent {
   private wake: (() => void) | undefined;
   private readonly channel: Channel;
   private readonly abort = new AbortController();
-  private ackWaiters: (() => void)[] = [];
 
   constructor(port: number, creds: ChannelCredentials, options: ChannelOptions = {}) {
     // SNI "localhost" (the server cert has it): an IP as TLS ServerName is deprecated in Node.
@@ -250,15 +241,10 @@ export class TestAgent {
     }
     this.outcome = (async () => {
       try {
-        for await (const r of client.publish(requests(), { signal: this.abort.signal })) {
-          this.acks.push(r.ackedSeq);
-          for (const w of this.ackWaiters.splice(0)) w();
-        }
+        for await (const r of client.publish(requests(), { signal: this.abort.signal })) this.acks.push(r.ackedSeq);
         return undefined;
       } catch (e) {
         return e as Error;
-      } finally {
-        for (const w of this.ackWaiters.splice(0)) w();
       }
     })();
   }
@@ -290,29 +276,55 @@ export class TestAgent {
   /** Resolves once an ack >= seq arrived; rejects on timeout or if the call ends first. */
   async waitAck(seq: bigint | number, timeoutMs = 5000): Promise<void> {
     const want = BigInt(seq);
-    const deadline = Date.now() + timeoutMs;
-    let ended = false;
-    void this.outcome.then(() => {
-      ended = true;
+    let ended: { outcome: unknown } | undefined;
+    void this.outcome.then((outcome) => {
+      ended = { outcome };
     });
-    while (this.lastAck < want) {
-      if (ended) throw new Error(`call ended before ack ${want} (last ack ${this.lastAck}): ${await this.outcome}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ack ${want} (last ack ${this.lastAck})`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, Math.min(left, 50));
-        this.ackWaiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
+    await until(
+      () => {
+        if (this.lastAck >= want) return true;
+        if (ended) throw new Error(`call ended before ack ${want} (last ack ${this.lastAck}): ${ended.outcome}`);
+        return false;
+      },
+      `ack ${want}`,
+      timeoutMs,
+    ).catch((e: Error) => {
+      throw new Error(`${e.message} (last ack ${this.lastAck})`);
+    });
   }
 
   close(): void {
     this.abort.abort();
     this.channel.close();
   }
+}
+
+// ---- a collector with memory sinks over real gRPC + mTLS ------------------------
+
+/**
+ * A collector on a free loopback port with mutual TLS from `pki`, and memory
+ * sinks (`type: memory` unless an entry says otherwise); `extra` adds or
+ * overrides top-level config keys.
+ */
+export async function startMemoryCollector(
+  pki: Pki,
+  sinks: Record<string, unknown>[],
+  extra: Record<string, unknown> = {},
+  deps: Pick<CollectorDeps, 'random'> = {},
+): Promise<{ collector: RunningCollector; mem: MemorySinks }> {
+  const mem = memorySinks();
+  const registry = { memory: mem.factory };
+  const config = parseCollectorConfig(
+    {
+      listen: '127.0.0.1:0',
+      tls: { cert: pki.server.cert, key: pki.server.key, clientCa: pki.caFile },
+      ...extra,
+      sinks: sinks.map((s) => ({ type: 'memory', ...s })),
+    },
+    'test',
+    registry,
+  );
+  return { collector: await startCollector(config, { registry, log: silentLogger, ...deps }), mem };
 }
 
 export { bounded } from './wait.js';

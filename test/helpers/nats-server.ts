@@ -105,5 +105,3 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
     },
   };
 }
-
-export { freePort };

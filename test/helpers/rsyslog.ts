@@ -262,5 +262,3 @@ export function parseRfc5424(raw: string): Rfc5424 {
     msg: raw.slice(i + 1),
   };
 }
-
-export { freePort };

@@ -1,3 +1,4 @@
+import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
 import {
   AcceptEvent,
   AddressFamily,
@@ -8,6 +9,7 @@ import {
   Source,
   SummaryReason,
 } from '../../src/gen/doorwatch/v1/event.js';
+import type { SinkRecord } from '../../src/sinks/sink.js';
 
 /**
  * One realistic, fully attributed accept (an nginx pod of a Deployment,
@@ -17,6 +19,8 @@ import {
  * sampleEvent() is a record as a producer without audit policies writes it:
  * kind EVENT_KIND_UNSPECIFIED (an accept) and no policy ref. sampleSummary()
  * is the summary record that accept opens once its pod is over its rate limit.
+ * sampleHostEvent() and sampleUnixEvent() are host processes (no container, no
+ * pod) on IPv6 and on a unix socket; sampleLoss() is a seq gap of that node's agent.
  */
 
 type Deep<T> = { [K in keyof T]?: T[K] extends bigint | string | number | boolean | unknown[] ? T[K] : Deep<T[K]> };
@@ -121,4 +125,99 @@ const SUMMARY = {
  */
 export function sampleSummary(over: Deep<AcceptEvent> = {}): AcceptEvent {
   return sampleEvent(merge(SUMMARY, over) as Deep<AcceptEvent>);
+}
+
+const HOST_EVENT = {
+  eventId: 'boot-1/inst-1/44',
+  seq: 44n,
+  timeUnixNano: SAMPLE_TIME,
+  nodeName: 'node-a',
+  source: Source.SOURCE_ACCEPT,
+  ret: 4,
+  success: true,
+  process: { pid: 1190, tid: 1190, ppid: 1, uid: 0, gid: 0, comm: 'sshd' },
+  socket: {
+    family: AddressFamily.ADDRESS_FAMILY_INET6,
+    familyNumber: 10,
+    type: 'STREAM',
+    protocol: 6,
+    local: { ip: '2001:db8::1', port: 22 },
+    peer: { ip: '2001:db8::7', port: 40112 },
+    resolved: true,
+  },
+  listener: { fd: 3, maxBacklog: 128, resolved: true },
+  userAddress: { present: false },
+  enrichment: { status: EnrichmentStatus.ENRICHMENT_STATUS_HOST },
+};
+
+/** sshd on the node itself accepting an IPv6 peer: a host process, no container or pod. */
+export function sampleHostEvent(over: Deep<AcceptEvent> = {}): AcceptEvent {
+  return AcceptEvent.fromPartial(merge(HOST_EVENT, over) as Deep<AcceptEvent>);
+}
+
+const UNIX_EVENT = {
+  eventId: 'boot-1/inst-1/45',
+  seq: 45n,
+  timeUnixNano: SAMPLE_TIME,
+  nodeName: 'node-a',
+  source: Source.SOURCE_IO_URING,
+  ret: 9,
+  success: true,
+  process: { pid: 2231, tid: 2240, ppid: 2200, uid: 1000, gid: 1000, comm: 'app' },
+  socket: {
+    family: AddressFamily.ADDRESS_FAMILY_UNIX,
+    familyNumber: 1,
+    type: 'STREAM',
+    protocol: 0,
+    local: {},
+    peer: {},
+    unixPath: '/run/app.sock',
+    peerPid: 77,
+    resolved: true,
+  },
+  listener: { fd: 5, maxBacklog: 4096, resolved: true },
+  userAddress: { present: false },
+  enrichment: { status: EnrichmentStatus.ENRICHMENT_STATUS_HOST },
+};
+
+/** A host process accepting on a named unix socket through io_uring; the peer's pid is known. */
+export function sampleUnixEvent(over: Deep<AcceptEvent> = {}): AcceptEvent {
+  return AcceptEvent.fromPartial(merge(UNIX_EVENT, over) as Deep<AcceptEvent>);
+}
+
+/** The collector's record of seqs 101-150 of node-a's agent never arriving. */
+export function sampleLoss(over: Partial<LossRecord> = {}): LossRecord {
+  return LossRecord.fromPartial({
+    agent: { nodeName: 'node-a', bootId: 'boot-1', instanceId: 'inst-1', version: '0.1.0' },
+    fromSeq: 101n,
+    toSeq: 150n,
+    reason: 'seq gap',
+    timeUnixNano: SAMPLE_TIME,
+    ...over,
+  });
+}
+
+/**
+ * For sink tests, which route on the namespace: accept `seq` of one stream
+ * (event id node-a/boot-1/100/<seq>), one millisecond after another from
+ * 2023-11-14T22:13:20.123456789Z, by nginx in a pod of `namespace`, or by a
+ * host process when there is none.
+ */
+export function sinkEvent(seq: number, namespace?: string): SinkRecord {
+  return {
+    kind: 'event',
+    event: AcceptEvent.fromPartial({
+      eventId: `node-a/boot-1/100/${seq}`,
+      seq: BigInt(seq),
+      timeUnixNano: 1_700_000_000_123_456_789n + BigInt(seq) * 1_000_000n,
+      nodeName: 'node-a',
+      success: true,
+      socket: { local: { ip: '10.0.0.1', port: 443 }, peer: { ip: '10.0.0.2', port: 50000 + seq }, resolved: true },
+      process: { pid: 100, comm: 'nginx' },
+      ...(namespace ? { pod: { namespace, name: `${namespace}-pod` } } : {}),
+      enrichment: {
+        status: namespace ? EnrichmentStatus.ENRICHMENT_STATUS_COMPLETE : EnrichmentStatus.ENRICHMENT_STATUS_HOST,
+      },
+    }),
+  };
 }

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -23,6 +22,7 @@ import {
   TestAgent,
 } from '../helpers/memory-sink.js';
 import { makePki, type Pki } from '../helpers/pki.js';
+import { freePort } from '../helpers/wait.js';
 
 // `doorwatch collector` and `doorwatch tail` as the CLI runs them: a YAML
 // file, a stop signal, real mTLS, stdout lines.
@@ -166,12 +166,7 @@ describe('doorwatch collector + tail', () => {
   });
 
   it('tail fails with a clear one-line error when the collector cannot be reached or refuses it', async () => {
-    const free = await new Promise<number>((resolve) => {
-      const s = createServer().listen(0, '127.0.0.1', () => {
-        const p = (s.address() as { port: number }).port;
-        s.close(() => resolve(p));
-      });
-    });
+    const free = await freePort();
     const io = {
       stdout: new PassThrough(),
       stderr: new PassThrough(),

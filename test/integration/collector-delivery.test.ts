@@ -16,6 +16,7 @@ import {
   type MemorySinks,
   makeBatch,
   memorySinks,
+  startMemoryCollector,
   TestAgent,
 } from '../helpers/memory-sink.js';
 import { makePki, type Pki } from '../helpers/pki.js';
@@ -41,20 +42,7 @@ async function start(
   sinks: Record<string, unknown>[],
   extra: Record<string, unknown> = {},
 ): Promise<{ collector: RunningCollector; mem: MemorySinks; agent(): TestAgent }> {
-  const mem = memorySinks();
-  const registry = { memory: mem.factory };
-  const config = parseCollectorConfig(
-    {
-      listen: '127.0.0.1:0',
-      tls: { cert: pki.server.cert, key: pki.server.key, clientCa: pki.caFile },
-      drainTimeout: '2s',
-      ...extra,
-      sinks: sinks.map((s) => ({ type: 'memory', ...s })),
-    },
-    'test',
-    registry,
-  );
-  const collector = await startCollector(config, { registry, log: silentLogger, random: () => 1 });
+  const { collector, mem } = await startMemoryCollector(pki, sinks, { drainTimeout: '2s', ...extra }, { random: () => 1 });
   cleanups.push(() => collector.stop());
   return {
     collector,

@@ -2,10 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type ChannelCredentials, type ClientDuplexStream, makeGenericClientConstructor, type ServiceError } from '@grpc/grpc-js';
 import { ClientError, Status } from 'nice-grpc';
-import { type RunningCollector, startCollector } from '../../src/collector/collector.js';
-import { parseCollectorConfig } from '../../src/collector/config.js';
+import type { RunningCollector } from '../../src/collector/collector.js';
 import { PublishRequest } from '../../src/gen/doorwatch/v1/collector.js';
-import { silentLogger } from '../../src/log/logger.js';
 import {
   agentIdentity,
   bounded,
@@ -14,7 +12,7 @@ import {
   type MemorySinks,
   makeBatch,
   makeEvent,
-  memorySinks,
+  startMemoryCollector,
   TestAgent,
 } from '../helpers/memory-sink.js';
 import { makePki, type Pki } from '../helpers/pki.js';
@@ -47,20 +45,11 @@ async function statusOf(a: TestAgent): Promise<ClientError> {
 
 before(async () => {
   pki = makePki();
-  mem = memorySinks();
   const client = pki.client('agent-1');
   agentCreds = clientCredentials({ ca: pki.caPem, key: client.keyPem, cert: client.certPem });
-  const config = parseCollectorConfig(
-    {
-      listen: '127.0.0.1:0',
-      tls: { cert: pki.server.cert, key: pki.server.key, clientCa: pki.caFile },
-      maxMessageBytes: '256KiB',
-      sinks: [{ name: 'main', type: 'memory', batch: { maxDelay: '5ms' } }],
-    },
-    'test',
-    { memory: mem.factory },
-  );
-  collector = await startCollector(config, { registry: { memory: mem.factory }, log: silentLogger });
+  ({ collector, mem } = await startMemoryCollector(pki, [{ name: 'main', batch: { maxDelay: '5ms' } }], {
+    maxMessageBytes: '256KiB',
+  }));
 });
 
 after(async () => {

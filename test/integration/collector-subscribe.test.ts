@@ -2,15 +2,13 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import { type Channel, ClientError, createChannel, createClient, Status } from 'nice-grpc';
-import { type RunningCollector, startCollector } from '../../src/collector/collector.js';
-import { parseCollectorConfig } from '../../src/collector/config.js';
+import type { RunningCollector } from '../../src/collector/collector.js';
 import {
   CollectorServiceDefinition,
   type DeepPartial,
   type SubscribeFilter,
   type SubscribeResponse,
 } from '../../src/gen/doorwatch/v1/collector.js';
-import { silentLogger } from '../../src/log/logger.js';
 import {
   agentIdentity,
   bounded,
@@ -18,7 +16,7 @@ import {
   eventually,
   makeBatch,
   makeEvent,
-  memorySinks,
+  startMemoryCollector,
   TestAgent,
 } from '../helpers/memory-sink.js';
 import { makePki } from '../helpers/pki.js';
@@ -36,19 +34,9 @@ before(async () => {
   const pki = makePki();
   const c = pki.client('tail');
   creds = clientCredentials({ ca: pki.caPem, key: c.keyPem, cert: c.certPem });
-  const mem = memorySinks();
-  const registry = { memory: mem.factory };
-  const config = parseCollectorConfig(
-    {
-      listen: '127.0.0.1:0',
-      tls: { cert: pki.server.cert, key: pki.server.key, clientCa: pki.caFile },
-      subscribers: { maxBuffered: 20 },
-      sinks: [{ name: 'm', type: 'memory', batch: { maxDelay: '5ms' } }],
-    },
-    'test',
-    registry,
-  );
-  collector = await startCollector(config, { registry, log: silentLogger });
+  ({ collector } = await startMemoryCollector(pki, [{ name: 'm', batch: { maxDelay: '5ms' } }], {
+    subscribers: { maxBuffered: 20 },
+  }));
 });
 
 // Each test starts with no subscriber registered.

@@ -5,11 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type RunningCollector, startCollector } from '../../src/collector/collector.js';
-import { parseCollectorConfig } from '../../src/collector/config.js';
-import { silentLogger } from '../../src/log/logger.js';
-import { type MemorySinks, memorySinks } from '../helpers/memory-sink.js';
+import type { RunningCollector } from '../../src/collector/collector.js';
+import { type MemorySinks, startMemoryCollector } from '../helpers/memory-sink.js';
 import { makePki, type Pki } from '../helpers/pki.js';
+import { until } from '../helpers/wait.js';
 
 // Interop: a client written with an independent gRPC implementation (Debian's
 // python3-grpcio, messages built at run time from `buf build`'s descriptor
@@ -34,17 +33,7 @@ before(async () => {
   const built = spawnSync(join(ROOT, 'node_modules/.bin/buf'), ['build', '-o', descriptors], { cwd: ROOT, encoding: 'utf8' });
   assert.equal(built.status, 0, built.stderr);
   pki = makePki();
-  mem = memorySinks();
-  const config = parseCollectorConfig(
-    {
-      listen: '127.0.0.1:0',
-      tls: { cert: pki.server.cert, key: pki.server.key, clientCa: pki.caFile },
-      sinks: [{ name: 'mem', type: 'memory' }],
-    },
-    'test',
-    { memory: mem.factory },
-  );
-  collector = await startCollector(config, { registry: { memory: mem.factory }, log: silentLogger });
+  ({ collector, mem } = await startMemoryCollector(pki, [{ name: 'mem' }]));
 });
 
 after(async () => {
@@ -80,22 +69,20 @@ describe('python3-grpcio interop', () => {
   it('publishes a batch and gets it acknowledged; subscribes and receives the events', async () => {
     const N = 3;
     const sub = python('subscribe', N);
-    const deadline = Date.now() + 20_000;
-    while (!sub.lines.some((l) => l.subscribed) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    await new Promise((r) => setTimeout(r, 300)); // the subscription is registered server-side
+    await until(() => sub.lines.some((l) => l.subscribed), 'the python subscriber to start its call', 20_000);
+    await until(() => collector.stats().subscribers === 1, 'the collector to register the subscription');
 
     const pub = python('publish', N);
     assert.equal(await pub.exit, 0, pub.stderr());
     assert.deepEqual(pub.lines, [{ acked_seq: N }]);
 
-    const events = mem.get('mem').records.filter((r) => r.kind === 'event');
+    const events = mem.get('mem').events;
     assert.equal(events.length, N);
     assert.deepEqual(
-      events.map((r) => (r.kind === 'event' ? r.event.eventId : '')),
+      events.map((e) => e.eventId),
       ['py-boot/py-instance/1', 'py-boot/py-instance/2', 'py-boot/py-instance/3'],
     );
-    const first = events[0]!;
-    assert.equal(first.kind === 'event' && first.event.process?.comm, 'python-peer');
+    assert.equal(events[0]!.process?.comm, 'python-peer');
 
     assert.equal(await sub.exit, 0, sub.stderr());
     const got = sub.lines.filter((l) => l.event) as { event: { eventId: string; socket: { peer: { port: number } } } }[];

@@ -3,8 +3,6 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { formatRecord, recordId } from '../../src/formats/format.js';
-import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
-import { AcceptEvent, EnrichmentStatus } from '../../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { elasticsearchSink } from '../../src/sinks/elasticsearch.js';
 import { HttpSinkError } from '../../src/sinks/http-client.js';
@@ -12,44 +10,19 @@ import type { Sink, SinkRecord } from '../../src/sinks/sink.js';
 import { splunkHecSink } from '../../src/sinks/splunk-hec.js';
 import { type EsStandin, type HecStandin, startEsStandin, startHecStandin } from '../helpers/http-siem-standins.js';
 import { makePki, type Pki } from '../helpers/pki.js';
+import { sinkEvent as ev, sampleLoss } from '../helpers/sample-events.js';
 
 /**
  * The Splunk HEC and Elasticsearch sinks over HTTPS (certificates from the
- * test PKI) against the wire-format stand-ins in test/helpers/http-siem-standins.ts.
+ * test PKI) against STAND-INS (test/helpers/http-siem-standins.ts) that check
+ * the wire format and answer as the products do: neither Splunk nor
+ * Elasticsearch runs on this machine.
  */
 
 const deps = { log: silentLogger };
 const T = 1_700_000_000_123_456_789n; // 2023-11-14
 
-function ev(seq: number, namespace?: string): SinkRecord {
-  return {
-    kind: 'event',
-    event: AcceptEvent.fromPartial({
-      eventId: `node-a/boot-1/100/${seq}`,
-      seq: BigInt(seq),
-      timeUnixNano: T + BigInt(seq) * 1_000_000n,
-      nodeName: 'node-a',
-      success: true,
-      socket: { local: { ip: '10.0.0.1', port: 443 }, peer: { ip: '10.0.0.2', port: 50000 + seq }, resolved: true },
-      process: { pid: 100, comm: 'nginx' },
-      ...(namespace ? { pod: { namespace, name: `${namespace}-pod` } } : {}),
-      enrichment: {
-        status: namespace ? EnrichmentStatus.ENRICHMENT_STATUS_COMPLETE : EnrichmentStatus.ENRICHMENT_STATUS_HOST,
-      },
-    }),
-  };
-}
-
-const loss: SinkRecord = {
-  kind: 'loss',
-  loss: LossRecord.fromPartial({
-    agent: { nodeName: 'node-a', bootId: 'boot-1', instanceId: 'inst' },
-    fromSeq: 40n,
-    toSeq: 42n,
-    reason: 'seq gap',
-    timeUnixNano: T,
-  }),
-};
+const loss: SinkRecord = { kind: 'loss', loss: sampleLoss({ timeUnixNano: T }) };
 
 const batch = [ev(1, 'shop'), ev(2, 'payments'), ev(3), loss];
 
@@ -173,7 +146,7 @@ describe('splunk_hec sink against the HEC stand-in', () => {
   });
 });
 
-describe('splunk_hec sink with indexer acknowledgement', () => {
+describe('splunk_hec sink with indexer acknowledgement (HEC stand-in)', () => {
   let hec: HecStandin;
   const token = 'ack-token';
   before(async () => {
@@ -191,8 +164,7 @@ describe('splunk_hec sink with indexer acknowledgement', () => {
       { url: hec.url, tokenEnv: 'DW_TEST_HEC_TOKEN', ack: true, ackPollInterval: '20ms', tls: { ca: pki.caFile } },
       's',
     );
-    process.env.DW_TEST_HEC_TOKEN = token;
-    const sink = await started(splunkHecSink.create('splunk', cfg, deps));
+    const sink = await started(splunkHecSink.create('splunk', cfg, { ...deps, env: { DW_TEST_HEC_TOKEN: token } }));
     await sink.write(batch);
     const acks = hec.requests.filter((r) => r.path === '/services/collector/ack');
     assert.equal(acks.length, 3, 'answered false twice (ackAfterPolls), then true');
@@ -329,7 +301,7 @@ describe('elasticsearch sink against the _bulk stand-in', () => {
   });
 });
 
-describe('elasticsearch sink with an API key and mutual TLS', () => {
+describe('elasticsearch sink with an API key and mutual TLS (_bulk stand-in)', () => {
   let es: EsStandin;
   const encoded = Buffer.from('key-id:key-secret').toString('base64');
   before(async () => {

@@ -6,45 +6,17 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type JsMsg, type NatsConnection } from 'nats';
 import { formatRecord, recordId } from '../../src/formats/format.js';
-import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
-import { AcceptEvent, EnrichmentStatus } from '../../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { natsSink } from '../../src/sinks/nats.js';
 import type { Sink, SinkRecord } from '../../src/sinks/sink.js';
 import { type NatsServer, startNatsServer } from '../helpers/nats-server.js';
 import { makePki, type Pki } from '../helpers/pki.js';
+import { sinkEvent as ev, sampleLoss } from '../helpers/sample-events.js';
 
 /** The NATS sink against a real nats-server with JetStream (Debian's nats-server 2.9). */
 
 const deps = { log: silentLogger };
-const T = 1_700_000_000_000_000_000n;
-
-function ev(seq: number, namespace?: string): SinkRecord {
-  return {
-    kind: 'event',
-    event: AcceptEvent.fromPartial({
-      eventId: `node-a/boot-1/100/${seq}`,
-      seq: BigInt(seq),
-      timeUnixNano: T + BigInt(seq),
-      nodeName: 'node-a',
-      success: true,
-      ...(namespace ? { pod: { namespace, name: `${namespace}-pod` } } : {}),
-      enrichment: {
-        status: namespace ? EnrichmentStatus.ENRICHMENT_STATUS_COMPLETE : EnrichmentStatus.ENRICHMENT_STATUS_HOST,
-      },
-    }),
-  };
-}
-const loss: SinkRecord = {
-  kind: 'loss',
-  loss: LossRecord.fromPartial({
-    agent: { nodeName: 'node-a', bootId: 'boot-1', instanceId: 'inst' },
-    fromSeq: 5n,
-    toSeq: 6n,
-    reason: 'seq gap',
-    timeUnixNano: T,
-  }),
-};
+const loss: SinkRecord = { kind: 'loss', loss: sampleLoss() };
 
 const dir = mkdtempSync(join(tmpdir(), 'doorwatch-nats-secrets-'));
 function secret(name: string, value: string): string {

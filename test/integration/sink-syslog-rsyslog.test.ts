@@ -16,7 +16,8 @@ import {
   syslogTimestamp,
 } from '../../src/sinks/syslog.js';
 import { makePki, type Pki } from '../helpers/pki.js';
-import { freePort, parseRfc5424, type Received, type Rsyslog, type RsyslogTls, startRsyslog } from '../helpers/rsyslog.js';
+import { parseRfc5424, type Received, type Rsyslog, type RsyslogTls, startRsyslog } from '../helpers/rsyslog.js';
+import { freePort } from '../helpers/wait.js';
 
 function event(seq: number, over: Parameters<typeof AcceptEvent.fromPartial>[0] = {}): SinkRecord {
   return {

@@ -8,6 +8,7 @@ Prints one JSON line per result on stdout.
 """
 import json
 import sys
+import threading
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
@@ -33,18 +34,24 @@ def channel(target, ca, cert, key):
     return grpc.secure_channel(target, creds, options=[("grpc.ssl_target_name_override", "localhost")])
 
 
+def method(ch, kind, name, resp):
+    """A CollectorService method as a callable: kind is "stream_stream" or "unary_stream"."""
+    return getattr(ch, kind)(
+        "/doorwatch.v1.CollectorService/" + name,
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=resp.FromString,
+    )
+
+
 def main():
     mode, descriptors, target, ca, cert, key = sys.argv[1:7]
     n = int(sys.argv[7]) if len(sys.argv) > 7 else 3
     msg = load(descriptors)
     ch = channel(target, ca, cert, key)
     if mode == "publish":
-        Req, Resp = msg("doorwatch.v1.PublishRequest"), msg("doorwatch.v1.PublishResponse")
-        publish = ch.stream_stream(
-            "/doorwatch.v1.CollectorService/Publish",
-            request_serializer=lambda m: m.SerializeToString(),
-            response_deserializer=Resp.FromString,
-        )
+        Req = msg("doorwatch.v1.PublishRequest")
+        publish = method(ch, "stream_stream", "Publish", msg("doorwatch.v1.PublishResponse"))
+        done = threading.Event()
 
         def requests():
             hello = Req()
@@ -75,26 +82,18 @@ def main():
                 ev.pod.name = "py-pod"
             yield batch
             # Keep the stream open until the ack covers everything.
-            while not done[0]:
-                import time
-                time.sleep(0.01)
+            done.wait(20)
 
-        done = [False]
         acked = 0
         for resp in publish(requests(), timeout=20):
             acked = resp.acked_seq
             if acked >= n:
-                done[0] = True
+                done.set()
                 break
         print(json.dumps({"acked_seq": acked}), flush=True)
     elif mode == "subscribe":
-        Req, Resp = msg("doorwatch.v1.SubscribeRequest"), msg("doorwatch.v1.SubscribeResponse")
-        subscribe = ch.unary_stream(
-            "/doorwatch.v1.CollectorService/Subscribe",
-            request_serializer=lambda m: m.SerializeToString(),
-            response_deserializer=Resp.FromString,
-        )
-        req = Req()
+        subscribe = method(ch, "unary_stream", "Subscribe", msg("doorwatch.v1.SubscribeResponse"))
+        req = msg("doorwatch.v1.SubscribeRequest")()
         req.filter.namespaces.append("interop")
         req.filter.ports.append(8443)
         print(json.dumps({"subscribed": True}), flush=True)

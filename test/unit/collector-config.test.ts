@@ -36,7 +36,6 @@ describe('collector config', () => {
         name: 'a',
         type: 'memory',
         required: true,
-        format: 'native',
         queue: { maxRecords: 100_000 },
         batch: { maxRecords: 500, maxDelayMs: 200 },
         retry: { initialMs: 200, maxMs: 30_000 },
@@ -73,7 +72,6 @@ sinks:
     assert.deepEqual(c.rateLimit, { eventsPerSecond: 1000, burst: 5000 });
     assert.equal(c.drainTimeoutMs, 60_000);
     const s = c.sinks[0]!;
-    assert.equal(s.format, 'ocsf');
     assert.equal(s.required, false);
     assert.deepEqual(s.batch, { maxRecords: 5, maxDelayMs: 1000 });
     assert.deepEqual(s.retry, { initialMs: 50, maxMs: 2000 }); // a plain number is seconds
@@ -93,6 +91,7 @@ sinks:
         { name: 'a', type: 'splunk' },
         { name: 'c', type: 'memroy', batch: { maxDelay: 'soon' } },
         { name: 'd', type: 'memory', delayMs: 'x', colour: 'red' },
+        { name: 'e', type: 'memory', format: 'xml' },
       ],
     });
     const expected = [
@@ -107,6 +106,8 @@ sinks:
       /^sinks\[3\]\.batch\.maxDelay: "soon" is not a duration/,
       /^sinks\[4\]\.delayMs: Expected number, received string$/,
       /^sinks\[4\]: .*"colour"/,
+      // The sink type's key, checked by the type: reported once.
+      /^sinks\[5\]\.format: Invalid enum value/,
     ];
     for (const re of expected)
       assert.ok(

@@ -20,7 +20,6 @@ function sinkConfig(name: string, over: Partial<SinkConfig> = {}): SinkConfig {
     name,
     type: 'memory',
     required: true,
-    format: 'native',
     queue: { maxRecords: 1000 },
     batch: { maxRecords: 10, maxDelayMs: 5 },
     retry: { initialMs: 1, maxMs: 5 },

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { eventToEcs, lossToEcs } from '../../src/formats/ecs.js';
-import { formatLine, formatRecord, lossToJson, recordId, recordTimeNs } from '../../src/formats/format.js';
-import { eventToJson } from '../../src/formats/native-json.js';
+import { formatLine, formatRecord, recordId, recordTimeNs } from '../../src/formats/format.js';
+import { eventToJson, lossToJson } from '../../src/formats/native-json.js';
 import { eventToOcsf, lossToOcsf } from '../../src/formats/ocsf.js';
 import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
 import {

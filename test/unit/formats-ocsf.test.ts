@@ -13,7 +13,14 @@ import {
   Source,
   SummaryReason,
 } from '../../src/gen/doorwatch/v1/event.js';
-import { SAMPLE_POLICY, sampleEvent, sampleSummary } from '../helpers/sample-events.js';
+import {
+  SAMPLE_POLICY,
+  sampleEvent,
+  sampleHostEvent,
+  sampleLoss,
+  sampleSummary,
+  sampleUnixEvent,
+} from '../helpers/sample-events.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: formatted records are walked by path in assertions
 type J = Record<string, any>;
@@ -40,61 +47,11 @@ const failed = AcceptEvent.fromPartial({
   enrichment: { status: EnrichmentStatus.ENRICHMENT_STATUS_HOST },
 });
 
-const host = AcceptEvent.fromPartial({
-  eventId: 'boot-1/inst-1/44',
-  seq: 44n,
-  timeUnixNano: T,
-  nodeName: 'node-a',
-  source: Source.SOURCE_ACCEPT,
-  ret: 4,
-  success: true,
-  process: { pid: 1190, tid: 1190, ppid: 1, uid: 0, gid: 0, comm: 'sshd' },
-  socket: {
-    family: AddressFamily.ADDRESS_FAMILY_INET6,
-    familyNumber: 10,
-    type: 'STREAM',
-    protocol: 6,
-    local: { ip: '2001:db8::1', port: 22 },
-    peer: { ip: '2001:db8::7', port: 40112 },
-    resolved: true,
-  },
-  listener: { fd: 3, backlog: 0, maxBacklog: 128, resolved: true },
-  userAddress: { present: false },
-  enrichment: { status: EnrichmentStatus.ENRICHMENT_STATUS_HOST },
-});
+const host = sampleHostEvent();
 
-const unix = AcceptEvent.fromPartial({
-  eventId: 'boot-1/inst-1/45',
-  seq: 45n,
-  timeUnixNano: T,
-  nodeName: 'node-a',
-  source: Source.SOURCE_IO_URING,
-  ret: 9,
-  success: true,
-  process: { pid: 2231, tid: 2240, ppid: 2200, uid: 1000, gid: 1000, comm: 'app' },
-  socket: {
-    family: AddressFamily.ADDRESS_FAMILY_UNIX,
-    familyNumber: 1,
-    type: 'STREAM',
-    protocol: 0,
-    local: {},
-    peer: {},
-    unixPath: '/run/app.sock',
-    peerPid: 77,
-    resolved: true,
-  },
-  listener: { fd: 5, resolved: true, maxBacklog: 4096 },
-  userAddress: { present: false },
-  enrichment: { status: EnrichmentStatus.ENRICHMENT_STATUS_HOST },
-});
+const unix = sampleUnixEvent();
 
-const gap = LossRecord.fromPartial({
-  agent: { nodeName: 'node-a', bootId: 'boot-1', instanceId: 'inst-1', version: '0.1.0' },
-  fromSeq: 101n,
-  toSeq: 150n,
-  reason: 'seq gap',
-  timeUnixNano: T,
-});
+const gap = sampleLoss();
 
 const kernelDrops = LossRecord.fromPartial({
   agent: { nodeName: 'node-a', bootId: 'boot-1', instanceId: 'inst-1', version: '0.1.0' },

@@ -187,22 +187,22 @@ describe('elasticsearch authorization', () => {
   const base = elasticsearchSink.parse({ url: 'https://es:9200' }, 's');
   it('basic from user + passwordFile', () => {
     writeFileSync(join(dir, 'pw'), 's3cret:with:colons\n');
-    const h = authorization({ ...base, user: 'doorwatch', passwordFile: join(dir, 'pw') });
+    const h = authorization({ ...base, user: 'doorwatch', passwordFile: join(dir, 'pw') }, {});
     assert.equal(h, `Basic ${Buffer.from('doorwatch:s3cret:with:colons').toString('base64')}`);
   });
   it('ApiKey from the encoded key, or from id:key', () => {
     writeFileSync(join(dir, 'encoded'), 'VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==\n');
     writeFileSync(join(dir, 'pair'), 'VuaCfGcBCdbkQm-e5aOx:ui2lp2axTNmsyakw9tvNnw');
     assert.equal(
-      authorization({ ...base, apiKeyFile: join(dir, 'encoded') }),
+      authorization({ ...base, apiKeyFile: join(dir, 'encoded') }, {}),
       'ApiKey VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==',
     );
     assert.equal(
-      authorization({ ...base, apiKeyFile: join(dir, 'pair') }),
+      authorization({ ...base, apiKeyFile: join(dir, 'pair') }, {}),
       'ApiKey VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==',
     );
   });
   it('none without credentials', () => {
-    assert.equal(authorization(base), undefined);
+    assert.equal(authorization(base, {}), undefined);
   });
 });

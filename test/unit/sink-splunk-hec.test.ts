@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import { formatRecord } from '../../src/formats/format.js';
 import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
 import { AcceptEvent, EnrichmentStatus } from '../../src/gen/doorwatch/v1/event.js';
-import { readSecret } from '../../src/sinks/http-client.js';
+import { readSecret } from '../../src/sinks/config.js';
 import type { SinkRecord } from '../../src/sinks/sink.js';
 import { ackedIds, type HecOptions, hecBody, hecEvent, hecFailure, hecTime, splunkHecSink } from '../../src/sinks/splunk-hec.js';
 import { configProblems } from '../helpers/config-problems.js';
@@ -196,7 +196,7 @@ describe('readSecret', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
   it('reads a file and drops the trailing newline', () => {
     writeFileSync(join(dir, 'ok'), 'abc-123\n');
-    assert.equal(readSecret({ key: 'tokenFile', file: join(dir, 'ok') }), 'abc-123');
+    assert.equal(readSecret({ key: 'tokenFile', file: join(dir, 'ok') }, {}), 'abc-123');
   });
   it('reads an environment variable', () => {
     assert.equal(readSecret({ key: 'tokenEnv', env: 'HEC' }, { HEC: 'xyz' }), 'xyz');
@@ -204,9 +204,9 @@ describe('readSecret', () => {
   it('refuses empty, multi-line, missing', () => {
     writeFileSync(join(dir, 'empty'), '\n');
     writeFileSync(join(dir, 'two'), 'a\nb\n');
-    assert.throws(() => readSecret({ key: 'tokenFile', file: join(dir, 'empty') }), /tokenFile .* is empty/);
-    assert.throws(() => readSecret({ key: 'tokenFile', file: join(dir, 'two') }), /more than one line/);
-    assert.throws(() => readSecret({ key: 'tokenFile', file: join(dir, 'nope') }), /cannot read tokenFile .*ENOENT/);
+    assert.throws(() => readSecret({ key: 'tokenFile', file: join(dir, 'empty') }, {}), /tokenFile .* is empty/);
+    assert.throws(() => readSecret({ key: 'tokenFile', file: join(dir, 'two') }, {}), /more than one line/);
+    assert.throws(() => readSecret({ key: 'tokenFile', file: join(dir, 'nope') }, {}), /cannot read tokenFile .*ENOENT/);
     assert.throws(() => readSecret({ key: 'tokenEnv', env: 'NOPE' }, {}), /NOPE \(tokenEnv\) is not set/);
   });
 });
