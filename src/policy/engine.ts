@@ -79,7 +79,8 @@ export class PolicyEngine {
   readonly #host: Policy;
   readonly #unattributed: Policy;
   readonly #rules: Candidate[];
-  #resources: Candidate[] = [];
+  /** In the order given, for all(). */
+  #resources: Policy[] = [];
   /** Own-namespace resources by namespace: the usual lookup is one map hit. */
   #byNamespace = new Map<string, Candidate[]>();
   #clusterResources: Candidate[] = [];
@@ -136,7 +137,10 @@ export class PolicyEngine {
     const keys = JSON.stringify(list.map((r) => [r.namespace, r.name, r.uid, r.generation]));
     if (keys === this.#resourceKeys) return false;
     this.#resourceKeys = keys;
-    this.#resources = list.map((r) => {
+    this.#resources = [];
+    this.#byNamespace = new Map();
+    this.#clusterResources = [];
+    for (const r of list) {
       const name = `${r.namespace}/${r.name}`;
       const p = policy(
         `resource:${name}`,
@@ -146,20 +150,15 @@ export class PolicyEngine {
         r.clusterScoped ? Tier.CLUSTER_RESOURCE : Tier.NAMESPACE_RESOURCE,
         `AcceptAuditPolicy ${name}`,
       );
-      const own = r.namespace;
-      return { policy: p, nsMatch: r.clusterScoped ? namespaceMatcher(r.spec) : (ns: string) => (ns === own ? NS.EXACT : -1) };
-    });
-    this.#byNamespace = new Map();
-    this.#clusterResources = [];
-    for (const c of this.#resources) {
-      if (c.policy.tier === Tier.CLUSTER_RESOURCE) {
-        this.#clusterResources.push(c);
+      this.#resources.push(p);
+      if (r.clusterScoped) {
+        this.#clusterResources.push({ policy: p, nsMatch: namespaceMatcher(r.spec) });
         continue;
       }
-      const ns = c.policy.key.slice('resource:'.length).split('/')[0]!;
-      const list = this.#byNamespace.get(ns) ?? [];
-      list.push(c);
-      this.#byNamespace.set(ns, list);
+      const own = r.namespace;
+      const inNamespace = this.#byNamespace.get(own) ?? [];
+      inNamespace.push({ policy: p, nsMatch: (ns) => (ns === own ? NS.EXACT : -1) });
+      this.#byNamespace.set(own, inNamespace);
     }
     this.#version++;
     return true;
@@ -167,13 +166,7 @@ export class PolicyEngine {
 
   /** Every policy that can govern something, the fixed three first. */
   all(): Policy[] {
-    return [
-      this.#unattributed,
-      this.#default,
-      this.#host,
-      ...this.#rules.map((c) => c.policy),
-      ...this.#resources.map((c) => c.policy),
-    ];
+    return [this.#unattributed, this.#default, this.#host, ...this.#rules.map((c) => c.policy), ...this.#resources];
   }
 
   host(): Policy {

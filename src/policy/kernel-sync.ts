@@ -46,6 +46,12 @@ interface SlotState {
 
 export const cgroupKey = (id: bigint, version: 1 | 2) => `${version}:${id}`;
 
+/** The lowest slot above 0 (the default slot) that no policy holds; -1 when all are taken. */
+function freeSlot(used: ReadonlySet<number>): number {
+  for (let s = 1; s < MAX_POLICY_SLOTS; s++) if (!used.has(s)) return s;
+  return -1;
+}
+
 export class KernelPolicySync {
   readonly #maps: PolicyMaps;
   readonly #log: Logger;
@@ -69,12 +75,11 @@ export class KernelPolicySync {
    */
   applyPolicies(policies: readonly Policy[]): Map<string, number> {
     const used = new Set([...this.#slots.values()].map((s) => s.slot));
-    let next = 1;
     const out = new Map<string, number>();
     for (const p of policies) {
       let st = this.#slots.get(p.key);
       if (!st) {
-        const slot = p.key === 'unattributed' ? 0 : this.#freeSlot(used, () => next++);
+        const slot = p.key === 'unattributed' ? 0 : freeSlot(used);
         if (slot < 0) {
           if (!this.#warnedFull)
             this.#log.warn({ max: MAX_POLICY_SLOTS }, 'more policies than kernel slots: the rest are decided in userspace');
@@ -131,14 +136,6 @@ export class KernelPolicySync {
       this.#log.warn({ err: error, policy: key }, 'peer rules do not fit in the kernel: this policy is decided in userspace');
     this.#warnedPeers.add(key);
     return false;
-  }
-
-  #freeSlot(used: Set<number>, next: () => number): number {
-    for (;;) {
-      const s = next();
-      if (s >= MAX_POLICY_SLOTS) return -1;
-      if (!used.has(s)) return s;
-    }
   }
 
   /** Make dw_audited_cgroups equal `desired` (keyed by cgroupKey). */

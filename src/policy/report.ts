@@ -1,6 +1,5 @@
-import type { Policy } from './engine.js';
 import type { KernelPolicyCounters, KernelPolicySync } from './kernel-sync.js';
-import type { PolicyCounts, PolicyStage } from './stage.js';
+import { type PolicyCounts, type PolicyStage, zeroCounts } from './stage.js';
 import type { SummarizerStats } from './summarize.js';
 
 /**
@@ -24,18 +23,20 @@ export interface PolicyReport {
 }
 
 const ZERO_K: KernelPolicyCounters = { emitted: 0n, off: 0n, port: 0n, peer: 0n, failed: 0n };
-const ZERO_U = (): PolicyCounts => ({ events: 0, summarized: 0, filtered: { off: 0, port: 0, peer: 0, failed: 0 } });
 
-export function policyReportOf(p: { stage: PolicyStage; sync: KernelPolicySync; policies?: Policy[] }): PolicyReport {
+export function policyReportOf(p: { stage: PolicyStage; sync: KernelPolicySync }): PolicyReport {
   const kernel = p.sync.counters();
   const user = p.stage.stats();
   const keys = new Set([...kernel.keys(), ...user.byPolicy.keys()]);
+  // The engine's current policies: one whose accepts were all decided in the kernel never reached the stage.
+  const current = new Map(p.stage.engine.all().map((x) => [x.key, x]));
   const rows: PolicyRow[] = [];
   for (const key of [...keys].sort()) {
     const u = user.byPolicy.get(key);
-    const name = u?.policy.ref.name ?? key;
-    const mode = u?.policy.spec.mode ?? '';
-    rows.push({ key, name, mode, kernel: kernel.get(key) ?? ZERO_K, user: u?.counts ?? ZERO_U() });
+    const policy = current.get(key) ?? u?.policy;
+    const name = policy?.ref.name ?? key;
+    const mode = policy?.spec.mode ?? '';
+    rows.push({ key, name, mode, kernel: kernel.get(key) ?? ZERO_K, user: u?.counts ?? zeroCounts() });
   }
   return { rows, summaries: user.summaries, mappedCgroups: p.sync.mappedCgroups(), kernelFiltering: p.sync.enabled };
 }

@@ -81,8 +81,6 @@ export const specSchema = z
   })
   .strict();
 
-export type RawSpec = z.input<typeof specSchema>;
-
 export function parsePortRange(v: number | string): PortRange {
   const text = String(v).trim();
   const m = /^(\d{1,5})(?:\s*-\s*(\d{1,5}))?$/.exec(text);

@@ -34,15 +34,23 @@ export interface PolicyStageOptions {
   nowNs?: () => bigint;
 }
 
-const zero = (): PolicyCounts => ({ events: 0, summarized: 0, filtered: { off: 0, port: 0, peer: 0, failed: 0 } });
+/** Every counter at zero. */
+export const zeroCounts = (): PolicyCounts => ({ events: 0, summarized: 0, filtered: { off: 0, port: 0, peer: 0, failed: 0 } });
+
+/** What the per-event loop needs of a policy: built once per Policy object, found per pod through #byPod. */
+interface Governing {
+  policy: Policy;
+  match: ReturnType<typeof compileMatcher>;
+  counts: PolicyCounts;
+}
 
 export class PolicyStage {
   readonly #o: PolicyStageOptions;
   readonly #summaries: Summarizer;
   readonly #limiter: RateLimiter;
-  readonly #matchers = new WeakMap<Policy, ReturnType<typeof compileMatcher>>();
+  readonly #byPolicy = new WeakMap<Policy, Governing>();
   /** Per proto Pod object (shared by a pod's events, replaced on change) and engine version. */
-  readonly #byPod = new WeakMap<Pod, { version: number; policy: Policy }>();
+  readonly #byPod = new WeakMap<Pod, { version: number; g: Governing }>();
   readonly #counts = new Map<string, { policy: Policy; counts: PolicyCounts }>();
   #sweepAt = 0;
 
@@ -56,6 +64,10 @@ export class PolicyStage {
       nowNs: o.nowNs,
     });
     this.#limiter = new RateLimiter(o.nowMs);
+  }
+
+  get engine(): PolicyEngine {
+    return this.#o.engine;
   }
 
   start(): void {
@@ -73,30 +85,15 @@ export class PolicyStage {
   }
 
   policyOf(ev: AcceptEvent): Policy {
-    const e = this.#o.engine;
-    if (!this.#o.ready()) return e.unattributed();
-    const status = ev.enrichment?.status;
-    if (status === EnrichmentStatus.ENRICHMENT_STATUS_HOST) return e.host();
-    const pod = ev.pod;
-    if (status !== EnrichmentStatus.ENRICHMENT_STATUS_COMPLETE || !pod) return e.unattributed();
-    const hit = this.#byPod.get(pod);
-    if (hit && hit.version === e.version) return hit.policy;
-    const policy = e.forPod({ namespace: pod.namespace, labels: pod.labels }, pod.namespaceLabels);
-    this.#byPod.set(pod, { version: e.version, policy });
-    return policy;
+    return this.#governingOf(ev, this.#o.ready()).policy;
   }
 
   process(batch: AcceptEvent[]): void {
     const out: AcceptEvent[] = [];
     let missed = false;
+    const ready = this.#o.ready();
     for (const ev of batch) {
-      const p = this.policyOf(ev);
-      const c = this.#countsOf(p);
-      let match = this.#matchers.get(p);
-      if (!match) {
-        match = compileMatcher(p.spec);
-        this.#matchers.set(p, match);
-      }
+      const { policy: p, match, counts: c } = this.#governingOf(ev, ready);
       const why = match(ev);
       if (why) {
         c.filtered[why]++;
@@ -125,14 +122,31 @@ export class PolicyStage {
     }
   }
 
-  #countsOf(p: Policy): PolicyCounts {
-    let c = this.#counts.get(p.key);
-    if (!c || c.policy !== p) {
-      // A changed policy keeps its key: keep counting under it.
-      c = { policy: p, counts: c?.counts ?? zero() };
-      this.#counts.set(p.key, c);
+  /** `ready`: pods and policies known (asked once per batch). */
+  #governingOf(ev: AcceptEvent, ready: boolean): Governing {
+    const e = this.#o.engine;
+    if (!ready) return this.#governing(e.unattributed());
+    const status = ev.enrichment?.status;
+    if (status === EnrichmentStatus.ENRICHMENT_STATUS_HOST) return this.#governing(e.host());
+    const pod = ev.pod;
+    if (status !== EnrichmentStatus.ENRICHMENT_STATUS_COMPLETE || !pod) return this.#governing(e.unattributed());
+    const hit = this.#byPod.get(pod);
+    if (hit && hit.version === e.version) return hit.g;
+    const g = this.#governing(e.forPod({ namespace: pod.namespace, labels: pod.labels }, pod.namespaceLabels));
+    this.#byPod.set(pod, { version: e.version, g });
+    return g;
+  }
+
+  #governing(p: Policy): Governing {
+    let g = this.#byPolicy.get(p);
+    if (!g) {
+      // A changed policy (a new object) keeps its key: keep counting under it.
+      const counts = this.#counts.get(p.key)?.counts ?? zeroCounts();
+      this.#counts.set(p.key, { policy: p, counts });
+      g = { policy: p, match: compileMatcher(p.spec), counts };
+      this.#byPolicy.set(p, g);
     }
-    return c.counts;
+    return g;
   }
 
   /** A snapshot: later accepts do not move it. */

@@ -1,12 +1,5 @@
-import {
-  type ConfigurationOptions,
-  CustomObjectsApi,
-  type KubeConfig,
-  Observable,
-  type ObservableMiddleware,
-  PatchStrategy,
-  type V1ObjectMeta,
-} from '@kubernetes/client-node';
+import { CustomObjectsApi, type KubeConfig, PatchStrategy, type V1ObjectMeta } from '@kubernetes/client-node';
+import { callOptions } from '../enrich/kube/api.js';
 import { describeApiError, httpStatusOf, statusMessage } from '../enrich/kube/api-error.js';
 import type { BackoffOptions } from '../enrich/kube/types.js';
 import type { Logger } from '../log/logger.js';
@@ -164,19 +157,6 @@ export function statusPatch(obj: PolicyApiObject, parsed: ParsedResource, nowMs:
 }
 
 // ---------------------------------------------------------------------------------------------------------
-
-/** Per-call client-node options: an AbortSignal, and headers set after the request factory's own. */
-export function callOptions(signal: AbortSignal, headers: Record<string, string> = {}): ConfigurationOptions {
-  const m: ObservableMiddleware = {
-    pre: (ctx) => {
-      ctx.setSignal(signal);
-      for (const [k, v] of Object.entries(headers)) ctx.setHeaderParam(k, v);
-      return new Observable(Promise.resolve(ctx));
-    },
-    post: (ctx) => new Observable(Promise.resolve(ctx)),
-  };
-  return { middleware: [m], middlewareMergeStrategy: 'append' };
-}
 
 /** One status PATCH; resolves with the object as the server stored it. */
 export type PatchStatusFn = (namespace: string, name: string, body: StatusPatch, signal: AbortSignal) => Promise<unknown>;

@@ -1,12 +1,14 @@
 import { isDeepStrictEqual } from 'node:util';
 import { CustomObjectsApi, type KubeConfig, type KubernetesListObject, Watch } from '@kubernetes/client-node';
+import { callOptions } from '../enrich/kube/api.js';
 import { httpStatusOf, statusMessage } from '../enrich/kube/api-error.js';
 import { CoalescedChange } from '../enrich/kube/change.js';
 import { ResilientInformer } from '../enrich/kube/informer.js';
+import { DEFAULT_BACKOFF } from '../enrich/kube/source.js';
 import type { BackoffOptions } from '../enrich/kube/types.js';
 import type { Logger } from '../log/logger.js';
 import { type ParsedResource, POLICY_API, type PolicyResource, parseResource, type RejectedResource } from './resource.js';
-import { callOptions, type PolicyApiObject, patchStatusVia, StatusWriter } from './status.js';
+import { type PolicyApiObject, patchStatusVia, StatusWriter } from './status.js';
 
 /**
  * Every AcceptAuditPolicy of the cluster, kept current by list+watch and
@@ -35,7 +37,6 @@ import { callOptions, type PolicyApiObject, patchStatusVia, StatusWriter } from 
 export const POLICY_COLLECTION_PATH = `/apis/${POLICY_API.group}/${POLICY_API.version}/${POLICY_API.plural}`;
 export const CRD_FILE = 'helm/doorwatch/crds/acceptauditpolicies.doorwatch.io.yaml';
 const CRD_MISSING = 'AcceptAuditPolicy CRD not installed';
-export const DEFAULT_POLICY_BACKOFF: BackoffOptions = { initialMs: 500, maxMs: 30_000 };
 
 export interface PolicyWatcherOptions {
   kubeConfig: KubeConfig;
@@ -76,6 +77,9 @@ interface Entry {
   parsed: ParsedResource;
 }
 
+/** Identity in the informer and here: the uid (a policy deleted and recreated under its name is another object). */
+const keyOf = (p: PolicyApiObject): string => p.metadata?.uid ?? `${p.metadata?.namespace}/${p.metadata?.name}`;
+
 function byNamespaceName(a: { namespace: string; name: string }, b: { namespace: string; name: string }): number {
   return a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
@@ -84,7 +88,7 @@ export class PolicyWatcher {
   readonly #o: PolicyWatcherOptions;
   readonly #log: Logger;
   readonly #change: CoalescedChange;
-  /** By uid: a policy deleted and recreated under the same name is another object. */
+  /** By keyOf. */
   readonly #entries = new Map<string, Entry>();
   /** uid -> the generation whose verdict was logged. */
   readonly #logged = new Map<string, number>();
@@ -100,7 +104,7 @@ export class PolicyWatcher {
     this.#o = o;
     this.#log = o.log.child({ component: 'policy-watch' });
     this.#change = new CoalescedChange(this.#log);
-    const backoff = o.backoff ?? DEFAULT_POLICY_BACKOFF;
+    const backoff = o.backoff ?? DEFAULT_BACKOFF;
     const custom = o.kubeConfig.makeApiClient(CustomObjectsApi);
     const transport = new Watch(o.kubeConfig);
     this.#informer = new ResilientInformer<PolicyApiObject>({
@@ -117,7 +121,7 @@ export class PolicyWatcher {
         if (!failed) this.#found();
         return controller;
       },
-      keyOf: (p) => p.metadata?.uid ?? `${p.metadata?.namespace}/${p.metadata?.name}`,
+      keyOf,
       handlers: {
         upsert: (p) => this.#upsert(p),
         remove: (key) => this.#remove(key),
@@ -261,7 +265,7 @@ export class PolicyWatcher {
   // ---- objects ----------------------------------------------------------------------------------------------
 
   #upsert(obj: PolicyApiObject): void {
-    const key = obj.metadata?.uid ?? `${obj.metadata?.namespace}/${obj.metadata?.name}`;
+    const key = keyOf(obj);
     const parsed = parseResource(obj, this.#o.adminNamespace);
     const prev = this.#entries.get(key);
     this.#entries.set(key, { obj, parsed });

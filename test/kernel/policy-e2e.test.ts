@@ -4,8 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AcceptProbes } from '../../src/bpf/accept-probes.js';
 import { type Pipeline, startPipeline } from '../../src/cli/pipeline.js';
-import { loadKubeConfig } from '../../src/enrich/kube/config.js';
-import { KubeMetadataSource } from '../../src/enrich/kube/source.js';
+import type { KubeMetadataSource } from '../../src/enrich/kube/source.js';
 import { type AcceptEvent, EventKind, PolicyOrigin, SummaryReason } from '../../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { parsePolicyConfig } from '../../src/policy/config.js';
@@ -13,7 +12,8 @@ import type { PolicySource } from '../../src/policy/controller.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
 import { type PolicyReport, type PolicyRow, policyReportOf } from '../../src/policy/report.js';
 import { type PolicyResource, parseResource } from '../../src/policy/resource.js';
-import { KubeApiServer, tempDir } from '../helpers/kube-api-server.js';
+import type { KubeApiServer } from '../helpers/kube-api-server.js';
+import { startKubeStandIn } from '../helpers/kube-stand-in.js';
 import { PodSim } from '../helpers/pod-sim.js';
 import { SimPods } from '../helpers/sim-pods.js';
 import { requireRoot } from '../helpers/tracer.js';
@@ -68,18 +68,8 @@ const row = (key: string): PolicyRow => report().rows.find((r) => r.key === key)
 const mapped = (name: string) => pipe.policy!.sync.isMapped(simPods.get(name).cgroupId, 2);
 
 before(async () => {
-  api = await KubeApiServer.create();
+  ({ api, kube } = await startKubeStandIn({ node: NODE, namespaces: { payments: {}, 'kube-system': {}, 'ci-7': {}, shop: {} } }));
   simPods = new SimPods(api, sim, NODE);
-  for (const ns of ['payments', 'kube-system', 'ci-7', 'shop']) api.addNamespace(ns, {});
-  const loaded = loadKubeConfig({ kubeconfigPath: api.writeKubeconfig(tempDir()) });
-  assert.ok(loaded.kubeConfig);
-  kube = new KubeMetadataSource({
-    kubeConfig: loaded.kubeConfig,
-    nodeName: NODE,
-    log: silentLogger,
-    backoff: { initialMs: 50, maxMs: 200 },
-  });
-  await kube.start();
   const config = parsePolicyConfig(
     {
       summaryInterval: '1h', // flushed explicitly by the tests
@@ -141,6 +131,7 @@ describe('per-namespace audit policies (real kernel, cgroups, netns; API stand-i
     await until(() => fromPod('pay').length >= 6, 'marker event');
     assert.equal(fromPod('dns').length, 0);
     const r = row('rule:kube-system-off');
+    assert.deepEqual([r.name, r.mode], ['kube-system-off', 'off'], 'named by the engine: the stage never saw it');
     assert.equal(r.kernel.emitted, 0n);
     assert.equal(r.user.filtered.off, 0, 'decided in the kernel, not in userspace');
     // Only the marker crossed the ring meanwhile (the host may add its own accepts).

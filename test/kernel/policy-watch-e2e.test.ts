@@ -3,8 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AcceptProbes } from '../../src/bpf/accept-probes.js';
 import { type Pipeline, startPipeline } from '../../src/cli/pipeline.js';
-import { loadKubeConfig } from '../../src/enrich/kube/config.js';
-import { KubeMetadataSource } from '../../src/enrich/kube/source.js';
+import type { KubeMetadataSource } from '../../src/enrich/kube/source.js';
 import type { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { parsePolicyConfig } from '../../src/policy/config.js';
@@ -12,7 +11,8 @@ import { PolicyEngine } from '../../src/policy/engine.js';
 import type { PolicyMaps } from '../../src/policy/kernel-sync.js';
 import { type PolicyRow, policyReportOf } from '../../src/policy/report.js';
 import { PolicyWatcher } from '../../src/policy/watch.js';
-import { KubeApiServer, tempDir } from '../helpers/kube-api-server.js';
+import type { KubeApiServer } from '../helpers/kube-api-server.js';
+import { FAST_BACKOFF, startKubeStandIn } from '../helpers/kube-stand-in.js';
 import { PodSim } from '../helpers/pod-sim.js';
 import { SimPods } from '../helpers/sim-pods.js';
 import { requireRoot } from '../helpers/tracer.js';
@@ -43,27 +43,18 @@ const policy = (namespace: string, name: string, spec: unknown) =>
   api.upsertPolicy({ metadata: { namespace, name }, spec: spec as Record<string, unknown> });
 
 before(async () => {
-  api = await KubeApiServer.create();
+  const k8s = await startKubeStandIn({ node: NODE, namespaces: { payments: {}, orders: {}, 'twin-a': {}, 'twin-b': {} } });
+  ({ api, kube } = k8s);
   simPods = new SimPods(api, sim, NODE);
-  for (const ns of ['payments', 'orders', 'twin-a', 'twin-b']) api.addNamespace(ns, {});
-  const loaded = loadKubeConfig({ kubeconfigPath: api.writeKubeconfig(tempDir()) });
-  assert.ok(loaded.kubeConfig);
-  kube = new KubeMetadataSource({
-    kubeConfig: loaded.kubeConfig,
-    nodeName: NODE,
-    log: silentLogger,
-    backoff: { initialMs: 50, maxMs: 200 },
-  });
   watcher = new PolicyWatcher({
-    kubeConfig: loaded.kubeConfig,
+    kubeConfig: k8s.kubeConfig,
     adminNamespace: 'doorwatch',
     writeStatus: true,
     log: silentLogger,
-    backoff: { initialMs: 50, maxMs: 200 },
+    backoff: FAST_BACKOFF,
     statusJitterMs: 0,
   });
   policy('payments', 'audit', { mode: 'events' });
-  await kube.start();
   await watcher.start();
   const engine = new PolicyEngine(
     parsePolicyConfig(

@@ -41,16 +41,14 @@ function fileProblems(path: string, admin?: string): string[] {
   assert.fail('expected a ConfigError');
 }
 
-const EVENTS: PolicySpec = {
-  mode: 'events',
-  podSelector: undefined,
-  namespaces: undefined,
-  namespaceSelector: undefined,
-  ports: { include: [], exclude: [] },
-  peers: { include: [], exclude: [] },
-  failedAccepts: true,
-  rateLimit: undefined,
-};
+function spec(raw: object): PolicySpec {
+  const r = parseSpec(raw, 'spec');
+  if (!r.ok) assert.fail(r.problems.join('; '));
+  return r.spec;
+}
+
+/** `mode: events` with every default (spelled out in test/unit/policy-spec.test.ts). */
+const EVENTS = spec({ mode: 'events' });
 
 const policyDoc = (ns: string, name: string, spec: string) =>
   `apiVersion: doorwatch.io/v1alpha1\nkind: AcceptAuditPolicy\nmetadata:\n  name: ${name}\n  namespace: ${ns}\nspec:\n${spec
@@ -356,21 +354,15 @@ describe('policy files', () => {
 });
 
 describe('policy explanations', () => {
-  const s = (raw: object) => {
-    const r = parseSpec(raw, 'spec');
-    if (!r.ok) assert.fail(r.problems.join('; '));
-    return r.spec;
-  };
-
   it('says what a policy audits', () => {
     assert.equal(
-      describeSettings(s({ mode: 'events' })),
+      describeSettings(spec({ mode: 'events' })),
       'mode events: one event per accept; every listening port; every peer; failed accepts reported',
     );
-    assert.equal(describeSettings(s({ mode: 'off' })), 'mode off: nothing leaves the kernel (counted per policy)');
+    assert.equal(describeSettings(spec({ mode: 'off' })), 'mode off: nothing leaves the kernel (counted per policy)');
     assert.equal(
       describeSettings(
-        s({
+        spec({
           mode: 'events',
           failedAccepts: false,
           rateLimit: { eventsPerSecond: 200, burst: 400 },
@@ -383,7 +375,7 @@ describe('policy explanations', () => {
         '(the most specific prefix decides; unmatched peers are excluded, as an include list is set); failed accepts not reported',
     );
     assert.equal(
-      describeSettings(s({ mode: 'summary', ports: { exclude: [9090] }, peers: { exclude: ['fd00::/8'] } })),
+      describeSettings(spec({ mode: 'summary', ports: { exclude: [9090] }, peers: { exclude: ['fd00::/8'] } })),
       'mode summary: counts per pod, port and peer; every listening port except 9090; ' +
         'peers: exclude fd00::/8 (the most specific prefix decides; unmatched peers are included); failed accepts reported',
     );

@@ -3,10 +3,13 @@ import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { MAX_POLICY_SLOTS, PeerAction, POLICY_LAYOUT, PolicyFlags, PolicyMode, SlotCounter } from '../../src/bpf/abi.js';
 import { PolicyOrigin } from '../../src/gen/doorwatch/v1/event.js';
-import type { Policy } from '../../src/policy/engine.js';
+import { parsePolicyConfig } from '../../src/policy/config.js';
+import { type Policy, PolicyEngine } from '../../src/policy/engine.js';
 import { encodePolicy, peerEntries } from '../../src/policy/kernel-plan.js';
 import { type CgroupSlot, cgroupKey, KernelPolicySync, type PolicyMaps } from '../../src/policy/kernel-sync.js';
+import { policyReportOf } from '../../src/policy/report.js';
 import { type PolicySpec, parseSpec } from '../../src/policy/spec.js';
+import { PolicyStage } from '../../src/policy/stage.js';
 
 // What userspace writes into the kernel's policy maps (bpf/lib/maps.h): the
 // struct dw_policy bytes, the peer trie, cgroup -> slot; only differences,
@@ -256,7 +259,7 @@ describe('kernel sync: slots', () => {
     assert.equal(slots.get('p254'), 255);
     assert.equal(slots.get('p255'), undefined);
     assert.equal(maps.slots.size, MAX_POLICY_SLOTS);
-    assert.ok(Math.max(...maps.slots.keys()) === MAX_POLICY_SLOTS - 1);
+    assert.equal(Math.max(...maps.slots.keys()), MAX_POLICY_SLOTS - 1);
     assert.equal(warnings.length, 1);
     assert.match(warnings[0]!.msg, /more policies than kernel slots/);
     sync.applyPolicies([UNATTRIBUTED, ...many]);
@@ -452,5 +455,32 @@ describe('kernel sync: filtering switch and counters', () => {
     assert.deepEqual(sync.counters().get('b'), { emitted: 0n, off: 0n, port: 0n, peer: 0n, failed: 0n });
     set(1, { OFF: 6n });
     assert.deepEqual(sync.counters().get('b'), { emitted: 0n, off: 4n, port: 0n, peer: 0n, failed: 0n });
+  });
+});
+
+describe('policy report', () => {
+  it('names and modes every row, a policy decided only in the kernel (never seen by the stage) too', () => {
+    const { maps, sync } = setup();
+    const engine = new PolicyEngine(
+      parsePolicyConfig(
+        { rules: [{ name: 'quiet', namespaces: ['kube-system'], mode: 'off' }] },
+        { source: 'test', defaultAdminNamespace: 'doorwatch' },
+      ),
+    );
+    const stage = new PolicyStage({ engine, ready: () => true, emit: () => {} });
+    sync.applyPolicies(engine.all());
+    const counters = maps.slotCounters(sync.slotOf('rule:quiet')!);
+    counters[SlotCounter.OFF] = 20n;
+    maps.counters.set(sync.slotOf('rule:quiet')!, counters);
+    const row = policyReportOf({ stage, sync }).rows.find((r) => r.key === 'rule:quiet');
+    assert.deepEqual(
+      { name: row?.name, mode: row?.mode, kernel: row?.kernel, user: row?.user },
+      {
+        name: 'quiet',
+        mode: 'off',
+        kernel: { emitted: 0n, off: 20n, port: 0n, peer: 0n, failed: 0n },
+        user: { events: 0, summarized: 0, filtered: { off: 0, port: 0, peer: 0, failed: 0 } },
+      },
+    );
   });
 });

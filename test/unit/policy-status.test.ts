@@ -230,9 +230,11 @@ describe('StatusWriter', () => {
 
   it('forget() and stop() cancel pending writes and abort those in flight', async () => {
     let aborted = false;
+    const patched: string[] = [];
     const { w } = writer(
-      (_ns, _n, _b, signal) =>
+      (_ns, name, _b, signal) =>
         new Promise((_resolve, reject) => {
+          patched.push(name);
           signal.addEventListener('abort', () => {
             aborted = true;
             reject(new Error('aborted'));
@@ -245,6 +247,7 @@ describe('StatusWriter', () => {
     w.observe('u-2', gone, parse(gone));
     w.forget('u-2');
     await new Promise((r) => setTimeout(r, 30));
+    assert.deepEqual(patched, ['p'], 'the forgotten object is never written');
     await w.stop();
     assert.equal(aborted, true);
     assert.deepEqual(w.stats(), { writes: 0, errors: 0, conflicts: 0 });

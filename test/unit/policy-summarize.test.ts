@@ -183,7 +183,7 @@ describe('Summarizer', () => {
     s.add(acc({ pod: 'p', peer: '10.0.0.5', ok: false }), MODE); // failed: no port, no peer, a new key: folded too
     s.add(acc({ pod: 'p', peer: '10.0.0.1' }), MODE); // an existing key
     s.add(acc({ pod: 'p', peer: '10.0.0.6', port: 80 }), MODE); // another port: its own folded row
-    assert.ok(s.stats().keysFolded > 0);
+    assert.equal(s.stats().keysFolded, 4, 'the four accepts with a new key past maxKeys');
     assert.equal(s.stats().open, 6);
     s.flush();
     const rows = all().map((e) => [

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { request } from 'node:https';
 import { afterEach, describe, it } from 'node:test';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { CRD_FILE, PolicyWatcher, type PolicyWatcherOptions } from '../../src/policy/watch.js';
-import { KubeApiServer, type PolicyObject, tempDir } from '../helpers/kube-api-server.js';
+import type { KubeApiServer, PolicyObject } from '../helpers/kube-api-server.js';
+import { apiRequest, kubeApiStandIn } from '../helpers/kube-stand-in.js';
 import { bounded, until } from '../helpers/wait.js';
 
 // PolicyWatcher against the kube-apiserver stand-in: real HTTPS, the real
@@ -37,11 +37,9 @@ afterEach(async () => {
 });
 
 async function standIn(opts: { crd?: boolean } = {}) {
-  const server = await KubeApiServer.create();
+  const { api: server, kubeConfig } = await kubeApiStandIn();
   cleanups.push(() => server.close());
   if (opts.crd === false) server.setPolicyCrdInstalled(false);
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromFile(server.writeKubeconfig(tempDir()));
   return { server, kubeConfig };
 }
 
@@ -100,22 +98,8 @@ function statusSettled(server: KubeApiServer, ns: string, name: string, status: 
 const VALID = { mode: 'events', ports: { include: [443, '8000-8999'] }, peers: { exclude: ['10.0.0.0/8'] } };
 
 describe('AcceptAuditPolicy stand-in (wire behaviour)', () => {
-  function call(server: KubeApiServer, method: string, path: string, body?: string, contentType?: string) {
-    return new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
-      const headers: Record<string, string> = { authorization: `Bearer ${server.token}` };
-      if (contentType) headers['content-type'] = contentType;
-      const req = request(`${server.url}${path}`, { method, ca: server.caPem, headers }, (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (c) => {
-          text += c;
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
-      });
-      req.on('error', reject);
-      req.end(body);
-    });
-  }
+  const call = (server: KubeApiServer, method: string, path: string, body?: string, contentType?: string) =>
+    apiRequest(server, method, path, { body, contentType });
   const statusPath = (ns: string, name: string) =>
     `/apis/doorwatch.io/v1alpha1/namespaces/${ns}/acceptauditpolicies/${name}/status`;
 
