@@ -10,9 +10,10 @@
 ARG NODE_IMAGE=node:20.20.2-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
-# clang + llvm compile the CO-RE BPF program; libbpf-dev has its headers (bpf_helpers.h, bpf_core_read.h).
+# clang compiles the CO-RE BPF program (its own BPF backend: no llc); libbpf-dev has its headers
+# (bpf_helpers.h, bpf_core_read.h).
 RUN apt-get update \
-  && apt-get install -y --no-install-recommends clang llvm libbpf-dev \
+  && apt-get install -y --no-install-recommends clang libbpf-dev \
   && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first: this layer is reused while the lock file does not change.

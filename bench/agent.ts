@@ -8,7 +8,15 @@ import { decodeRecord, LAYOUT } from '../src/capture/record.js';
 import { eventToJsonLine } from '../src/formats/native-json.js';
 import type { AcceptEvent } from '../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../src/log/logger.js';
-import { AGENT_MODES, type AgentFinal, type AgentMarked, type AgentMode, type AgentReady } from './protocol.js';
+import {
+  AGENT_MODES,
+  type AgentFinal,
+  type AgentMarked,
+  type AgentMode,
+  type AgentReady,
+  kernelSince,
+  programsSince,
+} from './protocol.js';
 
 /**
  * The traced side of the benchmark: the real probes loaded in this process
@@ -140,30 +148,18 @@ function finish(): void {
   drainAll(); // anything another process accepted meanwhile
   capture?.stop();
   const detachCpu = process.cpuUsage(cpu0);
-  const kernel = probes.kernelCounters();
-  const programs = probes.programStats();
   const final: AgentFinal = {
     mode,
     events,
     total,
     decodeErrors: capture ? Number(capture.stats().decodeErrors - decodeErrors0) : decodeErrors,
-    kernel: Object.fromEntries(
-      Object.entries(kernel).map(([k, v]) => [k, Number(v - (kernel0?.[k as keyof KernelCounters] ?? 0n))]),
-    ),
+    kernel: kernelSince(probes.kernelCounters(), kernel0),
     cpuUserUs: cpu.user,
     cpuSystemUs: cpu.system,
     detachCpuUs: detachCpu.user + detachCpu.system - cpu.user - cpu.system,
     lagMaxMs: lag.max / 1e6,
     lagP99Ms: lag.percentile(99) / 1e6,
-    programs: programs.map((p) => {
-      const p0 = programs0?.find((x) => x.name === p.name);
-      return {
-        name: p.name,
-        runTimeNs: Number(p.runTimeNs - (p0?.runTimeNs ?? 0n)),
-        runCount: Number(p.runCount - (p0?.runCount ?? 0n)),
-        recursionMisses: Number(p.recursionMisses - (p0?.recursionMisses ?? 0n)),
-      };
-    }),
+    programs: programsSince(probes.programStats(), programs0),
   };
   probes.close();
   closeSync(devNull);

@@ -1,12 +1,11 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, renameSync, statSync, writeFileSync, writeSync } from 'node:fs';
-import { cpus, release } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { AcceptProbes, type KernelCounters, type ProgramStats } from '../src/bpf/accept-probes.js';
+import { AcceptProbes } from '../src/bpf/accept-probes.js';
 import { startPipeline } from '../src/cli/pipeline.js';
 import { loadKubeConfig } from '../src/enrich/kube/config.js';
 import { KubeMetadataSource } from '../src/enrich/kube/source.js';
@@ -19,10 +18,25 @@ import { DEFAULT_ADMIN_NAMESPACE } from '../src/policy/file.js';
 import { type PolicyRow, policyReportOf } from '../src/policy/report.js';
 import { KubeApiServer, makePod, ownerRef, tempDir } from '../test/helpers/kube-api-server.js';
 import { type FakePod, PodSim } from '../test/helpers/pod-sim.js';
-import { LineReader } from './lines.js';
-import { machineBusyUs, procCpuUs, quiesce, restoreBpfStats, sleep, withBpfStats } from './proc.js';
-import type { StormReady, StormResult } from './protocol.js';
-import { type Column, fmt, renderTable } from './report.js';
+import { until } from '../test/helpers/wait.js';
+import {
+  BPF_OBJECT,
+  buildStorm,
+  cpuWindow,
+  kill,
+  killChildren,
+  machineInfo,
+  noisePct,
+  quiesce,
+  ROOT,
+  restoreBpfStats,
+  startNodeAgent,
+  startStorm,
+  usageErrors,
+  withBpfStats,
+} from './proc.js';
+import { bpfCost, bpfNsPerAccept, kernelSince, type ProgramRun, programsSince, type StormResult } from './protocol.js';
+import { type Column, fmt, fmtSpread, renderTable, spread } from './report.js';
 
 /**
  * Per-namespace audit policies, what they save: 90 % of the accepts in a
@@ -122,7 +136,7 @@ interface AgentFinalLine {
   gcMs: number;
   gcs: number;
   kernel: Record<string, number>;
-  programs: { name: string; runTimeNs: number; runCount: number }[];
+  programs: ProgramRun[];
   policy?: PolicyRowDelta[];
 }
 
@@ -143,7 +157,7 @@ async function agentMain(a: {
     backoff: { initialMs: 50, maxMs: 500 },
   });
   await kube.start();
-  await until(() => kube.synced(), 20_000, 'the pods and namespaces listed');
+  await until(() => kube.synced(), 'the pods and namespaces listed', 20_000, 20);
 
   const counts: EmitCounts = { payments: 0, batch: 0, host: 0, other: 0, incomplete: 0 };
   // --json: what `trace -o json` adds, one write per batch as runTrace does.
@@ -182,17 +196,17 @@ async function agentMain(a: {
     // The controller maps the pods' cgroups to their slots once pods and namespaces are known.
     await until(
       () => pol.controller.status().kernelFiltering && a.cgroupIds.every((id) => pol.sync.isMapped(id, 2)),
-      10_000,
       "the pods' cgroups mapped to their policy slots",
+      10_000,
+      20,
     );
   }
 
   const drainAll = () => {
     for (let got = pipeline.capture.drain(); got > 0; got = pipeline.capture.drain()) {}
   };
-  // Copies: the stage's per-policy counts are live objects, a baseline must not move with them.
-  const policyRows = (): PolicyRow[] =>
-    pol ? policyReportOf(pol).rows.map((r) => ({ ...r, user: { ...r.user, filtered: { ...r.user.filtered } } })) : [];
+  // policyReportOf reads snapshots (PolicyStage.stats()): a baseline does not move with later accepts.
+  const policyRows = (): PolicyRow[] => (pol ? policyReportOf(pol).rows : []);
 
   // Garbage-collection pauses (main thread, wall ms) between the mark and the final drain.
   let gcMs = 0;
@@ -234,17 +248,6 @@ async function agentMain(a: {
     const cpu = process.cpuUsage(cpu0);
     const stats = pipeline.capture.stats();
     const rows = policyRows();
-    const kernel = Object.fromEntries(
-      Object.entries(stats.kernel).map(([k, v]) => [k, Number(v - stats0.kernel[k as keyof KernelCounters])]),
-    );
-    const programs = stats.programs.map((p: ProgramStats) => {
-      const p0 = stats0.programs.find((x) => x.name === p.name);
-      return {
-        name: p.name,
-        runTimeNs: Number(p.runTimeNs - (p0?.runTimeNs ?? 0n)),
-        runCount: Number(p.runCount - (p0?.runCount ?? 0n)),
-      };
-    });
     const policy = pol
       ? rows.map((r): PolicyRowDelta => {
           const b = rows0.find((x) => x.key === r.key);
@@ -272,8 +275,8 @@ async function agentMain(a: {
       enricherPending: pipeline.enricher.stats().pending,
       gcMs,
       gcs,
-      kernel,
-      programs,
+      kernel: kernelSince(stats.kernel, stats0.kernel),
+      programs: programsSince(stats.programs, stats0.programs),
       policy,
     };
     probes.detach();
@@ -296,14 +299,6 @@ async function agentMain(a: {
     })
     // The bench closed our stdin (it died): stop without a report.
     .on('close', () => process.exit(1));
-}
-
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 // ============================================================== the bench (tsx)
@@ -366,9 +361,6 @@ function rowOf(m: Measured): Row {
   const pay = accepts(m.storms.payments);
   const bat = accepts(m.storms.batch);
   const cpuUs = a.cpuUserUs + a.cpuSystemUs;
-  const runTime = a.programs.reduce((s, p) => s + p.runTimeNs, 0);
-  // One exit-program run per accept of the whole machine (the storms' and anyone else's).
-  const exits = a.programs.filter((p) => p.name.startsWith('dw_exit_')).reduce((s, p) => s + p.runCount, 0);
   return {
     phase: m.phase,
     paymentsAccepts: pay,
@@ -383,7 +375,8 @@ function rowOf(m: Measured): Row {
     cpuUsPerDelivered: a.delivered ? cpuUs / a.delivered : Number.NaN,
     idleMsPerS: m.idleUsPerS / 1000,
     cpuUsPerAcceptAboveIdle: (cpuUs - m.idleUsPerS * m.windowS) / (pay + bat),
-    bpfNsPerAccept: runTime > 0 && exits > 0 ? runTime / exits : undefined,
+    // Per exit-program run: one per accept of the whole machine (the storms' and anyone else's).
+    bpfNsPerAccept: bpfNsPerAccept(bpfCost(a.programs)),
     kernelOff: a.kernel.CGROUP_FILTERED ?? 0,
     noisePct: m.noisePct,
   };
@@ -411,18 +404,12 @@ function table(rows: Row[]): string {
   return renderTable(COLUMNS, rows);
 }
 
-function median(xs: number[]): { median: number; min: number; max: number } {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return { median: s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2, min: s[0]!, max: s[s.length - 1]! };
-}
-
 const isNumber = (v: number | undefined): v is number => v !== undefined && !Number.isNaN(v);
 
+/** median [min..max], or '-' for none. */
 const spreadText = (xs: number[], digits: number) => {
-  if (!xs.length) return '-';
-  const s = median(xs);
-  return xs.length > 1 ? `${fmt(s.median, digits)} [${fmt(s.min, digits)}..${fmt(s.max, digits)}]` : fmt(s.median, digits);
+  const s = spread(xs);
+  return s ? fmtSpread(s, digits) : '-';
 };
 
 /** Nothing silently lost: every accept is an event, or a count the kernel kept for the policy that dropped it. */
@@ -482,19 +469,9 @@ async function benchMain(): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  const int = (name: string, v: string | undefined, min = 1): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) {
-      process.stderr.write(`bench/policy: --${name} must be an integer >= ${min}, got ${v}\n${USAGE}`);
-      process.exit(2);
-    }
-    return n;
-  };
+  const { fail, int } = usageErrors('bench/policy', USAGE);
   const ringMib = int('ring-mib', args['ring-mib']);
-  if ((ringMib & (ringMib - 1)) !== 0) {
-    process.stderr.write(`bench/policy: --ring-mib must be a power of two, got ${ringMib}\n`);
-    return 2;
-  }
+  if ((ringMib & (ringMib - 1)) !== 0) fail(`--ring-mib must be a power of two, got ${ringMib}`);
   const opts = {
     payments: int('payments', args.payments),
     batch: int('batch', args.batch),
@@ -538,7 +515,7 @@ async function benchMain(): Promise<number> {
   const kubeconfig = api.writeKubeconfig(tempDir('doorwatch-bench-policy-'));
   const cgroupIds = [pods.payments.cgroupDir, pods.batch.cgroupDir].map((d) => statSync(d, { bigint: true }).ino);
 
-  const machine = { kernel: release(), node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown' };
+  const machine = machineInfo();
   process.stderr.write(
     `bench/policy: ${opts.payments} accepts in ${NS_AUDITED} (audited) + ${opts.batch} in ${NS_OFF} (off) per run, ` +
       `${opts.rounds} round(s); storms on CPU(s) ${opts.stormCpus}; ${machine.cpus} CPUs, kernel ${machine.kernel}; ` +
@@ -586,23 +563,17 @@ async function benchMain(): Promise<number> {
       // JIT, caches and V8's young generation sized for the traffic (the steady state of a long-running
       // agent), then the measured storm right after: an idle gap lets V8 shrink the young generation again.
       if (opts.warmupPercent > 0) await storms({ payments: warm(opts.payments), batch: warm(opts.batch) });
-      let busy0 = 0;
-      let agentCpu0 = 0;
-      let t0 = 0n;
+      let win: ReturnType<typeof cpuWindow> | undefined;
       const s = await storms({ payments: opts.payments, batch: opts.batch }, async () => {
         await agent.mark();
-        busy0 = machineBusyUs();
-        agentCpu0 = procCpuUs(agent.pid);
-        t0 = process.hrtime.bigint();
+        win = cpuWindow(agent.pid);
       });
-      const wallUs = Number(process.hrtime.bigint() - t0) / 1000;
-      const busyUs = machineBusyUs() - busy0;
-      const agentProcCpuUs = procCpuUs(agent.pid) - agentCpu0;
+      const { wallUs, busyUs, pidUs: agentProcCpuUs } = win!.sample();
       const final = await agent.finish();
       const stormCpu = [s.payments, s.batch].reduce((x, r) => x + r.cpuUserUs + r.cpuSysUs, 0);
-      const noisePct = Math.max(0, (busyUs - stormCpu - agentProcCpuUs) / wallUs) * 100;
-      const windowS = Number(process.hrtime.bigint() - t0) / 1e9;
-      return { phase, round, storms: s, agent: final, agentProcCpuUs, noisePct, idleUsPerS, windowS };
+      const noise = noisePct(busyUs, stormCpu + agentProcCpuUs, wallUs);
+      const windowS = win!.sample().wallUs / 1e6;
+      return { phase, round, storms: s, agent: final, agentProcCpuUs, noisePct: noise, idleUsPerS, windowS };
     } finally {
       agent.kill();
     }
@@ -709,24 +680,11 @@ async function benchMain(): Promise<number> {
 
 // ---------------------------------------------------------------- processes
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const STORM_SRC = join(ROOT, 'bench/storm.c');
-const STORM_BIN = join(ROOT, 'build/bench/storm');
-const BPF_OBJECT = join(ROOT, 'build/accept.bpf.o');
 /** Its own tsc output and incremental state: independent of bench/run.ts's build/bench-js. */
 const AGENT_BUILD = join(ROOT, 'build/bench-policy');
 
-const children = new Set<ChildProcess>();
 let api: KubeApiServer | undefined;
 let sim: PodSim | undefined;
-
-function buildStorm(): void {
-  if (existsSync(STORM_BIN) && statSync(STORM_BIN).mtimeMs >= statSync(STORM_SRC).mtimeMs) return;
-  mkdirSync(dirname(STORM_BIN), { recursive: true });
-  const tmp = `${STORM_BIN}.${process.pid}.tmp`;
-  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-pthread', '-o', tmp, STORM_SRC], { stdio: 'inherit' });
-  renameSync(tmp, STORM_BIN);
-}
 
 /** This file compiled by tsc (bench/tsconfig.json's settings, this file as the root): returns the .js to run. */
 function buildAgent(): string {
@@ -748,88 +706,48 @@ function buildAgent(): string {
   return join(AGENT_BUILD, 'js/bench/policy.js');
 }
 
-function track(child: ChildProcess): ChildProcess {
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return child;
-}
-
-function kill(child: ChildProcess): void {
-  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-}
-
 /** bench/storm.c inside a pod: moved into its cgroup, then into its network namespace (as PodSim.startServer does). */
 function stormIn(pod: FakePod, connections: number, o: { clients: number; stormCpus: string; timeoutS: number }) {
-  const args = [
-    ...['--connections', String(connections), '--clients', String(o.clients), '--timeout', String(o.timeoutS)],
-    ...(o.stormCpus === 'all' ? [] : ['--cpus', o.stormCpus]),
-  ];
-  const child = track(
-    spawn(
-      'sh',
-      ['-c', `echo $$ > ${pod.cgroupDir}/cgroup.procs && exec ip netns exec ${pod.netns.name} "$0" "$@"`, STORM_BIN, ...args],
-      { stdio: ['pipe', 'pipe', 'inherit'] },
-    ),
-  );
-  const out = new LineReader(child.stdout!, `storm in ${pod.netns.name}`);
-  // One reader, one pending line at a time: the result is only awaited after the ready line.
-  const ready = out.nextJson<StormReady>(10_000);
-  return {
-    ready,
-    go: () => child.stdin!.end('go\n'),
-    result: () => ready.then(() => out.nextJson<StormResult>((o.timeoutS + 10) * 1000)),
-    kill: () => kill(child),
-  };
+  return startStorm({ ...o, connections }, `storm in ${pod.netns.name}`, [
+    'sh',
+    '-c',
+    `echo $$ > ${pod.cgroupDir}/cgroup.procs && exec ip netns exec ${pod.netns.name} "$0" "$@"`,
+  ]);
 }
 
 function startAgent(js: string, a: { phase: Phase; kubeconfig: string; ringBytes: number; json: boolean; cgroupIds: bigint[] }) {
-  const child = track(
-    spawn(
-      process.execPath,
-      [
-        // The V8 flags bin/doorwatch.js runs with (its shebang), plus any from BENCH_AGENT_NODE_ARGS
-        // (as bench/run.ts: e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
-        '--max-semi-space-size=64',
-        ...(process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean),
-        js,
-        '--agent',
-        ...['--phase', a.phase, '--kubeconfig', a.kubeconfig, '--object', BPF_OBJECT],
-        ...['--ring-bytes', String(a.ringBytes), '--cgroup-ids', a.cgroupIds.join(',')],
-        ...(a.json ? ['--json'] : []),
-      ],
-      { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] },
-    ),
+  const agent = startNodeAgent(
+    js,
+    [
+      '--agent',
+      ...['--phase', a.phase, '--kubeconfig', a.kubeconfig, '--object', BPF_OBJECT],
+      ...['--ring-bytes', String(a.ringBytes), '--cgroup-ids', a.cgroupIds.join(',')],
+      ...(a.json ? ['--json'] : []),
+    ],
+    `agent (${a.phase})`,
   );
-  const out = new LineReader(child.stdout!, `agent (${a.phase})`);
-  const err = new LineReader(child.stderr!, `agent (${a.phase}) stderr`);
-  const withStderr = <T>(p: Promise<T>) =>
-    p.catch((e: Error) => {
-      throw new Error(`${e.message}\nagent stderr:\n${err.text.slice(-3000)}`);
-    });
+  const command = <T>(cmd: string, timeoutMs: number) => {
+    agent.child.stdin!.write(`${cmd}\n`);
+    return agent.nextJson<T>(timeoutMs);
+  };
   return {
-    pid: child.pid!,
-    ready: withStderr(out.nextJson<AgentReadyLine>(60_000)),
+    pid: agent.pid,
+    ready: agent.nextJson<AgentReadyLine>(60_000),
     async mark() {
-      child.stdin!.write('mark\n');
-      await withStderr(out.nextJson<{ marked: true }>(60_000));
+      await command<{ marked: true }>('mark', 60_000);
     },
     /** The agent's total CPU so far, µs (process.cpuUsage()). */
     async cpu(): Promise<number> {
-      child.stdin!.write('cpu\n');
-      return (await withStderr(out.nextJson<{ cpuUs: number }>(10_000))).cpuUs;
+      return (await command<{ cpuUs: number }>('cpu', 10_000)).cpuUs;
     },
-    async finish(): Promise<AgentFinalLine> {
-      child.stdin!.write('finish\n');
-      return withStderr(out.nextJson<AgentFinalLine>(120_000));
-    },
-    kill: () => kill(child),
+    finish: () => command<AgentFinalLine>('finish', 120_000),
+    kill: () => kill(agent.child),
   };
 }
 
 /** Everything this run made, undone: the processes it started (by handle), the pods' cgroups and netns, the sysctl. */
 function cleanup(): void {
-  for (const c of children) kill(c);
-  children.clear();
+  killChildren();
   // A cgroup can only be removed once its processes are gone (PodSim retries briefly).
   sim?.cleanup();
   sim = undefined;

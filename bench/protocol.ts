@@ -1,4 +1,9 @@
-/** The JSON lines exchanged by bench/run.ts, bench/agent.ts and bench/storm.c. */
+import type { KernelCounters, ProgramStats } from '../src/bpf/accept-probes.js';
+
+/**
+ * The JSON lines exchanged by bench/run.ts, bench/agent.ts and bench/storm.c (bench/policy.ts's storms and
+ * agent too), and the counts the agents put in them.
+ */
 
 export const AGENT_MODES = ['json', 'event', 'decode', 'ring'] as const;
 export type AgentMode = (typeof AGENT_MODES)[number];
@@ -65,3 +70,45 @@ export interface AgentFinal {
   /** Since the mark (or load); run time needs kernel.bpf_stats_enabled=1. */
   programs: ProgramRun[];
 }
+
+/** Kernel counters since a baseline (the mark), as JSON numbers. */
+export function kernelSince(now: KernelCounters, before?: KernelCounters): Record<string, number> {
+  return Object.fromEntries(Object.entries(now).map(([k, v]) => [k, Number(v - (before?.[k as keyof KernelCounters] ?? 0n))]));
+}
+
+/** Each program's runs since a baseline (the mark), as JSON numbers. */
+export function programsSince(now: readonly ProgramStats[], before?: readonly ProgramStats[]): ProgramRun[] {
+  return now.map((p) => {
+    const p0 = before?.find((x) => x.name === p.name);
+    return {
+      name: p.name,
+      runTimeNs: Number(p.runTimeNs - (p0?.runTimeNs ?? 0n)),
+      runCount: Number(p.runCount - (p0?.runCount ?? 0n)),
+      recursionMisses: Number(p.recursionMisses - (p0?.recursionMisses ?? 0n)),
+    };
+  });
+}
+
+/** What probes cost in the kernel (kernel.bpf_stats_enabled): run time and runs, and the runs of the exit programs (one per accept). */
+export interface BpfCost {
+  runTimeNs: number;
+  runCount: number;
+  exits: number;
+}
+
+/** The cost of doorwatch's programs (its exit programs are named dw_exit_*). */
+export function bpfCost(programs: readonly ProgramRun[]): BpfCost {
+  const sum = (k: 'runTimeNs' | 'runCount', ps: readonly ProgramRun[]) => ps.reduce((a, p) => a + p[k], 0);
+  return {
+    runTimeNs: sum('runTimeNs', programs),
+    runCount: sum('runCount', programs),
+    exits: sum(
+      'runCount',
+      programs.filter((p) => p.name.startsWith('dw_exit_')),
+    ),
+  };
+}
+
+/** In-kernel ns per traced accept; undefined when bpf_stats counted nothing. */
+export const bpfNsPerAccept = (c: BpfCost | undefined): number | undefined =>
+  c && c.exits > 0 && c.runTimeNs > 0 ? c.runTimeNs / c.exits : undefined;

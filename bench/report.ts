@@ -1,4 +1,4 @@
-import type { StormResult } from './protocol.js';
+import { bpfNsPerAccept, type StormResult } from './protocol.js';
 import type { TracerOutcome } from './tracers.js';
 
 /** From runs to rows, the table, the summary over rounds, and the verdict on the targets. */
@@ -62,7 +62,7 @@ export function rowOf(run: Run, untracedRate: number): Row {
     lagMaxMs: t.lagMaxMs,
     lagP99Ms: t.lagP99Ms,
     // Per traced accept (enter + exit), whether or not the ring had room for its record.
-    bpfNsPerEvent: t.bpf && t.bpf.exits > 0 && t.bpf.runTimeNs > 0 ? t.bpf.runTimeNs / t.bpf.exits : undefined,
+    bpfNsPerEvent: bpfNsPerAccept(t.bpf),
     stormCpuUsPerConn: stormCpuPerConn(run.storm),
     noisePct: run.noisePct,
   };
@@ -119,7 +119,8 @@ export interface Spread {
   max: number;
 }
 
-function spread(xs: number[]): Spread | undefined {
+/** median [min..max] of some numbers; undefined for none. */
+export function spread(xs: number[]): Spread | undefined {
   if (!xs.length) return undefined;
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;

@@ -1,24 +1,25 @@
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, release } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { LineReader } from './lines.js';
-import { machineBusyUs, procCpuUs, quiesce, restoreBpfStats, withBpfStats } from './proc.js';
-import type { StormReady, StormResult } from './protocol.js';
-import { fmt, judge, type Row, type Run, rowsOf, summarise, summaryText, table, verdictText } from './report.js';
 import {
-  type Attached,
-  agentTracer,
   BENCH_JS,
-  bpftraceTracer,
-  children,
-  cliTracer,
+  buildBenchJs,
+  buildStorm,
+  cpuWindow,
   exited,
+  killChildren,
+  machineInfo,
+  noisePct,
+  quiesce,
   ROOT,
-  type Tracer,
-  track,
-} from './tracers.js';
+  restoreBpfStats,
+  startStorm,
+  usageErrors,
+  withBpfStats,
+} from './proc.js';
+import { fmt, judge, type Row, type Run, rowsOf, summarise, summaryText, table, verdictText } from './report.js';
+import { type Attached, agentTracer, bpftraceTracer, cliTracer, type Tracer } from './tracers.js';
 
 /**
  * npm run bench: a bounded loopback accept storm (bench/storm.c), untraced,
@@ -71,21 +72,12 @@ const { values: args } = parseArgs({
   strict: true,
 });
 
-function usageError(msg: string): never {
-  process.stderr.write(`bench: ${msg}\n${USAGE}`);
-  process.exit(2);
-}
-
-const positiveInt = (name: string, v: string | undefined): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) usageError(`--${name} must be a positive integer, got ${v}`);
-  return n;
-};
+const usage = usageErrors('bench', USAGE);
 
 function parseModes(): Mode[] {
   if (args.breakdown) return [...ALL_MODES];
   const list = (args.modes ?? 'doorwatch,bpftrace').split(',').map((s) => s.trim());
-  for (const m of list) if (!(ALL_MODES as readonly string[]).includes(m)) usageError(`unknown mode "${m}"`);
+  for (const m of list) if (!(ALL_MODES as readonly string[]).includes(m)) usage.fail(`unknown mode "${m}"`);
   return list as Mode[];
 }
 
@@ -95,17 +87,17 @@ if (args.help) {
 }
 
 const opts = {
-  connections: positiveInt('connections', args.connections),
-  rounds: positiveInt('rounds', args.rounds),
+  connections: usage.int('connections', args.connections),
+  rounds: usage.int('rounds', args.rounds),
   modes: parseModes(),
   micro: args.breakdown ?? false,
-  clients: positiveInt('clients', args.clients),
-  window: positiveInt('window', args.window),
+  clients: usage.int('clients', args.clients),
+  window: usage.int('window', args.window),
   stormCpus: args['storm-cpus'] ?? '0',
-  warmupConnections: args.cold ? 0 : positiveInt('warmup-connections', args['warmup-connections']),
+  warmupConnections: args.cold ? 0 : usage.int('warmup-connections', args['warmup-connections']),
   bpfStats: !args['no-bpf-stats'],
   bpftraceOut: args['bpftrace-out'] ?? '/dev/null',
-  timeoutS: positiveInt('timeout', args.timeout),
+  timeoutS: usage.int('timeout', args.timeout),
   out: resolve(args.out ?? join(ROOT, '.bench/last.json')),
 };
 
@@ -126,43 +118,16 @@ function tracerFor(mode: Mode): { tracer: Tracer; agent: boolean } {
 
 // ---------------------------------------------------------------- the storm
 
-const STORM_SRC = join(ROOT, 'bench/storm.c');
-const STORM_BIN = join(ROOT, 'build/bench/storm');
-
-/** The agent and micro.ts run as plain tsc output (build/bench-js), like dist/: incremental, quick when fresh. */
-function buildAgent(): void {
-  execFileSync(join(ROOT, 'node_modules/.bin/tsc'), ['-p', join(ROOT, 'bench/tsconfig.json')], { stdio: 'inherit' });
-}
-
-function buildStorm(): void {
-  if (existsSync(STORM_BIN) && statSync(STORM_BIN).mtimeMs >= statSync(STORM_SRC).mtimeMs) return;
-  mkdirSync(dirname(STORM_BIN), { recursive: true });
-  const tmp = `${STORM_BIN}.${process.pid}.tmp`;
-  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-pthread', '-o', tmp, STORM_SRC], { stdio: 'inherit' });
-  renameSync(tmp, STORM_BIN);
-}
-
 /**
  * One storm: start it (it waits on stdin), attach the tracer, warm it up with
  * a storm of its own (another pid: processed, not counted), mark, release
  * the storm, then collect both sides.
  */
 async function storm(mode: string, tracer: Tracer | undefined, connections = opts.connections): Promise<Run> {
-  const child = track(
-    spawn(
-      STORM_BIN,
-      [
-        ...['--connections', String(connections), '--clients', String(opts.clients)],
-        ...['--window', String(opts.window), '--timeout', String(opts.timeoutS)],
-        ...(opts.stormCpus === 'all' ? [] : ['--cpus', opts.stormCpus]),
-      ],
-      { stdio: ['pipe', 'pipe', 'inherit'] },
-    ),
-  );
-  const out = new LineReader(child.stdout!, 'storm');
+  const s = startStorm({ ...opts, connections }, `storm (${mode})`);
   let attached: Attached | undefined;
   try {
-    const ready = await out.nextJson<StormReady>(10_000);
+    const ready = await s.ready;
     if (tracer) {
       attached = await tracer.attach(ready);
       if (opts.warmupConnections > 0) {
@@ -173,24 +138,20 @@ async function storm(mode: string, tracer: Tracer | undefined, connections = opt
     const quietPct = mode === 'warm-up' ? 0 : await quiesce();
     if (quietPct > 10)
       process.stderr.write(`bench: warning: the machine is busy (${quietPct.toFixed(0)} % of a CPU) before ${mode}\n`);
-    const tracerCpu = () => (attached ? procCpuUs(attached.pid) : 0);
-    const busy0 = machineBusyUs();
-    const tracer0 = tracerCpu();
-    child.stdin!.end('go\n');
-    const result = await out.nextJson<StormResult>((opts.timeoutS + 10) * 1000);
-    const busyUs = machineBusyUs() - busy0;
-    const tracerUs = tracerCpu() - tracer0;
-    await exited(child);
+    const win = cpuWindow(attached?.pid);
+    s.go();
+    const result = await s.result();
+    const { busyUs, pidUs: tracerUs } = win.sample();
+    await exited(s.child);
     const outcome = attached ? await attached.stop() : undefined;
     if (result.timedOut) {
       throw new Error(`${mode}: the storm timed out after ${result.elapsedS.toFixed(1)} s (${result.connections} accepted)`);
     }
-    // What else ran during the storm, in % of one CPU: the machine's busy time minus the storm's and the tracer's.
-    const otherUs = busyUs - result.cpuUserUs - result.cpuSysUs - tracerUs;
-    const noisePct = Math.max(0, otherUs / (result.elapsedS * 1e6)) * 100;
-    return { mode, storm: result, tracer: outcome, noisePct };
+    // What else ran during the storm: the machine's busy time minus the storm's and the tracer's.
+    const noise = noisePct(busyUs, result.cpuUserUs + result.cpuSysUs + tracerUs, result.elapsedS * 1e6);
+    return { mode, storm: result, tracer: outcome, noisePct: noise };
   } finally {
-    if (child.exitCode === null) child.kill('SIGKILL');
+    s.kill();
   }
 }
 
@@ -204,15 +165,9 @@ interface Micro {
 async function main(): Promise<number> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark loads eBPF programs and must run as root');
   buildStorm();
-  buildAgent();
+  buildBenchJs();
 
-  const machine = {
-    kernel: release(),
-    node: process.version,
-    cpus: cpus().length,
-    cpuModel: cpus()[0]?.model ?? 'unknown',
-    bpftrace: execFileSync('bpftrace', ['--version'], { encoding: 'utf8' }).trim(),
-  };
+  const machine = { ...machineInfo(), bpftrace: execFileSync('bpftrace', ['--version'], { encoding: 'utf8' }).trim() };
   process.stderr.write(
     `bench: ${opts.connections} connections x ${opts.rounds} round(s), ${opts.clients} client threads on CPU(s) ${opts.stormCpus}; ` +
       `${machine.cpus} CPUs, kernel ${machine.kernel}, node ${machine.node}\n`,
@@ -303,7 +258,7 @@ async function main(): Promise<number> {
 }
 
 function cleanup(): void {
-  for (const c of children) c.kill('SIGKILL');
+  killChildren();
   restoreBpfStats();
 }
 

@@ -1,15 +1,32 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LineReader } from './lines.js';
-import { perfLinks, procCpuUs, progRun, settledCpuUs, sleep } from './proc.js';
-import type { AgentFinal, AgentMarked, AgentMode, AgentReady, StormReady } from './protocol.js';
+import {
+  BENCH_JS,
+  BPF_OBJECT,
+  benchNodeArgs,
+  exited,
+  perfLinks,
+  procCpuUs,
+  progRun,
+  ROOT,
+  settledCpuUs,
+  startNodeAgent,
+  track,
+} from './proc.js';
+import {
+  type AgentFinal,
+  type AgentMarked,
+  type AgentMode,
+  type AgentReady,
+  type BpfCost,
+  bpfCost,
+  type StormReady,
+} from './protocol.js';
 
 /** The tracers the storm runs under: the doorwatch agent (by mode), the doorwatch CLI, bpftrace. */
-
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 export interface TracerOutcome {
   /** The tracer's own CPU (user + system) while the storm ran, µs. */
@@ -22,8 +39,8 @@ export interface TracerOutcome {
   reportedLost?: number;
   lagMaxMs?: number;
   lagP99Ms?: number;
-  /** In-kernel cost (kernel.bpf_stats_enabled): all programs' run time and runs, and the runs of the exit programs (one per accept). */
-  bpf?: { runTimeNs: number; runCount: number; exits: number };
+  /** In-kernel cost (kernel.bpf_stats_enabled). */
+  bpf?: BpfCost;
   detail?: unknown;
 }
 
@@ -40,70 +57,40 @@ export interface Tracer {
   attach(storm: StormReady): Promise<Attached>;
 }
 
-/** Every child the benchmark started, so a failure or Ctrl-C can end exactly those. */
-export const children = new Set<ChildProcess>();
-
-export function track(child: ChildProcess): ChildProcess {
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return child;
-}
-
-export async function exited(child: ChildProcess, timeoutMs = 30_000): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const [code] = (await once(child, 'exit')) as [number | null];
-  clearTimeout(timer);
-  return code;
-}
-
-/** Compiled by bench/run.ts (bench/tsconfig.json): plain tsc output, as dist/ is; tsx's transform is not what ships. */
-export const BENCH_JS = join(ROOT, 'build/bench-js');
 const AGENT = join(BENCH_JS, 'bench/agent.js');
-const BPF_OBJECT = join(ROOT, 'build/accept.bpf.o');
-/** Extra node flags for the agent, e.g. BENCH_AGENT_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
-/** The V8 flags bin/doorwatch.js runs with (its shebang), plus any extra from BENCH_AGENT_NODE_ARGS. */
-const nodeArgs = () => ['--max-semi-space-size=64', ...(process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean)];
 
 /** bench/agent.ts, compiled, in its own Node process. */
 export function agentTracer(mode: AgentMode): Tracer {
   return {
     async attach(storm) {
-      const child = track(
-        spawn(process.execPath, [...nodeArgs(), AGENT, '--pid', String(storm.pid), '--mode', mode, '--object', BPF_OBJECT], {
-          cwd: ROOT,
-          stdio: ['pipe', 'pipe', 'pipe'],
-        }),
+      const agent = startNodeAgent(
+        AGENT,
+        ['--pid', String(storm.pid), '--mode', mode, '--object', BPF_OBJECT],
+        `agent (${mode})`,
       );
-      const out = new LineReader(child.stdout!, `agent (${mode})`);
-      const err = new LineReader(child.stderr!, `agent (${mode}) stderr`);
-      const withStderr = (e: unknown) => new Error(`${(e as Error).message}\nagent stderr:\n${err.text.slice(-2000)}`);
+      const { child } = agent;
       try {
-        await out.nextJson<AgentReady>(60_000);
+        await agent.nextJson<AgentReady>(60_000);
       } catch (e) {
         child.kill('SIGKILL');
-        throw withStderr(e);
+        throw e;
       }
       return {
-        pid: child.pid!,
+        pid: agent.pid,
         async mark() {
           child.stdin!.write('mark\n');
-          await out.nextJson<AgentMarked>(60_000).catch((e) => {
-            throw withStderr(e);
-          });
+          await agent.nextJson<AgentMarked>(60_000);
         },
         async stop() {
           child.kill('SIGTERM');
           let fin: AgentFinal;
           try {
-            fin = await out.nextJson<AgentFinal>(60_000);
+            fin = await agent.nextJson<AgentFinal>(60_000);
           } catch (e) {
             child.kill('SIGKILL');
-            throw withStderr(e);
+            throw e;
           }
           await exited(child);
-          const sum = (k: 'runTimeNs' | 'runCount', progs = fin.programs) => progs.reduce((a, p) => a + p[k], 0);
-          const exits = fin.programs.filter((p) => p.name.startsWith('dw_exit_'));
           return {
             cpuUs: fin.cpuUserUs + fin.cpuSystemUs,
             events: fin.events,
@@ -111,7 +98,7 @@ export function agentTracer(mode: AgentMode): Tracer {
             decodeErrors: fin.decodeErrors,
             lagMaxMs: fin.lagMaxMs,
             lagP99Ms: fin.lagP99Ms,
-            bpf: { runTimeNs: sum('runTimeNs'), runCount: sum('runCount'), exits: sum('runCount', exits) },
+            bpf: bpfCost(fin.programs),
             detail: fin,
           };
         },
@@ -129,7 +116,7 @@ export function cliTracer(): Tracer {
         spawn(
           process.execPath,
           [
-            ...nodeArgs(),
+            ...benchNodeArgs(),
             join(ROOT, 'bin/doorwatch.js'),
             'trace',
             '--output',

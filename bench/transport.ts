@@ -1,8 +1,10 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { makePki } from '../test/helpers/pki.js';
 import { freePort } from '../test/helpers/wait.js';
+import { BENCH_JS, benchNodeArgs, buildBenchJs } from './proc.js';
 
 /**
  * Transport benchmark: one agent (real spool + publisher) -> the collector
@@ -24,15 +26,11 @@ const pki = makePki();
 const client = pki.client('bench-agent');
 
 // The two sides run as plain tsc output (tsx's per-call wrappers would double their cost).
-const ROOT = new URL('..', import.meta.url).pathname;
-execFileSync(process.execPath, [`${ROOT}node_modules/typescript/bin/tsc`, '-p', `${ROOT}bench/tsconfig.json`], {
-  stdio: 'inherit',
-});
+buildBenchJs();
 
 function child(script: string, args: string[]) {
-  const js = `${ROOT}build/bench-js/bench/${script.replace('./', '').replace('.ts', '.js')}`;
-  // The V8 flag bin/doorwatch.js runs with (its shebang).
-  const p = spawn(process.execPath, ['--max-semi-space-size=64', js, ...args], {
+  const js = join(BENCH_JS, 'bench', script.replace('./', '').replace('.ts', '.js'));
+  const p = spawn(process.execPath, [...benchNodeArgs(), js, ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: p.stdout! })[Symbol.asyncIterator]();

@@ -9,17 +9,15 @@ SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 
 # Commands (or files) -> Debian packages that provide them.
+# Each is used by the build, the tests or `npm run bench`:
 declare -A NEED=(
-  [clang]=clang
-  [llc]=llvm
-  [bpftool]=bpftool
-  [bpftrace]=bpftrace
-  [socat]=socat
-  [curl]=curl
-  [ip]=iproute2
-  [python3]=python3
-  [gcc]=gcc
-  [openssl]=openssl
+  [clang]=clang               # the BPF object (clang's own BPF backend: no llc)
+  [bpftool]=bpftool           # BTF checks in the tests, program stats in the bench
+  [bpftrace]=bpftrace         # the bench's comparison tracer
+  [ip]=iproute2               # pods' network namespaces (test/helpers/pod-sim.ts)
+  [python3]=python3           # test servers and the gRPC interop peer
+  [gcc]=gcc                   # test fixtures (test/fixtures/*.c) and bench/storm.c
+  [openssl]=openssl           # test PKI (test/helpers/pki.ts)
   [rsyslogd]=rsyslog
   [nats-server]=nats-server
   # test/helm-render (the Helm chart rendered without helm): Go and Debian's Go packages, built offline.

@@ -115,7 +115,6 @@ func parseArgs(args []string) (*options, error) {
 			o.chartDir = a
 			continue
 		}
-		boolFlag := func(p *bool) { *p = true }
 		next := func() (string, error) {
 			if hasVal {
 				return val, nil
@@ -130,13 +129,13 @@ func parseArgs(args []string) (*options, error) {
 		var v string
 		switch name {
 		case "--include-crds":
-			boolFlag(&o.includeCrds)
+			o.includeCrds = true
 		case "--is-upgrade":
-			boolFlag(&o.isUpgrade)
+			o.isUpgrade = true
 		case "--notes":
-			boolFlag(&o.notes)
+			o.notes = true
 		case "--values-only":
-			boolFlag(&o.valuesOnly)
+			o.valuesOnly = true
 		case "-h", "--help":
 			fmt.Print(usage)
 			os.Exit(0)
@@ -192,22 +191,22 @@ func readYAMLMap(file string) (map[string]interface{}, error) {
 	return out, nil
 }
 
-// coalesce merges src over dst (Helm's CoalesceTables for user values over
-// defaults): maps merge deeply, anything else replaces, and a nil in src
-// deletes the key.
-func coalesce(dst, src map[string]interface{}) map[string]interface{} {
+// merge puts src over dst (Helm's CoalesceTables): maps merge deeply, anything else replaces. With
+// deleteNulls (user values over the chart's defaults) a nil in src deletes the key; without it (one layer of
+// user values over another) the nil is kept, so that it can still delete the default.
+func merge(dst, src map[string]interface{}, deleteNulls bool) map[string]interface{} {
 	if dst == nil {
 		dst = map[string]interface{}{}
 	}
 	for k, sv := range src {
-		if sv == nil {
+		if sv == nil && deleteNulls {
 			delete(dst, k)
 			continue
 		}
 		sm, sIsMap := sv.(map[string]interface{})
 		dm, dIsMap := dst[k].(map[string]interface{})
 		if sIsMap && dIsMap {
-			dst[k] = coalesce(dm, sm)
+			dst[k] = merge(dm, sm, deleteNulls)
 		} else {
 			dst[k] = sv
 		}
@@ -322,25 +321,22 @@ func setPath(root map[string]interface{}, key string, value interface{}) error {
 func splitDots(key string) []string { return splitUnescaped(key, '.') }
 
 func applySets(vals map[string]interface{}, o *options) error {
-	for _, s := range o.sets {
-		for _, kv := range splitUnescaped(s, ',') {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok {
-				return fmt.Errorf("--set %q: expected key=value", kv)
-			}
-			if err := setPath(vals, k, typedValue(v)); err != nil {
-				return err
-			}
-		}
-	}
-	for _, s := range o.setString {
-		for _, kv := range splitUnescaped(s, ',') {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok {
-				return fmt.Errorf("--set-string %q: expected key=value", kv)
-			}
-			if err := setPath(vals, k, v); err != nil {
-				return err
+	// --set types its values as Helm's strvals does; --set-string keeps them strings.
+	keepString := func(v string) interface{} { return v }
+	for _, set := range []struct {
+		flag  string
+		exprs []string
+		typed func(string) interface{}
+	}{{"--set", o.sets, typedValue}, {"--set-string", o.setString, keepString}} {
+		for _, s := range set.exprs {
+			for _, kv := range splitUnescaped(s, ',') {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok {
+					return fmt.Errorf("%s %q: expected key=value", set.flag, kv)
+				}
+				if err := setPath(vals, k, set.typed(v)); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -369,27 +365,12 @@ func userValues(o *options) (map[string]interface{}, error) {
 		if err != nil {
 			return nil, err
 		}
-		user = mergeKeepNull(user, m)
+		user = merge(user, m, false)
 	}
 	if err := applySets(user, o); err != nil {
 		return nil, err
 	}
 	return user, nil
-}
-
-// mergeKeepNull is coalesce for layers of user values: a null must survive to
-// delete the chart's default.
-func mergeKeepNull(dst, src map[string]interface{}) map[string]interface{} {
-	for k, sv := range src {
-		sm, sIsMap := sv.(map[string]interface{})
-		dm, dIsMap := dst[k].(map[string]interface{})
-		if sIsMap && dIsMap {
-			dst[k] = mergeKeepNull(dm, sm)
-		} else {
-			dst[k] = sv
-		}
-	}
-	return dst
 }
 
 // ---------- schema ----------
@@ -487,20 +468,25 @@ func toYAML(v interface{}) string {
 	return strings.TrimSuffix(string(b), "\n")
 }
 
-func fromYAML(s string) map[string]interface{} {
-	m := map[string]interface{}{}
-	if err := yaml.Unmarshal([]byte(s), &m); err != nil {
-		m["Error"] = err.Error()
+// fromText makes Helm's fromYaml/fromJson and fromYamlArray/fromJsonArray out of one decoder: a map (or a
+// list) decoded from s, or, when s does not decode, the error in place of the value (map["Error"], or the
+// list's only item), as Helm does.
+func fromText(unmarshal func([]byte, interface{}) error) (func(string) map[string]interface{}, func(string) []interface{}) {
+	toMap := func(s string) map[string]interface{} {
+		m := map[string]interface{}{}
+		if err := unmarshal([]byte(s), &m); err != nil {
+			m["Error"] = err.Error()
+		}
+		return m
 	}
-	return m
-}
-
-func fromYAMLArray(s string) []interface{} {
-	a := []interface{}{}
-	if err := yaml.Unmarshal([]byte(s), &a); err != nil {
-		a = []interface{}{err.Error()}
+	toList := func(s string) []interface{} {
+		a := []interface{}{}
+		if err := unmarshal([]byte(s), &a); err != nil {
+			a = []interface{}{err.Error()}
+		}
+		return a
 	}
-	return a
+	return toMap, toList
 }
 
 func toJSON(v interface{}) string {
@@ -511,32 +497,14 @@ func toJSON(v interface{}) string {
 	return string(b)
 }
 
-func fromJSON(s string) map[string]interface{} {
-	m := map[string]interface{}{}
-	if err := json.Unmarshal([]byte(s), &m); err != nil {
-		m["Error"] = err.Error()
-	}
-	return m
-}
-
-func fromJSONArray(s string) []interface{} {
-	a := []interface{}{}
-	if err := json.Unmarshal([]byte(s), &a); err != nil {
-		a = []interface{}{err.Error()}
-	}
-	return a
-}
-
 func baseFuncs() template.FuncMap {
 	f := sprig.TxtFuncMap()
 	delete(f, "env")
 	delete(f, "expandenv")
 	f["toYaml"] = toYAML
-	f["fromYaml"] = fromYAML
-	f["fromYamlArray"] = fromYAMLArray
+	f["fromYaml"], f["fromYamlArray"] = fromText(func(b []byte, v interface{}) error { return yaml.Unmarshal(b, v) })
 	f["toJson"] = toJSON
-	f["fromJson"] = fromJSON
-	f["fromJsonArray"] = fromJSONArray
+	f["fromJson"], f["fromJsonArray"] = fromText(json.Unmarshal)
 	f["required"] = func(msg string, val interface{}) (interface{}, error) {
 		if val == nil {
 			return val, errors.New(wrapErr(msg))
@@ -761,7 +729,7 @@ func run(o *options, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	values := coalesce(deepCopy(defaults), user)
+	values := merge(deepCopy(defaults), user, true)
 	// Helm always provides .Values.global (coalesceGlobals), so a strict schema must allow it.
 	if _, ok := values["global"]; !ok {
 		values["global"] = map[string]interface{}{}

@@ -48,15 +48,8 @@ let built = false;
 
 export function buildRenderer(): string {
   if (built) return BIN;
-  const src = join(SRC, 'main.go');
-  const stale = (() => {
-    try {
-      return statSync(BIN).mtimeMs < statSync(src).mtimeMs;
-    } catch {
-      return true;
-    }
-  })();
-  if (stale) {
+  const bin = statSync(BIN, { throwIfNoEntry: false });
+  if (!bin || bin.mtimeMs < statSync(join(SRC, 'main.go')).mtimeMs) {
     mkdirSync(join(ROOT, 'build/helm-render'), { recursive: true });
     // Built under a temporary name and renamed into place: test files run in parallel, and a binary being
     // executed must never be overwritten in place (ETXTBSY).
@@ -80,6 +73,10 @@ export function buildRenderer(): string {
   built = true;
   return BIN;
 }
+
+/** APIs a cluster may serve besides the built-in ones (RenderOptions.apiVersions). */
+export const CERT_MANAGER_API = 'cert-manager.io/v1';
+export const PROMETHEUS_API = 'monitoring.coreos.com/v1';
 
 /** A Kubernetes object as rendered (loosely typed: tests look into it). */
 // biome-ignore lint/suspicious/noExplicitAny: rendered manifests are arbitrary YAML

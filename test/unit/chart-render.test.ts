@@ -2,7 +2,17 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
-import { find, type K8sObject, kinds, type RenderOptions, render, renderRaw, validateAll } from '../helpers/helm.js';
+import {
+  CERT_MANAGER_API,
+  find,
+  type K8sObject,
+  kinds,
+  PROMETHEUS_API,
+  type RenderOptions,
+  render,
+  renderRaw,
+  validateAll,
+} from '../helpers/helm.js';
 
 /**
  * helm/doorwatch rendered as `helm template` would (test/helm-render stands
@@ -20,9 +30,6 @@ function renderValid(o: RenderOptions = {}) {
 function configOf(objects: K8sObject[], name: string, key: string): K8sObject {
   return parse(find(objects, 'ConfigMap', name).data[key]) as K8sObject;
 }
-
-const CERT_MANAGER = 'cert-manager.io/v1';
-const PROMETHEUS = 'monitoring.coreos.com/v1';
 
 describe('chart render: value sets', () => {
   it('default values: agent, collector, RBAC, generated mTLS, NetworkPolicies, the CRD', () => {
@@ -134,7 +141,7 @@ describe('chart render: value sets', () => {
   });
 
   it('certManager mode: self-signed root, CA certificate, CA issuer, server and client Certificates', () => {
-    const { objects } = renderValid({ set: ['tls.mode=certManager'], apiVersions: [CERT_MANAGER] });
+    const { objects } = renderValid({ set: ['tls.mode=certManager'], apiVersions: [CERT_MANAGER_API] });
     assert.ok(!objects.some((o) => o.kind === 'Secret'), 'cert-manager writes the Secrets');
     assert.equal(find(objects, 'Issuer', 'doorwatch-selfsigned').spec.selfSigned !== undefined, true);
     const ca = find(objects, 'Certificate', 'doorwatch-ca');
@@ -161,11 +168,11 @@ describe('chart render: value sets', () => {
   it('certManager mode with an existing ClusterIssuer: no chart-made CA', () => {
     const { objects } = renderValid({
       values: [{ tls: { mode: 'certManager', certManager: { issuerRef: { name: 'corp-ca', kind: 'ClusterIssuer' } } } }],
-      apiVersions: [CERT_MANAGER],
+      apiVersions: [CERT_MANAGER_API],
     });
     assert.deepEqual(
       objects
-        .filter((o) => o.apiVersion === CERT_MANAGER)
+        .filter((o) => o.apiVersion === CERT_MANAGER_API)
         .map((o) => `${o.kind}/${o.metadata.name}`)
         .sort(),
       ['Certificate/doorwatch-agent', 'Certificate/doorwatch-collector'],
@@ -183,7 +190,7 @@ describe('chart render: value sets', () => {
     const { objects } = renderValid({
       values: [{ tls: { mode: 'secret', secret: { serverSecretName: 'dw-server', clientSecretName: 'dw-client' } } }],
     });
-    assert.ok(!objects.some((o) => o.kind === 'Secret' || o.apiVersion === CERT_MANAGER));
+    assert.ok(!objects.some((o) => o.kind === 'Secret' || o.apiVersion === CERT_MANAGER_API));
     const text = JSON.stringify(objects);
     assert.match(text, /"name":"dw-server"/);
     assert.match(text, /"name":"dw-client"/);
@@ -196,7 +203,7 @@ describe('chart render: value sets', () => {
   });
 
   it('serviceMonitor: a headless metrics Service and a ServiceMonitor for the agents', () => {
-    const { objects } = renderValid({ set: ['serviceMonitor.enabled=true'], apiVersions: [PROMETHEUS] });
+    const { objects } = renderValid({ set: ['serviceMonitor.enabled=true'], apiVersions: [PROMETHEUS_API] });
     const svc = find(objects, 'Service', 'doorwatch-agent-metrics');
     assert.equal(svc.spec.clusterIP, 'None');
     const sm = find(objects, 'ServiceMonitor');
@@ -307,7 +314,7 @@ describe('chart render: value sets', () => {
     const { objects } = renderValid({
       releaseName: 'a'.repeat(53),
       set: ['serviceMonitor.enabled=true', 'collector.autoscaling.enabled=true'],
-      apiVersions: [PROMETHEUS],
+      apiVersions: [PROMETHEUS_API],
     });
     assert.ok(objects.every((o) => o.metadata.name.length <= 63));
     const { objects: own } = renderValid({ set: ['agent.priorityClass.name=system-node-critical'] });
@@ -388,6 +395,14 @@ describe('chart render: invalid values are refused with a clear message', () => 
     );
     refused({ set: ['collector.config.drainTimeout=28s'] }, /collector\.terminationGracePeriodSeconds \(30\) must exceed/);
     renderValid({ set: ['agent.config.flushTimeout=20s', 'collector.config.drainTimeout=1500ms'] });
+    // The bound itself (the grace period is at least the timeout + 5 s, as values.yaml says), and fractions.
+    renderValid({ set: ['agent.config.flushTimeout=25s', 'collector.config.drainTimeout=25000ms'] });
+    refused({ set: ['agent.config.flushTimeout=25001ms'] }, /agent\.terminationGracePeriodSeconds \(30\) must exceed/);
+    refused(
+      { set: ['agent.config.flushTimeout=1.5m', 'agent.terminationGracePeriodSeconds=94'] },
+      /agent\.terminationGracePeriodSeconds \(94\) must exceed agent\.config\.flushTimeout \(1\.5m\)/,
+    );
+    renderValid({ set: ['agent.config.flushTimeout=1.5m', 'agent.terminationGracePeriodSeconds=95'] });
   });
   it('an existing agent ServiceAccount without its name', () => {
     refused({ set: ['agent.serviceAccount.create=false'] }, /agent\.serviceAccount\.name is required/);

@@ -1,21 +1,18 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { find, type K8sObject, type RenderOptions, render } from '../helpers/helm.js';
+import { CERT_MANAGER_API, find, type K8sObject, PROMETHEUS_API, type RenderOptions, render } from '../helpers/helm.js';
 
 /**
  * The security properties a platform team checks before accepting the chart,
  * asserted on what it renders (test/helm-render stands in for helm).
  */
 
-const CERT_MANAGER = 'cert-manager.io/v1';
-const PROMETHEUS = 'monitoring.coreos.com/v1';
-
 /** The value sets of chart-render.test.ts that change workloads, each rendered once. */
 const VARIANTS: Record<string, RenderOptions> = {
   default: {},
-  certManager: { set: ['tls.mode=certManager'], apiVersions: [CERT_MANAGER] },
+  certManager: { set: ['tls.mode=certManager'], apiVersions: [CERT_MANAGER_API] },
   secret: { values: [{ tls: { mode: 'secret', secret: { serverSecretName: 'dw-server', clientSecretName: 'dw-client' } } }] },
-  serviceMonitor: { set: ['serviceMonitor.enabled=true'], apiVersions: [PROMETHEUS] },
+  serviceMonitor: { set: ['serviceMonitor.enabled=true'], apiVersions: [PROMETHEUS_API] },
   hpa: { set: ['collector.autoscaling.enabled=true'] },
   networkPolicyOff: { set: ['networkPolicy.enabled=false'] },
   kube127: { kubeVersion: 'v1.27.0' },
@@ -25,10 +22,16 @@ function agentContainer(objects: K8sObject[]): K8sObject {
   return find(objects, 'DaemonSet').spec.template.spec.containers[0];
 }
 
+/** The agent's and the collector's pod specs (both must be there: a check over none would pass vacuously). */
 function podSpecs(objects: K8sObject[]): [string, K8sObject][] {
-  return objects
+  const specs = objects
     .filter((o) => o.kind === 'DaemonSet' || o.kind === 'Deployment')
-    .map((o) => [`${o.kind}/${o.metadata.name}`, o.spec.template.spec]);
+    .map((o): [string, K8sObject] => [`${o.kind}/${o.metadata.name}`, o.spec.template.spec]);
+  assert.deepEqual(
+    specs.map(([name]) => name),
+    ['DaemonSet/doorwatch-agent', 'Deployment/doorwatch-collector'],
+  );
+  return specs;
 }
 
 describe('chart security', () => {
@@ -103,6 +106,13 @@ describe('chart security', () => {
       assert.equal(pod.hostNetwork, false, `${variant}: no hostNetwork`);
       assert.equal(pod.hostPID, true, `${variant}: hostPID by default`);
       assert.equal(pod.hostIPC, undefined, `${variant}: no hostIPC`);
+      const collector = find(objects, 'Deployment').spec.template.spec;
+      assert.deepEqual(
+        collector.volumes.filter((v: K8sObject) => v.hostPath).map((v: K8sObject) => v.name),
+        [],
+        `${variant}: the collector mounts nothing from the host`,
+      );
+      for (const k of ['hostNetwork', 'hostPID', 'hostIPC']) assert.equal(collector[k], undefined, `${variant}: collector ${k}`);
     }
     const cgroup = find(rendered.default!, 'DaemonSet').spec.template.spec.containers[0].volumeMounts.find(
       (m: K8sObject) => m.name === 'cgroup',

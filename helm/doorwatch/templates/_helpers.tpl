@@ -164,15 +164,13 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 {{- end -}}
 
-{{/* Whole seconds (rounded up) of a duration as the agent and collector take it: 500ms, 30s, 5m, 1h, or seconds. */}}
+{{/* Whole seconds (rounded up) of a duration as the agent and collector take it: 500ms, 1.5s, 30s, 5m, 1h, or seconds. */}}
 {{- define "doorwatch.seconds" -}}
 {{- $d := toString . | trim -}}
-{{- $n := regexFind "^[0-9]+" $d | atoi -}}
-{{- if regexMatch "ms$" $d -}}{{ add1 (div $n 1000) }}
-{{- else if regexMatch "m$" $d -}}{{ mul $n 60 }}
-{{- else if regexMatch "h$" $d -}}{{ mul $n 3600 }}
-{{- else -}}{{ add1 $n }}
-{{- end -}}
+{{- $n := regexFind "^[0-9]+(\\.[0-9]+)?" $d | float64 -}}
+{{- $perUnit := get (dict "ms" 0.001 "s" 1 "m" 60 "h" 3600) (regexFind "(ms|s|m|h)$" $d | default "s") -}}
+{{- /* Rounded to the millisecond first: 1.1m is 66 s, not the 66.00000000000001 of floating point. */ -}}
+{{- round (mulf $n $perUnit) 3 | ceil | int -}}
 {{- end -}}
 
 {{/* Fails unless a pod's grace period leaves `margin` seconds after the duration it must wait at shutdown. */}}
