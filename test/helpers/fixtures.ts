@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 import koffi from 'koffi';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
+/** The repository root, for tests that run its scripts, binaries or tools. */
+export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SOURCE_DIR = resolve(HERE, '../fixtures');
 
 /** Where the compiled fixture binaries live: <repo>/build/fixtures. */

@@ -2,7 +2,6 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Certificate } from '@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate';
 import { Issuer } from '@kubernetes-models/cert-manager/cert-manager.io/v1/Issuer';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
@@ -30,7 +29,9 @@ import { parseAllDocuments } from 'yaml';
  * is newer. No `go` is a failure with the fix, never a skip.
  */
 
-export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export { REPO_ROOT as ROOT } from './fixtures.js';
+
+import { REPO_ROOT as ROOT } from './fixtures.js';
 export const CHART = join(ROOT, 'helm/doorwatch');
 const SRC = join(ROOT, 'test/helm-render');
 const BIN = join(ROOT, 'build/helm-render/helm-render');

@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { Publisher } from '../../src/agent/publisher.js';
 import { Spool } from '../../src/agent/spool.js';
 import { FakeCollector, makeEvents, spaceKey } from '../helpers/fake-collector.js';
+import { REPO_ROOT } from '../helpers/fixtures.js';
 import { type CertFiles, makePki, type Pki } from '../helpers/pki.js';
 import { until } from '../helpers/wait.js';
 
@@ -16,7 +16,6 @@ import { until } from '../helpers/wait.js';
 // next agent on the same spool directory must resend all of it, under the
 // same identity, and continue the seq where the dead one stopped.
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
 let pki: Pki;
 let cert: CertFiles;
 before(() => {
@@ -41,7 +40,7 @@ it('after a SIGKILL, a new Publisher on the same spool resends every unacked eve
     const child = spawn(
       process.execPath,
       ['--import', 'tsx', 'test/helpers/agent-child.ts', dir, c.target, pki.caFile, cert.cert, cert.key],
-      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
+      { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => {

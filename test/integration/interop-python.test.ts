@@ -4,8 +4,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type { RunningCollector } from '../../src/collector/collector.js';
+import { REPO_ROOT } from '../helpers/fixtures.js';
 import { type MemorySinks, startMemoryCollector } from '../helpers/memory-sink.js';
 import { makePki, type Pki } from '../helpers/pki.js';
 import { until } from '../helpers/wait.js';
@@ -13,9 +13,8 @@ import { until } from '../helpers/wait.js';
 // Interop: a client written with an independent gRPC implementation (Debian's
 // python3-grpcio, messages built at run time from `buf build`'s descriptor
 // set) publishes to and subscribes from the collector, over mutual TLS.
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const PY = '/usr/bin/python3'; // Debian's, which has python3-grpcio
-const CLIENT = join(ROOT, 'test/interop/grpc_client.py');
+const CLIENT = join(REPO_ROOT, 'test/interop/grpc_client.py');
 
 let pki: Pki;
 let collector: RunningCollector;
@@ -30,7 +29,10 @@ before(async () => {
     `python3-grpcio and python3-protobuf are required (apt-get install python3-grpcio python3-protobuf): ${probe.stderr}`,
   );
   descriptors = join(mkdtempSync(join(tmpdir(), 'doorwatch-desc-')), 'doorwatch.binpb');
-  const built = spawnSync(join(ROOT, 'node_modules/.bin/buf'), ['build', '-o', descriptors], { cwd: ROOT, encoding: 'utf8' });
+  const built = spawnSync(join(REPO_ROOT, 'node_modules/.bin/buf'), ['build', '-o', descriptors], {
+    cwd: REPO_ROOT,
+    encoding: 'utf8',
+  });
   assert.equal(built.status, 0, built.stderr);
   pki = makePki();
   ({ collector, mem } = await startMemoryCollector(pki, [{ name: 'mem' }]));

@@ -9,6 +9,7 @@ import { AcceptEvent, AddressFamily } from '../../src/gen/doorwatch/v1/event.js'
 import { silentLogger } from '../../src/log/logger.js';
 import { type JsonlConfig, jsonlLine, jsonlSink } from '../../src/sinks/jsonl.js';
 import type { Sink, SinkRecord } from '../../src/sinks/sink.js';
+import { REPO_ROOT } from '../helpers/fixtures.js';
 
 // The stdout tests run this same file as a child process (DW_JSONL_CHILD=<mode> <count>).
 const CHILD = process.env.DW_JSONL_CHILD;
@@ -224,10 +225,9 @@ if (CHILD) {
 
   describe('jsonl sink: stdout', () => {
     const self = fileURLToPath(import.meta.url);
-    const repo = fileURLToPath(new URL('../..', import.meta.url));
     function child(mode: string) {
       return spawn(process.execPath, ['--import', 'tsx', self], {
-        cwd: repo,
+        cwd: REPO_ROOT,
         env: { ...process.env, DW_JSONL_CHILD: mode },
         stdio: ['ignore', 'pipe', 'pipe'],
       });

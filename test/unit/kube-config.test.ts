@@ -105,10 +105,10 @@ describe('kube config discovery', () => {
     const dir = tempDir();
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'broken'), 'clusters: [unclosed\n');
-    const broken = loadKubeConfig({ kubeconfigPath: join(dir, 'broken') });
+    const broken = loadKubeConfig({ env: {}, kubeconfigPath: join(dir, 'broken') });
     assert.equal(broken.kubeConfig, undefined);
     writeFileSync(join(dir, 'nocontext'), 'apiVersion: v1\nkind: Config\nclusters: []\nusers: []\ncontexts: []\n');
-    const none = loadKubeConfig({ kubeconfigPath: join(dir, 'nocontext') });
+    const none = loadKubeConfig({ env: {}, kubeconfigPath: join(dir, 'nocontext') });
     assert.match('reason' in none ? none.reason : '', /no current-context/);
   });
 });

@@ -4,13 +4,12 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { REPO_ROOT } from '../helpers/fixtures.js';
 
 // The proto is a public contract (agents and collectors of different
 // versions talk through it): lint it and refuse wire-breaking changes.
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const BUF = join(ROOT, 'node_modules/.bin/buf');
-const buf = (args: string[], cwd = ROOT) => spawnSync(BUF, args, { cwd, encoding: 'utf8', timeout: 60_000 });
+const BUF = join(REPO_ROOT, 'node_modules/.bin/buf');
+const buf = (args: string[], cwd = REPO_ROOT) => spawnSync(BUF, args, { cwd, encoding: 'utf8', timeout: 60_000 });
 
 describe('proto contract', () => {
   it('passes buf lint (STANDARD + COMMENTS: every element documented)', () => {
@@ -26,8 +25,8 @@ describe('proto contract', () => {
   it('the breaking check really catches a renumbered field', () => {
     const dir = mkdtempSync(join(tmpdir(), 'doorwatch-buf-'));
     for (const side of ['before', 'after']) {
-      cpSync(join(ROOT, 'proto'), join(dir, side, 'proto'), { recursive: true });
-      cpSync(join(ROOT, 'buf.yaml'), join(dir, side, 'buf.yaml'));
+      cpSync(join(REPO_ROOT, 'proto'), join(dir, side, 'proto'), { recursive: true });
+      cpSync(join(REPO_ROOT, 'buf.yaml'), join(dir, side, 'buf.yaml'));
     }
     const file = join(dir, 'after/proto/doorwatch/v1/event.proto');
     writeFileSync(file, readFileSync(file, 'utf8').replace('uint64 seq = 2;', 'uint64 seq = 99;'));

@@ -17,7 +17,8 @@ import { KubeConfig } from '@kubernetes/client-node';
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 export interface KubeConfigDiscovery {
-  env?: Readonly<Record<string, string | undefined>>;
+  /** The environment to read (KUBERNETES_SERVICE_*, KUBECONFIG): the cli passes process.env, the only reader of it. */
+  env: Readonly<Record<string, string | undefined>>;
   /** Default os.homedir(). */
   homeDir?: string;
   /** Where kubelet mounts the ServiceAccount token, ca.crt and namespace. */
@@ -41,8 +42,8 @@ function readable(path: string): boolean {
   }
 }
 
-export function loadKubeConfig(d: KubeConfigDiscovery = {}): LoadedKubeConfig {
-  const env = d.env ?? process.env;
+export function loadKubeConfig(d: KubeConfigDiscovery): LoadedKubeConfig {
+  const env = d.env;
   if (d.kubeconfigPath) return fromFiles([d.kubeconfigPath], 'flag');
 
   const tried: string[] = [];
