@@ -1,0 +1,275 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import { makePki } from '../test/helpers/pki.js';
+import { startRsyslog } from '../test/helpers/rsyslog.js';
+import { freePort } from '../test/helpers/wait.js';
+import { exited, killChildren, ROOT, track } from './proc.js';
+import { fmtSpread, renderTable, spread } from './report.js';
+
+/**
+ * Collector benchmark (issue 10): the real collector process, as users run it
+ * (`bin/doorwatch.js collector --config`, built JS, default settings but the
+ * sink), fed ONE agent-like Publish stream over mutual TLS by
+ * bench/collector-gen.ts (pre-encoded batches: the generator is cheap, so the
+ * collector gets the CPU). Per sink (jsonl native to a file; syslog OCSF to a
+ * real rsyslogd over TLS) and round: saturation (as fast as the acks allow),
+ * then a fixed offered rate. Collector CPU is the whole process from /proc
+ * (utime + stime, every thread); latency is from send to the line in the
+ * jsonl file (rate runs). Medians [min..max] over the rounds.
+ *
+ * `npx tsx bench/collector.ts`, or `npm run bench -- --collector`.
+ */
+const USAGE = `usage: tsx bench/collector.ts [options]
+  --rounds R        rounds (default 3)
+  --events N        measured events per saturated run (default 200000)
+  --rate N          offered events/s of the rate runs (default 10000)
+  --rate-seconds S  length of a rate run (default 5)
+  --batch B         events per Publish batch (default 500; rate runs: rate/100, a 10 ms drain)
+  --pods P          distinct pods the events come from (default 16)
+  --sinks LIST      jsonl,syslog (default both)
+  --timeout S       wall-clock bound per run (default 120)
+`;
+const { values: args } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    events: { type: 'string', default: '200000' },
+    rate: { type: 'string', default: '10000' },
+    'rate-seconds': { type: 'string', default: '5' },
+    batch: { type: 'string', default: '500' },
+    pods: { type: 'string', default: '16' },
+    sinks: { type: 'string', default: 'jsonl,syslog' },
+    timeout: { type: 'string', default: '120' },
+    help: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+if (args.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+const rounds = Number(args.rounds);
+const N = Number(args.events);
+const rate = Number(args.rate);
+const rateEvents = Math.round(rate * Number(args['rate-seconds']));
+const batch = Number(args.batch);
+const sinks = args.sinks!.split(',') as ('jsonl' | 'syslog')[];
+const timeoutS = Number(args.timeout);
+
+process.once('SIGINT', () => {
+  killChildren();
+  process.exit(130);
+});
+
+// The generator runs as plain JS (tsx's transform would cost it CPU the collector should have).
+const GEN = join(ROOT, 'build/bench-collector/collector-gen.mjs');
+mkdirSync(join(ROOT, 'build/bench-collector'), { recursive: true });
+execFileSync(
+  join(ROOT, 'node_modules/.bin/esbuild'),
+  [
+    join(ROOT, 'bench/collector-gen.ts'),
+    '--bundle',
+    '--platform=node',
+    '--format=esm',
+    '--packages=external',
+    `--outfile=${GEN}`,
+    '--log-level=warning',
+  ],
+  { stdio: 'inherit' },
+);
+
+const pki = makePki();
+const client = pki.client('bench-agent');
+const dir = mkdtempSync(join(tmpdir(), 'doorwatch-bench-collector-'));
+
+async function listening(port: number, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (up) return;
+    await sleep(50);
+  }
+  throw new Error(`collector did not listen on ${port} within ${timeoutMs} ms`);
+}
+
+interface GenResult {
+  events: number;
+  seconds: number;
+  eventsPerS: number;
+  cpuUsPerEvent: number;
+  rssMiB: number;
+  hwmMiB: number;
+  p50Ms: number | null;
+  p99Ms: number | null;
+  maxMs: number | null;
+}
+
+async function gen(opts: Record<string, unknown>): Promise<GenResult> {
+  const p = track(spawn(process.execPath, [GEN, JSON.stringify(opts)], { stdio: ['ignore', 'pipe', 'inherit'] }));
+  let out = '';
+  p.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const code = await exited(p, (timeoutS + 30) * 1000);
+  if (code !== 0) throw new Error(`collector-gen exited ${code}`);
+  return JSON.parse(out.trim().split('\n').at(-1)!) as GenResult;
+}
+
+const rsyslog = sinks.includes('syslog')
+  ? await startRsyslog({ tls: { caFile: pki.caFile, certFile: pki.server.cert, keyFile: pki.server.key } })
+  : undefined;
+
+interface Row {
+  round: number;
+  sink: string;
+  run: string;
+  r: GenResult;
+}
+const rows: Row[] = [];
+
+try {
+  for (let round = 1; round <= rounds; round++) {
+    for (const sink of sinks) {
+      const port = await freePort();
+      const jsonlPath = join(dir, `events-${round}.jsonl`);
+      const sinkConfig =
+        sink === 'jsonl'
+          ? { name: 'archive', type: 'jsonl', path: jsonlPath }
+          : {
+              name: 'siem',
+              type: 'syslog',
+              format: 'ocsf',
+              host: '127.0.0.1',
+              port: rsyslog!.port,
+              tls: { ca: pki.caFile, serverName: 'localhost' },
+            };
+      const cfgFile = join(dir, `collector-${sink}-${round}.yaml`);
+      // JSON is YAML. Everything but the sink is the default.
+      writeFileSync(
+        cfgFile,
+        JSON.stringify({
+          listen: `127.0.0.1:${port}`,
+          tls: { cert: pki.server.cert, key: pki.server.key, clientCa: pki.caFile },
+          sinks: [sinkConfig],
+        }),
+      );
+      // As users run it: the executable (its shebang carries the V8 flags), the built JS in dist/.
+      // BENCH_COLLECTOR_NODE_ARGS="--cpu-prof ...": run it as `node --max-semi-space-size=64 <those> bin/doorwatch.js`.
+      const extra = (process.env.BENCH_COLLECTOR_NODE_ARGS ?? '').split(' ').filter(Boolean);
+      const [cmd, argv] = extra.length
+        ? [process.execPath, ['--max-semi-space-size=64', ...extra, join(ROOT, 'bin/doorwatch.js')]]
+        : [join(ROOT, 'bin/doorwatch.js'), []];
+      const col = track(spawn(cmd, [...argv, 'collector', '--config', cfgFile], { stdio: ['ignore', 'ignore', 'pipe'] }));
+      let log = '';
+      col.stderr!.on('data', (d: Buffer) => {
+        log = (log + d.toString()).slice(-4000);
+      });
+      try {
+        await listening(port);
+        const base = {
+          port,
+          ca: pki.caFile,
+          cert: client.cert,
+          key: client.key,
+          pid: col.pid,
+          pods: Number(args.pods),
+          timeoutS,
+        };
+        const sat = await gen({ ...base, events: N, warmup: 20_000, rate: 0, batch, window: 64 });
+        rows.push({ round, sink, run: 'max', r: sat });
+        const rb = Math.max(1, Math.round(rate / 100));
+        const paced = await gen({
+          ...base,
+          events: rateEvents,
+          warmup: rate,
+          rate,
+          batch: rb,
+          window: 64 * Math.ceil(500 / rb),
+          ...(sink === 'jsonl' ? { tail: jsonlPath } : {}),
+        });
+        rows.push({ round, sink, run: `${rate}/s`, r: paced });
+      } catch (e) {
+        process.stderr.write(`collector stderr (tail):\n${log}\n`);
+        throw e;
+      } finally {
+        col.kill('SIGTERM');
+        await exited(col, 20_000);
+      }
+      process.stderr.write(`collector bench: round ${round} ${sink} done\n`);
+    }
+  }
+} finally {
+  await rsyslog?.stop('SIGTERM');
+  killChildren();
+}
+
+const label = (sink: string) => (sink === 'jsonl' ? 'jsonl native' : 'syslog ocsf');
+const f = (v: number | null, d: number) => (v === null ? '-' : v.toFixed(d));
+console.log(
+  `\ncollector: one agent stream (mTLS), ${N} events saturated, ${rateEvents} at ${rate}/s; CPU = collector process, all threads (/proc)`,
+);
+console.log(
+  renderTable<Row>(
+    [
+      ['round', 6, (x) => String(x.round)],
+      ['sink', 13, (x) => label(x.sink)],
+      ['offered', 9, (x) => x.run],
+      ['events/s', 9, (x) => f(x.r.eventsPerS, 0)],
+      ['CPU µs/ev', 10, (x) => f(x.r.cpuUsPerEvent, 2)],
+      ['RSS MiB', 8, (x) => f(x.r.rssMiB, 0)],
+      ['peak MiB', 9, (x) => f(x.r.hwmMiB, 0)],
+      ['p50 ms', 7, (x) => f(x.r.p50Ms, 1)],
+      ['p99 ms', 7, (x) => f(x.r.p99Ms, 1)],
+    ],
+    rows,
+  ),
+);
+console.log(`\nmedian [min..max] over ${rounds} round(s):`);
+const groups = [...new Set(rows.map((x) => `${x.sink}|${x.run}`))];
+const sum = groups.map((g) => {
+  const rs = rows.filter((x) => `${x.sink}|${x.run}` === g).map((x) => x.r);
+  const sp = (k: keyof GenResult) => spread(rs.map((r) => r[k]).filter((v): v is number => typeof v === 'number'));
+  const [sink, run] = g.split('|') as [string, string];
+  return { sink, run, eps: sp('eventsPerS'), cpu: sp('cpuUsPerEvent'), rss: sp('hwmMiB'), p99: sp('p99Ms'), p50: sp('p50Ms') };
+});
+type S = (typeof sum)[number];
+const fs = (s: ReturnType<typeof spread>, d: number) => (s ? fmtSpread(s, d) : '-');
+console.log(
+  renderTable<S>(
+    [
+      ['sink', 13, (x) => label(x.sink)],
+      ['offered', 9, (x) => x.run],
+      ['events/s', 24, (x) => fs(x.eps, 0)],
+      ['CPU µs/ev', 20, (x) => fs(x.cpu, 2)],
+      ['peak RSS MiB', 16, (x) => fs(x.rss, 0)],
+      ['p50 ms', 18, (x) => fs(x.p50, 1)],
+      ['p99 ms', 18, (x) => fs(x.p99, 1)],
+    ],
+    sum,
+  ),
+);
+const med = (sink: string, run: string, k: 'eps' | 'cpu' | 'rss' | 'p99') =>
+  sum.find((s) => s.sink === sink && s.run === run)?.[k]?.median;
+const verdict = (name: string, v: number | undefined, ok: (v: number) => boolean, unit: string) =>
+  console.log(`target ${name}: ${v === undefined ? 'not measured' : `${v.toFixed(2)}${unit} ${ok(v) ? 'met' : 'MISSED'}`}`);
+console.log('');
+verdict('jsonl native <= 2 µs/event (saturated)', med('jsonl', 'max', 'cpu'), (v) => v <= 2, ' µs');
+verdict('syslog ocsf <= 3 µs/event (saturated)', med('syslog', 'max', 'cpu'), (v) => v <= 3, ' µs');
+verdict('>= 150k events/s (jsonl, saturated)', med('jsonl', 'max', 'eps'), (v) => v >= 150_000, ' events/s');
+verdict(
+  'peak RSS <= 150 MiB (jsonl)',
+  Math.max(...rows.filter((x) => x.sink === 'jsonl').map((x) => x.r.hwmMiB)),
+  (v) => v <= 150,
+  ' MiB',
+);
+verdict(`p99 <= 100 ms at ${rate}/s (jsonl)`, med('jsonl', `${rate}/s`, 'p99'), (v) => v <= 100, ' ms');
