@@ -8,8 +8,9 @@ import { Backoff } from '../retry/backoff.js';
 import { type PreflightTls, preflight } from './preflight.js';
 import { PushQueue } from './push-queue.js';
 import type { SpaceInfo, Spool, SpoolIdentity } from './spool.js';
+import { RECORD_HEADER_BYTES } from './spool-format.js';
 import { describeTransportError } from './transport-error.js';
-import { FastCollectorServiceDefinition } from './wire.js';
+import { type EncodedEvents, encodeBatchRequest, FastCollectorServiceDefinition, type OutgoingRequest } from './wire.js';
 
 /**
  * The agent's side of CollectorService.Publish (docs/transport.md).
@@ -39,7 +40,12 @@ export interface PublisherOptions {
   /** nodeName and version; instanceId and bootId come from the spool (and must match it if given). */
   identity: Pick<AgentIdentity, 'nodeName' | 'version'> & Partial<AgentIdentity>;
   spool: Spool;
-  /** A batch leaves when it has maxEvents (default 500) or its oldest event waited maxDelayMs (default 200). */
+  /**
+   * A batch leaves at once when nothing is in flight; while batches are in
+   * flight, events wait for the next ack, for maxEvents (default 500) of them,
+   * or until the oldest waited maxDelayMs (default 50): batching only while
+   * more is coming, never a fixed delay.
+   */
   batch?: { maxEvents?: number; maxDelayMs?: number };
   /** Unacknowledged batches on the stream at most (default 64). */
   window?: { maxBatches?: number };
@@ -87,7 +93,7 @@ interface InFlight {
 
 interface Session {
   space: SpaceInfo;
-  queue: PushQueue<PublishRequest>;
+  queue: PushQueue<OutgoingRequest>;
   abort: AbortController;
   /** Next seq to send. */
   cursor: bigint;
@@ -142,8 +148,13 @@ export class Publisher {
   readonly #stop = new AbortController();
   #loop: Promise<void> | undefined;
   #session: Session | undefined;
-  /** Events of the current space spooled in this process and not yet sent on the current stream. */
-  #live: AcceptEvent[] = [];
+  /**
+   * Events of the current space spooled in this process and not yet sent on
+   * the current stream: their seqs and spool records (header + protobuf), not
+   * the event objects, which die young.
+   */
+  #liveSeqs: bigint[] = [];
+  #liveFrames: Buffer[] = [];
   #liveHead = 0;
   #liveOldestAt = 0;
   #flushTimer: NodeJS.Timeout | undefined;
@@ -175,7 +186,7 @@ export class Publisher {
     }
     this.#node = { nodeName: o.identity.nodeName, version: o.identity.version };
     this.#maxEvents = positiveInt(o.batch?.maxEvents ?? 500, 'batch.maxEvents');
-    this.#maxDelayMs = positiveInt(o.batch?.maxDelayMs ?? 200, 'batch.maxDelayMs', 0);
+    this.#maxDelayMs = positiveInt(o.batch?.maxDelayMs ?? 50, 'batch.maxDelayMs', 0);
     this.#maxBatches = positiveInt(o.window?.maxBatches ?? 64, 'window.maxBatches');
     // Unsent events kept in memory as well as on disk: a few batches' worth is
     // enough for the steady state; a backlog is read back from the spool.
@@ -223,11 +234,14 @@ export class Publisher {
   publish(events: readonly AcceptEvent[]): void {
     if (this.#state === 'closing' || this.#state === 'closed') throw new Error('publisher is closed: events not accepted');
     if (!events.length) return;
-    const { accepted } = this.#spool.append(events);
+    const { accepted, frames } = this.#spool.append(events);
     if (accepted.length) {
-      if (this.#liveHead === this.#live.length) this.#liveOldestAt = this.#now();
-      for (const e of accepted) this.#live.push(e);
-      const excess = this.#live.length - this.#liveHead - this.#maxLive;
+      if (this.#liveHead === this.#liveSeqs.length) this.#liveOldestAt = this.#now();
+      for (let i = 0; i < accepted.length; i++) {
+        this.#liveSeqs.push(accepted[i]!.seq);
+        this.#liveFrames.push(frames[i]!);
+      }
+      const excess = this.#liveSeqs.length - this.#liveHead - this.#maxLive;
       // Beyond the window's worth, events wait on disk only (read back in catch-up).
       if (excess > 0) this.#liveHead += excess;
       this.#compactLive();
@@ -325,7 +339,7 @@ export class Publisher {
     const client = createClient(FastCollectorServiceDefinition, channel);
     const s: Session = {
       space,
-      queue: new PushQueue<PublishRequest>(),
+      queue: new PushQueue<OutgoingRequest>(),
       abort: new AbortController(),
       cursor: this.#spool.ackedSeq(space.identity) + 1n,
       acked: this.#spool.ackedSeq(space.identity),
@@ -342,7 +356,9 @@ export class Publisher {
     );
     this.#pump();
     try {
-      for await (const res of client.publish(s.queue, { signal: s.abort.signal })) this.#onAck(s, res.ackedSeq);
+      // Batches are queued already encoded (FastCollectorServiceDefinition passes bytes through).
+      const requests = s.queue as AsyncIterable<PublishRequest>;
+      for await (const res of client.publish(requests, { signal: s.abort.signal })) this.#onAck(s, res.ackedSeq);
       if (!s.done) throw new Error('the collector ended the stream');
     } catch (err) {
       if (!s.done) throw err;
@@ -418,56 +434,60 @@ export class Publisher {
       return;
     }
     while (s.inFlight.length < this.#maxBatches) {
-      const events = this.#nextBatch(s);
-      if (!events) break;
+      const batch = this.#nextBatch(s);
+      if (!batch) break;
       const losses = this.#takeLosses();
-      s.queue.push({ batch: { firstSeq: events[0]!.seq, events, losses } });
-      s.inFlight.push({ lastSeq: events.at(-1)!.seq, sentAt: this.#now(), losses });
+      s.queue.push(encodeBatchRequest(batch, losses));
+      s.inFlight.push({ lastSeq: batch.firstSeq + BigInt(batch.parts.length - 1), sentAt: this.#now(), losses });
     }
     this.#armFlushTimer(s);
   }
 
   /** The next run of consecutive events at the cursor, or undefined (nothing, or wait for a fuller batch). */
-  #nextBatch(s: Session): AcceptEvent[] | undefined {
+  #nextBatch(s: Session): EncodedEvents | undefined {
     const id = s.space.identity;
-    if (!s.space.current) {
-      const evs = this.#spool.read(id, s.cursor, this.#maxEvents);
-      if (!evs.length) return undefined;
-      s.cursor = evs.at(-1)!.seq + 1n;
-      return evs;
-    }
+    if (!s.space.current) return this.#fromDisk(s, undefined);
     // Drop live events already sent, acknowledged, or deleted by drop-oldest.
     let below = this.#spool.floorSeq(id); // bigints: no Math.max
     if (s.cursor > below) below = s.cursor;
-    while (this.#liveHead < this.#live.length && this.#live[this.#liveHead]!.seq < below) this.#liveHead++;
+    const seqs = this.#liveSeqs;
+    while (this.#liveHead < seqs.length && seqs[this.#liveHead]! < below) this.#liveHead++;
     this.#compactLive();
-    const head = this.#liveHead < this.#live.length ? this.#live[this.#liveHead]!.seq : undefined;
+    const head = this.#liveHead < seqs.length ? seqs[this.#liveHead]! : undefined;
     if (head === undefined || s.cursor < head) {
       // Catch-up: what is unsent before the live events is on disk only.
-      const evs = this.#spool.read(id, s.cursor, this.#maxEvents, head);
-      if (evs.length) {
-        s.cursor = evs.at(-1)!.seq + 1n;
-        return evs;
-      }
+      const disk = this.#fromDisk(s, head);
+      if (disk) return disk;
       if (head === undefined) return undefined;
       s.cursor = head;
     }
     let n = 1;
-    const avail = this.#live.length - this.#liveHead;
-    while (n < avail && n < this.#maxEvents && this.#live[this.#liveHead + n]!.seq === head + BigInt(n)) n++;
+    const avail = seqs.length - this.#liveHead;
+    while (n < avail && n < this.#maxEvents && seqs[this.#liveHead + n]! === head + BigInt(n)) n++;
+    // Nothing in flight: send now (the latency case). Otherwise a partial batch
+    // waits for more events, the next ack (#onAck pumps) or maxDelayMs.
     const waited = this.#now() - this.#liveOldestAt;
-    if (n === avail && n < this.#maxEvents && !this.#flushing && waited < this.#maxDelayMs) return undefined;
-    const evs = this.#live.slice(this.#liveHead, this.#liveHead + n);
+    if (n === avail && n < this.#maxEvents && !this.#flushing && s.inFlight.length > 0 && waited < this.#maxDelayMs)
+      return undefined;
+    const parts = this.#liveFrames.slice(this.#liveHead, this.#liveHead + n);
     this.#liveHead += n;
-    if (this.#liveHead < this.#live.length) this.#liveOldestAt = this.#now();
+    if (this.#liveHead < seqs.length) this.#liveOldestAt = this.#now();
     this.#compactLive();
-    s.cursor = evs.at(-1)!.seq + 1n;
-    return evs;
+    s.cursor = head + BigInt(n);
+    return { firstSeq: head, parts, skip: RECORD_HEADER_BYTES };
+  }
+
+  /** Unsent events from the spool at the cursor (below `before`), as stored. */
+  #fromDisk(s: Session, before: bigint | undefined): EncodedEvents | undefined {
+    const raw = this.#spool.readRaw(s.space.identity, s.cursor, this.#maxEvents, before);
+    if (!raw.seqs.length) return undefined;
+    s.cursor = raw.seqs.at(-1)! + 1n;
+    return { firstSeq: raw.seqs[0]!, parts: raw.payloads, skip: 0 };
   }
 
   #armFlushTimer(s: Session): void {
     if (this.#flushTimer || !s.space.current || s.inFlight.length >= this.#maxBatches) return;
-    if (this.#liveHead >= this.#live.length) return;
+    if (this.#liveHead >= this.#liveSeqs.length) return;
     const wait = Math.max(0, this.#liveOldestAt + this.#maxDelayMs - this.#now());
     this.#flushTimer = setTimeout(() => {
       this.#flushTimer = undefined;
@@ -504,11 +524,13 @@ export class Publisher {
   }
 
   #compactLive(): void {
-    if (this.#liveHead === this.#live.length) {
-      this.#live = [];
+    if (this.#liveHead === this.#liveSeqs.length) {
+      this.#liveSeqs = [];
+      this.#liveFrames = [];
       this.#liveHead = 0;
-    } else if (this.#liveHead > 4096 && this.#liveHead * 2 > this.#live.length) {
-      this.#live = this.#live.slice(this.#liveHead);
+    } else if (this.#liveHead > 4096 && this.#liveHead * 2 > this.#liveSeqs.length) {
+      this.#liveSeqs = this.#liveSeqs.slice(this.#liveHead);
+      this.#liveFrames = this.#liveFrames.slice(this.#liveHead);
       this.#liveHead = 0;
     }
   }

@@ -15,13 +15,14 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { readBootId } from '../capture/clock.js';
 import { parseSize } from '../config/units.js';
 import { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import { type Logger, silentLogger } from '../log/logger.js';
 import { WarnLimiter } from '../log/warn-limiter.js';
-import { decodeSegmentHeader, encodeRecord, encodeSegmentHeader, readRecord } from './spool-format.js';
-import { encodeEvent } from './wire.js';
+import { ByteSink, encodeEventInto } from './event-encoder.js';
+import { decodeSegmentHeader, encodeSegmentHeader, RECORD_HEADER_BYTES, readRecord } from './spool-format.js';
 
 /**
  * A bounded on-disk write-ahead spool of AcceptEvents (docs/transport.md).
@@ -81,10 +82,22 @@ export interface SpaceInfo {
 }
 
 export interface AppendResult {
-  /** The events that were written (all of them unless the spool was full). */
+  /** The events written, in order (the same array when all were). */
   accepted: AcceptEvent[];
-  /** Events refused (drop-newest, or larger than the whole spool). */
+  /**
+   * Their spool records, one per accepted event (header + protobuf payload,
+   * spool-format.ts): what the publisher sends, so no event is encoded twice
+   * and no event object has to live until it is sent.
+   */
+  frames: Buffer[];
+  /** Events refused for lack of room (drop-newest, or larger than the spool). */
   refused: number;
+}
+
+/** Unacknowledged events read back from disk: seqs and their protobuf payloads. */
+export interface RawEvents {
+  seqs: bigint[];
+  payloads: Buffer[];
 }
 
 export interface SpoolStats {
@@ -123,6 +136,20 @@ const STATE_FILE = 'state.json';
 const SEGMENT_RE = /^seg-(\d{6})-(\d{20})\.dws$/;
 const READ_CHUNK = 256 * 1024;
 const DROP_WARN_EVERY_MS = 5000;
+
+/** One spool record (spool-format.ts) for `ev`, encoded at the end of `w`: a view of its bytes. */
+function encodeFrame(w: ByteSink, ev: AcceptEvent): Buffer {
+  w.ensure(RECORD_HEADER_BYTES);
+  const at = w.pos;
+  w.pos += RECORD_HEADER_BYTES;
+  const len = encodeEventInto(w, ev);
+  const b = w.buf;
+  b.writeUInt32LE(len, at);
+  b.writeBigUInt64LE(ev.seq, at + 8);
+  const frame = b.subarray(at, w.pos);
+  b.writeUInt32LE(crc32(frame.subarray(8)), at + 4);
+  return frame;
+}
 
 const keyOf = (id: SpoolIdentity): string => `${id.instanceId}/${id.bootId}`;
 const max = (a: bigint, b: bigint): bigint => (a > b ? a : b);
@@ -258,21 +285,26 @@ export class Spool {
   append(events: readonly AcceptEvent[]): AppendResult {
     this.#assertOpen();
     const accepted: AcceptEvent[] = [];
+    const frames: Buffer[] = [];
     let refused = 0;
     const dropsBefore = this.#dropsTotal;
+    // Every record of this call is encoded into one chunk; #flush writes runs of
+    // adjacent frames with one write(), and the frames stay valid for the publisher.
+    const w = new ByteSink(Math.min(4 << 20, Math.max(4096, events.length * 768)));
     try {
       for (const ev of events) {
         if (ev.seq <= this.#lastSeen) {
           throw new RangeError(`spool append: seq ${ev.seq} is not above the last seq ${this.#lastSeen}`);
         }
         this.#lastSeen = ev.seq;
-        const frame = encodeRecord(ev.seq, encodeEvent(ev));
+        const frame = encodeFrame(w, ev);
         if (!this.#makeRoom(ev.seq, frame.length)) {
           refused++;
           continue;
         }
         this.#write(ev.seq, frame);
         accepted.push(ev);
+        frames.push(frame);
       }
     } finally {
       this.#flush();
@@ -284,9 +316,11 @@ export class Spool {
     if (accepted.length && accepted[0]!.seq <= this.#droppedThrough) {
       // drop-oldest took some of this very call's events (a tiny spool).
       const cut = this.#droppedThrough;
-      return { accepted: accepted.filter((e) => e.seq > cut), refused };
+      const keep = accepted.findIndex((e) => e.seq > cut);
+      const from = keep < 0 ? accepted.length : keep;
+      return { accepted: accepted.slice(from), frames: frames.slice(from), refused };
     }
-    return { accepted: accepted.length === events.length ? (events as AcceptEvent[]) : accepted, refused };
+    return { accepted: accepted.length === events.length ? (events as AcceptEvent[]) : accepted, frames, refused };
   }
 
   /** Everything <= seq in that space is acknowledged: persist it and delete what is no longer needed. */
@@ -333,11 +367,27 @@ export class Spool {
    * beforeSeq when given. [] when there are none.
    */
   read(identity: SpoolIdentity, fromSeq: bigint, maxEvents: number, beforeSeq?: bigint): AcceptEvent[] {
+    const out: AcceptEvent[] = [];
+    this.#readRecords(identity, fromSeq, maxEvents, beforeSeq, (seq, payload) => {
+      const ev = AcceptEvent.decode(payload);
+      ev.seq = seq;
+      out.push(ev);
+    });
+    return out;
+  }
+
+  #readRecords(
+    identity: SpoolIdentity,
+    fromSeq: bigint,
+    maxEvents: number,
+    beforeSeq: bigint | undefined,
+    take: (seq: bigint, payload: Buffer) => void,
+  ): void {
     this.#assertOpen();
     const sp = this.#spaces.get(keyOf(identity));
-    if (!sp) return [];
+    if (!sp) return;
     const from = max(fromSeq, sp.acked + 1n);
-    const out: AcceptEvent[] = [];
+    let n = 0;
     let expect: bigint | undefined;
     for (const seg of sp.segments) {
       if (seg.lastSeq < from || seg.count === 0) continue;
@@ -351,16 +401,23 @@ export class Spool {
           stop = true;
           return false;
         }
-        const ev = AcceptEvent.decode(payload);
-        ev.seq = seq;
-        out.push(ev);
+        take(seq, payload);
         expect = seq + 1n;
         this.#rc = { seg, off: next, after: seq };
-        if (out.length >= maxEvents) stop = true;
+        if (++n >= maxEvents) stop = true;
         return !stop;
       });
       if (stop) break;
     }
+  }
+
+  /** read(), without decoding: the payloads as stored (what a Publish batch carries). */
+  readRaw(identity: SpoolIdentity, fromSeq: bigint, maxEvents: number, beforeSeq?: bigint): RawEvents {
+    const out: RawEvents = { seqs: [], payloads: [] };
+    this.#readRecords(identity, fromSeq, maxEvents, beforeSeq, (seq, payload) => {
+      out.seqs.push(seq);
+      out.payloads.push(payload);
+    });
     return out;
   }
 
@@ -491,10 +548,22 @@ export class Spool {
 
   #flush(): void {
     if (!this.#active || !this.#wbuf.length) return;
-    const buf = this.#wbuf.length === 1 ? this.#wbuf[0]! : Buffer.concat(this.#wbuf);
+    const parts = this.#wbuf;
     this.#wbuf = [];
-    let off = 0;
-    while (off < buf.length) off += writeSync(this.#active.fd, buf, off, buf.length - off);
+    // Frames of one append() lie end to end in one chunk: one write() per run of adjacent parts.
+    for (let i = 0; i < parts.length; ) {
+      const first = parts[i]!;
+      let end = first.byteOffset + first.length;
+      let j = i + 1;
+      while (j < parts.length && parts[j]!.buffer === first.buffer && parts[j]!.byteOffset === end) {
+        end += parts[j]!.length;
+        j++;
+      }
+      const run = j === i + 1 ? first : Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset);
+      let off = 0;
+      while (off < run.length) off += writeSync(this.#active.fd, run, off, run.length - off);
+      i = j;
+    }
     this.#dirty = true;
   }
 

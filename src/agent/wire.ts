@@ -1,27 +1,17 @@
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { CollectorServiceDefinition, LossCounters, PublishRequest } from '../gen/doorwatch/v1/collector.js';
-import { AcceptEvent } from '../gen/doorwatch/v1/event.js';
+import { encodeEvent } from './event-encoder.js';
 
 /**
- * Each event is protobuf-encoded once. The spool writes an event's bytes and
- * the Publish batch splices the same bytes, where the generated code would
- * deep-copy the request (nice-grpc applies fromPartial) and encode every event
- * a second time: protobuf encoding is the agent's largest per-event cost
- * (docs/benchmarks.md). test/unit/agent-wire.test.ts holds the bytes equal to
- * the generated encoder's.
+ * Each event is protobuf-encoded once, into its spool record
+ * (event-encoder.ts); a Publish batch splices those same bytes, where the
+ * generated code would deep-copy the request (nice-grpc applies fromPartial)
+ * and encode every event again: protobuf encoding was the agent's largest
+ * per-event cost (docs/benchmarks.md). test/unit/agent-wire.test.ts holds the
+ * bytes equal to the generated encoder's.
  */
 
-const encoded = new WeakMap<AcceptEvent, Uint8Array>();
-
-/** AcceptEvent.encode(ev), computed once per event object. */
-export function encodeEvent(ev: AcceptEvent): Uint8Array {
-  let bytes = encoded.get(ev);
-  if (!bytes) {
-    bytes = AcceptEvent.encode(ev).finish();
-    encoded.set(ev, bytes);
-  }
-  return bytes;
-}
+export { encodeEvent } from './event-encoder.js';
 
 function varintLength(n: number): number {
   let len = 1;
@@ -41,35 +31,58 @@ function writeVarint(n: number, out: Uint8Array, off: number): number {
   return off;
 }
 
-/** PublishRequest bytes, exactly as PublishRequest.encode(req).finish(). */
-export function encodePublishRequest(req: PublishRequest): Uint8Array {
-  const b = req.batch;
-  if (!b || req.hello !== undefined) return PublishRequest.encode(req).finish();
+/** Events of a batch as encoded bytes: parts[i].subarray(skip) is event i's protobuf. */
+export interface EncodedEvents {
+  firstSeq: bigint;
+  parts: readonly Buffer[];
+  /** Bytes before each payload (a spool record's header), or 0. */
+  skip: number;
+}
+
+/**
+ * PublishRequest{batch} bytes from encoded events, exactly as
+ * PublishRequest.encode({batch: {firstSeq, events, losses}}).finish():
+ * sizes first, then one buffer, each payload copied once.
+ */
+export function encodeBatchRequest(b: EncodedEvents, losses: LossCounters | undefined): Uint8Array {
   // EventBatch: first_seq (1, varint), events (2, repeated message), losses (3, message).
-  // Sizes first, then one buffer: no allocation per event.
   const head = b.firstSeq !== 0n ? new BinaryWriter().uint32(8).uint64(b.firstSeq).finish() : undefined;
-  const events = b.events.map(encodeEvent);
-  const losses =
-    b.losses !== undefined ? LossCounters.encode(b.losses, new BinaryWriter().uint32(26).fork()).join().finish() : undefined;
-  let size = (head?.length ?? 0) + (losses?.length ?? 0);
-  for (const bytes of events) size += 1 + varintLength(bytes.length) + bytes.length;
+  const lossBytes =
+    losses !== undefined ? LossCounters.encode(losses, new BinaryWriter().uint32(26).fork()).join().finish() : undefined;
+  const skip = b.skip;
+  let size = (head?.length ?? 0) + (lossBytes?.length ?? 0);
+  for (const p of b.parts) {
+    const n = p.length - skip;
+    size += 1 + varintLength(n) + n;
+  }
   // PublishRequest.batch is field 2 (length-delimited).
-  const out = new Uint8Array(1 + varintLength(size) + size);
+  const out = Buffer.allocUnsafe(1 + varintLength(size) + size);
   out[0] = 0x12;
   let off = writeVarint(size, out, 1);
   if (head) {
     out.set(head, off);
     off += head.length;
   }
-  for (const bytes of events) {
+  for (const p of b.parts) {
+    const n = p.length - skip;
     out[off] = 0x12;
-    off = writeVarint(bytes.length, out, off + 1);
-    out.set(bytes, off);
-    off += bytes.length;
+    off = writeVarint(n, out, off + 1);
+    p.copy(out, off, skip);
+    off += n;
   }
-  if (losses) out.set(losses, off);
+  if (lossBytes) out.set(lossBytes, off);
   return out;
 }
+
+/** PublishRequest bytes, exactly as PublishRequest.encode(req).finish(). */
+export function encodePublishRequest(req: PublishRequest): Uint8Array {
+  const b = req.batch;
+  if (!b || req.hello !== undefined) return PublishRequest.encode(req).finish();
+  return encodeBatchRequest({ firstSeq: b.firstSeq, parts: b.events.map(encodeEvent), skip: 0 }, b.losses);
+}
+
+/** What the publisher queues: a request, or one already encoded (a batch). */
+export type OutgoingRequest = PublishRequest | Uint8Array;
 
 /** CollectorService with Publish requests serialized by encodePublishRequest. */
 export const FastCollectorServiceDefinition = {
@@ -82,7 +95,9 @@ export const FastCollectorServiceDefinition = {
         ...PublishRequest,
         // No fromPartial: nice-grpc would deep-copy every event before encoding.
         fromPartial: undefined,
-        encode: (req: PublishRequest) => ({ finish: () => encodePublishRequest(req) }),
+        encode: (req: OutgoingRequest) => ({
+          finish: () => (req instanceof Uint8Array ? req : encodePublishRequest(req)),
+        }),
       },
     },
   },

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { encodeEvent, encodePublishRequest } from '../../src/agent/wire.js';
+import { encodeRecord, RECORD_HEADER_BYTES } from '../../src/agent/spool-format.js';
+import { encodeBatchRequest, encodeEvent, encodePublishRequest } from '../../src/agent/wire.js';
 import { PublishRequest } from '../../src/gen/doorwatch/v1/collector.js';
 import { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
 import { sampleEvent } from '../helpers/sample-events.js';
@@ -49,10 +50,14 @@ describe('agent wire encoding', () => {
     });
   }
 
-  it('encodes an event once and reuses the bytes', () => {
-    const ev = sampleEvent({ seq: 5n });
-    const a = encodeEvent(ev);
-    assert.equal(encodeEvent(ev), a, 'the same bytes object');
-    assert.deepEqual(AcceptEvent.decode(a), ev);
+  it('a batch spliced from spool records (header skipped): identical to PublishRequest.encode', () => {
+    const frames = events.map((ev) => encodeRecord(ev.seq, encodeEvent(ev)));
+    const losses = { kernelRingFull: 0n, decodeErrors: 2n, bpfRecursionMisses: 0n, queueDrops: 0n, spoolDrops: 1n };
+    const bytes = encodeBatchRequest({ firstSeq: 1n, parts: frames, skip: RECORD_HEADER_BYTES }, losses);
+    assert.deepEqual(
+      Buffer.from(bytes),
+      Buffer.from(PublishRequest.encode({ batch: { firstSeq: 1n, events, losses } }).finish()),
+    );
+    assert.deepEqual(AcceptEvent.decode(encodeEvent(events[0]!)), events[0]);
   });
 });
