@@ -1,13 +1,18 @@
 import type { CallContext } from 'nice-grpc';
 import { ServerError, Status } from 'nice-grpc';
-import type { SubscribeRequest, SubscribeResponse } from '../gen/doorwatch/v1/collector.js';
+import type { PublishRequest, SubscribeRequest, SubscribeResponse } from '../gen/doorwatch/v1/collector.js';
 import type { Logger } from '../log/logger.js';
 import type { Sink } from '../sinks/sink.js';
 import { type Clock, systemClock, within } from './async.js';
+import type { KubeAuthApi } from './auth/kube-api.js';
+import { guardPublish } from './auth/publish-guard.js';
+import { type AuthSetup, authStats, createAuth } from './auth/setup.js';
 import type { CollectorConfig, SinkConfig, SinkRegistry } from './config.js';
 import { Dispatcher, type QueuedRecord, type SinkStats } from './dispatcher.js';
+import { type Listener, listen, readTlsMaterial } from './listener.js';
 import { createPublishHandler, DECODE_ERROR, type MaybeMalformed, type PublishCounters } from './publish.js';
-import { createCollectorServer, ServerCollectorServiceDefinition, serverCredentials } from './server.js';
+import { type RefusalReason, Refusals } from './refusals.js';
+import { ServerCollectorServiceDefinition, serverCredentials, serverOptions } from './server.js';
 import { type StreamState, StreamTable } from './streams.js';
 import { SubscriberHub } from './subscribe.js';
 
@@ -27,6 +32,8 @@ export interface CollectorDeps {
   source?: string;
   /** The environment sinks' `tokenEnv` / `passwordEnv` read (the cli passes process.env). */
   env?: Readonly<Record<string, string | undefined>>;
+  /** For tests: the Kubernetes API auth.mode kubernetes talks to (default: from the kubeconfig). */
+  kubeAuthApi?: KubeAuthApi;
 }
 
 export interface CollectorStats {
@@ -49,6 +56,12 @@ export interface CollectorStats {
   subscribers: number;
   /** Events dropped from slow subscribers. */
   subscriberDrops: number;
+  /** Refused connections and calls, by reason (docs/security.md). */
+  refusals: Record<RefusalReason, number>;
+  /** TokenReview traffic (auth.mode kubernetes): reviews made, cache hits, API errors, calls waiting for the API. */
+  auth: { reviews: number; cacheHits: number; apiErrors: number; waiting: number };
+  /** Open client connections. */
+  connections: number;
   sinks: SinkStats[];
 }
 
@@ -98,7 +111,10 @@ async function createSinks(config: CollectorConfig, deps: CollectorDeps): Promis
 export async function startCollector(config: CollectorConfig, deps: CollectorDeps): Promise<RunningCollector> {
   const log = deps.log.child({ module: 'collector' });
   const clock = deps.clock ?? systemClock;
-  const credentials = await serverCredentials(config, deps.source);
+  await serverCredentials(config, deps.source); // every TLS problem reported by key, before anything starts
+  const tlsMaterial = await readTlsMaterial(config);
+  const refusals = new Refusals({ log });
+  const auth: AuthSetup = createAuth(config, { log, clock, env: deps.env, kubeAuthApi: deps.kubeAuthApi, source: deps.source });
   const sinks = await createSinks(config, deps);
 
   const streams = new StreamTable(sinks.filter((s) => s.config.required).map((s) => s.config.name));
@@ -133,27 +149,40 @@ export async function startCollector(config: CollectorConfig, deps: CollectorDep
     log,
     counters,
   });
+  let listener: Listener | undefined;
+  const peerCredentials = (peer: string) => listener?.peerCredentials(peer);
+  const guardDeps = { authorizer: auth.authorizer, limits: config.limits, peerCredentials, instances: auth.instances, log };
+  const publishGuarded = (requests: AsyncIterable<MaybeMalformed<PublishRequest>>, ctx: CallContext) =>
+    publish(guardPublish(requests, ctx, guardDeps), ctx);
   async function* subscribe(req: MaybeMalformed<SubscribeRequest>, ctx: CallContext): AsyncGenerator<SubscribeResponse, void> {
     const bad = req[DECODE_ERROR];
     if (bad !== undefined) throw new ServerError(Status.INVALID_ARGUMENT, `not a valid SubscribeRequest (${bad})`);
     const signal = AbortSignal.any([ctx.signal, stopping.signal]);
-    log.info({ peer: ctx.peer, filter: req.filter }, 'subscriber connected');
+    const creds = { authorization: ctx.metadata.get('authorization'), peer: peerCredentials(ctx.peer) };
+    const scope = await auth.authorizer.authorizeSubscriber(creds, req.filter?.namespaces ?? [], signal);
+    if (!scope) return;
+    log.info({ peer: ctx.peer, filter: req.filter, who: scope.who }, 'subscriber connected');
     try {
-      yield* hub.subscribe(req.filter, signal);
+      yield* hub.subscribe(req.filter, signal, scope);
     } finally {
       log.info({ peer: ctx.peer }, 'subscriber disconnected');
     }
   }
 
   if (config.insecure) log.warn('insecure: true: agents connect in plaintext, unauthenticated');
+  if (config.auth.mode === 'none') {
+    log.warn('auth.mode: none: any client that passes TLS may publish as any node and subscribe to every namespace');
+  }
   if (!streams.hasRequiredSinks) log.warn('no required sink: acks mean "enqueued", with no durability guarantee');
 
-  const server = createCollectorServer(config);
-  server.add(ServerCollectorServiceDefinition, { publish, subscribe });
   dispatcher.start();
-  let port: number;
+  let server: Listener;
   try {
-    port = await server.listen(config.listen, credentials);
+    server = await listen(
+      { definition: ServerCollectorServiceDefinition, implementation: { publish: publishGuarded, subscribe } },
+      { address: config.listen, tls: tlsMaterial, grpcOptions: serverOptions(config), limits: config.limits, refusals },
+    );
+    listener = server;
   } catch (e) {
     await dispatcher.close(0);
     throw new CollectorStartError('DW_ERR_COLLECTOR_LISTEN', `cannot listen on ${config.listen}: ${(e as Error).message}`, {
@@ -210,9 +239,12 @@ export async function startCollector(config: CollectorConfig, deps: CollectorDep
       rateLimitedMs: counters.rateLimitedMs,
       subscribers: h.subscribers,
       subscriberDrops: h.dropped,
+      refusals: refusals.counts(),
+      auth: authStats(auth),
+      connections: server.connections(),
       sinks: dispatcher.stats(),
     };
   };
 
-  return { port, stop, stats };
+  return { port: server.port, stop, stats };
 }

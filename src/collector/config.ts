@@ -41,6 +41,49 @@ export interface SinkConfig {
   options: unknown;
 }
 
+/**
+ * Who may publish and who may subscribe (docs/security.md):
+ * - none: any client that passes TLS may publish as any node and subscribe to everything (the old behaviour);
+ * - kubernetes: agents present their projected ServiceAccount token, checked with TokenReview and bound to
+ *   their node; subscribers present a token and are authorised per namespace with SubjectAccessReview;
+ * - certificate: off-cluster, a static mapping from client-certificate identity (DNS SAN or CN) to the
+ *   nodes it may publish as, and to the namespaces it may subscribe to.
+ */
+export interface AuthConfig {
+  mode: 'none' | 'kubernetes' | 'certificate';
+  kubernetes: {
+    /** A kubeconfig file; default in-cluster config (then KUBECONFIG, ~/.kube/config). */
+    kubeconfig?: string;
+    /** The audience agents' projected tokens are minted for. */
+    audience: string;
+    /** The agents' ServiceAccount: the only identity that may publish. */
+    agentServiceAccount: { namespace: string; name: string };
+    /** Longest a TokenReview answer is reused (never past the token's own expiry). */
+    cacheMaxMs: number;
+  };
+  certificate: {
+    /** Certificate identity -> node names it may publish as. */
+    agents: Record<string, string[]>;
+    /** Certificate identity -> namespaces it may subscribe to ("*" = all). */
+    subscribers: Record<string, string[]>;
+  };
+}
+
+/** What one peer (client IP address) may hold, and what one request may carry. */
+export interface LimitsConfig {
+  connectionsPerPeer: number;
+  streamsPerPeer: number;
+  /** New calls per second per peer (burst: twice that). */
+  callsPerSecondPerPeer: number;
+  /** A Publish stream must send its Hello within this. */
+  helloTimeoutMs: number;
+  /** A TLS handshake must complete within this. */
+  handshakeTimeoutMs: number;
+  maxBatchEvents: number;
+  /** Longest string (UTF-16 code units) in any event field. */
+  maxStringLength: number;
+}
+
 export interface CollectorConfig {
   /** host:port to listen on. */
   listen: string;
@@ -53,6 +96,8 @@ export interface CollectorConfig {
   subscribers: { maxBuffered: number; max: number };
   /** How long stop() waits for the sink queues to drain. */
   drainTimeoutMs: number;
+  auth: AuthConfig;
+  limits: LimitsConfig;
   sinks: SinkConfig[];
 }
 
@@ -104,6 +149,43 @@ const rootSchema = z
       .strict()
       .default({}),
     drainTimeout: duration.default('10s'),
+    auth: z
+      .object({
+        mode: z.enum(['none', 'kubernetes', 'certificate']).default('none'),
+        kubernetes: z
+          .object({
+            kubeconfig: file.optional(),
+            audience: z.string().min(1).default('doorwatch-collector'),
+            agentServiceAccount: z
+              .object({ namespace: z.string().min(1).default('doorwatch'), name: z.string().min(1).default('doorwatch-agent') })
+              .strict()
+              .default({}),
+            cacheMax: duration.default('5m'),
+          })
+          .strict()
+          .default({}),
+        certificate: z
+          .object({
+            agents: z.record(z.array(z.string().min(1)).min(1, 'list at least one node name')).default({}),
+            subscribers: z.record(z.array(z.string().min(1)).min(1, 'list at least one namespace, or "*"')).default({}),
+          })
+          .strict()
+          .default({}),
+      })
+      .strict()
+      .default({}),
+    limits: z
+      .object({
+        connectionsPerPeer: count.default(32),
+        streamsPerPeer: count.default(64),
+        callsPerSecondPerPeer: count.default(20),
+        helloTimeout: duration.default('10s'),
+        handshakeTimeout: duration.default('10s'),
+        maxBatchEvents: count.default(10_000),
+        maxStringLength: count.default(65_536),
+      })
+      .strict()
+      .default({}),
     sinks: z.array(z.unknown()).min(1, 'at least one sink is required'),
   })
   .strict();
@@ -181,6 +263,8 @@ export function parseCollectorConfig(raw: unknown, source: string, registry: Sin
     problems.push('tls.clientCa: required while tls.requireClientCert is true (the CA that signs agent certificates)');
   }
 
+  problems.push(...authProblems(obj.auth));
+
   const sinks: SinkConfig[] = [];
   const seen = new Map<string, number>();
   const known = Object.keys(registry).sort();
@@ -235,8 +319,47 @@ export function parseCollectorConfig(raw: unknown, source: string, registry: Sin
     rateLimit: { eventsPerSecond: r.rateLimit.eventsPerSecond, burst: r.rateLimit.burst ?? r.rateLimit.eventsPerSecond },
     subscribers: r.subscribers,
     drainTimeoutMs: r.drainTimeout,
+    auth: {
+      mode: r.auth.mode,
+      kubernetes: {
+        ...(r.auth.kubernetes.kubeconfig ? { kubeconfig: r.auth.kubernetes.kubeconfig } : {}),
+        audience: r.auth.kubernetes.audience,
+        agentServiceAccount: r.auth.kubernetes.agentServiceAccount,
+        cacheMaxMs: r.auth.kubernetes.cacheMax,
+      },
+      certificate: r.auth.certificate,
+    },
+    limits: {
+      connectionsPerPeer: r.limits.connectionsPerPeer,
+      streamsPerPeer: r.limits.streamsPerPeer,
+      callsPerSecondPerPeer: r.limits.callsPerSecondPerPeer,
+      helloTimeoutMs: r.limits.helloTimeout,
+      handshakeTimeoutMs: r.limits.handshakeTimeout,
+      maxBatchEvents: r.limits.maxBatchEvents,
+      maxStringLength: r.limits.maxStringLength,
+    },
     sinks,
   };
+}
+
+/** Cross-key rules of `auth`, on the raw value (reported together with everything else). */
+function authProblems(auth: unknown): string[] {
+  if (!isObject(auth)) return [];
+  const out: string[] = [];
+  const cert = isObject(auth.certificate) ? auth.certificate : {};
+  if (auth.mode === 'certificate') {
+    if (!isObject(cert.agents) || !Object.keys(cert.agents).length) {
+      out.push('auth.certificate.agents: required when auth.mode is certificate (certificate identity -> node names)');
+    }
+    const agents = isObject(cert.agents) ? Object.keys(cert.agents) : [];
+    const subs = isObject(cert.subscribers) ? Object.keys(cert.subscribers) : [];
+    for (const id of agents.filter((a) => subs.includes(a))) {
+      out.push(
+        `auth.certificate.subscribers.${id}: also an agent identity; publishing and subscribing need separate certificates`,
+      );
+    }
+  }
+  return out;
 }
 
 /** YAML text -> config; YAML syntax errors are reported with line and column. */

@@ -13,6 +13,13 @@ import { emptyCounters, lossRecord } from './streams.js';
  * "subscriber too slow" whose counters.queueDrops is how many it missed. Loss
  * records are never filtered and never dropped. A subscriber sees events
  * accepted after it connected, nothing older.
+ *
+ * What a subscriber may see is decided before it is served (auth/authorizer.ts)
+ * and enforced here, under its own filter: a subscriber scoped to namespaces
+ * gets only events of pods in them (never host events, whose socket may be any
+ * pod's), and loss records without the agent identity or seq range, which
+ * would describe other nodes' streams: it learns that and how much was lost,
+ * not whose.
  */
 
 export class FilterError extends Error {}
@@ -75,6 +82,21 @@ function peerMatches(list: BlockList, ip: string): boolean {
   return !!mapped && list.check(mapped[1]!, 'ipv4');
 }
 
+/** What a subscriber may see (auth/authorizer.ts's SubscriberScope, without the who). */
+export type Visibility = { all: true } | { all: false; namespaces: ReadonlySet<string> };
+
+/** The filter, narrowed to what the subscriber may see. */
+function scoped(matches: EventMatcher, v: Visibility): EventMatcher {
+  if (v.all) return matches;
+  const allowed = v.namespaces;
+  return (ev) => !!ev.pod && allowed.has(ev.pod.namespace) && matches(ev);
+}
+
+/** A loss record as a namespace-scoped subscriber may know it: reason, counts and time. */
+export function redactLoss(l: LossRecord): LossRecord {
+  return { ...l, agent: undefined, fromSeq: 0n, toSeq: 0n };
+}
+
 class Subscriber {
   readonly buffer = new Deque<SubscribeResponse>();
   readonly ready = new Notifier();
@@ -87,6 +109,7 @@ class Subscriber {
   constructor(
     readonly matches: EventMatcher,
     private readonly maxBuffered: number,
+    readonly seesAll: boolean,
   ) {}
 
   push(item: SubscribeResponse): void {
@@ -120,14 +143,19 @@ export class SubscriberHub {
   }
 
   publishLoss(loss: LossRecord): void {
-    for (const s of this.subs) s.push({ loss });
+    const redacted = redactLoss(loss);
+    for (const s of this.subs) s.push({ loss: s.seesAll ? loss : redacted });
   }
 
   /**
    * A subscription's stream. It ends when `signal` aborts (the client went
    * away) or the hub closes (the collector stops).
    */
-  async *subscribe(filter: SubscribeFilter | undefined, signal: AbortSignal): AsyncGenerator<SubscribeResponse, void> {
+  async *subscribe(
+    filter: SubscribeFilter | undefined,
+    signal: AbortSignal,
+    visibility: Visibility = { all: true },
+  ): AsyncGenerator<SubscribeResponse, void> {
     let matches: EventMatcher;
     try {
       matches = compileSubscribeFilter(filter);
@@ -141,7 +169,7 @@ export class SubscriberHub {
         `too many subscribers (${this.opts.maxSubscribers}); raise subscribers.max in the collector config`,
       );
     }
-    const sub = new Subscriber(matches, this.opts.maxBuffered);
+    const sub = new Subscriber(scoped(matches, visibility), this.opts.maxBuffered, visibility.all);
     this.subs.add(sub);
     try {
       while (!signal.aborted) {
