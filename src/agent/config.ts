@@ -41,6 +41,8 @@ export interface AgentConfig {
   policy?: unknown;
   /** From the downward API (POD_NAME, POD_NAMESPACE): logs and doorwatch_agent_info. */
   pod: { name?: string; namespace?: string };
+  /** The projected ServiceAccount token sent to the collector (re-read per stream); explicit: set by flag or file. */
+  token: { file: string; explicit: boolean };
 }
 
 /**
@@ -64,6 +66,8 @@ export interface AgentSettings {
   /** "host:port", or "" / "off" to disable. */
   health?: { address?: string };
   policy?: unknown;
+  /** The collector token file (projected ServiceAccount token). */
+  tokenFile?: string;
 }
 
 export const AGENT_DEFAULTS = {
@@ -77,6 +81,7 @@ export const AGENT_DEFAULTS = {
   logLevel: 'info' as LogLevel,
   kube: { enabled: true },
   health: { address: '0.0.0.0:9090' },
+  tokenFile: '/var/run/secrets/doorwatch/token',
 } as const;
 
 /** commander's attribute name of each agent flag -> the settings key it sets. */
@@ -104,6 +109,7 @@ export const FLAG_ATTRIBUTES: Readonly<Record<string, string>> = {
   podLabels: 'kube.labels',
   podAnnotations: 'kube.annotations',
   healthAddress: 'health.address',
+  tokenFile: 'tokenFile',
 };
 
 /** The flag that sets each key (for messages and docs): commander's attribute in kebab case. */
@@ -209,6 +215,7 @@ const fileSchema = z
       .strict()
       .optional(),
     flushTimeout: duration.optional(),
+    tokenFile: path.optional(),
     nodeName: z.string().min(1).optional(),
     includeEagain: z.boolean().optional(),
     ringSize: checked(ringSizeBytes, 'a power-of-two size such as "8MiB"').optional(),
@@ -467,6 +474,7 @@ export function resolveAgentConfig(input: AgentConfigInput): AgentConfig {
     health: { address: health },
     ...(policy !== undefined ? { policy } : {}),
     pod: { ...(podName ? { name: podName } : {}), ...(podNamespace ? { namespace: podNamespace } : {}) },
+    token: { file: get('tokenFile', AGENT_DEFAULTS.tokenFile), explicit: merged.has('tokenFile') },
   };
 }
 

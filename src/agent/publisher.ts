@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connectivityState } from '@grpc/grpc-js';
-import { type Channel, ChannelCredentials, type ChannelOptions, createChannel, createClient } from 'nice-grpc';
+import { type Channel, ChannelCredentials, type ChannelOptions, createChannel, createClient, Metadata } from 'nice-grpc';
 import type { AgentIdentity, LossCounters, PublishRequest } from '../gen/doorwatch/v1/collector.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import { type Logger, silentLogger } from '../log/logger.js';
@@ -58,6 +58,12 @@ export interface PublisherOptions {
   random?: () => number;
   /** Called on every acknowledgement that completes batches: now() at the ack minus now() when the newest of them was sent. */
   onAck?: (rttMs: number) => void;
+  /**
+   * The `authorization` call metadata for each new stream (the projected
+   * ServiceAccount token, re-read every time: the kubelet rotates it). A throw
+   * fails the attempt like a transport error (backoff, lastError).
+   */
+  authorization?: () => string | undefined;
 }
 
 export interface PublisherStatus {
@@ -143,6 +149,7 @@ export class Publisher {
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #onAckHook: ((rttMs: number) => void) | undefined;
+  readonly #authorization: (() => string | undefined) | undefined;
 
   #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   readonly #stop = new AbortController();
@@ -177,6 +184,7 @@ export class Publisher {
     this.#log = o.log ?? silentLogger;
     this.#now = o.now ?? Date.now;
     this.#onAckHook = o.onAck;
+    this.#authorization = o.authorization;
     const sid = o.spool.identity;
     for (const k of ['instanceId', 'bootId'] as const) {
       const v = o.identity[k];
@@ -335,6 +343,8 @@ export class Publisher {
 
   async #runSession(space: SpaceInfo): Promise<void> {
     if (this.#preflightTls) await preflight(this.#target, this.#preflightTls, PREFLIGHT_TIMEOUT_MS, this.#stop.signal);
+    const authorization = this.#authorization?.();
+    const metadata = authorization ? { metadata: Metadata({ authorization }) } : {};
     const channel = createChannel(this.#target, this.#creds, this.#channelOptions);
     const client = createClient(FastCollectorServiceDefinition, channel);
     const s: Session = {
@@ -358,7 +368,7 @@ export class Publisher {
     try {
       // Batches are queued already encoded (FastCollectorServiceDefinition passes bytes through).
       const requests = s.queue as AsyncIterable<PublishRequest>;
-      for await (const res of client.publish(requests, { signal: s.abort.signal })) this.#onAck(s, res.ackedSeq);
+      for await (const res of client.publish(requests, { ...metadata, signal: s.abort.signal })) this.#onAck(s, res.ackedSeq);
       if (!s.done) throw new Error('the collector ended the stream');
     } catch (err) {
       if (!s.done) throw err;

@@ -5,6 +5,7 @@ import { addPolicyMetrics } from '../agent/policy-metrics.js';
 import { Publisher, type PublisherTls } from '../agent/publisher.js';
 import { evaluateReadiness, type Readiness } from '../agent/readiness.js';
 import { Spool } from '../agent/spool.js';
+import { tokenFileAuthorization } from '../agent/token.js';
 import { AcceptProbes } from '../bpf/accept-probes.js';
 import type { HostPort } from '../config/host-port.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
@@ -149,6 +150,7 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
     batch: o.batch,
     log,
     onAck: (rttMs) => metrics.observeRtt(rttMs),
+    authorization: tokenFileAuthorization(o.token.file, o.token.explicit),
   });
   publisher.start();
   const pub = publisher;

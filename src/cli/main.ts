@@ -185,6 +185,10 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
     .option('--server-name <name>', "name to verify the collector's certificate against")
     .option('--insecure', 'plaintext gRPC (never in production)')
     .option(
+      '--token-file <file>',
+      'projected ServiceAccount token sent to the collector, re-read for every stream (default /var/run/secrets/doorwatch/token)',
+    )
+    .option(
       '--spool-dir <dir>',
       'on-disk spool: survives agent restarts and collector outages (default /var/lib/doorwatch/spool)',
     )
