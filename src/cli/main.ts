@@ -168,9 +168,7 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
         policyFile: opts.policy,
       };
       const log = createLogger(opts.logLevel as LogLevel);
-      const writeOut = (text: string) => {
-        writeSync(1, text);
-      };
+      const writeOut = (chunk: Uint8Array) => writeSync(1, chunk);
       await runTrace(traceOpts, { stdout: process.stdout, stderr: process.stderr, writeOut, log, stopSignal: stopSignal() });
     });
 
@@ -273,6 +271,11 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
     .option('--key <file>', 'its private key (PEM)')
     .option('--insecure', 'plaintext gRPC', false)
     .option(
+      '--token-file <file>',
+      "bearer token for the collector (default: the kubeconfig user's token; never sent in plaintext)",
+    )
+    .option('--kubeconfig <file>', 'kubeconfig whose current user token is sent (default $KUBECONFIG or ~/.kube/config)')
+    .option(
       '--namespace <namespaces>',
       'only these pod namespaces',
       list((s) => s),
@@ -305,6 +308,9 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
           cert: opts.cert,
           key: opts.key,
           insecure: opts.insecure,
+          tokenFile: opts.tokenFile,
+          kubeconfig: opts.kubeconfig,
+          env,
           filter: { namespaces: opts.namespace, pods: opts.pod, nodes: opts.node, ports: opts.port, peers: opts.peer },
           output: opts.output === 'auto' ? (process.stdout.isTTY ? 'table' : 'json') : opts.output,
           durationMs: opts.duration,

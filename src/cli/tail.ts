@@ -1,7 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { ChannelCredentials } from '@grpc/grpc-js';
-import { ClientError, createChannel, createClient, Status } from 'nice-grpc';
+import { ClientError, createChannel, createClient, Metadata, Status } from 'nice-grpc';
 import { compileSubscribeFilter, FilterError } from '../collector/subscribe.js';
 import { parseHostPort } from '../config/host-port.js';
+import { loadKubeConfig } from '../enrich/kube/config.js';
 import { DoorwatchError } from '../errors.js';
 import { eventToJsonLine, lossToJson } from '../formats/native-json.js';
 import { CollectorServiceDefinition, type LossRecord, type SubscribeFilter } from '../gen/doorwatch/v1/collector.js';
@@ -34,6 +36,12 @@ export interface TailOptions {
   key?: string;
   /** Plaintext gRPC (a collector with `insecure: true`). */
   insecure?: boolean;
+  /** A bearer token file for the collector (e.g. from `kubectl create token`); default: the kubeconfig user's token. */
+  tokenFile?: string;
+  /** The kubeconfig whose current user's token is sent (default $KUBECONFIG, ~/.kube/config, or in-cluster). */
+  kubeconfig?: string;
+  /** The environment the kubeconfig loader reads (the cli passes process.env). */
+  env?: Readonly<Record<string, string | undefined>>;
   filter: TailFilter;
   output: 'table' | 'json';
   durationMs?: number;
@@ -119,7 +127,10 @@ function connectError(server: string, e: ClientError): TailConnectError {
       'check --server, that the collector runs, and that --ca/--cert/--key match its TLS setup (or --insecure for a plaintext collector)',
     [Status.INVALID_ARGUMENT]: 'fix the filter flags',
     [Status.RESOURCE_EXHAUSTED]: 'too many subscribers: try later or raise subscribers.max on the collector',
-    [Status.UNAUTHENTICATED]: 'present a client certificate the collector trusts (--cert, --key)',
+    [Status.UNAUTHENTICATED]:
+      'the collector needs a bearer token it can verify: --token-file (e.g. from `kubectl create token`) or a kubeconfig user with a token',
+    [Status.PERMISSION_DENIED]:
+      'ask for namespaces you may watch (--namespace; RBAC: verb watch on acceptevents.doorwatch.io), or get the doorwatch-viewer ClusterRole for all',
   };
   return new TailConnectError(
     `cannot subscribe to the collector at ${server}: ${Status[e.code]}: ${why} — ${hint[e.code] ?? 'see the collector logs'}`,
@@ -128,9 +139,42 @@ function connectError(server: string, e: ClientError): TailConnectError {
   );
 }
 
+/**
+ * The `authorization` metadata: --token-file, else the kubeconfig user's
+ * token. Never over plaintext: a Kubernetes token sent in clear is a stolen
+ * token, so with --insecure only an explicit --token-file is refused and the
+ * kubeconfig is not consulted.
+ */
+function authorization(o: TailOptions, log: Logger): string | undefined {
+  if (o.tokenFile) {
+    if (o.insecure) throw usage('--token-file cannot be combined with --insecure', 'a token is never sent in plaintext: use TLS');
+    let token: string;
+    try {
+      token = readFileSync(o.tokenFile, 'utf8').trim();
+    } catch (e) {
+      throw usage(
+        `--token-file "${o.tokenFile}" cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        'give a readable file holding the token',
+      );
+    }
+    if (!token) throw usage(`--token-file "${o.tokenFile}" is empty`, 'e.g. kubectl create token <serviceaccount> > token');
+    return `Bearer ${token}`;
+  }
+  if (o.insecure) return undefined;
+  const loaded = loadKubeConfig({ env: o.env ?? {}, ...(o.kubeconfig ? { kubeconfigPath: o.kubeconfig } : {}) });
+  const user = loaded.kubeConfig?.getCurrentUser();
+  const token = user?.token;
+  if (!token) {
+    log.debug({ kubeconfig: loaded.kubeConfig ? 'no token for the current user' : loaded.reason }, 'no bearer token to send');
+    return undefined;
+  }
+  return `Bearer ${token}`;
+}
+
 export async function runTail(o: TailOptions, io: TailIO): Promise<TailResult> {
   if (!parseHostPort(o.server)) throw usage(`--server "${o.server}" is not host:port`, 'e.g. --server doorwatch-collector:7443');
   const creds = credentials(o);
+  const auth = authorization(o, io.log);
   const filter = toFilter(o.filter);
   const channel = createChannel(o.server, creds);
   const client = createClient(CollectorServiceDefinition, channel);
@@ -149,7 +193,8 @@ export async function runTail(o: TailOptions, io: TailIO): Promise<TailResult> {
   };
   try {
     if (o.output === 'table') write(tableHeader(true));
-    for await (const item of client.subscribe({ filter }, { signal: ac.signal })) {
+    const metadata = auth ? { metadata: Metadata({ authorization: auth }) } : {};
+    for await (const item of client.subscribe({ filter }, { ...metadata, signal: ac.signal })) {
       if (item.event) {
         result.events++;
         write(o.output === 'json' ? eventToJsonLine(item.event) : tableRow(item.event, true));

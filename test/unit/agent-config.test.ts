@@ -65,7 +65,17 @@ describe('agent config: layers', () => {
       kube: { enabled: true },
       health: { address: { host: '0.0.0.0', port: 9090 } },
       pod: {},
+      token: { file: '/var/run/secrets/doorwatch/token', explicit: false },
     });
+  });
+
+  it('tokenFile: the default path is implicit; a flag or file key makes it explicit', () => {
+    assert.deepEqual(resolve({ flags: { collector: 'c:1', tls: { insecure: true }, tokenFile: '/t' } }).token, {
+      file: '/t',
+      explicit: true,
+    });
+    const yaml = 'collector: c:1\ntls: { insecure: true }\ntokenFile: /f\n';
+    assert.deepEqual(resolve({ yaml }).token, { file: '/f', explicit: true });
   });
 
   it('flags > env > file for the collector and the node name', () => {
