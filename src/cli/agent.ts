@@ -31,7 +31,9 @@ import type { TraceOptions } from './trace.js';
 export const AGENT_VERSION = '0.1.0';
 
 /** The validated settings (AgentConfig, whose fields say what each is), as runAgent takes them. */
-export type AgentOptions = Omit<AgentConfig, 'kube' | 'health' | 'pod' | 'logLevel'> & {
+export type AgentOptions = Omit<AgentConfig, 'kube' | 'health' | 'pod' | 'logLevel' | 'token'> & {
+  /** The collector token file; absent: no token is sent. */
+  token?: AgentConfig['token'];
   /** Kubernetes metadata, with the environment the kube config loader reads. */
   kube: TraceOptions['kube'];
   /** /healthz, /readyz, /metrics; undefined: no HTTP endpoints. */
@@ -150,7 +152,7 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
     batch: o.batch,
     log,
     onAck: (rttMs) => metrics.observeRtt(rttMs),
-    authorization: tokenFileAuthorization(o.token.file, o.token.explicit),
+    ...(o.token ? { authorization: tokenFileAuthorization(o.token.file, o.token.explicit) } : {}),
   });
   publisher.start();
   const pub = publisher;

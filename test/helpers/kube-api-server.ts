@@ -23,6 +23,9 @@
  *   (status only; `metadata.resourceVersion` in the patch is a precondition, 409 Conflict when stale; a
  *   no-op patch writes nothing). Every 404 while the CRD is "not installed" (`setPolicyCrdInstalled`).
  *
+ * - TokenReview, SubjectAccessReview and a single-pod GET: kube-auth-stand-in.ts (`api.auth`), behind the same
+ *   availability and caller-authentication gate.
+ *
  * Test controls: object mutations, `sendBookmark()`, `closeWatches()` (clean end), `dropConnections()`
  * (connection reset), `stop()`/`start()` (API server down, then back on the same port),
  * `setUnavailable()`, `forbid()`, and request counters so tests can assert on the client's traffic
@@ -37,6 +40,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { V1Namespace, V1ObjectMeta, V1OwnerReference, V1Pod } from '@kubernetes/client-node';
+import { KubeAuthStandIn } from './kube-auth-stand-in.js';
 import { makePki, type Pki } from './pki.js';
 
 export type Resource = 'pods' | 'namespaces';
@@ -207,6 +211,8 @@ export class KubeApiServer {
   readonly policyPatches: PolicyPatchRecord[] = [];
   /** Every request, in order. */
   readonly requests: RequestRecord[] = [];
+  /** TokenReview / SubjectAccessReview / pod GET (kube-auth-stand-in.ts). */
+  readonly auth: KubeAuthStandIn = new KubeAuthStandIn((ns, name) => this.getPod(ns, name));
 
   #server: Server;
   #port = 0;
@@ -606,6 +612,12 @@ export class KubeApiServer {
       record.status ||= res.statusCode;
     });
 
+    if (this.auth.serves(url.pathname)) {
+      const gate = this.#gate(req);
+      if (gate) send(res, gate.code, status(gate.code, gate.reason, gate.message));
+      else this.auth.handle(req, res, url.pathname);
+      return;
+    }
     if (statusTarget) {
       this.#handleStatusPatch(req, res, decodeURIComponent(statusTarget[1]!), decodeURIComponent(statusTarget[2]!));
       return;

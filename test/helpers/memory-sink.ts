@@ -1,5 +1,5 @@
 import { ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
-import { type Channel, type ClientError, createChannel, createClient } from 'nice-grpc';
+import { type Channel, type ClientError, createChannel, createClient, Metadata } from 'nice-grpc';
 import { z } from 'zod';
 import { type CollectorDeps, type RunningCollector, startCollector } from '../../src/collector/collector.js';
 import { parseCollectorConfig } from '../../src/collector/config.js';
@@ -220,7 +220,7 @@ export class TestAgent {
   private readonly channel: Channel;
   private readonly abort = new AbortController();
 
-  constructor(port: number, creds: ChannelCredentials, options: ChannelOptions = {}) {
+  constructor(port: number, creds: ChannelCredentials, options: ChannelOptions = {}, callMetadata: Record<string, string> = {}) {
     // SNI "localhost" (the server cert has it): an IP as TLS ServerName is deprecated in Node.
     this.channel = createChannel(`127.0.0.1:${port}`, creds, { 'grpc.ssl_target_name_override': 'localhost', ...options });
     const client = createClient(CollectorServiceDefinition, this.channel);
@@ -241,7 +241,8 @@ export class TestAgent {
     }
     this.outcome = (async () => {
       try {
-        for await (const r of client.publish(requests(), { signal: this.abort.signal })) this.acks.push(r.ackedSeq);
+        const metadata = Metadata(callMetadata);
+        for await (const r of client.publish(requests(), { signal: this.abort.signal, metadata })) this.acks.push(r.ackedSeq);
         return undefined;
       } catch (e) {
         return e as Error;
@@ -310,7 +311,7 @@ export async function startMemoryCollector(
   pki: Pki,
   sinks: Record<string, unknown>[],
   extra: Record<string, unknown> = {},
-  deps: Pick<CollectorDeps, 'random'> = {},
+  deps: Partial<Pick<CollectorDeps, 'random' | 'kubeAuthApi' | 'log'>> = {},
 ): Promise<{ collector: RunningCollector; mem: MemorySinks }> {
   const mem = memorySinks();
   const registry = { memory: mem.factory };
