@@ -21,6 +21,13 @@ export function jsonlLine(rec: SinkRecord, format: FormatName): Buffer {
   return Buffer.from(`${formatLine(rec, format)}\n`, 'utf8');
 }
 
+/** A batch's lines as text, newlines included (one string each: the write path encodes the batch once). */
+export function jsonlTexts(batch: readonly SinkRecord[], format: FormatName): string[] {
+  const texts = new Array<string>(batch.length);
+  for (let i = 0; i < batch.length; i++) texts[i] = `${formatLine(batch[i]!, format)}\n`;
+  return texts;
+}
+
 /**
  * Splits a batch's lines into runs that fit the current file, given the bytes
  * already in it: a rotation happens between runs. A line larger than maxBytes
@@ -92,7 +99,11 @@ function isEnoent(err: unknown): boolean {
 /** "<boot>/<instance>/<seq>" -> stream key and seq; undefined for anything else (loss records). */
 export function parseEventId(id: string): { stream: string; seq: bigint } | undefined {
   const i = id.lastIndexOf('/');
-  if (i <= 0 || !/^\d+$/.test(id.slice(i + 1))) return undefined;
+  if (i <= 0 || i === id.length - 1) return undefined;
+  for (let j = i + 1; j < id.length; j++) {
+    const c = id.charCodeAt(j);
+    if (c < 48 || c > 57) return undefined;
+  }
   return { stream: id.slice(0, i), seq: BigInt(id.slice(i + 1)) };
 }
 
@@ -225,16 +236,23 @@ class FileSink implements Sink {
     if (this.closed) return Promise.reject(new Error(`jsonl sink "${this.name}" is closed`));
     return this.serial.run(async () => {
       const { keep, marks } = this.fresh(batch);
-      const lines = keep.map((r) => jsonlLine(r, this.cfg.format));
+      const texts = jsonlTexts(keep, this.cfg.format);
       await this.open();
-      const runs = planRotation(
-        lines.map((l) => l.length),
-        this.size,
-        this.cfg.maxBytes,
-      );
-      for (const [i, run] of runs.entries()) {
-        if (i > 0) await this.rotate();
-        if (run.length > 0) await this.append(Buffer.concat(run.map((j) => lines[j]!)));
+      // The common case: the batch fits the current file, one buffer and one write.
+      const data = Buffer.from(texts.join(''), 'utf8');
+      if (this.size + data.length <= this.cfg.maxBytes) {
+        if (data.length > 0) await this.append(data);
+      } else {
+        const lines = texts.map((t) => Buffer.from(t, 'utf8'));
+        const runs = planRotation(
+          lines.map((l) => l.length),
+          this.size,
+          this.cfg.maxBytes,
+        );
+        for (const [i, run] of runs.entries()) {
+          if (i > 0) await this.rotate();
+          if (run.length > 0) await this.append(Buffer.concat(run.map((j) => lines[j]!)));
+        }
       }
       for (const [k, v] of marks) this.written.set(k, v);
     });
@@ -274,7 +292,7 @@ class StdoutSink implements Sink {
 
   write(batch: SinkRecord[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error(`jsonl sink "${this.name}" is closed`));
-    const data = Buffer.concat(batch.map((r) => jsonlLine(r, this.cfg.format)));
+    const data = Buffer.from(jsonlTexts(batch, this.cfg.format).join(''), 'utf8');
     return new Promise((resolve, reject) => {
       this.out.write(data, (err) => {
         if (err) reject(new Error(`jsonl sink "${this.name}": write to stdout failed: ${err.message}`, { cause: err }));
