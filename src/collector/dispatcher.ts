@@ -9,8 +9,8 @@ import { emptyCounters, lossRecord, type StreamState } from './streams.js';
 
 /**
  * Fan-out: one bounded queue and one worker per sink. A worker takes up to
- * batch.maxRecords (waiting at most batch.maxDelay for a full batch), writes
- * it, and on failure retries the SAME batch with exponential backoff and full
+ * batch.maxRecords (waiting for a fuller batch only while records keep
+ * arriving, at most batch.maxDelay), writes it, and on failure retries the SAME batch with exponential backoff and full
  * jitter until it succeeds or the collector stops. Workers are independent: a
  * slow or failing sink never blocks another.
  *
@@ -159,6 +159,9 @@ class SinkWorker {
   }
 }
 
+/** One turn of the event loop: I/O callbacks that were ready (more requests) run first. */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 export class Dispatcher {
   private readonly workers: SinkWorker[];
   private readonly required: SinkWorker[];
@@ -254,17 +257,17 @@ export class Dispatcher {
         continue;
       }
       if (w.queue.length < maxRecords && !this.draining) {
-        // Wait a little for a fuller batch: fewer, bigger writes.
+        // A fuller batch only while more is coming: every turn of the event
+        // loop that added records (the agents' requests being read) is waited
+        // out, at most batch.maxDelay in all; a turn that added nothing ends
+        // the wait. A lone request is written at once, a burst as one batch,
+        // and while a write is in flight the next batch fills by itself.
         const until = this.clock.now() + maxDelayMs;
+        let seen = w.queue.length;
         while (w.queue.length < maxRecords && !this.draining && !stop.aborted) {
-          const left = until - this.clock.now();
-          if (left <= 0) break;
-          const ac = new AbortController();
-          const onStop = () => ac.abort();
-          stop.addEventListener('abort', onStop, { once: true });
-          await Promise.race([w.arrived.wait(ac.signal), this.clock.sleep(left, ac.signal)]);
-          ac.abort();
-          stop.removeEventListener('abort', onStop);
+          await nextTurn();
+          if (w.queue.length === seen || this.clock.now() >= until) break;
+          seen = w.queue.length;
         }
         if (stop.aborted) break;
       }

@@ -127,17 +127,52 @@ describe('dispatcher', () => {
     assert.ok(sink.closed);
   });
 
-  it('waits up to batch.maxDelay for a fuller batch', async () => {
+  it('waits for a fuller batch only while more is coming, at most batch.maxDelay', async () => {
     const sink = new MemorySink('a', { delayMs: 0, failFirst: 0 });
-    const d = new Dispatcher([{ config: sinkConfig('a', { batch: { maxRecords: 100, maxDelayMs: 80 } }), sink }], {
+    const d = new Dispatcher([{ config: sinkConfig('a', { batch: { maxRecords: 100, maxDelayMs: 5000 } }), sink }], {
       log: silentLogger,
     });
     d.start();
-    d.enqueue(records(1, 3));
-    await new Promise((r) => setTimeout(r, 20));
-    d.enqueue(records(4, 3));
-    await sink.until((s) => s.events.length === 6, 2000);
-    assert.equal(sink.writes, 1, 'one write for both enqueues');
+    // Records arriving turn after turn (requests being read) make one batch...
+    let seq = 1;
+    await new Promise<void>((resolve) => {
+      const more = () => {
+        d.enqueue(records(seq, 2));
+        seq += 2;
+        if (seq < 10) setImmediate(more);
+        else resolve();
+      };
+      more();
+    });
+    await sink.until((s) => s.events.length === 10, 2000);
+    assert.equal(sink.writes, 1, 'one write for the burst');
+    // ...and a lone record is written at once, not after maxDelay (5 s).
+    const t0 = performance.now();
+    d.enqueue(records(11, 1));
+    await sink.until((s) => s.events.length === 11, 2000);
+    assert.ok(performance.now() - t0 < 1000, `written after ${performance.now() - t0} ms`);
+    assert.equal(sink.writes, 2);
+    await d.close();
+  });
+
+  it('stops waiting after batch.maxDelay even while records keep coming', async () => {
+    const sink = new MemorySink('a', { delayMs: 0, failFirst: 0 });
+    const d = new Dispatcher([{ config: sinkConfig('a', { batch: { maxRecords: 1_000_000, maxDelayMs: 30 } }), sink }], {
+      log: silentLogger,
+    });
+    d.start();
+    let seq = 1;
+    const until = performance.now() + 300;
+    await new Promise<void>((resolve) => {
+      const more = () => {
+        d.enqueue(records(seq++, 1));
+        if (performance.now() < until && seq < 200_000) setImmediate(more);
+        else resolve();
+      };
+      more();
+    });
+    await sink.until((s) => s.events.length === seq - 1, 2000);
+    assert.ok(sink.writes >= 3, `${sink.writes} writes in 300 ms of steady arrivals with maxDelay 30 ms`);
     await d.close();
   });
 
