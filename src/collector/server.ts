@@ -6,6 +6,7 @@ import { ConfigError } from '../config/errors.js';
 import { CollectorServiceDefinition, PublishRequest, SubscribeRequest } from '../gen/doorwatch/v1/collector.js';
 import type { CollectorConfig } from './config.js';
 import { DECODE_ERROR, type MaybeMalformed } from './publish.js';
+import { decodePublishRequest } from './wire.js';
 
 /**
  * The gRPC server: mutual TLS by default (the agent must present a
@@ -116,10 +117,8 @@ export const ServerCollectorServiceDefinition = {
       ...CollectorServiceDefinition.methods.publish,
       requestType: {
         ...PublishRequest,
-        decode: tolerantDecode(
-          (b) => PublishRequest.decode(b),
-          () => PublishRequest.create(),
-        ),
+        // wire.ts: equal to PublishRequest.decode (tested), a fraction of the work; shares per-pod parts.
+        decode: tolerantDecode(decodePublishRequest, () => PublishRequest.create()),
       } as typeof PublishRequest,
     },
     subscribe: {

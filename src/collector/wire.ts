@@ -1,0 +1,496 @@
+import { BinaryReader } from '@bufbuild/protobuf/wire';
+import { LossCounters, PublishRequest } from '../gen/doorwatch/v1/collector.js';
+import {
+  type AcceptEvent,
+  AcceptSummary,
+  AuditPolicyRef,
+  Cgroup,
+  Container,
+  type Endpoint,
+  Enrichment,
+  Listener,
+  Namespaces,
+  Pod,
+  Process,
+  type Socket,
+  type UserAddress,
+} from '../gen/doorwatch/v1/event.js';
+
+/**
+ * The collector's decoder for Publish requests: the result equals
+ * `PublishRequest.decode(bytes)` (the generated ts-proto decoder, deep-equal;
+ * test/unit/collector-wire.test.ts holds the two together over a corpus with
+ * malformed input), for a fraction of the work on the hot path:
+ *
+ * - An event's own fields (ids, times, seq, result, the socket) are read by
+ *   hand, and short strings that repeat (node name, comm, addresses, flag
+ *   names) are interned instead of decoded again.
+ * - What is constant per pod or container (pod, container, namespaces,
+ *   cgroup, listener, process, enrichment, policy) is decoded ONCE per
+ *   distinct byte string: events whose sub-message bytes are equal share one
+ *   object (a bounded cache). Such objects are shared and must never be
+ *   mutated; per-pod work downstream (formatting) can key on their identity.
+ * - Anything unusual (an unknown field, an unexpected wire type, a group, a
+ *   length past its end, a Hello) makes the whole request go through the
+ *   generated decoder, so odd and malformed input gets exactly its answer
+ *   (including its exceptions: server.ts turns those into INVALID_ARGUMENT).
+ */
+
+/** Thrown inside the fast path: decode this request with the generated decoder instead. */
+const FALLBACK = new Error('wire: fall back to the generated decoder');
+
+/** Buffer's own latin1 decoder (untyped in @types/node): one native call, no argument parsing. */
+type Latin1 = Buffer & { latin1Slice(start: number, end: number): string };
+const EMPTY = Buffer.alloc(0) as Latin1;
+let buf: Latin1 = EMPTY;
+let pos = 0;
+/** The two halves of the last varint read. */
+let lo = 0;
+let hi = 0;
+
+function varint(end: number): void {
+  if (pos >= end) throw FALLBACK;
+  let b = buf[pos++]!;
+  if (b < 0x80) {
+    lo = b;
+    hi = 0;
+    return;
+  }
+  let l = b & 0x7f;
+  let h = 0;
+  let shift = 7;
+  for (; shift < 28; shift += 7) {
+    if (pos >= end) throw FALLBACK;
+    b = buf[pos++]!;
+    l |= (b & 0x7f) << shift;
+    if (b < 0x80) {
+      lo = l >>> 0;
+      hi = 0;
+      return;
+    }
+  }
+  // 5th byte: 4 bits to lo, 3 to hi.
+  if (pos >= end) throw FALLBACK;
+  b = buf[pos++]!;
+  l |= (b & 0x0f) << 28;
+  h = (b & 0x7f) >> 4;
+  if (b >= 0x80) {
+    for (shift = 3; shift <= 31; shift += 7) {
+      if (pos >= end) throw FALLBACK;
+      b = buf[pos++]!;
+      h |= (b & 0x7f) << shift;
+      if (b < 0x80) break;
+    }
+    if (b >= 0x80) throw FALLBACK; // more than 10 bytes
+  }
+  lo = l >>> 0;
+  hi = h >>> 0;
+}
+
+const u32 = (end: number): number => {
+  varint(end);
+  return lo;
+};
+const i32 = (end: number): number => {
+  varint(end);
+  return lo | 0;
+};
+const bool = (end: number): boolean => {
+  varint(end);
+  return lo !== 0 || hi !== 0;
+};
+const dv = new DataView(new ArrayBuffer(8));
+function u64(end: number): bigint {
+  varint(end);
+  if (hi === 0) return BigInt(lo);
+  dv.setInt32(0, lo, true);
+  dv.setInt32(4, hi, true);
+  return dv.getBigUint64(0, true);
+}
+
+/** The end of a length-delimited field starting at pos (after its tag). */
+function sub(end: number): number {
+  varint(end);
+  if (hi !== 0) throw FALLBACK;
+  const e = pos + lo;
+  if (e > end) throw FALLBACK;
+  return e;
+}
+
+// ------------------------------------------------------------------ strings
+
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true }); // as @bufbuild/protobuf decodes
+/** Short ASCII strings, direct-mapped by a hash of their bytes: repeated values are not decoded again. */
+const INTERN_MAX = 40;
+const INTERN_SLOTS = 4096;
+const interned: (string | undefined)[] = new Array(INTERN_SLOTS);
+
+function str(end: number): string {
+  const e = sub(end);
+  const s = pos;
+  pos = e;
+  const len = e - s;
+  if (len === 0) return '';
+  if (len <= INTERN_MAX) {
+    let h = len;
+    for (let i = s; i < e; i++) {
+      const c = buf[i]!;
+      if (c > 0x7f) return utf8.decode(buf.subarray(s, e));
+      h = (Math.imul(h, 31) + c) | 0;
+    }
+    const slot = (h ^ (h >>> 15)) & (INTERN_SLOTS - 1);
+    const hit = interned[slot];
+    if (hit !== undefined && hit.length === len) {
+      let i = 0;
+      while (i < len && hit.charCodeAt(i) === buf[s + i]) i++;
+      if (i === len) return hit;
+    }
+    const v = buf.latin1Slice(s, e);
+    interned[slot] = v;
+    return v;
+  }
+  for (let i = s; i < e; i++) if (buf[i]! > 0x7f) return utf8.decode(buf.subarray(s, e));
+  return buf.latin1Slice(s, e);
+}
+
+// ------------------------------------------------------------------ shared sub-messages
+
+/**
+ * A sub-message [pos, e) by the generated decoder. In the whole request that
+ * decoder would read the same bytes the same way only if it ends exactly at
+ * e (a field running past the end, a group or a zero tag that stops it early
+ * would make it continue elsewhere): otherwise fall back.
+ */
+function generated<T>(decode: (r: BinaryReader) => T, e: number): T {
+  const r = new BinaryReader(buf.subarray(pos, e));
+  const v = decode(r);
+  if (r.pos !== r.len) throw FALLBACK;
+  return v;
+}
+
+/** Decoded sub-messages by their bytes (latin1 key), one map per type, bounded in entries and key bytes. */
+class SubCache<T> {
+  private readonly map = new Map<string, T>();
+  private bytes = 0;
+  constructor(
+    private readonly decode: (r: BinaryReader) => T,
+    private readonly maxEntries = 4096,
+    private readonly maxBytes = 8 << 20,
+  ) {}
+
+  get(end: number): T {
+    const e = sub(end);
+    const key = buf.latin1Slice(pos, e);
+    let v = this.map.get(key);
+    if (v === undefined) {
+      v = generated(this.decode, e);
+      if (this.map.size >= this.maxEntries || this.bytes + key.length > this.maxBytes) {
+        this.map.clear();
+        this.bytes = 0;
+      }
+      this.map.set(key, v);
+      this.bytes += key.length;
+    }
+    pos = e;
+    return v;
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+}
+
+const pods = new SubCache((r) => Pod.decode(r));
+const containers = new SubCache((r) => Container.decode(r));
+const processes = new SubCache((r) => Process.decode(r));
+const namespacesCache = new SubCache((r) => Namespaces.decode(r));
+const cgroups = new SubCache((r) => Cgroup.decode(r));
+const listeners = new SubCache((r) => Listener.decode(r));
+const enrichments = new SubCache((r) => Enrichment.decode(r));
+const policies = new SubCache((r) => AuditPolicyRef.decode(r));
+
+/** Entries in the shared sub-message caches (tests, stats). */
+export function wireCacheSizes(): Record<string, number> {
+  return {
+    pods: pods.size,
+    containers: containers.size,
+    processes: processes.size,
+    namespaces: namespacesCache.size,
+    cgroups: cgroups.size,
+    listeners: listeners.size,
+    enrichments: enrichments.size,
+    policies: policies.size,
+  };
+}
+
+// ------------------------------------------------------------------ per-event messages
+
+function endpoint(end: number): Endpoint {
+  const e = sub(end);
+  const m: Endpoint = { ip: '', port: 0 };
+  while (pos < e) {
+    const tag = buf[pos++]!;
+    if (tag === 10) m.ip = str(e);
+    else if (tag === 16) m.port = u32(e);
+    else throw FALLBACK;
+  }
+  if (pos !== e) throw FALLBACK;
+  return m;
+}
+
+function socket(end: number): Socket {
+  const e = sub(end);
+  const m: Socket = {
+    family: 0,
+    familyNumber: 0,
+    type: '',
+    protocol: 0,
+    local: undefined,
+    peer: undefined,
+    v4Mapped: false,
+    unixPath: '',
+    peerPid: 0,
+    resolved: false,
+  };
+  while (pos < e) {
+    switch (buf[pos++]) {
+      case 8:
+        m.family = i32(e);
+        break;
+      case 16:
+        m.familyNumber = u32(e);
+        break;
+      case 26:
+        m.type = str(e);
+        break;
+      case 32:
+        m.protocol = u32(e);
+        break;
+      case 42:
+        m.local = endpoint(e);
+        break;
+      case 50:
+        m.peer = endpoint(e);
+        break;
+      case 56:
+        m.v4Mapped = bool(e);
+        break;
+      case 66:
+        m.unixPath = str(e);
+        break;
+      case 72:
+        m.peerPid = u32(e);
+        break;
+      case 80:
+        m.resolved = bool(e);
+        break;
+      default:
+        throw FALLBACK;
+    }
+  }
+  if (pos !== e) throw FALLBACK;
+  return m;
+}
+
+function userAddress(end: number): UserAddress {
+  const e = sub(end);
+  const m: UserAddress = { present: false, addrlen: 0, familyNumber: 0, ip: '', port: 0, fault: false, mismatch: false };
+  while (pos < e) {
+    switch (buf[pos++]) {
+      case 8:
+        m.present = bool(e);
+        break;
+      case 16:
+        m.addrlen = u32(e);
+        break;
+      case 24:
+        m.familyNumber = u32(e);
+        break;
+      case 34:
+        m.ip = str(e);
+        break;
+      case 40:
+        m.port = u32(e);
+        break;
+      case 48:
+        m.fault = bool(e);
+        break;
+      case 56:
+        m.mismatch = bool(e);
+        break;
+      default:
+        throw FALLBACK;
+    }
+  }
+  if (pos !== e) throw FALLBACK;
+  return m;
+}
+
+function event(end: number): AcceptEvent {
+  const e = sub(end);
+  const m: AcceptEvent = {
+    eventId: '',
+    seq: 0n,
+    timeUnixNano: 0n,
+    ktimeNs: 0n,
+    nodeName: '',
+    source: 0,
+    ret: 0,
+    success: false,
+    error: '',
+    durationNs: 0n,
+    acceptFlags: 0,
+    acceptFlagNames: [],
+    flags: [],
+    process: undefined,
+    socket: undefined,
+    listener: undefined,
+    userAddress: undefined,
+    namespaces: undefined,
+    cgroup: undefined,
+    container: undefined,
+    pod: undefined,
+    enrichment: undefined,
+    kind: 0,
+    summary: undefined,
+    policy: undefined,
+  };
+  while (pos < e) {
+    let tag = buf[pos++]!;
+    if (tag >= 0x80) {
+      // Fields 16..25 have two-byte tags.
+      if (pos >= e) throw FALLBACK;
+      const b = buf[pos++]!;
+      if (b >= 0x80) throw FALLBACK;
+      tag = (tag & 0x7f) | (b << 7);
+    }
+    switch (tag) {
+      case 10:
+        m.eventId = str(e);
+        break;
+      case 16:
+        m.seq = u64(e);
+        break;
+      case 24:
+        m.timeUnixNano = u64(e);
+        break;
+      case 32:
+        m.ktimeNs = u64(e);
+        break;
+      case 42:
+        m.nodeName = str(e);
+        break;
+      case 48:
+        m.source = i32(e);
+        break;
+      case 56:
+        m.ret = i32(e);
+        break;
+      case 64:
+        m.success = bool(e);
+        break;
+      case 74:
+        m.error = str(e);
+        break;
+      case 80:
+        m.durationNs = u64(e);
+        break;
+      case 88:
+        m.acceptFlags = u32(e);
+        break;
+      case 98:
+        m.acceptFlagNames.push(str(e));
+        break;
+      case 106:
+        m.flags.push(str(e));
+        break;
+      case 114:
+        m.process = processes.get(e);
+        break;
+      case 122:
+        m.socket = socket(e);
+        break;
+      case 130:
+        m.listener = listeners.get(e);
+        break;
+      case 138:
+        m.userAddress = userAddress(e);
+        break;
+      case 146:
+        m.namespaces = namespacesCache.get(e);
+        break;
+      case 154:
+        m.cgroup = cgroups.get(e);
+        break;
+      case 162:
+        m.container = containers.get(e);
+        break;
+      case 170:
+        m.pod = pods.get(e);
+        break;
+      case 178:
+        m.enrichment = enrichments.get(e);
+        break;
+      case 184:
+        m.kind = i32(e);
+        break;
+      case 194: {
+        // Summaries differ from one another (counts, times): not shared.
+        const se = sub(e);
+        m.summary = generated((r) => AcceptSummary.decode(r), se);
+        pos = se;
+        break;
+      }
+      case 202:
+        m.policy = policies.get(e);
+        break;
+      default:
+        throw FALLBACK;
+    }
+  }
+  if (pos !== e) throw FALLBACK;
+  return m;
+}
+
+function fastRequest(bytes: Uint8Array): PublishRequest {
+  buf = (bytes instanceof Buffer ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) as Latin1;
+  pos = 0;
+  const end = buf.length;
+  // Only the common shape: exactly one field, a batch (the Hello, once per stream, takes the generated path).
+  if (end < 2 || buf[pos++] !== 0x12) throw FALLBACK;
+  const be = sub(end);
+  if (be !== end) throw FALLBACK;
+  const batch: PublishRequest['batch'] & object = { firstSeq: 0n, events: [], losses: undefined };
+  while (pos < be) {
+    switch (buf[pos++]) {
+      case 8:
+        batch.firstSeq = u64(be);
+        break;
+      case 18:
+        batch.events.push(event(be));
+        break;
+      case 26: {
+        const le = sub(be);
+        batch.losses = generated((r) => LossCounters.decode(r), le);
+        pos = le;
+        break;
+      }
+      default:
+        throw FALLBACK;
+    }
+  }
+  if (pos !== be) throw FALLBACK;
+  return { hello: undefined, batch };
+}
+
+/** `PublishRequest.decode(bytes)`, faster; throws exactly when that throws (it is what runs then). */
+export function decodePublishRequest(bytes: Uint8Array): PublishRequest {
+  try {
+    return fastRequest(bytes);
+  } catch {
+    // FALLBACK, or anything else the fast path tripped on: the generated decoder answers.
+    return PublishRequest.decode(bytes);
+  } finally {
+    buf = EMPTY; // do not hold the request's memory
+  }
+}

@@ -1,0 +1,174 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { decodePublishRequest } from '../../src/collector/wire.js';
+import { PublishRequest } from '../../src/gen/doorwatch/v1/collector.js';
+import { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
+import { sampleEvent, sampleHostEvent, sampleSummary, sampleUnixEvent } from '../helpers/sample-events.js';
+
+/**
+ * src/collector/wire.ts must decode exactly as the generated decoder: the
+ * same value (deep-equal) for every input it accepts, and an exception
+ * whenever the generated decoder throws (the server turns it into
+ * INVALID_ARGUMENT), over well-formed, odd and malformed requests.
+ */
+
+function same(bytes: Uint8Array, what: string): 'ok' | 'threw' {
+  let want: PublishRequest | undefined;
+  let wantErr: unknown;
+  try {
+    want = PublishRequest.decode(bytes);
+  } catch (e) {
+    wantErr = e;
+  }
+  let got: PublishRequest | undefined;
+  let gotErr: unknown;
+  try {
+    got = decodePublishRequest(bytes);
+  } catch (e) {
+    gotErr = e;
+  }
+  if (wantErr !== undefined) {
+    assert.ok(gotErr !== undefined, `${what}: the generated decoder throws (${(wantErr as Error).message}), wire.ts did not`);
+    assert.equal((gotErr as Error).message, (wantErr as Error).message, what);
+    return 'threw';
+  }
+  assert.equal(gotErr, undefined, `${what}: wire.ts threw ${(gotErr as Error)?.message}`);
+  assert.deepStrictEqual(got, want, what);
+  return 'ok';
+}
+
+const batchBytes = (events: AcceptEvent[], firstSeq = events[0]?.seq ?? 1n, losses?: Partial<Record<string, bigint>>) =>
+  PublishRequest.encode({
+    batch: {
+      firstSeq,
+      events,
+      losses: losses
+        ? { kernelRingFull: 0n, decodeErrors: 0n, bpfRecursionMisses: 0n, queueDrops: 0n, spoolDrops: 0n, ...losses }
+        : undefined,
+    },
+  }).finish();
+
+/** A deterministic PRNG (mulberry32): the corpus is the same every run. */
+function rng(seed: number) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function variedEvents(): AcceptEvent[] {
+  const evs: AcceptEvent[] = [];
+  for (let i = 0; i < 12; i++) {
+    const seq = BigInt(100 + i);
+    const base = { seq, eventId: `boot-1/inst-1/${seq}` };
+    evs.push(sampleEvent({ ...base, socket: { peer: { ip: `10.0.0.${i}`, port: 40000 + i } } }));
+  }
+  evs.push(sampleEvent({ seq: 112n, pod: { name: 'web-ü-ñ', labels: { 'app.kubernetes.io/name': 'wéb', '': 'empty-key' } } }));
+  evs.push(sampleEvent({ seq: 113n, process: { comm: '\u{1f600}srv' }, error: 'EAGAIN', ret: -11, success: false }));
+  evs.push(sampleEvent({ seq: 114n, nodeName: '\ufeffbom-node', flags: ['a', 'b'], acceptFlagNames: [] }));
+  evs.push(sampleEvent({ seq: 115n, timeUnixNano: 0xffff_ffff_ffff_ffffn, ktimeNs: 1n << 63n, durationNs: 0x1_0000_0000n }));
+  evs.push(sampleEvent({ seq: 116n, eventId: 'x'.repeat(300), pod: { annotations: { big: 'y'.repeat(5000) } } }));
+  evs.push(sampleSummary({ seq: 117n }));
+  evs.push(sampleHostEvent({ seq: 118n }));
+  evs.push(sampleUnixEvent({ seq: 119n }));
+  evs.push(sampleEvent({ seq: 120n, pod: { labels: { __proto__: 'x', constructor: 'y' } as Record<string, string> } }));
+  evs.push({ ...sampleEvent({ seq: 121n }), pod: undefined, container: undefined, socket: undefined, process: undefined });
+  evs.push(
+    sampleEvent({ seq: 122n, socket: { v4Mapped: true, peerPid: 77, unixPath: '/run/x.sock' }, userAddress: { fault: true } }),
+  );
+  return evs;
+}
+
+describe('wire.ts decodePublishRequest', () => {
+  it('equals the generated decoder on well-formed requests', () => {
+    const evs = variedEvents();
+    same(batchBytes(evs), 'varied batch');
+    for (const [i, e] of evs.entries()) same(batchBytes([e]), `event ${i} alone`);
+    same(batchBytes(evs, 100n, { kernelRingFull: 3n, spoolDrops: 0xffff_ffff_ffffn }), 'with losses');
+    same(batchBytes([], 0n, { queueDrops: 1n }), 'losses only');
+    same(batchBytes([]), 'empty batch');
+    same(
+      PublishRequest.encode({ hello: { agent: { nodeName: 'n', bootId: 'b', instanceId: 'i', version: 'v' } } }).finish(),
+      'hello',
+    );
+    same(new Uint8Array(0), 'empty request');
+    same(
+      PublishRequest.encode({
+        hello: { agent: undefined },
+        batch: { firstSeq: 1n, events: [evs[0]!], losses: undefined },
+      }).finish(),
+      'both',
+    );
+  });
+
+  it('shares sub-messages with equal bytes, and only those', () => {
+    const evs = [sampleEvent({ seq: 1n }), sampleEvent({ seq: 2n }), sampleEvent({ seq: 3n, pod: { name: 'other' } })];
+    const got = decodePublishRequest(batchBytes(evs)).batch!.events;
+    assert.equal(got[0]!.pod, got[1]!.pod, 'same pod bytes: one object');
+    assert.equal(got[0]!.container, got[2]!.container);
+    assert.notEqual(got[0]!.pod, got[2]!.pod, 'another pod: another object');
+    assert.equal(got[2]!.pod!.name, 'other');
+    assert.notEqual(got[0]!.socket, got[1]!.socket, 'per-event parts are not shared');
+    // A later request with the same pod bytes still gets the shared object.
+    assert.equal(decodePublishRequest(batchBytes([sampleEvent({ seq: 4n })])).batch!.events[0]!.pod, got[0]!.pod);
+  });
+
+  it('equals the generated decoder on every truncation', () => {
+    const bytes = batchBytes(variedEvents().slice(10, 16));
+    let threw = 0;
+    for (let n = 0; n < bytes.length; n++) if (same(bytes.subarray(0, n), `truncated to ${n}`) === 'threw') threw++;
+    assert.ok(threw > bytes.length / 2, `most truncations are errors (${threw} of ${bytes.length})`);
+  });
+
+  it('equals the generated decoder on random corruption', () => {
+    const rand = rng(42);
+    const base = batchBytes(variedEvents().slice(0, 14));
+    let threw = 0;
+    for (let k = 0; k < 3000; k++) {
+      const b = Uint8Array.from(base);
+      const edits = 1 + Math.floor(rand() * 4);
+      for (let j = 0; j < edits; j++) {
+        const at = Math.floor(rand() * b.length);
+        const r = rand();
+        // Flip a bit, write a random byte, or a byte that matters to protobuf (a tag, 0, 0xff, a UTF-8 lead).
+        b[at] =
+          r < 0.4
+            ? b[at]! ^ (1 << Math.floor(rand() * 8))
+            : r < 0.7
+              ? Math.floor(rand() * 256)
+              : [0, 0xff, 0x80, 0xc3, 0x0b, 0x0c][Math.floor(rand() * 6)]!;
+      }
+      if (same(b, `corruption ${k}`) === 'threw') threw++;
+    }
+    assert.ok(threw > 50 && threw < 3000, `a mix of errors and values (${threw} threw)`);
+  });
+
+  it('equals the generated decoder on odd but valid encodings', () => {
+    // One event (seq 5) with `extra` appended to its body, in a batch, in a request.
+    const body0 = Buffer.from(AcceptEvent.encode(sampleEvent({ seq: 5n })).finish());
+    const varint = (v: number) => (v < 128 ? [v] : [(v & 0x7f) | 0x80, v >> 7]);
+    const inner = (extra: number[]) => {
+      const body = Buffer.concat([body0, Buffer.from(extra)]);
+      const batch = Buffer.concat([Buffer.from([0x08, 5, 0x12, ...varint(body.length)]), body]);
+      return Buffer.concat([Buffer.from([0x12, ...varint(batch.length)]), batch]);
+    };
+    same(inner([]), 'the plain event');
+    same(inner([0xf8, 0x06, 0x01]), 'unknown varint field 111');
+    same(inner([0x10, 0x09]), 'seq twice: the last wins');
+    same(inner([0x00, 0x10, 0x09]), 'zero tag');
+    same(inner([0x0c]), 'end-group tag');
+    same(inner([0x0b, 0x0c]), 'empty group');
+    same(inner([0x2a, 0x02, 0xc3, 0x28]), 'invalid UTF-8 in nodeName');
+    same(inner([0x2a, 0x03, 0xef, 0xbb, 0xbf]), 'a lone BOM as nodeName');
+    same(inner([0x38, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), 'ret -1 in ten bytes');
+    same(inner([0x38, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), 'an eleven-byte varint');
+    same(inner([0x88, 0x00, 0x05]), 'a two-byte tag for field 1 varint (wrong wire type)');
+    same(inner([0x90, 0x00, 0x07]), 'a non-canonical two-byte tag for seq');
+    same(inner([0xaa, 0x01, 0x02, 0x08, 0x01]), 'a pod of two bytes (uid-less)');
+    same(inner([0xaa, 0x01, 0x03, 0x0a, 0x05, 0x61]), 'a pod whose string runs past its end');
+    same(inner([0xaa, 0x01, 0x01, 0x08]), 'a pod ending inside a varint');
+    same(inner([0x72, 0x02, 0x00, 0x08]), 'a process with a zero tag');
+  });
+});
