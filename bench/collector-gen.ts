@@ -142,8 +142,8 @@ function encodeBatch(first: bigint, n: number, t: bigint): Buffer {
 // ------------------------------------------------------------------ /proc
 
 const ticks = 100; // CLK_TCK on Linux x86_64 and arm64
-function cpuUs(): number {
-  const s = readFileSync(`/proc/${o.pid}/stat`, 'utf8');
+function cpuUs(path = `/proc/${o.pid}/stat`): number {
+  const s = readFileSync(path, 'utf8');
   const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
   return ((Number(f[11]) + Number(f[12])) * 1e6) / ticks;
 }
@@ -278,6 +278,8 @@ if (o.tail) {
 }
 baseSeq = next;
 const cpu0 = cpuUs();
+const mainPath = `/proc/${o.pid}/task/${o.pid}/stat`;
+const main0 = cpuUs(mainPath);
 let rssMax = 0;
 const rssTimer = setInterval(() => {
   rssMax = Math.max(rssMax, rssMiB().rss);
@@ -288,6 +290,7 @@ await send(o.events, o.rate, (first, count, at) => {
 });
 const seconds = (performance.now() - t0) / 1000;
 const cpu = cpuUs() - cpu0;
+const mainCpu = cpuUs(mainPath) - main0;
 clearInterval(rssTimer);
 const mem = rssMiB();
 if (tailTimer) {
@@ -305,6 +308,8 @@ process.stdout.write(
     seconds,
     eventsPerS: o.events / seconds,
     cpuUsPerEvent: cpu / o.events,
+    /** The main (JS) thread's share; the rest is GC helpers, libuv's pool, ... */
+    mainUsPerEvent: mainCpu / o.events,
     rssMiB: Math.max(rssMax, mem.rss),
     hwmMiB: mem.hwm,
     p50Ms: pct(50),

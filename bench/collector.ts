@@ -2,14 +2,14 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { makePki } from '../test/helpers/pki.js';
 import { startRsyslog } from '../test/helpers/rsyslog.js';
 import { freePort } from '../test/helpers/wait.js';
 import { exited, killChildren, ROOT, track } from './proc.js';
-import { fmtSpread, renderTable, spread } from './report.js';
+import { type Column, fmtSpread, renderTable, spread } from './report.js';
 
 /**
  * Collector benchmark (issue 10): the real collector process, as users run it
@@ -33,6 +33,8 @@ const USAGE = `usage: tsx bench/collector.ts [options]
   --pods P          distinct pods the events come from (default 16)
   --sinks LIST      jsonl,syslog (default both)
   --timeout S       wall-clock bound per run (default 120)
+  --bin LIST        collector executables to compare, comma-separated (default bin/doorwatch.js of
+                    this tree; e.g. /tmp/base/bin/doorwatch.js,bin/doorwatch.js for before/after)
 `;
 const { values: args } = parseArgs({
   options: {
@@ -44,6 +46,7 @@ const { values: args } = parseArgs({
     pods: { type: 'string', default: '16' },
     sinks: { type: 'string', default: 'jsonl,syslog' },
     timeout: { type: 'string', default: '120' },
+    bin: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
   strict: true,
@@ -59,6 +62,10 @@ const rateEvents = Math.round(rate * Number(args['rate-seconds']));
 const batch = Number(args.batch);
 const sinks = args.sinks!.split(',') as ('jsonl' | 'syslog')[];
 const timeoutS = Number(args.timeout);
+const bins = (args.bin ?? join(ROOT, 'bin/doorwatch.js')).split(',').map((b) => resolve(b));
+/** A collector's name in the tables: the directory its bin/ is in. */
+const binLabel = (b: string) =>
+  bins.length === 1 ? '' : b === resolve(ROOT, 'bin/doorwatch.js') ? 'this tree' : basename(dirname(dirname(b)));
 
 process.once('SIGINT', () => {
   killChildren();
@@ -107,6 +114,7 @@ interface GenResult {
   seconds: number;
   eventsPerS: number;
   cpuUsPerEvent: number;
+  mainUsPerEvent: number;
   rssMiB: number;
   hwmMiB: number;
   p50Ms: number | null;
@@ -131,6 +139,7 @@ const rsyslog = sinks.includes('syslog')
 
 interface Row {
   round: number;
+  bin: string;
   sink: string;
   run: string;
   r: GenResult;
@@ -139,74 +148,73 @@ const rows: Row[] = [];
 
 try {
   for (let round = 1; round <= rounds; round++) {
-    for (const sink of sinks) {
-      const port = await freePort();
-      const jsonlPath = join(dir, `events-${round}.jsonl`);
-      const sinkConfig =
-        sink === 'jsonl'
-          ? { name: 'archive', type: 'jsonl', path: jsonlPath }
-          : {
-              name: 'siem',
-              type: 'syslog',
-              format: 'ocsf',
-              host: '127.0.0.1',
-              port: rsyslog!.port,
-              tls: { ca: pki.caFile, serverName: 'localhost' },
-            };
-      const cfgFile = join(dir, `collector-${sink}-${round}.yaml`);
-      // JSON is YAML. Everything but the sink is the default.
-      writeFileSync(
-        cfgFile,
-        JSON.stringify({
-          listen: `127.0.0.1:${port}`,
-          tls: { cert: pki.server.cert, key: pki.server.key, clientCa: pki.caFile },
-          sinks: [sinkConfig],
-        }),
-      );
-      // As users run it: the executable (its shebang carries the V8 flags), the built JS in dist/.
-      // BENCH_COLLECTOR_NODE_ARGS="--cpu-prof ...": run it as `node --max-semi-space-size=64 <those> bin/doorwatch.js`.
-      const extra = (process.env.BENCH_COLLECTOR_NODE_ARGS ?? '').split(' ').filter(Boolean);
-      const [cmd, argv] = extra.length
-        ? [process.execPath, ['--max-semi-space-size=64', ...extra, join(ROOT, 'bin/doorwatch.js')]]
-        : [join(ROOT, 'bin/doorwatch.js'), []];
-      const col = track(spawn(cmd, [...argv, 'collector', '--config', cfgFile], { stdio: ['ignore', 'ignore', 'pipe'] }));
-      let log = '';
-      col.stderr!.on('data', (d: Buffer) => {
-        log = (log + d.toString()).slice(-4000);
-      });
-      try {
-        await listening(port);
-        const base = {
-          port,
-          ca: pki.caFile,
-          cert: client.cert,
-          key: client.key,
-          pid: col.pid,
-          pods: Number(args.pods),
-          timeoutS,
-        };
-        const sat = await gen({ ...base, events: N, warmup: 20_000, rate: 0, batch, window: 64 });
-        rows.push({ round, sink, run: 'max', r: sat });
-        const rb = Math.max(1, Math.round(rate / 100));
-        const paced = await gen({
-          ...base,
-          events: rateEvents,
-          warmup: rate,
-          rate,
-          batch: rb,
-          window: 64 * Math.ceil(500 / rb),
-          ...(sink === 'jsonl' ? { tail: jsonlPath } : {}),
+    for (const sink of sinks)
+      for (const bin of bins) {
+        const port = await freePort();
+        const jsonlPath = join(dir, `events-${round}-${bins.indexOf(bin)}.jsonl`);
+        const sinkConfig =
+          sink === 'jsonl'
+            ? { name: 'archive', type: 'jsonl', path: jsonlPath }
+            : {
+                name: 'siem',
+                type: 'syslog',
+                format: 'ocsf',
+                host: '127.0.0.1',
+                port: rsyslog!.port,
+                tls: { ca: pki.caFile, serverName: 'localhost' },
+              };
+        const cfgFile = join(dir, `collector-${sink}-${round}-${bins.indexOf(bin)}.yaml`);
+        // JSON is YAML. Everything but the sink is the default.
+        writeFileSync(
+          cfgFile,
+          JSON.stringify({
+            listen: `127.0.0.1:${port}`,
+            tls: { cert: pki.server.cert, key: pki.server.key, clientCa: pki.caFile },
+            sinks: [sinkConfig],
+          }),
+        );
+        // As users run it: the executable (its shebang carries the V8 flags), the built JS in dist/.
+        // BENCH_COLLECTOR_NODE_ARGS="--cpu-prof ...": run it as `node --max-semi-space-size=64 <those> bin/doorwatch.js`.
+        const extra = (process.env.BENCH_COLLECTOR_NODE_ARGS ?? '').split(' ').filter(Boolean);
+        const [cmd, argv] = extra.length ? [process.execPath, ['--max-semi-space-size=64', ...extra, bin]] : [bin, []];
+        const col = track(spawn(cmd, [...argv, 'collector', '--config', cfgFile], { stdio: ['ignore', 'ignore', 'pipe'] }));
+        let log = '';
+        col.stderr!.on('data', (d: Buffer) => {
+          log = (log + d.toString()).slice(-4000);
         });
-        rows.push({ round, sink, run: `${rate}/s`, r: paced });
-      } catch (e) {
-        process.stderr.write(`collector stderr (tail):\n${log}\n`);
-        throw e;
-      } finally {
-        col.kill('SIGTERM');
-        await exited(col, 20_000);
+        try {
+          await listening(port);
+          const base = {
+            port,
+            ca: pki.caFile,
+            cert: client.cert,
+            key: client.key,
+            pid: col.pid,
+            pods: Number(args.pods),
+            timeoutS,
+          };
+          const sat = await gen({ ...base, events: N, warmup: 20_000, rate: 0, batch, window: 64 });
+          rows.push({ round, bin, sink, run: 'max', r: sat });
+          const rb = Math.max(1, Math.round(rate / 100));
+          const paced = await gen({
+            ...base,
+            events: rateEvents,
+            warmup: rate,
+            rate,
+            batch: rb,
+            window: 64 * Math.ceil(500 / rb),
+            ...(sink === 'jsonl' ? { tail: jsonlPath } : {}),
+          });
+          rows.push({ round, bin, sink, run: `${rate}/s`, r: paced });
+        } catch (e) {
+          process.stderr.write(`collector stderr (tail):\n${log}\n`);
+          throw e;
+        } finally {
+          col.kill('SIGTERM');
+          await exited(col, 20_000);
+        }
+        process.stderr.write(`collector bench: round ${round} ${sink} ${binLabel(bin)} done\n`);
       }
-      process.stderr.write(`collector bench: round ${round} ${sink} done\n`);
-    }
   }
 } finally {
   await rsyslog?.stop('SIGTERM');
@@ -214,6 +222,7 @@ try {
 }
 
 const label = (sink: string) => (sink === 'jsonl' ? 'jsonl native' : 'syslog ocsf');
+const binCol: Column<{ bin: string }>[] = bins.length > 1 ? [['collector', 12, (x) => binLabel(x.bin).slice(-12)]] : [];
 const f = (v: number | null, d: number) => (v === null ? '-' : v.toFixed(d));
 console.log(
   `\ncollector: one agent stream (mTLS), ${N} events saturated, ${rateEvents} at ${rate}/s; CPU = collector process, all threads (/proc)`,
@@ -222,10 +231,12 @@ console.log(
   renderTable<Row>(
     [
       ['round', 6, (x) => String(x.round)],
+      ...binCol,
       ['sink', 13, (x) => label(x.sink)],
       ['offered', 9, (x) => x.run],
       ['events/s', 9, (x) => f(x.r.eventsPerS, 0)],
       ['CPU µs/ev', 10, (x) => f(x.r.cpuUsPerEvent, 2)],
+      ['main thr', 9, (x) => f(x.r.mainUsPerEvent, 2)],
       ['RSS MiB', 8, (x) => f(x.r.rssMiB, 0)],
       ['peak MiB', 9, (x) => f(x.r.hwmMiB, 0)],
       ['p50 ms', 7, (x) => f(x.r.p50Ms, 1)],
@@ -235,18 +246,28 @@ console.log(
   ),
 );
 console.log(`\nmedian [min..max] over ${rounds} round(s):`);
-const groups = [...new Set(rows.map((x) => `${x.sink}|${x.run}`))];
+const groups = [...new Set(rows.map((x) => `${x.sink}|${x.run}|${x.bin}`))];
 const sum = groups.map((g) => {
-  const rs = rows.filter((x) => `${x.sink}|${x.run}` === g).map((x) => x.r);
+  const rs = rows.filter((x) => `${x.sink}|${x.run}|${x.bin}` === g).map((x) => x.r);
   const sp = (k: keyof GenResult) => spread(rs.map((r) => r[k]).filter((v): v is number => typeof v === 'number'));
-  const [sink, run] = g.split('|') as [string, string];
-  return { sink, run, eps: sp('eventsPerS'), cpu: sp('cpuUsPerEvent'), rss: sp('hwmMiB'), p99: sp('p99Ms'), p50: sp('p50Ms') };
+  const [sink, run, bin] = g.split('|') as [string, string, string];
+  return {
+    sink,
+    run,
+    bin,
+    eps: sp('eventsPerS'),
+    cpu: sp('cpuUsPerEvent'),
+    rss: sp('hwmMiB'),
+    p99: sp('p99Ms'),
+    p50: sp('p50Ms'),
+  };
 });
 type S = (typeof sum)[number];
 const fs = (s: ReturnType<typeof spread>, d: number) => (s ? fmtSpread(s, d) : '-');
 console.log(
   renderTable<S>(
     [
+      ...binCol,
       ['sink', 13, (x) => label(x.sink)],
       ['offered', 9, (x) => x.run],
       ['events/s', 24, (x) => fs(x.eps, 0)],
@@ -258,8 +279,10 @@ console.log(
     sum,
   ),
 );
+// Targets: judged on the last --bin (this tree by default).
+const judged = bins.at(-1)!;
 const med = (sink: string, run: string, k: 'eps' | 'cpu' | 'rss' | 'p99') =>
-  sum.find((s) => s.sink === sink && s.run === run)?.[k]?.median;
+  sum.find((s) => s.sink === sink && s.run === run && s.bin === judged)?.[k]?.median;
 const verdict = (name: string, v: number | undefined, ok: (v: number) => boolean, unit: string) =>
   console.log(`target ${name}: ${v === undefined ? 'not measured' : `${v.toFixed(2)}${unit} ${ok(v) ? 'met' : 'MISSED'}`}`);
 console.log('');
@@ -268,7 +291,7 @@ verdict('syslog ocsf <= 3 µs/event (saturated)', med('syslog', 'max', 'cpu'), (
 verdict('>= 150k events/s (jsonl, saturated)', med('jsonl', 'max', 'eps'), (v) => v >= 150_000, ' events/s');
 verdict(
   'peak RSS <= 150 MiB (jsonl)',
-  Math.max(...rows.filter((x) => x.sink === 'jsonl').map((x) => x.r.hwmMiB)),
+  Math.max(...rows.filter((x) => x.sink === 'jsonl' && x.bin === judged).map((x) => x.r.hwmMiB)),
   (v) => v <= 150,
   ' MiB',
 );
