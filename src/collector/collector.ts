@@ -1,6 +1,6 @@
 import type { CallContext } from 'nice-grpc';
 import { ServerError, Status } from 'nice-grpc';
-import type { PublishRequest, SubscribeRequest, SubscribeResponse } from '../gen/doorwatch/v1/collector.js';
+import { PublishRequest, type SubscribeRequest, type SubscribeResponse } from '../gen/doorwatch/v1/collector.js';
 import type { Logger } from '../log/logger.js';
 import type { Sink } from '../sinks/sink.js';
 import { type Clock, systemClock, within } from './async.js';
@@ -10,6 +10,7 @@ import { type AuthSetup, authStats, createAuth } from './auth/setup.js';
 import type { CollectorConfig, SinkConfig, SinkRegistry } from './config.js';
 import { Dispatcher, type QueuedRecord, type SinkStats } from './dispatcher.js';
 import { type Listener, listen, readTlsMaterial } from './listener.js';
+import { withPublishPrecheck } from './precheck.js';
 import { createPublishHandler, DECODE_ERROR, type MaybeMalformed, type PublishCounters } from './publish.js';
 import { type RefusalReason, Refusals } from './refusals.js';
 import { ServerCollectorServiceDefinition, serverCredentials, serverOptions } from './server.js';
@@ -175,11 +176,13 @@ export async function startCollector(config: CollectorConfig, deps: CollectorDep
   }
   if (!streams.hasRequiredSinks) log.warn('no required sink: acks mean "enqueued", with no durability guarantee');
 
+  // Size limits checked on the bytes, before decoding (precheck.ts).
+  const publishDefinition = withPublishPrecheck(ServerCollectorServiceDefinition, config.limits, () => PublishRequest.create());
   dispatcher.start();
   let server: Listener;
   try {
     server = await listen(
-      { definition: ServerCollectorServiceDefinition, implementation: { publish: publishGuarded, subscribe } },
+      { definition: publishDefinition, implementation: { publish: publishGuarded, subscribe } },
       { address: config.listen, tls: tlsMaterial, grpcOptions: serverOptions(config), limits: config.limits, refusals },
     );
     listener = server;

@@ -80,8 +80,8 @@ export interface LimitsConfig {
   /** A TLS handshake must complete within this. */
   handshakeTimeoutMs: number;
   maxBatchEvents: number;
-  /** Longest string (UTF-16 code units) in any event field. */
-  maxStringLength: number;
+  /** Largest encoded event: bounds every string (and label map) in it. */
+  maxEventBytes: number;
 }
 
 export interface CollectorConfig {
@@ -182,7 +182,7 @@ const rootSchema = z
         helloTimeout: duration.default('10s'),
         handshakeTimeout: duration.default('10s'),
         maxBatchEvents: count.default(10_000),
-        maxStringLength: count.default(65_536),
+        maxEventBytes: size.default('64KiB'),
       })
       .strict()
       .default({}),
@@ -336,7 +336,7 @@ export function parseCollectorConfig(raw: unknown, source: string, registry: Sin
       helloTimeoutMs: r.limits.helloTimeout,
       handshakeTimeoutMs: r.limits.handshakeTimeout,
       maxBatchEvents: r.limits.maxBatchEvents,
-      maxStringLength: r.limits.maxStringLength,
+      maxEventBytes: r.limits.maxEventBytes,
     },
     sinks,
   };

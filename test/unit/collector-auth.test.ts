@@ -9,12 +9,13 @@ import {
   kubernetesAuthorizer,
 } from '../../src/collector/auth/authorizer.js';
 import { type KubeAuthApi, kubeAuthApi } from '../../src/collector/auth/kube-api.js';
-import { guardPublish, InstanceRegistry, overlongString } from '../../src/collector/auth/publish-guard.js';
+import { guardPublish, InstanceRegistry } from '../../src/collector/auth/publish-guard.js';
 import { jwtExpiry, TokenAuthenticator } from '../../src/collector/auth/token-authenticator.js';
 import type { LimitsConfig } from '../../src/collector/config.js';
+import { batchShape, PRECHECK_REFUSAL, precheckPublish } from '../../src/collector/precheck.js';
 import { peerAddress, Refusals } from '../../src/collector/refusals.js';
 import { SubscriberHub } from '../../src/collector/subscribe.js';
-import type { PublishRequest, SubscribeResponse } from '../../src/gen/doorwatch/v1/collector.js';
+import { PublishRequest, type SubscribeResponse } from '../../src/gen/doorwatch/v1/collector.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { AGENT_SA, AUDIENCE, agentToken, captureLogger, seedCluster } from '../helpers/auth-fixtures.js';
 import type { KubeApiServer } from '../helpers/kube-api-server.js';
@@ -296,7 +297,7 @@ describe('publish guard', () => {
     helloTimeoutMs: 150,
     handshakeTimeoutMs: 1000,
     maxBatchEvents: 10,
-    maxStringLength: 100,
+    maxEventBytes: 2000,
   };
   const staticAuth = certificateAuthorizer({ agents: { a: ['node-a'] }, subscribers: {} });
   function run(reqs: AsyncIterable<PublishRequest>, authz: Authorizer = staticAuth) {
@@ -343,18 +344,11 @@ describe('publish guard', () => {
     assert.equal(r.out.length, 1, 'only the hello passed');
   });
 
-  it('too many events, an overlong string: refused whole', async () => {
-    await refusedWith(run(of(hello('node-a'), batch(makeBatch(1, 11)))).done, Status.RESOURCE_EXHAUSTED, /11 events; at most 10/);
-    const b = makeBatch(1, 2);
-    b.events[1]!.process!.comm = 'x'.repeat(101);
-    await refusedWith(
-      run(of(hello('node-a'), batch(b))).done,
-      Status.INVALID_ARGUMENT,
-      /events\[1\]: event.process.comm is longer than 100/,
-    );
-    const labels = makeEvent(1, { namespace: 'n', pod: 'p' });
-    labels.pod!.labels = { ['k'.repeat(200)]: 'v' };
-    assert.match(overlongString(labels, 100) ?? '', /^event\.pod\.labels\.k+…$/);
+  it('a precheck refusal found on the bytes becomes the status', async () => {
+    const marked = Object.assign(batch(makeBatch(1, 1)), {
+      [PRECHECK_REFUSAL]: new ServerError(Status.RESOURCE_EXHAUSTED, 'too many'),
+    });
+    await refusedWith(run(of(hello('node-a'), marked)).done, Status.RESOURCE_EXHAUSTED, /too many/);
   });
 
   it('an instance id stays with the node that first used it', async () => {
@@ -375,6 +369,32 @@ describe('publish guard', () => {
       })();
     await go('node-a');
     await refusedWith(go('node-b'), Status.PERMISSION_DENIED, /instance_id shared belongs to node "node-a"/);
+  });
+});
+
+describe('precheck on the bytes', () => {
+  const enc = (r: Partial<PublishRequest>) => PublishRequest.encode(PublishRequest.fromPartial(r)).finish();
+  it('counts the events of a batch and finds the largest, without decoding', () => {
+    const b = makeBatch(1, 5);
+    b.events[3]!.process!.comm = 'x'.repeat(5000);
+    const shape = batchShape(enc({ batch: b }));
+    assert.equal(shape?.events, 5);
+    assert.equal(shape?.largest.index, 3);
+    assert.ok(shape!.largest.bytes > 5000);
+    assert.deepEqual(batchShape(enc({ hello: { agent: agentIdentity('n') } })), { events: 0, largest: { index: -1, bytes: 0 } });
+    assert.equal(batchShape(Uint8Array.from([0x12, 0x7f, 0x01])), undefined, 'a length past the end is malformed');
+  });
+  it('refuses too many events (RESOURCE_EXHAUSTED) and an oversized event (INVALID_ARGUMENT), naming the limit', () => {
+    const limits = { maxBatchEvents: 10, maxEventBytes: 2000 };
+    assert.equal(precheckPublish(enc({ batch: makeBatch(1, 10) }), limits), undefined);
+    const many = precheckPublish(enc({ batch: makeBatch(1, 11) }), limits);
+    assert.equal(many?.code, Status.RESOURCE_EXHAUSTED);
+    assert.match(many!.details, /11 events; at most 10 \(limits.maxBatchEvents\)/);
+    const b = makeBatch(1, 3);
+    b.events[1]!.process!.comm = 'x'.repeat(3000);
+    const big = precheckPublish(enc({ batch: b }), limits);
+    assert.equal(big?.code, Status.INVALID_ARGUMENT);
+    assert.match(big!.details, /batch.events\[1\] is \d+ bytes; at most 2000/);
   });
 });
 

@@ -1,8 +1,8 @@
 import { type CallContext, ServerError, Status } from 'nice-grpc';
 import type { EventBatch, PublishRequest } from '../../gen/doorwatch/v1/collector.js';
-import type { AcceptEvent } from '../../gen/doorwatch/v1/event.js';
 import type { Logger } from '../../log/logger.js';
 import type { LimitsConfig } from '../config.js';
+import { PRECHECK_REFUSAL, type Prechecked } from '../precheck.js';
 import { DECODE_ERROR, type MaybeMalformed } from '../publish.js';
 import type { AgentBinding, Authorizer, PeerCredentials } from './authorizer.js';
 
@@ -18,9 +18,9 @@ import type { AgentBinding, Authorizer, PeerCredentials } from './authorizer.js'
  * - A seq space (instance_id) stays with the node that first used it: an
  *   agent of node A cannot send under node B's instance id and have B's real
  *   events dropped as "duplicates".
- * - Every batch, before publish.ts sees it: at most `maxBatchEvents` events
- *   (RESOURCE_EXHAUSTED), no string longer than `maxStringLength`
- *   (INVALID_ARGUMENT), and (with auth) every event naming the Hello's node
+ * - Every batch, before publish.ts sees it: the size limits found on its
+ *   bytes (precheck.ts: too many events, an oversized event) become their
+ *   status here, and (with auth) every event must name the Hello's node
  *   (PERMISSION_DENIED). A refused batch is refused whole: nothing of it
  *   reaches a sink.
  *
@@ -55,28 +55,11 @@ export class InstanceRegistry {
   }
 }
 
-const invalid = (m: string) => new ServerError(Status.INVALID_ARGUMENT, m);
 const denied = (m: string) => new ServerError(Status.PERMISSION_DENIED, m);
 
 /** The node names a batch's events carry (one function, so a lazily decoded batch changes only this). */
 export function eventNodeNames(b: EventBatch): Iterable<string> {
   return b.events.map((e) => e.nodeName);
-}
-
-/** The first string longer than `max` in an event, as a field path; undefined when none. */
-export function overlongString(ev: AcceptEvent, max: number): string | undefined {
-  const walk = (v: unknown, path: string, depth: number): string | undefined => {
-    if (typeof v === 'string') return v.length > max ? path : undefined;
-    if (v === null || typeof v !== 'object' || depth > 6 || v instanceof Uint8Array) return undefined;
-    for (const k in v as Record<string, unknown>) {
-      // Map keys (labels) are strings too.
-      if (k.length > max) return `${path}.${k.slice(0, 20)}…`;
-      const hit = walk((v as Record<string, unknown>)[k], `${path}.${k}`, depth + 1);
-      if (hit) return hit;
-    }
-    return undefined;
-  };
-  return walk(ev, 'event', 0);
 }
 
 function withDeadline<T>(p: Promise<T>, ms: number, signal: AbortSignal): Promise<T | 'timeout' | 'aborted'> {
@@ -111,7 +94,7 @@ function withDeadline<T>(p: Promise<T>, ms: number, signal: AbortSignal): Promis
 }
 
 export function guardPublish(
-  requests: AsyncIterable<MaybeMalformed<PublishRequest>>,
+  requests: AsyncIterable<Prechecked<PublishRequest>>,
   ctx: CallContext,
   deps: PublishGuardDeps,
 ): AsyncIterable<MaybeMalformed<PublishRequest>> {
@@ -127,6 +110,8 @@ export function guardPublish(
       }
       if (first.done) return;
       const hello = first.value;
+      const early = hello[PRECHECK_REFUSAL];
+      if (early) throw early;
       if (hello[DECODE_ERROR] !== undefined || !hello.hello?.agent) {
         yield hello; // publish.ts answers INVALID_ARGUMENT
         return;
@@ -156,29 +141,14 @@ export function guardPublish(
         const r = await it.next();
         if (r.done) return;
         const req = r.value;
+        const refusal = req[PRECHECK_REFUSAL];
+        if (refusal) throw refusal;
         const b = req.batch;
-        if (req[DECODE_ERROR] === undefined && b) {
-          const n = b.events.length;
-          if (n > limits.maxBatchEvents) {
-            throw new ServerError(
-              Status.RESOURCE_EXHAUSTED,
-              `batch has ${n} events; at most ${limits.maxBatchEvents} (limits.maxBatchEvents): send smaller batches`,
-            );
-          }
-          if (authed) {
-            let i = 0;
-            for (const name of eventNodeNames(b)) {
-              if (name !== node) throw denied(`batch.events[${i}] names node "${name}"; this stream is bound to "${node}"`);
-              i++;
-            }
-          }
-          for (let i = 0; i < n; i++) {
-            const path = overlongString(b.events[i]!, limits.maxStringLength);
-            if (path) {
-              throw invalid(
-                `batch.events[${i}]: ${path} is longer than ${limits.maxStringLength} characters (limits.maxStringLength)`,
-              );
-            }
+        if (authed && req[DECODE_ERROR] === undefined && b) {
+          let i = 0;
+          for (const name of eventNodeNames(b)) {
+            if (name !== node) throw denied(`batch.events[${i}] names node "${name}"; this stream is bound to "${node}"`);
+            i++;
           }
         }
         yield req;
