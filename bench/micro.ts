@@ -1,6 +1,6 @@
 import { decodeRecord, Source } from '../src/capture/record.js';
 import { type EventContext, toAcceptEvent } from '../src/capture/to-event.js';
-import { eventToJson, eventToJsonLine } from '../src/formats/native-json.js';
+import { eventToJson, eventToJsonLine, JsonWriter, writeEventJson } from '../src/formats/native-json.js';
 import { buildRecord, RECORD_BASE } from '../test/helpers/record-builder.js';
 
 /**
@@ -58,6 +58,13 @@ let sink = 0;
 const raw = decodeRecord(view, RECORD_BASE, len);
 const ev = toAcceptEvent(raw, 1n, ctx);
 const obj = eventToJson(ev);
+const w = new JsonWriter(1 << 20);
+/** Appends a line to w as trace does; a reset once it holds ~512 KiB (trace writes it out there). */
+const line = (e: typeof ev) => {
+  if (w.pos > 1 << 19) w.reset();
+  writeEventJson(w, e);
+  w.byte(0x0a);
+};
 
 const stages: Record<string, (i: number) => void> = {
   decodeRecord: () => {
@@ -72,8 +79,16 @@ const stages: Record<string, (i: number) => void> = {
   'JSON.stringify': () => {
     sink += JSON.stringify(obj).length;
   },
+  eventToJsonLine: () => {
+    sink += eventToJsonLine(ev).length;
+  },
+  'writeEventJson (bytes)': () => {
+    line(ev);
+    sink += w.pos;
+  },
   'whole path': (i) => {
-    sink += eventToJsonLine(toAcceptEvent(decodeRecord(view, RECORD_BASE, len), BigInt(i), ctx)).length;
+    line(toAcceptEvent(decodeRecord(view, RECORD_BASE, len), BigInt(i), ctx));
+    sink += w.pos;
   },
 };
 

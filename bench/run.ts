@@ -18,8 +18,23 @@ import {
   usageErrors,
   withBpfStats,
 } from './proc.js';
-import { fmt, judge, type Row, type Run, rowsOf, summarise, summaryText, table, verdictText } from './report.js';
-import { type Attached, agentTracer, bpftraceTracer, cliTracer, type Tracer } from './tracers.js';
+import {
+  type Column,
+  fmt,
+  fmtSpread,
+  judge,
+  type Row,
+  type Run,
+  renderTable,
+  rowsOf,
+  type Spread,
+  spread,
+  summarise,
+  summaryText,
+  table,
+  verdictText,
+} from './report.js';
+import { type Attached, agentTracer, bpftraceTracer, type CliDetail, type CliLaunch, cliTracer, type Tracer } from './tracers.js';
 
 /**
  * npm run bench: a bounded loopback accept storm (bench/storm.c), untraced,
@@ -27,7 +42,7 @@ import { type Attached, agentTracer, bpftraceTracer, cliTracer, type Tracer } fr
  * See docs/benchmarks.md for what each number means.
  */
 
-const ALL_MODES = ['doorwatch', 'event', 'decode', 'ring', 'cli', 'bpftrace'] as const;
+const ALL_MODES = ['doorwatch', 'event', 'decode', 'ring', 'cli', 'cli-node', 'bpftrace'] as const;
 type Mode = (typeof ALL_MODES)[number];
 
 const USAGE = `usage: tsx bench/run.ts [options]
@@ -38,8 +53,12 @@ const USAGE = `usage: tsx bench/run.ts [options]
   --modes LIST        traced modes, in order (default doorwatch,bpftrace); always between two untraced runs:
                         doorwatch  the agent: decode + AcceptEvent + JSON line, as \`trace --output json\`
                         event      the agent without JSON        decode  decodeRecord only
-                        ring       the ring reader alone         cli     \`doorwatch trace -o json --pid\`
+                        ring       the ring reader alone
+                        cli        \`./bin/doorwatch.js trace -o json --pid\` (executed: its shebang's flags)
+                        cli-node   \`node bin/doorwatch.js trace -o json --pid\` (no V8 flags)
                         bpftrace   bpftrace, one printf per accept
+                      the cli modes first run a cold storm of --cold-connections (40000) from the
+                      CLI's start, then the warm storm; RSS peak and losses are the whole process's
   --clients C         connecting threads in the storm (default 2)
   --window W          max connections between connect() and accept() (default 128)
   --storm-cpus LIST   CPUs for every storm thread (default 0: the tracers get the other CPU);
@@ -63,6 +82,7 @@ const { values: args } = parseArgs({
     'storm-cpus': { type: 'string', default: '0' },
     cold: { type: 'boolean', default: false },
     'warmup-connections': { type: 'string', default: '20000' },
+    'cold-connections': { type: 'string', default: '40000' },
     'no-bpf-stats': { type: 'boolean', default: false },
     'bpftrace-out': { type: 'string', default: '/dev/null' },
     timeout: { type: 'string', default: '120' },
@@ -95,6 +115,7 @@ const opts = {
   window: usage.int('window', args.window),
   stormCpus: args['storm-cpus'] ?? '0',
   warmupConnections: args.cold ? 0 : usage.int('warmup-connections', args['warmup-connections']),
+  coldConnections: usage.int('cold-connections', args['cold-connections']),
   bpfStats: !args['no-bpf-stats'],
   bpftraceOut: args['bpftrace-out'] ?? '/dev/null',
   timeoutS: usage.int('timeout', args.timeout),
@@ -110,7 +131,8 @@ function tracerFor(mode: Mode): { tracer: Tracer; agent: boolean } {
     case 'ring':
       return { tracer: agentTracer(mode), agent: true };
     case 'cli':
-      return { tracer: cliTracer(), agent: false };
+    case 'cli-node':
+      return { tracer: cliTracer(mode === 'cli' ? 'exec' : 'node', opts), agent: false };
     case 'bpftrace':
       return { tracer: bpftraceTracer(opts.bpftraceOut), agent: false };
   }
@@ -211,6 +233,9 @@ async function main(): Promise<number> {
     process.stdout.write(`\nuserspace stages, warm, no kernel (bench/micro.ts), µs/event: ${stages.join(', ')}\n`);
   }
 
+  const cli = cliReport(rounds.flatMap((x) => x.runs));
+  if (cli) process.stdout.write(`\n${cli.text}\n`);
+
   const dw = summary['doorwatch'];
   const bt = summary['bpftrace'];
   let ratio: number | undefined;
@@ -240,6 +265,7 @@ async function main(): Promise<number> {
     micro,
     doorwatchVsBpftraceCpu: ratio,
     targets,
+    cli: cli?.launches,
   };
   writeFileSync(opts.out, `${JSON.stringify(report, null, 2)}\n`);
   process.stderr.write(`bench: wrote ${opts.out}\n`);
@@ -255,6 +281,73 @@ async function main(): Promise<number> {
     return 1;
   }
   return 0;
+}
+
+// ---------------------------------------------------------------- the CLI (issue 10, target 4)
+
+const CLI_TARGETS = { warmUs: 2, coldUs: 4, rssMiB: 120 } as const;
+const LAUNCH: Record<CliLaunch, string> = { exec: './bin/doorwatch.js', node: 'node bin/doorwatch.js' };
+
+interface CliSummary {
+  warmUsPerEvent: Spread;
+  coldUsPerEvent: Spread;
+  lostPerRound: number[];
+  rssPeakMiB: Spread;
+  startupCpuMs: Spread;
+}
+
+/** The trace CLI's figures per launch way over the rounds: warm and cold CPU per event, losses, RSS peak. */
+function cliReport(runs: Run[]) {
+  const byLaunch = new Map<CliLaunch, { warm: number[]; cold: number[]; lost: number[]; rss: number[]; startup: number[] }>();
+  for (const r of runs) {
+    const d = r.tracer?.detail as CliDetail | undefined;
+    if (!d || (r.mode !== 'cli' && r.mode !== 'cli-node')) continue;
+    let e = byLaunch.get(d.launch);
+    if (!e) {
+      e = { warm: [], cold: [], lost: [], rss: [], startup: [] };
+      byLaunch.set(d.launch, e);
+    }
+    e.warm.push(r.tracer!.cpuUs / (r.tracer!.events || 1));
+    e.cold.push(d.coldCpuUs / d.coldAccepts);
+    e.lost.push(d.lost);
+    e.rss.push(d.rssPeakKiB / 1024);
+    e.startup.push(d.startupCpuUs / 1000);
+  }
+  if (!byLaunch.size) return undefined;
+  const launches = Object.fromEntries(
+    [...byLaunch].map(([l, e]) => [
+      l,
+      {
+        warmUsPerEvent: spread(e.warm)!,
+        coldUsPerEvent: spread(e.cold)!,
+        lostPerRound: e.lost,
+        rssPeakMiB: spread(e.rss)!,
+        startupCpuMs: spread(e.startup)!,
+      },
+    ]),
+  ) as Partial<Record<CliLaunch, CliSummary>>;
+  const rows = Object.entries(launches).map(([l, x]) => ({ launch: l as CliLaunch, ...x! }));
+  const columns: Column<(typeof rows)[number]>[] = [
+    ['launch', 22, (x) => LAUNCH[x.launch]],
+    ['warm µs/event', 20, (x) => fmtSpread(x.warmUsPerEvent, 2)],
+    [`cold µs/event (${opts.coldConnections})`, 26, (x) => fmtSpread(x.coldUsPerEvent, 2)],
+    ['lost per round', 16, (x) => x.lostPerRound.join(',')],
+    ['RSS peak MiB', 18, (x) => fmtSpread(x.rssPeakMiB, 0)],
+    ['startup CPU ms', 14, (x) => fmtSpread(x.startupCpuMs, 0)],
+  ];
+  const verdicts = rows.map((x) => {
+    const say = (ok: boolean) => (ok ? 'met' : 'MISSED');
+    return (
+      `  ${LAUNCH[x.launch]}: warm <= ${CLI_TARGETS.warmUs} µs ${say(x.warmUsPerEvent.median <= CLI_TARGETS.warmUs)}, ` +
+      `cold <= ${CLI_TARGETS.coldUs} µs ${say(x.coldUsPerEvent.median <= CLI_TARGETS.coldUs)}, ` +
+      `0 lost in every round ${say(x.lostPerRound.every((n) => n === 0))}, ` +
+      `RSS <= ${CLI_TARGETS.rssMiB} MiB ${say(x.rssPeakMiB.max <= CLI_TARGETS.rssMiB)}`
+    );
+  });
+  const text =
+    `trace CLI (\`trace -o json --pid\`, stdout /dev/null; whole process, every thread, /proc), median [min..max] over rounds:\n` +
+    `${renderTable(columns, rows)}\ntargets (issue 10):\n${verdicts.join('\n')}`;
+  return { text, launches };
 }
 
 function cleanup(): void {

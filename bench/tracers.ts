@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -6,14 +6,18 @@ import { LineReader } from './lines.js';
 import {
   BENCH_JS,
   BPF_OBJECT,
-  benchNodeArgs,
+  cpuWindow,
   exited,
+  noisePct,
   perfLinks,
   procCpuUs,
   progRun,
+  quiesce,
   ROOT,
+  type StormOptions,
   settledCpuUs,
   startNodeAgent,
+  startStorm,
   track,
 } from './proc.js';
 import {
@@ -107,61 +111,114 @@ export function agentTracer(mode: AgentMode): Tracer {
   };
 }
 
-/** `doorwatch trace --output json --pid <storm>` exactly as a user runs it, stdout to /dev/null. */
-export function cliTracer(): Tracer {
+/** How a user starts the CLI: the executable itself (its shebang's V8 flags apply) or `node bin/doorwatch.js` (they do not). */
+export type CliLaunch = 'exec' | 'node';
+
+/** The CLI's own figures: a cold storm from process start, the warm one, memory. */
+export interface CliDetail {
+  launch: CliLaunch;
+  /** CPU from exec to "tracing accepts" (Node start, module load, BPF load and verification), µs. */
+  startupCpuUs: number;
+  /** The cold storm: its accepts (all shown unless lost), its rate, the CLI's CPU over it. */
+  coldAccepts: number;
+  coldAcceptsPerS: number;
+  coldCpuUs: number;
+  coldNoisePct: number;
+  /** Peak resident set (VmHWM) over the whole run, KiB. */
+  rssPeakKiB: number;
+  /** The exit summary's lost count: cold and warm storms together (the kernel counts per process). */
+  lost: number;
+  summary: string;
+}
+
+export interface CliStormOptions extends Omit<StormOptions, 'connections'> {
+  /** Accepts in the cold storm (the first events after start). */
+  coldConnections: number;
+}
+
+const kib = (pid: number, key: string) =>
+  Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? Number.NaN);
+
+/**
+ * `doorwatch trace --output json --pid <cold>,<storm>` exactly as a user runs it, stdout to /dev/null:
+ * `./bin/doorwatch.js ...` (launch 'exec') or `node bin/doorwatch.js ...` ('node', no V8 flags).
+ * Attaching runs a cold storm of its own first (shown, measured from the CLI's start: what a user pays
+ * at the beginning of a burst); the storm passed in is the warm one. CPU is the whole process, every
+ * thread, from /proc/<pid>/stat.
+ */
+export function cliTracer(launch: CliLaunch, o: CliStormOptions): Tracer {
   return {
     async attach(storm) {
+      const cold = startStorm({ ...o, connections: o.coldConnections }, 'storm (CLI cold)');
       const devNull = openSync('/dev/null', 'w');
-      const child = track(
-        spawn(
-          process.execPath,
-          [
-            ...benchNodeArgs(),
-            join(ROOT, 'bin/doorwatch.js'),
-            'trace',
-            '--output',
-            'json',
-            '--pid',
-            String(storm.pid),
-            '--log-level',
-            'info',
-          ],
-          { cwd: ROOT, stdio: ['ignore', devNull, 'pipe'] },
-        ),
-      );
-      closeSync(devNull);
-      const err = new LineReader(child.stderr!, 'doorwatch trace');
+      let child: ChildProcess | undefined;
       try {
+        const coldReady = await cold.ready;
+        const args = ['trace', '--output', 'json', '--pid', `${coldReady.pid},${storm.pid}`, '--log-level', 'info'];
+        // BENCH_AGENT_NODE_ARGS ("--cpu-prof ...") through NODE_OPTIONS, so that both launches stay as users run them.
+        const extra = process.env.BENCH_AGENT_NODE_ARGS ?? '';
+        const env = extra ? { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${extra}` } : process.env;
+        const bin = join(ROOT, 'bin/doorwatch.js');
+        const [cmd, argv] = launch === 'exec' ? [bin, args] : [process.execPath, [bin, ...args]];
+        child = track(spawn(cmd, argv, { cwd: ROOT, env, stdio: ['ignore', devNull, 'pipe'] }));
+        closeSync(devNull);
+        const err = new LineReader(child.stderr!, `doorwatch trace (${launch})`);
         await err.next(60_000, (l) => l.includes('tracing accepts'));
+        const pid = child.pid!;
+        const startupCpuUs = procCpuUs(pid);
+        await quiesce();
+        const win = cpuWindow(pid);
+        cold.go();
+        const coldResult = await cold.result();
+        const { busyUs, wallUs } = win.sample();
+        await exited(cold.child);
+        const coldEnd = await settledCpuUs(pid);
+        const coldCpuUs = coldEnd - startupCpuUs;
+        const coldNoisePct = noisePct(busyUs, coldResult.cpuUserUs + coldResult.cpuSysUs + coldCpuUs, wallUs);
+        let cpu0 = coldEnd;
+        const c = child;
+        return {
+          pid,
+          async mark() {
+            // The generic warm-up storm's events are captured but not shown (another pid).
+            cpu0 = await settledCpuUs(pid);
+          },
+          async stop() {
+            const cpu1 = await settledCpuUs(pid);
+            const rssPeakKiB = kib(pid, 'VmHWM');
+            c.kill('SIGTERM');
+            await exited(c);
+            const text = err.text;
+            const num = (re: RegExp) => Number(re.exec(text)?.[1] ?? Number.NaN);
+            const coldAccepts = coldResult.connections + coldResult.acceptErrors;
+            const detail: CliDetail = {
+              launch,
+              startupCpuUs,
+              coldAccepts,
+              coldAcceptsPerS: coldResult.acceptsPerS,
+              coldCpuUs,
+              coldNoisePct,
+              rssPeakKiB,
+              lost: num(/lost: (\d+)/),
+              summary: text.slice(text.indexOf('doorwatch trace:')).trim(),
+            };
+            return {
+              cpuUs: cpu1 - cpu0,
+              // Shown events of the warm storm: all shown minus the cold storm's accepts.
+              events: num(/(\d+) shown of/) - coldAccepts,
+              ringbufFull: num(/ring_buffer_full=(\d+)/),
+              decodeErrors: num(/decode_errors=(\d+)/),
+              reportedLost: detail.lost,
+              detail,
+            };
+          },
+        };
       } catch (e) {
-        child.kill('SIGKILL');
+        child?.kill('SIGKILL');
         throw e;
+      } finally {
+        cold.kill();
       }
-      const pid = child.pid!;
-      let cpu0 = procCpuUs(pid);
-      return {
-        pid,
-        async mark() {
-          // The warm-up storm's events are captured but not shown (another pid). Its
-          // 20k records fit the 8 MiB ring, so the summary's loss counts are the storm's.
-          cpu0 = await settledCpuUs(pid);
-        },
-        async stop() {
-          const cpu1 = await settledCpuUs(pid);
-          child.kill('SIGTERM');
-          await exited(child);
-          const text = err.text;
-          const num = (re: RegExp) => Number(re.exec(text)?.[1] ?? Number.NaN);
-          return {
-            cpuUs: cpu1 - cpu0,
-            events: num(/(\d+) shown of/),
-            ringbufFull: num(/ring_buffer_full=(\d+)/),
-            decodeErrors: num(/decode_errors=(\d+)/),
-            reportedLost: num(/lost: (\d+)/),
-            detail: { summary: text.slice(text.indexOf('doorwatch trace:')).trim() },
-          };
-        },
-      };
     },
   };
 }

@@ -53,7 +53,7 @@ export class Capture {
   #stopped = false;
 
   constructor(o: CaptureOptions) {
-    this.#o = { pollMs: 10, maxBatch: 8192, ...o };
+    this.#o = { pollMs: 10, maxBatch: 1024, ...o };
     this.#warn = new WarnLimiter(o.log, 5000);
     const id = o.identity ?? { bootId: readBootId(), instanceId: randomBytes(6).toString('hex') };
     if (o.firstSeq !== undefined && o.firstSeq < 1n) throw new RangeError(`firstSeq must be >= 1, got ${o.firstSeq}`);

@@ -2,7 +2,7 @@ import { AcceptProbes } from '../bpf/accept-probes.js';
 import type { CaptureStats } from '../capture/capture.js';
 import { ConfigError } from '../config/errors.js';
 import type { EnricherStats } from '../enrich/enricher.js';
-import { eventToJsonLine } from '../formats/native-json.js';
+import { JsonWriter, writeEventJson } from '../formats/native-json.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import type { Logger } from '../log/logger.js';
 import { parsePolicyConfig } from '../policy/config.js';
@@ -14,6 +14,11 @@ import { tableHeader, tableRow } from './table.js';
 import { compileFilter, type TraceFilter } from './trace-filter.js';
 
 /** `doorwatch trace`: watch every accept on this host, live. */
+
+/** Bytes of JSON lines per stdout write (a pipe's default capacity is 64 KiB). */
+const OUT_CHUNK = 64 * 1024;
+/** Atomics.wait on this is a 1 ms sleep (a full stdout pipe). */
+const pause = new Int32Array(new SharedArrayBuffer(4));
 
 export interface TraceOptions {
   output: 'table' | 'json';
@@ -40,12 +45,14 @@ export interface TraceOptions {
 export interface TraceIO {
   stdout: NodeJS.WritableStream;
   /**
-   * How event lines reach stdout. main() passes fs.writeSync on fd 1: stdout
-   * is synchronous on Linux anyway, and writing the string directly avoids a
-   * multi-megabyte Buffer per batch, whose external memory kept the garbage
-   * collector busy enough to overflow the ring in a storm.
+   * How event lines reach stdout: returns the bytes written (a short write is
+   * continued). main() passes fs.writeSync on fd 1: stdout is synchronous on
+   * Linux anyway, and JSON lines are written as bytes from one reused Buffer
+   * in pieces of at most OUT_CHUNK, so no per-batch string or Buffer is made
+   * (their memory kept the garbage collector busy enough to overflow the ring
+   * in a storm).
    */
-  writeOut?: (text: string) => void;
+  writeOut?: (chunk: Uint8Array) => number;
   stderr: NodeJS.WritableStream;
   log: Logger;
   /** Resolves when the user asks to stop (SIGINT/SIGTERM). */
@@ -127,23 +134,51 @@ export async function runTrace(o: TraceOptions, io: TraceIO): Promise<TraceResul
   const withPods = kube.source !== undefined;
   if (o.output === 'table') io.stdout.write(`${tableHeader(withPods)}\n`);
 
+  // JSON lines are appended to one Buffer and written whenever it holds OUT_CHUNK bytes, and at the end of
+  // every batch: memory stays flat however large a batch is.
+  const out = new JsonWriter(OUT_CHUNK + 64 * 1024);
+  const flush = () => {
+    const n = out.pos;
+    out.reset();
+    if (!n || outputBroken) return;
+    if (!io.writeOut) {
+      io.stdout.write(Buffer.from(out.buf.subarray(0, n))); // a copy: the writer's Buffer is reused
+      return;
+    }
+    for (let off = 0; off < n; ) {
+      try {
+        off += io.writeOut(out.buf.subarray(off, n));
+      } catch (err) {
+        // Node makes a stdout pipe non-blocking: a full pipe is EAGAIN, so wait for the reader
+        // (as a blocking write would; the ring buffer meanwhile fills, and what it drops is counted).
+        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
+          Atomics.wait(pause, 0, 0, 1);
+          continue;
+        }
+        outputBroken = true; // EPIPE (`| head`): stop writing, still shut down cleanly.
+        return;
+      }
+    }
+  };
   const show = (batch: AcceptEvent[]) => {
-    let out = '';
+    if (o.output === 'json') {
+      for (const ev of batch) {
+        if (!keep(ev)) continue;
+        shown++;
+        writeEventJson(out, ev);
+        out.byte(0x0a);
+        if (out.pos >= OUT_CHUNK) flush();
+      }
+      flush();
+      return;
+    }
+    let text = '';
     for (const ev of batch) {
       if (!keep(ev)) continue;
       shown++;
-      out += o.output === 'json' ? `${eventToJsonLine(ev)}\n` : `${tableRow(ev, withPods)}\n`;
+      text += `${tableRow(ev, withPods)}\n`;
     }
-    if (!out || outputBroken) return;
-    if (!io.writeOut) {
-      io.stdout.write(out);
-      return;
-    }
-    try {
-      io.writeOut(out);
-    } catch {
-      outputBroken = true; // EPIPE (`| head`): stop writing, still shut down cleanly.
-    }
+    if (text && !outputBroken) io.stdout.write(text);
   };
   const { capture, enricher, policy, stop } = startPipeline({
     probes,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { eventToJson, eventToJsonLine } from '../../src/formats/native-json.js';
+import { eventToJson, eventToJsonLine, JsonWriter, writeEventJson } from '../../src/formats/native-json.js';
 import {
   AcceptEvent,
   AddressFamily,
@@ -12,7 +12,7 @@ import {
   Source,
   SummaryReason,
 } from '../../src/gen/doorwatch/v1/event.js';
-import { SAMPLE_POLICY, sampleEvent, sampleSummary } from '../helpers/sample-events.js';
+import { SAMPLE_POLICY, sampleEvent, sampleHostEvent, sampleSummary, sampleUnixEvent } from '../helpers/sample-events.js';
 
 // Every field of every message in the .proto, as lowerCamelCase JSON names.
 function protoFields(): Map<string, string[]> {
@@ -117,6 +117,170 @@ describe('native JSON', () => {
     for (const ev of [full, rich, AcceptEvent.fromPartial({}), sampleEvent(), sampleSummary(), folded, odd]) {
       assert.equal(eventToJsonLine(ev), JSON.stringify(eventToJson(ev)));
     }
+  });
+
+  it('the byte writer equals the generic walk for odd strings and numbers in every field', () => {
+    // Each string field gets text that needs escaping, UTF-8, a lone surrogate, or nothing special.
+    const odd = ['', 'plain', 'quote " back \\ slash', 'tab\tnl\ncr\rnul\u0000\u001f', 'ünï ☃ 𝄞', 'lone \ud800 x', '\u007f~'];
+    const nums = [0, 1, 9, 10, 99, 100, 65535, 2 ** 31 - 1, 2 ** 32 - 1, -1, -9, -10, -(2 ** 31)];
+    const bigs = [0n, 1n, 10n, 0xffffffffffn, 0x10000000000n, 2n ** 53n + 1n, 2n ** 64n - 1n];
+    let i = 0;
+    const str = () => odd[i++ % odd.length]!;
+    const num = () => nums[i++ % nums.length]!;
+    const big = () => bigs[i++ % bigs.length]!;
+    for (let round = 0; round < 40; round++) {
+      const ev = AcceptEvent.fromPartial({
+        eventId: str(),
+        seq: big(),
+        timeUnixNano: big(),
+        ktimeNs: big(),
+        nodeName: str(),
+        source: round % 5,
+        ret: num(),
+        success: round % 2 === 0,
+        error: str(),
+        durationNs: big(),
+        acceptFlags: num(),
+        acceptFlagNames: round % 3 ? [str(), str()] : [],
+        flags: [str()],
+        process: { pid: num(), tid: num(), ppid: num(), uid: num(), gid: num(), comm: str() },
+        socket: {
+          family: round % 6,
+          familyNumber: num(),
+          type: str(),
+          protocol: num(),
+          local: round % 4 ? { ip: str(), port: num() } : undefined,
+          peer: { ip: str(), port: num() },
+          v4Mapped: round % 3 === 0,
+          unixPath: str(),
+          peerPid: num(),
+          resolved: round % 2 === 1,
+        },
+        listener: round % 7 ? { fd: num(), backlog: num(), maxBacklog: num(), resolved: true } : undefined,
+        userAddress: { present: true, addrlen: num(), familyNumber: num(), ip: str(), port: num(), fault: false, mismatch: true },
+        namespaces: { mnt: num(), pid: num(), net: num(), uts: num() },
+        cgroup: { id: big(), v1Id: big() },
+        container:
+          round % 3 ? { id: str(), runtime: str(), name: str(), image: str(), imageId: str(), cgroupPath: str() } : undefined,
+        pod:
+          round % 4
+            ? {
+                namespace: str(),
+                name: str(),
+                uid: str(),
+                labels: { [str()]: str(), '10': 'int-like key first', z: str() },
+                annotations: {},
+                workload: round % 2 ? { kind: str(), name: str(), inferred: true } : undefined,
+                serviceAccount: str(),
+                nodeName: str(),
+                ip: str(),
+                hostNetwork: true,
+                qosClass: str(),
+                namespaceLabels: { [str()]: str() },
+                deleted: round % 5 === 0,
+              }
+            : undefined,
+        enrichment: {
+          status: round % 5,
+          missing: round % 2 ? [str()] : [],
+          reason: str(),
+          cgroupFromProc: true,
+          waitedMs: num(),
+        },
+        kind: round % 4,
+        summary: round % 9 === 0 ? { peerIp: str(), count: big() } : undefined,
+        policy: round % 3 === 0 ? { origin: round % 4, name: str(), mode: round % 5 } : undefined,
+      });
+      assert.equal(eventToJsonLine(ev), JSON.stringify(eventToJson(ev)), `round ${round}`);
+    }
+  });
+
+  it('a shared Pod is encoded once and reused; other pods and changed containers are written as they are', () => {
+    const a = sampleEvent();
+    const b = sampleEvent({ seq: 43n });
+    b.pod = a.pod; // one Pod object per pod version, as the enricher shares it
+    const other = sampleEvent({ pod: { name: 'web-other', labels: { app: 'other' } } });
+    const c2 = sampleEvent({ container: { name: 'sidecar' } });
+    const c3 = sampleEvent({ container: { cgroupPath: '/kubepods.slice/y' } });
+    for (const ev of [a, b, other, a, c2, c3, c2, sampleHostEvent(), sampleUnixEvent(), a]) {
+      assert.equal(eventToJsonLine(ev), JSON.stringify(eventToJson(ev)));
+    }
+    // A container object reused and changed in place between events is written as it is now.
+    const ev = sampleEvent();
+    assert.equal(eventToJsonLine(ev), JSON.stringify(eventToJson(ev)));
+    ev.container!.name = 'renamed';
+    assert.equal(JSON.parse(eventToJsonLine(ev)).container.name, 'renamed');
+  });
+
+  it('remembered segments: changing any single field between events is written (every leaf, both ways)', () => {
+    const base = () => {
+      const ev = sampleEvent({ kind: EventKind.EVENT_KIND_ACCEPT });
+      ev.policy = AuditPolicyRef.fromPartial(SAMPLE_POLICY);
+      return ev;
+    };
+    // Every leaf of a fully populated event, as a path.
+    const leaves: string[][] = [];
+    const walk = (o: Record<string, unknown>, path: string[]) => {
+      for (const [k, v] of Object.entries(o)) {
+        if (v === undefined) continue; // unset sub-messages: below
+        if (v !== null && typeof v === 'object' && !Array.isArray(v) && !['labels', 'annotations', 'namespaceLabels'].includes(k))
+          walk(v as Record<string, unknown>, [...path, k]);
+        else leaves.push([...path, k]);
+      }
+    };
+    walk(base() as unknown as Record<string, unknown>, []);
+    assert.ok(leaves.length > 60, `${leaves.length} leaves`);
+    const changed = (path: string[]) => {
+      const ev = base();
+      let o = ev as unknown as Record<string, unknown>;
+      for (const k of path.slice(0, -1)) o = o[k] as Record<string, unknown>;
+      const k = path[path.length - 1]!;
+      const v = o[k];
+      if (typeof v === 'string') o[k] = `${v}x`;
+      else if (typeof v === 'number') o[k] = v + 1;
+      else if (typeof v === 'boolean') o[k] = !v;
+      else if (typeof v === 'bigint') o[k] = v + 1n;
+      else if (Array.isArray(v)) o[k] = [...v, 'X'];
+      else o[k] = { ...(v as object), extra: 'y' }; // a label map
+      return ev;
+    };
+    const check = (ev: AcceptEvent, what: string) => assert.equal(eventToJsonLine(ev), JSON.stringify(eventToJson(ev)), what);
+    for (const path of leaves) {
+      check(base(), 'base');
+      check(changed(path), path.join('.'));
+      check(changed(path), `${path.join('.')} again`);
+    }
+    // Sub-messages present or not, one at a time.
+    for (const k of ['container', 'pod', 'enrichment', 'policy', 'local'] as const) {
+      check(base(), 'base');
+      const ev = base();
+      if (k === 'local') ev.socket!.local = undefined;
+      else ev[k] = undefined;
+      check(ev, `no ${k}`);
+      check(base(), 'base after');
+    }
+    // An array changed in place after it was written.
+    const ev = base();
+    const names = ['SOCK_CLOEXEC'];
+    ev.acceptFlagNames = names;
+    check(ev, 'names');
+    names.push('SOCK_NONBLOCK');
+    check(ev, 'names changed in place');
+  });
+
+  it('appends lines into one buffer, growing it when an event does not fit', () => {
+    const w = new JsonWriter(16);
+    const events = [sampleEvent(), sampleHostEvent(), sampleEvent({ pod: { labels: { big: 'x'.repeat(100_000) } } })];
+    const want: string[] = [];
+    for (const ev of events) {
+      writeEventJson(w, ev);
+      w.byte(0x0a);
+      want.push(`${JSON.stringify(eventToJson(ev))}\n`);
+    }
+    assert.equal(w.buf.toString('utf8', 0, w.pos), want.join(''));
+    w.reset();
+    writeEventJson(w, events[1]!);
+    assert.equal(w.buf.toString('utf8', 0, w.pos), JSON.stringify(eventToJson(events[1]!)));
   });
 
   it('the line writer’s remembered policy never leaks into an event with another, or none', () => {
