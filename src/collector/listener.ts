@@ -90,10 +90,14 @@ export function tlsReason(err: Error & { code?: string }): { reason: RefusalReas
   if (/PEER_DID_NOT_RETURN_A_CERTIFICATE|peer did not return a certificate/i.test(text)) {
     return { reason: 'tls_no_certificate', detail: 'the client sent no certificate' };
   }
-  if (/CERT_HAS_EXPIRED|certificate has expired|certificate expired/i.test(text)) {
+  if (/CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|certificate has expired|certificate expired/i.test(text)) {
     return { reason: 'tls_expired', detail: 'the client certificate has expired' };
   }
-  if (/UNKNOWN_CA|unable to get (local )?issuer|self[- ]signed|certificate verify failed|unable to verify/i.test(text)) {
+  if (
+    /UNKNOWN_CA|UNABLE_TO_(GET_ISSUER|VERIFY|DECRYPT)|SELF_SIGNED|CERT_SIGNATURE_FAILURE|CERT_UNTRUSTED|certificate verify failed/i.test(
+      text,
+    )
+  ) {
     return { reason: 'tls_unknown_ca', detail: `the client certificate is not signed by tls.clientCa (${err.message})` };
   }
   if (/ETIMEDOUT|timed out|timeout/i.test(text)) return { reason: 'tls_handshake', detail: 'TLS handshake timed out' };
@@ -261,13 +265,22 @@ export async function listen(service: ServiceBinding, o: ListenerOptions): Promi
       handshakeTimeout: o.limits.handshakeTimeoutMs,
       minVersion: 'TLSv1.2',
     });
-    // Count and cap before the handshake: a handshake costs CPU.
+    // Count and cap before the handshake: a handshake costs CPU. The peer is remembered here because a
+    // TLSSocket destroyed by a failed handshake no longer knows its address.
+    const peers = new WeakMap<net.Socket, string>();
     ts.on('connection', (socket: net.Socket) => {
-      admitSocket(socket);
+      const key = admitSocket(socket);
+      if (key) peers.set(socket, key);
     });
     ts.on('tlsClientError', (err: Error & { code?: string }, socket: tls.TLSSocket) => {
-      const { reason, detail } = tlsReason(err);
-      o.refusals.record(`${socket.remoteAddress}:${socket.remotePort}`, reason, detail);
+      // With TLS 1.3 the client's certificate is verified after the handshake: Node then destroys the
+      // socket and reports a bare "socket hang up"; the verification's own code is on the socket.
+      const verify = socket.authorizationError;
+      const { reason, detail } = tlsReason(verify ? Object.assign(new Error(String(verify)), { code: String(verify) }) : err);
+      // `_parent`: the TCP socket under a server-side TLSSocket (Node internal, stable since v0.11).
+      const raw = (socket as tls.TLSSocket & { _parent?: net.Socket })._parent;
+      const peer = (raw && peers.get(raw)) ?? (socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unknown');
+      o.refusals.record(peer, reason, detail);
     });
     ts.on('secureConnection', (socket: tls.TLSSocket) => {
       const key = `${socket.remoteAddress}:${socket.remotePort}`;
