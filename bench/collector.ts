@@ -30,6 +30,7 @@ const USAGE = `usage: tsx bench/collector.ts [options]
   --rate N          offered events/s of the rate runs (default 10000)
   --rate-seconds S  length of a rate run (default 5)
   --batch B         events per Publish batch (default 500; rate runs: rate/100, a 10 ms drain)
+  --window W        batches in flight before the generator waits for an ack (default 64, as the agent)
   --pods P          distinct pods the events come from (default 16)
   --sinks LIST      jsonl,syslog (default both)
   --timeout S       wall-clock bound per run (default 120)
@@ -44,6 +45,7 @@ const { values: args } = parseArgs({
     'rate-seconds': { type: 'string', default: '5' },
     batch: { type: 'string', default: '500' },
     pods: { type: 'string', default: '16' },
+    window: { type: 'string', default: '64' },
     sinks: { type: 'string', default: 'jsonl,syslog' },
     timeout: { type: 'string', default: '120' },
     bin: { type: 'string' },
@@ -193,7 +195,7 @@ try {
             pods: Number(args.pods),
             timeoutS,
           };
-          const sat = await gen({ ...base, events: N, warmup: 20_000, rate: 0, batch, window: 64 });
+          const sat = await gen({ ...base, events: N, warmup: 20_000, rate: 0, batch, window: Number(args.window) });
           rows.push({ round, bin, sink, run: 'max', r: sat });
           const rb = Math.max(1, Math.round(rate / 100));
           const paced = await gen({

@@ -3,6 +3,7 @@ import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { formatLine } from '../formats/format.js';
+import { JsonWriter, writeEventJson } from '../formats/native-json.js';
 import type { Logger } from '../log/logger.js';
 import { entryKeys, parseConfig, sizeBytes } from './config.js';
 import type { FormatName, Sink, SinkDeps, SinkFactory, SinkRecord } from './sink.js';
@@ -21,11 +22,23 @@ export function jsonlLine(rec: SinkRecord, format: FormatName): Buffer {
   return Buffer.from(`${formatLine(rec, format)}\n`, 'utf8');
 }
 
-/** A batch's lines as text, newlines included (one string each: the write path encodes the batch once). */
-export function jsonlTexts(batch: readonly SinkRecord[], format: FormatName): string[] {
-  const texts = new Array<string>(batch.length);
-  for (let i = 0; i < batch.length; i++) texts[i] = `${formatLine(batch[i]!, format)}\n`;
-  return texts;
+/**
+ * A batch's lines, newlines included, appended to `w` (reset first); `ends`
+ * gets each line's end offset. Native events are written as bytes straight
+ * into the buffer (native-json.ts writeEventJson: the same bytes as
+ * jsonlLine, per-pod parts once per pod object); other records through
+ * formatLine. One buffer per batch, no string per line.
+ */
+export function encodeLines(batch: readonly SinkRecord[], format: FormatName, w: JsonWriter, ends: number[]): void {
+  w.reset();
+  ends.length = 0;
+  for (let i = 0; i < batch.length; i++) {
+    const r = batch[i]!;
+    if (format === 'native' && r.kind === 'event') writeEventJson(w, r.event);
+    else w.text(formatLine(r, format));
+    w.byte(0x0a);
+    ends.push(w.pos);
+  }
 }
 
 /**
@@ -133,6 +146,9 @@ class FileSink implements Sink {
   private size = 0;
   private closed = false;
   private readonly serial = new Serial();
+  /** The batch being written, as bytes (reused: writes are serial, and a batch is encoded inside its turn). */
+  private readonly out = new JsonWriter(256 * 1024);
+  private readonly ends: number[] = [];
 
   constructor(
     readonly name: string,
@@ -236,22 +252,21 @@ class FileSink implements Sink {
     if (this.closed) return Promise.reject(new Error(`jsonl sink "${this.name}" is closed`));
     return this.serial.run(async () => {
       const { keep, marks } = this.fresh(batch);
-      const texts = jsonlTexts(keep, this.cfg.format);
       await this.open();
-      // The common case: the batch fits the current file, one buffer and one write.
-      const data = Buffer.from(texts.join(''), 'utf8');
-      if (this.size + data.length <= this.cfg.maxBytes) {
-        if (data.length > 0) await this.append(data);
+      const { out, ends } = this;
+      encodeLines(keep, this.cfg.format, out, ends);
+      // The common case: the batch fits the current file, one write.
+      if (this.size + out.pos <= this.cfg.maxBytes) {
+        if (out.pos > 0) await this.append(out.buf.subarray(0, out.pos));
       } else {
-        const lines = texts.map((t) => Buffer.from(t, 'utf8'));
-        const runs = planRotation(
-          lines.map((l) => l.length),
-          this.size,
-          this.cfg.maxBytes,
-        );
+        const sizes = ends.map((e, i) => e - (i ? ends[i - 1]! : 0));
+        const runs = planRotation(sizes, this.size, this.cfg.maxBytes);
         for (const [i, run] of runs.entries()) {
           if (i > 0) await this.rotate();
-          if (run.length > 0) await this.append(Buffer.concat(run.map((j) => lines[j]!)));
+          if (run.length > 0) {
+            const from = run[0]! ? ends[run[0]! - 1]! : 0;
+            await this.append(out.buf.subarray(from, ends[run.at(-1)!]!));
+          }
         }
       }
       for (const [k, v] of marks) this.written.set(k, v);
@@ -292,7 +307,9 @@ class StdoutSink implements Sink {
 
   write(batch: SinkRecord[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error(`jsonl sink "${this.name}" is closed`));
-    const data = Buffer.from(jsonlTexts(batch, this.cfg.format).join(''), 'utf8');
+    const w = new JsonWriter(64 * 1024);
+    encodeLines(batch, this.cfg.format, w, []);
+    const data = w.buf.subarray(0, w.pos);
     return new Promise((resolve, reject) => {
       this.out.write(data, (err) => {
         if (err) reject(new Error(`jsonl sink "${this.name}": write to stdout failed: ${err.message}`, { cause: err }));

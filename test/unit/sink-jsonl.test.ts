@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatRecord } from '../../src/formats/format.js';
+import { JsonWriter } from '../../src/formats/native-json.js';
 import { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
-import { idOfLine, jsonlLine, jsonlSink, parseEventId, planRotation } from '../../src/sinks/jsonl.js';
+import { encodeLines, idOfLine, jsonlLine, jsonlSink, parseEventId, planRotation } from '../../src/sinks/jsonl.js';
 import type { SinkRecord } from '../../src/sinks/sink.js';
 import { configProblems } from '../helpers/config-problems.js';
-import { sampleSummary } from '../helpers/sample-events.js';
+import { sampleEvent, sampleHostEvent, sampleLoss, sampleSummary, sampleUnixEvent } from '../helpers/sample-events.js';
 
 describe('jsonlLine', () => {
   it('is the formatted record as one line, even with newlines and unicode inside', () => {
@@ -27,6 +28,31 @@ describe('jsonlLine', () => {
       const id = idOfLine(jsonlLine(rec, format).toString('utf8'), format);
       assert.equal(id, 'boot-1/inst-1/42', format);
       assert.deepEqual(parseEventId(id!), { stream: 'boot-1/inst-1', seq: 42n });
+    }
+  });
+});
+
+describe('encodeLines', () => {
+  it('writes a batch as the bytes of its jsonlLines, one after another, with each line end', () => {
+    const batch: SinkRecord[] = [
+      { kind: 'event', event: sampleEvent() },
+      { kind: 'loss', loss: sampleLoss() },
+      { kind: 'event', event: sampleSummary() },
+      { kind: 'event', event: sampleHostEvent() },
+      { kind: 'event', event: sampleUnixEvent({ nodeName: 'nöde 🚪', error: 'a\nb"c' }) },
+      { kind: 'event', event: sampleEvent({ pod: { labels: { 'ü\u2028': '\ud800' } } }) },
+    ];
+    const w = new JsonWriter(16); // tiny: it has to grow
+    const ends: number[] = [99];
+    for (const format of ['native', 'ocsf', 'ecs'] as const) {
+      encodeLines(batch, format, w, ends);
+      const lines = batch.map((r) => jsonlLine(r, format));
+      assert.ok(Buffer.from(w.buf.subarray(0, w.pos)).equals(Buffer.concat(lines)), format);
+      let end = 0;
+      assert.deepEqual(
+        ends,
+        lines.map((l) => (end += l.length)),
+      );
     }
   });
 });
