@@ -4,8 +4,24 @@ export const AF_UNIX = 1;
 export const AF_INET = 2;
 export const AF_INET6 = 10;
 
+/*
+ * The last few IPv4 texts by address: a host's local addresses and a busy
+ * peer repeat from event to event, and a new string per address per event
+ * was a good part of the capture path's allocations in a storm.
+ */
+const V4_CACHE = 8;
+const v4Keys = new Int32Array(V4_CACHE).fill(-1);
+const v4Texts: string[] = new Array<string>(V4_CACHE).fill('');
+let v4Next = 0;
+
 export function formatIPv4(b: Uint8Array, off = 0): string {
-  return `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
+  const key = b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16) | (b[off + 3]! << 24) | 0;
+  for (let i = 0; i < V4_CACHE; i++) if (v4Keys[i] === key) return v4Texts[i]!;
+  const s = `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
+  v4Keys[v4Next] = key;
+  v4Texts[v4Next] = s;
+  v4Next = (v4Next + 1) % V4_CACHE;
+  return s;
 }
 
 export function isV4Mapped(b: Uint8Array, off = 0): boolean {
@@ -60,8 +76,11 @@ export interface ParsedSockaddr {
  * sockaddr_in6 {u16 family, be16 port, u32 flowinfo, 16 bytes addr, u32 scope}.
  * `len` is *addrlen; bytes beyond it were never written by the kernel.
  */
-export function parseSockaddr(b: Uint8Array, len: number): ParsedSockaddr {
-  if (len < 2) return { family: 0, ip: '', port: 0 };
+/** No address: shared (read-only) by every event that has none. */
+export const NO_SOCKADDR: Readonly<ParsedSockaddr> = Object.freeze({ family: 0, ip: '', port: 0 });
+
+export function parseSockaddr(b: Uint8Array, len: number): Readonly<ParsedSockaddr> {
+  if (len < 2) return NO_SOCKADDR;
   const family = b[0]! | (b[1]! << 8);
   if (family === AF_INET && len >= 8) {
     return { family, port: (b[2]! << 8) | b[3]!, ip: formatIPv4(b, 4) };

@@ -129,6 +129,56 @@ function cString(v: DataView, off: number, max: number): string {
   return s;
 }
 
+/*
+ * The last comm by its 16 bytes: a storm comes from one process, and building
+ * the string anew (one concatenation per character) was per-event work for
+ * per-process data.
+ */
+let commKey0 = -1;
+let commKey1 = -1;
+let commKey2 = -1;
+let commKey3 = -1;
+let commText = '';
+function comm(v: DataView, off: number): string {
+  const k0 = v.getInt32(off, true);
+  const k1 = v.getInt32(off + 4, true);
+  const k2 = v.getInt32(off + 8, true);
+  const k3 = v.getInt32(off + 12, true);
+  if (k0 !== commKey0 || k1 !== commKey1 || k2 !== commKey2 || k3 !== commKey3) {
+    commText = cString(v, off, COMM_LEN);
+    commKey0 = k0;
+    commKey1 = k1;
+    commKey2 = k2;
+    commKey3 = k3;
+  }
+  return commText;
+}
+
+/*
+ * 64-bit ids that repeat from record to record (cgroup ids, the caller's
+ * buffer pointers): the last value's bigint is reused when the bytes are the
+ * same, instead of a new heap number per field per record.
+ */
+class U64Memo {
+  lo = -1;
+  hi = -1;
+  value = 0n;
+  read(v: DataView, off: number): bigint {
+    const lo = v.getInt32(off, true);
+    const hi = v.getInt32(off + 4, true);
+    if (lo !== this.lo || hi !== this.hi) {
+      this.value = v.getBigUint64(off, true);
+      this.lo = lo;
+      this.hi = hi;
+    }
+    return this.value;
+  }
+}
+const cgroupIdMemo = new U64Memo();
+const cgroupV1IdMemo = new U64Memo();
+const addrPtrMemo = new U64Memo();
+const addrlenPtrMemo = new U64Memo();
+
 /* Module-level, not closures over (v, base) made per call: three closures per
  * record cost more than the rest of the decode (bench/micro.ts). */
 const u32 = (v: DataView, off: number): number => v.getUint32(off, true);
@@ -162,8 +212,8 @@ export function decodeRecord(v: DataView, base: number, len: number): RawAccept 
     version,
     flags: u32(v, base + L['hdr.flags']),
     ktimeNs: u64(v, base + L['hdr.ktime_ns']),
-    cgroupId: u64(v, base + L.cgroup_id),
-    cgroupV1Id: u64(v, base + L.cgroup_v1_id),
+    cgroupId: cgroupIdMemo.read(v, base + L.cgroup_id),
+    cgroupV1Id: cgroupV1IdMemo.read(v, base + L.cgroup_v1_id),
     enterKtimeNs: u64(v, base + L.enter_ktime_ns),
     pid: u32(v, base + L.pid),
     tid: u32(v, base + L.tid),
@@ -177,8 +227,8 @@ export function decodeRecord(v: DataView, base: number, len: number): RawAccept 
     ret: v.getInt32(base + L.ret, true),
     sockfd: v.getInt32(base + L.sockfd, true),
     acceptFlags: u32(v, base + L.accept_flags),
-    addrPtr: u64(v, base + L.addr_ptr),
-    addrlenPtr: u64(v, base + L.addrlen_ptr),
+    addrPtr: addrPtrMemo.read(v, base + L.addr_ptr),
+    addrlenPtr: addrlenPtrMemo.read(v, base + L.addrlen_ptr),
     backlog: u32(v, base + L.backlog),
     maxBacklog: u32(v, base + L.max_backlog),
     userAddrlen: u32(v, base + L.user_addrlen),
@@ -191,7 +241,7 @@ export function decodeRecord(v: DataView, base: number, len: number): RawAccept 
     laddr: bytes(v, base + L.laddr, 16),
     raddr: bytes(v, base + L.raddr, 16),
     userAddr: bytes(v, base + L.user_addr, USER_ADDR_LEN),
-    comm: cString(v, base + L.comm, COMM_LEN),
+    comm: comm(v, base + L.comm),
     unixPath: bytes(v, base + L.unix_path, unixLen),
     peerPid: u32(v, base + L.peer_pid),
     policySlot: u16(v, base + L.policy_slot),

@@ -1,6 +1,6 @@
 import { constants } from 'node:os';
 import { AcceptEvent, AddressFamily, EventKind, Source as ProtoSource } from '../gen/doorwatch/v1/event.js';
-import { AF_INET, AF_INET6, AF_UNIX, formatIP, formatUnixPath, isV4Mapped, parseSockaddr } from './address.js';
+import { AF_INET, AF_INET6, AF_UNIX, formatIP, formatUnixPath, isV4Mapped, NO_SOCKADDR, parseSockaddr } from './address.js';
 import { type RawAccept, RecordFlags, Source } from './record.js';
 
 /** RawAccept (bytes as numbers) -> AcceptEvent (the proto, what users see). Pure. */
@@ -72,7 +72,7 @@ export function toAcceptEvent(r: RawAccept, seq: bigint, ctx: EventContext): Acc
 
   const present = !(r.flags & (RecordFlags.USER_ADDR_NULL | RecordFlags.NO_ENTER)) && r.addrPtr !== 0n;
   const fault = (r.flags & RecordFlags.USER_ADDR_FAULT) !== 0;
-  const user = present && !fault && success ? parseSockaddr(r.userAddr, r.userAddrlen) : { family: 0, ip: '', port: 0 };
+  const user = present && !fault && success ? parseSockaddr(r.userAddr, r.userAddrlen) : NO_SOCKADDR;
   // Only a buffer the kernel filled can disagree: inet families, resolved socket.
   const mismatch =
     present &&
