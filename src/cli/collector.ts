@@ -44,6 +44,7 @@ export async function runCollector(opts: CollectorOptions, io: CollectorIO): Pro
       accepted: s.accepted,
       duplicates: s.duplicates,
       gaps: s.gaps,
+      refusals: Object.fromEntries(Object.entries(s.refusals).filter(([, n]) => n > 0)),
       sinks: s.sinks.map((x) => ({ name: x.name, written: x.written, dropped: x.dropped, queued: x.queued + x.inFlight })),
     },
     'collector stopped',

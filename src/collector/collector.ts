@@ -114,7 +114,7 @@ export async function startCollector(config: CollectorConfig, deps: CollectorDep
   const clock = deps.clock ?? systemClock;
   await serverCredentials(config, deps.source); // every TLS problem reported by key, before anything starts
   const tlsMaterial = await readTlsMaterial(config);
-  const refusals = new Refusals({ log });
+  const refusals = new Refusals({ log, intervalMs: config.limits.refusalLogIntervalMs });
   const auth: AuthSetup = createAuth(config, { log, clock, env: deps.env, kubeAuthApi: deps.kubeAuthApi, source: deps.source });
   const sinks = await createSinks(config, deps);
 

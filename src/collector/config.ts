@@ -82,6 +82,8 @@ export interface LimitsConfig {
   maxBatchEvents: number;
   /** Largest encoded event: bounds every string (and label map) in it. */
   maxEventBytes: number;
+  /** At most one refusal log line per (peer address, reason) per this interval. */
+  refusalLogIntervalMs: number;
 }
 
 export interface CollectorConfig {
@@ -183,6 +185,7 @@ const rootSchema = z
         handshakeTimeout: duration.default('10s'),
         maxBatchEvents: count.default(10_000),
         maxEventBytes: size.default('64KiB'),
+        refusalLogInterval: duration.default('60s'),
       })
       .strict()
       .default({}),
@@ -337,6 +340,7 @@ export function parseCollectorConfig(raw: unknown, source: string, registry: Sin
       handshakeTimeoutMs: r.limits.handshakeTimeout,
       maxBatchEvents: r.limits.maxBatchEvents,
       maxEventBytes: r.limits.maxEventBytes,
+      refusalLogIntervalMs: r.limits.refusalLogInterval,
     },
     sinks,
   };

@@ -298,6 +298,7 @@ describe('publish guard', () => {
     handshakeTimeoutMs: 1000,
     maxBatchEvents: 10,
     maxEventBytes: 2000,
+    refusalLogIntervalMs: 60_000,
   };
   const staticAuth = certificateAuthorizer({ agents: { a: ['node-a'] }, subscribers: {} });
   function run(reqs: AsyncIterable<PublishRequest>, authz: Authorizer = staticAuth) {
