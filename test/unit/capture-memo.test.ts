@@ -10,6 +10,48 @@ import { buildRecord, ipv4, RECORD_BASE } from '../helpers/record-builder.js';
  * value must never stand in for a different one.
  */
 describe('capture memos', () => {
+  it('the aligned decoder reads every field at an offset aligned to its width (the C struct’s natural alignment)', () => {
+    const width: Record<string, number> = { 'hdr.version': 1, source: 1, laddr: 1, raddr: 1, user_addr: 1, unix_path: 1 };
+    for (const k of ['hdr.op', 'family', 'sock_type', 'protocol', 'lport', 'rport', 'unix_path_len', 'policy_slot']) width[k] = 2;
+    for (const k of ['hdr.ktime_ns', 'cgroup_id', 'cgroup_v1_id', 'enter_ktime_ns', 'addr_ptr', 'addrlen_ptr']) width[k] = 8;
+    width.comm = 4; // compared as four 32-bit words
+    for (const [name, off] of Object.entries(LAYOUT)) assert.equal(off % (width[name] ?? 4), 0, name);
+  });
+
+  it('aligned (typed arrays) and unaligned (DataView) records decode the same', () => {
+    const want = {
+      flags: 0x41,
+      ktimeNs: 2n ** 63n + 5n,
+      enterKtimeNs: 7n,
+      cgroupId: 99n,
+      cgroupV1Id: 2n ** 40n,
+      pid: 2 ** 32 - 1,
+      tid: 2,
+      ret: -11,
+      sockfd: -1,
+      acceptFlags: 0o2004000,
+      addrPtr: 0x7fff0000n,
+      family: 10,
+      lport: 65535,
+      rport: 1,
+      source: 3,
+      comm: 'x',
+      peerPid: 123,
+      policySlot: 65535,
+      unixPath: new Uint8Array([0, 97, 98]),
+    };
+    const aligned = buildRecord(want);
+    const odd = new DataView(new ArrayBuffer(RECORD_SIZE + 32), 4); // base 3 of an offset-4 view: unaligned
+    new Uint8Array(odd.buffer, 4 + 3, RECORD_SIZE).set(new Uint8Array(aligned.buffer, RECORD_BASE, RECORD_SIZE));
+    const plain = (r: ReturnType<typeof decodeRecord>) =>
+      Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v instanceof Uint8Array ? [...v] : v]));
+    const a = plain(decodeRecord(aligned, RECORD_BASE, RECORD_SIZE));
+    assert.deepEqual(plain(decodeRecord(odd, 3, RECORD_SIZE)), a);
+    assert.equal(a.ret, -11);
+    assert.equal(a.pid, 2 ** 32 - 1);
+    assert.throws(() => decodeRecord(aligned, RECORD_BASE + 16, RECORD_SIZE)); // past the end: the DataView decoder's errors
+  });
+
   it('IPv4 texts: more distinct addresses than the cache holds, revisited, all exact', () => {
     const addrs: string[] = [];
     for (let i = 0; i < 40; i++) addrs.push(`10.${i}.${(i * 7) % 256}.${255 - i}`, `127.0.0.${i}`);
