@@ -1,7 +1,7 @@
 import type { AcceptSummary } from '../gen/doorwatch/v1/event.js';
 import { eventToEcs, lossToEcs } from './ecs.js';
 import { eventToJson, eventToJsonLine, lossToJson } from './native-json.js';
-import { eventToOcsf, kindName, lossRecordId, lossToOcsf, summaryOf } from './ocsf.js';
+import { eventToOcsf, eventToOcsfLine, kindName, lossRecordId, lossToOcsf, summaryOf } from './ocsf.js';
 import type { FormatName, SinkRecord } from './record.js';
 
 export { summaryReasonName } from './ocsf.js';
@@ -31,9 +31,10 @@ export function formatRecord(rec: SinkRecord, format: FormatName): Record<string
   }
 }
 
-/** formatRecord as one JSON string: native events take the direct writer (the hot path). */
+/** formatRecord as one JSON string: native and OCSF events take their direct writers (the hot path). */
 export function formatLine(rec: SinkRecord, format: FormatName): string {
   if (format === 'native' && rec.kind === 'event') return eventToJsonLine(rec.event);
+  if (format === 'ocsf' && rec.kind === 'event') return eventToOcsfLine(rec.event);
   return JSON.stringify(formatRecord(rec, format));
 }
 

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { LossCounters, LossRecord } from '../gen/doorwatch/v1/collector.js';
 import {
@@ -7,9 +7,12 @@ import {
   AddressFamily,
   AuditMode,
   type AuditPolicyRef,
+  type Container,
   EnrichmentStatus,
   EventKind,
+  type Pod,
   PolicyOrigin,
+  type Process,
   Source,
   SummaryReason,
 } from '../gen/doorwatch/v1/event.js';
@@ -169,6 +172,7 @@ export function summaryWindow(s: AcceptSummary): { first: bigint; last: bigint }
 
 /** "::ffff:10.0.0.9" -> "10.0.0.9": SIEMs correlate on the address the wire carried. */
 export function plainIp(ip: string): string {
+  if (ip.charCodeAt(0) !== 0x3a) return ip; // not "::ffff:…"
   const m = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(ip);
   return m ? m[1]! : ip;
 }
@@ -223,7 +227,17 @@ export function unixOf(ev: AcceptEvent): { path: string; peerPid: number } | und
   return { path: s.unixPath, peerPid: s.peerPid };
 }
 
+/** ipBytes by address text (a node sees few distinct addresses); bounded, the values are never mutated. */
+const ipBytesCache = new Map<string, Buffer | undefined>();
 function ipBytes(ip: string): Buffer | undefined {
+  if (ipBytesCache.has(ip)) return ipBytesCache.get(ip);
+  if (ipBytesCache.size >= 4096) ipBytesCache.clear();
+  const b = ipBytesOf(ip);
+  ipBytesCache.set(ip, b);
+  return b;
+}
+
+function ipBytesOf(ip: string): Buffer | undefined {
   const addr = ip.replace(/%.*$/, '');
   const v = isIP(addr);
   if (v === 4) return Buffer.from(addr.split('.').map(Number));
@@ -263,8 +277,7 @@ export function communityId(proto: number, srcIp: string, srcPort: number, dstIp
   tail.writeUInt8(proto, 0); // then one byte of padding
   tail.writeUInt16BE(sp, 2);
   tail.writeUInt16BE(dp, 4);
-  const hash = createHash('sha1').update(Buffer.concat([head, sa, da, tail]));
-  return `1:${hash.digest('base64')}`;
+  return `1:${hash('sha1', Buffer.concat([head, sa, da, tail]), 'base64')}`;
 }
 
 /** The errno of a failed accept (ret = -errno), 0 on success. */
@@ -573,8 +586,12 @@ function k8s(ev: AcceptEvent): Obj | undefined {
 /** OCSF status per outcome; a summary folding successes and failures is Other ("Partial"). */
 const STATUS = { success: [1, 'Success'], failure: [2, 'Failure'], mixed: [99, 'Partial'] } as const;
 
-/** An accept event or a summary record as an OCSF 1.7.0 Network Activity event (docs/formats.md). */
-export function eventToOcsf(ev: AcceptEvent): Obj {
+/**
+ * Everything of the Network Activity event up to `policy` (unpruned), in its
+ * key order; `actor`, `device` and `unmapped` follow it (eventToOcsf), and
+ * eventToOcsfLine serialises those three from per-pod text.
+ */
+function ocsfHead(ev: AcceptEvent, hasContainer: boolean): Obj {
   const summary = summaryOf(ev);
   const outcome = outcomeOf(ev);
   const [activityId, activityName] = outcome === 'failure' ? ACTIVITY.fail : ACTIVITY.open;
@@ -586,8 +603,6 @@ export function eventToOcsf(ev: AcceptEvent): Obj {
   const peerIp = summary ? str(plainIp(summary.peerIp)) : inet?.peerIp;
   const local = (peerIp !== undefined && isLoopback(peerIp)) || unix !== undefined;
   const [directionId, direction] = local ? DIRECTION.local : DIRECTION.inbound;
-  const proc = ev.process;
-  const container = ocsfContainer(ev);
   const node = str(ev.nodeName);
   const window = summary && summaryWindow(summary);
   const policy = ev.policy?.name ? { name: ev.policy.name } : undefined;
@@ -605,8 +620,8 @@ export function eventToOcsf(ev: AcceptEvent): Obj {
       : // A failed or unresolved accept: only the node is known.
         { hostname: node };
 
-  const profiles = ['host', ...(container ? ['container'] : []), 'datetime', ...(policy ? ['security_control'] : [])];
-  return prune({
+  const profiles = ['host', ...(hasContainer ? ['container'] : []), 'datetime', ...(policy ? ['security_control'] : [])];
+  return {
     class_uid: NETWORK_ACTIVITY,
     class_name: 'Network Activity',
     category_uid: 4,
@@ -659,22 +674,102 @@ export function eventToOcsf(ev: AcceptEvent): Obj {
     // Security Control profile: the audit policy that governed the record. Doorwatch observes, it does
     // not allow or deny, so action_id / disposition_id are left out rather than claimed.
     policy,
-    actor: proc && {
-      process: {
-        pid: proc.pid,
-        ptid: proc.tid,
-        name: str(proc.comm),
-        // OCSF: "If the command line is unavailable or missing, the empty string '' is to be used."
-        cmd_line: '',
-        user: { uid: String(proc.uid) },
-        group: { uid: String(proc.gid) },
-        parent_process: proc.ppid > 0 ? { pid: proc.ppid } : undefined,
-        container,
-      },
-    },
+  };
+}
+
+/** `actor.process` without its container (the last key, added by the callers). */
+function actorProcess(proc: Process): Obj {
+  return {
+    pid: proc.pid,
+    ptid: proc.tid,
+    name: str(proc.comm),
+    // OCSF: "If the command line is unavailable or missing, the empty string '' is to be used."
+    cmd_line: '',
+    user: { uid: String(proc.uid) },
+    group: { uid: String(proc.gid) },
+    parent_process: proc.ppid > 0 ? { pid: proc.ppid } : undefined,
+  };
+}
+
+/** An accept event or a summary record as an OCSF 1.7.0 Network Activity event (docs/formats.md). */
+export function eventToOcsf(ev: AcceptEvent): Obj {
+  const proc = ev.process;
+  const container = ocsfContainer(ev);
+  return prune({
+    ...ocsfHead(ev, container !== undefined),
+    actor: proc && { process: { ...actorProcess(proc), container } },
     device: device(ev.nodeName),
     unmapped: { ...doorwatchDetail(ev), k8s: k8s(ev) },
   });
+}
+
+// The same as one JSON line, fast: prune() is compositional (a pruned object's
+// value at k is pruneValue of the value at k), so the line is the pruned head
+// followed by the pruned actor, device and unmapped, each serialised on its
+// own; the per-pod parts (the container with its labels, the k8s block) are
+// serialised once per Pod/Container object (the collector's decoder shares
+// one object per distinct pod) and the device once per node name.
+
+/** JSON of pruneValue(v); undefined when it prunes away. */
+function pruned(v: unknown): string | undefined {
+  const p = pruneValue(v);
+  return p === undefined ? undefined : JSON.stringify(p);
+}
+
+/** A WeakMap's stand-in for "computed, and pruned away". */
+const NONE = '';
+const k8sText = new WeakMap<Pod, string>();
+const containerText = new WeakMap<Container, { pod: Pod | undefined; text: string }>();
+const deviceText = new Map<string, string>();
+
+function k8sJson(ev: AcceptEvent): string {
+  const p = ev.pod;
+  if (!p) return NONE;
+  let t = k8sText.get(p);
+  if (t === undefined) {
+    t = pruned(k8s(ev)) ?? NONE;
+    k8sText.set(p, t);
+  }
+  return t;
+}
+
+function containerJson(ev: AcceptEvent): string {
+  const c = ev.container;
+  if (!c?.id) return NONE;
+  const hit = containerText.get(c);
+  if (hit && hit.pod === ev.pod) return hit.text;
+  const text = pruned(ocsfContainer(ev)) ?? NONE;
+  containerText.set(c, { pod: ev.pod, text });
+  return text;
+}
+
+function deviceJson(node: string): string {
+  let t = deviceText.get(node);
+  if (t === undefined) {
+    t = pruned(device(node)) ?? NONE;
+    if (deviceText.size >= 4096) deviceText.clear();
+    deviceText.set(node, t);
+  }
+  return t;
+}
+
+/** `JSON.stringify(eventToOcsf(ev))`, built from cached per-pod text (test/unit/formats-ocsf.test.ts holds them equal). */
+export function eventToOcsfLine(ev: AcceptEvent): string {
+  const container = containerJson(ev);
+  // The head always keeps class_uid: never empty, so "}" can be replaced by more keys.
+  let out = JSON.stringify(prune(ocsfHead(ev, container !== NONE))).slice(0, -1);
+  const proc = ev.process;
+  if (proc) {
+    // actor.process always keeps pid (a number): never empty.
+    const process = JSON.stringify(prune(actorProcess(proc))).slice(0, -1);
+    out += `,"actor":{"process":${process}${container !== NONE ? `,"container":${container}` : ''}}}`;
+  }
+  const dev = deviceJson(ev.nodeName);
+  if (dev !== NONE) out += `,"device":${dev}`;
+  // The detail always keeps kind (a string): never empty.
+  const detail = JSON.stringify(prune(doorwatchDetail(ev))).slice(0, -1);
+  const k8sPart = k8sJson(ev);
+  return `${out},"unmapped":${detail}${k8sPart !== NONE ? `,"k8s":${k8sPart}` : ''}}}`;
 }
 
 // ---------------------------------------------------------------------------

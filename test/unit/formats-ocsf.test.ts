@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { recordId } from '../../src/formats/format.js';
-import { communityId, eventToOcsf, isoNanos, lossToOcsf, OCSF_VERSION } from '../../src/formats/ocsf.js';
+import { communityId, eventToOcsf, eventToOcsfLine, isoNanos, lossToOcsf, OCSF_VERSION } from '../../src/formats/ocsf.js';
 import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
 import {
   AcceptEvent,
@@ -586,5 +586,40 @@ describe('OCSF: loss records', () => {
     );
     roundTrips(o);
     noBlanks(o);
+  });
+});
+
+describe('OCSF: eventToOcsfLine (the fast line) is JSON.stringify(eventToOcsf)', () => {
+  const corpus = (): AcceptEvent[] => [
+    sampleEvent(),
+    sampleEvent({ success: false, ret: -24, error: 'EMFILE', socket: { resolved: false } }),
+    sampleEvent({ userAddress: { mismatch: true }, socket: { peer: { ip: '::ffff:127.0.0.1', port: 1 }, v4Mapped: true } }),
+    sampleEvent({ pod: { labels: {}, annotations: {}, namespaceLabels: {}, workload: { kind: '' } } }),
+    sampleEvent({ pod: { labels: { z: '1', a: '"\\\n', ü: '\u2028' }, hostNetwork: true, deleted: true } }),
+    sampleEvent({ container: { id: '' } }),
+    sampleEvent({ container: { image: '', imageId: '' }, process: { comm: '', ppid: 0 } }),
+    sampleEvent({ nodeName: '', policy: SAMPLE_POLICY, kind: EventKind.EVENT_KIND_ACCEPT }),
+    sampleEvent({ socket: { protocol: 262 } }),
+    sampleSummary(),
+    sampleSummary({ summary: { failedCount: 57n, peerIp: '', peersFolded: true } }),
+    sampleHostEvent(),
+    sampleUnixEvent(),
+    { ...sampleEvent(), process: undefined, pod: undefined, container: undefined, socket: undefined },
+    AcceptEvent.fromPartial({}),
+  ];
+
+  it('for every kind of record, twice (the second time from the per-pod text)', () => {
+    for (const [i, ev] of corpus().entries()) {
+      const want = JSON.stringify(eventToOcsf(ev));
+      assert.equal(eventToOcsfLine(ev), want, `record ${i}`);
+      assert.equal(eventToOcsfLine(ev), want, `record ${i}, again`);
+    }
+  });
+
+  it('when events share pod and container objects, and when one container moves to another pod object', () => {
+    const a = sampleEvent();
+    const b = { ...sampleEvent({ seq: 43n, socket: { peer: { port: 9 } } }), pod: a.pod, container: a.container };
+    const c = { ...a, pod: sampleEvent({ pod: { uid: 'other-uid', labels: { x: 'y' } } }).pod };
+    for (const ev of [a, b, c, a]) assert.equal(eventToOcsfLine(ev), JSON.stringify(eventToOcsf(ev)));
   });
 });
