@@ -89,17 +89,32 @@ export function syslogTimestamp(ns: bigint): string {
   if (ns <= 0n) return '-';
   const seconds = ns / 1_000_000_000n;
   const micros = (ns / 1000n) % 1_000_000n;
-  const whole = new Date(Number(seconds) * 1000).toISOString().slice(0, 19);
-  return `${whole}.${micros.toString().padStart(6, '0')}Z`;
+  // Consecutive records mostly fall in the same second: its text is remembered.
+  if (seconds !== lastSecond) {
+    lastWhole = new Date(Number(seconds) * 1000).toISOString().slice(0, 19);
+    lastSecond = seconds;
+  }
+  return `${lastWhole}.${micros.toString().padStart(6, '0')}Z`;
 }
+let lastSecond = -1n;
+let lastWhole = '';
 
 /** PARAM-VALUE escaping (RFC 5424 §6.3.3): `"`, `\` and `]` get a backslash. */
+const SD_SPECIAL = /["\\\]]/;
 export function escapeSdParam(value: string): string {
-  return value.replace(/["\\\]]/g, '\\$&');
+  return SD_SPECIAL.test(value) ? value.replace(/["\\\]]/g, '\\$&') : value;
 }
 
-/** A header field: 1*max PRINTUSASCII, or NILVALUE when empty. */
+/** A header field: 1*max PRINTUSASCII, or NILVALUE when empty; the last one per length remembered (node names repeat). */
+const lastFields = new Map<number, { value: string; clean: string }>();
 function headerField(value: string, max: number): string {
+  const last = lastFields.get(max);
+  if (last?.value === value) return last.clean;
+  const clean = headerFieldOf(value, max);
+  lastFields.set(max, { value, clean });
+  return clean;
+}
+function headerFieldOf(value: string, max: number): string {
   const clean = value.replace(/[^\x21-\x7e]/g, '_').slice(0, max);
   return clean === '' ? '-' : clean;
 }
@@ -148,19 +163,10 @@ export function buildSyslogMessage(rec: SinkRecord, opts: SyslogFrameOptions): s
   const isEvent = rec.kind === 'event';
   const host = isEvent ? rec.event.nodeName : (rec.loss.agent?.nodeName ?? '');
   const pid = isEvent && rec.event.process?.pid ? String(rec.event.process.pid) : '-';
-  const sd = sdParams(rec)
-    .filter((p): p is [string, string] => p[1] !== undefined)
-    .map(([k, v]) => ` ${k}="${escapeSdParam(v)}"`)
-    .join('');
-  const header = [
-    `<${syslogPri(opts.facility, severityOf(rec))}>1`,
-    syslogTimestamp(recordTimeNs(rec)),
-    headerField(host, 255),
-    headerField(opts.appName, 48),
-    pid,
-    msgIdOf(rec),
-    `[${SD_ID}${sd}]`,
-  ].join(' ');
+  let sd = '';
+  for (const [k, v] of sdParams(rec)) if (v !== undefined) sd += ` ${k}="${escapeSdParam(v)}"`;
+  const pri = syslogPri(opts.facility, severityOf(rec));
+  const header = `<${pri}>1 ${syslogTimestamp(recordTimeNs(rec))} ${headerField(host, 255)} ${headerField(opts.appName, 48)} ${pid} ${msgIdOf(rec)} [${SD_ID}${sd}]`;
   return `${header} ${opts.bom ? '\uFEFF' : ''}${formatLine(rec, opts.format)}`;
 }
 
@@ -168,6 +174,16 @@ export function buildSyslogMessage(rec: SinkRecord, opts: SyslogFrameOptions): s
 export function buildSyslogFrame(rec: SinkRecord, opts: SyslogFrameOptions): Buffer {
   const msg = Buffer.from(buildSyslogMessage(rec, opts), 'utf8');
   return Buffer.concat([Buffer.from(`${msg.length} `, 'ascii'), msg]);
+}
+
+/** The frames of a batch, one after another (= the buildSyslogFrames concatenated), encoded once. */
+export function buildSyslogFrames(batch: readonly SinkRecord[], opts: SyslogFrameOptions): Buffer {
+  let text = '';
+  for (const rec of batch) {
+    const msg = buildSyslogMessage(rec, opts);
+    text += `${Buffer.byteLength(msg, 'utf8')} ${msg}`;
+  }
+  return Buffer.from(text, 'utf8');
 }
 
 // ---------------------------------------------------------------------------
@@ -371,7 +387,7 @@ class SyslogSink implements Sink {
   async write(batch: SinkRecord[]): Promise<void> {
     if (this.closed) throw new Error(`syslog sink "${this.name}" is closed`);
     if (batch.length === 0) return;
-    const data = Buffer.concat(batch.map((r) => buildSyslogFrame(r, this.frameOpts)));
+    const data = buildSyslogFrames(batch, this.frameOpts);
     // One turn of the event loop first: a FIN or RST already in the kernel closes the socket now, so the
     // batch goes to a new connection instead of into a dead one (where the kernel would still accept it).
     await new Promise((r) => setImmediate(r));

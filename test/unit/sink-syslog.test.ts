@@ -6,6 +6,7 @@ import { AcceptEvent, AddressFamily, EventKind, SummaryReason } from '../../src/
 import type { SinkRecord } from '../../src/sinks/sink.js';
 import {
   buildSyslogFrame,
+  buildSyslogFrames,
   buildSyslogMessage,
   escapeSdParam,
   type SyslogFrameOptions,
@@ -16,7 +17,14 @@ import {
 } from '../../src/sinks/syslog.js';
 import { configProblems } from '../helpers/config-problems.js';
 import { parseRfc5424 } from '../helpers/rsyslog.js';
-import { SAMPLE_POLICY, sampleSummary } from '../helpers/sample-events.js';
+import {
+  SAMPLE_POLICY,
+  sampleEvent,
+  sampleHostEvent,
+  sampleLoss,
+  sampleSummary,
+  sampleUnixEvent,
+} from '../helpers/sample-events.js';
 
 const T = 1_700_000_000_123_456_789n; // 2023-11-14T22:13:20.123456789Z
 
@@ -300,5 +308,26 @@ describe('syslog config', () => {
     assert.match(problems({ host: 'h', tls: { cert: '/c.pem' } })[0]!, /^sinks\[0\]\.tls\.key: .*both tls\.cert and tls\.key/);
     assert.match(problems({ host: 'h', tls: 'yes' })[0]!, /^sinks\[0\]\.tls: expected true, false or/);
     assert.match(problems({ host: 'h', port: 70000 })[0]!, /^sinks\[0\]\.port: /);
+  });
+});
+
+describe('buildSyslogFrames', () => {
+  it('is the frames of the batch one after another, in every format, with node names and seconds changing', () => {
+    const batch: SinkRecord[] = [
+      { kind: 'event', event: sampleEvent() },
+      { kind: 'event', event: sampleEvent({ nodeName: 'nöde "x"]', timeUnixNano: 1_800_000_000_000_000_000n }) },
+      { kind: 'loss', loss: sampleLoss() },
+      { kind: 'event', event: sampleSummary() },
+      { kind: 'event', event: sampleHostEvent({ pod: { name: 'a]b"c\\' } }) },
+      { kind: 'event', event: sampleUnixEvent({ timeUnixNano: 0n }) },
+      { kind: 'event', event: sampleEvent() },
+    ];
+    for (const format of ['native', 'ocsf', 'ecs'] as const) {
+      for (const bom of [false, true]) {
+        const opts = { facility: 'local0' as const, format, appName: 'doorwatch', bom };
+        const want = Buffer.concat(batch.map((r) => buildSyslogFrame(r, opts)));
+        assert.ok(buildSyslogFrames(batch, opts).equals(want), `${format} bom=${bom}`);
+      }
+    }
   });
 });
