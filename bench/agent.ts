@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { AcceptProbes, type KernelCounters, type ProgramStats } from '../src/bpf/accept-probes.js';
 import { Capture } from '../src/capture/capture.js';
 import { decodeRecord, LAYOUT } from '../src/capture/record.js';
-import { eventToJsonLine } from '../src/formats/native-json.js';
+import { JsonWriter, writeEventJson } from '../src/formats/native-json.js';
 import type { AcceptEvent } from '../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../src/log/logger.js';
 import {
@@ -22,8 +22,9 @@ import {
  * The traced side of the benchmark: the real probes loaded in this process
  * (as test/helpers/tracer.ts does), counting the storm's events. Modes, from
  * the full cost down, to split where the CPU goes:
- *   json   Capture (decode + AcceptEvent) + eventToJsonLine + one write per
- *          batch to /dev/null: what `doorwatch trace --output json` pays.
+ *   json   Capture (decode + AcceptEvent) + writeEventJson into one reused
+ *          Buffer, written to /dev/null in 64 KiB pieces and at the end of
+ *          each batch: what `doorwatch trace --output json` pays.
  *   event  Capture only (decodeRecord + toAcceptEvent), no serialisation.
  *   decode decodeRecord only (RawAccept), no AcceptEvent.
  *   ring   the ring reader alone, reading one u32 (pid) per record.
@@ -51,7 +52,8 @@ if (!Number.isInteger(stormPid) || stormPid <= 0) throw new Error('--pid <storm 
 if (!AGENT_MODES.includes(mode)) throw new Error(`--mode must be one of ${AGENT_MODES.join(', ')}`);
 const ringBytes = Number(values['ring-bytes']);
 const pollMs = Number(values['poll-ms']);
-const MAX_BATCH = 8192; // Capture's default
+const MAX_BATCH = 1024; // Capture's default
+const OUT_CHUNK = 64 * 1024; // runTrace's
 
 const probes = AcceptProbes.load({ ringBytes, includeEagain: false, log: silentLogger, objectPath: values.object });
 
@@ -67,15 +69,22 @@ let drainAll: () => number;
 
 if (mode === 'json' || mode === 'event') {
   const json = mode === 'json';
+  const out = new JsonWriter(OUT_CHUNK + 64 * 1024);
+  const flush = () => {
+    if (out.pos) writeSync(devNull, out.buf, 0, out.pos);
+    out.reset();
+  };
   const onEvents = (batch: AcceptEvent[]) => {
     total += batch.length;
-    let out = '';
     for (const ev of batch) {
       if (ev.process?.pid === stormPid) events++;
-      if (json) out += `${eventToJsonLine(ev)}\n`;
+      if (!json) continue;
+      // As runTrace does: lines appended to one Buffer, written in pieces.
+      writeEventJson(out, ev);
+      out.byte(0x0a);
+      if (out.pos >= OUT_CHUNK) flush();
     }
-    // As runTrace does: one write per batch (stdout to a file/pipe is synchronous).
-    if (out) writeSync(devNull, out);
+    flush();
   };
   const c = new Capture({ probes, nodeName: 'bench-node', log: silentLogger, pollMs, maxBatch: MAX_BATCH, onEvents });
   capture = c;

@@ -1,9 +1,14 @@
-#!/usr/bin/env -S node --max-semi-space-size=64
-// Runs the compiled CLI (dist/, made by `npm run build`). The V8 flag above:
-// a capture storm allocates ~15 short-lived objects per event, and with the
-// default young generation they are promoted and major GCs stall the ring
-// drain long enough to overflow it (docs/benchmarks.md). Run as
-// `node --max-semi-space-size=64 bin/doorwatch.js` when not executed directly.
+#!/usr/bin/env node
+// Runs the compiled CLI (dist/, made by `npm run build`), with Node's own V8
+// settings, so `./bin/doorwatch.js` and `node bin/doorwatch.js` behave the
+// same. The shebang used to raise the young generation
+// (--max-semi-space-size=64): a storm then allocated ~15 short-lived objects
+// per event and `trace` built one string per 8192-event batch, and with the
+// default heap they were promoted and major GCs overflowed the ring. `trace`
+// now writes its lines from one reused Buffer in 64 KiB pieces and the
+// capture path allocates little; measured side by side, the flag no longer
+// changes CPU per event or losses, and costs ~15-30 MiB of RSS
+// (docs/benchmarks.md, "trace CLI (issue 10)").
 import { main } from '../dist/cli/main.js';
 
 const code = await main(process.argv.slice(2));
