@@ -710,10 +710,41 @@ export function eventToOcsf(ev: AcceptEvent): Obj {
 // serialised once per Pod/Container object (the collector's decoder shares
 // one object per distinct pod) and the device once per node name.
 
-/** JSON of pruneValue(v); undefined when it prunes away. */
-function pruned(v: unknown): string | undefined {
-  const p = pruneValue(v);
-  return p === undefined ? undefined : JSON.stringify(p);
+/**
+ * `JSON.stringify(pruneValue(v))` in one walk, without building the pruned
+ * copy; undefined when v prunes away. Plain data only (what the formats
+ * build): strings, finite and non-finite numbers, booleans, arrays, plain
+ * objects; anything else goes through JSON.stringify (a bigint throws there
+ * as it would).
+ */
+export function pruned(v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  switch (typeof v) {
+    case 'string':
+      return JSON.stringify(v);
+    case 'number':
+      return Number.isFinite(v) ? String(v) : 'null';
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'object': {
+      let out = '';
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length; i++) {
+          const t = pruned(v[i]);
+          if (t !== undefined) out = out ? `${out},${t}` : t;
+        }
+        return out ? `[${out}]` : undefined;
+      }
+      const o = v as Obj;
+      for (const k in o) {
+        const t = pruned(o[k]);
+        if (t !== undefined) out = out ? `${out},${JSON.stringify(k)}:${t}` : `${JSON.stringify(k)}:${t}`;
+      }
+      return out ? `{${out}}` : undefined;
+    }
+    default:
+      return JSON.stringify(v);
+  }
 }
 
 /** A WeakMap's stand-in for "computed, and pruned away". */
@@ -757,17 +788,17 @@ function deviceJson(node: string): string {
 export function eventToOcsfLine(ev: AcceptEvent): string {
   const container = containerJson(ev);
   // The head always keeps class_uid: never empty, so "}" can be replaced by more keys.
-  let out = JSON.stringify(prune(ocsfHead(ev, container !== NONE))).slice(0, -1);
+  let out = pruned(ocsfHead(ev, container !== NONE))!.slice(0, -1);
   const proc = ev.process;
   if (proc) {
     // actor.process always keeps pid (a number): never empty.
-    const process = JSON.stringify(prune(actorProcess(proc))).slice(0, -1);
+    const process = pruned(actorProcess(proc))!.slice(0, -1);
     out += `,"actor":{"process":${process}${container !== NONE ? `,"container":${container}` : ''}}}`;
   }
   const dev = deviceJson(ev.nodeName);
   if (dev !== NONE) out += `,"device":${dev}`;
   // The detail always keeps kind (a string): never empty.
-  const detail = JSON.stringify(prune(doorwatchDetail(ev))).slice(0, -1);
+  const detail = pruned(doorwatchDetail(ev))!.slice(0, -1);
   const k8sPart = k8sJson(ev);
   return `${out},"unmapped":${detail}${k8sPart !== NONE ? `,"k8s":${k8sPart}` : ''}}}`;
 }

@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { recordId } from '../../src/formats/format.js';
-import { communityId, eventToOcsf, eventToOcsfLine, isoNanos, lossToOcsf, OCSF_VERSION } from '../../src/formats/ocsf.js';
+import {
+  communityId,
+  eventToOcsf,
+  eventToOcsfLine,
+  isoNanos,
+  lossToOcsf,
+  OCSF_VERSION,
+  prune,
+  pruned,
+} from '../../src/formats/ocsf.js';
 import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
 import {
   AcceptEvent,
@@ -621,5 +630,20 @@ describe('OCSF: eventToOcsfLine (the fast line) is JSON.stringify(eventToOcsf)',
     const b = { ...sampleEvent({ seq: 43n, socket: { peer: { port: 9 } } }), pod: a.pod, container: a.container };
     const c = { ...a, pod: sampleEvent({ pod: { uid: 'other-uid', labels: { x: 'y' } } }).pod };
     for (const ev of [a, b, c, a]) assert.equal(eventToOcsfLine(ev), JSON.stringify(eventToOcsf(ev)));
+  });
+});
+
+describe('pruned (JSON of a pruned value in one walk)', () => {
+  it('is JSON.stringify(prune(v)) for plain data, empty parts and odd numbers included', () => {
+    const values: Record<string, unknown>[] = [
+      { a: 1, b: undefined, c: null, d: [], e: {}, f: { g: { h: [] } }, i: false, j: 0, k: '' },
+      { n: Number.NaN, inf: Number.POSITIVE_INFINITY, neg: -0, big: 1e21, small: 1e-7, s: '"\\\n\u2028\ud800é🚪' },
+      { arr: [undefined, null, 1, [], {}, [null], { x: undefined }, 'x', [[], [1]]] },
+      { '': 'empty key', 'a"b': 1, '1': 'integer-like keys first', z: { y: { x: { w: 'deep' } } } },
+      eventToOcsf(sampleEvent()),
+    ];
+    for (const [i, v] of values.entries()) assert.equal(pruned(v), JSON.stringify(prune(v)), `value ${i}`);
+    assert.equal(pruned({ a: undefined, b: [null] }), undefined, 'all empty: pruned away');
+    assert.throws(() => pruned({ a: 1n }), TypeError);
   });
 });
