@@ -36,7 +36,10 @@ describe('chart render: value sets', () => {
     const { objects, notes } = renderValid();
     assert.deepEqual(kinds(objects).sort(), [
       'ClusterRole/doorwatch-agent',
+      'ClusterRole/doorwatch-collector',
+      'ClusterRole/doorwatch-viewer',
       'ClusterRoleBinding/doorwatch-agent',
+      'ClusterRoleBinding/doorwatch-collector',
       'ConfigMap/doorwatch-agent',
       'ConfigMap/doorwatch-collector',
       'CustomResourceDefinition/acceptauditpolicies.doorwatch.io',
@@ -46,6 +49,8 @@ describe('chart render: value sets', () => {
       'NetworkPolicy/doorwatch-collector',
       'PodDisruptionBudget/doorwatch-collector',
       'PriorityClass/doorwatch-agent',
+      'Role/doorwatch-collector',
+      'RoleBinding/doorwatch-collector',
       'Secret/doorwatch-agent-tls',
       'Secret/doorwatch-ca',
       'Secret/doorwatch-collector-tls',
@@ -79,6 +84,7 @@ describe('chart render: value sets', () => {
       logLevel: 'info',
       health: { address: '0.0.0.0:9090' },
       policy: {},
+      tokenFile: '/var/run/secrets/doorwatch/token',
     });
     const ds = find(objects, 'DaemonSet');
     const c = ds.spec.template.spec.containers[0];
@@ -245,14 +251,37 @@ describe('chart render: value sets', () => {
     assert.ok(!objects.some((o) => o.kind === 'NetworkPolicy'));
   });
 
+  it("auth: the collector config binds agents to the chart's ServiceAccount; namespace viewers get RoleBindings", () => {
+    const subjects = [{ kind: 'Group', name: 'team-payments', apiGroup: 'rbac.authorization.k8s.io' }];
+    const { objects } = renderValid({ values: [{ auth: { namespaceViewers: [{ namespace: 'payments', subjects }] } }] });
+    const cfg = configOf(objects, 'doorwatch-collector', 'collector.yaml');
+    assert.deepEqual(cfg.auth, {
+      mode: 'kubernetes',
+      kubernetes: { audience: 'doorwatch-collector', agentServiceAccount: { namespace: 'doorwatch', name: 'doorwatch-agent' } },
+    });
+    const rb = find(objects, 'RoleBinding', 'doorwatch-viewer');
+    assert.equal(rb.metadata.namespace, 'payments');
+    assert.deepEqual(rb.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'doorwatch-viewer' });
+    assert.deepEqual(rb.subjects, subjects);
+    const none = renderValid({ values: [{ auth: { mode: 'none' } }] });
+    assert.equal(configOf(none.objects, 'doorwatch-collector', 'collector.yaml').auth, undefined);
+    assert.equal(configOf(none.objects, 'doorwatch-agent', 'agent.yaml').tokenFile, undefined);
+    assert.ok(!find(none.objects, 'DaemonSet').spec.template.spec.volumes.some((v: K8sObject) => v.name === 'collector-token'));
+  });
+
   it('restricted collector egress: DNS plus the given rules', () => {
     const rule = { to: [{ ipBlock: { cidr: '10.20.0.0/16' } }], ports: [{ port: 6514, protocol: 'TCP' }] };
     const { objects } = renderValid({
       values: [{ networkPolicy: { collectorEgress: { allowAll: false, rules: [rule] }, apiServer: { cidrs: ['10.0.0.1/32'] } } }],
     });
     const np = find(objects, 'NetworkPolicy', 'doorwatch-collector');
-    assert.equal(np.spec.egress.length, 2);
-    assert.deepEqual(np.spec.egress[1], rule);
+    assert.equal(np.spec.egress.length, 3, 'DNS, the API server (auth.mode kubernetes), the rule');
+    assert.deepEqual(np.spec.egress[1].to, [{ ipBlock: { cidr: '10.0.0.1/32' } }]);
+    assert.deepEqual(np.spec.egress[2], rule);
+    const none = renderValid({
+      values: [{ auth: { mode: 'none' }, networkPolicy: { collectorEgress: { allowAll: false, rules: [rule] } } }],
+    });
+    assert.equal(find(none.objects, 'NetworkPolicy', 'doorwatch-collector').spec.egress.length, 2, 'no API server without auth');
     const agentNp = find(objects, 'NetworkPolicy', 'doorwatch-agent');
     assert.deepEqual(agentNp.spec.egress[2].to, [{ ipBlock: { cidr: '10.0.0.1/32' } }]);
   });

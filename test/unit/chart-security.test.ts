@@ -121,9 +121,17 @@ describe('chart security', () => {
     assert.equal(find(render({ set: ['agent.hostPID=false'] }).objects, 'DaemonSet').spec.template.spec.hostPID, false);
   });
 
-  it('RBAC: exactly get/list/watch on pods, namespaces and acceptauditpolicies, patch on their status; no wildcards, no secrets', () => {
+  it('RBAC: the agent exactly get/list/watch on pods, namespaces and acceptauditpolicies, patch on their status; no wildcards, no secrets', () => {
     const roles = rendered.default!.filter((o) => ['ClusterRole', 'Role'].includes(o.kind));
-    assert.equal(roles.length, 1, 'one role: the agent');
+    assert.deepEqual(
+      roles.map((r) => `${r.kind}/${r.metadata.name}`),
+      [
+        'ClusterRole/doorwatch-agent',
+        'ClusterRole/doorwatch-collector',
+        'ClusterRole/doorwatch-viewer',
+        'Role/doorwatch-collector',
+      ],
+    );
     assert.deepEqual(roles[0]!.rules, [
       { apiGroups: [''], resources: ['pods', 'namespaces'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['doorwatch.io'], resources: ['acceptauditpolicies'], verbs: ['get', 'list', 'watch'] },
@@ -136,24 +144,60 @@ describe('chart security', () => {
         assert.ok(!flat.includes('secrets'), 'no access to Secrets');
       }
     }
-    const binding = find(rendered.default!, 'ClusterRoleBinding');
+    const binding = find(rendered.default!, 'ClusterRoleBinding', 'doorwatch-agent');
     assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 'doorwatch-agent', namespace: 'doorwatch' }]);
   });
 
-  it('the collector runs as a fixed non-root user, drops every capability, RuntimeDefault seccomp, no API token', () => {
+  it('RBAC: the collector may only create TokenReviews and SubjectAccessReviews, and get pods in its namespace', () => {
+    const objects = rendered.default!;
+    assert.deepEqual(find(objects, 'ClusterRole', 'doorwatch-collector').rules, [
+      { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+      { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
+    ]);
+    const role = find(objects, 'Role', 'doorwatch-collector');
+    assert.equal(role.metadata.namespace, 'doorwatch');
+    assert.deepEqual(role.rules, [{ apiGroups: [''], resources: ['pods'], verbs: ['get'] }]);
+    for (const kind of ['ClusterRoleBinding', 'RoleBinding']) {
+      assert.deepEqual(find(objects, kind, 'doorwatch-collector').subjects, [
+        { kind: 'ServiceAccount', name: 'doorwatch-collector', namespace: 'doorwatch' },
+      ]);
+    }
+    assert.deepEqual(find(objects, 'ClusterRole', 'doorwatch-viewer').rules, [
+      { apiGroups: ['doorwatch.io'], resources: ['acceptevents'], verbs: ['get', 'list', 'watch'] },
+    ]);
+  });
+
+  it("the agent's projected token: own audience, short-lived, read-only at the path the agent reads", () => {
+    const ds = find(rendered.default!, 'DaemonSet').spec.template.spec;
+    const vol = ds.volumes.find((v: K8sObject) => v.name === 'collector-token');
+    assert.deepEqual(vol.projected.sources, [
+      { serviceAccountToken: { audience: 'doorwatch-collector', expirationSeconds: 3600, path: 'token' } },
+    ]);
+    const mount = ds.containers[0].volumeMounts.find((m: K8sObject) => m.name === 'collector-token');
+    assert.deepEqual(mount, { name: 'collector-token', mountPath: '/var/run/secrets/doorwatch', readOnly: true });
+  });
+
+  it('the collector runs as a fixed non-root user, drops every capability, RuntimeDefault seccomp; an API token only for auth', () => {
     for (const [variant, objects] of Object.entries(rendered)) {
       const dep = find(objects, 'Deployment');
       const pod = dep.spec.template.spec;
       assert.equal(pod.securityContext.runAsNonRoot, true, variant);
       assert.equal(pod.securityContext.runAsUser, 65532, variant);
-      assert.equal(pod.automountServiceAccountToken, false, variant);
+      assert.equal(pod.automountServiceAccountToken, true, `${variant}: auth.mode kubernetes needs it`);
       const sc = pod.containers[0].securityContext;
       assert.equal(sc.runAsNonRoot, true);
       assert.equal(sc.allowPrivilegeEscalation, false);
       assert.deepEqual(sc.capabilities, { drop: ['ALL'] });
       assert.equal(sc.seccompProfile.type, 'RuntimeDefault');
-      assert.equal(find(objects, 'ServiceAccount', 'doorwatch-collector').automountServiceAccountToken, false);
+      assert.equal(find(objects, 'ServiceAccount', 'doorwatch-collector').automountServiceAccountToken, true);
     }
+    const none = render({ set: ['auth.mode=none'] }).objects;
+    assert.equal(find(none, 'Deployment').spec.template.spec.automountServiceAccountToken, false);
+    assert.equal(find(none, 'ServiceAccount', 'doorwatch-collector').automountServiceAccountToken, false);
+    assert.ok(
+      !none.some((o) => o.metadata.name === 'doorwatch-collector' && /Role/.test(o.kind)),
+      'no collector RBAC without auth',
+    );
   });
 
   it('no secret material in any ConfigMap; secrets reach the collector only by reference', () => {

@@ -139,6 +139,7 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- with $c.kube.annotations }}{{ $_ := set $kube "annotations" . }}{{ end -}}
 {{- if $kube }}{{ $_ := set $cfg "kube" $kube }}{{ end -}}
 {{- if not (kindIs "invalid" .Values.agent.policy) }}{{ $_ := set $cfg "policy" .Values.agent.policy }}{{ end -}}
+{{- if eq .Values.auth.mode "kubernetes" }}{{ $_ := set $cfg "tokenFile" "/var/run/secrets/doorwatch/token" }}{{ end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
@@ -154,6 +155,10 @@ app.kubernetes.io/component: {{ index . 1 }}
   "drainTimeout" $c.drainTimeout
   "sinks" .Values.collector.sinks
 -}}
+{{- if eq .Values.auth.mode "kubernetes" -}}
+{{- $sa := dict "namespace" .Release.Namespace "name" (include "doorwatch.agent.serviceAccountName" .) -}}
+{{- $_ := set $cfg "auth" (dict "mode" "kubernetes" "kubernetes" (dict "audience" .Values.auth.audience "agentServiceAccount" $sa)) -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
