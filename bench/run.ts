@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -70,6 +70,13 @@ const USAGE = `usage: tsx bench/run.ts [options]
   --timeout S         wall-clock bound per storm, seconds (default 120)
   --out F             machine-readable results (default .bench/last.json)
 `;
+
+// `npm run bench -- --collector [options]`: the collector benchmark (bench/collector.ts, issue 10) instead.
+if (process.argv[2] === '--collector') {
+  const script = join(dirname(new URL(import.meta.url).pathname), 'collector.ts');
+  const r = spawnSync(process.execPath, [...process.execArgv, script, ...process.argv.slice(3)], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
 
 const { values: args } = parseArgs({
   options: {
