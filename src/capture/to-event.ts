@@ -1,5 +1,14 @@
 import { constants } from 'node:os';
-import { AcceptEvent, AddressFamily, EventKind, Source as ProtoSource } from '../gen/doorwatch/v1/event.js';
+import {
+  AcceptEvent,
+  AddressFamily,
+  type Cgroup,
+  type Endpoint,
+  EventKind,
+  type Namespaces,
+  type Process,
+  Source as ProtoSource,
+} from '../gen/doorwatch/v1/event.js';
 import { AF_INET, AF_INET6, AF_UNIX, formatIP, formatUnixPath, isV4Mapped, NO_SOCKADDR, parseSockaddr } from './address.js';
 import { type RawAccept, RecordFlags, Source } from './record.js';
 
@@ -64,6 +73,45 @@ function source(s: number): ProtoSource {
   return ProtoSource.SOURCE_UNSPECIFIED;
 }
 
+/*
+ * Sub-messages that repeat from event to event (a storm comes from one
+ * process, in one set of namespaces and cgroups, on one listening address):
+ * the last one is shared, frozen, by the events whose values are equal, as
+ * the collector shares decoded ones. Events are read-only downstream.
+ */
+let lastProcess: Process = Object.freeze({ pid: -1, tid: -1, ppid: -1, uid: -1, gid: -1, comm: '' });
+function processOf(r: RawAccept): Process {
+  const l = lastProcess;
+  if (l.pid === r.pid && l.tid === r.tid && l.ppid === r.ppid && l.uid === r.uid && l.gid === r.gid && l.comm === r.comm)
+    return l;
+  lastProcess = Object.freeze({ pid: r.pid, tid: r.tid, ppid: r.ppid, uid: r.uid, gid: r.gid, comm: r.comm });
+  return lastProcess;
+}
+
+let lastNamespaces: Namespaces = Object.freeze({ mnt: -1, pid: -1, net: -1, uts: -1 });
+function namespacesOf(r: RawAccept): Namespaces {
+  const l = lastNamespaces;
+  if (l.mnt === r.mntNs && l.pid === r.pidNs && l.net === r.netNs && l.uts === r.utsNs) return l;
+  lastNamespaces = Object.freeze({ mnt: r.mntNs, pid: r.pidNs, net: r.netNs, uts: r.utsNs });
+  return lastNamespaces;
+}
+
+let lastCgroup: Cgroup = Object.freeze({ id: -1n, v1Id: -1n });
+function cgroupOf(r: RawAccept): Cgroup {
+  const l = lastCgroup;
+  if (l.id === r.cgroupId && l.v1Id === r.cgroupV1Id) return l;
+  lastCgroup = Object.freeze({ id: r.cgroupId, v1Id: r.cgroupV1Id });
+  return lastCgroup;
+}
+
+let lastLocal: Endpoint = Object.freeze({ ip: '', port: -1 });
+function endpointOf(ip: string, port: number): Endpoint {
+  const l = lastLocal;
+  if (l.ip === ip && l.port === port) return l;
+  lastLocal = Object.freeze({ ip, port });
+  return lastLocal;
+}
+
 export function toAcceptEvent(r: RawAccept, seq: bigint, ctx: EventContext): AcceptEvent {
   const success = r.ret >= 0;
   const resolved = success && !(r.flags & RecordFlags.SOCK_UNRESOLVED) && r.family !== 0;
@@ -97,13 +145,13 @@ export function toAcceptEvent(r: RawAccept, seq: bigint, ctx: EventContext): Acc
     acceptFlags: r.acceptFlags,
     acceptFlagNames: acceptFlagNames(r.acceptFlags),
     flags: recordFlagNames(r.flags),
-    process: { pid: r.pid, tid: r.tid, ppid: r.ppid, uid: r.uid, gid: r.gid, comm: r.comm },
+    process: processOf(r),
     socket: {
       family: family(resolved ? r.family : 0),
       familyNumber: resolved ? r.family : 0,
       type: resolved ? (SOCK_TYPES[r.sockType] ?? String(r.sockType)) : '',
       protocol: resolved ? r.protocol : 0,
-      local: { ip: resolved && inet ? formatIP(r.family, r.laddr) : '', port: resolved ? r.lport : 0 },
+      local: endpointOf(resolved && inet ? formatIP(r.family, r.laddr) : '', resolved ? r.lport : 0),
       peer: { ip: peerIp, port: resolved ? r.rport : 0 },
       v4Mapped: resolved && r.family === AF_INET6 && isV4Mapped(r.raddr),
       unixPath: resolved && r.family === AF_UNIX ? formatUnixPath(r.unixPath) : '',
@@ -125,8 +173,8 @@ export function toAcceptEvent(r: RawAccept, seq: bigint, ctx: EventContext): Acc
       fault,
       mismatch,
     },
-    namespaces: { mnt: r.mntNs, pid: r.pidNs, net: r.netNs, uts: r.utsNs },
-    cgroup: { id: r.cgroupId, v1Id: r.cgroupV1Id },
+    namespaces: namespacesOf(r),
+    cgroup: cgroupOf(r),
     // Filled by src/enrich: attribution is a later stage of the path.
     container: undefined,
     pod: undefined,

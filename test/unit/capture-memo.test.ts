@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatIPv4 } from '../../src/capture/address.js';
 import { decodeRecord, LAYOUT, RECORD_SIZE } from '../../src/capture/record.js';
+import { toAcceptEvent } from '../../src/capture/to-event.js';
 import { buildRecord, ipv4, RECORD_BASE } from '../helpers/record-builder.js';
 
 /*
@@ -93,5 +94,38 @@ describe('capture memos', () => {
     w.setUint8(RECORD_BASE + LAYOUT.comm + 5, 0x41);
     assert.equal(decodeRecord(w, RECORD_BASE, RECORD_SIZE).comm, r1);
     assert.equal(decodeRecord(buildRecord({ comm: 'ac' }), RECORD_BASE, RECORD_SIZE).comm, 'ac');
+  });
+
+  it('events share a frozen process, namespaces, cgroup and local endpoint only while their values are equal', () => {
+    const ctx = { nodeName: 'n', idPrefix: 'b/i', toUnixNano: (k: bigint) => k };
+    const base = { pid: 7, tid: 8, comm: 'srv', mntNs: 1, netNs: 2, cgroupId: 3n, cgroupV1Id: 4n, family: 2, lport: 80 };
+    const event = (over: Record<string, unknown>, seq: bigint) =>
+      toAcceptEvent(decodeRecord(buildRecord({ laddr: ipv4('10.0.0.1'), ...base, ...over }), RECORD_BASE, RECORD_SIZE), seq, ctx);
+    const a = event({}, 1n);
+    const b = event({}, 2n);
+    assert.equal(a.process, b.process);
+    assert.equal(a.namespaces, b.namespaces);
+    assert.equal(a.cgroup, b.cgroup);
+    assert.equal(a.socket!.local, b.socket!.local);
+    assert.ok(Object.isFrozen(a.process) && Object.isFrozen(a.namespaces) && Object.isFrozen(a.cgroup));
+    for (const [over, check] of [
+      [{ tid: 9 }, (e: typeof a) => e.process!.tid === 9],
+      [{ comm: 'srw' }, (e: typeof a) => e.process!.comm === 'srw'],
+      [{ utsNs: 5 }, (e: typeof a) => e.namespaces!.uts === 5],
+      [{ cgroupV1Id: 5n }, (e: typeof a) => e.cgroup!.v1Id === 5n],
+      [{ lport: 81 }, (e: typeof a) => e.socket!.local!.port === 81],
+      [{ laddr: ipv4('10.0.0.2') }, (e: typeof a) => e.socket!.local!.ip === '10.0.0.2'],
+    ] as const) {
+      const e = event(over, 3n);
+      assert.ok(
+        check(e),
+        JSON.stringify(over, (_, v) => (typeof v === 'bigint' ? `${v}` : v)),
+      );
+      const again = event({}, 4n);
+      assert.deepEqual(
+        [again.process, again.namespaces, again.cgroup, again.socket!.local],
+        [a.process, a.namespaces, a.cgroup, a.socket!.local],
+      );
+    }
   });
 });
