@@ -8,10 +8,10 @@ import {
   Container,
   type Endpoint,
   Enrichment,
-  Listener,
+  type Listener,
   Namespaces,
   Pod,
-  Process,
+  type Process,
   type Socket,
   type UserAddress,
 } from '../gen/doorwatch/v1/event.js';
@@ -25,10 +25,11 @@ import {
  * - An event's own fields (ids, times, seq, result, the socket) are read by
  *   hand, and short strings that repeat (node name, comm, addresses, flag
  *   names) are interned instead of decoded again.
- * - What is constant per pod or container (pod, container, namespaces,
- *   cgroup, listener, process, enrichment, policy) is decoded ONCE per
- *   distinct byte string: events whose sub-message bytes are equal share one
- *   object (a bounded cache). Such objects are shared and must never be
+ * - What is constant per pod or container (namespaces, cgroup, container,
+ *   pod, enrichment, kind, policy: the end of an event as encoders write it)
+ *   is looked up ONCE per event by its bytes, and decoded once per distinct
+ *   byte string: events whose sub-message bytes are equal share one object
+ *   (bounded caches). Such objects are shared and must never be
  *   mutated; per-pod work downstream (formatting) can key on their identity.
  * - Anything unusual (an unknown field, an unexpected wire type, a group, a
  *   length past its end, a Hello) makes the whole request go through the
@@ -202,10 +203,8 @@ class SubCache<T> {
 
 const pods = new SubCache((r) => Pod.decode(r));
 const containers = new SubCache((r) => Container.decode(r));
-const processes = new SubCache((r) => Process.decode(r));
 const namespacesCache = new SubCache((r) => Namespaces.decode(r));
 const cgroups = new SubCache((r) => Cgroup.decode(r));
-const listeners = new SubCache((r) => Listener.decode(r));
 const enrichments = new SubCache((r) => Enrichment.decode(r));
 const policies = new SubCache((r) => AuditPolicyRef.decode(r));
 
@@ -214,16 +213,153 @@ export function wireCacheSizes(): Record<string, number> {
   return {
     pods: pods.size,
     containers: containers.size,
-    processes: processes.size,
     namespaces: namespacesCache.size,
     cgroups: cgroups.size,
-    listeners: listeners.size,
+    tails: tails.size,
     enrichments: enrichments.size,
     policies: policies.size,
   };
 }
 
+/**
+ * An event's per-pod tail: fields 18-23 and 25 (namespaces, cgroup,
+ * container, pod, enrichment, kind, policy), which an encoder writes last and
+ * together. One key and one lookup for all of them; null = these bytes are
+ * not such a tail (another field among them), decode field by field.
+ */
+interface Tail {
+  namespaces: AcceptEvent['namespaces'];
+  cgroup: AcceptEvent['cgroup'];
+  container: AcceptEvent['container'];
+  pod: AcceptEvent['pod'];
+  enrichment: AcceptEvent['enrichment'];
+  kind: number;
+  policy: AcceptEvent['policy'];
+}
+const TAIL_MAX_ENTRIES = 4096;
+const TAIL_MAX_BYTES = 16 << 20;
+const tails = new Map<string, Tail | null>();
+let tailBytes = 0;
+
+/** The tail [start, e) of an event, from the cache or decoded once (with the sub-message caches). */
+function tail(start: number, e: number): Tail | null {
+  const key = buf.latin1Slice(start, e);
+  let t = tails.get(key);
+  if (t !== undefined) return t;
+  const resume = pos;
+  pos = start;
+  t = decodeTail(e);
+  pos = resume;
+  if (tails.size >= TAIL_MAX_ENTRIES || tailBytes + key.length > TAIL_MAX_BYTES) {
+    tails.clear();
+    tailBytes = 0;
+  }
+  tails.set(key, t);
+  tailBytes += key.length;
+  return t;
+}
+
+function decodeTail(e: number): Tail | null {
+  const t: Tail = {
+    namespaces: undefined,
+    cgroup: undefined,
+    container: undefined,
+    pod: undefined,
+    enrichment: undefined,
+    kind: 0,
+    policy: undefined,
+  };
+  while (pos < e) {
+    const t0 = buf[pos++]!;
+    if (t0 < 0x80 || pos >= e) return null;
+    const t1 = buf[pos++]!;
+    if (t1 >= 0x80) return null;
+    switch ((t0 & 0x7f) | (t1 << 7)) {
+      case 146:
+        t.namespaces = namespacesCache.get(e);
+        break;
+      case 154:
+        t.cgroup = cgroups.get(e);
+        break;
+      case 162:
+        t.container = containers.get(e);
+        break;
+      case 170:
+        t.pod = pods.get(e);
+        break;
+      case 178:
+        t.enrichment = enrichments.get(e);
+        break;
+      case 184:
+        t.kind = i32(e);
+        break;
+      case 202:
+        t.policy = policies.get(e);
+        break;
+      default:
+        return null;
+    }
+  }
+  return pos === e ? t : null;
+}
+
 // ------------------------------------------------------------------ per-event messages
+
+function process_(end: number): Process {
+  const e = sub(end);
+  const m: Process = { pid: 0, tid: 0, ppid: 0, uid: 0, gid: 0, comm: '' };
+  while (pos < e) {
+    switch (buf[pos++]) {
+      case 8:
+        m.pid = u32(e);
+        break;
+      case 16:
+        m.tid = u32(e);
+        break;
+      case 24:
+        m.ppid = u32(e);
+        break;
+      case 32:
+        m.uid = u32(e);
+        break;
+      case 40:
+        m.gid = u32(e);
+        break;
+      case 50:
+        m.comm = str(e);
+        break;
+      default:
+        throw FALLBACK;
+    }
+  }
+  if (pos !== e) throw FALLBACK;
+  return m;
+}
+
+function listener(end: number): Listener {
+  const e = sub(end);
+  const m: Listener = { fd: 0, backlog: 0, maxBacklog: 0, resolved: false };
+  while (pos < e) {
+    switch (buf[pos++]) {
+      case 8:
+        m.fd = i32(e);
+        break;
+      case 16:
+        m.backlog = u32(e);
+        break;
+      case 24:
+        m.maxBacklog = u32(e);
+        break;
+      case 32:
+        m.resolved = bool(e);
+        break;
+      default:
+        throw FALLBACK;
+    }
+  }
+  if (pos !== e) throw FALLBACK;
+  return m;
+}
 
 function endpoint(end: number): Endpoint {
   const e = sub(end);
@@ -355,7 +491,9 @@ function event(end: number): AcceptEvent {
     summary: undefined,
     policy: undefined,
   };
+  let tailTried = false;
   while (pos < e) {
+    const at = pos;
     let tag = buf[pos++]!;
     if (tag >= 0x80) {
       // Fields 16..25 have two-byte tags.
@@ -363,6 +501,22 @@ function event(end: number): AcceptEvent {
       const b = buf[pos++]!;
       if (b >= 0x80) throw FALLBACK;
       tag = (tag & 0x7f) | (b << 7);
+      if (!tailTried && tag >= 146 && tag !== 194) {
+        // The first of the per-pod fields: the rest of the event may be a known tail.
+        tailTried = true;
+        const t = tail(at, e);
+        if (t !== null) {
+          m.namespaces = t.namespaces;
+          m.cgroup = t.cgroup;
+          m.container = t.container;
+          m.pod = t.pod;
+          m.enrichment = t.enrichment;
+          m.kind = t.kind;
+          m.policy = t.policy;
+          pos = e;
+          break;
+        }
+      }
     }
     switch (tag) {
       case 10:
@@ -405,13 +559,13 @@ function event(end: number): AcceptEvent {
         m.flags.push(str(e));
         break;
       case 114:
-        m.process = processes.get(e);
+        m.process = process_(e);
         break;
       case 122:
         m.socket = socket(e);
         break;
       case 130:
-        m.listener = listeners.get(e);
+        m.listener = listener(e);
         break;
       case 138:
         m.userAddress = userAddress(e);

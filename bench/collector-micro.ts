@@ -1,0 +1,34 @@
+import { decodePublishRequest } from '../src/collector/wire.js';
+import { PublishRequest } from '../src/gen/doorwatch/v1/collector.js';
+import { sampleEvent } from '../test/helpers/sample-events.js';
+
+/**
+ * The collector's decode in a warm loop, no network: `npx tsx bench/collector-micro.ts [pods]`.
+ * One 500-event batch from `pods` pods (round robin), decoded by wire.ts and by the generated decoder.
+ */
+const pods = Number(process.argv[2] ?? 16);
+const events = Array.from({ length: 500 }, (_, i) =>
+  sampleEvent({
+    seq: BigInt(i + 1),
+    eventId: `boot/inst/${i + 1}`,
+    process: { pid: 800 + (i % pods) },
+    socket: { peer: { ip: '10.0.0.9', port: 30000 + i } },
+    pod: { name: `web-${i % pods}` },
+    container: { id: (i % pods).toString(16).padStart(64, 'c') },
+  }),
+);
+const bytes = Buffer.from(PublishRequest.encode({ batch: { firstSeq: 1n, events, losses: undefined } }).finish());
+for (const [name, decode] of [
+  ['wire.ts', decodePublishRequest],
+  ['generated', (b: Uint8Array) => PublishRequest.decode(b)],
+] as const) {
+  for (let i = 0; i < 200; i++) decode(bytes);
+  const t0 = performance.now();
+  let n = 0;
+  while (performance.now() - t0 < 2000 && n < 1_000_000) {
+    decode(bytes);
+    n++;
+  }
+  const us = ((performance.now() - t0) * 1000) / (n * 500);
+  console.log(`${name.padEnd(10)} ${pods} pods: ${us.toFixed(3)} µs/event (${bytes.length / 500} bytes/event)`);
+}
