@@ -717,6 +717,7 @@ export function eventToOcsf(ev: AcceptEvent): Obj {
  * objects; anything else goes through JSON.stringify (a bigint throws there
  * as it would).
  */
+const keyJson = new Map<string, string>();
 export function pruned(v: unknown): string | undefined {
   if (v === undefined || v === null) return undefined;
   switch (typeof v) {
@@ -738,7 +739,13 @@ export function pruned(v: unknown): string | undefined {
       const o = v as Obj;
       for (const k in o) {
         const t = pruned(o[k]);
-        if (t !== undefined) out = out ? `${out},${JSON.stringify(k)}:${t}` : `${JSON.stringify(k)}:${t}`;
+        if (t === undefined) continue;
+        let key = keyJson.get(k);
+        if (key === undefined) {
+          key = `${JSON.stringify(k)}:`;
+          if (keyJson.size < 1024) keyJson.set(k, key); // the formats' own keys; map keys (labels) may be many
+        }
+        out = out ? `${out},${key}${t}` : `${key}${t}`;
       }
       return out ? `{${out}}` : undefined;
     }
