@@ -5,12 +5,13 @@ import type { AgentIdentity, LossCounters, PublishRequest } from '../gen/doorwat
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import { type Logger, silentLogger } from '../log/logger.js';
 import { Backoff } from '../retry/backoff.js';
+import { LiveBatches } from './live-batches.js';
 import { type PreflightTls, preflight } from './preflight.js';
 import { PushQueue } from './push-queue.js';
 import type { SpaceInfo, Spool, SpoolIdentity } from './spool.js';
 import { RECORD_HEADER_BYTES } from './spool-format.js';
 import { describeTransportError } from './transport-error.js';
-import { type EncodedEvents, encodeBatchRequest, FastCollectorServiceDefinition, type OutgoingRequest } from './wire.js';
+import { encodeBatchRequest, FastCollectorServiceDefinition, type OutgoingRequest } from './wire.js';
 
 /**
  * The agent's side of CollectorService.Publish (docs/transport.md).
@@ -157,13 +158,10 @@ export class Publisher {
   #session: Session | undefined;
   /**
    * Events of the current space spooled in this process and not yet sent on
-   * the current stream: their seqs and spool records (header + protobuf), not
-   * the event objects, which die young.
+   * the current stream, as the Publish requests they will travel in (their
+   * protobuf bytes, not the event objects, which die young).
    */
-  #liveSeqs: bigint[] = [];
-  #liveFrames: Buffer[] = [];
-  #liveHead = 0;
-  #liveOldestAt = 0;
+  readonly #live: LiveBatches;
   #flushTimer: NodeJS.Timeout | undefined;
   #flushing = false;
   #pendingLosses = zeroLosses();
@@ -199,6 +197,7 @@ export class Publisher {
     // Unsent events kept in memory as well as on disk: a few batches' worth is
     // enough for the steady state; a backlog is read back from the spool.
     this.#maxLive = 4 * this.#maxEvents;
+    this.#live = new LiveBatches(this.#maxEvents, this.#now);
     this.#backoff = new Backoff(o.backoff?.initialMs ?? 200, o.backoff?.maxMs ?? 30_000, o.random);
 
     this.#channelOptions = {
@@ -243,17 +242,10 @@ export class Publisher {
     if (this.#state === 'closing' || this.#state === 'closed') throw new Error('publisher is closed: events not accepted');
     if (!events.length) return;
     const { accepted, frames } = this.#spool.append(events);
-    if (accepted.length) {
-      if (this.#liveHead === this.#liveSeqs.length) this.#liveOldestAt = this.#now();
-      for (let i = 0; i < accepted.length; i++) {
-        this.#liveSeqs.push(accepted[i]!.seq);
-        this.#liveFrames.push(frames[i]!);
-      }
-      const excess = this.#liveSeqs.length - this.#liveHead - this.#maxLive;
-      // Beyond the window's worth, events wait on disk only (read back in catch-up).
-      if (excess > 0) this.#liveHead += excess;
-      this.#compactLive();
-    }
+    // The frames are valid until the next append: copied now.
+    for (let i = 0; i < accepted.length; i++) this.#live.append(accepted[i]!.seq, frames[i]!.subarray(RECORD_HEADER_BYTES));
+    // Beyond the window's worth, events wait on disk only (read back in catch-up).
+    this.#live.bound(this.#maxLive);
     this.#pump();
   }
 
@@ -444,26 +436,24 @@ export class Publisher {
       return;
     }
     while (s.inFlight.length < this.#maxBatches) {
-      const batch = this.#nextBatch(s);
-      if (!batch) break;
-      const losses = this.#takeLosses();
-      s.queue.push(encodeBatchRequest(batch, losses));
-      s.inFlight.push({ lastSeq: batch.firstSeq + BigInt(batch.parts.length - 1), sentAt: this.#now(), losses });
+      const req = this.#nextRequest(s);
+      if (!req) break;
+      s.queue.push(req.bytes);
+      s.inFlight.push({ lastSeq: req.firstSeq + BigInt(req.count - 1), sentAt: this.#now(), losses: req.losses });
     }
     this.#armFlushTimer(s);
   }
 
-  /** The next run of consecutive events at the cursor, or undefined (nothing, or wait for a fuller batch). */
-  #nextBatch(s: Session): EncodedEvents | undefined {
+  /** The next batch at the cursor, encoded, or undefined (nothing, or wait for a fuller batch). */
+  #nextRequest(s: Session): { bytes: Uint8Array; firstSeq: bigint; count: number; losses: LossCounters } | undefined {
     const id = s.space.identity;
     if (!s.space.current) return this.#fromDisk(s, undefined);
     // Drop live events already sent, acknowledged, or deleted by drop-oldest.
     let below = this.#spool.floorSeq(id); // bigints: no Math.max
     if (s.cursor > below) below = s.cursor;
-    const seqs = this.#liveSeqs;
-    while (this.#liveHead < seqs.length && seqs[this.#liveHead]! < below) this.#liveHead++;
-    this.#compactLive();
-    const head = this.#liveHead < seqs.length ? seqs[this.#liveHead]! : undefined;
+    const live = this.#live;
+    live.dropBelow(below);
+    const head = live.firstSeq;
     if (head === undefined || s.cursor < head) {
       // Catch-up: what is unsent before the live events is on disk only.
       const disk = this.#fromDisk(s, head);
@@ -471,34 +461,32 @@ export class Publisher {
       if (head === undefined) return undefined;
       s.cursor = head;
     }
-    let n = 1;
-    const avail = seqs.length - this.#liveHead;
-    while (n < avail && n < this.#maxEvents && seqs[this.#liveHead + n]! === head + BigInt(n)) n++;
     // Nothing in flight: send now (the latency case). Otherwise a partial batch
     // waits for more events, the next ack (#onAck pumps) or maxDelayMs.
-    const waited = this.#now() - this.#liveOldestAt;
-    if (n === avail && n < this.#maxEvents && !this.#flushing && s.inFlight.length > 0 && waited < this.#maxDelayMs)
+    const waited = this.#now() - (live.headSince ?? 0);
+    if (!live.headFull && live.headIsTail && !this.#flushing && s.inFlight.length > 0 && waited < this.#maxDelayMs)
       return undefined;
-    const parts = this.#liveFrames.slice(this.#liveHead, this.#liveHead + n);
-    this.#liveHead += n;
-    if (this.#liveHead < seqs.length) this.#liveOldestAt = this.#now();
-    this.#compactLive();
-    s.cursor = head + BigInt(n);
-    return { firstSeq: head, parts, skip: RECORD_HEADER_BYTES };
+    const losses = this.#takeLosses();
+    const req = live.takeRequest(losses)!;
+    s.cursor = req.firstSeq + BigInt(req.count);
+    return { ...req, losses };
   }
 
   /** Unsent events from the spool at the cursor (below `before`), as stored. */
-  #fromDisk(s: Session, before: bigint | undefined): EncodedEvents | undefined {
+  #fromDisk(s: Session, before: bigint | undefined) {
     const raw = this.#spool.readRaw(s.space.identity, s.cursor, this.#maxEvents, before);
     if (!raw.seqs.length) return undefined;
     s.cursor = raw.seqs.at(-1)! + 1n;
-    return { firstSeq: raw.seqs[0]!, parts: raw.payloads, skip: 0 };
+    const losses = this.#takeLosses();
+    const bytes = encodeBatchRequest({ firstSeq: raw.seqs[0]!, parts: raw.payloads, skip: 0 }, losses);
+    return { bytes, firstSeq: raw.seqs[0]!, count: raw.seqs.length, losses };
   }
 
   #armFlushTimer(s: Session): void {
     if (this.#flushTimer || !s.space.current || s.inFlight.length >= this.#maxBatches) return;
-    if (this.#liveHead >= this.#liveSeqs.length) return;
-    const wait = Math.max(0, this.#liveOldestAt + this.#maxDelayMs - this.#now());
+    const since = this.#live.headSince;
+    if (since === undefined) return;
+    const wait = Math.max(0, since + this.#maxDelayMs - this.#now());
     this.#flushTimer = setTimeout(() => {
       this.#flushTimer = undefined;
       this.#pump();
@@ -531,18 +519,6 @@ export class Publisher {
 
   #allAcked(): boolean {
     return this.#spool.spaces().every((x) => !x.unacked);
-  }
-
-  #compactLive(): void {
-    if (this.#liveHead === this.#liveSeqs.length) {
-      this.#liveSeqs = [];
-      this.#liveFrames = [];
-      this.#liveHead = 0;
-    } else if (this.#liveHead > 4096 && this.#liveHead * 2 > this.#liveSeqs.length) {
-      this.#liveSeqs = this.#liveSeqs.slice(this.#liveHead);
-      this.#liveFrames = this.#liveFrames.slice(this.#liveHead);
-      this.#liveHead = 0;
-    }
   }
 
   #notify(): void {

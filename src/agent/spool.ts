@@ -86,8 +86,8 @@ export interface AppendResult {
   accepted: AcceptEvent[];
   /**
    * Their spool records, one per accepted event (header + protobuf payload,
-   * spool-format.ts): what the publisher sends, so no event is encoded twice
-   * and no event object has to live until it is sent.
+   * spool-format.ts): what the publisher sends, so no event is encoded twice.
+   * Views of the spool's encoding buffer: valid until the next append().
    */
   frames: Buffer[];
   /** Events refused for lack of room (drop-newest, or larger than the spool). */
@@ -182,6 +182,8 @@ export class Spool {
   readonly #current: Space;
   #active: { seg: Segment; fd: number } | undefined;
   #wbuf: Buffer[] = [];
+  /** Where append() encodes records (reused: a buffer per call was garbage at the event rate). */
+  readonly #enc = new ByteSink(256 * 1024);
   #dirty = false;
   /** Ack watermarks or drop counts changed since state.json was written. */
   #stateDirty = false;
@@ -288,9 +290,10 @@ export class Spool {
     const frames: Buffer[] = [];
     let refused = 0;
     const dropsBefore = this.#dropsTotal;
-    // Every record of this call is encoded into one chunk; #flush writes runs of
-    // adjacent frames with one write(), and the frames stay valid for the publisher.
-    const w = new ByteSink(Math.min(4 << 20, Math.max(4096, events.length * 768)));
+    // Every record of this call is encoded into one reused buffer; #flush writes
+    // runs of adjacent frames with one write().
+    const w = this.#enc;
+    w.pos = 0;
     try {
       for (const ev of events) {
         if (ev.seq <= this.#lastSeen) {

@@ -1,4 +1,4 @@
-import type { AcceptEvent, EnrichmentStatus, Pod } from '../gen/doorwatch/v1/event.js';
+import type { AcceptEvent, Container, Enrichment, EnrichmentStatus, Pod } from '../gen/doorwatch/v1/event.js';
 import type { CgroupIdentity } from './cgroup/path.js';
 import type { ContainerMeta, NamespaceMeta, PodMeta } from './kube/types.js';
 
@@ -47,18 +47,57 @@ function podOf(p: PodMeta, namespace: NamespaceMeta | undefined, qos: string | u
   return pod;
 }
 
+/*
+ * The same for a container: one proto Container per (cgroup identity,
+ * container metadata, cgroup path), shared by its events. The identity comes
+ * from the enricher's per-cgroup cache and the metadata from the informer,
+ * both replaced (never mutated) on change, so identity is the key. Sharing
+ * also lets the encoders (agent/event-encoder.ts, formats/native-json.ts)
+ * encode a container once instead of per event.
+ */
+const containers = new WeakMap<CgroupIdentity, { meta: ContainerMeta | undefined; path: string; container: Container }>();
+
+function containerOf(id: CgroupIdentity & { containerId: string }, meta: ContainerMeta | undefined, path: string): Container {
+  const hit = containers.get(id);
+  if (hit && hit.meta === meta && hit.path === path) return hit.container;
+  const container: Container = {
+    id: id.containerId,
+    runtime: id.runtime ?? meta?.runtime ?? '',
+    name: meta?.name ?? '',
+    image: meta?.image ?? '',
+    imageId: meta?.imageId ?? '',
+    cgroupPath: path,
+  };
+  containers.set(id, { meta, path, container });
+  return container;
+}
+
+/*
+ * Enrichment records without a wait or a reason (every complete or host
+ * event) are one shared object per (status, missing, /proc): a fresh object
+ * per event was garbage the agent made at its event rate.
+ */
+const plainEnrichments = new Map<string, Enrichment>();
+function enrichmentOf(a: Attribution): Enrichment {
+  const fromProc = a.fromProc ?? false;
+  const waitedMs = a.waitedMs ?? 0;
+  if (waitedMs !== 0 || a.reason !== '') {
+    return { status: a.status, missing: a.missing, reason: a.reason, cgroupFromProc: fromProc, waitedMs };
+  }
+  const key = `${a.status}/${fromProc}/${a.missing.join(',')}`;
+  let e = plainEnrichments.get(key);
+  if (!e) {
+    e = Object.freeze({ status: a.status, missing: a.missing, reason: '', cgroupFromProc: fromProc, waitedMs: 0 }) as Enrichment;
+    if (plainEnrichments.size < 64) plainEnrichments.set(key, e);
+  }
+  return e;
+}
+
 export function applyAttribution(ev: AcceptEvent, a: Attribution): void {
   const id = a.identity;
   if (id && id.kind !== 'host') {
     ev.container = id.containerId
-      ? {
-          id: id.containerId,
-          runtime: id.runtime ?? a.container?.runtime ?? '',
-          name: a.container?.name ?? '',
-          image: a.container?.image ?? '',
-          imageId: a.container?.imageId ?? '',
-          cgroupPath: a.cgroupPath ?? '',
-        }
+      ? containerOf(id as CgroupIdentity & { containerId: string }, a.container, a.cgroupPath ?? '')
       : undefined;
   }
   const p = a.pod;
@@ -82,11 +121,5 @@ export function applyAttribution(ev: AcceptEvent, a: Attribution): void {
       deleted: false,
     };
   }
-  ev.enrichment = {
-    status: a.status,
-    missing: a.missing,
-    reason: a.reason,
-    cgroupFromProc: a.fromProc ?? false,
-    waitedMs: a.waitedMs ?? 0,
-  };
+  ev.enrichment = enrichmentOf(a);
 }

@@ -1,0 +1,243 @@
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
+import { LossCounters } from '../gen/doorwatch/v1/collector.js';
+
+/**
+ * Events spooled in this process and not yet sent, kept as the bytes of the
+ * Publish requests they will travel in: each event's protobuf is copied once,
+ * at publish time, into a growing batch already framed as EventBatch.events
+ * entries; cutting a batch writes its few header bytes in front and hands the
+ * region to gRPC as is. The regions are carved one after another from shared
+ * slabs (SLAB_BYTES), so the agent allocates about one byte of buffer per byte
+ * it sends — buffer churn is what made V8 run a full mark-compact several
+ * times a second (external memory pressure) when every append and every batch
+ * had a buffer of its own.
+ *
+ * Wire shape, exactly as PublishRequest.encode makes it (test/unit/live-batches.test.ts):
+ *   0x12 len(EventBatch)  0x08 first_seq  (0x12 len event)*  [0x1a len LossCounters]
+ */
+
+const SLAB_BYTES = 1 << 20;
+/** Room before a batch's first event for `0x12 varint(size) 0x08 varint(first_seq)`: at most 1+5+1+10. */
+const HEAD_ROOM = 17;
+
+interface Batch {
+  slab: Buffer;
+  /** Where the HEAD_ROOM starts. */
+  base: number;
+  /** First event's entry (after HEAD_ROOM, moved on by trims). */
+  start: number;
+  end: number;
+  firstSeq: bigint;
+  count: number;
+  /** End offset of each event's entry (trims advance `skip`). */
+  ends: number[];
+  skip: number;
+  /** When its first event was appended (now()). */
+  since: number;
+}
+
+function varintLength(n: number): number {
+  let len = 1;
+  while (n > 0x7f) {
+    n >>>= 7;
+    len++;
+  }
+  return len;
+}
+
+function writeVarint(n: number, out: Uint8Array, off: number): number {
+  while (n > 0x7f) {
+    out[off++] = (n & 0x7f) | 0x80;
+    n >>>= 7;
+  }
+  out[off++] = n;
+  return off;
+}
+
+function uint64Bytes(v: bigint): Uint8Array {
+  return new BinaryWriter().uint64(v).finish();
+}
+
+export class LiveBatches {
+  readonly #maxEvents: number;
+  readonly #now: () => number;
+  #slab = Buffer.allocUnsafe(SLAB_BYTES);
+  #slabPos = 0;
+  #batches: Batch[] = [];
+  #head = 0;
+  #events = 0;
+
+  constructor(maxEvents: number, now: () => number) {
+    this.#maxEvents = maxEvents;
+    this.#now = now;
+  }
+
+  /** Events held. */
+  get size(): number {
+    return this.#events;
+  }
+
+  /** The oldest event's seq, or undefined when empty. */
+  get firstSeq(): bigint | undefined {
+    return this.#head < this.#batches.length ? this.#batches[this.#head]!.firstSeq : undefined;
+  }
+
+  /** Whether the oldest batch is full (maxEvents events). */
+  get headFull(): boolean {
+    const b = this.#batches[this.#head];
+    return b !== undefined && b.count >= this.#maxEvents;
+  }
+
+  /** When the oldest batch's first event was appended. */
+  get headSince(): number | undefined {
+    return this.#batches[this.#head]?.since;
+  }
+
+  /** Whether the oldest batch is all there is (no complete run behind it). */
+  get headIsTail(): boolean {
+    return this.#head === this.#batches.length - 1;
+  }
+
+  /** Add one event (seqs increasing): its protobuf payload is copied. */
+  append(seq: bigint, payload: Uint8Array): void {
+    const entry = 1 + varintLength(payload.length) + payload.length;
+    let tail = this.#head < this.#batches.length ? this.#batches.at(-1) : undefined;
+    if (tail && (tail.count >= this.#maxEvents || seq !== tail.firstSeq + BigInt(tail.count))) tail = undefined;
+    if (tail && (tail.slab !== this.#slab || tail.end !== this.#slabPos)) tail = undefined;
+    if (!tail) {
+      this.#reserve(HEAD_ROOM + entry);
+      tail = {
+        slab: this.#slab,
+        base: this.#slabPos,
+        start: this.#slabPos + HEAD_ROOM,
+        end: this.#slabPos + HEAD_ROOM,
+        firstSeq: seq,
+        count: 0,
+        ends: [],
+        skip: 0,
+        since: this.#now(),
+      };
+      this.#slabPos = tail.end;
+      this.#batches.push(tail);
+    } else if (this.#slabPos + entry > this.#slab.length) {
+      // The tail moves to a new slab with room for it and this event.
+      const old = tail;
+      const used = old.end - old.base;
+      this.#newSlab(used + entry);
+      old.slab.copy(this.#slab, 0, old.base, old.end);
+      const shift = -old.base;
+      old.slab = this.#slab;
+      old.base = 0;
+      old.start += shift;
+      old.end += shift;
+      for (let i = old.skip; i < old.ends.length; i++) old.ends[i]! += shift;
+      this.#slabPos = old.end;
+    }
+    const s = this.#slab;
+    let p = tail.end;
+    s[p++] = 0x12;
+    p = writeVarint(payload.length, s, p);
+    s.set(payload, p);
+    p += payload.length;
+    tail.end = p;
+    tail.ends.push(p);
+    tail.count++;
+    this.#slabPos = p;
+    this.#events++;
+  }
+
+  /** Forget every event below seq (sent, acknowledged, or dropped from the spool). */
+  dropBelow(seq: bigint): void {
+    while (this.#head < this.#batches.length) {
+      const b = this.#batches[this.#head]!;
+      if (b.firstSeq >= seq) break;
+      const n = seq - b.firstSeq >= BigInt(b.count) ? b.count : Number(seq - b.firstSeq);
+      if (n === b.count) {
+        this.#events -= b.count;
+        this.#shift();
+        continue;
+      }
+      b.start = b.ends[b.skip + n - 1]!;
+      b.skip += n;
+      b.count -= n;
+      b.firstSeq += BigInt(n);
+      this.#events -= n;
+      break;
+    }
+  }
+
+  /** Drop whole oldest batches while more than `max` events are held (they stay on disk). */
+  bound(max: number): void {
+    while (this.#events > max && this.#head < this.#batches.length) {
+      this.#events -= this.#batches[this.#head]!.count;
+      this.#shift();
+    }
+  }
+
+  /**
+   * Take the oldest batch as PublishRequest{batch} bytes, with `losses`
+   * appended. The bytes are a view of a slab: valid for as long as they are
+   * referenced, never written again.
+   */
+  takeRequest(losses: LossCounters | undefined): { bytes: Uint8Array; firstSeq: bigint; count: number } | undefined {
+    const b = this.#batches[this.#head];
+    if (!b) return undefined;
+    this.#shift();
+    this.#events -= b.count;
+    let end = b.end;
+    if (losses !== undefined) {
+      const lb = LossCounters.encode(losses, new BinaryWriter().uint32(26).fork()).join().finish();
+      if (b.slab === this.#slab && b.end === this.#slabPos && end + lb.length <= b.slab.length) {
+        b.slab.set(lb, end);
+        end += lb.length;
+        this.#slabPos = end;
+      } else {
+        // Not the slab's last region (or no room): one copy, this rare time.
+        const out = Buffer.allocUnsafe(end - b.base + lb.length);
+        b.slab.copy(out, 0, b.base, end);
+        out.set(lb, end - b.base);
+        b.end -= b.base;
+        b.start -= b.base;
+        b.base = 0;
+        b.slab = out;
+        end = b.end + lb.length;
+      }
+    }
+    const seq = uint64Bytes(b.firstSeq);
+    const size = 1 + seq.length + (end - b.start);
+    const headLen = 1 + varintLength(size);
+    const from = b.start - 1 - seq.length - headLen;
+    const s = b.slab;
+    s[from] = 0x12;
+    let p = writeVarint(size, s, from + 1);
+    s[p++] = 0x08;
+    s.set(seq, p);
+    return { bytes: s.subarray(from, end), firstSeq: b.firstSeq, count: b.count };
+  }
+
+  clear(): void {
+    this.#batches = [];
+    this.#head = 0;
+    this.#events = 0;
+  }
+
+  #shift(): void {
+    this.#head++;
+    if (this.#head === this.#batches.length) {
+      this.#batches = [];
+      this.#head = 0;
+    } else if (this.#head > 64 && this.#head * 2 > this.#batches.length) {
+      this.#batches = this.#batches.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  #reserve(n: number): void {
+    if (this.#slabPos + n > this.#slab.length) this.#newSlab(n);
+  }
+
+  #newSlab(atLeast: number): void {
+    this.#slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, atLeast));
+    this.#slabPos = 0;
+  }
+}

@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { encodeEvent } from '../../src/agent/event-encoder.js';
+import { LiveBatches } from '../../src/agent/live-batches.js';
+import { type LossCounters, PublishRequest } from '../../src/gen/doorwatch/v1/collector.js';
+import type { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
+import { sampleEvent } from '../helpers/sample-events.js';
+
+/*
+ * The publisher's in-memory batches are the Publish requests themselves: each
+ * one taken must be byte for byte what the generated encoder makes of the same
+ * events — after trims, across slab boundaries, with and without losses.
+ */
+
+const ev = (seq: bigint, pad = 0) => sampleEvent({ seq, eventId: `b/i/${seq}`, error: 'e'.repeat(pad) });
+const losses: LossCounters = { kernelRingFull: 5n, decodeErrors: 0n, bpfRecursionMisses: 1n, queueDrops: 0n, spoolDrops: 2n };
+
+function expected(events: AcceptEvent[], l?: LossCounters): Buffer {
+  return Buffer.from(PublishRequest.encode({ batch: { firstSeq: events[0]!.seq, events, losses: l } }).finish());
+}
+
+function fill(live: LiveBatches, events: AcceptEvent[]): void {
+  for (const e of events) live.append(e.seq, encodeEvent(e));
+}
+
+describe('LiveBatches', () => {
+  it('a batch taken whole, without and with losses: identical to PublishRequest.encode', () => {
+    for (const l of [undefined, losses]) {
+      const live = new LiveBatches(500, () => 0);
+      const events = [1n, 2n, 3n].map((s) => ev(s));
+      fill(live, events);
+      const req = live.takeRequest(l)!;
+      assert.deepEqual(Buffer.from(req.bytes), expected(events, l));
+      assert.equal(req.count, 3);
+      assert.equal(live.size, 0);
+    }
+  });
+
+  it('splits at maxEvents and at seq gaps; trims the head below a seq', () => {
+    const live = new LiveBatches(4, () => 0);
+    const events = [1n, 2n, 3n, 4n, 5n, 6n, 9n, 10n].map((s) => ev(s));
+    fill(live, events);
+    assert.equal(live.size, 8);
+    live.dropBelow(3n);
+    assert.equal(live.firstSeq, 3n);
+    assert.deepEqual(Buffer.from(live.takeRequest(losses)!.bytes), expected(events.slice(2, 4), losses));
+    assert.deepEqual(Buffer.from(live.takeRequest(undefined)!.bytes), expected(events.slice(4, 6)));
+    assert.equal(live.headIsTail, true);
+    assert.deepEqual(Buffer.from(live.takeRequest(undefined)!.bytes), expected(events.slice(6)));
+    assert.equal(live.takeRequest(undefined), undefined);
+  });
+
+  it('3000 events of mixed sizes across several 1 MiB slabs, taken after later appends: every batch intact', () => {
+    const live = new LiveBatches(500, () => 0);
+    const events = Array.from({ length: 3000 }, (_, i) => ev(BigInt(i + 1), (i * 37) % 900));
+    fill(live, events);
+    for (let i = 0; i < 3000; i += 500) {
+      const req = live.takeRequest(i === 1500 ? losses : undefined)!;
+      assert.deepEqual(
+        Buffer.from(req.bytes),
+        expected(events.slice(i, i + 500), i === 1500 ? losses : undefined),
+        `batch at ${i}`,
+      );
+    }
+  });
+
+  it('bound() drops whole oldest batches beyond the limit', () => {
+    const live = new LiveBatches(10, () => 0);
+    fill(
+      live,
+      Array.from({ length: 35 }, (_, i) => ev(BigInt(i + 1))),
+    );
+    live.bound(20);
+    assert.equal(live.firstSeq, 21n);
+    assert.equal(live.size, 15);
+  });
+});
