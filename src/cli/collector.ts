@@ -45,6 +45,7 @@ export async function runCollector(opts: CollectorOptions, io: CollectorIO): Pro
       duplicates: s.duplicates,
       gaps: s.gaps,
       refusals: Object.fromEntries(Object.entries(s.refusals).filter(([, n]) => n > 0)),
+      auth: s.auth,
       sinks: s.sinks.map((x) => ({ name: x.name, written: x.written, dropped: x.dropped, queued: x.queued + x.inFlight })),
     },
     'collector stopped',

@@ -225,6 +225,8 @@ export async function listen(service: ServiceBinding, o: ListenerOptions): Promi
   const perPeer = new Map<string, number>();
   const identities = new Map<string, PeerCredentials>();
   let open = 0;
+  // Every accepted socket, so that a forced shutdown also ends handshakes still in progress.
+  const sockets = new Set<net.Socket>();
 
   const admitSocket = (socket: net.Socket): string | undefined => {
     const address = peerAddress(socket.remoteAddress ?? '');
@@ -240,9 +242,11 @@ export async function listen(service: ServiceBinding, o: ListenerOptions): Promi
     }
     perPeer.set(address, n + 1);
     open++;
+    sockets.add(socket);
     const key = `${socket.remoteAddress}:${socket.remotePort}`;
     socket.once('close', () => {
       open--;
+      sockets.delete(socket);
       identities.delete(key);
       const m = (perPeer.get(address) ?? 1) - 1;
       if (m <= 0) perPeer.delete(address);
@@ -322,6 +326,7 @@ export async function listen(service: ServiceBinding, o: ListenerOptions): Promi
       void closeSocket();
       grpc.forceShutdown();
       injector.destroy();
+      for (const s of sockets) s.destroy();
     },
   };
 }

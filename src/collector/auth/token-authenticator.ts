@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { describeApiError } from '../../enrich/kube/api-error.js';
+import { describeApiError, httpStatusOf } from '../../enrich/kube/api-error.js';
 import type { Logger } from '../../log/logger.js';
 import { Backoff } from '../../retry/backoff.js';
 import type { Clock } from '../async.js';
@@ -59,6 +59,15 @@ export function jwtExpiry(token: string): number | undefined {
   }
 }
 
+/** The API's failure in one line; 401/403 are the collector's own credentials or RBAC, not the agent's. */
+function describeReviewError(e: unknown): string {
+  const status = httpStatusOf(e);
+  if (status === 401 || status === 403) {
+    return `TokenReview: HTTP ${status} — the collector's own ServiceAccount needs create on tokenreviews.authentication.k8s.io (the chart's collector-rbac.yaml)`;
+  }
+  return describeApiError('TokenReview', e);
+}
+
 export class TokenAuthenticator {
   readonly #o: TokenAuthenticatorOptions;
   readonly #cache = new Map<string, Entry>();
@@ -100,7 +109,7 @@ export class TokenAuthenticator {
           if (t - this.#lastWarn >= 10_000) {
             this.#lastWarn = t;
             this.#o.log.warn(
-              { err: describeApiError('TokenReview', e), waiting: this.stats.waiting, apiErrors: this.stats.apiErrors },
+              { err: describeReviewError(e), waiting: this.stats.waiting, apiErrors: this.stats.apiErrors },
               'cannot authenticate new streams: the Kubernetes API did not answer; they wait and retry (open streams continue)',
             );
           }
