@@ -147,6 +147,12 @@ function cpuUs(path = `/proc/${o.pid}/stat`): number {
   const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
   return ((Number(f[11]) + Number(f[12])) * 1e6) / ticks;
 }
+/** CPU time the whole machine spent busy (not idle or iowait), µs, from /proc/stat. */
+function machineBusyUs(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = f;
+  return ((user + nice + system + irq + softirq + steal) * 1e6) / ticks;
+}
 function rssMiB(): { rss: number; hwm: number } {
   const s = readFileSync(`/proc/${o.pid}/status`, 'utf8');
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0) / 1024;
@@ -278,6 +284,8 @@ if (o.tail) {
 }
 baseSeq = next;
 const cpu0 = cpuUs();
+const busy0 = machineBusyUs();
+const self0 = process.cpuUsage();
 const mainPath = `/proc/${o.pid}/task/${o.pid}/stat`;
 const main0 = cpuUs(mainPath);
 let rssMax = 0;
@@ -291,6 +299,9 @@ await send(o.events, o.rate, (first, count, at) => {
 const seconds = (performance.now() - t0) / 1000;
 const cpu = cpuUs() - cpu0;
 const mainCpu = cpuUs(mainPath) - main0;
+const selfCpu = process.cpuUsage(self0);
+// What the rest of the machine did meanwhile (other work on this shared host), in % of one CPU.
+const othersPct = Math.max(0, (machineBusyUs() - busy0 - cpu - selfCpu.user - selfCpu.system) / (seconds * 1e6)) * 100;
 clearInterval(rssTimer);
 const mem = rssMiB();
 if (tailTimer) {
@@ -310,6 +321,9 @@ process.stdout.write(
     cpuUsPerEvent: cpu / o.events,
     /** The main (JS) thread's share; the rest is GC helpers, libuv's pool, ... */
     mainUsPerEvent: mainCpu / o.events,
+    /** The generator's own CPU per event (it shares the machine with the collector). */
+    genUsPerEvent: (selfCpu.user + selfCpu.system) / o.events,
+    othersPct,
     rssMiB: Math.max(rssMax, mem.rss),
     hwmMiB: mem.hwm,
     p50Ms: pct(50),

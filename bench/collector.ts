@@ -117,6 +117,8 @@ interface GenResult {
   eventsPerS: number;
   cpuUsPerEvent: number;
   mainUsPerEvent: number;
+  genUsPerEvent: number;
+  othersPct: number;
   rssMiB: number;
   hwmMiB: number;
   p50Ms: number | null;
@@ -243,6 +245,8 @@ console.log(
       ['peak MiB', 9, (x) => f(x.r.hwmMiB, 0)],
       ['p50 ms', 7, (x) => f(x.r.p50Ms, 1)],
       ['p99 ms', 7, (x) => f(x.r.p99Ms, 1)],
+      ['gen µs/ev', 10, (x) => f(x.r.genUsPerEvent, 2)],
+      ['others %CPU', 11, (x) => f(x.r.othersPct, 0)],
     ],
     rows,
   ),
