@@ -11,16 +11,18 @@ import {
 import { type KubeAuthApi, kubeAuthApi } from '../../src/collector/auth/kube-api.js';
 import { guardPublish, InstanceRegistry } from '../../src/collector/auth/publish-guard.js';
 import { jwtExpiry, TokenAuthenticator } from '../../src/collector/auth/token-authenticator.js';
-import type { LimitsConfig } from '../../src/collector/config.js';
+import { startCollector } from '../../src/collector/collector.js';
+import { type LimitsConfig, parseCollectorConfig } from '../../src/collector/config.js';
 import { batchShape, PRECHECK_REFUSAL, precheckPublish } from '../../src/collector/precheck.js';
 import { peerAddress, Refusals } from '../../src/collector/refusals.js';
 import { SubscriberHub } from '../../src/collector/subscribe.js';
+import { ConfigError } from '../../src/config/errors.js';
 import { PublishRequest, type SubscribeResponse } from '../../src/gen/doorwatch/v1/collector.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { AGENT_SA, AUDIENCE, agentToken, captureLogger, seedCluster } from '../helpers/auth-fixtures.js';
 import type { KubeApiServer } from '../helpers/kube-api-server.js';
 import { kubeApiStandIn } from '../helpers/kube-stand-in.js';
-import { agentIdentity, makeBatch, makeEvent } from '../helpers/memory-sink.js';
+import { agentIdentity, makeBatch, makeEvent, memorySinks } from '../helpers/memory-sink.js';
 
 let api: KubeApiServer;
 let authApi: KubeAuthApi;
@@ -429,5 +431,88 @@ describe('subscriber visibility', () => {
     assert.equal(got[1]!.loss?.reason, 'seq gap');
     assert.equal(got[1]!.loss?.agent, undefined);
     assert.equal(got[1]!.loss?.fromSeq, 0n);
+  });
+});
+
+describe('auth and limits config', () => {
+  const registry = { memory: memorySinks().factory };
+  const base = { listen: '127.0.0.1:0', insecure: true, sinks: [{ name: 'm', type: 'memory' }] };
+  const problems = (extra: Record<string, unknown>): string[] => {
+    try {
+      parseCollectorConfig({ ...base, ...extra }, 'test.yaml', registry);
+      return [];
+    } catch (e) {
+      assert.ok(e instanceof ConfigError, String(e));
+      return e.problems;
+    }
+  };
+
+  it('defaults: auth none, the documented limits', () => {
+    const c = parseCollectorConfig(base, 'test.yaml', registry);
+    assert.equal(c.auth.mode, 'none');
+    assert.deepEqual(c.auth.kubernetes, {
+      audience: 'doorwatch-collector',
+      agentServiceAccount: { namespace: 'doorwatch', name: 'doorwatch-agent' },
+      cacheMaxMs: 300_000,
+    });
+    assert.deepEqual(c.limits, {
+      connectionsPerPeer: 32,
+      streamsPerPeer: 64,
+      callsPerSecondPerPeer: 20,
+      helloTimeoutMs: 10_000,
+      handshakeTimeoutMs: 10_000,
+      maxBatchEvents: 10_000,
+      maxEventBytes: 65_536,
+      refusalLogIntervalMs: 60_000,
+    });
+  });
+
+  it('one clear line per problem, by key', () => {
+    assert.deepEqual(problems({ auth: { mode: 'certificate' } }), [
+      'auth.certificate.agents: required when auth.mode is certificate (certificate identity -> node names)',
+    ]);
+    assert.deepEqual(
+      problems({ auth: { mode: 'certificate', certificate: { agents: { a: ['n'] }, subscribers: { a: ['*'] } } } }),
+      ['auth.certificate.subscribers.a: also an agent identity; publishing and subscribing need separate certificates'],
+    );
+    const p = problems({
+      auth: { mode: 'kerberos', kubernetes: { audiense: 'x' } },
+      limits: { helloTimeout: 'soon', maxEventBytes: 'big' },
+    });
+    assert.ok(
+      p.some((x) => /^auth\.mode: /.test(x)),
+      p.join('\n'),
+    );
+    assert.ok(
+      p.some((x) => /unknown key "audiense" at auth\.kubernetes \(did you mean "audience"\?\)/.test(x)),
+      p.join('\n'),
+    );
+    assert.ok(
+      p.some((x) => /^limits\.helloTimeout: /.test(x)),
+      p.join('\n'),
+    );
+    assert.ok(
+      p.some((x) => /^limits\.maxEventBytes: /.test(x)),
+      p.join('\n'),
+    );
+  });
+
+  it('kubernetes mode without an API, certificate mode without mutual TLS: refused at start, saying why', async () => {
+    const k = parseCollectorConfig(
+      { ...base, auth: { mode: 'kubernetes', kubernetes: { kubeconfig: '/nonexistent/kubeconfig' } } },
+      'test.yaml',
+      registry,
+    );
+    await assert.rejects(startCollector(k, { registry, log: silentLogger, env: {} }), (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      assert.match(e.problems.join('\n'), /auth\.mode: kubernetes needs the Kubernetes API .*\/nonexistent\/kubeconfig/);
+      return true;
+    });
+    const c = parseCollectorConfig(
+      { ...base, auth: { mode: 'certificate', certificate: { agents: { a: ['n'] } } } },
+      'test.yaml',
+      registry,
+    );
+    await assert.rejects(startCollector(c, { registry, log: silentLogger }), /auth\.mode: certificate needs mutual TLS/);
   });
 });
