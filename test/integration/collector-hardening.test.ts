@@ -79,8 +79,12 @@ async function refusedVisibly(c: RunningCollector, l: CapturedLog, reason: Refus
   if (detail) assert.match(String(last.detail), detail);
 }
 
-function python(kase: string, token?: string): Promise<{ case: string; code: string; details: string; acked: number }> {
-  const c = pki.client('py-hostile');
+function python(
+  kase: string,
+  token?: string,
+  client: { cert: string; key: string } = pki.client('py-hostile'),
+): Promise<{ case: string; code: string; details: string; acked: number }> {
+  const c = client;
   const args = [HOSTILE, kase, descriptors, `127.0.0.1:${collector.port}`, pki.caFile, c.cert, c.key, 'node-a'];
   if (token) args.push(token);
   const p = spawn(PY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -143,6 +147,17 @@ describe('hostile Publish streams (python3-grpcio)', () => {
       assert.equal(mem.get('mem').events.length, written, 'nothing of the refused stream reached the sink');
     });
   }
+
+  it('TLS refusals of the independent client: no certificate, another CA — logged and counted', async () => {
+    const none = collector.stats().refusals.tls_no_certificate;
+    const r1 = await python('valid', agentToken(api, 'node-a'), { cert: '-', key: '-' });
+    assert.equal(r1.code, 'UNAVAILABLE', r1.details);
+    await refusedVisibly(collector, logs, 'tls_no_certificate', none);
+    const other = collector.stats().refusals.tls_unknown_ca;
+    const r2 = await python('valid', agentToken(api, 'node-a'), pki.other.client);
+    assert.equal(r2.code, 'UNAVAILABLE', r2.details);
+    await refusedVisibly(collector, logs, 'tls_unknown_ca', other);
+  });
 
   it('the collector is still up: a valid stream from the same client is acknowledged', async () => {
     const before = mem.get('mem').events.length;

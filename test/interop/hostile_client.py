@@ -85,10 +85,11 @@ def main():
     msg = load(descriptors)
     Req = msg("doorwatch.v1.PublishRequest")
     Resp = msg("doorwatch.v1.PublishResponse")
+    # CERT "-": no client certificate at all.
     creds = grpc.ssl_channel_credentials(
         root_certificates=open(ca, "rb").read(),
-        private_key=open(key, "rb").read(),
-        certificate_chain=open(cert, "rb").read(),
+        private_key=None if cert == "-" else open(key, "rb").read(),
+        certificate_chain=None if cert == "-" else open(cert, "rb").read(),
     )
     opts = [
         ("grpc.ssl_target_name_override", "localhost"),
