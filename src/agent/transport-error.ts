@@ -9,7 +9,7 @@ import { ClientError, Status } from 'nice-grpc';
  */
 export function describeTransportError(err: unknown, target: string): string {
   const raw = rawText(err);
-  const hint = hintFor(raw, target);
+  const hint = (err instanceof ClientError ? AUTH_HINTS[err.code] : undefined) ?? hintFor(raw, target);
   const code = err instanceof ClientError ? `${Status[err.code] ?? err.code}: ` : '';
   return hint ? `${hint} [${code}${raw}]` : `${code}${raw}`;
 }
@@ -23,6 +23,14 @@ function rawText(err: unknown): string {
     .replace(/\s+/g, ' ')
     .trim();
 }
+
+/** The collector's auth refusals (docs/security.md): by status, whatever the text. */
+const AUTH_HINTS: Partial<Record<Status, string>> = {
+  [Status.UNAUTHENTICATED]:
+    'auth: the collector did not accept our token (is the projected token mounted at tokenFile, for the audience the collector expects?)',
+  [Status.PERMISSION_DENIED]:
+    "auth: the collector refused this agent's identity (does --node-name match the pod's node, and does the agent run as the ServiceAccount the collector expects?)",
+};
 
 const RULES: [RegExp, (target: string) => string][] = [
   [
