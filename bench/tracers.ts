@@ -117,7 +117,7 @@ export type CliLaunch = 'exec' | 'node';
 /** The CLI's own figures: a cold storm from process start, the warm one, memory. */
 export interface CliDetail {
   launch: CliLaunch;
-  /** CPU from exec to "tracing accepts" (Node start, module load, BPF load and verification), µs. */
+  /** CPU from exec to the cold storm, once settled (Node start, module load, BPF load and verification), µs. */
   startupCpuUs: number;
   /** The cold storm: its accepts (all shown unless lost), its rate, the CLI's CPU over it. */
   coldAccepts: number;
@@ -165,8 +165,10 @@ export function cliTracer(launch: CliLaunch, o: CliStormOptions): Tracer {
         const err = new LineReader(child.stderr!, `doorwatch trace (${launch})`);
         await err.next(60_000, (l) => l.includes('tracing accepts'));
         const pid = child.pid!;
-        const startupCpuUs = procCpuUs(pid);
         await quiesce();
+        // Everything before the first event is the start, including what its JIT and GC threads finish after the
+        // "tracing accepts" line (compiling the module loader's hot functions: up to ~100 ms here).
+        const startupCpuUs = await settledCpuUs(pid);
         const win = cpuWindow(pid);
         cold.go();
         const coldResult = await cold.result();
