@@ -1,7 +1,6 @@
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { type ChannelOptions, ServerCredentials } from '@grpc/grpc-js';
-import { createServer, type Server } from 'nice-grpc';
 import { ConfigError } from '../config/errors.js';
 import { CollectorServiceDefinition, PublishRequest, SubscribeRequest } from '../gen/doorwatch/v1/collector.js';
 import type { CollectorConfig } from './config.js';
@@ -9,10 +8,12 @@ import { DECODE_ERROR, type MaybeMalformed } from './publish.js';
 import { decodePublishRequest } from './wire.js';
 
 /**
- * The gRPC server: mutual TLS by default (the agent must present a
- * certificate signed by tls.clientCa; without one the TLS handshake fails and
- * no handler runs), plaintext only with `insecure: true`. Message size is
- * capped by maxMessageBytes: grpc-js answers RESOURCE_EXHAUSTED itself.
+ * The gRPC server's settings: TLS material checks, channel options and
+ * tolerant request decoding. The socket itself (mutual TLS by default: a
+ * client without a certificate signed by tls.clientCa fails the handshake and
+ * no handler runs; plaintext only with `insecure: true`) is listener.ts's.
+ * Message size is capped by maxMessageBytes: grpc-js answers
+ * RESOURCE_EXHAUSTED itself.
  */
 
 /** Every certificate in a PEM bundle, or a problem naming the key. */
@@ -133,7 +134,3 @@ export const ServerCollectorServiceDefinition = {
     },
   },
 } as const;
-
-export function createCollectorServer(config: CollectorConfig): Server {
-  return createServer(serverOptions(config));
-}
