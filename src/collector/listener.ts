@@ -283,6 +283,9 @@ export async function listen(service: ServiceBinding, o: ListenerOptions): Promi
       const { reason, detail } = tlsReason(verify ? Object.assign(new Error(String(verify)), { code: String(verify) }) : err);
       // `_parent`: the TCP socket under a server-side TLSSocket (Node internal, stable since v0.11).
       const raw = (socket as tls.TLSSocket & { _parent?: net.Socket })._parent;
+      // Connected and closed without a byte: a kubelet tcpSocket probe (the chart's), a load balancer's
+      // health check. Not a refusal: logging it every 10 s would bury the real ones.
+      if (raw && raw.bytesRead === 0 && err.code === 'ECONNRESET' && !socket.authorizationError) return;
       const peer = (raw && peers.get(raw)) ?? (socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unknown');
       o.refusals.record(peer, reason, detail);
     });

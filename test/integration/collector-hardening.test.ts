@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -239,6 +240,21 @@ describe('TLS refusals are visible (grpc-js would hide them)', () => {
     assert.ok(await attempt(clientCredentials({ ca: pki.caPem, cert: exp.cert, key: exp.key })));
     await refusedVisibly(collector, logs, 'tls_expired', n, /expired/);
   });
+  it('a TCP connect-and-close (a tcpSocket probe, a health check) is not a refusal', async () => {
+    const before = { ...collector.stats().refusals };
+    const lines = logs.lines.length;
+    for (let i = 0; i < 3; i++) {
+      await new Promise<void>((resolve, reject) => {
+        const s = connect(collector.port, '127.0.0.1', () => s.end());
+        s.on('close', () => resolve());
+        s.on('error', reject);
+      });
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(collector.stats().refusals, before);
+    assert.equal(logs.lines.slice(lines).filter((l) => l.reason).length, 0);
+  });
+
   it('plaintext on the TLS port', async () => {
     const n = collector.stats().refusals.tls_handshake;
     assert.ok(await attempt(clientCredentials('insecure')));
