@@ -175,7 +175,8 @@ class SubCache<T> {
   private bytes = 0;
   constructor(
     private readonly decode: (r: BinaryReader) => T,
-    private readonly maxEntries = 4096,
+    // A collector serves every node: room for a large cluster's pods; the bytes bound the memory.
+    private readonly maxEntries = 32_768,
     private readonly maxBytes = 8 << 20,
   ) {}
 
@@ -236,7 +237,7 @@ interface Tail {
   kind: number;
   policy: AcceptEvent['policy'];
 }
-const TAIL_MAX_ENTRIES = 4096;
+const TAIL_MAX_ENTRIES = 32_768;
 const TAIL_MAX_BYTES = 16 << 20;
 const tails = new Map<string, Tail | null>();
 let tailBytes = 0;
