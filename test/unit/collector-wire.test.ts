@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decodePublishRequest } from '../../src/collector/wire.js';
+import { decodePublishRequest, wireCacheSizes } from '../../src/collector/wire.js';
 import { PublishRequest } from '../../src/gen/doorwatch/v1/collector.js';
 import { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
 import { sampleEvent, sampleHostEvent, sampleSummary, sampleUnixEvent } from '../helpers/sample-events.js';
@@ -170,5 +170,21 @@ describe('wire.ts decodePublishRequest', () => {
     same(inner([0xaa, 0x01, 0x03, 0x0a, 0x05, 0x61]), 'a pod whose string runs past its end');
     same(inner([0xaa, 0x01, 0x01, 0x08]), 'a pod ending inside a varint');
     same(inner([0x72, 0x02, 0x00, 0x08]), 'a process with a zero tag');
+  });
+
+  it('keeps its shared-object caches bounded by bytes (large pods) as well as by entries', () => {
+    const big = 'a'.repeat(4096);
+    for (let b = 0; b < 12; b++) {
+      const evs = Array.from({ length: 500 }, (_, i) => {
+        const n = b * 500 + i;
+        return sampleEvent({ seq: BigInt(n + 1), pod: { uid: `uid-${n}`, annotations: { big } } });
+      });
+      decodePublishRequest(batchBytes(evs));
+    }
+    const sizes = wireCacheSizes();
+    // 6 000 distinct 4 KiB pods: tails are bounded by 16 MiB of keys, pods by 8 MiB.
+    assert.ok(sizes.tails! <= (16 << 20) / 4096, `tails ${sizes.tails}`);
+    assert.ok(sizes.pods! <= (8 << 20) / 4096, `pods ${sizes.pods}`);
+    assert.ok(sizes.tails! > 0 && sizes.pods! > 0);
   });
 });
