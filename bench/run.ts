@@ -43,7 +43,9 @@ import { type Attached, agentTracer, bpftraceTracer, type CliDetail, type CliLau
  */
 
 const ALL_MODES = ['doorwatch', 'event', 'decode', 'ring', 'cli', 'cli-node', 'bpftrace'] as const;
-type Mode = (typeof ALL_MODES)[number];
+/** The CLI modes again, from another tree (--cli-base: a build from before a change), in the same rounds. */
+const BASE_MODES = ['cli-base', 'cli-node-base'] as const;
+type Mode = (typeof ALL_MODES)[number] | (typeof BASE_MODES)[number];
 
 const USAGE = `usage: tsx bench/run.ts [options]
   --connections N     accepts per storm (default 100000)
@@ -67,6 +69,8 @@ const USAGE = `usage: tsx bench/run.ts [options]
                       --warmup-connections (20000) runs under it first (steady state, JIT warm)
   --no-bpf-stats      leave kernel.bpf_stats_enabled alone (no BPF ns/event)
   --bpftrace-out F    bpftrace's stdout (default /dev/null; a file lets its lines and losses be counted)
+  --cli-base DIR      also run the cli modes from DIR's bin/doorwatch.js (a built tree from before a change) as
+                      cli-base and cli-node-base, in the same rounds: before and after under the same noise
   --timeout S         wall-clock bound per storm, seconds (default 120)
   --out F             machine-readable results (default .bench/last.json)
 `;
@@ -90,6 +94,7 @@ const { values: args } = parseArgs({
     cold: { type: 'boolean', default: false },
     'warmup-connections': { type: 'string', default: '20000' },
     'cold-connections': { type: 'string', default: '40000' },
+    'cli-base': { type: 'string' },
     'no-bpf-stats': { type: 'boolean', default: false },
     'bpftrace-out': { type: 'string', default: '/dev/null' },
     timeout: { type: 'string', default: '120' },
@@ -102,10 +107,11 @@ const { values: args } = parseArgs({
 const usage = usageErrors('bench', USAGE);
 
 function parseModes(): Mode[] {
-  if (args.breakdown) return [...ALL_MODES];
+  const base: Mode[] = args['cli-base'] ? [...BASE_MODES] : [];
+  if (args.breakdown) return [...ALL_MODES, ...base];
   const list = (args.modes ?? 'doorwatch,bpftrace').split(',').map((s) => s.trim());
   for (const m of list) if (!(ALL_MODES as readonly string[]).includes(m)) usage.fail(`unknown mode "${m}"`);
-  return list as Mode[];
+  return [...(list as Mode[]), ...base];
 }
 
 if (args.help) {
@@ -140,6 +146,9 @@ function tracerFor(mode: Mode): { tracer: Tracer; agent: boolean } {
     case 'cli':
     case 'cli-node':
       return { tracer: cliTracer(mode === 'cli' ? 'exec' : 'node', opts), agent: false };
+    case 'cli-base':
+    case 'cli-node-base':
+      return { tracer: cliTracer(mode === 'cli-base' ? 'exec' : 'node', opts, resolve(args['cli-base']!)), agent: false };
     case 'bpftrace':
       return { tracer: bpftraceTracer(opts.bpftraceOut), agent: false };
   }
@@ -272,7 +281,7 @@ async function main(): Promise<number> {
     micro,
     doorwatchVsBpftraceCpu: ratio,
     targets,
-    cli: cli?.launches,
+    cli: cli?.modes,
   };
   writeFileSync(opts.out, `${JSON.stringify(report, null, 2)}\n`);
   process.stderr.write(`bench: wrote ${opts.out}\n`);
@@ -294,8 +303,16 @@ async function main(): Promise<number> {
 
 const CLI_TARGETS = { warmUs: 2, coldUs: 4, rssMiB: 120 } as const;
 const LAUNCH: Record<CliLaunch, string> = { exec: './bin/doorwatch.js', node: 'node bin/doorwatch.js' };
+const CLI_MODES: Record<string, string> = {
+  cli: LAUNCH.exec,
+  'cli-node': LAUNCH.node,
+  'cli-base': `${LAUNCH.exec} (base)`,
+  'cli-node-base': `${LAUNCH.node} (base)`,
+};
 
 interface CliSummary {
+  /** The tree whose bin/doorwatch.js ran. */
+  root: string;
   warmUsPerEvent: Spread;
   coldUsPerEvent: Spread;
   /** The cold storm's events paying for the start too (Node, modules, BPF load): CPU from exec / cold accepts. */
@@ -305,19 +322,19 @@ interface CliSummary {
   startupCpuMs: Spread;
 }
 
-/** The trace CLI's figures per launch way over the rounds: warm and cold CPU per event, losses, RSS peak. */
+/** The trace CLI's figures per mode (launch way, and tree) over the rounds: warm and cold CPU per event, losses, RSS peak. */
 function cliReport(runs: Run[]) {
-  const byLaunch = new Map<
-    CliLaunch,
-    { warm: number[]; cold: number[]; fromExec: number[]; lost: number[]; rss: number[]; startup: number[] }
+  const byMode = new Map<
+    string,
+    { warm: number[]; cold: number[]; fromExec: number[]; lost: number[]; rss: number[]; startup: number[]; root: string }
   >();
   for (const r of runs) {
     const d = r.tracer?.detail as CliDetail | undefined;
-    if (!d || (r.mode !== 'cli' && r.mode !== 'cli-node')) continue;
-    let e = byLaunch.get(d.launch);
+    if (!d || !(r.mode in CLI_MODES)) continue;
+    let e = byMode.get(r.mode);
     if (!e) {
-      e = { warm: [], cold: [], fromExec: [], lost: [], rss: [], startup: [] };
-      byLaunch.set(d.launch, e);
+      e = { warm: [], cold: [], fromExec: [], lost: [], rss: [], startup: [], root: d.root };
+      byMode.set(r.mode, e);
     }
     e.warm.push(r.tracer!.cpuUs / (r.tracer!.events || 1));
     e.cold.push(d.coldCpuUs / d.coldAccepts);
@@ -326,11 +343,12 @@ function cliReport(runs: Run[]) {
     e.rss.push(d.rssPeakKiB / 1024);
     e.startup.push(d.startupCpuUs / 1000);
   }
-  if (!byLaunch.size) return undefined;
-  const launches = Object.fromEntries(
-    [...byLaunch].map(([l, e]) => [
-      l,
+  if (!byMode.size) return undefined;
+  const modes: Record<string, CliSummary> = Object.fromEntries(
+    [...byMode].map(([m, e]) => [
+      m,
       {
+        root: e.root,
         warmUsPerEvent: spread(e.warm)!,
         coldUsPerEvent: spread(e.cold)!,
         coldFromExecUsPerEvent: spread(e.fromExec)!,
@@ -339,10 +357,10 @@ function cliReport(runs: Run[]) {
         startupCpuMs: spread(e.startup)!,
       },
     ]),
-  ) as Partial<Record<CliLaunch, CliSummary>>;
-  const rows = Object.entries(launches).map(([l, x]) => ({ launch: l as CliLaunch, ...x! }));
+  );
+  const rows = Object.entries(modes).map(([mode, x]) => ({ mode, ...x }));
   const columns: Column<(typeof rows)[number]>[] = [
-    ['launch', 22, (x) => LAUNCH[x.launch]],
+    ['launch', 29, (x) => CLI_MODES[x.mode] ?? x.mode],
     ['warm µs/event', 20, (x) => fmtSpread(x.warmUsPerEvent, 2)],
     [`cold µs/event (${opts.coldConnections})`, 24, (x) => fmtSpread(x.coldUsPerEvent, 2)],
     ['same, from exec', 22, (x) => fmtSpread(x.coldFromExecUsPerEvent, 2)],
@@ -353,17 +371,18 @@ function cliReport(runs: Run[]) {
   const verdicts = rows.map((x) => {
     const say = (ok: boolean) => (ok ? 'met' : 'MISSED');
     return (
-      `  ${LAUNCH[x.launch]}: warm <= ${CLI_TARGETS.warmUs} µs ${say(x.warmUsPerEvent.median <= CLI_TARGETS.warmUs)}, ` +
+      `  ${CLI_MODES[x.mode]}: warm <= ${CLI_TARGETS.warmUs} µs ${say(x.warmUsPerEvent.median <= CLI_TARGETS.warmUs)}, ` +
       `cold <= ${CLI_TARGETS.coldUs} µs ${say(x.coldUsPerEvent.median <= CLI_TARGETS.coldUs)}, ` +
       `0 lost in every round ${say(x.lostPerRound.every((n) => n === 0))}, ` +
       `RSS <= ${CLI_TARGETS.rssMiB} MiB ${say(x.rssPeakMiB.max <= CLI_TARGETS.rssMiB)}`
     );
   });
+  const base = args['cli-base'] ? `(base) = ${resolve(args['cli-base'])}\n` : '';
   const text =
     `trace CLI (\`trace -o json --pid\`, stdout /dev/null; whole process, every thread, /proc), median [min..max] over rounds;\n` +
-    `cold = the first ${opts.coldConnections} events after the CLI is ready, "from exec" adds its start (Node, modules, BPF load):\n` +
-    `${renderTable(columns, rows)}\ntargets (issue 10):\n${verdicts.join('\n')}`;
-  return { text, launches };
+    `cold = the first ${opts.coldConnections} events once the CLI has started, "from exec" adds its start (Node, modules, BPF load):\n` +
+    `${base}${renderTable(columns, rows)}\ntargets (issue 10):\n${verdicts.join('\n')}`;
+  return { text, modes };
 }
 
 function cleanup(): void {

@@ -117,6 +117,8 @@ export type CliLaunch = 'exec' | 'node';
 /** The CLI's own figures: a cold storm from process start, the warm one, memory. */
 export interface CliDetail {
   launch: CliLaunch;
+  /** The tree whose bin/doorwatch.js ran (the repository, or --cli-base). */
+  root: string;
   /** CPU from exec to the cold storm, once settled (Node start, module load, BPF load and verification), µs. */
   startupCpuUs: number;
   /** The cold storm: its accepts (all shown unless lost), its rate, the CLI's CPU over it. */
@@ -128,6 +130,9 @@ export interface CliDetail {
   rssPeakKiB: number;
   /** The exit summary's lost count: cold and warm storms together (the kernel counts per process). */
   lost: number;
+  /** Events shown and captured over the whole run: captured includes other processes' accepts (display-filtered). */
+  shown: number;
+  captured: number;
   summary: string;
 }
 
@@ -141,12 +146,12 @@ const kib = (pid: number, key: string) =>
 
 /**
  * `doorwatch trace --output json --pid <cold>,<storm>` exactly as a user runs it, stdout to /dev/null:
- * `./bin/doorwatch.js ...` (launch 'exec') or `node bin/doorwatch.js ...` ('node', no V8 flags).
+ * `./bin/doorwatch.js ...` (launch 'exec') or `node bin/doorwatch.js ...` ('node'), from `root`.
  * Attaching runs a cold storm of its own first (shown, measured from the CLI's start: what a user pays
  * at the beginning of a burst); the storm passed in is the warm one. CPU is the whole process, every
  * thread, from /proc/<pid>/stat.
  */
-export function cliTracer(launch: CliLaunch, o: CliStormOptions): Tracer {
+export function cliTracer(launch: CliLaunch, o: CliStormOptions, root = ROOT): Tracer {
   return {
     async attach(storm) {
       const cold = startStorm({ ...o, connections: o.coldConnections }, 'storm (CLI cold)');
@@ -158,9 +163,9 @@ export function cliTracer(launch: CliLaunch, o: CliStormOptions): Tracer {
         // BENCH_AGENT_NODE_ARGS ("--cpu-prof ...") through NODE_OPTIONS, so that both launches stay as users run them.
         const extra = process.env.BENCH_AGENT_NODE_ARGS ?? '';
         const env = extra ? { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${extra}` } : process.env;
-        const bin = join(ROOT, 'bin/doorwatch.js');
+        const bin = join(root, 'bin/doorwatch.js');
         const [cmd, argv] = launch === 'exec' ? [bin, args] : [process.execPath, [bin, ...args]];
-        child = track(spawn(cmd, argv, { cwd: ROOT, env, stdio: ['ignore', devNull, 'pipe'] }));
+        child = track(spawn(cmd, argv, { cwd: root, env, stdio: ['ignore', devNull, 'pipe'] }));
         closeSync(devNull);
         const err = new LineReader(child.stderr!, `doorwatch trace (${launch})`);
         await err.next(60_000, (l) => l.includes('tracing accepts'));
@@ -195,6 +200,7 @@ export function cliTracer(launch: CliLaunch, o: CliStormOptions): Tracer {
             const coldAccepts = coldResult.connections + coldResult.acceptErrors;
             const detail: CliDetail = {
               launch,
+              root,
               startupCpuUs,
               coldAccepts,
               coldAcceptsPerS: coldResult.acceptsPerS,
@@ -202,6 +208,8 @@ export function cliTracer(launch: CliLaunch, o: CliStormOptions): Tracer {
               coldNoisePct,
               rssPeakKiB,
               lost: num(/lost: (\d+)/),
+              shown: num(/(\d+) shown of/),
+              captured: num(/shown of (\d+) captured/),
               summary: text.slice(text.indexOf('doorwatch trace:')).trim(),
             };
             return {
