@@ -19,6 +19,12 @@ import { LossCounters } from '../gen/doorwatch/v1/collector.js';
 const SLAB_BYTES = 1 << 20;
 /** Room before a batch's first event for `0x12 varint(size) 0x08 varint(first_seq)`: at most 1+5+1+10. */
 const HEAD_ROOM = 17;
+/**
+ * Room left after a finished batch for its LossCounters (field 3: tag, length,
+ * five tagged uint64s: at most 2 + 5·11): losses are only known when the batch
+ * is sent, and the next batch has usually been started behind it by then.
+ */
+const LOSS_ROOM = 57;
 
 interface Batch {
   slab: Buffer;
@@ -105,7 +111,11 @@ export class LiveBatches {
     if (tail && (tail.count >= this.#maxEvents || seq !== tail.firstSeq + BigInt(tail.count))) tail = undefined;
     if (tail && (tail.slab !== this.#slab || tail.end !== this.#slabPos)) tail = undefined;
     if (!tail) {
-      this.#reserve(HEAD_ROOM + entry);
+      // The batch before this one (if it is the slab's last) is finished: leave its loss room.
+      const prev = this.#batches.at(-1);
+      if (prev && this.#head < this.#batches.length && prev.slab === this.#slab && prev.end === this.#slabPos)
+        this.#slabPos += LOSS_ROOM;
+      this.#reserve(HEAD_ROOM + entry + LOSS_ROOM);
       tail = {
         slab: this.#slab,
         base: this.#slabPos,
@@ -119,11 +129,11 @@ export class LiveBatches {
       };
       this.#slabPos = tail.end;
       this.#batches.push(tail);
-    } else if (this.#slabPos + entry > this.#slab.length) {
+    } else if (this.#slabPos + entry + LOSS_ROOM > this.#slab.length) {
       // The tail moves to a new slab with room for it and this event.
       const old = tail;
       const used = old.end - old.base;
-      this.#newSlab(used + entry);
+      this.#newSlab(used + entry + LOSS_ROOM);
       old.slab.copy(this.#slab, 0, old.base, old.end);
       const shift = -old.base;
       old.slab = this.#slab;
@@ -187,12 +197,13 @@ export class LiveBatches {
     let end = b.end;
     if (losses !== undefined) {
       const lb = LossCounters.encode(losses, new BinaryWriter().uint32(26).fork()).join().finish();
-      if (b.slab === this.#slab && b.end === this.#slabPos && end + lb.length <= b.slab.length) {
+      // Room was left behind every batch (LOSS_ROOM), whether or not another was started after it.
+      if (lb.length <= LOSS_ROOM && end + lb.length <= b.slab.length) {
         b.slab.set(lb, end);
         end += lb.length;
-        this.#slabPos = end;
+        if (b.slab === this.#slab && b.end === this.#slabPos) this.#slabPos = end;
       } else {
-        // Not the slab's last region (or no room): one copy, this rare time.
+        // Cannot happen with LossCounters' five fields; kept so a bigger message stays correct.
         const out = Buffer.allocUnsafe(end - b.base + lb.length);
         b.slab.copy(out, 0, b.base, end);
         out.set(lb, end - b.base);

@@ -1,17 +1,18 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connectivityState } from '@grpc/grpc-js';
-import { type Channel, ChannelCredentials, type ChannelOptions, createChannel, createClient, Metadata } from 'nice-grpc';
-import type { AgentIdentity, LossCounters, PublishRequest } from '../gen/doorwatch/v1/collector.js';
+import { type Channel, ChannelCredentials, type ChannelOptions, createChannel } from 'nice-grpc';
+import type { AgentIdentity, LossCounters } from '../gen/doorwatch/v1/collector.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import { type Logger, silentLogger } from '../log/logger.js';
 import { Backoff } from '../retry/backoff.js';
 import { LiveBatches } from './live-batches.js';
 import { type PreflightTls, preflight } from './preflight.js';
+import { publishCall } from './publish-call.js';
 import { PushQueue } from './push-queue.js';
 import type { SpaceInfo, Spool, SpoolIdentity } from './spool.js';
 import { RECORD_HEADER_BYTES } from './spool-format.js';
 import { describeTransportError } from './transport-error.js';
-import { encodeBatchRequest, FastCollectorServiceDefinition, type OutgoingRequest } from './wire.js';
+import { encodeBatchRequest, type OutgoingRequest } from './wire.js';
 
 /**
  * The agent's side of CollectorService.Publish (docs/transport.md).
@@ -336,9 +337,7 @@ export class Publisher {
   async #runSession(space: SpaceInfo): Promise<void> {
     if (this.#preflightTls) await preflight(this.#target, this.#preflightTls, PREFLIGHT_TIMEOUT_MS, this.#stop.signal);
     const authorization = this.#authorization?.();
-    const metadata = authorization ? { metadata: Metadata({ authorization }) } : {};
     const channel = createChannel(this.#target, this.#creds, this.#channelOptions);
-    const client = createClient(FastCollectorServiceDefinition, channel);
     const s: Session = {
       space,
       queue: new PushQueue<OutgoingRequest>(),
@@ -358,9 +357,9 @@ export class Publisher {
     );
     this.#pump();
     try {
-      // Batches are queued already encoded (FastCollectorServiceDefinition passes bytes through).
-      const requests = s.queue as AsyncIterable<PublishRequest>;
-      for await (const res of client.publish(requests, { ...metadata, signal: s.abort.signal })) this.#onAck(s, res.ackedSeq);
+      // Batches are queued already encoded: publishCall hands them to grpc-js as they are.
+      for await (const res of publishCall(channel, s.queue, { authorization, signal: s.abort.signal }))
+        this.#onAck(s, res.ackedSeq);
       if (!s.done) throw new Error('the collector ended the stream');
     } catch (err) {
       if (!s.done) throw err;
