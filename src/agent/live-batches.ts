@@ -72,6 +72,7 @@ export class LiveBatches {
   #batches: Batch[] = [];
   #head = 0;
   #events = 0;
+  #bytes = 0;
 
   constructor(maxEvents: number, now: () => number) {
     this.#maxEvents = maxEvents;
@@ -81,6 +82,11 @@ export class LiveBatches {
   /** Events held. */
   get size(): number {
     return this.#events;
+  }
+
+  /** Bytes of the events held (their framed protobuf). */
+  get bytes(): number {
+    return this.#bytes;
   }
 
   /** The oldest event's seq, or undefined when empty. */
@@ -154,6 +160,7 @@ export class LiveBatches {
     tail.count++;
     this.#slabPos = p;
     this.#events++;
+    this.#bytes += entry;
   }
 
   /** Forget every event below seq (sent, acknowledged, or dropped from the spool). */
@@ -163,11 +170,13 @@ export class LiveBatches {
       if (b.firstSeq >= seq) break;
       const n = seq - b.firstSeq >= BigInt(b.count) ? b.count : Number(seq - b.firstSeq);
       if (n === b.count) {
-        this.#events -= b.count;
+        this.#forget(b);
         this.#shift();
         continue;
       }
-      b.start = b.ends[b.skip + n - 1]!;
+      const start = b.ends[b.skip + n - 1]!;
+      this.#bytes -= start - b.start;
+      b.start = start;
       b.skip += n;
       b.count -= n;
       b.firstSeq += BigInt(n);
@@ -176,12 +185,17 @@ export class LiveBatches {
     }
   }
 
-  /** Drop whole oldest batches while more than `max` events are held (they stay on disk). */
-  bound(max: number): void {
-    while (this.#events > max && this.#head < this.#batches.length) {
-      this.#events -= this.#batches[this.#head]!.count;
+  /** Drop whole oldest batches while more than `maxBytes` are held (they stay on disk). */
+  bound(maxBytes: number): void {
+    while (this.#bytes > maxBytes && this.#head < this.#batches.length) {
+      this.#forget(this.#batches[this.#head]!);
       this.#shift();
     }
+  }
+
+  #forget(b: Batch): void {
+    this.#events -= b.count;
+    this.#bytes -= b.end - b.start;
   }
 
   /**
@@ -193,7 +207,7 @@ export class LiveBatches {
     const b = this.#batches[this.#head];
     if (!b) return undefined;
     this.#shift();
-    this.#events -= b.count;
+    this.#forget(b);
     let end = b.end;
     if (losses !== undefined) {
       const lb = LossCounters.encode(losses, new BinaryWriter().uint32(26).fork()).join().finish();
@@ -230,6 +244,7 @@ export class LiveBatches {
     this.#batches = [];
     this.#head = 0;
     this.#events = 0;
+    this.#bytes = 0;
   }
 
   #shift(): void {

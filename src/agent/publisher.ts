@@ -49,8 +49,12 @@ export interface PublisherOptions {
    * more is coming, never a fixed delay.
    */
   batch?: { maxEvents?: number; maxDelayMs?: number };
-  /** Unacknowledged batches on the stream at most (default 64). */
-  window?: { maxBatches?: number };
+  /**
+   * Unacknowledged batches on the stream at most (default 64); unsent events
+   * kept in memory at most maxLiveBytes (default 16 MiB), beyond which they
+   * wait on disk only and are read back from the spool.
+   */
+  window?: { maxBatches?: number; maxLiveBytes?: number };
   /** Reconnect delays: full jitter over initialMs·2ⁿ, capped at maxMs (defaults 200, 30 000). */
   backoff?: { initialMs?: number; maxMs?: number };
   log?: Logger;
@@ -112,6 +116,13 @@ interface Session {
   done: boolean;
 }
 
+/**
+ * Unsent events in memory (besides the spool): enough for the collector's ack
+ * delay at a storm's rate (~25 000 events of ~650 bytes), so the steady state
+ * never reads its own spool back; bounded, so a stalled stream cannot grow it.
+ */
+const DEFAULT_MAX_LIVE_BYTES = 16 * 1024 * 1024;
+
 /** A channel that stayed READY this long resets the backoff even without an ack. */
 const STABLE_MS = 10_000;
 /** A TLS handshake (the preflight) that takes longer than this counts as a failed attempt. */
@@ -146,7 +157,7 @@ export class Publisher {
   readonly #maxEvents: number;
   readonly #maxDelayMs: number;
   readonly #maxBatches: number;
-  readonly #maxLive: number;
+  readonly #maxLiveBytes: number;
   readonly #backoff: Backoff;
   readonly #log: Logger;
   readonly #now: () => number;
@@ -195,9 +206,9 @@ export class Publisher {
     this.#maxEvents = positiveInt(o.batch?.maxEvents ?? 500, 'batch.maxEvents');
     this.#maxDelayMs = positiveInt(o.batch?.maxDelayMs ?? 50, 'batch.maxDelayMs', 0);
     this.#maxBatches = positiveInt(o.window?.maxBatches ?? 64, 'window.maxBatches');
-    // Unsent events kept in memory as well as on disk: a few batches' worth is
-    // enough for the steady state; a backlog is read back from the spool.
-    this.#maxLive = 4 * this.#maxEvents;
+    // Unsent events are kept in memory as well as on disk up to this bound;
+    // a backlog beyond it is read back from the spool.
+    this.#maxLiveBytes = positiveInt(o.window?.maxLiveBytes ?? DEFAULT_MAX_LIVE_BYTES, 'window.maxLiveBytes');
     this.#live = new LiveBatches(this.#maxEvents, this.#now);
     this.#backoff = new Backoff(o.backoff?.initialMs ?? 200, o.backoff?.maxMs ?? 30_000, o.random);
 
@@ -246,7 +257,7 @@ export class Publisher {
     // The frames are valid until the next append: copied now.
     for (let i = 0; i < accepted.length; i++) this.#live.append(accepted[i]!.seq, frames[i]!.subarray(RECORD_HEADER_BYTES));
     // Beyond the window's worth, events wait on disk only (read back in catch-up).
-    this.#live.bound(this.#maxLive);
+    this.#live.bound(this.#maxLiveBytes);
     this.#pump();
   }
 

@@ -64,14 +64,22 @@ describe('LiveBatches', () => {
     }
   });
 
-  it('bound() drops whole oldest batches beyond the limit', () => {
+  it('bound() drops whole oldest batches beyond the byte limit; bytes follow trims and takes', () => {
     const live = new LiveBatches(10, () => 0);
-    fill(
-      live,
-      Array.from({ length: 35 }, (_, i) => ev(BigInt(i + 1))),
-    );
-    live.bound(20);
+    const events = Array.from({ length: 35 }, (_, i) => ev(BigInt(i + 1)));
+    fill(live, events);
+    // A framed entry: tag, length varint (2 bytes here), payload.
+    const entry = (k: number) => 1 + 2 + encodeEvent(events[k - 1]!).length;
+    const sum = (from: number, to: number) =>
+      Array.from({ length: to - from + 1 }, (_, i) => entry(from + i)).reduce((a, b) => a + b, 0);
+    assert.equal(live.bytes, sum(1, 35));
+    live.bound(sum(21, 35));
     assert.equal(live.firstSeq, 21n);
     assert.equal(live.size, 15);
+    assert.equal(live.bytes, sum(21, 35));
+    live.dropBelow(23n);
+    assert.equal(live.bytes, sum(23, 35));
+    live.takeRequest(undefined);
+    assert.equal(live.bytes, sum(31, 35));
   });
 });
