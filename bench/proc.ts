@@ -99,6 +99,8 @@ export interface StormOptions {
   /** CPUs of its threads, or "all" (unpinned). */
   stormCpus: string;
   window?: number;
+  /** Paced: connections per second (default: as fast as possible). */
+  rate?: number;
 }
 
 /**
@@ -110,6 +112,7 @@ export function startStorm(o: StormOptions, what = 'storm', wrap: string[] = [])
   const args = [
     ...['--connections', String(o.connections), '--clients', String(o.clients), '--timeout', String(o.timeoutS)],
     ...(o.window === undefined ? [] : ['--window', String(o.window)]),
+    ...(o.rate === undefined ? [] : ['--rate', String(o.rate)]),
     ...(o.stormCpus === 'all' ? [] : ['--cpus', o.stormCpus]),
   ];
   const [cmd, ...before] = [...wrap, STORM_BIN];

@@ -40,6 +40,7 @@ static int opt_clients = 2;
 static double opt_timeout_s = 60.0;
 static int opt_window = 128;
 static const char *opt_cpus = NULL;
+static double opt_rate = 0; // connections per second, 0 = as fast as possible
 
 static int g_listen_fd;
 static struct sockaddr_in g_addr;
@@ -49,6 +50,8 @@ static atomic_long g_accepted;       // successful accept4() calls
 static atomic_long g_accept_errors;  // failed accept4() calls (each is still an event)
 static atomic_long g_connect_errors; // failed connect() calls
 static atomic_int g_stop;
+static atomic_long g_ticket;         // paced connects issued (--rate)
+static double g_t0;                  // when the storm started (now_s)
 
 static double now_s(void) {
   struct timespec ts;
@@ -99,6 +102,14 @@ static void *client(void *arg) {
     while (sem_wait(&g_window) != 0) {
     }
     if (atomic_load(&g_stop)) return NULL;
+    if (opt_rate > 0) {
+      // Paced: connection k is due at t0 + k/rate, whichever client takes it.
+      double wait = g_t0 + (double)atomic_fetch_add(&g_ticket, 1) / opt_rate - now_s();
+      if (wait > 0) {
+        struct timespec ts = {.tv_sec = (time_t)wait, .tv_nsec = (long)((wait - (double)(time_t)wait) * 1e9)};
+        nanosleep(&ts, NULL);
+      }
+    }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) die("socket");
     set_rst_close(fd);
@@ -125,7 +136,7 @@ static void pin_to(const char *list) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: storm [--connections N] [--clients C] [--window W] [--cpus LIST] [--timeout SECONDS]\n");
+  fprintf(stderr, "usage: storm [--connections N] [--clients C] [--window W] [--cpus LIST] [--timeout SECONDS] [--rate PER_SECOND]\n");
   exit(2);
 }
 
@@ -136,6 +147,7 @@ int main(int argc, char **argv) {
       {"timeout", required_argument, NULL, 't'},
       {"window", required_argument, NULL, 'w'},
       {"cpus", required_argument, NULL, 'p'},
+      {"rate", required_argument, NULL, 'r'},
       {NULL, 0, NULL, 0},
   };
   int o;
@@ -146,10 +158,11 @@ int main(int argc, char **argv) {
     case 't': opt_timeout_s = strtod(optarg, NULL); break;
     case 'w': opt_window = atoi(optarg); break;
     case 'p': opt_cpus = optarg; break;
+    case 'r': opt_rate = strtod(optarg, NULL); break;
     default: usage();
     }
   }
-  if (opt_connections < 1 || opt_clients < 1 || opt_clients > 64 || opt_timeout_s <= 0 || opt_window < 1 || opt_window > 4096) usage();
+  if (opt_connections < 1 || opt_clients < 1 || opt_clients > 64 || opt_timeout_s <= 0 || opt_window < 1 || opt_window > 4096 || opt_rate < 0) usage();
   if (sem_init(&g_window, 0, (unsigned)opt_window) != 0) die("sem_init");
   if (opt_cpus) pin_to(opt_cpus);
 
@@ -172,6 +185,7 @@ int main(int argc, char **argv) {
   struct rusage ru0, ru1;
   getrusage(RUSAGE_SELF, &ru0);
   double t0 = now_s();
+  g_t0 = t0;
   pthread_t srv, cli[64];
   if (pthread_create(&srv, NULL, server, NULL) != 0) die("pthread_create");
   for (int i = 0; i < opt_clients; i++)
