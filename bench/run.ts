@@ -56,11 +56,11 @@ const USAGE = `usage: tsx bench/run.ts [options]
                         doorwatch  the agent: decode + AcceptEvent + JSON line, as \`trace --output json\`
                         event      the agent without JSON        decode  decodeRecord only
                         ring       the ring reader alone
-                        cli        \`./bin/doorwatch.js trace -o json --pid\` (executed: its shebang's flags)
-                        cli-node   \`node bin/doorwatch.js trace -o json --pid\` (no V8 flags)
+                        cli        \`./bin/doorwatch.js trace -o json --pid\` (executed, through its shebang)
+                        cli-node   \`node bin/doorwatch.js trace -o json --pid\`
                         bpftrace   bpftrace, one printf per accept
-                      the cli modes first run a cold storm of --cold-connections (40000) from the
-                      CLI's start, then the warm storm; RSS peak and losses are the whole process's
+                      the cli modes first run a cold storm of --cold-connections (40000) once the CLI
+                      has started, then the warm storm; RSS peak and losses are the whole process's
   --clients C         connecting threads in the storm (default 2)
   --window W          max connections between connect() and accept() (default 128)
   --storm-cpus LIST   CPUs for every storm thread (default 0: the tracers get the other CPU);
