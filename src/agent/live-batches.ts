@@ -17,6 +17,12 @@ import { LossCounters } from '../gen/doorwatch/v1/collector.js';
  */
 
 const SLAB_BYTES = 1 << 20;
+/**
+ * Slabs whose batches were all acknowledged (or dropped) are reused, up to
+ * this many kept aside: in the steady state the agent allocates no buffer
+ * for what it sends.
+ */
+const MAX_FREE_SLABS = 8;
 /** Room before a batch's first event for `0x12 varint(size) 0x08 varint(first_seq)`: at most 1+5+1+10. */
 const HEAD_ROOM = 17;
 /**
@@ -67,8 +73,11 @@ function uint64Bytes(v: bigint): Uint8Array {
 export class LiveBatches {
   readonly #maxEvents: number;
   readonly #now: () => number;
-  #slab = Buffer.allocUnsafe(SLAB_BYTES);
+  #slab: Buffer = Buffer.allocUnsafe(SLAB_BYTES);
   #slabPos = 0;
+  /** Batches (held, or sent and not yet released) per slab. */
+  readonly #refs = new Map<Buffer, number>();
+  readonly #free: Buffer[] = [];
   #batches: Batch[] = [];
   #head = 0;
   #events = 0;
@@ -133,14 +142,18 @@ export class LiveBatches {
         skip: 0,
         since: this.#now(),
       };
+      this.#ref(this.#slab);
       this.#slabPos = tail.end;
       this.#batches.push(tail);
     } else if (this.#slabPos + entry + LOSS_ROOM > this.#slab.length) {
       // The tail moves to a new slab with room for it and this event.
       const old = tail;
       const used = old.end - old.base;
+      const from = old.slab;
       this.#newSlab(used + entry + LOSS_ROOM);
-      old.slab.copy(this.#slab, 0, old.base, old.end);
+      from.copy(this.#slab, 0, old.base, old.end);
+      this.#ref(this.#slab);
+      this.#unref(from);
       const shift = -old.base;
       old.slab = this.#slab;
       old.base = 0;
@@ -170,7 +183,7 @@ export class LiveBatches {
       if (b.firstSeq >= seq) break;
       const n = seq - b.firstSeq >= BigInt(b.count) ? b.count : Number(seq - b.firstSeq);
       if (n === b.count) {
-        this.#forget(b);
+        this.#drop(b);
         this.#shift();
         continue;
       }
@@ -188,7 +201,7 @@ export class LiveBatches {
   /** Drop whole oldest batches while more than `maxBytes` are held (they stay on disk). */
   bound(maxBytes: number): void {
     while (this.#bytes > maxBytes && this.#head < this.#batches.length) {
-      this.#forget(this.#batches[this.#head]!);
+      this.#drop(this.#batches[this.#head]!);
       this.#shift();
     }
   }
@@ -198,12 +211,35 @@ export class LiveBatches {
     this.#bytes -= b.end - b.start;
   }
 
+  /** A batch dropped without being sent: its slab may be reused. */
+  #drop(b: Batch): void {
+    this.#forget(b);
+    this.#unref(b.slab);
+  }
+
+  #ref(slab: Buffer): void {
+    this.#refs.set(slab, (this.#refs.get(slab) ?? 0) + 1);
+  }
+
+  #unref(slab: Buffer): void {
+    const n = (this.#refs.get(slab) ?? 0) - 1;
+    if (n > 0) {
+      this.#refs.set(slab, n);
+      return;
+    }
+    this.#refs.delete(slab);
+    if (slab !== this.#slab && slab.length === SLAB_BYTES && this.#free.length < MAX_FREE_SLABS) this.#free.push(slab);
+  }
+
   /**
    * Take the oldest batch as PublishRequest{batch} bytes, with `losses`
-   * appended. The bytes are a view of a slab: valid for as long as they are
-   * referenced, never written again.
+   * appended. The bytes are a view of a slab, never written again until
+   * release() is called — once the collector acknowledged them, or the stream
+   * they were queued on is gone — after which the slab may be reused.
    */
-  takeRequest(losses: LossCounters | undefined): { bytes: Uint8Array; firstSeq: bigint; count: number } | undefined {
+  takeRequest(
+    losses: LossCounters | undefined,
+  ): { bytes: Uint8Array; firstSeq: bigint; count: number; release: () => void } | undefined {
     const b = this.#batches[this.#head];
     if (!b) return undefined;
     this.#shift();
@@ -220,6 +256,7 @@ export class LiveBatches {
         // Cannot happen with LossCounters' five fields; kept so a bigger message stays correct.
         const out = Buffer.allocUnsafe(end - b.base + lb.length);
         b.slab.copy(out, 0, b.base, end);
+        this.#unref(b.slab);
         out.set(lb, end - b.base);
         b.end -= b.base;
         b.start -= b.base;
@@ -237,10 +274,17 @@ export class LiveBatches {
     let p = writeVarint(size, s, from + 1);
     s[p++] = 0x08;
     s.set(seq, p);
-    return { bytes: s.subarray(from, end), firstSeq: b.firstSeq, count: b.count };
+    let released = false;
+    const release = () => {
+      if (released || !this.#refs.has(s)) return;
+      released = true;
+      this.#unref(s);
+    };
+    return { bytes: s.subarray(from, end), firstSeq: b.firstSeq, count: b.count, release };
   }
 
   clear(): void {
+    for (let i = this.#head; i < this.#batches.length; i++) this.#unref(this.#batches[i]!.slab);
     this.#batches = [];
     this.#head = 0;
     this.#events = 0;
@@ -263,7 +307,15 @@ export class LiveBatches {
   }
 
   #newSlab(atLeast: number): void {
-    this.#slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, atLeast));
+    const old = this.#slab;
+    this.#slab = (atLeast <= SLAB_BYTES ? this.#free.pop() : undefined) ?? Buffer.allocUnsafe(Math.max(SLAB_BYTES, atLeast));
     this.#slabPos = 0;
+    // The slab left behind may already be free (all its batches released).
+    if (!this.#refs.has(old) && old.length === SLAB_BYTES && this.#free.length < MAX_FREE_SLABS) this.#free.push(old);
+  }
+
+  /** Slabs allocated and not yet garbage (for tests and the curious): in use + kept aside. */
+  get slabs(): { inUse: number; free: number } {
+    return { inUse: this.#refs.size, free: this.#free.length };
   }
 }

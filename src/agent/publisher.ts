@@ -101,6 +101,8 @@ interface InFlight {
   lastSeq: bigint;
   sentAt: number;
   losses: LossCounters;
+  /** Its bytes may be reused (live-batches.ts): on its ack, or when its stream is gone. */
+  release: () => void;
 }
 
 interface Session {
@@ -403,6 +405,7 @@ export class Publisher {
     s.queue.end();
     // Losses of unacknowledged batches are reported again on the next stream.
     for (const b of s.inFlight) {
+      b.release();
       this.#spoolDropsInFlight -= b.losses.spoolDrops;
       this.reportLosses({ ...b.losses, spoolDrops: 0n });
     }
@@ -418,6 +421,7 @@ export class Publisher {
     let newest: InFlight | undefined;
     while (s.inFlight.length && s.inFlight[0]!.lastSeq <= acked) {
       const b = s.inFlight.shift()!;
+      b.release();
       newest = b;
       if (b.losses.spoolDrops) {
         this.#spoolDropsInFlight -= b.losses.spoolDrops;
@@ -449,13 +453,20 @@ export class Publisher {
       const req = this.#nextRequest(s);
       if (!req) break;
       s.queue.push(req.bytes);
-      s.inFlight.push({ lastSeq: req.firstSeq + BigInt(req.count - 1), sentAt: this.#now(), losses: req.losses });
+      s.inFlight.push({
+        lastSeq: req.firstSeq + BigInt(req.count - 1),
+        sentAt: this.#now(),
+        losses: req.losses,
+        release: req.release,
+      });
     }
     this.#armFlushTimer(s);
   }
 
   /** The next batch at the cursor, encoded, or undefined (nothing, or wait for a fuller batch). */
-  #nextRequest(s: Session): { bytes: Uint8Array; firstSeq: bigint; count: number; losses: LossCounters } | undefined {
+  #nextRequest(
+    s: Session,
+  ): { bytes: Uint8Array; firstSeq: bigint; count: number; losses: LossCounters; release: () => void } | undefined {
     const id = s.space.identity;
     if (!s.space.current) return this.#fromDisk(s, undefined);
     // Drop live events already sent, acknowledged, or deleted by drop-oldest.
@@ -489,7 +500,7 @@ export class Publisher {
     s.cursor = raw.seqs.at(-1)! + 1n;
     const losses = this.#takeLosses();
     const bytes = encodeBatchRequest({ firstSeq: raw.seqs[0]!, parts: raw.payloads, skip: 0 }, losses);
-    return { bytes, firstSeq: raw.seqs[0]!, count: raw.seqs.length, losses };
+    return { bytes, firstSeq: raw.seqs[0]!, count: raw.seqs.length, losses, release: () => {} };
   }
 
   #armFlushTimer(s: Session): void {

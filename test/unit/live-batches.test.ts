@@ -82,4 +82,29 @@ describe('LiveBatches', () => {
     live.takeRequest(undefined);
     assert.equal(live.bytes, sum(31, 35));
   });
+
+  it('slabs are reused only once every batch in them is released; bytes held by the stream never change before that', () => {
+    const live = new LiveBatches(500, () => 0);
+    const events = Array.from({ length: 4000 }, (_, i) => ev(BigInt(i + 1), (i * 13) % 300));
+    fill(live, events.slice(0, 2000));
+    const taken = Array.from({ length: 4 }, () => live.takeRequest(undefined)!);
+    const copies = taken.map((t) => Buffer.from(t.bytes));
+    // More events while the first four batches are in flight: their bytes must not move.
+    fill(live, events.slice(2000));
+    taken.forEach((t, i) => assert.deepEqual(Buffer.from(t.bytes), copies[i], `in-flight batch ${i} intact`));
+    assert.equal(live.slabs.free, 0, 'nothing reusable while in flight');
+    for (const t of taken) t.release();
+    for (const t of taken) t.release(); // twice: no effect
+    assert.ok(live.slabs.free >= 1, `released slabs kept for reuse (${JSON.stringify(live.slabs)})`);
+    for (let i = 2000; i < 4000; i += 500) {
+      const req = live.takeRequest(undefined)!;
+      assert.deepEqual(Buffer.from(req.bytes), expected(events.slice(i, i + 500)), `batch at ${i}`);
+      req.release();
+    }
+    // Appends now land in reused slabs: still exact.
+    const more = Array.from({ length: 1500 }, (_, i) => ev(BigInt(5000 + i), (i * 7) % 500));
+    fill(live, more);
+    for (let i = 0; i < 1500; i += 500)
+      assert.deepEqual(Buffer.from(live.takeRequest(undefined)!.bytes), expected(more.slice(i, i + 500)));
+  });
 });
