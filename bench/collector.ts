@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -216,6 +216,9 @@ try {
         } finally {
           col.kill('SIGTERM');
           await exited(col, 20_000);
+          // Every run writes hundreds of MB (jsonl lines; rsyslog's copy of every message): never keep them.
+          for (const f of readdirSync(dir)) if (f.startsWith('events-')) rmSync(join(dir, f), { force: true });
+          if (rsyslog && existsSync(rsyslog.outFile)) truncateSync(rsyslog.outFile, 0);
         }
         process.stderr.write(`collector bench: round ${round} ${sink} ${binLabel(bin)} done\n`);
       }
@@ -223,6 +226,9 @@ try {
 } finally {
   await rsyslog?.stop('SIGTERM');
   killChildren();
+  rmSync(dir, { recursive: true, force: true });
+  if (rsyslog) rmSync(rsyslog.dir, { recursive: true, force: true });
+  rmSync(pki.dir, { recursive: true, force: true });
 }
 
 const label = (sink: string) => (sink === 'jsonl' ? 'jsonl native' : 'syslog ocsf');
