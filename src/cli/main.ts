@@ -2,17 +2,13 @@ import { writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { AGENT_DEFAULTS, AgentConfigError, loadAgentConfig, ringSizeBytes, settingsFromFlags } from '../agent/config.js';
-import { CollectorStartError } from '../collector/collector.js';
+import { CollectorStartError } from '../collector/errors.js';
 import { ConfigError } from '../config/errors.js';
 import { parseDuration, parseSize, UnitError } from '../config/units.js';
 import { DoorwatchError } from '../errors.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../log/logger.js';
-import { sinkRegistry } from '../sinks/registry.js';
-import { agentOptions, runAgent } from './agent.js';
-import { runCollector } from './collector.js';
-import { runPolicyCheck } from './policy.js';
-import { runTail, TailConnectError } from './tail.js';
-import { runTrace, type TraceOptions } from './trace.js';
+import { TailConnectError } from './tail-error.js';
+import type { TraceOptions } from './trace.js';
 import { FAMILY_NAMES } from './trace-filter.js';
 
 /**
@@ -169,6 +165,8 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
       };
       const log = createLogger(opts.logLevel as LogLevel);
       const writeOut = (chunk: Uint8Array) => writeSync(1, chunk);
+      // Each command loads only its own code: the agent never loads the collector's sinks (NATS, HTTP), and so on.
+      const { runTrace } = await import('./trace.js');
       await runTrace(traceOpts, { stdout: process.stdout, stderr: process.stderr, writeOut, log, stopSignal: stopSignal() });
     });
 
@@ -216,6 +214,7 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
         hostname: hostname(),
       });
       const log = createLogger(config.logLevel);
+      const { agentOptions, runAgent } = await import('./agent.js');
       await runAgent(agentOptions(config, env), { log, stopSignal: stopSignal() });
     });
 
@@ -228,7 +227,8 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
     .option('--example-namespace <namespace>', 'also say which policy governs a pod in this namespace')
     .option('--example-labels <k=v,...>', "that pod's labels", list(labelPair))
     .option('--example-namespace-labels <k=v,...>', "its namespace's labels", list(labelPair))
-    .action((file: string, opts) => {
+    .action(async (file: string, opts) => {
+      const { runPolicyCheck } = await import('./policy.js');
       const r = runPolicyCheck({
         file,
         adminNamespace: opts.adminNamespace,
@@ -256,6 +256,7 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
     .addOption(logLevelOption())
     .action(async (opts) => {
       const log = createLogger(opts.logLevel as LogLevel);
+      const [{ runCollector }, { sinkRegistry }] = await Promise.all([import('./collector.js'), import('../sinks/registry.js')]);
       await runCollector(
         { configPath: opts.config, logLevel: opts.logLevel },
         { log, stopSignal: stopSignal(), registry: sinkRegistry },
@@ -301,6 +302,7 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
     .addOption(logLevelOption())
     .action(async (opts) => {
       const log = createLogger(opts.logLevel as LogLevel);
+      const { runTail } = await import('./tail.js');
       await runTail(
         {
           server: opts.server,

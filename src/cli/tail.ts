@@ -10,6 +10,7 @@ import { CollectorServiceDefinition, type LossRecord, type SubscribeFilter } fro
 import type { Logger } from '../log/logger.js';
 import { readPem } from './pem.js';
 import { tableHeader, tableRow } from './table.js';
+import { TailConnectError } from './tail-error.js';
 
 /**
  * `doorwatch tail --server collector:7443`: live events (and loss records)
@@ -59,19 +60,7 @@ export interface TailResult {
   losses: number;
 }
 
-/**
- * The collector could not be reached or refused the subscription
- * (DW_ERR_TAIL_CONNECT): one line that carries the gRPC status and the fix,
- * which main() prints with the code.
- */
-export class TailConnectError extends Error {
-  readonly status: Status | undefined;
-  constructor(message: string, status?: Status, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'TailConnectError';
-    this.status = status;
-  }
-}
+export { TailConnectError };
 
 const usage = (message: string, hint: string) => new DoorwatchError('DW_ERR_CLI_USAGE', message, hint);
 

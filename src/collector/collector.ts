@@ -9,6 +9,7 @@ import { guardPublish } from './auth/publish-guard.js';
 import { type AuthSetup, authStats, createAuth } from './auth/setup.js';
 import type { CollectorConfig, SinkConfig, SinkRegistry } from './config.js';
 import { Dispatcher, type QueuedRecord, type SinkStats } from './dispatcher.js';
+import { CollectorStartError } from './errors.js';
 import { type Listener, listen, readTlsMaterial } from './listener.js';
 import { withPublishPrecheck } from './precheck.js';
 import { createPublishHandler, DECODE_ERROR, type MaybeMalformed, type PublishCounters } from './publish.js';
@@ -74,15 +75,7 @@ export interface RunningCollector {
   stats(): CollectorStats;
 }
 
-/** Thrown when a sink cannot be created or the server cannot listen. */
-export class CollectorStartError extends Error {
-  readonly code: 'DW_ERR_COLLECTOR_SINK_START' | 'DW_ERR_COLLECTOR_LISTEN';
-  constructor(code: CollectorStartError['code'], message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'CollectorStartError';
-    this.code = code;
-  }
-}
+export { CollectorStartError };
 
 async function createSinks(config: CollectorConfig, deps: CollectorDeps): Promise<{ config: SinkConfig; sink: Sink }[]> {
   const results = await Promise.allSettled(
