@@ -72,7 +72,7 @@ export interface AgentSettings {
 
 export const AGENT_DEFAULTS = {
   spool: { dir: '/var/lib/doorwatch/spool', maxBytes: 256 * 1024 ** 2, overflow: 'drop-oldest' as OverflowPolicy },
-  batch: { maxEvents: 500, maxDelay: 200 },
+  batch: { maxEvents: 500, maxDelay: 50 },
   flushTimeout: 5000,
   includeEagain: false,
   ringSize: 8 * 1024 ** 2,

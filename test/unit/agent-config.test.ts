@@ -54,7 +54,7 @@ describe('agent config: layers', () => {
       collector: 'c:1',
       tls: { insecure: true },
       spool: { dir: '/var/lib/doorwatch/spool', maxBytes: 256 * 1024 * 1024, overflow: 'drop-oldest' },
-      batch: { maxEvents: 500, maxDelayMs: 200 },
+      batch: { maxEvents: 500, maxDelayMs: 50 },
       flushTimeoutMs: 5000,
       nodeName: 'host-a',
       includeEagain: false,

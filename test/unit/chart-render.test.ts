@@ -75,7 +75,7 @@ describe('chart render: value sets', () => {
         serverName: 'doorwatch-collector.doorwatch.svc.cluster.local',
       },
       spool: { dir: '/var/lib/doorwatch/spool', maxBytes: '256MiB', overflow: 'drop-oldest' },
-      batch: { maxEvents: 500, maxDelay: '200ms' },
+      batch: { maxEvents: 500, maxDelay: '50ms' },
       flushTimeout: '5s',
       includeEagain: false,
       ringSize: '8MiB',
