@@ -185,6 +185,16 @@ function ringFull(metrics: string): number {
   return m ? Number(m[1]) : 0;
 }
 
+/** Events the agent counted as lost after the kernel: spool overflow, enrichment queue overflow. */
+function agentDrops(metrics: string): number {
+  let n = 0;
+  for (const re of [/^doorwatch_spool_dropped_total (\d+)/m, /^doorwatch_enrichment_pending_overflow_total (\d+)/m]) {
+    const m = re.exec(metrics);
+    if (m) n += Number(m[1]);
+  }
+  return n;
+}
+
 const nowNs = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
 
 buildStorm();
@@ -265,6 +275,8 @@ interface PhaseResult {
   delivered: number;
   lost: number;
   ringFull: number;
+  /** Counted by the agent after the kernel (spool overflow, enrichment queue overflow). */
+  agentDrops: number;
   agentUs: number;
   collectorUs: number;
   agentRssMedMiB: number;
@@ -287,7 +299,9 @@ async function phase(name: string, o: { connections: number; rate?: number; late
   );
   const ready = await storm.ready;
   tail.skipToEnd();
-  const ring0 = ringFull(await httpText(metricsUrl));
+  const metrics0 = await httpText(metricsUrl);
+  const ring0 = ringFull(metrics0);
+  const drops0 = agentDrops(metrics0);
   const aPid = agent.p.pid!;
   const cPid = collector.p.pid!;
   const a0 = procCpuUs(aPid);
@@ -332,7 +346,9 @@ async function phase(name: string, o: { connections: number; rate?: number; late
   const wallUs = (performance.now() - t0) * 1000;
   const agentCpu = procCpuUs(aPid) - a0;
   const collectorCpu = procCpuUs(cPid) - c0;
-  const ring = ringFull(await httpText(metricsUrl)) - ring0;
+  const metrics1 = await httpText(metricsUrl);
+  const ring = ringFull(metrics1) - ring0;
+  const drops = agentDrops(metrics1) - drops0;
   const busy = readBusy() - busy0;
   const sorted = [...rss].sort((a, b) => a - b);
   lat.sort((a, b) => a - b);
@@ -344,6 +360,7 @@ async function phase(name: string, o: { connections: number; rate?: number; late
     delivered,
     lost: result.connections - delivered,
     ringFull: ring,
+    agentDrops: drops,
     agentUs: agentCpu / Math.max(1, delivered),
     collectorUs: collectorCpu / Math.max(1, delivered),
     agentRssMedMiB: (sorted[Math.floor(sorted.length / 2)] ?? 0) / 1024,
@@ -403,6 +420,7 @@ function table(rows: PhaseResult[]): string {
       ['delivered', 11, (r) => String(r.delivered)],
       ['lost', 7, (r) => String(r.lost)],
       ['rb full', 9, (r) => String(r.ringFull)],
+      ['agent drops', 13, (r) => String(r.agentDrops)],
       ['agent µs/ev', 13, (r) => f(r.agentUs, 2)],
       ['coll. µs/ev', 13, (r) => f(r.collectorUs, 2)],
       ['agent RSS med/peak MiB', 24, (r) => `${f(r.agentRssMedMiB, 0)}/${f(r.agentRssPeakMiB, 0)}`],

@@ -48,6 +48,8 @@ const BASE_MODES = ['cli-base', 'cli-node-base'] as const;
 type Mode = (typeof ALL_MODES)[number] | (typeof BASE_MODES)[number];
 
 const USAGE = `usage: tsx bench/run.ts [options]
+       tsx bench/run.ts --collector [options]   the collector alone (bench/collector.ts --help)
+       tsx bench/run.ts --pipeline [options]    the agent end to end: agent -> collector -> jsonl (bench/pipeline.ts)
   --connections N     accepts per storm (default 100000)
   --rounds R          repeat the whole sequence R times (default 3; the table of each, then medians)
   --breakdown         every mode (as --modes ${ALL_MODES.join(',')}) plus the
@@ -75,9 +77,10 @@ const USAGE = `usage: tsx bench/run.ts [options]
   --out F             machine-readable results (default .bench/last.json)
 `;
 
-// `npm run bench -- --collector [options]`: the collector benchmark (bench/collector.ts, issue 10) instead.
-if (process.argv[2] === '--collector') {
-  const script = join(dirname(new URL(import.meta.url).pathname), 'collector.ts');
+// `npm run bench -- --collector [options]`: the collector benchmark (bench/collector.ts, issue 10) instead;
+// `npm run bench -- --pipeline [options]`: the agent end to end (bench/pipeline.ts, issue 10).
+if (process.argv[2] === '--collector' || process.argv[2] === '--pipeline') {
+  const script = join(dirname(new URL(import.meta.url).pathname), `${process.argv[2].slice(2)}.ts`);
   const r = spawnSync(process.execPath, [...process.execArgv, script, ...process.argv.slice(3)], { stdio: 'inherit' });
   process.exit(r.status ?? 1);
 }
