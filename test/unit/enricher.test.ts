@@ -170,6 +170,27 @@ describe('Enricher', () => {
     assert.equal(e.stats().pendingExpired, 1);
   });
 
+  it('bounds its cgroup cache (4096 ids): a storm of distinct cgroups cannot grow it without limit', () => {
+    let lookups = 0;
+    const cgroups = {
+      resolve(id: bigint, version?: 1 | 2): ResolvedCgroup | undefined {
+        lookups++;
+        const path = `/system.slice/unit-${id}.service`;
+        return { id, path, version: version ?? 2, identity: parseCgroupPath(path) };
+      },
+    } as unknown as CgroupResolver;
+    const e = new Enricher({ cgroups, emit: () => {}, log: silentLogger });
+    e.process([ev(10n, 0n)]);
+    e.process([ev(10n, 0n)]);
+    assert.equal(lookups, 1, 'a known cgroup is not looked up again');
+    // 4096 more distinct ids: the cache is full and starts over, so id 10 is looked up afresh.
+    e.process(Array.from({ length: 4096 }, (_, i) => ev(BigInt(1000 + i), 0n)));
+    lookups = 0;
+    e.process([ev(10n, 0n)]);
+    assert.equal(lookups, 1, 'the cache was bounded: the oldest entries are gone');
+    e.stop();
+  });
+
   it('bounds the pending queue: the oldest leaves early, counted', () => {
     const kube = new FakeKube();
     let t = 0;

@@ -107,4 +107,16 @@ describe('LiveBatches', () => {
     for (let i = 0; i < 1500; i += 500)
       assert.deepEqual(Buffer.from(live.takeRequest(undefined)!.bytes), expected(more.slice(i, i + 500)));
   });
+
+  it('keeps at most 8 released slabs aside (the rest is garbage): memory bounded after a burst', () => {
+    const live = new LiveBatches(500, () => 0);
+    const payload = encodeEvent(ev(1n, 600));
+    for (let i = 1; i <= 30_000; i++) live.append(BigInt(i), payload); // ~40 MiB: ~40 slabs
+    const taken: { release: () => void }[] = [];
+    for (let r = live.takeRequest(undefined); r; r = live.takeRequest(undefined)) taken.push(r);
+    assert.ok(live.slabs.inUse > 20, `in use while in flight (${JSON.stringify(live.slabs)})`);
+    for (const t of taken) t.release();
+    assert.ok(live.slabs.free <= 8, `kept aside ${live.slabs.free}`);
+    assert.ok(live.slabs.inUse <= 1, `in use after release ${live.slabs.inUse}`);
+  });
 });
