@@ -3,10 +3,13 @@ import {
   type AcceptEvent,
   AcceptSummary,
   AuditPolicyRef,
+  type Cgroup,
   type Container,
   type Endpoint,
   type Enrichment,
+  type Namespaces,
   Pod,
+  type Process,
 } from '../gen/doorwatch/v1/event.js';
 
 /**
@@ -250,6 +253,72 @@ function endpoint(w: ByteSink, tag: number, e: Endpoint): void {
   w.close(slot);
 }
 
+function processField(w: ByteSink, p: Process): void {
+  w.ensure(64);
+  const slot = w.open(114);
+  if (p.pid !== 0) uint(w, 8, p.pid);
+  if (p.tid !== 0) uint(w, 16, p.tid);
+  if (p.ppid !== 0) uint(w, 24, p.ppid);
+  if (p.uid !== 0) uint(w, 32, p.uid);
+  if (p.gid !== 0) uint(w, 40, p.gid);
+  if (p.comm !== '') str(w, 50, p.comm);
+  w.close(slot);
+}
+
+function namespacesField(w: ByteSink, n: Namespaces): void {
+  w.ensure(40);
+  w.byte(146);
+  const slot = w.open(1);
+  if (n.mnt !== 0) uint(w, 8, n.mnt);
+  if (n.pid !== 0) uint(w, 16, n.pid);
+  if (n.net !== 0) uint(w, 24, n.net);
+  if (n.uts !== 0) uint(w, 32, n.uts);
+  w.close(slot);
+}
+
+function cgroupField(w: ByteSink, cg: Cgroup): void {
+  w.ensure(40);
+  w.byte(154);
+  const slot = w.open(1);
+  if (cg.id !== 0n) u64(w, 8, cg.id);
+  if (cg.v1Id !== 0n) u64(w, 16, cg.v1Id);
+  w.close(slot);
+}
+
+/*
+ * Capture shares one frozen Process / Namespaces / Cgroup / local Endpoint
+ * object between consecutive events whose values are equal (to-event.ts):
+ * the bytes written for the last such object are copied while the next event
+ * carries the very same one. Only frozen objects: a mutable one could have
+ * changed since.
+ */
+interface Last<T> {
+  obj: T | undefined;
+  bytes: Buffer;
+}
+const last = <T>(): Last<T> => ({ obj: undefined, bytes: Buffer.alloc(0) });
+const lastProcess = last<Process>();
+const lastNamespaces = last<Namespaces>();
+const lastCgroup = last<Cgroup>();
+const lastLocal = last<Endpoint>();
+/** The enricher shares one frozen record per (status, missing) for complete and host events. */
+const lastEnrichment = last<Enrichment>();
+
+function remembered<T extends object>(w: ByteSink, l: Last<T>, obj: T, write: (w: ByteSink, o: T) => void): void {
+  if (obj === l.obj) {
+    w.raw(l.bytes);
+    return;
+  }
+  const start = w.pos;
+  write(w, obj);
+  if (Object.isFrozen(obj)) {
+    l.obj = obj;
+    l.bytes = Buffer.from(w.buf.subarray(start, w.pos));
+  }
+}
+
+const localField = (w: ByteSink, e: Endpoint) => endpoint(w, 42, e);
+
 function enrichment(w: ByteSink, e: Enrichment): void {
   w.ensure(16);
   w.byte(178);
@@ -325,18 +394,7 @@ export function encodeEventInto(w: ByteSink, ev: AcceptEvent): number {
   if (ev.acceptFlagNames.length) w.raw(acceptFlagNamesField(ev.acceptFlagNames));
   if (ev.flags.length) w.raw(flagsField(ev.flags));
 
-  const p = ev.process;
-  if (p !== undefined) {
-    w.ensure(64);
-    const slot = w.open(114);
-    if (p.pid !== 0) uint(w, 8, p.pid);
-    if (p.tid !== 0) uint(w, 16, p.tid);
-    if (p.ppid !== 0) uint(w, 24, p.ppid);
-    if (p.uid !== 0) uint(w, 32, p.uid);
-    if (p.gid !== 0) uint(w, 40, p.gid);
-    if (p.comm !== '') str(w, 50, p.comm);
-    w.close(slot);
-  }
+  if (ev.process !== undefined) remembered(w, lastProcess, ev.process, processField);
   const s = ev.socket;
   if (s !== undefined) {
     w.ensure(64);
@@ -346,7 +404,7 @@ export function encodeEventInto(w: ByteSink, ev: AcceptEvent): number {
     if (s.type !== '') str(w, 26, s.type);
     w.ensure(32);
     if (s.protocol !== 0) uint(w, 32, s.protocol);
-    if (s.local !== undefined) endpoint(w, 42, s.local);
+    if (s.local !== undefined) remembered(w, lastLocal, s.local, localField);
     if (s.peer !== undefined) endpoint(w, 50, s.peer);
     w.ensure(16);
     if (s.v4Mapped) flag(w, 56);
@@ -382,29 +440,11 @@ export function encodeEventInto(w: ByteSink, ev: AcceptEvent): number {
     if (u.mismatch) flag(w, 56);
     w.close(slot);
   }
-  const n = ev.namespaces;
-  if (n !== undefined) {
-    w.ensure(40);
-    w.byte(146);
-    const slot = w.open(1);
-    if (n.mnt !== 0) uint(w, 8, n.mnt);
-    if (n.pid !== 0) uint(w, 16, n.pid);
-    if (n.net !== 0) uint(w, 24, n.net);
-    if (n.uts !== 0) uint(w, 32, n.uts);
-    w.close(slot);
-  }
-  const cg = ev.cgroup;
-  if (cg !== undefined) {
-    w.ensure(40);
-    w.byte(154);
-    const slot = w.open(1);
-    if (cg.id !== 0n) u64(w, 8, cg.id);
-    if (cg.v1Id !== 0n) u64(w, 16, cg.v1Id);
-    w.close(slot);
-  }
+  if (ev.namespaces !== undefined) remembered(w, lastNamespaces, ev.namespaces, namespacesField);
+  if (ev.cgroup !== undefined) remembered(w, lastCgroup, ev.cgroup, cgroupField);
   if (ev.container !== undefined) w.raw(containerField(ev.container));
   if (ev.pod !== undefined) w.raw(podField(ev.pod));
-  if (ev.enrichment !== undefined) enrichment(w, ev.enrichment);
+  if (ev.enrichment !== undefined) remembered(w, lastEnrichment, ev.enrichment, enrichment);
   w.ensure(16);
   if (ev.kind !== 0) {
     w.byte(184);

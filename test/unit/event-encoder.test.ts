@@ -176,4 +176,20 @@ describe('fast AcceptEvent encoder', () => {
     const c = sampleEvent({ policy: { origin: 1, name: 'p2', mode: 1 } });
     for (const ev of [a, b, c, a, b]) assert.deepEqual(Buffer.from(encodeEvent(ev)), generated(ev));
   });
+
+  it('shared frozen process/namespaces/cgroup/local objects reuse their bytes; other objects never do', () => {
+    const p1 = Object.freeze({ pid: 1, tid: 1, ppid: 0, uid: 0, gid: 0, comm: 'a' });
+    const p2 = Object.freeze({ pid: 2, tid: 3, ppid: 1, uid: 5, gid: 6, comm: 'bb' });
+    const mutable = { pid: 7, tid: 7, ppid: 1, uid: 0, gid: 0, comm: 'm' };
+    const local = Object.freeze({ ip: '10.0.0.1', port: 80 });
+    const seq = [p1, p1, p2, p1, mutable, mutable];
+    seq.forEach((proc, i) => {
+      if (i === 5) mutable.comm = 'changed'; // the same object, other values: must be re-encoded
+      const e = sampleEvent({ seq: BigInt(i + 1) });
+      e.process = proc;
+      e.socket!.local = i % 2 ? local : { ip: '10.0.0.2', port: 81 };
+      e.namespaces = Object.freeze({ mnt: i, pid: 2, net: 3, uts: 4 });
+      assert.deepEqual(Buffer.from(encodeEvent(e)), generated(e), `event ${i}`);
+    });
+  });
 });
