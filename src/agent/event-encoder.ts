@@ -23,7 +23,7 @@ import {
  * node, flag set or policy is encoded once and copied:
  *
  * - Pod: per object (the enricher shares one Pod per pod version), WeakMap;
- * - Container: per object (shared per container and cgroup path), WeakMap;
+ * - Container: per frozen object (shared per container and cgroup path), WeakMap;
  * - flag-name arrays: per array (to-event shares one frozen array per value);
  * - node name, event-id prefix, policy ref: the last value seen.
  *
@@ -442,7 +442,9 @@ export function encodeEventInto(w: ByteSink, ev: AcceptEvent): number {
   }
   if (ev.namespaces !== undefined) remembered(w, lastNamespaces, ev.namespaces, namespacesField);
   if (ev.cgroup !== undefined) remembered(w, lastCgroup, ev.cgroup, cgroupField);
-  if (ev.container !== undefined) w.raw(containerField(ev.container));
+  // Frozen containers are shared per container (enrich/attribution.ts): their bytes are kept per object.
+  if (ev.container !== undefined)
+    w.raw(Object.isFrozen(ev.container) ? containerField(ev.container) : containerBody(ev.container));
   if (ev.pod !== undefined) w.raw(podField(ev.pod));
   if (ev.enrichment !== undefined) remembered(w, lastEnrichment, ev.enrichment, enrichment);
   w.ensure(16);

@@ -203,7 +203,8 @@ class SubCache<T> {
 }
 
 const pods = new SubCache((r) => Pod.decode(r));
-const containers = new SubCache((r) => Container.decode(r));
+// Frozen: one object shared by the events of a container; the JSON writer keeps its text per (frozen) object.
+const containers = new SubCache((r) => Object.freeze(Container.decode(r)));
 const namespacesCache = new SubCache((r) => Namespaces.decode(r));
 const cgroups = new SubCache((r) => Cgroup.decode(r));
 const enrichments = new SubCache((r) => Enrichment.decode(r));

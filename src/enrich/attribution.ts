@@ -60,14 +60,15 @@ const containers = new WeakMap<CgroupIdentity, { meta: ContainerMeta | undefined
 function containerOf(id: CgroupIdentity & { containerId: string }, meta: ContainerMeta | undefined, path: string): Container {
   const hit = containers.get(id);
   if (hit && hit.meta === meta && hit.path === path) return hit.container;
-  const container: Container = {
+  // Frozen: shared by every event of the container, and the encoders keep its bytes per object.
+  const container: Container = Object.freeze({
     id: id.containerId,
     runtime: id.runtime ?? meta?.runtime ?? '',
     name: meta?.name ?? '',
     image: meta?.image ?? '',
     imageId: meta?.imageId ?? '',
     cgroupPath: path,
-  };
+  });
   containers.set(id, { meta, path, container });
   return container;
 }

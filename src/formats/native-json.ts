@@ -407,13 +407,21 @@ function pod(w: JsonWriter, pod: Pod): void {
 }
 
 /*
- * Per container: the enricher writes a new Container object per event (same
- * strings), so the last one is remembered by value: six string comparisons,
- * most of them the very same string.
+ * Per container: the enricher (attribution.ts) and the collector's decoder
+ * (collector/wire.ts) share one frozen Container object per container, so its
+ * JSON is kept per object and interleaved pods hit too. Other objects (not
+ * frozen: they may change in place) fall back to the last one remembered by
+ * value: six string comparisons.
  */
+const containerJson = new WeakMap<Container, Uint8Array>();
 let lastContainer: Container | undefined;
 let lastContainerJson: Uint8Array = new Uint8Array(0);
 function container(w: JsonWriter, c: Container): void {
+  const known = containerJson.get(c);
+  if (known) {
+    w.raw(known);
+    return;
+  }
   const l = lastContainer;
   if (
     l &&
@@ -445,6 +453,7 @@ function container(w: JsonWriter, c: Container): void {
   lastContainerJson = w.since(from);
   // A copy: the caller's object may be reused and changed in place.
   lastContainer = { ...c };
+  if (Object.isFrozen(c)) containerJson.set(c, lastContainerJson);
 }
 
 /** Every field, one by one: events without some sub-message (off the wire, tests) and summary records. */
