@@ -148,7 +148,7 @@ async function agentMain(a: {
   json: boolean;
   cgroupIds: bigint[];
 }): Promise<void> {
-  const loaded = loadKubeConfig({ env: {}, kubeconfigPath: a.kubeconfig });
+  const loaded = await loadKubeConfig({ env: {}, kubeconfigPath: a.kubeconfig });
   if (!loaded.kubeConfig) throw new Error(`agent: kubeconfig: ${loaded.reason}`);
   const kube = new KubeMetadataSource({
     kubeConfig: loaded.kubeConfig,

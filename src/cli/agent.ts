@@ -14,9 +14,9 @@ import { parsePolicyConfig } from '../policy/config.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { DEFAULT_ADMIN_NAMESPACE } from '../policy/file.js';
 import { policyReportOf } from '../policy/report.js';
-import { PolicyWatcher } from '../policy/watch.js';
+import type { PolicyWatcher } from '../policy/watch.js';
 import { readPem } from './pem.js';
-import { startKube, startPipeline } from './pipeline.js';
+import { type KubeHandle, startKube, startPipeline } from './pipeline.js';
 import type { TraceOptions } from './trace.js';
 
 /**
@@ -98,7 +98,7 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
 
   // What readiness looks at; filled in as the parts start.
   let probes: AcceptProbes | undefined;
-  let kube: ReturnType<typeof startKube> | undefined;
+  let kube: KubeHandle | undefined;
   let spool: Spool | undefined;
   let publisher: Publisher | undefined;
   let stopping = false;
@@ -171,17 +171,19 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
     pub.publish(batch);
   };
 
-  kube = startKube({ kube: o.kube, nodeName: o.nodeName }, log);
+  kube = await startKube({ kube: o.kube, nodeName: o.nodeName }, log);
   const kubeSource = kube.source;
-  const watcher =
-    policyConfig?.resources && kube.kubeConfig
-      ? new PolicyWatcher({
-          kubeConfig: kube.kubeConfig,
-          adminNamespace: policyConfig.adminNamespace,
-          writeStatus: policyConfig.writeStatus,
-          log: log.child({ module: 'policy-watch' }),
-        })
-      : undefined;
+  // Imported only with a Kubernetes configuration: the watcher's module loads client-node.
+  let watcher: PolicyWatcher | undefined;
+  if (policyConfig?.resources && kube.kubeConfig) {
+    const { PolicyWatcher } = await import('../policy/watch.js');
+    watcher = new PolicyWatcher({
+      kubeConfig: kube.kubeConfig,
+      adminNamespace: policyConfig.adminNamespace,
+      writeStatus: policyConfig.writeStatus,
+      log: log.child({ module: 'policy-watch' }),
+    });
+  }
   if (policyConfig?.resources && !watcher)
     log.warn('no Kubernetes API: AcceptAuditPolicy objects cannot be watched; only the configuration policy rules apply');
   void watcher?.start();

@@ -34,7 +34,7 @@ export interface PipelinePolicy {
 
 export function startPipeline(o: {
   probes: AcceptProbes;
-  kube: ReturnType<typeof startKube>;
+  kube: KubeHandle;
   nodeName: string;
   pollMs: number;
   pendingDeadlineMs: number;
@@ -99,13 +99,21 @@ export function startPipeline(o: {
   };
 }
 
-/** Pod metadata for trace and agent: off, absent (said why), or a started source. */
-export function startKube(
-  o: Pick<TraceOptions, 'kube' | 'nodeName'>,
-  log: Logger,
-): { source?: KubeMetadataSource; kubeConfig?: KubeConfig; reason?: string; detail: string } {
+/** What startKube found: off, absent (said why), or a started source. */
+export interface KubeHandle {
+  source?: KubeMetadataSource;
+  kubeConfig?: KubeConfig;
+  reason?: string;
+  detail: string;
+}
+
+/**
+ * Pod metadata for trace and agent: off, absent (said why), or a started source.
+ * Async because client-node is imported only when a configuration was found (config.ts).
+ */
+export async function startKube(o: Pick<TraceOptions, 'kube' | 'nodeName'>, log: Logger): Promise<KubeHandle> {
   if (!o.kube.enabled) return { reason: 'Kubernetes metadata disabled (--no-kube)', detail: 'disabled (--no-kube)' };
-  const loaded = loadKubeConfig({ env: o.kube.env, kubeconfigPath: o.kube.kubeconfigPath });
+  const loaded = await loadKubeConfig({ env: o.kube.env, kubeconfigPath: o.kube.kubeconfigPath });
   if (!loaded.kubeConfig) {
     if (o.kube.kubeconfigPath)
       log.warn({ reason: loaded.reason }, 'cannot use the given kubeconfig; continuing without pod metadata');

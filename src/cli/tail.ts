@@ -134,7 +134,7 @@ function connectError(server: string, e: ClientError): TailConnectError {
  * token, so with --insecure only an explicit --token-file is refused and the
  * kubeconfig is not consulted.
  */
-function authorization(o: TailOptions, log: Logger): string | undefined {
+async function authorization(o: TailOptions, log: Logger): Promise<string | undefined> {
   if (o.tokenFile) {
     if (o.insecure) throw usage('--token-file cannot be combined with --insecure', 'a token is never sent in plaintext: use TLS');
     let token: string;
@@ -150,7 +150,7 @@ function authorization(o: TailOptions, log: Logger): string | undefined {
     return `Bearer ${token}`;
   }
   if (o.insecure) return undefined;
-  const loaded = loadKubeConfig({ env: o.env ?? {}, ...(o.kubeconfig ? { kubeconfigPath: o.kubeconfig } : {}) });
+  const loaded = await loadKubeConfig({ env: o.env ?? {}, ...(o.kubeconfig ? { kubeconfigPath: o.kubeconfig } : {}) });
   const user = loaded.kubeConfig?.getCurrentUser();
   const token = user?.token;
   if (!token) {
@@ -163,7 +163,7 @@ function authorization(o: TailOptions, log: Logger): string | undefined {
 export async function runTail(o: TailOptions, io: TailIO): Promise<TailResult> {
   if (!parseHostPort(o.server)) throw usage(`--server "${o.server}" is not host:port`, 'e.g. --server doorwatch-collector:7443');
   const creds = credentials(o);
-  const auth = authorization(o, io.log);
+  const auth = await authorization(o, io.log);
   const filter = toFilter(o.filter);
   const channel = createChannel(o.server, creds);
   const client = createClient(CollectorServiceDefinition, channel);

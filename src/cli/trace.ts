@@ -129,7 +129,7 @@ export async function runTrace(o: TraceOptions, io: TraceIO): Promise<TraceResul
   });
 
   const engine = tracePolicy(o);
-  const kube = startKube(o, io.log);
+  const kube = await startKube(o, io.log);
   const probes = AcceptProbes.load({ ringBytes: o.ringBytes, includeEagain: o.includeEagain, log: io.log });
   const withPods = kube.source !== undefined;
   if (o.output === 'table') io.stdout.write(`${tableHeader(withPods)}\n`);

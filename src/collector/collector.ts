@@ -108,7 +108,13 @@ export async function startCollector(config: CollectorConfig, deps: CollectorDep
   await serverCredentials(config, deps.source); // every TLS problem reported by key, before anything starts
   const tlsMaterial = await readTlsMaterial(config);
   const refusals = new Refusals({ log, intervalMs: config.limits.refusalLogIntervalMs });
-  const auth: AuthSetup = createAuth(config, { log, clock, env: deps.env, kubeAuthApi: deps.kubeAuthApi, source: deps.source });
+  const auth: AuthSetup = await createAuth(config, {
+    log,
+    clock,
+    env: deps.env,
+    kubeAuthApi: deps.kubeAuthApi,
+    source: deps.source,
+  });
   const sinks = await createSinks(config, deps);
 
   const streams = new StreamTable(sinks.filter((s) => s.config.required).map((s) => s.config.name));

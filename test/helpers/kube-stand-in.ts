@@ -25,7 +25,7 @@ export interface KubeStandIn {
 /** The stand-in and a kubeconfig for it. */
 export async function kubeApiStandIn(): Promise<KubeStandIn> {
   const api = await KubeApiServer.create();
-  const loaded = loadKubeConfig({ env: {}, kubeconfigPath: api.writeKubeconfig(tempDir()) });
+  const loaded = await loadKubeConfig({ env: {}, kubeconfigPath: api.writeKubeconfig(tempDir()) });
   assert.ok(loaded.kubeConfig, `the stand-in's kubeconfig loads: ${loaded.kubeConfig ? '' : loaded.reason}`);
   return { api, kubeConfig: loaded.kubeConfig };
 }

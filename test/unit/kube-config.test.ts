@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CoreV1Api } from '@kubernetes/client-node';
-import { loadKubeConfig } from '../../src/enrich/kube/config.js';
+import { type LoadedKubeConfig, loadKubeConfig } from '../../src/enrich/kube/config.js';
 import { KubeApiServer, tempDir } from '../helpers/kube-api-server.js';
 
 let server: KubeApiServer;
@@ -15,7 +15,7 @@ after(() => server.close());
 const emptyHome = () => tempDir('doorwatch-home-');
 
 /** Proves the loaded config really authenticates against the stand-in. */
-async function canList(r: ReturnType<typeof loadKubeConfig>): Promise<void> {
+async function canList(r: LoadedKubeConfig): Promise<void> {
   assert.ok(r.kubeConfig, 'reason' in r ? r.reason : '');
   const list = await r.kubeConfig.makeApiClient(CoreV1Api).listNamespace();
   assert.equal(list.kind, 'NamespaceList');
@@ -24,7 +24,7 @@ async function canList(r: ReturnType<typeof loadKubeConfig>): Promise<void> {
 describe('kube config discovery', () => {
   it('in-cluster: service env + mounted token and CA; the token file is re-read (rotation), not copied', async () => {
     const sa = server.writeServiceAccount(join(tempDir(), 'sa'));
-    const r = loadKubeConfig({ env: sa.env, serviceAccountDir: sa.dir, homeDir: emptyHome() });
+    const r = await loadKubeConfig({ env: sa.env, serviceAccountDir: sa.dir, homeDir: emptyHome() });
     assert.ok(r.kubeConfig);
     assert.equal(r.source, 'in-cluster');
     assert.equal(r.server, server.url);
@@ -32,20 +32,20 @@ describe('kube config discovery', () => {
     await canList(r);
   });
 
-  it('in-cluster wins over KUBECONFIG; without a mounted token it falls through to KUBECONFIG', () => {
+  it('in-cluster wins over KUBECONFIG; without a mounted token it falls through to KUBECONFIG', async () => {
     const dir = tempDir();
     const sa = server.writeServiceAccount(join(dir, 'sa'));
     const kubeconfig = server.writeKubeconfig(dir);
     const env = { ...sa.env, KUBECONFIG: kubeconfig };
-    const r1 = loadKubeConfig({ env, serviceAccountDir: sa.dir, homeDir: emptyHome() });
+    const r1 = await loadKubeConfig({ env, serviceAccountDir: sa.dir, homeDir: emptyHome() });
     assert.equal(r1.kubeConfig && r1.source, 'in-cluster');
-    const r2 = loadKubeConfig({ env, serviceAccountDir: join(dir, 'nowhere'), homeDir: emptyHome() });
+    const r2 = await loadKubeConfig({ env, serviceAccountDir: join(dir, 'nowhere'), homeDir: emptyHome() });
     assert.equal(r2.kubeConfig && r2.source, 'KUBECONFIG');
   });
 
-  it('brackets an IPv6 service address', () => {
+  it('brackets an IPv6 service address', async () => {
     const sa = server.writeServiceAccount(join(tempDir(), 'sa'));
-    const r = loadKubeConfig({
+    const r = await loadKubeConfig({
       env: { KUBERNETES_SERVICE_HOST: 'fd00::1', KUBERNETES_SERVICE_PORT: '443' },
       serviceAccountDir: sa.dir,
     });
@@ -57,15 +57,15 @@ describe('kube config discovery', () => {
     const good = server.writeKubeconfig(dir, { fileName: 'a' });
     // Same names, wrong token: must not override the first file.
     const shadow = server.writeKubeconfig(dir, { fileName: 'b', token: 'wrong' });
-    const r = loadKubeConfig({ env: { KUBECONFIG: [join(dir, 'missing'), good, shadow].join(':') }, homeDir: emptyHome() });
+    const r = await loadKubeConfig({ env: { KUBECONFIG: [join(dir, 'missing'), good, shadow].join(':') }, homeDir: emptyHome() });
     assert.equal(r.kubeConfig && r.source, 'KUBECONFIG');
     await canList(r);
   });
 
-  it('KUBECONFIG naming no file is an answer with a reason (~/.kube/config is not consulted)', () => {
+  it('KUBECONFIG naming no file is an answer with a reason (~/.kube/config is not consulted)', async () => {
     const home = emptyHome();
     server.writeKubeconfig(join(home, '.kube'), { fileName: 'config' });
-    const r = loadKubeConfig({ env: { KUBECONFIG: '/nonexistent/kubeconfig' }, homeDir: home });
+    const r = await loadKubeConfig({ env: { KUBECONFIG: '/nonexistent/kubeconfig' }, homeDir: home });
     assert.equal(r.kubeConfig, undefined);
     assert.match('reason' in r ? r.reason : '', /KUBECONFIG \/nonexistent\/kubeconfig: no such readable file/);
   });
@@ -73,27 +73,27 @@ describe('kube config discovery', () => {
   it('~/.kube/config as the last resort', async () => {
     const home = emptyHome();
     server.writeKubeconfig(join(home, '.kube'), { fileName: 'config' });
-    const r = loadKubeConfig({ env: {}, homeDir: home });
+    const r = await loadKubeConfig({ env: {}, homeDir: home });
     assert.equal(r.kubeConfig && r.source, 'home');
     await canList(r);
   });
 
-  it('an explicit path beats everything', () => {
+  it('an explicit path beats everything', async () => {
     const dir = tempDir();
     const sa = server.writeServiceAccount(join(dir, 'sa'));
     const path = server.writeKubeconfig(dir, { fileName: 'explicit' });
-    const r = loadKubeConfig({ env: sa.env, serviceAccountDir: sa.dir, kubeconfigPath: path });
+    const r = await loadKubeConfig({ env: sa.env, serviceAccountDir: sa.dir, kubeconfigPath: path });
     assert.equal(r.kubeConfig && r.source, 'flag');
   });
 
-  it('nothing found: undefined with every reason, never a silent localhost:8080', () => {
-    const r = loadKubeConfig({ env: {}, homeDir: emptyHome() });
+  it('nothing found: undefined with every reason, never a silent localhost:8080', async () => {
+    const r = await loadKubeConfig({ env: {}, homeDir: emptyHome() });
     assert.equal(r.kubeConfig, undefined);
     const reason = 'reason' in r ? r.reason : '';
     assert.match(reason, /not in a pod \(KUBERNETES_SERVICE_HOST unset\)/);
     assert.match(reason, /KUBECONFIG unset/);
     assert.match(reason, /no .*\.kube\/config/);
-    const inPod = loadKubeConfig({
+    const inPod = await loadKubeConfig({
       env: { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' },
       serviceAccountDir: join(tempDir(), 'none'),
       homeDir: emptyHome(),
@@ -101,14 +101,14 @@ describe('kube config discovery', () => {
     assert.match('reason' in inPod ? inPod.reason : '', /no ServiceAccount token at .*automountServiceAccountToken/);
   });
 
-  it('a broken or incomplete kubeconfig is a reason, not a throw', () => {
+  it('a broken or incomplete kubeconfig is a reason, not a throw', async () => {
     const dir = tempDir();
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'broken'), 'clusters: [unclosed\n');
-    const broken = loadKubeConfig({ env: {}, kubeconfigPath: join(dir, 'broken') });
+    const broken = await loadKubeConfig({ env: {}, kubeconfigPath: join(dir, 'broken') });
     assert.equal(broken.kubeConfig, undefined);
     writeFileSync(join(dir, 'nocontext'), 'apiVersion: v1\nkind: Config\nclusters: []\nusers: []\ncontexts: []\n');
-    const none = loadKubeConfig({ env: {}, kubeconfigPath: join(dir, 'nocontext') });
+    const none = await loadKubeConfig({ env: {}, kubeconfigPath: join(dir, 'nocontext') });
     assert.match('reason' in none ? none.reason : '', /no current-context/);
   });
 });

@@ -4,7 +4,7 @@ import type { Logger } from '../../log/logger.js';
 import type { Clock } from '../async.js';
 import type { CollectorConfig } from '../config.js';
 import { type Authorizer, certificateAuthorizer, kubernetesAuthorizer, openAuthorizer } from './authorizer.js';
-import { type KubeAuthApi, kubeAuthApi } from './kube-api.js';
+import type { KubeAuthApi } from './kube-api.js';
 import { InstanceRegistry } from './publish-guard.js';
 import { TokenAuthenticator } from './token-authenticator.js';
 
@@ -25,7 +25,7 @@ export interface AuthDeps {
   source: string | undefined;
 }
 
-export function createAuth(config: CollectorConfig, deps: AuthDeps): AuthSetup {
+export async function createAuth(config: CollectorConfig, deps: AuthDeps): Promise<AuthSetup> {
   const instances = new InstanceRegistry();
   const a = config.auth;
   if (a.mode === 'none') return { authorizer: openAuthorizer, instances, tokens: undefined };
@@ -39,7 +39,7 @@ export function createAuth(config: CollectorConfig, deps: AuthDeps): AuthSetup {
   }
   let api = deps.kubeAuthApi;
   if (!api) {
-    const loaded = loadKubeConfig({
+    const loaded = await loadKubeConfig({
       env: deps.env ?? {},
       ...(a.kubernetes.kubeconfig ? { kubeconfigPath: a.kubernetes.kubeconfig } : {}),
     });
@@ -48,6 +48,8 @@ export function createAuth(config: CollectorConfig, deps: AuthDeps): AuthSetup {
         `auth.mode: kubernetes needs the Kubernetes API (in-cluster, auth.kubernetes.kubeconfig or KUBECONFIG): ${loaded.reason}`,
       ]);
     }
+    // Imported here: kube-api.ts loads client-node, which auth modes none and certificate never need.
+    const { kubeAuthApi } = await import('./kube-api.js');
     api = kubeAuthApi(loaded.kubeConfig);
   }
   const tokens = new TokenAuthenticator({ api, clock: deps.clock, log: deps.log, cacheMaxMs: a.kubernetes.cacheMaxMs });

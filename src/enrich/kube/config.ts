@@ -1,7 +1,7 @@
 import { accessSync, constants } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 
 /**
  * Where the Kubernetes credentials come from, in client-go's habits:
@@ -12,6 +12,11 @@ import { KubeConfig } from '@kubernetes/client-node';
  * Nothing found is an answer, not an exception: the agent runs without pod
  * metadata and says why. Not `KubeConfig.loadFromDefault()`: it reads
  * process.env itself and, finding nothing, silently points at http://localhost:8080.
+ *
+ * Discovery (which variables and files exist) is synchronous and comes first;
+ * client-node itself (~70 MiB of RSS and ~0.5 s of CPU to import: its index
+ * loads every generated API model) is imported only once something was found,
+ * so `--no-kube` and hosts without any Kubernetes configuration never load it.
  */
 
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -42,7 +47,14 @@ function readable(path: string): boolean {
   }
 }
 
-export function loadKubeConfig(d: KubeConfigDiscovery): LoadedKubeConfig {
+type KubeConfigClass = typeof KubeConfig;
+
+/** client-node's KubeConfig, imported on first use (see above). */
+async function kubeConfigClass(): Promise<KubeConfigClass> {
+  return (await import('@kubernetes/client-node')).KubeConfig;
+}
+
+export async function loadKubeConfig(d: KubeConfigDiscovery): Promise<LoadedKubeConfig> {
   const env = d.env;
   if (d.kubeconfigPath) return fromFiles([d.kubeconfigPath], 'flag');
 
@@ -50,7 +62,7 @@ export function loadKubeConfig(d: KubeConfigDiscovery): LoadedKubeConfig {
   const host = env.KUBERNETES_SERVICE_HOST;
   if (!host) tried.push('not in a pod (KUBERNETES_SERVICE_HOST unset)');
   else {
-    const inCluster = fromServiceAccount(host, env.KUBERNETES_SERVICE_PORT, d.serviceAccountDir ?? SERVICE_ACCOUNT_DIR);
+    const inCluster = await fromServiceAccount(host, env.KUBERNETES_SERVICE_PORT, d.serviceAccountDir ?? SERVICE_ACCOUNT_DIR);
     if (inCluster.kubeConfig) return inCluster;
     tried.push(inCluster.reason);
   }
@@ -59,7 +71,7 @@ export function loadKubeConfig(d: KubeConfigDiscovery): LoadedKubeConfig {
   if (list) {
     // client-go: when KUBECONFIG is set, ~/.kube/config is not consulted.
     const files = list.split(delimiter).filter((f) => f !== '');
-    const r = fromFiles(files, 'KUBECONFIG');
+    const r = await fromFiles(files, 'KUBECONFIG');
     if (r.kubeConfig) return r;
     return { kubeConfig: undefined, reason: `no Kubernetes credentials: ${[...tried, r.reason].join('; ')}` };
   }
@@ -71,7 +83,7 @@ export function loadKubeConfig(d: KubeConfigDiscovery): LoadedKubeConfig {
   return { kubeConfig: undefined, reason: `no Kubernetes credentials: ${tried.join('; ')}` };
 }
 
-function fromServiceAccount(host: string, port: string | undefined, dir: string): LoadedKubeConfig {
+async function fromServiceAccount(host: string, port: string | undefined, dir: string): Promise<LoadedKubeConfig> {
   if (!port) return { kubeConfig: undefined, reason: 'KUBERNETES_SERVICE_HOST is set but KUBERNETES_SERVICE_PORT is not' };
   const tokenFile = join(dir, 'token');
   if (!readable(tokenFile)) {
@@ -84,7 +96,7 @@ function fromServiceAccount(host: string, port: string | undefined, dir: string)
   const hasCa = readable(caFile);
   // The apiserver's in-cluster endpoint is always HTTPS; IPv6 service IPs need brackets.
   const server = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  const kc = new KubeConfig();
+  const kc = new (await kubeConfigClass())();
   kc.loadFromOptions({
     clusters: [{ name: 'in-cluster', server, skipTLSVerify: false, ...(hasCa ? { caFile } : {}) }],
     // The tokenFile provider re-reads the file (every 60 s): projected tokens rotate hourly.
@@ -96,7 +108,7 @@ function fromServiceAccount(host: string, port: string | undefined, dir: string)
   return { kubeConfig: kc, source: 'in-cluster', server, detail };
 }
 
-function fromFiles(files: string[], source: KubeConfigSource): LoadedKubeConfig {
+async function fromFiles(files: string[], source: KubeConfigSource): Promise<LoadedKubeConfig> {
   const present = files.filter(readable);
   if (present.length === 0) {
     return {
@@ -104,11 +116,12 @@ function fromFiles(files: string[], source: KubeConfigSource): LoadedKubeConfig 
       reason: `${source === 'flag' ? 'kubeconfig' : source} ${files.join(delimiter)}: no such readable file`,
     };
   }
-  const kc = new KubeConfig();
+  const KubeConfigCtor = await kubeConfigClass();
+  const kc = new KubeConfigCtor();
   try {
     kc.loadFromFile(present[0]!);
     for (const f of present.slice(1)) {
-      const more = new KubeConfig();
+      const more = new KubeConfigCtor();
       more.loadFromFile(f);
       mergeFirstWins(kc, more);
     }

@@ -1,7 +1,6 @@
 import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../log/logger.js';
 import { ALL_KEYS, compileAllowList, NO_KEYS } from './allow-list.js';
-import { kubeApi } from './api.js';
 import { CoalescedChange } from './change.js';
 import { ResilientInformer } from './informer.js';
 import { type MetaFilters, parseContainerId, toNamespaceMeta, toPodMeta } from './pod-meta.js';
@@ -71,6 +70,9 @@ export class KubeMetadataSource {
 
   async #start(): Promise<void> {
     const o = this.#o;
+    // The transport (client-node's API classes) is imported here, not at the top: a process that never
+    // starts a source (--no-kube, no configuration found) never loads client-node (see config.ts).
+    const { kubeApi } = await import('./api.js');
     const api = kubeApi(o.kubeConfig);
     const backoff = o.backoff ?? DEFAULT_BACKOFF;
     const fieldSelector = `spec.nodeName=${o.nodeName}`;
