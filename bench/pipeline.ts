@@ -126,7 +126,11 @@ async function httpText(url: string): Promise<string> {
   return res.text();
 }
 
-/** The jsonl file, read from where the last read stopped: lines of `pid`, and their accept times. */
+/**
+ * The jsonl file, read from where the last read stopped: lines of `pid`, and their accept times. Emptied
+ * after every phase (truncate), and the sink's rotation set far beyond what a run writes: the sink counts
+ * the bytes it wrote, not the file's size, and a rotation mid-phase would hide lines from this reader.
+ */
 class JsonlTail {
   #off = 0;
   #rest = '';
@@ -229,7 +233,7 @@ writeFileSync(
   `${JSON.stringify({
     listen: `127.0.0.1:${grpcPort}`,
     tls: { cert: pki.server.cert, key: pki.server.key, clientCa: pki.caFile },
-    sinks: [{ name: 'file', type: 'jsonl', required: true, format: 'native', path: jsonl, maxBytes: '8GiB', maxFiles: 2 }],
+    sinks: [{ name: 'file', type: 'jsonl', required: true, format: 'native', path: jsonl, maxBytes: '1024GiB', maxFiles: 2 }],
   })}\n`,
 );
 // BENCH_COLLECTOR_BIN: another build's bin/doorwatch.js as the collector (an agent change measured against a fixed collector).
@@ -350,6 +354,13 @@ async function phase(name: string, o: { connections: number; rate?: number; late
   const ring = ringFull(metrics1) - ring0;
   const drops = agentDrops(metrics1) - drops0;
   const busy = readBusy() - busy0;
+  if (delivered < result.connections) {
+    // Say why: the agent's and the collector's last log lines (warnings and errors).
+    process.stderr.write(
+      `bench/pipeline: ${name}: ${result.connections - delivered} not in the file after 10 s without progress\n` +
+        `--- agent stderr (tail) ---\n${agent.stderr().slice(-3000)}\n--- collector stderr (tail) ---\n${collector.stderr().slice(-3000)}\n`,
+    );
+  }
   const sorted = [...rss].sort((a, b) => a - b);
   lat.sort((a, b) => a - b);
   const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))];
