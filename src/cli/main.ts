@@ -196,7 +196,11 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
       ).choices(['drop-oldest', 'drop-newest']),
     )
     .option('--batch-max-events <n>', 'events per batch (default 500)', wrap(int(1, 100_000, 'batch size')))
-    .option('--batch-max-delay <duration>', 'longest an event waits for a fuller batch while earlier ones are unacknowledged (default 50ms)', wrap(parseDuration))
+    .option(
+      '--batch-max-delay <duration>',
+      'longest an event waits for a fuller batch while earlier ones are unacknowledged (default 50ms)',
+      wrap(parseDuration),
+    )
     .option(
       '--flush-timeout <duration>',
       'on shutdown, wait this long for acks of pending events (default 5s)',

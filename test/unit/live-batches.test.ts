@@ -91,7 +91,7 @@ describe('LiveBatches', () => {
     const copies = taken.map((t) => Buffer.from(t.bytes));
     // More events while the first four batches are in flight: their bytes must not move.
     fill(live, events.slice(2000));
-    taken.forEach((t, i) => assert.deepEqual(Buffer.from(t.bytes), copies[i], `in-flight batch ${i} intact`));
+    for (const [i, t] of taken.entries()) assert.deepEqual(Buffer.from(t.bytes), copies[i], `in-flight batch ${i} intact`);
     assert.equal(live.slabs.free, 0, 'nothing reusable while in flight');
     for (const t of taken) t.release();
     for (const t of taken) t.release(); // twice: no effect
