@@ -54,11 +54,8 @@ export function buildBenchJs(): void {
   execFileSync(join(ROOT, 'node_modules/.bin/tsc'), ['-p', join(ROOT, 'bench/tsconfig.json')], { stdio: 'inherit' });
 }
 
-/** The V8 flags bin/doorwatch.js runs with (its shebang), plus any from BENCH_AGENT_NODE_ARGS ("--cpu-prof ..."). */
-export const benchNodeArgs = () => [
-  '--max-semi-space-size=64',
-  ...(process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean),
-];
+/** Node flags for the compiled bench agents: none, as bin/doorwatch.js (issue 10), plus any from BENCH_AGENT_NODE_ARGS ("--cpu-prof ..."). */
+export const benchNodeArgs = () => (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
 
 /**
  * A compiled bench agent in its own Node process (benchNodeArgs), stdin for its commands, JSON lines read
