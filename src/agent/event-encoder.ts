@@ -34,6 +34,26 @@ import {
 
 const scratch = new DataView(new ArrayBuffer(8));
 
+/** Bytes of n as a protobuf varint (n < 2^32). */
+export function varintLength(n: number): number {
+  let len = 1;
+  while (n > 0x7f) {
+    n >>>= 7;
+    len++;
+  }
+  return len;
+}
+
+/** n as a varint at out[off]; returns the offset after it. */
+export function writeVarint(n: number, out: Uint8Array, off: number): number {
+  while (n > 0x7f) {
+    out[off++] = (n & 0x7f) | 0x80;
+    n >>>= 7;
+  }
+  out[off++] = n;
+  return off;
+}
+
 export class ByteSink {
   buf: Buffer;
   pos = 0;

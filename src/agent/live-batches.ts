@@ -1,5 +1,6 @@
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { LossCounters } from '../gen/doorwatch/v1/collector.js';
+import { varintLength, writeVarint } from './event-encoder.js';
 
 /**
  * Events spooled in this process and not yet sent, kept as the bytes of the
@@ -46,24 +47,6 @@ interface Batch {
   skip: number;
   /** When its first event was appended (now()). */
   since: number;
-}
-
-function varintLength(n: number): number {
-  let len = 1;
-  while (n > 0x7f) {
-    n >>>= 7;
-    len++;
-  }
-  return len;
-}
-
-function writeVarint(n: number, out: Uint8Array, off: number): number {
-  while (n > 0x7f) {
-    out[off++] = (n & 0x7f) | 0x80;
-    n >>>= 7;
-  }
-  out[off++] = n;
-  return off;
 }
 
 function uint64Bytes(v: bigint): Uint8Array {

@@ -1,6 +1,6 @@
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { CollectorServiceDefinition, LossCounters, PublishRequest } from '../gen/doorwatch/v1/collector.js';
-import { encodeEvent } from './event-encoder.js';
+import { encodeEvent, varintLength, writeVarint } from './event-encoder.js';
 
 /**
  * Each event is protobuf-encoded once, into its spool record
@@ -12,24 +12,6 @@ import { encodeEvent } from './event-encoder.js';
  */
 
 export { encodeEvent } from './event-encoder.js';
-
-function varintLength(n: number): number {
-  let len = 1;
-  while (n > 0x7f) {
-    n >>>= 7;
-    len++;
-  }
-  return len;
-}
-
-function writeVarint(n: number, out: Uint8Array, off: number): number {
-  while (n > 0x7f) {
-    out[off++] = (n & 0x7f) | 0x80;
-    n >>>= 7;
-  }
-  out[off++] = n;
-  return off;
-}
 
 /** Events of a batch as encoded bytes: parts[i].subarray(skip) is event i's protobuf. */
 export interface EncodedEvents {
