@@ -125,6 +125,14 @@ interface Session {
  */
 const DEFAULT_MAX_LIVE_BYTES = 16 * 1024 * 1024;
 
+/**
+ * While events keep coming, batches leave at most this often even when the
+ * collector has acknowledged everything (it answers within one 10 ms drain):
+ * a batch's fixed cost (a gRPC message, TLS records, an ack) is then shared by
+ * two or three drains' events, for at most this much latency.
+ */
+const MIN_INTERVAL_MS = 25;
+
 /** A channel that stayed READY this long resets the backoff even without an ack. */
 const STABLE_MS = 10_000;
 /** A TLS handshake (the preflight) that takes longer than this counts as a failed attempt. */
@@ -177,6 +185,9 @@ export class Publisher {
    */
   readonly #live: LiveBatches;
   #flushTimer: NodeJS.Timeout | undefined;
+  #flushAt = 0;
+  /** When the last live batch was sent (now()). */
+  #lastSentAt = Number.NEGATIVE_INFINITY;
   #flushing = false;
   #pendingLosses = zeroLosses();
   /** Spool drops attached to batches not yet acknowledged. */
@@ -482,11 +493,15 @@ export class Publisher {
       if (head === undefined) return undefined;
       s.cursor = head;
     }
-    // Nothing in flight: send now (the latency case). Otherwise a partial batch
-    // waits for more events, the next ack (#onAck pumps) or maxDelayMs.
-    const waited = this.#now() - (live.headSince ?? 0);
-    if (!live.headFull && live.headIsTail && !this.#flushing && s.inFlight.length > 0 && waited < this.#maxDelayMs)
-      return undefined;
+    // A partial batch waits for more events while earlier batches are unacknowledged (until
+    // the next ack: #onAck pumps), or while the last one left less than MIN_INTERVAL_MS ago
+    // (events keep coming: each batch costs a gRPC message, TLS and an ack), never longer
+    // than maxDelayMs. Nothing in flight and a quiet stream: it leaves at once.
+    const now = this.#now();
+    const waited = now - (live.headSince ?? 0);
+    const busy = s.inFlight.length > 0 || now - this.#lastSentAt < MIN_INTERVAL_MS;
+    if (!live.headFull && live.headIsTail && !this.#flushing && busy && waited < this.#maxDelayMs) return undefined;
+    this.#lastSentAt = now;
     const losses = this.#takeLosses();
     const req = live.takeRequest(losses)!;
     s.cursor = req.firstSeq + BigInt(req.count);
@@ -504,14 +519,23 @@ export class Publisher {
   }
 
   #armFlushTimer(s: Session): void {
-    if (this.#flushTimer || !s.space.current || s.inFlight.length >= this.#maxBatches) return;
+    if (!s.space.current || s.inFlight.length >= this.#maxBatches) return;
     const since = this.#live.headSince;
     if (since === undefined) return;
-    const wait = Math.max(0, since + this.#maxDelayMs - this.#now());
-    this.#flushTimer = setTimeout(() => {
-      this.#flushTimer = undefined;
-      this.#pump();
-    }, wait);
+    let at = since + this.#maxDelayMs;
+    if (s.inFlight.length === 0) at = Math.min(at, this.#lastSentAt + MIN_INTERVAL_MS);
+    if (this.#flushTimer) {
+      if (at >= this.#flushAt) return;
+      clearTimeout(this.#flushTimer);
+    }
+    this.#flushAt = at;
+    this.#flushTimer = setTimeout(
+      () => {
+        this.#flushTimer = undefined;
+        this.#pump();
+      },
+      Math.max(0, at - this.#now()),
+    );
     this.#flushTimer.unref();
   }
 

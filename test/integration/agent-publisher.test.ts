@@ -137,6 +137,30 @@ describe('Publisher over mTLS', () => {
     assert.throws(() => pub.publish(makeEvents(id, 10_001n, 1)), /publisher is closed/);
   });
 
+  it('batching waits only while more is coming: a lone event leaves at once, a trickle is coalesced', async () => {
+    const c = await collector();
+    const spool = openSpool(tempDir());
+    // maxDelay far beyond the test: whatever leaves, leaves without it.
+    const pub = publisher(c.target, spool, { batch: { maxEvents: 500, maxDelayMs: 60_000 } }).start();
+    const id = spool.identity;
+    const key = spaceKey(id);
+    await until(() => pub.status().connected, 'connected', 5_000);
+    const t0 = Date.now();
+    pub.publish(makeEvents(id, 1n, 1));
+    await until(() => c.watermark(key) === 1n, 'the lone event acknowledged', 5_000);
+    assert.ok(Date.now() - t0 < 5_000, 'it did not wait for maxDelay');
+    const before = c.batches.length;
+    // 40 drains' worth, 5 ms apart: each would be its own batch without coalescing.
+    for (let i = 0; i < 40; i++) {
+      pub.publish(makeEvents(id, 2n + BigInt(i) * 10n, 10));
+      await sleep(5);
+    }
+    await until(() => c.watermark(key) === 401n, 'the trickle acknowledged', 10_000);
+    const batches = c.batches.length - before;
+    assert.ok(batches <= 20 && batches >= 2, `coalesced into ${batches} batches (every 25 ms at most, not one per drain)`);
+    assert.deepEqual(seqs(c.delivered(key)), range(1, 401));
+  });
+
   it('a collector stopped mid-stream and restarted on the same port gets every event; only unacked ones are resent', async () => {
     // Acks lag 100 ms: when the collector dies it has persisted events the agent never heard about.
     const c = await collector({ ack: { lateMs: 100 } });
