@@ -34,6 +34,22 @@ while True:
     c, a = s.accept(); c.close()
 `;
 
+/**
+ * The second octet of this run's pod addresses (10.X.i.2): one no interface on the host uses yet. A run
+ * killed before its cleanup leaves its veths behind; a new run that took the same 10.X/16 would have its
+ * connections routed to the dead run's namespace (ECONNREFUSED), so the choice looks at what is there.
+ */
+function freeOctet(seed: number): number {
+  const used = new Set<number>();
+  const out = execFileSync('ip', ['-o', '-4', 'addr', 'show'], { encoding: 'utf8' });
+  for (const m of out.matchAll(/inet 10\.(\d+)\./g)) used.add(Number(m[1]));
+  for (let k = 0; k < 100; k++) {
+    const octet = 100 + ((seed + k) % 100);
+    if (!used.has(octet)) return octet;
+  }
+  throw new Error('no free 10.X/16 for simulated pods (10.100-10.199 all in use): stale dw-* network namespaces?');
+}
+
 /** Something to Atomics.wait() on: a synchronous sleep without spawning `sleep`. */
 const PAUSE = new Int32Array(new SharedArrayBuffer(4));
 
@@ -77,12 +93,15 @@ export class PodSim {
   }
 
   /** A pod-like network namespace with a veth to the host; returns the pod's IP. */
+  #octet: number | undefined;
+
   makeNetns(): { name: string; ip: string } {
     const i = this.#netIndex++;
     const name = `dw-${this.run}-${i}`;
     const host = `dwh${this.run}${i}`;
     const peer = `dwp${this.run}${i}`;
-    const octet = 100 + (Number.parseInt(this.run, 16) % 100);
+    this.#octet ??= freeOctet(Number.parseInt(this.run, 16));
+    const octet = this.#octet;
     sh('ip', ['netns', 'add', name]);
     this.#cleanups.push(() => {
       try {
