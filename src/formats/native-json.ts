@@ -462,9 +462,6 @@ function writeEachField(w: JsonWriter, ev: AcceptEvent): void {
   const s = ev.socket;
   const l = ev.listener;
   const u = ev.userAddress;
-  const n = ev.namespaces;
-  const cg = ev.cgroup;
-  const en = ev.enrichment;
   w.room(0);
   w.k(K.eventId);
   w.str(ev.eventId);
@@ -564,6 +561,14 @@ function writeEachField(w: JsonWriter, ev: AcceptEvent): void {
     w.bool(u.mismatch);
     w.byte(0x7d);
   } else w.k(K.null);
+  writeTail(w, ev);
+}
+
+/** namespaces … policy: the end of every event line, as the full writer and the fast path both write it. */
+function writeTail(w: JsonWriter, ev: AcceptEvent): void {
+  const n = ev.namespaces;
+  const cg = ev.cgroup;
+  const en = ev.enrichment;
   w.k(K.namespaces);
   if (n) {
     w.k(K.mnt);
@@ -963,50 +968,7 @@ export function writeEventJson(w: JsonWriter, ev: AcceptEvent): void {
   w.k(K.mismatch);
   w.bool(u.mismatch);
   w.byte(0x7d);
-  w.k(K.namespaces);
-  w.k(K.mnt);
-  w.num(n.mnt);
-  w.k(K.nsPid);
-  w.num(n.pid);
-  w.k(K.net);
-  w.num(n.net);
-  w.k(K.uts);
-  w.num(n.uts);
-  w.byte(0x7d);
-  w.k(K.cgroup);
-  w.k(K.cgId);
-  w.big(cg.id);
-  w.k(K.cgV1);
-  w.big(cg.v1Id);
-  w.k(K.cgEnd);
-  w.k(K.container);
-  if (ct) container(w, ct);
-  else w.k(K.null);
-  w.k(K.pod);
-  if (ev.pod) pod(w, ev.pod);
-  else w.k(K.null);
-  w.k(K.enrichment);
-  if (en) {
-    w.k(K.status);
-    w.ascii(enrichmentStatusToJSON(en.status));
-    w.k(K.missing);
-    w.strings(en.missing);
-    w.k(K.reason);
-    w.str(en.reason);
-    w.k(K.cgroupFromProc);
-    w.bool(en.cgroupFromProc);
-    w.k(K.waitedMs);
-    w.num(en.waitedMs);
-    w.byte(0x7d);
-  } else w.k(K.null);
-  w.k(K.kind);
-  w.ascii(eventKindToJSON(ev.kind));
-  w.k(K.summary);
-  w.k(K.null);
-  w.k(K.policy);
-  if (pol) policy(w, pol);
-  else w.k(K.null);
-  w.k(K.end);
+  writeTail(w, ev); // namespaces and cgroup are present and summary absent here (the fast path's precondition)
   t.bytes = w.since(from);
   t.valid = true;
   t.fault = u.fault;
