@@ -9,6 +9,7 @@ import { type FakePod, PodSim } from '../test/helpers/pod-sim.js';
 import { freePort } from '../test/helpers/wait.js';
 import {
   buildStorm,
+  cpuWindow,
   exited,
   kill,
   killChildren,
@@ -311,7 +312,7 @@ async function phase(name: string, o: { connections: number; rate?: number; late
   const a0 = procCpuUs(aPid);
   const c0 = procCpuUs(cPid);
   const s0 = procCpuUs(ready.pid);
-  const busy0 = readBusy();
+  const window = cpuWindow();
   const t0 = performance.now();
   const rss: number[] = [];
   let cRssPeak = 0;
@@ -353,7 +354,7 @@ async function phase(name: string, o: { connections: number; rate?: number; late
   const metrics1 = await httpText(metricsUrl);
   const ring = ringFull(metrics1) - ring0;
   const drops = agentDrops(metrics1) - drops0;
-  const busy = readBusy() - busy0;
+  const busy = window.sample().busyUs;
   if (delivered < result.connections) {
     // Say why: the agent's and the collector's last log lines (warnings and errors).
     process.stderr.write(
@@ -381,12 +382,6 @@ async function phase(name: string, o: { connections: number; rate?: number; late
     p99Ms: o.latency ? pct(99) : undefined,
     noisePct: noisePct(busy, agentCpu + collectorCpu + (sCpu - s0), wallUs),
   };
-}
-
-function readBusy(): number {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = f;
-  return (user + nice + system + irq + softirq + steal) * 1e4; // USER_HZ 100 -> µs
 }
 
 const results: PhaseResult[][] = [];

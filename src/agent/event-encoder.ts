@@ -85,14 +85,7 @@ export class ByteSink {
   }
 
   varint(n: number): void {
-    const b = this.buf;
-    let p = this.pos;
-    while (n > 0x7f) {
-      b[p++] = (n & 0x7f) | 0x80;
-      n >>>= 7;
-    }
-    b[p++] = n;
-    this.pos = p;
+    this.pos = writeVarint(n, this.buf, this.pos);
   }
 
   int32(n: number): void {

@@ -76,14 +76,24 @@ export function decodeSegmentHeader(buf: Uint8Array): HeaderResult {
   }
 }
 
+/**
+ * Fill the header of the record whose payload (payloadLen bytes) follows it
+ * at b[at + RECORD_HEADER_BYTES]: length, seq, then the CRC over seq and
+ * payload. Returns the whole record, a view of b.
+ */
+export function sealRecord(b: Buffer, at: number, seq: bigint, payloadLen: number): Buffer {
+  b.writeUInt32LE(payloadLen, at);
+  b.writeBigUInt64LE(seq, at + 8);
+  const frame = b.subarray(at, at + RECORD_HEADER_BYTES + payloadLen);
+  b.writeUInt32LE(crc32(frame.subarray(8)), at + 4);
+  return frame;
+}
+
 /** One framed record. */
 export function encodeRecord(seq: bigint, payload: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(RECORD_HEADER_BYTES + payload.length);
-  out.writeUInt32LE(payload.length, 0);
-  out.writeBigUInt64LE(seq, 8);
   out.set(payload, RECORD_HEADER_BYTES);
-  out.writeUInt32LE(crc32(out.subarray(8)), 4);
-  return out;
+  return sealRecord(out, 0, seq, payload.length);
 }
 
 export type RecordResult =

@@ -15,14 +15,13 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
 import { readBootId } from '../capture/clock.js';
 import { parseSize } from '../config/units.js';
 import { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import { type Logger, silentLogger } from '../log/logger.js';
 import { WarnLimiter } from '../log/warn-limiter.js';
 import { ByteSink, encodeEventInto } from './event-encoder.js';
-import { decodeSegmentHeader, encodeSegmentHeader, RECORD_HEADER_BYTES, readRecord } from './spool-format.js';
+import { decodeSegmentHeader, encodeSegmentHeader, RECORD_HEADER_BYTES, readRecord, sealRecord } from './spool-format.js';
 
 /**
  * A bounded on-disk write-ahead spool of AcceptEvents (docs/transport.md).
@@ -142,13 +141,7 @@ function encodeFrame(w: ByteSink, ev: AcceptEvent): Buffer {
   w.ensure(RECORD_HEADER_BYTES);
   const at = w.pos;
   w.pos += RECORD_HEADER_BYTES;
-  const len = encodeEventInto(w, ev);
-  const b = w.buf;
-  b.writeUInt32LE(len, at);
-  b.writeBigUInt64LE(ev.seq, at + 8);
-  const frame = b.subarray(at, w.pos);
-  b.writeUInt32LE(crc32(frame.subarray(8)), at + 4);
-  return frame;
+  return sealRecord(w.buf, at, ev.seq, encodeEventInto(w, ev));
 }
 
 const keyOf = (id: SpoolIdentity): string => `${id.instanceId}/${id.bootId}`;

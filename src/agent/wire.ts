@@ -1,12 +1,12 @@
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
-import { CollectorServiceDefinition, LossCounters, PublishRequest } from '../gen/doorwatch/v1/collector.js';
+import { LossCounters, PublishRequest } from '../gen/doorwatch/v1/collector.js';
 import { encodeEvent, varintLength, writeVarint } from './event-encoder.js';
 
 /**
  * Each event is protobuf-encoded once, into its spool record
  * (event-encoder.ts); a Publish batch splices those same bytes, where the
- * generated code would deep-copy the request (nice-grpc applies fromPartial)
- * and encode every event again: protobuf encoding was the agent's largest
+ * generated code would deep-copy the request and encode every event
+ * again: protobuf encoding was the agent's largest
  * per-event cost (docs/benchmarks.md). test/unit/agent-wire.test.ts holds the
  * bytes equal to the generated encoder's.
  */
@@ -65,22 +65,3 @@ export function encodePublishRequest(req: PublishRequest): Uint8Array {
 
 /** What the publisher queues: a request, or one already encoded (a batch). */
 export type OutgoingRequest = PublishRequest | Uint8Array;
-
-/** CollectorService with Publish requests serialized by encodePublishRequest. */
-export const FastCollectorServiceDefinition = {
-  ...CollectorServiceDefinition,
-  methods: {
-    ...CollectorServiceDefinition.methods,
-    publish: {
-      ...CollectorServiceDefinition.methods.publish,
-      requestType: {
-        ...PublishRequest,
-        // No fromPartial: nice-grpc would deep-copy every event before encoding.
-        fromPartial: undefined,
-        encode: (req: OutgoingRequest) => ({
-          finish: () => (req instanceof Uint8Array ? req : encodePublishRequest(req)),
-        }),
-      },
-    },
-  },
-} as unknown as typeof CollectorServiceDefinition;

@@ -78,18 +78,24 @@ function containerOf(id: CgroupIdentity & { containerId: string }, meta: Contain
  * event) are one shared object per (status, missing, /proc): a fresh object
  * per event was garbage the agent made at its event rate.
  */
-const plainEnrichments = new Map<string, Enrichment>();
+// Keyed by the `missing` array itself: the enricher passes one shared constant per case.
+const plainEnrichments = new Map<readonly string[], (Enrichment | undefined)[]>();
 function enrichmentOf(a: Attribution): Enrichment {
   const fromProc = a.fromProc ?? false;
   const waitedMs = a.waitedMs ?? 0;
   if (waitedMs !== 0 || a.reason !== '') {
     return { status: a.status, missing: a.missing, reason: a.reason, cgroupFromProc: fromProc, waitedMs };
   }
-  const key = `${a.status}/${fromProc}/${a.missing.join(',')}`;
-  let e = plainEnrichments.get(key);
+  let byStatus = plainEnrichments.get(a.missing);
+  if (!byStatus) {
+    byStatus = [];
+    if (plainEnrichments.size < 64) plainEnrichments.set(a.missing, byStatus);
+  }
+  const slot = a.status * 2 + (fromProc ? 1 : 0);
+  let e = byStatus[slot];
   if (!e) {
     e = Object.freeze({ status: a.status, missing: a.missing, reason: '', cgroupFromProc: fromProc, waitedMs: 0 }) as Enrichment;
-    if (plainEnrichments.size < 64) plainEnrichments.set(key, e);
+    byStatus[slot] = e;
   }
   return e;
 }
