@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { KubeApiServer, makePod, ownerRef, tempDir } from '../test/helpers/kube-api-server.js';
-import { makePki } from '../test/helpers/pki.js';
+import { makePki, tlsFlags } from '../test/helpers/pki.js';
 import { type FakePod, PodSim } from '../test/helpers/pod-sim.js';
 import { freePort } from '../test/helpers/wait.js';
 import {
@@ -247,7 +247,7 @@ await sleep(1500);
 const agent = child(
   [
     'agent',
-    ...['--collector', `127.0.0.1:${grpcPort}`, '--ca', pki.caFile, '--cert', agentCert.cert, '--key', agentCert.key],
+    ...['--collector', `127.0.0.1:${grpcPort}`, ...tlsFlags(pki.caFile, agentCert)],
     ...['--server-name', 'localhost', '--spool-dir', join(work, 'spool'), '--node-name', NODE],
     ...['--kubeconfig', kubeconfig, '--health-address', `127.0.0.1:${healthPort}`, '--log-level', 'warn'],
   ],

@@ -120,3 +120,13 @@ export function makePki(): Pki {
     },
   };
 }
+
+/** The CLI's mutual-TLS flags for a certificate of this PKI (agent, tail). */
+export const tlsFlags = (caFile: string, c: { cert: string; key: string }): string[] => [
+  '--ca',
+  caFile,
+  '--cert',
+  c.cert,
+  '--key',
+  c.key,
+];

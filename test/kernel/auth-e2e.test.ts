@@ -10,7 +10,7 @@ import { REPO_ROOT } from '../helpers/fixtures.js';
 import { type KubeApiServer, tempDir } from '../helpers/kube-api-server.js';
 import { kubeApiStandIn } from '../helpers/kube-stand-in.js';
 import { agentIdentity, clientCredentials, makeBatch, TestAgent } from '../helpers/memory-sink.js';
-import { makePki, type Pki } from '../helpers/pki.js';
+import { makePki, type Pki, tlsFlags } from '../helpers/pki.js';
 import { requireRoot } from '../helpers/tracer.js';
 import { freePort, until } from '../helpers/wait.js';
 
@@ -80,12 +80,7 @@ function startAgent(name: string, node: string, tokenFile: string): Proc {
     'agent',
     '--collector',
     `127.0.0.1:${port}`,
-    '--ca',
-    pki.caFile,
-    '--cert',
-    c.cert,
-    '--key',
-    c.key,
+    ...tlsFlags(pki.caFile, c),
     '--server-name',
     'localhost',
     '--spool-dir',
@@ -254,12 +249,7 @@ describe('subscribers are authorised per namespace', () => {
       'tail',
       '--server',
       `127.0.0.1:${port}`,
-      '--ca',
-      pki.caFile,
-      '--cert',
-      c.cert,
-      '--key',
-      c.key,
+      ...tlsFlags(pki.caFile, c),
       '--token-file',
       tokenFile,
       '--output',

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { buildFixtures, connectTcp, type Fixture, killAll, startFixture } from '../helpers/fixtures.js';
-import { makePki, type Pki } from '../helpers/pki.js';
+import { makePki, type Pki, tlsFlags } from '../helpers/pki.js';
 import { requireRoot } from '../helpers/tracer.js';
 import { freePort, until as waitUntil } from '../helpers/wait.js';
 
@@ -58,12 +58,7 @@ function startAgent(): Promise<ChildProcess> {
       'agent',
       '--collector',
       `127.0.0.1:${port}`,
-      '--ca',
-      pki.caFile,
-      '--cert',
-      c.cert,
-      '--key',
-      c.key,
+      ...tlsFlags(pki.caFile, c),
       '--server-name',
       'localhost',
       '--spool-dir',
