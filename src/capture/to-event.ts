@@ -183,6 +183,9 @@ export function toAcceptEvent(r: RawAccept, seq: bigint, ctx: EventContext): Acc
     // Filled by src/policy when accepts are folded, and by the policy stage.
     summary: undefined,
     policy: undefined,
+    // Filled at the collector (cluster-wide peer index), never by the agent.
+    peerAttribution: undefined,
+    localAttribution: undefined,
   };
 }
 

@@ -492,6 +492,9 @@ function event(end: number): AcceptEvent {
     kind: 0,
     summary: undefined,
     policy: undefined,
+    // Filled by the collector's peer index (publish.ts), never sent by agents.
+    peerAttribution: undefined,
+    localAttribution: undefined,
   };
   let tailTried = false;
   while (pos < e) {

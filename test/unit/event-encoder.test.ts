@@ -124,6 +124,9 @@ function randomCorpus(n: number, seed: number): AcceptEvent[] {
       peersFolded: r() < 0.5,
     })),
     policy: maybe(() => ({ origin: int(6), name: pick(['a', 'b', str(30)]), mode: int(4) })),
+    // The agent never sets these (the collector does); its encoder leaves them out.
+    peerAttribution: undefined,
+    localAttribution: undefined,
   }));
 }
 
