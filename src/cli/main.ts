@@ -128,8 +128,8 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
     .command('trace')
     .description('watch every accepted connection on this host, live (needs root or CAP_BPF+CAP_PERFMON)')
     .addOption(
-      new Option('-o, --output <format>', 'table (human) or json (one event per line)')
-        .choices(['table', 'json', 'auto'])
+      new Option('-o, --output <format>', 'table (human), json (one event per line) or tracee (Tracee v0.24 event JSON)')
+        .choices(['table', 'json', 'tracee', 'auto'])
         .default('auto'),
     )
     .option('--pid <pids>', 'only these process ids (comma list, repeatable)', list(int(1, 2 ** 31 - 1, 'pid')))

@@ -3,6 +3,7 @@ import type { CaptureStats } from '../capture/capture.js';
 import { ConfigError } from '../config/errors.js';
 import type { EnricherStats } from '../enrich/enricher.js';
 import { JsonWriter, writeEventJson } from '../formats/native-json.js';
+import { writeEventTracee } from '../formats/tracee.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import type { Logger } from '../log/logger.js';
 import { parsePolicyConfig } from '../policy/config.js';
@@ -21,7 +22,7 @@ const OUT_CHUNK = 64 * 1024;
 const pause = new Int32Array(new SharedArrayBuffer(4));
 
 export interface TraceOptions {
-  output: 'table' | 'json';
+  output: 'table' | 'json' | 'tracee';
   filter: TraceFilter;
   includeEagain: boolean;
   durationMs?: number;
@@ -161,11 +162,12 @@ export async function runTrace(o: TraceOptions, io: TraceIO): Promise<TraceResul
     }
   };
   const show = (batch: AcceptEvent[]) => {
-    if (o.output === 'json') {
+    if (o.output !== 'table') {
+      const write = o.output === 'tracee' ? writeEventTracee : writeEventJson;
       for (const ev of batch) {
         if (!keep(ev)) continue;
         shown++;
-        writeEventJson(out, ev);
+        write(out, ev);
         out.byte(0x0a);
         if (out.pos >= OUT_CHUNK) flush();
       }

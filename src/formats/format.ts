@@ -3,6 +3,7 @@ import { eventToEcs, lossToEcs } from './ecs.js';
 import { eventToJson, eventToJsonLine, lossToJson } from './native-json.js';
 import { eventToOcsf, eventToOcsfLine, kindName, lossRecordId, lossToOcsf, summaryOf } from './ocsf.js';
 import type { FormatName, SinkRecord } from './record.js';
+import { eventToTraceeLine, lossToTraceeLine } from './tracee.js';
 
 export { summaryReasonName } from './ocsf.js';
 
@@ -14,6 +15,9 @@ export { summaryReasonName } from './ocsf.js';
  *           loss records the same way, readable back with LossRecord.fromJSON)
  *   ocsf    OCSF 1.7.0 (ocsf.ts)
  *   ecs     Elastic Common Schema 8.11 (ecs.ts)
+ *   tracee  Tracee v0.24.x `--output json` events (tracee.ts); as an object,
+ *           its 64-bit numbers (timestamps) are rounded by JSON.parse: the
+ *           line (formatLine) is exact
  */
 
 export function formatRecord(rec: SinkRecord, format: FormatName): Record<string, unknown> {
@@ -24,9 +28,11 @@ export function formatRecord(rec: SinkRecord, format: FormatName): Record<string
       return rec.kind === 'event' ? eventToOcsf(rec.event) : lossToOcsf(rec.loss);
     case 'ecs':
       return rec.kind === 'event' ? eventToEcs(rec.event) : lossToEcs(rec.loss);
+    case 'tracee':
+      return JSON.parse(traceeLine(rec)) as Record<string, unknown>;
     default: {
       const unknown: never = format;
-      throw new TypeError(`unknown record format ${JSON.stringify(unknown)}: expected native, ocsf or ecs`);
+      throw new TypeError(`unknown record format ${JSON.stringify(unknown)}: expected native, ocsf, ecs or tracee`);
     }
   }
 }
@@ -35,8 +41,12 @@ export function formatRecord(rec: SinkRecord, format: FormatName): Record<string
 export function formatLine(rec: SinkRecord, format: FormatName): string {
   if (format === 'native' && rec.kind === 'event') return eventToJsonLine(rec.event);
   if (format === 'ocsf' && rec.kind === 'event') return eventToOcsfLine(rec.event);
+  if (format === 'tracee') return traceeLine(rec);
   return JSON.stringify(formatRecord(rec, format));
 }
+
+const traceeLine = (rec: SinkRecord): string =>
+  rec.kind === 'event' ? eventToTraceeLine(rec.event) : lossToTraceeLine(rec.loss);
 
 /**
  * The id a sink dedupes on (Elasticsearch _id, Nats-Msg-Id, syslog SD id):

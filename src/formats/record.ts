@@ -9,5 +9,5 @@ import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 export type SinkRecord = { kind: 'event'; event: AcceptEvent } | { kind: 'loss'; loss: LossRecord };
 
 /** The record formats (docs/formats.md); a sink's `format:` key takes one of these. */
-export const FORMATS = ['native', 'ocsf', 'ecs'] as const;
+export const FORMATS = ['native', 'ocsf', 'ecs', 'tracee'] as const;
 export type FormatName = (typeof FORMATS)[number];

@@ -120,8 +120,13 @@ export function parseEventId(id: string): { stream: string; seq: bigint } | unde
   return { stream: id.slice(0, i), seq: BigInt(id.slice(i + 1)) };
 }
 
-/** Where each format keeps the event id (recordId) in a written line. */
-const ID_PATHS: Record<FormatName, string[]> = { native: ['eventId'], ocsf: ['metadata', 'uid'], ecs: ['event', 'id'] };
+/** Where each format keeps the event id (recordId) in a written line. Tracee's event has none: no recovery (docs/formats.md). */
+const ID_PATHS: Record<FormatName, string[]> = {
+  native: ['eventId'],
+  ocsf: ['metadata', 'uid'],
+  ecs: ['event', 'id'],
+  tracee: [],
+};
 
 export function idOfLine(line: string, format: FormatName): string | undefined {
   try {
