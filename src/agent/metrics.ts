@@ -1,8 +1,9 @@
-import { collectDefaultMetrics, Histogram, type Metric, Registry } from 'prom-client';
+import { Histogram, Registry } from 'prom-client';
 import type { CaptureStats } from '../capture/capture.js';
 import type { EnricherStats } from '../enrich/enricher.js';
 import type { KubeSourceStatus } from '../enrich/kube/source.js';
 import { type AcceptEvent, Source } from '../gen/doorwatch/v1/event.js';
+import { addProcessMetrics, addScrapeMetric, type CollectorSpec, type Sample } from '../observability/scrape-metrics.js';
 import type { PublisherStatus } from './publisher.js';
 import type { Readiness } from './readiness.js';
 import type { SpoolStats } from './spool.js';
@@ -20,20 +21,7 @@ import type { SpoolStats } from './spool.js';
  * returns the current samples and is called on every scrape.
  */
 
-export interface Sample {
-  labels?: Record<string, string>;
-  value: number | bigint;
-}
-
-export interface CollectorSpec {
-  /** doorwatch_<area>_<what>[_total]; counters end in _total. */
-  name: string;
-  help: string;
-  type: 'counter' | 'gauge';
-  labelNames?: readonly string[];
-  /** The samples now; nothing (undefined) when the source is not there yet. */
-  collect(): Iterable<Sample> | undefined;
-}
+export type { CollectorSpec, Sample };
 
 export interface AgentInfo {
   version: string;
@@ -73,9 +61,6 @@ const EVENT_SLOTS = 8;
 /** RTT buckets (seconds): an ack waits for the collector's required sinks, so up to seconds. */
 export const RTT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
-const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
-
 /** Kernel counters that are events lost (not merely filtered), by the reason label they get. */
 const KERNEL_DROP_REASON: Record<string, string> = { RINGBUF_FULL: 'ring_buffer_full' };
 
@@ -89,7 +74,7 @@ export class AgentMetrics {
 
   constructor(o: AgentMetricsOptions) {
     this.#info = { ...o.info };
-    if (o.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    if (o.processMetrics ?? true) addProcessMetrics(this.registry);
     this.#rtt = new Histogram({
       name: 'doorwatch_collector_rtt_seconds',
       help: 'Time from sending a batch to the collector to the acknowledgement covering it (includes persistence at required sinks)',
@@ -132,23 +117,7 @@ export class AgentMetrics {
    * Throws if the name is taken or a name is not a valid Prometheus name.
    */
   addCollector(spec: CollectorSpec): void {
-    if (!METRIC_NAME.test(spec.name)) throw new Error(`invalid metric name "${spec.name}"`);
-    for (const l of spec.labelNames ?? []) if (!LABEL_NAME.test(l)) throw new Error(`invalid label name "${l}" of ${spec.name}`);
-    const metric = {
-      name: spec.name,
-      help: spec.help,
-      type: spec.type,
-      aggregator: 'sum' as const,
-      collect: undefined,
-      async get() {
-        const values = [];
-        for (const x of spec.collect() ?? []) values.push({ labels: x.labels ?? {}, value: Number(x.value) });
-        return { name: spec.name, help: spec.help, type: spec.type, aggregator: 'sum' as const, values };
-      },
-      reset() {},
-    };
-    // prom-client's registry needs only name, type and get() of a metric.
-    this.registry.registerMetric(metric as unknown as Metric);
+    addScrapeMetric(this.registry, spec);
   }
 
   /** The exposition (Prometheus text format 0.0.4). */

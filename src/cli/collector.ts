@@ -1,5 +1,6 @@
 import { startCollector } from '../collector/collector.js';
-import { loadCollectorConfig, type SinkRegistry } from '../collector/config.js';
+import { loadCollectorConfig, parseHealthAddress, type SinkRegistry } from '../collector/config.js';
+import { DoorwatchError } from '../errors.js';
 import type { Logger, LogLevel } from '../log/logger.js';
 
 /**
@@ -12,6 +13,8 @@ import type { Logger, LogLevel } from '../log/logger.js';
 export interface CollectorOptions {
   configPath: string;
   logLevel: LogLevel;
+  /** --health-address: replaces the config's health.address. */
+  healthAddress?: string;
 }
 
 export interface CollectorIO {
@@ -25,11 +28,19 @@ export async function runCollector(opts: CollectorOptions, io: CollectorIO): Pro
   const log = io.log.child({ cmd: 'collector' });
   log.level = opts.logLevel;
   const config = await loadCollectorConfig(opts.configPath, io.registry);
+  if (opts.healthAddress !== undefined) {
+    try {
+      config.health = { address: parseHealthAddress(opts.healthAddress) };
+    } catch (e) {
+      throw new DoorwatchError('DW_ERR_CLI_USAGE', `--health-address: ${(e as Error).message}`, 'see doorwatch collector --help');
+    }
+  }
   const collector = await startCollector(config, { registry: io.registry, log, source: opts.configPath, env: process.env });
   const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
   log.info(
     {
       listen: `${host}:${collector.port}`,
+      health: collector.healthAddress ? `${collector.healthAddress.host}:${collector.healthAddress.port}` : 'off',
       tls: config.insecure ? 'none (insecure: plaintext)' : config.tls?.requireClientCert ? 'mutual' : 'server-only',
       sinks: config.sinks.map((s) => `${s.name} (${s.type}${s.required ? ', required' : ''})`),
     },

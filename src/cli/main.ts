@@ -257,12 +257,16 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
     .command('collector')
     .description("receive agents' streams over gRPC (mutual TLS) and deliver them to SIEM sinks")
     .requiredOption('-c, --config <file>', 'collector configuration (YAML; see docs/collector.md)')
+    .option(
+      '--health-address <host:port>',
+      'serve /healthz, /readyz and /metrics here over plain HTTP (overrides health.address; default off; "off" disables)',
+    )
     .addOption(logLevelOption())
     .action(async (opts) => {
       const log = createLogger(opts.logLevel as LogLevel);
       const [{ runCollector }, { sinkRegistry }] = await Promise.all([import('./collector.js'), import('../sinks/registry.js')]);
       await runCollector(
-        { configPath: opts.config, logLevel: opts.logLevel },
+        { configPath: opts.config, logLevel: opts.logLevel, healthAddress: opts.healthAddress },
         { log, stopSignal: stopSignal(), registry: sinkRegistry },
       );
     });

@@ -10,7 +10,9 @@ import { type AuthSetup, authStats, createAuth } from './auth/setup.js';
 import type { CollectorConfig, SinkConfig, SinkRegistry } from './config.js';
 import { Dispatcher, type QueuedRecord, type SinkStats } from './dispatcher.js';
 import { CollectorStartError } from './errors.js';
+import { evaluateCollectorReadiness, startCollectorHealth } from './health.js';
 import { type Listener, listen, readTlsMaterial } from './listener.js';
+import { CollectorMetrics } from './metrics.js';
 import { withPublishPrecheck } from './precheck.js';
 import { createPublishHandler, DECODE_ERROR, type MaybeMalformed, type PublishCounters } from './publish.js';
 import { type RefusalReason, Refusals } from './refusals.js';
@@ -70,6 +72,8 @@ export interface CollectorStats {
 export interface RunningCollector {
   /** The bound port (useful with listen "host:0"). */
   readonly port: number;
+  /** Where /healthz, /readyz and /metrics are served (health.address), with the real port. */
+  readonly healthAddress: { host: string; port: number } | undefined;
   /** Stop accepting, drain the queues (at most drainTimeout), send the last acks, close the sinks. Idempotent. */
   stop(): Promise<void>;
   stats(): CollectorStats;
@@ -107,6 +111,35 @@ export async function startCollector(config: CollectorConfig, deps: CollectorDep
   const clock = deps.clock ?? systemClock;
   await serverCredentials(config, deps.source); // every TLS problem reported by key, before anything starts
   const tlsMaterial = await readTlsMaterial(config);
+  // The HTTP endpoints come first: /healthz answers (and /readyz says why not ready) while sinks connect.
+  const metrics = new CollectorMetrics();
+  const health: { listening?: { address: string }; stopping: boolean; dispatcher?: Dispatcher } = { stopping: false };
+  const readiness = () =>
+    evaluateCollectorReadiness({ listening: health.listening, stopping: health.stopping, sinks: health.dispatcher?.stats() });
+  const endpoints = config.health.address
+    ? await startCollectorHealth({ address: config.health.address, readiness, metrics: () => metrics.scrape(), log })
+    : undefined;
+  try {
+    return await startServing(config, deps, { log, clock, tlsMaterial, metrics, health, endpoints });
+  } catch (e) {
+    await endpoints?.close();
+    throw e;
+  }
+}
+
+async function startServing(
+  config: CollectorConfig,
+  deps: CollectorDeps,
+  o: {
+    log: Logger;
+    clock: Clock;
+    tlsMaterial: Awaited<ReturnType<typeof readTlsMaterial>>;
+    metrics: CollectorMetrics;
+    health: { listening?: { address: string }; stopping: boolean; dispatcher?: Dispatcher };
+    endpoints: Awaited<ReturnType<typeof startCollectorHealth>> | undefined;
+  },
+): Promise<RunningCollector> {
+  const { log, clock, tlsMaterial, metrics, health, endpoints } = o;
   const refusals = new Refusals({ log, intervalMs: config.limits.refusalLogIntervalMs });
   const auth: AuthSetup = await createAuth(config, {
     log,
@@ -132,13 +165,22 @@ export async function startCollector(config: CollectorConfig, deps: CollectorDep
   const dispatcher = new Dispatcher(sinks, {
     log,
     onPersisted,
+    onWritten: metrics.onWritten,
     clock,
     ...(deps.random ? { random: deps.random } : {}),
   });
   const hub = new SubscriberHub({ maxBuffered: config.subscribers.maxBuffered, maxSubscribers: config.subscribers.max });
   const stopping = new AbortController();
   const closing = new AbortController();
-  const counters: PublishCounters = { activeSessions: 0, batches: 0, backpressureWaits: 0, rateLimitedMs: 0, rejected: 0 };
+  const counters: PublishCounters = {
+    activeSessions: 0,
+    batches: 0,
+    backpressureWaits: 0,
+    rateLimitedMs: 0,
+    rejected: 0,
+    seqGapRecords: 0,
+    agentLossRecords: 0,
+  };
   const publish = createPublishHandler({
     streams,
     dispatcher,
@@ -148,7 +190,9 @@ export async function startCollector(config: CollectorConfig, deps: CollectorDep
     clock,
     log,
     counters,
+    observe: metrics.observer,
   });
+  health.dispatcher = dispatcher;
   let listener: Listener | undefined;
   const peerCredentials = (peer: string) => listener?.peerCredentials(peer);
   const guardDeps = { authorizer: auth.authorizer, limits: config.limits, peerCredentials, instances: auth.instances, log };
@@ -185,6 +229,7 @@ export async function startCollector(config: CollectorConfig, deps: CollectorDep
       { address: config.listen, tls: tlsMaterial, grpcOptions: serverOptions(config), limits: config.limits, refusals },
     );
     listener = server;
+    health.listening = { address: `${config.listen.slice(0, config.listen.lastIndexOf(':'))}:${server.port}` };
   } catch (e) {
     await dispatcher.close(0);
     throw new CollectorStartError('DW_ERR_COLLECTOR_LISTEN', `cannot listen on ${config.listen}: ${(e as Error).message}`, {
@@ -196,6 +241,7 @@ export async function startCollector(config: CollectorConfig, deps: CollectorDep
   const stop = () => {
     stopped ??= (async () => {
       log.info('stopping: no new calls, draining sink queues');
+      health.stopping = true;
       const t0 = clock.now();
       const shutdown = server.shutdown(); // refuses new calls, waits for open ones
       stopping.abort();
@@ -211,6 +257,7 @@ export async function startCollector(config: CollectorConfig, deps: CollectorDep
       closing.abort(); // publish streams send their last ack and end with UNAVAILABLE
       await dispatcher.close();
       if (!(await within(shutdown, 1000, clock))) server.forceShutdown();
+      await endpoints?.close();
       log.info({ drained, ms: Math.round(clock.now() - t0) }, 'stopped');
     })();
     return stopped;
@@ -248,5 +295,19 @@ export async function startCollector(config: CollectorConfig, deps: CollectorDep
     };
   };
 
-  return { port: server.port, stop, stats };
+  const h = () => hub.stats();
+  metrics.setSources({
+    ready: () =>
+      evaluateCollectorReadiness({ listening: health.listening, stopping: health.stopping, sinks: dispatcher.stats() }).ready,
+    streams: () => streams.all(),
+    sinks: () => dispatcher.stats(),
+    queueCapacity: (name) => config.sinks.find((x) => x.name === name)?.queue.maxRecords,
+    publish: () => counters,
+    subscribers: () => h(),
+    refusals: () => refusals.counts(),
+    auth: () => authStats(auth),
+    connections: () => server.connections(),
+  });
+
+  return { port: server.port, healthAddress: endpoints?.address, stop, stats };
 }

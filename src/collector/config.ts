@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import { ZodError, type ZodIssue, z } from 'zod';
 import { ConfigError, zodProblems } from '../config/errors.js';
-import { parseHostPort } from '../config/host-port.js';
+import { type HostPort, parseHostPort } from '../config/host-port.js';
 import { isObject, keyPath, knownKeysAt, suggestion } from '../config/keys.js';
 import { parseDuration, parseSize } from '../config/units.js';
 import type { SinkFactory } from '../sinks/sink.js';
@@ -100,6 +100,8 @@ export interface CollectorConfig {
   drainTimeoutMs: number;
   auth: AuthConfig;
   limits: LimitsConfig;
+  /** /healthz, /readyz and /metrics over plain HTTP; undefined: not served. */
+  health: { address: HostPort | undefined };
   sinks: SinkConfig[];
 }
 
@@ -124,6 +126,15 @@ const count = z.number().int().positive();
 const file = z.string().min(1, 'expected a file path');
 
 export const isHostPort = (s: string): boolean => parseHostPort(s) !== undefined;
+
+/** health.address: host:port, or "" / "off" (not served: the default outside the chart). */
+export function parseHealthAddress(s: string): HostPort | undefined {
+  const t = s.trim();
+  if (t === '' || t.toLowerCase() === 'off') return undefined;
+  const hp = parseHostPort(t);
+  if (!hp) throw new Error(`"${s}" is not host:port (e.g. "0.0.0.0:9091", "127.0.0.1:0"), "" or "off"`);
+  return hp;
+}
 
 const rootSchema = z
   .object({
@@ -186,6 +197,25 @@ const rootSchema = z
         maxBatchEvents: count.default(10_000),
         maxEventBytes: size.default('64KiB'),
         refusalLogInterval: duration.default('60s'),
+      })
+      .strict()
+      .default({}),
+    health: z
+      .object({
+        address: z
+          .string()
+          .refine(
+            (s) => {
+              try {
+                parseHealthAddress(s);
+                return true;
+              } catch {
+                return false;
+              }
+            },
+            { message: 'expected host:port (e.g. "0.0.0.0:9091"), "" or "off"' },
+          )
+          .default('off'),
       })
       .strict()
       .default({}),
@@ -342,6 +372,7 @@ export function parseCollectorConfig(raw: unknown, source: string, registry: Sin
       maxEventBytes: r.limits.maxEventBytes,
       refusalLogIntervalMs: r.limits.refusalLogInterval,
     },
+    health: { address: parseHealthAddress(r.health.address) },
     sinks,
   };
 }

@@ -11,6 +11,11 @@ export class Deque<T> {
     this.items.push(v);
   }
 
+  /** The front item, left in place. */
+  peek(): T | undefined {
+    return this.head < this.items.length ? this.items[this.head] : undefined;
+  }
+
   shift(): T | undefined {
     if (this.head >= this.items.length) return undefined;
     const v = this.items[this.head];

@@ -38,12 +38,16 @@ export interface SinkStats {
   queued: number;
   /** In the batch being written (or retried). */
   inFlight: number;
+  /** Records handed to this sink's queue (events and loss records). */
+  enqueued: number;
   /** Records persisted (events and loss records). */
   written: number;
   /** Failed write attempts. */
   retries: number;
   /** Events dropped because the queue was full (non-required sinks only). */
   dropped: number;
+  /** Loss records made for those drops ("sink queue overflow"). */
+  overflowRecords: number;
   /** The last write error's message, until the next successful write. */
   lastError: string | null;
   /** Wall clock (Date.now()) of the last successful write. */
@@ -60,6 +64,8 @@ export interface DispatcherOptions {
   random?: () => number;
   /** Minimum interval between two "write failed" warnings of one sink. */
   warnIntervalMs?: number;
+  /** A batch was persisted, in `ms` (retries not included): metrics.ts observes it. */
+  onWritten?: (sink: string, ms: number, records: number) => void;
 }
 
 interface Overflow {
@@ -73,9 +79,11 @@ class SinkWorker {
   readonly queue = new Deque<QueuedRecord>();
   readonly arrived = new Notifier();
   inFlight: QueuedRecord[] = [];
+  enqueued = 0;
   written = 0;
   retries = 0;
   dropped = 0;
+  overflowRecords = 0;
   lastError: string | null = null;
   lastWriteMs: number | null = null;
   lastWriteDurationMs: number | null = null;
@@ -100,6 +108,7 @@ class SinkWorker {
 
   enqueue(records: QueuedRecord[]): void {
     for (const r of records) this.queue.push(r);
+    this.enqueued += records.length;
     if (!this.config.required) {
       while (this.queue.length > this.config.queue.maxRecords) this.dropOldest();
     }
@@ -135,6 +144,7 @@ class SinkWorker {
       const counters = { ...emptyCounters(), queueDrops: BigInt(o.count) };
       const loss = lossRecord(o.stream?.agent, 'sink queue overflow', { from: o.from, to: o.to }, counters);
       batch.push({ record: { kind: 'loss', loss }, ...(o.stream ? { stream: o.stream } : {}) });
+      this.overflowRecords++;
     }
     this.overflow.clear();
     const room = Math.max(1, this.config.batch.maxRecords - batch.length);
@@ -149,9 +159,11 @@ class SinkWorker {
       required: this.config.required,
       queued: this.queue.length,
       inFlight: this.inFlight.length,
+      enqueued: this.enqueued,
       written: this.written,
       retries: this.retries,
       dropped: this.dropped,
+      overflowRecords: this.overflowRecords,
       lastError: this.lastError,
       lastWriteMs: this.lastWriteMs,
       lastWriteDurationMs: this.lastWriteDurationMs,
@@ -302,7 +314,9 @@ export class Dispatcher {
       w.written += records.length;
       w.lastError = null;
       w.lastWriteMs = Date.now();
-      w.lastWriteDurationMs = Math.round(this.clock.now() - started);
+      const ms = this.clock.now() - started;
+      w.lastWriteDurationMs = Math.round(ms);
+      this.opts.onWritten?.(w.config.name, ms, records.length);
       if (w.config.required) this.opts.onPersisted?.(w.config.name, batch);
       return;
     }

@@ -3,6 +3,7 @@ import type { AgentIdentity, EventBatch, LossRecord, PublishRequest, PublishResp
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import type { Logger } from '../log/logger.js';
 import { ABORTED, type Clock, Notifier, raceSignal } from './async.js';
+import { Deque } from './deque.js';
 import type { Dispatcher, QueuedRecord } from './dispatcher.js';
 import { TokenBucket } from './rate.js';
 import { hasLosses, lossRecord, type StreamState, type StreamTable } from './streams.js';
@@ -43,6 +44,17 @@ export interface PublishCounters {
   /** Total time readers waited for the rate limit. */
   rateLimitedMs: number;
   rejected: number;
+  /** Loss records made from seq gaps, and from losses the agents reported. */
+  seqGapRecords: number;
+  agentLossRecords: number;
+}
+
+/** Metrics hooks (metrics.ts), called per batch and per ack, never per event. */
+export interface PublishObserver {
+  /** The events a batch added (first time seen). */
+  accepted(events: AcceptEvent[]): void;
+  /** An ack was sent: seconds since the batch it covers arrived, once per batch covered. */
+  ackLatency(seconds: number): void;
 }
 
 export interface PublishDeps {
@@ -54,6 +66,7 @@ export interface PublishDeps {
   clock: Clock;
   log: Logger;
   counters: PublishCounters;
+  observe?: PublishObserver;
 }
 
 const invalid = (msg: string) => new ServerError(Status.INVALID_ARGUMENT, msg);
@@ -98,6 +111,8 @@ export function createPublishHandler(deps: PublishDeps) {
     let readerDone = false;
     let readerError: unknown;
     let unlisten: (() => void) | undefined;
+    // Batches not yet acked: the last seq of each and when it arrived (for the ack latency).
+    const unacked = deps.observe ? new Deque<{ last: bigint; at: number }>() : undefined;
     counters.activeSessions++;
 
     const reader = async () => {
@@ -137,6 +152,7 @@ export function createPublishHandler(deps: PublishDeps) {
             const last = req.batch.firstSeq + BigInt(req.batch.events.length) - 1n;
             session.firstSeq ??= req.batch.firstSeq;
             if (last > session.maxSeq) session.maxSeq = last;
+            unacked?.push({ last, at: deps.clock.now() });
             bucket.consume(req.batch.events.length);
           }
           wake.notify();
@@ -168,6 +184,11 @@ export function createPublishHandler(deps: PublishDeps) {
         const s = session.stream;
         if (s && session.firstSeq !== undefined && s.acked > lastSent && s.acked >= session.firstSeq) {
           lastSent = s.acked;
+          if (unacked) {
+            const now = deps.clock.now();
+            while (unacked.length && unacked.peek()!.last <= lastSent)
+              deps.observe!.ackLatency((now - unacked.shift()!.at) / 1000);
+          }
           yield { ackedSeq: lastSent };
           continue;
         }
@@ -199,15 +220,22 @@ function handleBatch(deps: PublishDeps, stream: StreamState, b: EventBatch): voi
     accepted = adm.accepted;
     if (adm.gap) {
       losses.push(lossRecord(stream.agent, 'seq gap', adm.gap, undefined));
+      deps.counters.seqGapRecords++;
       deps.log.warn({ agent: stream.agent, from: String(adm.gap.from), to: String(adm.gap.to) }, 'seq gap: events never arrived');
     }
   }
-  if (hasLosses(b.losses)) losses.push(lossRecord(stream.agent, 'agent reported losses', undefined, b.losses));
+  if (hasLosses(b.losses)) {
+    losses.push(lossRecord(stream.agent, 'agent reported losses', undefined, b.losses));
+    deps.counters.agentLossRecords++;
+  }
   // Losses first: a gap's record reaches the sinks ahead of the events after it.
   const records: QueuedRecord[] = losses.map((loss) => ({ record: { kind: 'loss', loss }, stream }));
   for (const event of accepted) records.push({ record: { kind: 'event', event }, stream, seq: event.seq });
   deps.dispatcher.enqueue(records);
   for (const loss of losses) deps.hub.publishLoss(loss);
-  if (accepted.length) deps.hub.publishEvents(accepted);
+  if (accepted.length) {
+    deps.hub.publishEvents(accepted);
+    deps.observe?.accepted(accepted);
+  }
   if (!deps.streams.hasRequiredSinks) stream.enqueuedWithoutRequiredSinks();
 }
