@@ -36,6 +36,7 @@ const view = buildRecord({
   backlog: 1,
   maxBacklog: 4096,
   userAddrlen: 16,
+  userAddrlenIn: 16,
   family: 2,
   sockType: 1,
   protocol: 6,

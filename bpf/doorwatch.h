@@ -12,7 +12,7 @@
 #ifndef DOORWATCH_H
 #define DOORWATCH_H
 
-#define DW_RECORD_VERSION 2
+#define DW_RECORD_VERSION 3
 
 /* hdr.op */
 #define DW_OP_ACCEPT 1
@@ -30,6 +30,8 @@
 #define DW_F_USER_ADDR_FAULT (1u << 4)     /* caller's addr/addrlen could not be read */
 #define DW_F_DIRECT_DESCRIPTOR (1u << 5)   /* io_uring accept into a fixed-file slot: ret is a slot */
 #define DW_F_CGROUP_V1_UNKNOWN (1u << 6)   /* no v1 memory hierarchy id could be read */
+#define DW_F_USER_ADDR_TRUNCATED (1u << 7) /* caller's buffer shorter than the address: only user_addrlen_in bytes written */
+#define DW_F_USER_ADDRLEN_IN_UNKNOWN (1u << 8) /* caller's buffer size not known (io_uring, or *addrlen unreadable at enter) */
 
 /* index into the per-CPU dw_counters map */
 #define DW_CNT_EMITTED 0          /* records committed to the ring buffer */
@@ -104,7 +106,9 @@ struct dw_accept_event {
 	__u64 addrlen_ptr;             /* 96 user addrlen pointer (seed) */
 	__u32 backlog;                 /* 104 listener sk_ack_backlog after this accept */
 	__u32 max_backlog;             /* 108 listener sk_max_ack_backlog */
-	__u32 user_addrlen;            /* 112 *addrlen as the caller sees it at exit */
+	__u32 user_addrlen;            /* 112 *addrlen at exit: the address's full length (kernel-written) */
+	/* Success: the accepted socket. Failure (ret < 0): the listening socket,
+	 * when the sockfd still named at exit the socket it named at enter. */
 	__u16 family;                  /* 116 kernel socket family (AF_*) */
 	__u16 sock_type;               /* 118 SOCK_STREAM, ... */
 	__u16 protocol;                /* 120 IPPROTO_* */
@@ -114,16 +118,18 @@ struct dw_accept_event {
 	__u8 _pad1;                    /* 127 */
 	__u8 laddr[16];                /* 128 IPv4 in the first 4 bytes, or IPv6 */
 	__u8 raddr[16];                /* 144 */
-	__u8 user_addr[DW_USER_ADDR_LEN]; /* 160 first bytes of the caller's sockaddr (tag U) */
+	__u8 user_addr[DW_USER_ADDR_LEN]; /* 160 the bytes the kernel wrote to the caller's sockaddr, as found at exit (tag U); zero past them */
 	char comm[DW_COMM_LEN];        /* 188 */
 	__u16 unix_path_len;           /* 204 bytes valid in unix_path */
 	__u16 policy_slot;             /* 206 dw_policies slot that admitted it; 0 = none */
 	char unix_path[DW_UNIX_PATH_LEN]; /* 208 AF_UNIX: the accepted socket's bound path */
 	__u32 peer_pid;                /* 316 AF_UNIX: peer's pid from SO_PEERCRED (sk_peer_pid) */
-};                                 /* 320 */
+	__u32 user_addrlen_in;         /* 320 *addrlen at enter: the caller's buffer size (the kernel writes min(in, user_addrlen)) */
+	__u32 _pad2;                   /* 324 */
+};                                 /* 328 */
 
 _Static_assert(sizeof(struct dw_header) == 16, "dw_header layout");
-_Static_assert(sizeof(struct dw_accept_event) == 320, "dw_accept_event layout");
+_Static_assert(sizeof(struct dw_accept_event) == 328, "dw_accept_event layout");
 
 struct dw_config {
 	__u32 flags;        /* DW_CFG_* */

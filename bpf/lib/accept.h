@@ -20,6 +20,17 @@ static __always_inline int dw_handle_enter(struct trace_event_raw_sys_enter *ctx
 		.flags = flags ? (__u32)BPF_CORE_READ(ctx, args[3]) : 0,
 		.ktime_ns = bpf_ktime_get_ns(),
 	};
+	/* *addrlen is in/out: the kernel reads the buffer size now and, at exit,
+	 * has overwritten it with the address's full length while writing only
+	 * min(size, length) bytes. Only now can the size be known. */
+	if (seed.addr_ptr && seed.addrlen_ptr &&
+	    !bpf_probe_read_user(&seed.addrlen_in, sizeof(seed.addrlen_in), (void *)seed.addrlen_ptr))
+		seed.have_in = 1;
+	/* Which socket sockfd names now: another thread may close or replace
+	 * the fd while this accept blocks, and the exit must not describe that
+	 * other socket as the listener. */
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	seed.listen_sk = (__u64)dw_fd_to_sock(task, seed.sockfd);
 	if (bpf_map_update_elem(&dw_inflight, &id, &seed, BPF_ANY))
 		dw_count(DW_CNT_ENTER_MAP_FULL);
 	return 0;
@@ -98,14 +109,21 @@ static __always_inline int dw_handle_exit(struct trace_event_raw_sys_exit *ctx, 
 		e->addrlen_ptr = s.addrlen_ptr;
 		e->accept_flags = s.flags;
 		e->enter_ktime_ns = s.ktime_ns;
-		dw_fill_listener(e, dw_fd_to_sock(task, s.sockfd));
+		struct sock *lsk = dw_fd_to_sock(task, s.sockfd);
+		if ((__u64)lsk != s.listen_sk)
+			lsk = NULL; /* the fd names another socket than at enter */
+		dw_fill_listener(e, lsk);
+		/* A failed accept has no new socket: its socket fields name the
+		 * listener, so failures can be told apart by listener. */
+		if (ret < 0 && lsk)
+			dw_fill_sock_fields(e, lsk);
 	} else {
 		e->hdr.flags |= DW_F_NO_ENTER | DW_F_LISTENER_UNRESOLVED | DW_F_USER_ADDR_NULL;
 	}
 	if (ret >= 0) {
 		dw_fill_sock(e, sk);
 		if (seed)
-			dw_fill_user_addr(e);
+			dw_fill_user_addr(e, s.addrlen_in, s.have_in);
 	}
 	dw_submit(e, pol, slot);
 	return 0;
@@ -153,7 +171,8 @@ static __always_inline int dw_handle_uring(void *req, struct io_uring_cqe *cqe)
 			e->hdr.flags |= DW_F_DIRECT_DESCRIPTOR | DW_F_SOCK_UNRESOLVED;
 		else
 			dw_fill_sock(e, sk);
-		dw_fill_user_addr(e);
+		/* The buffer size went into the kernel at submission, unseen here. */
+		dw_fill_user_addr(e, 0, 0);
 	}
 	dw_submit(e, pol, slot);
 	return 0;

@@ -28,8 +28,11 @@ struct dw_seed {
 	__u64 addr_ptr;
 	__u64 addrlen_ptr;
 	__u64 ktime_ns;
+	__u64 listen_sk;  /* the sock sockfd named at enter: compared (never dereferenced) at exit */
 	__s32 sockfd;
 	__u32 flags;
+	__u32 addrlen_in; /* *addrlen at enter: the size of the caller's buffer */
+	__u32 have_in;    /* addrlen_in was read */
 };
 
 struct {

@@ -65,13 +65,9 @@ static __always_inline void dw_fill_unix(struct dw_accept_event *e, struct sock 
 	bpf_core_read(e->unix_path, n, &ua->name[0].sun_path);
 }
 
-static __always_inline void dw_fill_sock(struct dw_accept_event *e, struct sock *sk)
+/* Family, type, protocol, addresses (or unix path) of sk into the record. */
+static __always_inline void dw_fill_sock_fields(struct dw_accept_event *e, struct sock *sk)
 {
-	if (!sk) {
-		e->hdr.flags |= DW_F_SOCK_UNRESOLVED;
-		dw_count(DW_CNT_SOCK_UNRESOLVED);
-		return;
-	}
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	e->family = family;
 	e->sock_type = BPF_CORE_READ(sk, sk_type);
@@ -99,8 +95,24 @@ static __always_inline void dw_fill_sock(struct dw_accept_event *e, struct sock 
 	e->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 }
 
-/* The caller's own view (tag U): *addrlen and the sockaddr bytes at exit. */
-static __always_inline void dw_fill_user_addr(struct dw_accept_event *e)
+static __always_inline void dw_fill_sock(struct dw_accept_event *e, struct sock *sk)
+{
+	if (!sk) {
+		e->hdr.flags |= DW_F_SOCK_UNRESOLVED;
+		dw_count(DW_CNT_SOCK_UNRESOLVED);
+		return;
+	}
+	dw_fill_sock_fields(e, sk);
+}
+
+/* The caller's own view (tag U): *addrlen at exit and the sockaddr bytes
+ * the kernel wrote. *addrlen is in/out: at enter the caller's buffer size
+ * (`in`, read by the enter handler), at exit the address's full length. The
+ * kernel copies min(in, length) bytes and leaves the rest of the buffer as it
+ * was, so bytes past `in` are the caller's old stack, never the peer: they are
+ * not read (a sockaddr_in6 accepted into a 16-byte struct sockaddr is the
+ * common case: socat does it). */
+static __always_inline void dw_fill_user_addr(struct dw_accept_event *e, __u32 in, __u32 have_in)
 {
 	if (!e->addr_ptr || !e->addrlen_ptr) {
 		e->hdr.flags |= DW_F_USER_ADDR_NULL;
@@ -112,7 +124,17 @@ static __always_inline void dw_fill_user_addr(struct dw_accept_event *e)
 		return;
 	}
 	e->user_addrlen = ulen;
-	__u64 n = ulen > DW_USER_ADDR_LEN ? DW_USER_ADDR_LEN : ulen;
+	__u32 written = ulen;
+	if (!have_in) {
+		e->hdr.flags |= DW_F_USER_ADDRLEN_IN_UNKNOWN;
+	} else {
+		e->user_addrlen_in = in;
+		if (in < ulen) {
+			e->hdr.flags |= DW_F_USER_ADDR_TRUNCATED;
+			written = in;
+		}
+	}
+	__u64 n = written > DW_USER_ADDR_LEN ? DW_USER_ADDR_LEN : written;
 	barrier_var(n);
 	if (n == 0 || n > DW_USER_ADDR_LEN)
 		return;

@@ -70,25 +70,49 @@ export interface ParsedSockaddr {
   port: number;
 }
 
-/**
- * The caller's sockaddr as the kernel wrote it (or as the caller rewrote it):
- * sockaddr_in {u16 family, be16 port, 4 bytes addr} or
- * sockaddr_in6 {u16 family, be16 port, u32 flowinfo, 16 bytes addr, u32 scope}.
- * `len` is *addrlen; bytes beyond it were never written by the kernel.
- */
 /** No address: shared (read-only) by every event that has none. */
 export const NO_SOCKADDR: Readonly<ParsedSockaddr> = Object.freeze({ family: 0, ip: '', port: 0 });
 
+/*
+ * sockaddr_in  {u16 family, be16 port, 4 bytes addr, 8 zero}              (16)
+ * sockaddr_in6 {u16 family, be16 port, u32 flowinfo, 16 bytes addr, u32 scope id} (28)
+ */
+const PORT_END = 4;
+const V4_ADDR = 4;
+const V6_ADDR = 8;
+
+/**
+ * The caller's sockaddr as the kernel wrote it (or as the caller rewrote it).
+ * `len` is how many bytes the kernel wrote (min(buffer size, address
+ * length)): a field not wholly inside them is not shown — a sockaddr_in6
+ * truncated to 16 bytes has its family and port, not its address.
+ */
 export function parseSockaddr(b: Uint8Array, len: number): Readonly<ParsedSockaddr> {
   if (len < 2) return NO_SOCKADDR;
   const family = b[0]! | (b[1]! << 8);
-  if (family === AF_INET && len >= 8) {
-    return { family, port: (b[2]! << 8) | b[3]!, ip: formatIPv4(b, 4) };
-  }
-  if (family === AF_INET6 && len >= 24) {
-    return { family, port: (b[2]! << 8) | b[3]!, ip: formatIPv6(b, 8) };
-  }
-  return { family, ip: '', port: 0 };
+  const port = len >= PORT_END && (family === AF_INET || family === AF_INET6) ? (b[2]! << 8) | b[3]! : 0;
+  if (family === AF_INET && len >= V4_ADDR + 4) return { family, port, ip: formatIPv4(b, V4_ADDR) };
+  if (family === AF_INET6 && len >= V6_ADDR + 16) return { family, port, ip: formatIPv6(b, V6_ADDR) };
+  return { family, ip: '', port };
+}
+
+/**
+ * Whether the first `len` bytes of the caller's sockaddr contradict the
+ * kernel's peer (family, port, address bytes) — each field compared only as
+ * far as the kernel wrote it. Not compared: IPv6 flowinfo and scope id (the
+ * kernel fills them from socket options and the interface, not from the
+ * peer) and sin_zero; for AF_UNIX only the family (the peer's own bound
+ * path is not in the record).
+ */
+export function sockaddrDisagrees(b: Uint8Array, len: number, family: number, port: number, addr: Uint8Array): boolean {
+  if (len < 2) return false;
+  if ((b[0]! | (b[1]! << 8)) !== family) return true;
+  const off = family === AF_INET ? V4_ADDR : family === AF_INET6 ? V6_ADDR : -1;
+  if (off < 0) return false;
+  if (len >= PORT_END && ((b[2]! << 8) | b[3]!) !== port) return true;
+  const n = Math.min(family === AF_INET ? 4 : 16, len - off);
+  for (let i = 0; i < n; i++) if (b[off + i] !== addr[i]) return true;
+  return false;
 }
 
 /** AF_UNIX sun_path bytes: a leading NUL is the abstract namespace, shown as "@". */

@@ -6,7 +6,7 @@
  * build instead of corrupting events.
  */
 
-export const RECORD_VERSION = 2;
+export const RECORD_VERSION = 3;
 export const OP_ACCEPT = 1;
 
 export const Source = { ACCEPT: 1, ACCEPT4: 2, IO_URING: 3 } as const;
@@ -20,6 +20,8 @@ export const RecordFlags = {
   USER_ADDR_FAULT: 1 << 4,
   DIRECT_DESCRIPTOR: 1 << 5,
   CGROUP_V1_UNKNOWN: 1 << 6,
+  USER_ADDR_TRUNCATED: 1 << 7,
+  USER_ADDRLEN_IN_UNKNOWN: 1 << 8,
 } as const;
 
 // The probes' counters and settings belong to the loader; re-exported so the
@@ -70,8 +72,9 @@ export const LAYOUT = {
   policy_slot: 206,
   unix_path: 208,
   peer_pid: 316,
+  user_addrlen_in: 320,
 } as const;
-export const RECORD_SIZE = 320;
+export const RECORD_SIZE = 328;
 
 /** The record, field for field, before any interpretation. */
 export interface RawAccept {
@@ -98,7 +101,11 @@ export interface RawAccept {
   addrlenPtr: bigint;
   backlog: number;
   maxBacklog: number;
+  /** *addrlen at exit: the address's full length. */
   userAddrlen: number;
+  /** *addrlen at enter: the caller's buffer size (0 with USER_ADDRLEN_IN_UNKNOWN). */
+  userAddrlenIn: number;
+  /** Success: the accepted socket's; failure: the listening socket's (when resolved). */
   family: number;
   sockType: number;
   protocol: number;
@@ -261,6 +268,7 @@ export function decodeRecord(v: DataView, base: number, len: number): RawAccept 
     backlog: U32[(base + L.backlog) >>> 2]!,
     maxBacklog: U32[(base + L.max_backlog) >>> 2]!,
     userAddrlen: U32[(base + L.user_addrlen) >>> 2]!,
+    userAddrlenIn: U32[(base + L.user_addrlen_in) >>> 2]!,
     family: U16[(base + L.family) >>> 1]!,
     sockType: U16[(base + L.sock_type) >>> 1]!,
     protocol: U16[(base + L.protocol) >>> 1]!,
@@ -311,6 +319,7 @@ function decodeWithDataView(v: DataView, base: number, len: number): RawAccept {
     backlog: u32(v, base + L.backlog),
     maxBacklog: u32(v, base + L.max_backlog),
     userAddrlen: u32(v, base + L.user_addrlen),
+    userAddrlenIn: u32(v, base + L.user_addrlen_in),
     family: u16(v, base + L.family),
     sockType: u16(v, base + L.sock_type),
     protocol: u16(v, base + L.protocol),

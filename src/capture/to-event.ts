@@ -9,7 +9,17 @@ import {
   type Process,
   Source as ProtoSource,
 } from '../gen/doorwatch/v1/event.js';
-import { AF_INET, AF_INET6, AF_UNIX, formatIP, formatUnixPath, isV4Mapped, NO_SOCKADDR, parseSockaddr } from './address.js';
+import {
+  AF_INET,
+  AF_INET6,
+  AF_UNIX,
+  formatIP,
+  formatUnixPath,
+  isV4Mapped,
+  NO_SOCKADDR,
+  parseSockaddr,
+  sockaddrDisagrees,
+} from './address.js';
 import { type RawAccept, RecordFlags, Source } from './record.js';
 
 /** RawAccept (bytes as numbers) -> AcceptEvent (the proto, what users see). Pure. */
@@ -112,24 +122,35 @@ function endpointOf(ip: string, port: number): Endpoint {
   return lastLocal;
 }
 
+/** sizeof(struct sockaddr): the smallest buffer the sockets API hands a caller. */
+const SOCKADDR_LEN = 16;
+
+/**
+ * How many bytes of the caller's buffer the kernel wrote: min(buffer size at
+ * enter, address length at exit). Without the size (io_uring: it went in at
+ * submission), only the first sizeof(struct sockaddr) are taken as written.
+ */
+export function userBytesWritten(r: RawAccept): number {
+  if (r.flags & RecordFlags.USER_ADDRLEN_IN_UNKNOWN) return Math.min(r.userAddrlen, SOCKADDR_LEN);
+  return Math.min(r.userAddrlenIn, r.userAddrlen);
+}
+
 export function toAcceptEvent(r: RawAccept, seq: bigint, ctx: EventContext): AcceptEvent {
   const success = r.ret >= 0;
   const resolved = success && !(r.flags & RecordFlags.SOCK_UNRESOLVED) && r.family !== 0;
+  // A failed accept has no new socket: the record then describes its listener (when resolved).
+  const described = resolved || (!success && r.family !== 0);
   const inet = r.family === AF_INET || r.family === AF_INET6;
   const peerIp = resolved && inet ? formatIP(r.family, r.raddr) : '';
 
   const present = !(r.flags & (RecordFlags.USER_ADDR_NULL | RecordFlags.NO_ENTER)) && r.addrPtr !== 0n;
   const fault = (r.flags & RecordFlags.USER_ADDR_FAULT) !== 0;
-  const user = present && !fault && success ? parseSockaddr(r.userAddr, r.userAddrlen) : NO_SOCKADDR;
-  // Only a buffer the kernel filled can disagree: inet families, resolved socket.
+  const checked = present && !fault && success;
+  const written = checked ? userBytesWritten(r) : 0;
+  const user = checked ? parseSockaddr(r.userAddr, written) : NO_SOCKADDR;
+  // Only a buffer the kernel filled can disagree, and only in the bytes it wrote.
   const mismatch =
-    present &&
-    !fault &&
-    success &&
-    resolved &&
-    inet &&
-    r.userAddrlen >= 2 &&
-    (user.family !== r.family || user.ip !== peerIp || user.port !== r.rport);
+    checked && resolved && (inet || r.family === AF_UNIX) && sockaddrDisagrees(r.userAddr, written, r.family, r.rport, r.raddr);
 
   return {
     eventId: `${ctx.idPrefix}/${seq}`,
@@ -147,14 +168,14 @@ export function toAcceptEvent(r: RawAccept, seq: bigint, ctx: EventContext): Acc
     flags: recordFlagNames(r.flags),
     process: processOf(r),
     socket: {
-      family: family(resolved ? r.family : 0),
-      familyNumber: resolved ? r.family : 0,
-      type: resolved ? (SOCK_TYPES[r.sockType] ?? String(r.sockType)) : '',
-      protocol: resolved ? r.protocol : 0,
-      local: endpointOf(resolved && inet ? formatIP(r.family, r.laddr) : '', resolved ? r.lport : 0),
+      family: family(described ? r.family : 0),
+      familyNumber: described ? r.family : 0,
+      type: described ? (SOCK_TYPES[r.sockType] ?? String(r.sockType)) : '',
+      protocol: described ? r.protocol : 0,
+      local: endpointOf(described && inet ? formatIP(r.family, r.laddr) : '', described && inet ? r.lport : 0),
       peer: { ip: peerIp, port: resolved ? r.rport : 0 },
       v4Mapped: resolved && r.family === AF_INET6 && isV4Mapped(r.raddr),
-      unixPath: resolved && r.family === AF_UNIX ? formatUnixPath(r.unixPath) : '',
+      unixPath: described && r.family === AF_UNIX ? formatUnixPath(r.unixPath) : '',
       peerPid: r.peerPid,
       resolved,
     },

@@ -28,6 +28,7 @@ export function buildRecord(r: Partial<RawAccept>): DataView {
     ['backlog', r.backlog],
     ['max_backlog', r.maxBacklog],
     ['user_addrlen', r.userAddrlen],
+    ['user_addrlen_in', r.userAddrlenIn],
     ['peer_pid', r.peerPid],
   ];
   for (const [k, val] of u32) v.setUint32(base + L[k], val ?? 0, true);

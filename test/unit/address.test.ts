@@ -62,10 +62,15 @@ describe('parseSockaddr', () => {
     assert.deepEqual(parseSockaddr(b, 28), { family: 10, ip: '::1', port: 8080 });
   });
 
-  it('ignores bytes beyond addrlen', () => {
+  it('shows only the fields the kernel wrote whole', () => {
     const b = new Uint8Array(28);
     b[0] = 2;
-    assert.deepEqual(parseSockaddr(b, 4), { family: 2, ip: '', port: 0 });
+    b[2] = 0x1f;
+    b[3] = 0x90;
+    b.set([10, 1, 2, 3], 4);
+    assert.deepEqual(parseSockaddr(b, 8), { family: 2, ip: '10.1.2.3', port: 8080 });
+    assert.deepEqual(parseSockaddr(b, 7), { family: 2, ip: '', port: 8080 });
+    assert.deepEqual(parseSockaddr(b, 3), { family: 2, ip: '', port: 0 });
     assert.deepEqual(parseSockaddr(b, 1), { family: 0, ip: '', port: 0 });
   });
 });

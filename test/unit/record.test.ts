@@ -35,6 +35,7 @@ const base = {
   addrPtr: 0x7fff0000n,
   addrlenPtr: 0x7fff0100n,
   userAddrlen: 16,
+  userAddrlenIn: 128,
   userAddr: sockaddrIn('10.0.0.2', 51000),
   acceptFlags: 0o4000 | 0o2000000,
   backlog: 3,
@@ -181,7 +182,15 @@ describe('toAcceptEvent', () => {
     const path = new TextEncoder().encode('/run/app.sock');
     const evu = toAcceptEvent(
       decodeRecord(
-        buildRecord({ ...base, family: 1, protocol: 0, unixPath: path, peerPid: 99, userAddrlen: 2 }),
+        buildRecord({
+          ...base,
+          family: 1,
+          protocol: 0,
+          unixPath: path,
+          peerPid: 99,
+          userAddrlen: 2,
+          userAddr: new Uint8Array([1, 0]),
+        }),
         RECORD_BASE,
         RECORD_SIZE,
       ),
