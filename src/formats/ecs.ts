@@ -161,9 +161,9 @@ export function eventToEcs(ev: AcceptEvent): Obj {
       thread: { id: proc.tid },
       name: str(proc.comm),
       parent: proc.ppid > 0 ? { pid: proc.ppid } : undefined,
-      // The kernel gives the real ids; Elastic rules and dashboards query user/group, so both are filled.
+      // The kernel gives the real ids; Elastic rules and dashboards query process.user, so both are filled.
+      // process.group is not an ECS 8.11 field (it came in 8.16): the gid is process.real_group.id only.
       user: { id: uid },
-      group: { id: String(proc.gid) },
       real_user: { id: uid },
       real_group: { id: String(proc.gid) },
     },

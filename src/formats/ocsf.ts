@@ -525,10 +525,14 @@ interface MetadataOpts {
   logName: string;
   eventCode: string;
   profiles: string[];
-  sequence?: number | undefined;
   productVersion?: string | undefined;
 }
 
+/** The Linux platform extension (OCSF 1.7.0 extensions/linux, uid 1): its `linux_users` profile defines `process.group`. */
+const LINUX_EXTENSION = { name: 'linux', uid: '1', version: OCSF_VERSION };
+const LINUX_USERS = 'linux/linux_users';
+
+// No `sequence`: OCSF's is integer_t (32-bit) and Doorwatch's seq is 64-bit; it is in metadata.uid and unmapped.seq.
 function metadata(o: MetadataOpts): Obj {
   return {
     version: OCSF_VERSION,
@@ -537,9 +541,12 @@ function metadata(o: MetadataOpts): Obj {
     log_name: o.logName,
     event_code: o.eventCode,
     profiles: o.profiles,
-    sequence: o.sequence,
+    extensions: o.profiles.includes(LINUX_USERS) ? [LINUX_EXTENSION] : undefined,
   };
 }
+
+/** OCSF integer_t is 32-bit signed: a count past it is left to `unmapped`. */
+const INT32_MAX = 2n ** 31n - 1n;
 
 /** The node the record comes from (host profile). A Kubernetes node is a server. */
 function device(node: string, bootUid?: string): Obj | undefined {
@@ -620,7 +627,14 @@ function ocsfHead(ev: AcceptEvent, hasContainer: boolean): Obj {
       : // A failed or unresolved accept: only the node is known.
         { hostname: node };
 
-  const profiles = ['host', ...(hasContainer ? ['container'] : []), 'datetime', ...(policy ? ['security_control'] : [])];
+  const profiles = [
+    'host',
+    ...(hasContainer ? ['container'] : []),
+    'datetime',
+    ...(policy ? ['security_control'] : []),
+    // actor.process.group comes from the Linux extension's linux_users profile.
+    ...(ev.process ? [LINUX_USERS] : []),
+  ];
   return {
     class_uid: NETWORK_ACTIVITY,
     class_name: 'Network Activity',
@@ -639,7 +653,7 @@ function ocsfHead(ev: AcceptEvent, hasContainer: boolean): Obj {
     time: epochMs(ev.timeUnixNano),
     time_dt: isoNanos(ev.timeUnixNano),
     // Aggregation (base event "occurrence" attributes): how many accepts, first to last.
-    count: summary && safeNumber(summary.count),
+    count: summary && summary.count <= INT32_MAX ? Number(summary.count) : undefined,
     start_time: window && epochMs(window.first),
     start_time_dt: window && isoNanos(window.first),
     end_time: window && epochMs(window.last),
@@ -651,7 +665,6 @@ function ocsfHead(ev: AcceptEvent, hasContainer: boolean): Obj {
       logName: recordDataset(ev),
       eventCode: actionName(ev.source),
       profiles,
-      sequence: ev.seq <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(ev.seq) : undefined,
     }),
     src_endpoint: src,
     dst_endpoint: dst,

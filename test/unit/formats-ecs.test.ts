@@ -148,7 +148,7 @@ describe('ECS: accepted connection (container, pod, workload, labels)', () => {
       name: 'nginx',
       parent: { pid: 1 },
       user: { id: '101' },
-      group: { id: '102' },
+      // No process.group: it is not an ECS 8.11 field (8.16).
       real_user: { id: '101' },
       real_group: { id: '102' },
     });

@@ -133,9 +133,11 @@ describe('OCSF: accepted connection (container, pod, workload, labels)', () => {
       uid: 'boot-1/inst-1/42',
       log_name: 'doorwatch.accept',
       event_code: 'accept4',
-      profiles: ['host', 'container', 'datetime'],
-      sequence: 42,
+      // linux/linux_users: actor.process.group; no sequence (integer_t is 32-bit, seq is 64-bit: unmapped.seq).
+      profiles: ['host', 'container', 'datetime', 'linux/linux_users'],
+      extensions: [{ name: 'linux', uid: '1', version: '1.7.0' }],
     });
+    assert.equal(o.unmapped.seq, 42);
   });
 
   it('puts the peer in src_endpoint and the local side in dst_endpoint', () => {
@@ -321,7 +323,7 @@ describe('OCSF: host process over IPv6', () => {
 
   it('has no container and no Kubernetes block', () => {
     assertRequired(o, 4001);
-    assert.deepEqual(o.metadata.profiles, ['host', 'datetime']);
+    assert.deepEqual(o.metadata.profiles, ['host', 'datetime', 'linux/linux_users']);
     assert.equal(o.actor.process.container, undefined);
     assert.equal(o.unmapped.k8s, undefined);
     assert.equal(o.unmapped.enrichment.status, 'host');
@@ -380,7 +382,7 @@ describe('OCSF: accept with an audit policy', () => {
   it('names the policy (Security Control profile) and keeps its origin and mode in unmapped', () => {
     assertRequired(o, 4001);
     assert.deepEqual(o.policy, { name: 'shop/web-audit' });
-    assert.deepEqual(o.metadata.profiles, ['host', 'container', 'datetime', 'security_control']);
+    assert.deepEqual(o.metadata.profiles, ['host', 'container', 'datetime', 'security_control', 'linux/linux_users']);
     assert.deepEqual(o.unmapped.policy, { origin: 'resource', name: 'shop/web-audit', mode: 'events' });
     assert.equal(o.unmapped.kind, 'accept');
     // Doorwatch observes; it does not claim to have allowed or denied anything.
@@ -401,7 +403,7 @@ describe('OCSF: accept with an audit policy', () => {
       sampleEvent({ policy: { origin: PolicyOrigin.POLICY_ORIGIN_UNATTRIBUTED, mode: AuditMode.AUDIT_MODE_EVENTS } }),
     ) as J;
     assert.equal(m.policy, undefined);
-    assert.deepEqual(m.metadata.profiles, ['host', 'container', 'datetime']);
+    assert.deepEqual(m.metadata.profiles, ['host', 'container', 'datetime', 'linux/linux_users']);
     assert.deepEqual(m.unmapped.policy, { origin: 'unattributed', mode: 'events' });
     noBlanks(m);
   });
