@@ -141,7 +141,9 @@ function encodeFrame(w: ByteSink, ev: AcceptEvent): Buffer {
   w.ensure(RECORD_HEADER_BYTES);
   const at = w.pos;
   w.pos += RECORD_HEADER_BYTES;
-  return sealRecord(w.buf, at, ev.seq, encodeEventInto(w, ev));
+  // Encode first: the payload may grow `w` into a new buffer, and the header must be sealed in that one.
+  const payloadLen = encodeEventInto(w, ev);
+  return sealRecord(w.buf, at, ev.seq, payloadLen);
 }
 
 const keyOf = (id: SpoolIdentity): string => `${id.instanceId}/${id.bootId}`;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { Spool, type SpoolOptions } from '../../src/agent/spool.js';
+import { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
 import {
   decodeSegmentHeader,
   encodeRecord,
@@ -154,6 +155,28 @@ describe('Spool', () => {
     assert.deepEqual(seqs(spool.read(id, 7n, 100, 9n)), [7, 8]);
     assert.deepEqual(spool.read(id, 25n, 100), []);
     assert.deepEqual(seqs(spool.pending(id, 5n)), [...range(5, 10), ...range(15, 24)]);
+  });
+
+  it('one append larger than its encode buffer: every frame intact on disk and as returned (the buffer grows mid-record)', () => {
+    // The spool encodes a drain into one reused 256 KiB buffer that doubles when a record does not fit. A record's
+    // header must be sealed in the buffer its payload landed in: sealing the old one wrote garbage frames (seq 0,
+    // CRC mismatch) on the first large drain after start.
+    const dir = tempDir();
+    const first = open(dir, { segmentBytes: 64 << 20 });
+    const id = first.spool.identity;
+    const n = 6000;
+    const events = makeEvents(id, 1n, n);
+    const { frames } = first.spool.append(events);
+    assert.equal(frames.length, n);
+    for (let i = 0; i < n; i++) {
+      const r = readRecord(frames[i]!, 0);
+      assert.equal(r.kind, 'record', `frame ${i + 1} as returned by append`);
+      if (r.kind === 'record') assert.deepEqual(AcceptEvent.decode(r.payload), events[i], `frame ${i + 1}'s payload`);
+    }
+    first.spool.close();
+    const again = open(dir, { segmentBytes: 64 << 20 });
+    assert.deepEqual(again.spool.read(id, 1n, n + 10), events, 'every record read back from disk');
+    assert.equal(again.logs.filter((l) => l.level >= 50).length, 0, 'no corrupt record reported');
   });
 
   it('recovers the valid prefix of a segment torn mid-record, counts it and says so', () => {
