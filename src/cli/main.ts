@@ -305,7 +305,11 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
       'only peers in these IPs/CIDRs',
       list((s) => s),
     )
-    .addOption(new Option('-o, --output <format>', 'table or json').choices(['table', 'json', 'auto']).default('auto'))
+    .addOption(
+      new Option('-o, --output <format>', 'table, json or tracee (Tracee v0.24 event JSON)')
+        .choices(['table', 'json', 'tracee', 'auto'])
+        .default('auto'),
+    )
     .option('--duration <duration>', 'stop after this long', wrap(parseDuration))
     .addOption(logLevelOption())
     .action(async (opts) => {

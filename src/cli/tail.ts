@@ -6,6 +6,7 @@ import { parseHostPort } from '../config/host-port.js';
 import { loadKubeConfig } from '../enrich/kube/config.js';
 import { DoorwatchError } from '../errors.js';
 import { eventToJsonLine, lossToJson } from '../formats/native-json.js';
+import { eventToTraceeLine, lossToTraceeLine } from '../formats/tracee.js';
 import { CollectorServiceDefinition, type LossRecord, type SubscribeFilter } from '../gen/doorwatch/v1/collector.js';
 import type { Logger } from '../log/logger.js';
 import { readPem } from './pem.js';
@@ -44,7 +45,7 @@ export interface TailOptions {
   /** The environment the kubeconfig loader reads (the cli passes process.env). */
   env?: Readonly<Record<string, string | undefined>>;
   filter: TailFilter;
-  output: 'table' | 'json';
+  output: 'table' | 'json' | 'tracee';
   durationMs?: number;
 }
 
@@ -186,10 +187,22 @@ export async function runTail(o: TailOptions, io: TailIO): Promise<TailResult> {
     for await (const item of client.subscribe({ filter }, { ...metadata, signal: ac.signal })) {
       if (item.event) {
         result.events++;
-        write(o.output === 'json' ? eventToJsonLine(item.event) : tableRow(item.event, true));
+        write(
+          o.output === 'json'
+            ? eventToJsonLine(item.event)
+            : o.output === 'tracee'
+              ? eventToTraceeLine(item.event)
+              : tableRow(item.event, true),
+        );
       } else if (item.loss) {
         result.losses++;
-        write(o.output === 'json' ? JSON.stringify({ loss: lossToJson(item.loss) }) : lossTableLine(item.loss));
+        write(
+          o.output === 'json'
+            ? JSON.stringify({ loss: lossToJson(item.loss) })
+            : o.output === 'tracee'
+              ? lossToTraceeLine(item.loss)
+              : lossTableLine(item.loss),
+        );
       }
     }
     io.log.info('the collector ended the subscription');
