@@ -29,7 +29,7 @@ const tracee = loadTraceeSource();
  * IPv4, IPv6, an IPv4-mapped peer on a dual-stack listener and a unix socket;
  * plain accept(2) through libc; and a failed accept4 (EINVAL: not listening).
  */
-const PY = String.raw`
+const PY = `
 import ctypes, os, socket, sys
 d = sys.argv[1]
 def pair(fam, bind, cfam, caddr, plain=False):

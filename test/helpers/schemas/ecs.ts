@@ -27,7 +27,7 @@ import { parse } from 'yaml';
  */
 
 const here = dirname(fileURLToPath(import.meta.url));
-export const ECS_DIR = join(here, '../../../../shared/schemas/ecs-8.11.0');
+export const ECS_DIR = join(here, 'upstream/ecs-8.11.0');
 
 interface Field {
   type: string;

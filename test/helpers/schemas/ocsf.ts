@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
  */
 
 const here = dirname(fileURLToPath(import.meta.url));
-export const OCSF_DIR = join(here, '../../../../shared/schemas/ocsf-1.7.0');
+export const OCSF_DIR = join(here, 'upstream/ocsf-1.7.0');
 
 type Json = Record<string, unknown>;
 
