@@ -231,11 +231,11 @@ export class CollectorMetrics {
       name: 'doorwatch_collector_accepts_total',
       help: `Accepts received, by pod namespace (${NO_NAMESPACE}: no pod; ${OTHER_NAMESPACES}: past ${MAX_NAMESPACES} namespaces) and result (a summary counts the accepts it stands for)`,
       type: 'counter',
-      labelNames: ['namespace', 'result'],
+      labelNames: ['pod_namespace', 'result'],
       collect: () =>
         [...this.accepts.byNamespace].flatMap(([namespace, c]) => [
-          { labels: { namespace, result: 'success' }, value: c[0] },
-          { labels: { namespace, result: 'error' }, value: c[1] },
+          { labels: { pod_namespace: namespace, result: 'success' }, value: c[0] },
+          { labels: { pod_namespace: namespace, result: 'error' }, value: c[1] },
         ]),
     });
     add({

@@ -694,6 +694,42 @@ func sortByKind(ms []manifest) {
 
 // ---------- main ----------
 
+// chartFiles is .Files: as Helm's loader, every file of the chart except Chart.yaml, values.yaml,
+// values.schema.json and what is under templates/ and charts/ (.helmignore is not read: this chart has none
+// that matters), by its slash-separated path. Get and GetBytes only.
+type chartFiles map[string][]byte
+
+func (f chartFiles) Get(name string) string      { return string(f[name]) }
+func (f chartFiles) GetBytes(name string) []byte { return f[name] }
+
+func loadChartFiles(dir string) (chartFiles, error) {
+	files := chartFiles{}
+	err := filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		if info.IsDir() {
+			if rel == "templates" || rel == "charts" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		switch rel {
+		case "Chart.yaml", "values.yaml", "values.schema.json":
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		files[rel] = b
+		return nil
+	})
+	return files, err
+}
+
 func run(o *options, stdout io.Writer) error {
 	chartYAML, err := readYAMLMap(filepath.Join(o.chartDir, "Chart.yaml"))
 	if err != nil {
@@ -747,6 +783,10 @@ func run(o *options, stdout io.Writer) error {
 	for k, v := range chartYAML {
 		chartMeta[strings.ToUpper(k[:1])+k[1:]] = v
 	}
+	files, err := loadChartFiles(o.chartDir)
+	if err != nil {
+		return err
+	}
 	apis := append(versionSet{}, defaultAPIVersions...)
 	apis = append(apis, o.apiVersions...)
 	top := map[string]interface{}{
@@ -757,10 +797,10 @@ func run(o *options, stdout io.Writer) error {
 			"IsInstall": !o.isUpgrade, "IsUpgrade": o.isUpgrade, "Revision": 1,
 		},
 		"Capabilities": capabilities{KubeVersion: kv, APIVersions: apis, HelmVersion: helmVersion{Version: "v3.14.0"}},
-		"Files":        map[string]interface{}{},
+		"Files":        files,
 	}
 
-	var files []chartFile
+	var tfiles []chartFile
 	tdir := filepath.Join(o.chartDir, "templates")
 	err = filepath.Walk(tdir, func(p string, info os.FileInfo, err error) error {
 		if err != nil || info.IsDir() {
@@ -771,13 +811,13 @@ func run(o *options, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		files = append(files, chartFile{name: chartName + "/" + filepath.ToSlash(rel), content: string(b)})
+		tfiles = append(tfiles, chartFile{name: chartName + "/" + filepath.ToSlash(rel), content: string(b)})
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	rendered, err := render(chartName, files, top)
+	rendered, err := render(chartName, tfiles, top)
 	if err != nil {
 		return err
 	}

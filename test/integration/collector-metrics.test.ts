@@ -117,8 +117,8 @@ describe('collector /healthz, /readyz, /metrics', () => {
     assert.equal(v('doorwatch_collector_duplicates_total{node="n2"}'), 50);
     assert.equal(v('doorwatch_collector_seq_gaps_total{node="n2"}'), 1);
     assert.equal(v('doorwatch_collector_seq_gap_events_total{node="n2"}'), 50);
-    assert.equal(v('doorwatch_collector_accepts_total{namespace="shop",result="success"}'), 160);
-    assert.equal(v('doorwatch_collector_accepts_total{namespace="_none",result="success"}'), 50);
+    assert.equal(v('doorwatch_collector_accepts_total{pod_namespace="shop",result="success"}'), 160);
+    assert.equal(v('doorwatch_collector_accepts_total{pod_namespace="_none",result="success"}'), 50);
     assert.equal(v('doorwatch_collector_loss_records_total{reason="seq_gap"}'), 1);
     assert.equal(v('doorwatch_collector_loss_records_total{reason="agent_reported"}'), 1);
     const small = collector.stats().sinks.find((x) => x.name === 'small')!;
