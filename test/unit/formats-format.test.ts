@@ -18,7 +18,7 @@ import {
 import type { FormatName, SinkRecord } from '../../src/sinks/sink.js';
 import { SAMPLE_POLICY, sampleEvent, sampleSummary } from '../helpers/sample-events.js';
 
-const FORMATS: FormatName[] = ['native', 'ocsf', 'ecs'];
+const FORMATS: FormatName[] = ['native', 'ocsf', 'ecs', 'tracee'];
 const T = 1714564800123456789n;
 
 /**
