@@ -79,9 +79,12 @@ const USAGE = `usage: tsx bench/run.ts [options]
 
 // `npm run bench -- --collector [options]`: the collector benchmark (bench/collector.ts, issue 10) instead;
 // `npm run bench -- --pipeline [options]`: the agent end to end (bench/pipeline.ts, issue 10).
-if (process.argv[2] === '--collector' || process.argv[2] === '--pipeline') {
+// `npm run bench -- --peer-index`: the collector's peer index at 5 000 nodes / 150 000 pods (bench/peer-index.ts, issue 12).
+if (process.argv[2] === '--collector' || process.argv[2] === '--pipeline' || process.argv[2] === '--peer-index') {
   const script = join(dirname(new URL(import.meta.url).pathname), `${process.argv[2].slice(2)}.ts`);
-  const r = spawnSync(process.execPath, [...process.execArgv, script, ...process.argv.slice(3)], { stdio: 'inherit' });
+  // The peer index measures its heap: gc() between the snapshots.
+  const gcFlag = process.argv[2] === '--peer-index' ? ['--expose-gc'] : [];
+  const r = spawnSync(process.execPath, [...process.execArgv, ...gcFlag, script, ...process.argv.slice(3)], { stdio: 'inherit' });
   process.exit(r.status ?? 1);
 }
 

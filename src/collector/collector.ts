@@ -13,6 +13,8 @@ import { CollectorStartError } from './errors.js';
 import { evaluateCollectorReadiness, startCollectorHealth } from './health.js';
 import { type Listener, listen, readTlsMaterial } from './listener.js';
 import { CollectorMetrics } from './metrics.js';
+import { type Peers, startPeers } from './peers/setup.js';
+import type { PeerSourceStatus } from './peers/source.js';
 import { withPublishPrecheck } from './precheck.js';
 import { createPublishHandler, DECODE_ERROR, type MaybeMalformed, type PublishCounters } from './publish.js';
 import { type RefusalReason, Refusals } from './refusals.js';
@@ -67,6 +69,8 @@ export interface CollectorStats {
   /** Open client connections. */
   connections: number;
   sinks: SinkStats[];
+  /** The peer index (peers.enabled): sync state and sizes; undefined when peer attribution is off. */
+  peers?: PeerSourceStatus;
 }
 
 export interface RunningCollector {
@@ -149,6 +153,8 @@ async function startServing(
     source: deps.source,
   });
   const sinks = await createSinks(config, deps);
+  // Cluster-wide peer attribution: its informers start in the background, never holding the start.
+  const peers: Peers = await startPeers(config.peers, { log, env: deps.env });
 
   const streams = new StreamTable(sinks.filter((s) => s.config.required).map((s) => s.config.name));
   const onPersisted = (sink: string, records: QueuedRecord[]) => {
@@ -191,6 +197,7 @@ async function startServing(
     log,
     counters,
     observe: metrics.observer,
+    peers: peers.attributor,
   });
   health.dispatcher = dispatcher;
   let listener: Listener | undefined;
@@ -232,6 +239,7 @@ async function startServing(
     health.listening = { address: `${config.listen.slice(0, config.listen.lastIndexOf(':'))}:${server.port}` };
   } catch (e) {
     await dispatcher.close(0);
+    await peers.stop();
     throw new CollectorStartError('DW_ERR_COLLECTOR_LISTEN', `cannot listen on ${config.listen}: ${(e as Error).message}`, {
       cause: e,
     });
@@ -256,6 +264,7 @@ async function startServing(
       }
       closing.abort(); // publish streams send their last ack and end with UNAVAILABLE
       await dispatcher.close();
+      await peers.stop();
       if (!(await within(shutdown, 1000, clock))) server.forceShutdown();
       await endpoints?.close();
       log.info({ drained, ms: Math.round(clock.now() - t0) }, 'stopped');
@@ -292,6 +301,7 @@ async function startServing(
       auth: authStats(auth),
       connections: server.connections(),
       sinks: dispatcher.stats(),
+      ...(peers.source ? { peers: peers.status() } : {}),
     };
   };
 

@@ -6,6 +6,7 @@ import { type HostPort, parseHostPort } from '../config/host-port.js';
 import { isObject, keyPath, knownKeysAt, suggestion } from '../config/keys.js';
 import { parseDuration, parseSize } from '../config/units.js';
 import type { SinkFactory } from '../sinks/sink.js';
+import { RangeSet } from './peers/ranges.js';
 
 /**
  * The collector's YAML config: one schema, validated once, every problem
@@ -86,6 +87,22 @@ export interface LimitsConfig {
   refusalLogIntervalMs: number;
 }
 
+/** Cluster-wide peer attribution (docs/configuration.md, "peers"). */
+export interface PeersConfig {
+  /** Watch pods, Services and nodes cluster-wide and attribute every event's peer and local address. */
+  enabled: boolean;
+  /** A kubeconfig file; default in-cluster config (then KUBECONFIG, ~/.kube/config). */
+  kubeconfig?: string;
+  /** How long an address's earlier holders stay answerable (IP reuse). */
+  historyMs: number;
+  /** Most ended holdings kept, whatever their age. */
+  maxEndedHoldings: number;
+  /** Label keys kept on attributions (exact or `prefix*`); absent = all. */
+  labelAllowList?: string[];
+  /** Pod/Service ranges besides the nodes' podCIDRs: unknown addresses inside are "not found", outside "external". */
+  clusterCidrs: string[];
+}
+
 export interface CollectorConfig {
   /** host:port to listen on. */
   listen: string;
@@ -100,6 +117,7 @@ export interface CollectorConfig {
   drainTimeoutMs: number;
   auth: AuthConfig;
   limits: LimitsConfig;
+  peers: PeersConfig;
   /** /healthz, /readyz and /metrics over plain HTTP; undefined: not served. */
   health: { address: HostPort | undefined };
   sinks: SinkConfig[];
@@ -216,6 +234,23 @@ const rootSchema = z
             { message: 'expected host:port (e.g. "0.0.0.0:9091"), "" or "off"' },
           )
           .default('off'),
+      })
+      .strict()
+      .default({}),
+    peers: z
+      .object({
+        enabled: z.boolean().default(false),
+        kubeconfig: file.optional(),
+        history: duration.default('5m'),
+        maxEndedHoldings: count.default(200_000),
+        labelAllowList: z.array(z.string()).optional(),
+        clusterCidrs: z
+          .array(
+            z
+              .string()
+              .refine((c) => new RangeSet().add(c), { message: 'expected a CIDR such as "10.244.0.0/16" or "fd00::/48"' }),
+          )
+          .default([]),
       })
       .strict()
       .default({}),
@@ -371,6 +406,14 @@ export function parseCollectorConfig(raw: unknown, source: string, registry: Sin
       maxBatchEvents: r.limits.maxBatchEvents,
       maxEventBytes: r.limits.maxEventBytes,
       refusalLogIntervalMs: r.limits.refusalLogInterval,
+    },
+    peers: {
+      enabled: r.peers.enabled,
+      ...(r.peers.kubeconfig ? { kubeconfig: r.peers.kubeconfig } : {}),
+      historyMs: r.peers.history,
+      maxEndedHoldings: r.peers.maxEndedHoldings,
+      ...(r.peers.labelAllowList ? { labelAllowList: r.peers.labelAllowList } : {}),
+      clusterCidrs: r.peers.clusterCidrs,
     },
     health: { address: parseHealthAddress(r.health.address) },
     sinks,

@@ -5,6 +5,7 @@ import type { Logger } from '../log/logger.js';
 import { ABORTED, type Clock, Notifier, raceSignal } from './async.js';
 import { Deque } from './deque.js';
 import type { Dispatcher, QueuedRecord } from './dispatcher.js';
+import type { PeerAttributor } from './peers/attributor.js';
 import { TokenBucket } from './rate.js';
 import { hasLosses, lossRecord, type StreamState, type StreamTable } from './streams.js';
 import type { SubscriberHub } from './subscribe.js';
@@ -67,6 +68,8 @@ export interface PublishDeps {
   log: Logger;
   counters: PublishCounters;
   observe?: PublishObserver;
+  /** Fills every event's peer/local attribution before it reaches sinks and subscribers. */
+  peers?: PeerAttributor;
 }
 
 const invalid = (msg: string) => new ServerError(Status.INVALID_ARGUMENT, msg);
@@ -228,6 +231,8 @@ function handleBatch(deps: PublishDeps, stream: StreamState, b: EventBatch): voi
     losses.push(lossRecord(stream.agent, 'agent reported losses', undefined, b.losses));
     deps.counters.agentLossRecords++;
   }
+  // Peer attribution: a lookup per address, a shared frozen object per answer.
+  if (deps.peers) for (const event of accepted) deps.peers.attach(event);
   // Losses first: a gap's record reaches the sinks ahead of the events after it.
   const records: QueuedRecord[] = losses.map((loss) => ({ record: { kind: 'loss', loss }, stream }));
   for (const event of accepted) records.push({ record: { kind: 'event', event }, stream, seq: event.seq });

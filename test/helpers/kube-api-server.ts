@@ -5,7 +5,8 @@
  * wire behaviour rather than a mock of the client library:
  * - HTTPS with a CA and server certificate made by the `openssl` CLI at test time (pki.ts), bearer-token auth
  *   (401 Status otherwise), 403 Status for resources a test forbids (RBAC), 503 while "unavailable".
- * - `GET /api/v1/pods` and `GET /api/v1/namespaces`: a list (with `metadata.resourceVersion`) or, with
+ * - `GET /api/v1/pods`, `/api/v1/namespaces`, and (for the collector's peer index) `/api/v1/services` and
+ *   `/api/v1/nodes`: a list (with `metadata.resourceVersion`) or, with
  *   `watch=true`, a chunked stream of newline-delimited WatchEvents (ADDED/MODIFIED/DELETED/BOOKMARK/ERROR).
  * - One monotonically increasing resourceVersion (etcd's revision) and an event history, so a watch
  *   from an older RV replays what it missed; after `expireBefore()`/`compact()` such a watch receives an
@@ -39,14 +40,16 @@ import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import type { V1Namespace, V1ObjectMeta, V1OwnerReference, V1Pod } from '@kubernetes/client-node';
+import type { V1Namespace, V1Node, V1ObjectMeta, V1OwnerReference, V1Pod, V1Service } from '@kubernetes/client-node';
 import { KubeAuthStandIn } from './kube-auth-stand-in.js';
 import { makePki, type Pki } from './pki.js';
 
 export type Resource = 'pods' | 'namespaces';
 /** The custom resource (doorwatch.io/v1alpha1), counted apart so the core counters keep their shape. */
 export const POLICIES = 'acceptauditpolicies';
-export type ServedResource = Resource | typeof POLICIES;
+/** What the collector's peer index watches cluster-wide (with pods), counted apart too (`peerCounters`). */
+export type PeerResource = 'services' | 'nodes';
+export type ServedResource = Resource | typeof POLICIES | PeerResource;
 type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
 /** An AcceptAuditPolicy as stored and sent: plain JSON. */
@@ -58,7 +61,7 @@ export interface PolicyObject {
   status?: { observedGeneration?: number; conditions?: Record<string, unknown>[]; [k: string]: unknown };
 }
 // Stored objects are plain JSON, exactly what goes on the wire.
-type KObject = V1Pod | V1Namespace | PolicyObject;
+type KObject = V1Pod | V1Namespace | V1Service | V1Node | PolicyObject;
 
 const POLICY_GROUP_VERSION = 'doorwatch.io/v1alpha1';
 const POLICY_PATH = `/apis/${POLICY_GROUP_VERSION}/${POLICIES}`;
@@ -134,6 +137,8 @@ const KIND: Record<ServedResource, { kind: string; list: string; apiVersion: str
   pods: { kind: 'Pod', list: 'PodList', apiVersion: 'v1' },
   namespaces: { kind: 'Namespace', list: 'NamespaceList', apiVersion: 'v1' },
   [POLICIES]: { kind: 'AcceptAuditPolicy', list: 'AcceptAuditPolicyList', apiVersion: POLICY_GROUP_VERSION },
+  services: { kind: 'Service', list: 'ServiceList', apiVersion: 'v1' },
+  nodes: { kind: 'Node', list: 'NodeList', apiVersion: 'v1' },
 };
 
 // Field labels the real server accepts for these resources (a subset, enough to reject typos).
@@ -154,6 +159,14 @@ const FIELDS: Record<ServedResource, Record<string, (o: KObject) => string>> = {
   [POLICIES]: {
     'metadata.name': (o) => o.metadata?.name ?? '',
     'metadata.namespace': (o) => o.metadata?.namespace ?? '',
+  },
+  services: {
+    'metadata.name': (o) => o.metadata?.name ?? '',
+    'metadata.namespace': (o) => o.metadata?.namespace ?? '',
+  },
+  nodes: {
+    'metadata.name': (o) => o.metadata?.name ?? '',
+    'spec.unschedulable': (o) => String((o as V1Node).spec?.unschedulable ?? false),
   },
 };
 
@@ -179,6 +192,8 @@ const NOT_FOUND: Refusal = { code: 404, reason: 'NotFound', message: 'the server
 const ROUTES = new Map<string, ServedResource>([
   ['/api/v1/pods', 'pods'],
   ['/api/v1/namespaces', 'namespaces'],
+  ['/api/v1/services', 'services'],
+  ['/api/v1/nodes', 'nodes'],
   [POLICY_PATH, POLICIES],
 ]);
 
@@ -207,6 +222,8 @@ export class KubeApiServer {
     unavailable: 0,
   };
   readonly policyCounters: PolicyCounters = { lists: 0, watches: 0, statusPatches: 0 };
+  /** List and watch requests for services and nodes (the collector's peer index). */
+  readonly peerCounters = { lists: { services: 0, nodes: 0 }, watches: { services: 0, nodes: 0 } };
   /** Every PATCH of a policy status, in order. */
   readonly policyPatches: PolicyPatchRecord[] = [];
   /** Every request, in order. */
@@ -223,7 +240,13 @@ export class KubeApiServer {
   /** Watches from an RV below this get 410 Gone. */
   #floor = 0;
   #history: HistoryEntry[] = [];
-  #objects: Record<ServedResource, Map<string, KObject>> = { pods: new Map(), namespaces: new Map(), [POLICIES]: new Map() };
+  #objects: Record<ServedResource, Map<string, KObject>> = {
+    pods: new Map(),
+    namespaces: new Map(),
+    [POLICIES]: new Map(),
+    services: new Map(),
+    nodes: new Map(),
+  };
   #unavailable = false;
   #forbidden = new Set<ServedResource | 'acceptauditpolicies/status'>();
   #policyCrd = true;
@@ -331,6 +354,30 @@ export class KubeApiServer {
 
   deleteNamespace(name: string): void {
     this.#delete('namespaces', name);
+  }
+
+  addService(svc: V1Service): V1Service {
+    return this.#add('services', svc) as V1Service;
+  }
+
+  updateService(svc: V1Service): V1Service {
+    return this.#update('services', svc) as V1Service;
+  }
+
+  deleteService(namespace: string, name: string): void {
+    this.#delete('services', `${namespace}/${name}`);
+  }
+
+  addNode(node: V1Node): V1Node {
+    return this.#add('nodes', node) as V1Node;
+  }
+
+  updateNode(node: V1Node): V1Node {
+    return this.#update('nodes', node) as V1Node;
+  }
+
+  deleteNode(name: string): void {
+    this.#delete('nodes', name);
   }
 
   /** A BOOKMARK with the current RV to every watcher that asked for bookmarks. */
@@ -512,7 +559,7 @@ export class KubeApiServer {
   #key(resource: ServedResource, o: KObject): string {
     const m = o.metadata ?? {};
     if (!m.name) throw new Error(`${resource}: metadata.name is required`);
-    if (resource === 'pods' || resource === POLICIES) {
+    if (resource === 'pods' || resource === 'services' || resource === POLICIES) {
       if (!m.namespace) throw new Error(`${resource}: metadata.namespace is required`);
       return `${m.namespace}/${m.name}`;
     }
@@ -593,6 +640,7 @@ export class KubeApiServer {
     const statusTarget = POLICY_STATUS_PATH.exec(url.pathname);
     const watch = url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1';
     if (resource === POLICIES) this.policyCounters[watch ? 'watches' : 'lists']++;
+    else if (resource === 'services' || resource === 'nodes') this.peerCounters[watch ? 'watches' : 'lists'][resource]++;
     else if (resource) this.counters[watch ? 'watches' : 'lists'][resource]++;
     else if (statusTarget && req.method === 'PATCH') this.policyCounters.statusPatches++;
     const record: RequestRecord = {

@@ -46,12 +46,13 @@ export function httpStatusOf(err: unknown): number | undefined {
   return undefined;
 }
 
-export function describeApiError(op: string, err: unknown): string {
+/** `forbiddenHint`: the fix for a 403 when the caller is not the agent (the collector's RBAC differs). */
+export function describeApiError(op: string, err: unknown, forbiddenHint?: string): string {
   const e = err as HttpishError | null;
   const status = httpStatusOf(err);
   if (status !== undefined) {
     const detail = statusMessage(e?.body) ?? (typeof e?.statusCode === 'number' ? String(e.message) : undefined);
-    const hint = HINTS[status];
+    const hint = status === 403 && forbiddenHint ? forbiddenHint : HINTS[status];
     return `${op}: HTTP ${status}${detail ? ` ${detail}` : ''}${hint ? ` — ${hint}` : ''}`;
   }
   const msg = err instanceof Error ? err.message : String(err);

@@ -5,18 +5,24 @@ import {
   Observable,
   type ObservableMiddleware,
   type V1NamespaceList,
+  type V1NodeList,
   type V1PodList,
+  type V1ServiceList,
   Watch,
 } from '@kubernetes/client-node';
 import type { WatchFn } from './informer.js';
 
 /**
- * The only calls the agent makes to the API — list and watch of pods (one
- * node) and namespaces — so RBAC can be exactly get/list/watch on those two.
+ * The only list and watch calls Doorwatch makes: the agent lists pods (one
+ * node) and namespaces, so its RBAC is exactly get/list/watch on those two;
+ * the collector's peer index lists pods (every node: an empty selector),
+ * Services and nodes (docs/security.md).
  */
 export interface KubeApi {
   listPods(fieldSelector: string, signal: AbortSignal): Promise<V1PodList>;
   listNamespaces(signal: AbortSignal): Promise<V1NamespaceList>;
+  listServices(signal: AbortSignal): Promise<V1ServiceList>;
+  listNodes(signal: AbortSignal): Promise<V1NodeList>;
   watch: WatchFn;
 }
 
@@ -41,8 +47,11 @@ export function kubeApi(kc: KubeConfig): KubeApi {
   const core = kc.makeApiClient(CoreV1Api);
   const transport = new Watch(kc);
   return {
-    listPods: (fieldSelector, signal) => core.listPodForAllNamespaces({ fieldSelector }, callOptions(signal)),
+    listPods: (fieldSelector, signal) =>
+      core.listPodForAllNamespaces(fieldSelector ? { fieldSelector } : {}, callOptions(signal)),
     listNamespaces: (signal) => core.listNamespace({}, callOptions(signal)),
+    listServices: (signal) => core.listServiceForAllNamespaces({}, callOptions(signal)),
+    listNodes: (signal) => core.listNode({}, callOptions(signal)),
     watch: (path, query, cb, done) => transport.watch(path, query, cb, done),
   };
 }

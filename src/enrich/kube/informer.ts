@@ -62,6 +62,8 @@ export interface ResilientInformerOptions<T extends KubernetesObject> {
   healthyAfterMs?: number;
   /** How long past its own timeout the server may take to end a watch before it counts as dead. Default 60 s. */
   watchdogGraceMs?: number;
+  /** The fix a 403 names; default the agent's (get/list/watch on pods and namespaces). */
+  forbiddenHint?: string;
 }
 
 export interface InformerState {
@@ -199,7 +201,7 @@ export class ResilientInformer<T extends KubernetesObject> {
   }
 
   #fail(err: unknown): void {
-    const msg = err instanceof InformerError ? err.message : describeApiError(`${this.#o.resource}`, err);
+    const msg = err instanceof InformerError ? err.message : describeApiError(`${this.#o.resource}`, err, this.#o.forbiddenHint);
     this.#failures++;
     this.#state.lastError = msg;
     this.#state.connected = false;
@@ -244,7 +246,7 @@ export class ResilientInformer<T extends KubernetesObject> {
       if (timeout.aborted && !ac.signal.aborted) {
         throw new InformerError(`list ${this.#o.resource}: no answer within ${this.#requestTimeoutMs / 1000}s`);
       }
-      throw new InformerError(describeApiError(`list ${this.#o.resource}`, err), err);
+      throw new InformerError(describeApiError(`list ${this.#o.resource}`, err, this.#o.forbiddenHint), err);
     } finally {
       this.#listAbort = undefined;
     }
@@ -291,7 +293,8 @@ export class ResilientInformer<T extends KubernetesObject> {
         controller?.abort();
         const healthy = events > 0 || performance.now() - startedAt >= this.#healthyAfterMs;
         if (streamError) reject(streamError);
-        else if (err && !this.#stopped) reject(new InformerError(describeApiError(`watch ${o.resource}`, err), err));
+        else if (err && !this.#stopped)
+          reject(new InformerError(describeApiError(`watch ${o.resource}`, err, o.forbiddenHint), err));
         else resolve({ healthy, expired });
       };
       // Ends the watch from our side: whatever `done` reports after an abort is not a failure.
@@ -338,7 +341,9 @@ export class ResilientInformer<T extends KubernetesObject> {
               expired = true;
               end();
             } else {
-              end(new InformerError(describeApiError(`watch ${o.resource}`, { code: status?.code, body: status })));
+              end(
+                new InformerError(describeApiError(`watch ${o.resource}`, { code: status?.code, body: status }, o.forbiddenHint)),
+              );
             }
             return;
           }
