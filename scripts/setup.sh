@@ -20,6 +20,7 @@ declare -A NEED=(
   [openssl]=openssl           # test PKI (test/helpers/pki.ts)
   [rsyslogd]=rsyslog
   [nats-server]=nats-server
+  [promtool]=prometheus       # tests only: promtool (metrics, chart alerts) and Prometheus 2.42 (the dashboard test)
   # test/helm-render (the Helm chart rendered without helm): Go and Debian's Go packages, built offline.
   [go]=golang-go
 )
@@ -47,6 +48,11 @@ if (( ${#missing[@]} )); then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian's prometheus package also starts a server on :9090 (the agent's default health port); the tests only
+  # run its binaries, with their own configuration and ports.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 
 # npm ci only when the lock file changed since the last install.

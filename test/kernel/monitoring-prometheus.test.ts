@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { httpGet } from '../helpers/agent-harness.js';
 import { buildFixtures, connectTcp, type Fixture, killAll, startFixture } from '../helpers/fixtures.js';
-import { CHART } from '../helpers/helm.js';
+import { CHART, find, PROMETHEUS_API, render } from '../helpers/helm.js';
 import type { KubeApiServer } from '../helpers/kube-api-server.js';
 import { kubeApiStandIn } from '../helpers/kube-stand-in.js';
 import { makePki, type Pki, tlsFlags } from '../helpers/pki.js';
@@ -91,11 +91,7 @@ function acceptLoad(): { stop: boolean; done: Promise<void> } {
 
 /** A panel query as Grafana sends it: the dashboard's variables replaced. */
 function substitute(expr: string): string {
-  return expr
-    .replaceAll('$__rate_interval', '1m')
-    .replaceAll('$namespace', NAMESPACE)
-    .replaceAll('$node', NODE)
-    .replaceAll('${datasource}', 'prometheus');
+  return expr.replaceAll('$__rate_interval', '1m').replaceAll('$namespace', NAMESPACE).replaceAll('$node', NODE);
 }
 
 interface Sample {
@@ -263,8 +259,9 @@ describe('Grafana dashboard vs a real Prometheus scraping a live agent and colle
   it("every alert's expression is valid PromQL against the live series", async () => {
     // The rules are unit-tested by promtool (test/unit/chart-alerts.test.ts); here each must also evaluate
     // without error against real series of this release's names.
-    const rendered = await import('../helpers/helm.js').then((h) =>
-      h.find(h.render({ apiVersions: [h.PROMETHEUS_API], set: ['prometheusRule.enabled=true'] }).objects, 'PrometheusRule'),
+    const rendered = find(
+      render({ apiVersions: [PROMETHEUS_API], set: ['prometheusRule.enabled=true'] }).objects,
+      'PrometheusRule',
     );
     for (const g of rendered.spec.groups as Any[]) for (const r of g.rules as Any[]) await query(String(r.expr));
   });
