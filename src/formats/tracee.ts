@@ -1,5 +1,5 @@
 import type { LossRecord } from '../gen/doorwatch/v1/collector.js';
-import { type AcceptEvent, EventKind, Source } from '../gen/doorwatch/v1/event.js';
+import { type AcceptEvent, type Container, EventKind, type Pod, Source } from '../gen/doorwatch/v1/event.js';
 import { JsonWriter } from './native-json.js';
 import { auditModeName, lossSummary, plainIp, policyOriginName, summaryOf, summaryReasonName } from './ocsf.js';
 
@@ -21,6 +21,8 @@ const SYSCALL_IDS: Record<string, { accept: number; accept4: number }> = {
   x64: { accept: 43, accept4: 288 },
   arm64: { accept: 202, accept4: 242 },
 };
+
+const IDS = SYSCALL_IDS[process.arch] ?? SYSCALL_IDS.x64!;
 
 /**
  * Ids of the two record types Tracee has no event for, in Tracee's range for
@@ -194,6 +196,64 @@ function writeAddr(w: JsonWriter, ev: AcceptEvent): void {
   }
 }
 
+/** `"k":"v"` pairs of the non-empty values (Go's omitempty), comma-separated. */
+function omitempty(pairs: [Uint8Array, string | undefined][], w: JsonWriter): void {
+  let sep = false;
+  for (const [key, v] of pairs) {
+    if (!v) continue;
+    if (sep) w.byte(0x2c);
+    w.k(key);
+    str(w, v);
+    sep = true;
+  }
+}
+
+const workloadScratch = new JsonWriter(16 * 1024);
+const NO_WORKLOAD = Symbol('none');
+const workloadText = new WeakMap<Container | typeof NO_WORKLOAD, { pod: Pod | undefined; bytes: Uint8Array }>();
+
+/**
+ * `,"containerId":…,"container":{…},"kubernetes":{…` — constant per container
+ * and pod, so encoded once per Container object (the collector's decoder and
+ * the enricher share one per container) and pod.
+ */
+function workloadBytes(c: Container | undefined, pod: Pod | undefined): Uint8Array {
+  const key = c ?? NO_WORKLOAD;
+  const hit = workloadText.get(key);
+  if (hit && hit.pod === pod) return hit.bytes;
+  const w = workloadScratch;
+  w.reset();
+  w.room(1024);
+  const cid = c?.id ?? '';
+  w.k(K.containerId);
+  str(w, cid);
+  // trace.Container and trace.Kubernetes: struct values (always written), every field omitempty.
+  w.k(K.container);
+  if (cid) {
+    omitempty(
+      [
+        [K.id, cid],
+        [K.name, c?.name],
+        [K.image, c?.image],
+        [K.imageDigest, c?.imageId],
+      ],
+      w,
+    );
+  }
+  w.k(K.kubernetes);
+  omitempty(
+    [
+      [K.podName, pod?.name],
+      [K.podNamespace, pod?.namespace],
+      [K.podUID, pod?.uid],
+    ],
+    w,
+  );
+  const bytes = w.since(0);
+  workloadText.set(key, { pod, bytes });
+  return bytes;
+}
+
 /** The event context (trace.Event up to `args`) shared by accepts and summaries. */
 function writeContext(
   w: JsonWriter,
@@ -239,29 +299,7 @@ function writeContext(
   w.k(K.hostName);
   str(w, pod?.name && !pod.hostNetwork ? pod.name : ev.nodeName);
   const cid = c?.id ?? '';
-  w.k(K.containerId);
-  str(w, cid);
-  // trace.Container and trace.Kubernetes: every field omitempty.
-  w.k(K.container);
-  let sep = false;
-  const field = (key: Uint8Array, v: string | undefined) => {
-    if (!v) return;
-    if (sep) w.byte(0x2c);
-    w.k(key);
-    str(w, v);
-    sep = true;
-  };
-  if (cid) {
-    field(K.id, cid);
-    field(K.name, c?.name);
-    field(K.image, c?.image);
-    field(K.imageDigest, c?.imageId);
-  }
-  w.k(K.kubernetes);
-  sep = false;
-  field(K.podName, pod?.name);
-  field(K.podNamespace, pod?.namespace);
-  field(K.podUID, pod?.uid);
+  w.raw(workloadBytes(c, pod));
   w.k(K.eventId);
   w.num(eventId);
   w.k(K.eventName);
@@ -280,30 +318,37 @@ function writeContext(
   w.k(K.entityIds);
 }
 
+const CALLS = {
+  accept: { name: 'accept', syscall: 'accept' },
+  accept4: { name: 'accept4', syscall: 'accept4' },
+  ioUring: { name: 'accept4', syscall: 'io_uring_enter' },
+} as const;
+
 /** The call Tracee would name, and the syscall it ran in (io_uring: submitted through io_uring_enter). */
 function callOf(ev: AcceptEvent): { name: 'accept' | 'accept4'; syscall: string } {
-  if (ev.source === Source.SOURCE_ACCEPT) return { name: 'accept', syscall: 'accept' };
-  if (ev.source === Source.SOURCE_IO_URING) return { name: 'accept4', syscall: 'io_uring_enter' };
-  return { name: 'accept4', syscall: 'accept4' };
+  if (ev.source === Source.SOURCE_ACCEPT) return CALLS.accept;
+  if (ev.source === Source.SOURCE_IO_URING) return CALLS.ioUring;
+  return CALLS.accept4;
 }
+
+/** The accept arguments' `{"name":…,"type":…,"value":` openings, pre-encoded (names and types as pkg/events/core.go has them). */
+const ARG = {
+  sockfd: b('{"name":"sockfd","type":"int32","value":'),
+  addr: b('},{"name":"addr","type":"SockAddr","value":'),
+  addrlen: b('},{"name":"addrlen","type":"trace.Pointer","value":0}'),
+  flags: b(',{"name":"flags","type":"int32","value":'),
+};
 
 /** sockfd, addr, addrlen (and flags for accept4) as pkg/events/core.go defines them for the event. */
 function writeAcceptArgs(w: JsonWriter, ev: AcceptEvent, call: 'accept' | 'accept4'): void {
-  argHead(w, 'sockfd', 'int32');
+  w.k(ARG.sockfd);
   w.num(ev.listener?.fd ?? -1);
-  w.byte(0x7d);
-  w.byte(0x2c);
-  argHead(w, 'addr', 'SockAddr');
+  w.k(ARG.addr);
   writeAddr(w, ev);
-  w.byte(0x7d);
-  w.byte(0x2c);
-  // A user-space pointer: Doorwatch keeps whether one was passed, not its value; 0 is NULL.
-  argHead(w, 'addrlen', 'trace.Pointer');
-  w.num(0);
-  w.byte(0x7d);
+  // addrlen is a user-space pointer: Doorwatch keeps whether one was passed, not its value; 0 is NULL.
+  w.k(ARG.addrlen);
   if (call === 'accept4') {
-    w.byte(0x2c);
-    argHead(w, 'flags', 'int32');
+    w.k(ARG.flags);
     w.num(ev.acceptFlags | 0);
     w.byte(0x7d);
   }
@@ -354,8 +399,7 @@ export function writeEventTracee(w: JsonWriter, ev: AcceptEvent): void {
     writeContext(w, ev, TRACEE_SUMMARY_EVENT.id, TRACEE_SUMMARY_EVENT.name, args.length, call.syscall);
     writeArgs(w, args);
   } else {
-    const ids = SYSCALL_IDS[process.arch] ?? SYSCALL_IDS.x64!;
-    writeContext(w, ev, ids[call.name], call.name, call.name === 'accept4' ? 4 : 3, call.syscall);
+    writeContext(w, ev, IDS[call.name], call.name, call.name === 'accept4' ? 4 : 3, call.syscall);
     writeAcceptArgs(w, ev, call.name);
   }
   w.k(K.end);
