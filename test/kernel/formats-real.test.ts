@@ -148,7 +148,22 @@ describe('real accepts in every format', () => {
 describe('doorwatch trace --output tracee', () => {
   it('writes one valid Tracee accept4 line per real accept', async () => {
     const N = 20;
-    const run = spawn(process.execPath, [BIN, 'trace', '-o', 'tracee', '--log-level', 'info'], {
+    // python3 says its pid, waits for "go", then accepts N connections: the trace watches only that pid.
+    const py = spawn(
+      'python3',
+      [
+        '-c',
+        `import os,socket,sys\nprint(os.getpid(),flush=True)\nsys.stdin.readline()\ns=socket.socket();s.bind(('127.0.0.1',0));s.listen(64)\nfor i in range(${N}):\n  c=socket.create_connection(s.getsockname());a,_=s.accept();a.close();c.close()`,
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    running.add(py);
+    const pyExit = once(py, 'exit');
+    const [pidLine] = (await withTimeout(once(py.stdout!.setEncoding('utf8'), 'data'), 10_000, 'python3 to start')) as [string];
+    const pid = Number(pidLine.trim());
+    assert.ok(pid > 0, `python3 pid: ${pidLine}`);
+
+    const run = spawn(process.execPath, [BIN, 'trace', '-o', 'tracee', '--log-level', 'info', '--pid', String(pid)], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     running.add(run);
@@ -168,37 +183,23 @@ describe('doorwatch trace --output tracee', () => {
       15_000,
       `trace to attach; stderr: ${err}`,
     );
-    const py = spawn(
-      'python3',
-      [
-        '-c',
-        `import socket\ns=socket.socket();s.bind(('127.0.0.1',0));s.listen(64)\nfor i in range(${N}):\n  c=socket.create_connection(s.getsockname());a,_=s.accept();a.close();c.close()\nprint(s.getsockname()[1],flush=True)`,
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    running.add(py);
-    let port = '';
-    py.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      port += d;
-    });
-    const [pyCode] = await withTimeout(once(py, 'exit'), 20_000, 'python3 accepts');
+    py.stdin!.end('go\n');
+    const [pyCode] = await withTimeout(pyExit, 20_000, 'python3 accepts');
     assert.equal(pyCode, 0);
     await sleep(500);
     run.kill('SIGINT');
     assert.equal(await withTimeout(exit, 30_000, 'trace to exit after SIGINT'), 0, err);
 
     const lines = out.split('\n').filter(Boolean);
-    for (const l of lines) assert.deepEqual(validateTracee(tracee, l), [], l);
-    const ours = lines
-      .map((l) => JSON.parse(l) as { eventName: string; hostProcessId: number; args: { name: string; value: unknown }[] })
-      .filter((l) => l.hostProcessId === py.pid);
-    assert.equal(ours.length, N, `one line per accept; stderr: ${err}`);
-    for (const l of ours) {
-      assert.equal(l.eventName, 'accept4');
-      const addr = l.args.find((a) => a.name === 'addr')!.value as Record<string, string>;
+    assert.equal(lines.length, N, `one line per accept; stderr: ${err}`);
+    for (const l of lines) {
+      assert.deepEqual(validateTracee(tracee, l), [], l);
+      const e = JSON.parse(l) as { eventName: string; hostProcessId: number; args: { name: string; value: unknown }[] };
+      assert.equal(e.eventName, 'accept4');
+      assert.equal(e.hostProcessId, pid);
+      const addr = e.args.find((a) => a.name === 'addr')!.value as Record<string, string>;
       assert.equal(addr.sa_family, 'AF_INET');
       assert.equal(addr.sin_addr, '127.0.0.1');
     }
-    assert.ok(Number(port.trim()) > 0);
   });
 });
