@@ -2,12 +2,15 @@ import type { LossRecord } from '../gen/doorwatch/v1/collector.js';
 import {
   type AcceptEvent,
   type AcceptSummary,
+  type AddressAttribution,
   type AuditPolicyRef,
   addressFamilyToJSON,
+  attributionStatusToJSON,
   auditModeToJSON,
   type Container,
   enrichmentStatusToJSON,
   eventKindToJSON,
+  ownerKindToJSON,
   type Pod,
   policyOriginToJSON,
   sourceToJSON,
@@ -34,6 +37,10 @@ const ENUMS: Record<string, (v: number) => string> = {
   'summary.reason': summaryReasonToJSON as (v: number) => string,
   'policy.origin': policyOriginToJSON as (v: number) => string,
   'policy.mode': auditModeToJSON as (v: number) => string,
+  'peerAttribution.status': attributionStatusToJSON as (v: number) => string,
+  'peerAttribution.kind': ownerKindToJSON as (v: number) => string,
+  'localAttribution.status': attributionStatusToJSON as (v: number) => string,
+  'localAttribution.kind': ownerKindToJSON as (v: number) => string,
 };
 
 function convert(v: unknown, path: string): Json {
@@ -617,7 +624,54 @@ function writeTail(w: JsonWriter, ev: AcceptEvent): void {
   w.k(K.policy);
   if (ev.policy) policy(w, ev.policy);
   else w.k(K.null);
+  w.text(',"peerAttribution":');
+  attribution(w, ev.peerAttribution);
+  w.text(',"localAttribution":');
+  attribution(w, ev.localAttribution);
   w.k(K.end);
+}
+
+/*
+ * Peer and local attribution (collector/peers): one frozen object per pod,
+ * Service, node or status, shared by every event it describes, so its JSON
+ * is encoded once per object.
+ */
+const attributionJson = new WeakMap<AddressAttribution, Uint8Array>();
+function attribution(w: JsonWriter, a: AddressAttribution | undefined): void {
+  if (!a) {
+    w.k(K.null);
+    return;
+  }
+  const known = attributionJson.get(a);
+  if (known) {
+    w.raw(known);
+    return;
+  }
+  const from = w.pos;
+  const wl = a.workload;
+  w.text(`{"status":"${attributionStatusToJSON(a.status)}","reason":`);
+  w.str(a.reason);
+  w.text(`,"kind":"${ownerKindToJSON(a.kind)}","namespace":`);
+  w.str(a.namespace);
+  w.text(',"name":');
+  w.str(a.name);
+  w.text(',"uid":');
+  w.str(a.uid);
+  w.text(',"workload":');
+  if (wl) {
+    w.text('{"kind":');
+    w.str(wl.kind);
+    w.text(',"name":');
+    w.str(wl.name);
+    w.text(`,"inferred":${wl.inferred}}`);
+  } else w.k(K.null);
+  w.text(',"labels":');
+  map(w, a.labels);
+  w.text(',"nodeName":');
+  w.str(a.nodeName);
+  w.byte(0x7d);
+  const frag = w.since(from);
+  if (Object.isFrozen(a)) attributionJson.set(a, frag);
 }
 
 /*

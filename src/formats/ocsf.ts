@@ -4,12 +4,15 @@ import type { LossCounters, LossRecord } from '../gen/doorwatch/v1/collector.js'
 import {
   type AcceptEvent,
   type AcceptSummary,
+  type AddressAttribution,
   AddressFamily,
+  AttributionStatus,
   AuditMode,
   type AuditPolicyRef,
   type Container,
   EnrichmentStatus,
   EventKind,
+  OwnerKind,
   type Pod,
   PolicyOrigin,
   type Process,
@@ -405,6 +408,66 @@ export function doorwatchDetail(ev: AcceptEvent): Obj {
     },
     summary: ev.summary && summaryDetail(ev),
     policy: ev.policy && policyDetail(ev.policy),
+    peer_attribution: attributionDetail(ev.peerAttribution),
+    local_attribution: attributionDetail(ev.localAttribution),
+  };
+}
+
+// Peer/local attribution (collector/peers): the same names as the native form's enums, lowercase.
+const ATTRIBUTION_STATUSES: Record<number, string> = {
+  [AttributionStatus.ATTRIBUTION_STATUS_RESOLVED]: 'resolved',
+  [AttributionStatus.ATTRIBUTION_STATUS_EXTERNAL]: 'external',
+  [AttributionStatus.ATTRIBUTION_STATUS_LOOPBACK]: 'loopback',
+  [AttributionStatus.ATTRIBUTION_STATUS_LINK_LOCAL]: 'link_local',
+  [AttributionStatus.ATTRIBUTION_STATUS_UNKNOWN]: 'unknown',
+  [AttributionStatus.ATTRIBUTION_STATUS_NO_ADDRESS]: 'no_address',
+};
+const OWNER_KINDS: Record<number, string> = {
+  [OwnerKind.OWNER_KIND_POD]: 'pod',
+  [OwnerKind.OWNER_KIND_SERVICE]: 'service',
+  [OwnerKind.OWNER_KIND_NODE]: 'node',
+};
+
+/** One detail block per (shared, frozen) attribution object: OCSF `unmapped` and ECS `doorwatch.*`. */
+const attributionDetails = new WeakMap<AddressAttribution, Obj>();
+function attributionDetail(a: AddressAttribution | undefined): Obj | undefined {
+  if (!a) return undefined;
+  let d = attributionDetails.get(a);
+  if (d) return d;
+  d = {
+    status: ATTRIBUTION_STATUSES[a.status] ?? 'unspecified',
+    reason: str(a.reason),
+    kind: OWNER_KINDS[a.kind],
+    namespace: str(a.namespace),
+    name: str(a.name),
+    uid: str(a.uid),
+    workload: a.workload && { kind: str(a.workload.kind), name: str(a.workload.name), inferred: a.workload.inferred },
+    labels: Object.keys(a.labels).length ? { ...a.labels } : undefined,
+    node_name: str(a.nodeName),
+  };
+  if (Object.isFrozen(a)) attributionDetails.set(a, d);
+  return d;
+}
+
+/**
+ * OCSF network_endpoint attributes of a resolved attribution: name and uid of the pod, Service or
+ * node; type_id 99 (Other) with the Kubernetes kind as `type`; svc_name for a Service; hostname
+ * for a node. Namespace, workload and labels have no endpoint attribute in OCSF 1.7.0: they are in
+ * `unmapped.peer_attribution` / `unmapped.local_attribution`.
+ */
+function endpointAttribution(a: AddressAttribution | undefined, local: boolean): Obj | undefined {
+  if (a?.status !== AttributionStatus.ATTRIBUTION_STATUS_RESOLVED) return undefined;
+  const service = a.kind === OwnerKind.OWNER_KIND_SERVICE;
+  // The local end is the node the event came from: its hostname is already the node's.
+  if (local) return service ? { svc_name: str(a.name) } : undefined;
+  const kind = OWNER_KINDS[a.kind];
+  return {
+    name: str(a.name),
+    uid: str(a.uid),
+    type_id: 99,
+    type: kind && kind[0]!.toUpperCase() + kind.slice(1),
+    svc_name: service ? str(a.name) : undefined,
+    hostname: a.kind === OwnerKind.OWNER_KIND_NODE ? str(a.name) : undefined,
   };
 }
 
@@ -618,10 +681,10 @@ function ocsfHead(ev: AcceptEvent, hasContainer: boolean): Obj {
     ? // AF_UNIX: the peer is on this node by definition.
       { hostname: node }
     : summary
-      ? peerIp && { ip: peerIp }
-      : inet && { ip: str(inet.peerIp), port: inet.peerPort };
+      ? peerIp && { ip: peerIp, ...endpointAttribution(ev.peerAttribution, false) }
+      : inet && { ip: str(inet.peerIp), port: inet.peerPort, ...endpointAttribution(ev.peerAttribution, false) };
   const dst = inet
-    ? { ip: str(inet.localIp), port: inet.localPort, hostname: node }
+    ? { ip: str(inet.localIp), port: inet.localPort, hostname: node, ...endpointAttribution(ev.localAttribution, true) }
     : unix
       ? { name: str(unix.path), hostname: node }
       : // A failed or unresolved accept: only the node is known.

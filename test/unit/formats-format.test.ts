@@ -8,9 +8,11 @@ import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
 import {
   AcceptEvent,
   AddressFamily,
+  AttributionStatus,
   AuditMode,
   EnrichmentStatus,
   EventKind,
+  OwnerKind,
   PolicyOrigin,
   Source,
   SummaryReason,
@@ -110,6 +112,28 @@ const everything = AcceptEvent.fromPartial({
     peersFolded: false,
   },
   policy: { origin: PolicyOrigin.POLICY_ORIGIN_RESOURCE, name: 'cov-ns/cov-policy', mode: AuditMode.AUDIT_MODE_EVENTS },
+  peerAttribution: {
+    status: AttributionStatus.ATTRIBUTION_STATUS_RESOLVED,
+    reason: 'cov peer reason',
+    kind: OwnerKind.OWNER_KIND_POD,
+    namespace: 'cov-peer-ns',
+    name: 'cov-peer-pod',
+    uid: 'cov-peer-uid',
+    workload: { kind: 'StatefulSet', name: 'cov-peer-sts', inferred: true },
+    labels: { covpeerlabel: 'covpeerlabelvalue' },
+    nodeName: 'node-cov-peer',
+  },
+  localAttribution: {
+    status: AttributionStatus.ATTRIBUTION_STATUS_UNKNOWN,
+    reason: 'cov local reason',
+    kind: OwnerKind.OWNER_KIND_SERVICE,
+    namespace: 'cov-local-ns',
+    name: 'cov-local-svc',
+    uid: 'cov-local-uid',
+    workload: { kind: 'Deployment', name: 'cov-local-deploy', inferred: true },
+    labels: { covlocallabel: 'covlocallabelvalue' },
+    nodeName: 'node-cov-local',
+  },
 });
 
 const everythingUnix = AcceptEvent.fromPartial({
@@ -143,7 +167,10 @@ const isDefault = (v: unknown) =>
 /** Native enum names as the OCSF/ECS forms spell them: the value's own name, lowercase (SUMMARY_REASON_RATE_LIMIT -> rate_limit). */
 function expected(v: unknown): string {
   const s = String(v);
-  const m = /^(?:SOURCE|ADDRESS_FAMILY|ENRICHMENT_STATUS|EVENT_KIND|SUMMARY_REASON|POLICY_ORIGIN|AUDIT_MODE)_(.+)$/.exec(s);
+  const m =
+    /^(?:SOURCE|ADDRESS_FAMILY|ENRICHMENT_STATUS|EVENT_KIND|SUMMARY_REASON|POLICY_ORIGIN|AUDIT_MODE|ATTRIBUTION_STATUS|OWNER_KIND)_(.+)$/.exec(
+      s,
+    );
   return m ? m[1]!.toLowerCase() : s;
 }
 
