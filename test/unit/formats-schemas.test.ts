@@ -63,6 +63,7 @@ describe('the validators catch violations', () => {
     ['a scalar where an array is expected', (r) => (r.actor.process.container.labels = 'a=b'), /labels: expected an array/],
     ['a wrong type_uid', (r) => (r.type_uid = 400102), /^type_uid: 400102, expected class_uid \* 100 \+ activity_id/],
     ['an unknown class', (r) => (r.class_uid = 9999), /^class_uid: 9999 is not a class/],
+    ['a deprecated attribute', (r) => (r.actor.process.tid = 813), /^actor\.process\.tid: deprecated since 1\.6\.0/],
   ];
   for (const [what, edit, expected] of ocsfCases) {
     it(`OCSF: ${what}`, () => {

@@ -24,6 +24,7 @@ import { fileURLToPath } from 'node:url';
  *  - an enum id the attribute's enum does not list, and a sibling caption
  *    that disagrees with it (except for 99 Other, whose caption is free);
  *  - a missing `required` attribute; a broken at_least_one / just_one constraint;
+ *  - an attribute the schema marks `@deprecated`;
  *  - class_uid / category_uid / type_uid and their captions not agreeing.
  */
 
@@ -41,6 +42,8 @@ interface AttrDef {
   sibling?: string;
   /** The profile that brought the attribute in; undefined = always allowed. */
   profile?: string;
+  /** `@deprecated`: "since <version>: <message>". */
+  deprecated?: string;
 }
 
 interface Compiled {
@@ -121,6 +124,7 @@ export function loadOcsf(dir = OCSF_DIR): OcsfSchema {
         enum: merged.enum as AttrDef['enum'],
         sibling: merged.sibling as string | undefined,
         profile: merged._profile as string | undefined,
+        deprecated: deprecation(merged['@deprecated']),
       });
     }
     // The datetime profile: every timestamp_t attribute has a datetime_t `_dt` sibling.
@@ -231,6 +235,12 @@ export function loadOcsf(dir = OCSF_DIR): OcsfSchema {
   return { version, classes, objects, profiles, types };
 }
 
+function deprecation(d: unknown): string | undefined {
+  if (!d || typeof d !== 'object') return undefined;
+  const { since, message } = d as { since?: string; message?: string };
+  return `since ${since ?? '?'}: ${(message ?? '').replace(/<[^>]+>/g, '')}`;
+}
+
 const INT32 = [-(2 ** 31), 2 ** 31 - 1] as const;
 const INT64 = [-(2n ** 63n), 2n ** 63n - 1n] as const;
 
@@ -270,6 +280,7 @@ function checkObject(schema: OcsfSchema, def: Compiled, v: Json, path: string, p
       out.push(`${at(k)}: not an attribute of this ${path ? 'object' : 'class'} in OCSF ${schema.version}`);
       continue;
     }
+    if (a.deprecated) out.push(`${at(k)}: deprecated ${a.deprecated}`);
     if (a.profile && !profiles.has(a.profile))
       out.push(`${at(k)}: defined by profile ${a.profile}, which metadata.profiles does not declare`);
     if (a.isArray) {
