@@ -12,6 +12,7 @@ import {
   writeEventTracee,
 } from '../../src/formats/tracee.js';
 import { AddressFamily, Source } from '../../src/gen/doorwatch/v1/event.js';
+import { encodeLines, jsonlLine } from '../../src/sinks/jsonl.js';
 import { sampleEvent, sampleHostEvent, sampleLoss, sampleSummary, sampleUnixEvent } from '../helpers/sample-events.js';
 import { corpus } from '../helpers/schemas/corpus.js';
 import { loadTraceeSource, validateTracee } from '../helpers/schemas/tracee.js';
@@ -238,6 +239,19 @@ describe('format tracee: Go encoding/json details', () => {
     assert.equal(w.buf.toString('utf8', 0, w.pos), one + one);
     assert.equal(formatLine({ kind: 'event', event: ev }, 'tracee'), one);
     assert.deepEqual(formatRecord({ kind: 'event', event: ev }, 'tracee'), JSON.parse(one));
+  });
+});
+
+describe('a sink in format tracee', () => {
+  it('writes every record of a batch as one valid Tracee line (jsonl encodeLines)', () => {
+    const batch = corpus().map(([, r]) => r);
+    const w = new JsonWriter(1024);
+    const ends: number[] = [];
+    encodeLines(batch, 'tracee', w, ends);
+    const lines = w.buf.toString('utf8', 0, w.pos).split('\n').slice(0, -1);
+    assert.equal(lines.length, batch.length);
+    for (const l of lines) assert.deepEqual(validateTracee(src, l), []);
+    assert.equal(jsonlLine(batch[0]!, 'tracee').toString(), `${lines[0]}\n`);
   });
 });
 
