@@ -14,7 +14,7 @@ NAMESPACE=doorwatch
 KUBE_VERSION=v1.30.0
 
 if ! command -v go >/dev/null 2>&1; then
-  echo "render-manifests: go is missing; run scripts/setup.sh (golang-go and the sprig packages)" >&2
+  echo "render-manifests: go is missing; run `bash scripts/setup.sh --test` (golang-go and the sprig packages)" >&2
   exit 1
 fi
 export GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= GOPROXY=off GOCACHE="$PWD/build/go-cache"

@@ -67,7 +67,7 @@ export function buildRenderer(): string {
     if (r.error && (r.error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new Error(
         'go is not installed: the chart tests render helm/doorwatch with test/helm-render (Go + sprig). ' +
-          'Run `bash scripts/setup.sh` (installs golang-go, golang-github-masterminds-sprig-dev, golang-k8s-sigs-yaml-dev, ' +
+          'Run `bash scripts/setup.sh --test` (installs golang-go, golang-github-masterminds-sprig-dev, golang-k8s-sigs-yaml-dev, ' +
           'golang-github-xeipuuv-gojsonschema-dev)',
       );
     }
