@@ -305,6 +305,16 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
       'only peers in these IPs/CIDRs',
       list((s) => s),
     )
+    .option(
+      '--peer-namespace <namespaces>',
+      "only peers (pods, Services) in these namespaces (the collector's peer attribution)",
+      list((s) => s),
+    )
+    .option(
+      '--peer-workload <workloads>',
+      'only peer pods of these workloads: "web" or "Deployment/web"',
+      list((s) => s),
+    )
     .addOption(
       new Option('-o, --output <format>', 'table, json or tracee (Tracee v0.24 event JSON)')
         .choices(['table', 'json', 'tracee', 'auto'])
@@ -325,7 +335,15 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
           tokenFile: opts.tokenFile,
           kubeconfig: opts.kubeconfig,
           env,
-          filter: { namespaces: opts.namespace, pods: opts.pod, nodes: opts.node, ports: opts.port, peers: opts.peer },
+          filter: {
+            namespaces: opts.namespace,
+            pods: opts.pod,
+            nodes: opts.node,
+            ports: opts.port,
+            peers: opts.peer,
+            peerNamespaces: opts.peerNamespace,
+            peerWorkloads: opts.peerWorkload,
+          },
           output: opts.output === 'auto' ? (process.stdout.isTTY ? 'table' : 'json') : opts.output,
           durationMs: opts.duration,
         },

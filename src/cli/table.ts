@@ -1,4 +1,11 @@
-import { type AcceptEvent, AddressFamily, EnrichmentStatus, Source } from '../gen/doorwatch/v1/event.js';
+import {
+  type AcceptEvent,
+  AddressFamily,
+  AttributionStatus,
+  EnrichmentStatus,
+  OwnerKind,
+  Source,
+} from '../gen/doorwatch/v1/event.js';
 
 /** The human view of `doorwatch trace` on a TTY: one line per accept. */
 
@@ -17,7 +24,35 @@ const pad = (s: string, n: number) => (s.length >= n ? `${s.slice(0, n - 1)}…`
 const POD_COLS = [
   ['NAMESPACE', 16],
   ['POD', 28],
+  ['PEER OWNER', 36],
 ] as const;
+
+/**
+ * Who the peer is, from the collector's peer attribution: `ns/workload` (or `ns/pod`) for a pod,
+ * `svc ns/name`, `node name`, or the status. Events that never went through a collector
+ * (`doorwatch trace`) have none: peers are attributed at the collector only (no agent watches the
+ * whole cluster), which the cell says.
+ */
+function peerCell(ev: AcceptEvent): string {
+  const a = ev.peerAttribution;
+  if (!a) return '(at collector)';
+  switch (a.status) {
+    case AttributionStatus.ATTRIBUTION_STATUS_RESOLVED:
+      if (a.kind === OwnerKind.OWNER_KIND_NODE) return `node ${a.name}`;
+      if (a.kind === OwnerKind.OWNER_KIND_SERVICE) return `svc ${a.namespace}/${a.name}`;
+      return a.workload ? `${a.namespace}/${a.workload.name} (${a.name})` : `${a.namespace}/${a.name}`;
+    case AttributionStatus.ATTRIBUTION_STATUS_EXTERNAL:
+      return 'external';
+    case AttributionStatus.ATTRIBUTION_STATUS_LOOPBACK:
+      return 'loopback';
+    case AttributionStatus.ATTRIBUTION_STATUS_LINK_LOCAL:
+      return 'link-local';
+    case AttributionStatus.ATTRIBUTION_STATUS_NO_ADDRESS:
+      return '-';
+    default:
+      return `? ${a.reason || 'unknown'}`;
+  }
+}
 
 export function tableHeader(withPods = false): string {
   const cols = withPods ? [...COLS, ...POD_COLS] : COLS;
@@ -75,6 +110,6 @@ export function tableRow(ev: AcceptEvent, withPods = false): string {
     ev.success ? `fd ${ev.ret}` : ev.error,
   ];
   const cols = withPods ? [...COLS, ...POD_COLS] : COLS;
-  if (withPods) cells.push(...podCells(ev));
+  if (withPods) cells.push(...podCells(ev), peerCell(ev));
   return `${cells.map((c, i) => pad(c, cols[i]![1])).join(' ')} ${notes.join(' ')}`.trimEnd();
 }

@@ -26,6 +26,10 @@ export interface TailFilter {
   ports?: number[];
   /** IPs or CIDRs. */
   peers?: string[];
+  /** The peer pod's or Service's namespace (peer attribution, at the collector). */
+  peerNamespaces?: string[];
+  /** The peer pod's workload: "web" or "Deployment/web". */
+  peerWorkloads?: string[];
 }
 
 export interface TailOptions {
@@ -86,6 +90,8 @@ function toFilter(f: TailFilter): SubscribeFilter {
     nodes: f.nodes ?? [],
     ports: f.ports ?? [],
     peers: f.peers ?? [],
+    peerNamespaces: f.peerNamespaces ?? [],
+    peerWorkloads: f.peerWorkloads ?? [],
   };
   try {
     compileSubscribeFilter(filter); // the server checks too; fail before connecting

@@ -1,7 +1,7 @@
 import { BlockList, isIP } from 'node:net';
 import { ServerError, Status } from 'nice-grpc';
 import type { LossRecord, SubscribeFilter, SubscribeResponse } from '../gen/doorwatch/v1/collector.js';
-import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
+import { type AcceptEvent, type AddressAttribution, AttributionStatus } from '../gen/doorwatch/v1/event.js';
 import { Notifier } from './async.js';
 import { Deque } from './deque.js';
 import { emptyCounters, lossRecord } from './streams.js';
@@ -40,8 +40,19 @@ export function compileSubscribeFilter(f: SubscribeFilter | undefined): EventMat
     peers ??= new BlockList();
     addPeer(peers, spec, `filter.peers[${i}]`);
   }
+  const peerNamespaces = new Set(f?.peerNamespaces ?? []);
+  const peerWorkloads = new Set(f?.peerWorkloads ?? []);
   const tests: EventMatcher[] = [];
   if (namespaces.size) tests.push((ev) => !!ev.pod && namespaces.has(ev.pod.namespace));
+  if (peerNamespaces.size)
+    tests.push((ev) => !!ev.peerAttribution?.namespace && peerNamespaces.has(ev.peerAttribution.namespace));
+  if (peerWorkloads.size) {
+    // "web" or "Deployment/web".
+    tests.push((ev) => {
+      const w = ev.peerAttribution?.workload;
+      return !!w && (peerWorkloads.has(w.name) || peerWorkloads.has(`${w.kind}/${w.name}`));
+    });
+  }
   if (pods.size) tests.push((ev) => !!ev.pod && pods.has(ev.pod.name));
   if (nodes.size) tests.push((ev) => nodes.has(ev.nodeName));
   if (ports.size) {
@@ -92,6 +103,40 @@ function scoped(matches: EventMatcher, v: Visibility): EventMatcher {
   return (ev) => !!ev.pod && allowed.has(ev.pod.namespace) && matches(ev);
 }
 
+/**
+ * An event as a namespace-scoped subscriber may know it: a peer or local attribution naming a
+ * pod or Service in a namespace it may not watch says only its kind. One frozen stand-in per kind;
+ * a copy of the event only when something is hidden.
+ */
+const hiddenAttribution = new Map<number, AddressAttribution>();
+function hidden(a: AddressAttribution): AddressAttribution {
+  let h = hiddenAttribution.get(a.kind);
+  if (!h) {
+    h = Object.freeze({
+      status: AttributionStatus.ATTRIBUTION_STATUS_UNKNOWN,
+      reason: 'in a namespace this subscriber may not watch',
+      kind: a.kind,
+      namespace: '',
+      name: '',
+      uid: '',
+      workload: undefined,
+      labels: {},
+      nodeName: '',
+    });
+    hiddenAttribution.set(a.kind, h);
+  }
+  return h;
+}
+
+export function redactEvent(ev: AcceptEvent, allowed: ReadonlySet<string>): AcceptEvent {
+  const p = ev.peerAttribution;
+  const l = ev.localAttribution;
+  const hidePeer = !!p?.namespace && !allowed.has(p.namespace);
+  const hideLocal = !!l?.namespace && !allowed.has(l.namespace);
+  if (!hidePeer && !hideLocal) return ev;
+  return { ...ev, peerAttribution: hidePeer ? hidden(p!) : p, localAttribution: hideLocal ? hidden(l!) : l };
+}
+
 /** A loss record as a namespace-scoped subscriber may know it: reason, counts and time. */
 export function redactLoss(l: LossRecord): LossRecord {
   return { ...l, agent: undefined, fromSeq: 0n, toSeq: 0n };
@@ -110,6 +155,8 @@ class Subscriber {
     readonly matches: EventMatcher,
     private readonly maxBuffered: number,
     readonly seesAll: boolean,
+    /** Namespace-scoped: what the subscriber may see of an event (redactEvent); matched after it. */
+    readonly view?: (ev: AcceptEvent) => AcceptEvent,
   ) {}
 
   push(item: SubscribeResponse): void {
@@ -138,7 +185,13 @@ export class SubscriberHub {
   publishEvents(events: readonly AcceptEvent[]): void {
     if (!this.subs.size) return;
     for (const s of this.subs) {
-      for (const ev of events) if (s.matches(ev)) s.push({ event: ev });
+      const view = s.view;
+      if (view) {
+        for (const ev of events) {
+          const e = view(ev);
+          if (s.matches(e)) s.push({ event: e });
+        }
+      } else for (const ev of events) if (s.matches(ev)) s.push({ event: ev });
     }
   }
 
@@ -169,7 +222,13 @@ export class SubscriberHub {
         `too many subscribers (${this.opts.maxSubscribers}); raise subscribers.max in the collector config`,
       );
     }
-    const sub = new Subscriber(scoped(matches, visibility), this.opts.maxBuffered, visibility.all);
+    const allowed = visibility.all ? undefined : visibility.namespaces;
+    const sub = new Subscriber(
+      scoped(matches, visibility),
+      this.opts.maxBuffered,
+      visibility.all,
+      allowed && ((ev) => redactEvent(ev, allowed)),
+    );
     this.subs.add(sub);
     try {
       while (!signal.aborted) {

@@ -11,6 +11,8 @@ const filter = (f: Partial<SubscribeFilter>): SubscribeFilter => ({
   nodes: [],
   ports: [],
   peers: [],
+  peerNamespaces: [],
+  peerWorkloads: [],
   ...f,
 });
 
