@@ -617,6 +617,9 @@ function device(node: string, bootUid?: string): Obj | undefined {
   return { hostname: node, name: node, type_id: 1, type: 'Server', boot_uid: str(bootUid) };
 }
 
+/** OCSF uuid_t's form (dictionary.json), anchored. */
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
 function ocsfContainer(ev: AcceptEvent): Obj | undefined {
   const c = ev.container;
   if (!c?.id) return undefined;
@@ -627,7 +630,8 @@ function ocsfContainer(ev: AcceptEvent): Obj | undefined {
     runtime: str(c.runtime),
     image: c.image || c.imageId ? { name: str(c.image), uid: str(c.imageId) } : undefined,
     orchestrator: p ? 'kubernetes' : undefined,
-    pod_uuid: str(p?.uid),
+    // uuid_t: a static pod's UID is the kubelet's MD5 hex digest, not a UUID (it stays in unmapped.k8s.pod.uid).
+    pod_uuid: p?.uid && UUID.test(p.uid) ? p.uid : undefined,
     labels: pairs(p?.labels, '='),
   };
 }

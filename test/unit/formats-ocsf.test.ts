@@ -36,7 +36,9 @@ type J = Record<string, any>;
 
 const T = 1714564800123456789n; // 2024-05-01T12:00:00.123456789Z
 
-const full = sampleEvent();
+/** Kubernetes pod UIDs are UUIDs (OCSF pod_uuid is uuid_t). */
+const POD_UID = '6f1d2c1e-0b7a-4f43-9a55-2f1c8e3d7b10';
+const full = sampleEvent({ pod: { uid: POD_UID } });
 
 const failed = AcceptEvent.fromPartial({
   eventId: 'boot-1/inst-1/43',
@@ -176,9 +178,16 @@ describe('OCSF: accepted connection (container, pod, workload, labels)', () => {
       runtime: 'containerd',
       image: { name: 'nginx:1.25', uid: `docker.io/library/nginx@sha256:${'d'.repeat(64)}` },
       orchestrator: 'kubernetes',
-      pod_uuid: '0f3c-uid',
+      pod_uuid: POD_UID,
       labels: ['app.kubernetes.io/name=web', 'tier=front'],
     });
+  });
+
+  it('leaves pod_uuid out for a UID that is not a UUID (a static pod: the kubelet’s MD5 digest), keeping it in unmapped', () => {
+    const md5 = '3c5a0e5c3b6f1f9e2a4c1b7e8d9f0a12';
+    const s: J = eventToOcsf(sampleEvent({ pod: { uid: md5 } }));
+    assert.equal(s.actor.process.container.pod_uuid, undefined);
+    assert.equal(s.unmapped.k8s.pod.uid, md5);
   });
 
   it('names the node as the device', () => {
@@ -218,7 +227,7 @@ describe('OCSF: accepted connection (container, pod, workload, labels)', () => {
       namespace: 'shop',
       pod: {
         name: 'web-7d9f-abc',
-        uid: '0f3c-uid',
+        uid: POD_UID,
         ip: '10.0.0.5',
         service_account: 'web-sa',
         node_name: 'node-a',

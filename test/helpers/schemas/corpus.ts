@@ -85,6 +85,25 @@ function events(): [string, AcceptEvent][] {
       sampleEvent({ pod: { ...pod, workload: undefined, deleted: true, labels: {}, annotations: {} } }),
     ],
     ['host-network pod', sampleEvent({ pod: { ...pod, hostNetwork: true } })],
+    [
+      // The kubelet names a static pod by an MD5 hex digest, not a UUID; before the API knows it, the cgroup is all.
+      'static pod, cgroup only (partial)',
+      sampleEvent({
+        pod: {
+          uid: '3c5a0e5c3b6f1f9e2a4c1b7e8d9f0a12',
+          namespace: '',
+          name: '',
+          labels: {},
+          annotations: {},
+          workload: { kind: '' },
+        },
+        enrichment: {
+          status: EnrichmentStatus.ENRICHMENT_STATUS_PARTIAL,
+          missing: ['pod'],
+          reason: 'pod not in the API after 2s',
+        },
+      }),
+    ],
     ['container without image id', sampleEvent({ pod, container: { imageId: '', image: '' } })],
     ['uid and gid 4294967294', sampleHostEvent({ process: { uid: 4294967294, gid: 4294967294 } })],
     ['seq past 2^31', sampleEvent({ pod, seq: 2n ** 31n + 5n, eventId: 'boot-1/inst-1/2147483653' })],
