@@ -37,9 +37,11 @@ describe('chart render: value sets', () => {
     assert.deepEqual(kinds(objects).sort(), [
       'ClusterRole/doorwatch-agent',
       'ClusterRole/doorwatch-collector',
+      'ClusterRole/doorwatch-collector-peers',
       'ClusterRole/doorwatch-viewer',
       'ClusterRoleBinding/doorwatch-agent',
       'ClusterRoleBinding/doorwatch-collector',
+      'ClusterRoleBinding/doorwatch-collector-peers',
       'ConfigMap/doorwatch-agent',
       'ConfigMap/doorwatch-collector',
       'CustomResourceDefinition/acceptauditpolicies.doorwatch.io',
@@ -279,9 +281,27 @@ describe('chart render: value sets', () => {
     assert.deepEqual(np.spec.egress[1].to, [{ ipBlock: { cidr: '10.0.0.1/32' } }]);
     assert.deepEqual(np.spec.egress[2], rule);
     const none = renderValid({
+      values: [
+        {
+          auth: { mode: 'none' },
+          collector: { peers: { enabled: false } },
+          networkPolicy: { collectorEgress: { allowAll: false, rules: [rule] } },
+        },
+      ],
+    });
+    assert.equal(
+      find(none.objects, 'NetworkPolicy', 'doorwatch-collector').spec.egress.length,
+      2,
+      'no API server without auth and peer attribution',
+    );
+    const peersOnly = renderValid({
       values: [{ auth: { mode: 'none' }, networkPolicy: { collectorEgress: { allowAll: false, rules: [rule] } } }],
     });
-    assert.equal(find(none.objects, 'NetworkPolicy', 'doorwatch-collector').spec.egress.length, 2, 'no API server without auth');
+    assert.equal(
+      find(peersOnly.objects, 'NetworkPolicy', 'doorwatch-collector').spec.egress.length,
+      3,
+      'the API server for peer attribution alone',
+    );
     const agentNp = find(objects, 'NetworkPolicy', 'doorwatch-agent');
     assert.deepEqual(agentNp.spec.egress[2].to, [{ ipBlock: { cidr: '10.0.0.1/32' } }]);
   });

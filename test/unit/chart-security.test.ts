@@ -127,11 +127,19 @@ describe('chart security', () => {
       roles.map((r) => `${r.kind}/${r.metadata.name}`),
       [
         'ClusterRole/doorwatch-agent',
+        'ClusterRole/doorwatch-collector-peers',
         'ClusterRole/doorwatch-collector',
         'ClusterRole/doorwatch-viewer',
         'Role/doorwatch-collector',
       ],
     );
+    // Peer attribution: list/watch on pods, services and nodes, nothing else (collector-peers-rbac.yaml).
+    assert.deepEqual(find(rendered.default!, 'ClusterRole', 'doorwatch-collector-peers').rules, [
+      { apiGroups: [''], resources: ['pods', 'services', 'nodes'], verbs: ['list', 'watch'] },
+    ]);
+    assert.deepEqual(find(rendered.default!, 'ClusterRoleBinding', 'doorwatch-collector-peers').subjects, [
+      { kind: 'ServiceAccount', name: 'doorwatch-collector', namespace: 'doorwatch' },
+    ]);
     assert.deepEqual(roles[0]!.rules, [
       { apiGroups: [''], resources: ['pods', 'namespaces'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: ['doorwatch.io'], resources: ['acceptauditpolicies'], verbs: ['get', 'list', 'watch'] },
@@ -191,7 +199,12 @@ describe('chart security', () => {
       assert.equal(sc.seccompProfile.type, 'RuntimeDefault');
       assert.equal(find(objects, 'ServiceAccount', 'doorwatch-collector').automountServiceAccountToken, true);
     }
-    const none = render({ set: ['auth.mode=none'] }).objects;
+    // Peer attribution (on by default) needs the token too: without auth it is its only reason.
+    const peersOnly = render({ set: ['auth.mode=none'] }).objects;
+    assert.equal(find(peersOnly, 'Deployment').spec.template.spec.automountServiceAccountToken, true);
+    assert.ok(!peersOnly.some((o) => o.metadata.name === 'doorwatch-collector' && /Role/.test(o.kind)));
+    assert.ok(peersOnly.some((o) => o.metadata.name === 'doorwatch-collector-peers' && o.kind === 'ClusterRole'));
+    const none = render({ set: ['auth.mode=none', 'collector.peers.enabled=false'] }).objects;
     assert.equal(find(none, 'Deployment').spec.template.spec.automountServiceAccountToken, false);
     assert.equal(find(none, 'ServiceAccount', 'doorwatch-collector').automountServiceAccountToken, false);
     assert.ok(

@@ -156,6 +156,10 @@ app.kubernetes.io/component: {{ index . 1 }}
   "health" (dict "address" (printf "0.0.0.0:%d" (int .Values.collector.healthPort)))
   "sinks" .Values.collector.sinks
 -}}
+{{- $p := .Values.collector.peers -}}
+{{- if $p.enabled -}}
+{{- $_ := set $cfg "peers" (dict "enabled" true "history" $p.history "clusterCidrs" $p.clusterCidrs "labelAllowList" $p.labelAllowList) -}}
+{{- end -}}
 {{- if eq .Values.auth.mode "kubernetes" -}}
 {{- $sa := dict "namespace" .Release.Namespace "name" (include "doorwatch.agent.serviceAccountName" .) -}}
 {{- $_ := set $cfg "auth" (dict "mode" "kubernetes" "kubernetes" (dict "audience" .Values.auth.audience "agentServiceAccount" $sa)) -}}
