@@ -60,17 +60,15 @@ export class AcceptCounts {
   readonly byNamespace = new Map<string, [number, number]>();
 
   count(events: readonly AcceptEvent[]): void {
-    const m = this.byNamespace;
+    // The wire decoder shares one Pod object between events with equal pod bytes (wire.ts), and a
+    // batch's events mostly come from few pods: consecutive events of one pod skip the map.
+    let lastPod: AcceptEvent['pod'] | null = null;
+    let c: [number, number] = [0, 0];
     for (const ev of events) {
-      const ns = ev.pod?.namespace || NO_NAMESPACE;
-      let c = m.get(ns);
-      if (c === undefined) {
-        const key = m.size < MAX_NAMESPACES ? ns : OTHER_NAMESPACES;
-        c = m.get(key);
-        if (c === undefined) {
-          c = [0, 0];
-          m.set(key, c);
-        }
+      const pod = ev.pod;
+      if (pod !== lastPod) {
+        c = this.#slot(pod?.namespace || NO_NAMESPACE);
+        lastPod = pod;
       }
       const s = ev.summary;
       if (s === undefined) c[ev.success ? 0 : 1]++;
@@ -79,6 +77,20 @@ export class AcceptCounts {
         c[0] += Number(s.count - s.failedCount);
       }
     }
+  }
+
+  #slot(ns: string): [number, number] {
+    const m = this.byNamespace;
+    let c = m.get(ns);
+    if (c === undefined) {
+      const key = m.size < MAX_NAMESPACES ? ns : OTHER_NAMESPACES;
+      c = m.get(key);
+      if (c === undefined) {
+        c = [0, 0];
+        m.set(key, c);
+      }
+    }
+    return c;
   }
 }
 
