@@ -3,7 +3,7 @@ import tls from 'node:tls';
 import { z } from 'zod';
 import { formatLine, recordId, recordKind, recordSummary, recordTimeNs, summaryReasonName } from '../formats/format.js';
 import type { Logger } from '../log/logger.js';
-import { durationMs, entryKeys, parseConfig, readTlsFile, tlsSchema } from './config.js';
+import { durationMs, entryKeys, parseConfig, readTlsFile, sizeBytes, tlsSchema } from './config.js';
 import type { FormatName, Sink, SinkDeps, SinkFactory, SinkRecord } from './sink.js';
 
 /**
@@ -212,12 +212,16 @@ const schema = z
       .regex(/^[\x21-\x7e]{1,48}$/, 'must be 1-48 printable ASCII characters without spaces (RFC 5424 APP-NAME)')
       .default('doorwatch'),
     bom: z.boolean().default(false),
+    // What a server that died may not have read: our send buffer plus its receive buffer (Linux autotunes
+    // them up to 4 MiB and 6 MiB by default). 0 turns resending off.
+    resendWindow: z.union([z.literal(0), sizeBytes]).default('10MiB'),
     connectTimeout: durationMs.default('10s'),
     writeTimeout: durationMs.default('30s'),
   })
   .strict()
-  .transform(({ name: _n, type: _t, required: _r, port, tls: t, connectTimeout, writeTimeout, ...rest }) => ({
+  .transform(({ name: _n, type: _t, required: _r, port, tls: t, connectTimeout, writeTimeout, resendWindow, ...rest }) => ({
     ...rest,
+    resendWindowBytes: resendWindow,
     port: port ?? (t ? 6514 : 514),
     tls: t ?? (false as const),
     connectTimeoutMs: connectTimeout,
@@ -273,11 +277,28 @@ function describeConnectError(err: unknown, cfg: SyslogConfig): string {
   }
 }
 
+/** Frames written on one connection: kept until they fall out of the resend window. */
+interface Written {
+  data: Buffer;
+  records: number;
+}
+
 class SyslogSink implements Sink {
   private socket: net.Socket | null = null;
   private connecting: Promise<net.Socket> | null = null;
   private closed = false;
   private readonly frameOpts: SyslogFrameOptions;
+  /** The newest batches written on the current connection, at most resendWindowBytes (the newest is always kept). */
+  private recent: Written[] = [];
+  private recentBytes = 0;
+  /** Taken from `recent` when its connection closed unexpectedly: sent again before anything else. */
+  private resend: Written[] = [];
+  /** Writes and resends one at a time, in order. */
+  private serial: Promise<unknown> = Promise.resolve();
+  private resendTimer: NodeJS.Timeout | undefined;
+  private resendDelayMs = 0;
+  /** Records sent a second time (possible duplicates at the receiver), for the log and tests. */
+  resentRecords = 0;
 
   constructor(
     readonly name: string,
@@ -342,7 +363,19 @@ class SyslogSink implements Sink {
     s.on('close', () => {
       if (this.socket !== s) return;
       this.socket = null;
-      if (!this.closed) this.log.warn('syslog connection closed; reconnecting on the next write');
+      if (this.closed) return;
+      // The server may have died before reading what its kernel took: send it again on the next connection.
+      const records = this.recent.reduce((n, w) => n + w.records, 0);
+      this.resend.push(...this.recent);
+      this.recent = [];
+      this.recentBytes = 0;
+      this.log.warn(
+        { resend: records },
+        records
+          ? 'syslog connection closed; reconnecting to resend the last records written on it (the server may not have read them: receivers may see duplicates, dedupe on the id parameter)'
+          : 'syslog connection closed; reconnecting on the next write',
+      );
+      if (records) this.scheduleResend();
     });
     this.socket = s;
     this.log.info({ host: this.cfg.host, port: this.cfg.port, tls: !!this.tlsOpts }, 'syslog connected');
@@ -388,10 +421,59 @@ class SyslogSink implements Sink {
     if (this.closed) throw new Error(`syslog sink "${this.name}" is closed`);
     if (batch.length === 0) return;
     const data = buildSyslogFrames(batch, this.frameOpts);
+    await this.inOrder(() => this.sendWithResend({ data, records: batch.length }));
+  }
+
+  private inOrder<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.serial.then(op, op);
+    this.serial = run.catch(() => {});
+    return run;
+  }
+
+  /** What is waiting to be resent goes first, on the same connection, then `next` (if any). */
+  private async sendWithResend(next: Written | null): Promise<void> {
     // One turn of the event loop first: a FIN or RST already in the kernel closes the socket now, so the
     // batch goes to a new connection instead of into a dead one (where the kernel would still accept it).
     await new Promise((r) => setImmediate(r));
-    await this.send(await this.ensureConnected(), data);
+    const s = await this.ensureConnected();
+    const resend = this.resend;
+    if (resend.length) {
+      const records = resend.reduce((n, w) => n + w.records, 0);
+      await this.send(s, Buffer.concat(resend.map((w) => w.data)));
+      this.resend = this.resend.filter((w) => !resend.includes(w));
+      this.resentRecords += records;
+      for (const w of resend) this.remember(w);
+      this.log.info({ records }, 'syslog: resent the records a closed connection may have lost');
+    }
+    if (next) {
+      await this.send(s, next.data);
+      this.remember(next);
+    }
+    this.resendDelayMs = 0;
+  }
+
+  private remember(w: Written): void {
+    if (this.cfg.resendWindowBytes === 0) return;
+    this.recent.push(w);
+    this.recentBytes += w.data.length;
+    while (this.recent.length > 1 && this.recentBytes - this.recent[0]!.data.length >= this.cfg.resendWindowBytes) {
+      this.recentBytes -= this.recent.shift()!.data.length;
+    }
+  }
+
+  /** Resend without waiting for the next batch (the stream may have ended), backing off while the server is away. */
+  private scheduleResend(): void {
+    if (this.resendTimer || this.closed) return;
+    this.resendDelayMs = Math.min(30_000, Math.max(100, this.resendDelayMs * 2));
+    this.resendTimer = setTimeout(() => {
+      this.resendTimer = undefined;
+      if (this.closed || this.resend.length === 0) return;
+      this.inOrder(() => this.sendWithResend(null)).catch((err: Error) => {
+        this.log.warn({ err: err.message }, 'syslog: resend failed; retrying');
+        this.scheduleResend();
+      });
+    }, this.resendDelayMs);
+    this.resendTimer.unref();
   }
 
   async flush(): Promise<void> {
@@ -400,6 +482,14 @@ class SyslogSink implements Sink {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    clearTimeout(this.resendTimer);
+    // One last try for what a lost connection may not have delivered.
+    if (this.resend.length) await this.inOrder(() => this.sendWithResend(null)).catch(() => {});
+    await this.serial;
+    if (this.resend.length) {
+      const records = this.resend.reduce((n, w) => n + w.records, 0);
+      this.log.warn({ records }, 'syslog sink closed with records a lost connection may not have delivered');
+    }
     this.closed = true;
     await this.connecting?.catch(() => {});
     const s = this.socket;

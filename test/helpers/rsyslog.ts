@@ -1,9 +1,6 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 /**
  * A REAL rsyslogd (Debian's /usr/sbin/rsyslogd, rsyslog-gnutls for TLS) as a
  * child process in the foreground, with its own work directory, config, pid
@@ -15,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * that the bytes arrived intact and that a real receiver parses them as
  * intended. parseRfc5424() splits the raw text independently of rsyslog.
  */
+import { type SyslogDaemon, startSyslogDaemon } from './syslog-daemon.js';
 import { freePort } from './wait.js';
 
 export const RSYSLOGD = '/usr/sbin/rsyslogd';
@@ -48,21 +46,7 @@ export interface Received {
   msg: string;
 }
 
-export interface Rsyslog {
-  port: number;
-  dir: string;
-  outFile: string;
-  /** Everything received so far. */
-  received(): Received[];
-  /** Resolves once at least n messages are in the output file; rejects after timeoutMs. */
-  waitFor(n: number, timeoutMs?: number): Promise<Received[]>;
-  /** Kill rsyslogd (SIGKILL by default) and wait for it to exit; idempotent. */
-  stop(signal?: NodeJS.Signals): Promise<void>;
-  /** Start rsyslogd again on the same port and output file. */
-  restart(): Promise<void>;
-  /** rsyslogd's stderr/stdout, for failure messages. */
-  output(): string;
-}
+export type Rsyslog = SyslogDaemon<Received>;
 
 const q = (s: string) => JSON.stringify(s);
 
@@ -109,100 +93,15 @@ input(type="imtcp" port="${port}" ruleset="remote")
 
 /** Starts rsyslogd and resolves once its TCP port accepts connections (bounded). */
 export async function startRsyslog(opts: RsyslogOptions = {}): Promise<Rsyslog> {
-  if (!existsSync(RSYSLOGD)) throw new Error(`${RSYSLOGD} is missing: apt-get install rsyslog rsyslog-gnutls`);
+  if (!existsSync(RSYSLOGD))
+    throw new Error(`${RSYSLOGD} is missing: run \`bash scripts/setup.sh --test\` (rsyslog, rsyslog-gnutls)`);
   const dir = mkdtempSync(join(tmpdir(), 'doorwatch-rsyslog-'));
   const port = opts.port ?? (await freePort());
   const outFile = join(dir, 'received.jsonl');
   const confFile = join(dir, 'rsyslog.conf');
-  const pidFile = join(dir, 'rsyslogd.pid');
   writeFileSync(confFile, config(dir, outFile, port, opts.tls));
-
-  let child: ChildProcess | null = null;
-  let exited: Promise<void> = Promise.resolve();
-  let log = '';
-  const killOnExit = () => child?.kill('SIGKILL');
-  process.once('exit', killOnExit);
-
-  const launch = async (timeoutMs = 10_000): Promise<void> => {
-    const c = spawn(RSYSLOGD, ['-n', '-f', confFile, '-i', pidFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child = c;
-    let gone = false;
-    exited = new Promise((resolve) =>
-      c.once('exit', () => {
-        gone = true;
-        resolve();
-      }),
-    );
-    c.stdout!.on('data', (d: Buffer) => {
-      log += d.toString();
-    });
-    c.stderr!.on('data', (d: Buffer) => {
-      log += d.toString();
-    });
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (gone) throw new Error(`rsyslogd exited during startup:\n${log}`);
-      const up = await new Promise<boolean>((resolve) => {
-        const s = net.connect({ host: '127.0.0.1', port }, () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.once('error', () => resolve(false));
-      });
-      if (up) return;
-      if (Date.now() > deadline) {
-        c.kill('SIGKILL');
-        throw new Error(`rsyslogd did not listen on ${port} within ${timeoutMs}ms:\n${log}`);
-      }
-      await sleep(50);
-    }
-  };
-
-  const received = (): Received[] => {
-    if (!existsSync(outFile)) return [];
-    const text = readFileSync(outFile, 'utf8');
-    const lines = text.split('\n');
-    lines.pop(); // the last line is empty or still being written
-    return lines.map((l) => JSON.parse(l) as Received);
-  };
-
-  const stop = async (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
-    const c = child as ChildProcess | null;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    c.kill(signal);
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 5000)))]);
-    clearTimeout(timer);
-    if (c.exitCode === null && c.signalCode === null) {
-      c.kill('SIGKILL');
-      await exited;
-    }
-  };
-
-  await launch();
-  return {
-    port,
-    dir,
-    outFile,
-    received,
-    async waitFor(n, timeoutMs = 10_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const got = received();
-        if (got.length >= n) return got;
-        if (Date.now() > deadline) {
-          throw new Error(`rsyslog received ${got.length} of ${n} messages within ${timeoutMs}ms; rsyslogd said:\n${log}`);
-        }
-        await sleep(25);
-      }
-    },
-    stop,
-    async restart() {
-      await stop();
-      await launch();
-    },
-    output: () => log,
-  };
+  const args = ['-n', '-f', confFile, '-i', join(dir, 'rsyslogd.pid')];
+  return startSyslogDaemon<Received>({ name: 'rsyslogd', command: RSYSLOGD, args, dir, port, outFile });
 }
 
 /** An RFC 5424 message split into its fields, independently of rsyslog. */

@@ -253,6 +253,7 @@ describe('syslog config', () => {
       format: 'native',
       appName: 'doorwatch',
       bom: false,
+      resendWindowBytes: 10 * 1024 * 1024,
       connectTimeoutMs: 10_000,
       writeTimeoutMs: 30_000,
     });
