@@ -116,9 +116,15 @@ describe('peer index', () => {
   });
 
   it('Succeeded/Failed and hostNetwork pods hold no address', () => {
-    const { index, f, apply } = setup();
+    const { c, index, f, apply } = setup();
     apply(f.pod(pod('job', '10.1.0.2', { phase: 'Running' })));
+    const running = c.now();
+    assert.equal((index.lookup('10.1.0.2', running, Side.Peer) as { name: string }).name, 'job');
+    c.add(1000);
     apply(f.pod(pod('job', '10.1.0.2', { phase: 'Succeeded' })));
+    c.add(1000);
+    assert.equal(index.lookup('10.1.0.2', c.now(), Side.Peer), undefined, 'released: nobody holds it now');
+    assert.equal((index.lookup('10.1.0.2', running + 500, Side.Peer) as { name: string }).name, 'job', 'while it ran');
     apply(f.pod(pod('hn', '192.168.0.10', { hostNetwork: true })));
     const s = index.stats();
     assert.equal(s.current, 0);

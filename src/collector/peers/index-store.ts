@@ -97,6 +97,12 @@ const NEXT = 2;
 const KIND = 3;
 const ROW = 4;
 const HASH = 0x9e3779b1;
+// An IPv4 table slot.
+const TS = 4;
+const T_HEAD = 1;
+const T_FLOOR = 2;
+const T_SINGLE = 3;
+const NO_FLOOR = -2147483648;
 
 function grow<T extends Int32Array | Float64Array | Uint32Array>(a: T, n: number): T {
   const b = new (a.constructor as new (n: number) => T)(n);
@@ -109,10 +115,13 @@ export class PeerIndex {
   readonly #maxEnded: number;
   readonly #now: () => number;
 
-  // IPv4 table, linear probing: #t = [key, head holding + 1 (0 = empty slot)] per slot; #tFloor per slot:
+  // IPv4 table, linear probing. A slot is 4 int32 (16 bytes: a lookup reads one cache line): the key,
+  // the newest holding + 1 (0 = empty slot), the floor (see below) in seconds from #epoch (INT32_MIN:
+  // none), and 1 when the address has exactly one holding and it is open — the usual case, answered
+  // from the slot without reading the holding. The floor:
   // the time before which the address's history is unknown.
-  #t = new Int32Array(2 << 10);
-  #tFloor = new Float64Array(1 << 10);
+  #t = new Int32Array(TS << 10);
+  readonly #epoch: number;
   #tBits = 10;
   #tCount = 0;
   readonly #v6 = new Map<string, V6Entry>();
@@ -142,6 +151,7 @@ export class PeerIndex {
     this.#historyMs = o.historyMs ?? DEFAULT_HISTORY_MS;
     this.#maxEnded = o.maxEndedHoldings ?? DEFAULT_MAX_ENDED;
     this.#now = o.now ?? Date.now;
+    this.#epoch = Math.floor(this.#now() / 1000);
   }
 
   /**
@@ -231,7 +241,7 @@ export class PeerIndex {
       this.#hV6[h] = k;
     } else {
       slot = this.#slot(k, true);
-      head = this.#t[2 * slot + 1]! - 1;
+      head = this.#t[TS * slot + T_HEAD]! - 1;
       this.#hV6[h] = undefined;
       this.#hV4[h] = k;
     }
@@ -256,9 +266,12 @@ export class PeerIndex {
     this.#hRec[h] = rec;
     this.#hSib[h] = rec.first;
     rec.first = h;
-    if (v6) v6.head = h;
-    else this.#t[2 * slot + 1] = h + 1;
     this.#open++;
+    if (v6) v6.head = h;
+    else {
+      this.#t[TS * slot + T_HEAD] = h + 1;
+      this.#refresh(slot);
+    }
   }
 
   #unlinkSibling(rec: OwnerRecord, h: number): void {
@@ -279,6 +292,7 @@ export class PeerIndex {
     this.#hSib[h] = NONE;
     this.#hRec[h] = undefined;
     this.#open--;
+    if (this.#hV6[h] === undefined) this.#refresh(this.#slot(this.#hV4[h]!, false));
     if (this.#endedLen === this.#ended.length) {
       // Unroll the ring into a larger one.
       const b = new Int32Array(this.#ended.length * 2);
@@ -310,7 +324,7 @@ export class PeerIndex {
     const v6key = this.#hV6[h];
     const v6 = v6key === undefined ? undefined : this.#v6.get(v6key);
     const slot = v6key === undefined ? this.#slot(this.#hV4[h]!, false) : NONE;
-    let head = v6 ? v6.head : this.#t[2 * slot + 1]! - 1;
+    let head = v6 ? v6.head : this.#t[TS * slot + T_HEAD]! - 1;
     let p = NONE;
     for (let x = head; x !== NONE; x = b[x * ROW + NEXT]!) {
       if (x === h) {
@@ -325,9 +339,12 @@ export class PeerIndex {
       if (to > v6.floor) v6.floor = to;
       if (head === NONE) this.#v6.delete(v6key!);
     } else {
-      this.#t[2 * slot + 1] = head + 1;
-      if (to > this.#tFloor[slot]!) this.#tFloor[slot] = to;
+      const t = this.#t;
+      t[TS * slot + T_HEAD] = head + 1;
+      const toSec = Math.floor(to / 1000) - this.#epoch;
+      if (toSec > t[TS * slot + T_FLOOR]!) t[TS * slot + T_FLOOR] = toSec;
       if (head === NONE) this.#tDelete(slot);
+      else this.#refresh(slot);
     }
     this.#hAttr[h] = undefined;
     this.#hV6[h] = undefined;
@@ -362,6 +379,20 @@ export class PeerIndex {
     return this.#loading ? Number.NEGATIVE_INFINITY : now - this.#historyMs;
   }
 
+  #newFloorSec(): number {
+    const f = this.#newFloor(this.#now());
+    return f === Number.NEGATIVE_INFINITY ? NO_FLOOR : Math.floor(f / 1000) - this.#epoch;
+  }
+
+  /** The slot's single-open-holding mark, from its chain. */
+  #refresh(slot: number): void {
+    const t = this.#t;
+    const head = t[TS * slot + T_HEAD]! - 1;
+    const b = this.#h;
+    t[TS * slot + T_SINGLE] =
+      head !== NONE && b[head * ROW + NEXT] === NONE && b[head * ROW + TO] === Number.POSITIVE_INFINITY ? 1 : 0;
+  }
+
   /** The slot of `k`; with `create`, a new slot when absent (NONE otherwise). */
   #slot(k: number, create: boolean): number {
     const t = this.#t;
@@ -369,71 +400,66 @@ export class PeerIndex {
     const key = k | 0;
     let i = Math.imul(k, HASH) >>> (32 - this.#tBits);
     for (;;) {
-      if (t[2 * i + 1] === 0) break;
-      if (t[2 * i] === key) return i;
+      if (t[TS * i + T_HEAD] === 0) break;
+      if (t[TS * i] === key) return i;
       i = (i + 1) & mask;
     }
     if (!create) return NONE;
     // The slot reads as empty until the caller stores its first holding (#start does, right away).
-    if ((this.#tCount + 1) * 2 > 1 << this.#tBits) {
+    this.#tCount++;
+    if (this.#tCount * 2 > 1 << this.#tBits) {
       this.#rehash(this.#tBits + 1);
-      this.#tCount++;
       return this.#insertFresh(key);
     }
-    t[2 * i] = key;
-    this.#tFloor[i] = this.#newFloor(this.#now());
-    this.#tCount++;
+    t[TS * i] = key;
+    t[TS * i + T_FLOOR] = this.#newFloorSec();
+    t[TS * i + T_SINGLE] = 0;
     return i;
   }
 
   /** After a rehash: the slot for a key known to be absent. */
   #insertFresh(key: number): number {
+    const t = this.#t;
     const mask = (1 << this.#tBits) - 1;
     let i = Math.imul(key, HASH) >>> (32 - this.#tBits);
-    while (this.#t[2 * i + 1] !== 0) i = (i + 1) & mask;
-    this.#t[2 * i] = key;
-    this.#tFloor[i] = this.#newFloor(this.#now());
+    while (t[TS * i + T_HEAD] !== 0) i = (i + 1) & mask;
+    t[TS * i] = key;
+    t[TS * i + T_FLOOR] = this.#newFloorSec();
+    t[TS * i + T_SINGLE] = 0;
     return i;
   }
 
   #tDelete(slot: number): void {
     const t = this.#t;
-    const f = this.#tFloor;
     const mask = (1 << this.#tBits) - 1;
     let i = slot;
     let j = i;
     // Backward-shift deletion: no tombstones, probe chains stay short.
     for (;;) {
       j = (j + 1) & mask;
-      if (t[2 * j + 1] === 0) break;
-      const home = Math.imul(t[2 * j]!, HASH) >>> (32 - this.#tBits);
+      if (t[TS * j + T_HEAD] === 0) break;
+      const home = Math.imul(t[TS * j]!, HASH) >>> (32 - this.#tBits);
       // Move j back to i unless its home lies cyclically in (i, j].
       if (i <= j ? home <= i || home > j : home <= i && home > j) {
-        t[2 * i] = t[2 * j]!;
-        t[2 * i + 1] = t[2 * j + 1]!;
-        f[i] = f[j]!;
+        t.copyWithin(TS * i, TS * j, TS * j + TS);
         i = j;
       }
     }
-    t[2 * i] = 0;
-    t[2 * i + 1] = 0;
+    t.fill(0, TS * i, TS * i + TS);
     this.#tCount--;
   }
 
   #rehash(bits: number): void {
-    const t = this.#t;
-    const f = this.#tFloor;
+    const old = this.#t;
     this.#tBits = bits;
-    this.#t = new Int32Array(2 << bits);
-    this.#tFloor = new Float64Array(1 << bits);
+    const t = new Int32Array(TS << bits);
+    this.#t = t;
     const mask = (1 << bits) - 1;
-    for (let s = 0; s < f.length; s++) {
-      if (t[2 * s + 1] === 0) continue;
-      let i = Math.imul(t[2 * s]!, HASH) >>> (32 - bits);
-      while (this.#t[2 * i + 1] !== 0) i = (i + 1) & mask;
-      this.#t[2 * i] = t[2 * s]!;
-      this.#t[2 * i + 1] = t[2 * s + 1]!;
-      this.#tFloor[i] = f[s]!;
+    for (let s = 0; s < old.length; s += TS) {
+      if (old[s + T_HEAD] === 0) continue;
+      let i = Math.imul(old[s]!, HASH) >>> (32 - bits);
+      while (t[TS * i + T_HEAD] !== 0) i = (i + 1) & mask;
+      t.set(old.subarray(s, s + TS), TS * i);
     }
   }
 
@@ -456,9 +482,14 @@ export class PeerIndex {
     const key = k | 0;
     let i = Math.imul(k, HASH) >>> (32 - this.#tBits);
     for (;;) {
-      const v = t[2 * i + 1]!;
+      const v = t[TS * i + T_HEAD]!;
       if (v === 0) return undefined;
-      if (t[2 * i] === key) return this.#answer(v - 1, atMs, side, i, undefined);
+      if (t[TS * i] === key) {
+        // One open holding, and the event is not older than what the index knows of the address:
+        // its holder, whatever the event's time relative to the holding's start (see the class comment).
+        if (t[TS * i + T_SINGLE] === 1 && atMs >= (t[TS * i + T_FLOOR]! + this.#epoch + 1) * 1000) return this.#hAttr[v - 1];
+        return this.#answer(v - 1, atMs, side, i, undefined);
+      }
       i = (i + 1) & mask;
     }
   }
@@ -497,7 +528,12 @@ export class PeerIndex {
     if (best !== NONE) return this.#hAttr[best];
     if (next === NONE) return undefined;
     // Before the first holding the index knows: its holder, unless the past is unknown.
-    const floor = v6 ? v6.floor : this.#tFloor[slot]!;
+    let floor: number;
+    if (v6) floor = v6.floor;
+    else {
+      const sec = this.#t[TS * slot + T_FLOOR]!;
+      floor = sec === NO_FLOOR ? Number.NEGATIVE_INFINITY : (sec + this.#epoch) * 1000;
+    }
     if (atMs < floor) return TOO_OLD;
     return this.#hAttr[next];
   }
