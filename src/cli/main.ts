@@ -4,7 +4,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { AGENT_DEFAULTS, AgentConfigError, loadAgentConfig, ringSizeBytes, settingsFromFlags } from '../agent/config.js';
 import { CollectorStartError } from '../collector/errors.js';
 import { ConfigError } from '../config/errors.js';
-import { parseDuration, parseSize, UnitError } from '../config/units.js';
+import { formatDuration, formatSize, parseDuration, parseSize, UnitError } from '../config/units.js';
 import { DoorwatchError } from '../errors.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../log/logger.js';
 import { TailConnectError } from './tail-error.js';
@@ -67,6 +67,23 @@ function stopSignal(): Promise<string> {
   });
 }
 
+/**
+ * A duration flag. Its default is shown with its unit ("10ms", "2s"), as a user would type it: a plain number
+ * on the command line is seconds, so a bare "10" in --help would be read back as 10 s.
+ */
+function durationOption(flags: string, description: string, defaultMs?: number): Option {
+  const o = new Option(flags, description).argParser(wrap(parseDuration));
+  return defaultMs === undefined ? o : o.default(defaultMs, formatDuration(defaultMs));
+}
+
+/** A size flag, its default shown with its unit ("8MiB"). */
+function sizeOption(flags: string, description: string, parse: (s: string) => number, defaultBytes: number): Option {
+  return new Option(flags, description).argParser(wrap(parse)).default(defaultBytes, formatSize(defaultBytes));
+}
+
+/** Said once under every command that takes durations. */
+const DURATION_HELP = '\nDurations: 500ms, 30s, 5m, 1h; a plain number is seconds. Sizes: 4096, 64KiB, 8MiB.';
+
 const logLevelOption = () =>
   new Option('--log-level <level>', 'log level (logs go to stderr)').choices(LOG_LEVELS).default(AGENT_DEFAULTS.logLevel);
 
@@ -78,13 +95,8 @@ function captureOptions(cmd: Command): Command {
       'also report EAGAIN/EWOULDBLOCK results (non-blocking polling; noisy)',
       AGENT_DEFAULTS.includeEagain,
     )
-    .option('--ring-size <size>', 'kernel ring buffer size, power of two', wrap(ringSizeBytes), AGENT_DEFAULTS.ringSize)
-    .option(
-      '--poll-interval <duration>',
-      'how often the ring buffer is drained',
-      wrap(parseDuration),
-      AGENT_DEFAULTS.pollInterval,
-    )
+    .addOption(sizeOption('--ring-size <size>', 'kernel ring buffer size, power of two', ringSizeBytes, AGENT_DEFAULTS.ringSize))
+    .addOption(durationOption('--poll-interval <duration>', 'how often the ring buffer is drained', AGENT_DEFAULTS.pollInterval))
     .option('--node-name <name>', "this node's name: event ids and the pod watch (env NODE_NAME, default: host name)")
     .option('--kubeconfig <path>', 'kubeconfig for pod metadata (default: in-cluster, $KUBECONFIG, ~/.kube/config)')
     .option(
@@ -98,12 +110,14 @@ function captureOptions(cmd: Command): Command {
       list((s) => s),
     )
     .option('--no-kube', 'no Kubernetes metadata (containers are still identified from cgroups)')
-    .option(
-      '--pending-deadline <duration>',
-      'hold an event at most this long for its pod to appear in the API',
-      wrap(parseDuration),
-      AGENT_DEFAULTS.pendingDeadline,
-    );
+    .addOption(
+      durationOption(
+        '--pending-deadline <duration>',
+        'hold an event at most this long for its pod to appear in the API',
+        AGENT_DEFAULTS.pendingDeadline,
+      ),
+    )
+    .addHelpText('after', DURATION_HELP);
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: commander's parsed options are untyped
@@ -146,7 +160,7 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
       list((s) => s),
     )
     .option('--policy <file>', 'audit policies to apply, as the agent would (AcceptAuditPolicy YAML; docs/policy.md)')
-    .option('--duration <duration>', 'stop after this long (30s, 5m)', wrap(parseDuration));
+    .addOption(durationOption('--duration <duration>', 'stop after this long (without it: until Ctrl-C)'));
   captureOptions(trace)
     .addOption(logLevelOption())
     .action(async (opts) => {
@@ -188,7 +202,7 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
       '--spool-dir <dir>',
       'on-disk spool: survives agent restarts and collector outages (default /var/lib/doorwatch/spool)',
     )
-    .option('--spool-max <size>', 'spool size bound (default 256MiB)', wrap(parseSize))
+    .addOption(sizeOption('--spool-max <size>', 'spool size bound', parseSize, AGENT_DEFAULTS.spool.maxBytes))
     .addOption(
       new Option(
         '--spool-overflow <policy>',
@@ -196,15 +210,19 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
       ).choices(['drop-oldest', 'drop-newest']),
     )
     .option('--batch-max-events <n>', 'events per batch (default 500)', wrap(int(1, 100_000, 'batch size')))
-    .option(
-      '--batch-max-delay <duration>',
-      'longest an event waits for a fuller batch while earlier ones are unacknowledged (default 50ms)',
-      wrap(parseDuration),
+    .addOption(
+      durationOption(
+        '--batch-max-delay <duration>',
+        'longest an event waits for a fuller batch while earlier ones are unacknowledged',
+        AGENT_DEFAULTS.batch.maxDelay,
+      ),
     )
-    .option(
-      '--flush-timeout <duration>',
-      'on shutdown, wait this long for acks of pending events (default 5s)',
-      wrap(parseDuration),
+    .addOption(
+      durationOption(
+        '--flush-timeout <duration>',
+        'on shutdown, wait this long for acks of pending events',
+        AGENT_DEFAULTS.flushTimeout,
+      ),
     )
     .option('--health-address <host:port>', 'serve /healthz, /readyz and /metrics here (default 0.0.0.0:9090; "off" disables)');
   captureOptions(agent)
@@ -320,7 +338,8 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
         .choices(['table', 'json', 'tracee', 'auto'])
         .default('auto'),
     )
-    .option('--duration <duration>', 'stop after this long', wrap(parseDuration))
+    .addOption(durationOption('--duration <duration>', 'stop after this long (without it: until Ctrl-C)'))
+    .addHelpText('after', DURATION_HELP)
     .addOption(logLevelOption())
     .action(async (opts) => {
       const log = createLogger(opts.logLevel as LogLevel);

@@ -36,3 +36,27 @@ export function parseSize(text: string): number {
   if (!Number.isSafeInteger(Math.round(n)) || n <= 0) throw new UnitError(`"${text}" must be a positive size`);
   return Math.round(n);
 }
+
+/** Milliseconds as parseDuration reads them back, in the largest unit that is exact: 10 -> "10ms", 2000 -> "2s". */
+export function formatDuration(ms: number): string {
+  for (const [unit, size] of [
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1000],
+  ] as const) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+/** Bytes as parseSize reads them back, in the largest binary unit that is exact: 8388608 -> "8MiB". */
+export function formatSize(bytes: number): string {
+  for (const [unit, size] of [
+    ['GiB', 1024 ** 3],
+    ['MiB', 1024 ** 2],
+    ['KiB', 1024],
+  ] as const) {
+    if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
+  }
+  return String(bytes);
+}

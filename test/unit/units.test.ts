@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseHostPort } from '../../src/config/host-port.js';
-import { parseDuration, parseSize, UnitError } from '../../src/config/units.js';
+import { formatDuration, formatSize, parseDuration, parseSize, UnitError } from '../../src/config/units.js';
 
 describe('parseDuration', () => {
   it('accepts human forms and plain seconds', () => {
@@ -32,6 +32,34 @@ describe('parseSize', () => {
   it('rejects unknown units', () => {
     assert.throws(() => parseSize('8 parsecs'), /not a size/);
     assert.throws(() => parseSize('0'), /positive/);
+  });
+});
+
+describe('formatDuration, formatSize', () => {
+  it('write the largest exact unit, which the parsers read back to the same value', () => {
+    const durations: [number, string][] = [
+      [10, '10ms'],
+      [1500, '1500ms'],
+      [2000, '2s'],
+      [90_000, '90s'],
+      [300_000, '5m'],
+      [7_200_000, '2h'],
+    ];
+    for (const [ms, text] of durations) {
+      assert.equal(formatDuration(ms), text);
+      assert.equal(parseDuration(text), ms, text);
+    }
+    const sizes: [number, string][] = [
+      [4096, '4KiB'],
+      [8 * 1024 ** 2, '8MiB'],
+      [256 * 1024 ** 2, '256MiB'],
+      [3 * 1024 ** 3, '3GiB'],
+      [1000, '1000'],
+    ];
+    for (const [bytes, text] of sizes) {
+      assert.equal(formatSize(bytes), text);
+      assert.equal(parseSize(text), bytes, text);
+    }
   });
 });
 
