@@ -19,7 +19,8 @@ const COLS = [
   ['RESULT', 9],
 ] as const;
 
-const pad = (s: string, n: number) => (s.length >= n ? `${s.slice(0, n - 1)}…` : s.padEnd(n));
+// A cell that fits exactly is kept whole: the columns are already separated by a space.
+const pad = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s.padEnd(n));
 
 const POD_COLS = [
   ['NAMESPACE', 16],
