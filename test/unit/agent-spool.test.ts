@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { Spool, type SpoolOptions } from '../../src/agent/spool.js';
-import { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
 import {
   decodeSegmentHeader,
   encodeRecord,
@@ -13,6 +12,7 @@ import {
   RECORD_HEADER_BYTES,
   readRecord,
 } from '../../src/agent/spool-format.js';
+import { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
 import { makeEvents } from '../helpers/fake-collector.js';
 
 const cleanups: (() => void)[] = [];
