@@ -138,7 +138,13 @@ describe('doorwatch collector + tail', () => {
     assert.equal(parsed[0].eventId, 't1/boot/1/1');
     assert.equal(parsed[0].seq, '1', '64-bit as strings: the proto3 JSON mapping');
     assert.equal(parsed[0].pod.namespace, 'prod');
-    assert.deepEqual(AcceptEvent.fromJSON(parsed[1]), makeEvent(2, { node: 't1', namespace: 'prod', pod: 'web-1' }));
+    // What the agent sent, plus the collector's peer attribution (off here: it says so on every event).
+    const got = AcceptEvent.fromJSON(parsed[1]);
+    assert.equal(got.peerAttribution?.reason, 'peer attribution disabled (peers.enabled: false)');
+    assert.deepEqual(
+      { ...got, peerAttribution: undefined, localAttribution: undefined },
+      makeEvent(2, { node: 't1', namespace: 'prod', pod: 'web-1' }),
+    );
     const loss = parsed.find((p) => p.loss)!.loss;
     assert.deepEqual(
       { reason: loss.reason, fromSeq: loss.fromSeq, toSeq: loss.toSeq, node: loss.agent.nodeName },
