@@ -351,7 +351,7 @@ export function eventSeverity(ev: AcceptEvent): number {
  * What Doorwatch knows beyond any common schema: OCSF `unmapped` and ECS
  * `doorwatch` both start from this block (snake_case, mirroring the proto).
  */
-export function doorwatchDetail(ev: AcceptEvent): Obj {
+export function doorwatchDetail(ev: AcceptEvent, withAttribution = true): Obj {
   const s = ev.socket;
   const l = ev.listener;
   const u = ev.userAddress;
@@ -408,8 +408,9 @@ export function doorwatchDetail(ev: AcceptEvent): Obj {
     },
     summary: ev.summary && summaryDetail(ev),
     policy: ev.policy && policyDetail(ev.policy),
-    peer_attribution: attributionDetail(ev.peerAttribution),
-    local_attribution: attributionDetail(ev.localAttribution),
+    // Last: eventToOcsfLine appends them as cached text (withAttribution false) in this same place.
+    peer_attribution: withAttribution ? attributionDetail(ev.peerAttribution) : undefined,
+    local_attribution: withAttribution ? attributionDetail(ev.localAttribution) : undefined,
   };
 }
 
@@ -861,6 +862,18 @@ function containerJson(ev: AcceptEvent): string {
   return text;
 }
 
+/** An attribution's detail as text, once per shared (frozen) attribution object. */
+const attributionText = new WeakMap<AddressAttribution, string>();
+function attributionJson(a: AddressAttribution | undefined): string {
+  if (!a) return NONE;
+  let t = attributionText.get(a);
+  if (t === undefined) {
+    t = pruned(attributionDetail(a)) ?? NONE;
+    if (Object.isFrozen(a)) attributionText.set(a, t);
+  }
+  return t;
+}
+
 function deviceJson(node: string): string {
   let t = deviceText.get(node);
   if (t === undefined) {
@@ -885,9 +898,11 @@ export function eventToOcsfLine(ev: AcceptEvent): string {
   const dev = deviceJson(ev.nodeName);
   if (dev !== NONE) out += `,"device":${dev}`;
   // The detail always keeps kind (a string): never empty.
-  const detail = pruned(doorwatchDetail(ev))!.slice(0, -1);
+  const detail = pruned(doorwatchDetail(ev, false))!.slice(0, -1);
+  const peer = attributionJson(ev.peerAttribution);
+  const local = attributionJson(ev.localAttribution);
   const k8sPart = k8sJson(ev);
-  return `${out},"unmapped":${detail}${k8sPart !== NONE ? `,"k8s":${k8sPart}` : ''}}}`;
+  return `${out},"unmapped":${detail}${peer !== NONE ? `,"peer_attribution":${peer}` : ''}${local !== NONE ? `,"local_attribution":${local}` : ''}${k8sPart !== NONE ? `,"k8s":${k8sPart}` : ''}}}`;
 }
 
 // ---------------------------------------------------------------------------
