@@ -13,6 +13,7 @@ import { CollectorStartError } from './errors.js';
 import { evaluateCollectorReadiness, startCollectorHealth } from './health.js';
 import { type Listener, listen, readTlsMaterial } from './listener.js';
 import { CollectorMetrics } from './metrics.js';
+import { STATUS_LABELS } from './peers/attributor.js';
 import { type Peers, startPeers } from './peers/setup.js';
 import type { PeerSourceStatus } from './peers/source.js';
 import { withPublishPrecheck } from './precheck.js';
@@ -317,6 +318,9 @@ async function startServing(
     refusals: () => refusals.counts(),
     auth: () => authStats(auth),
     connections: () => server.connections(),
+    peers: () => peers.status(),
+    peerAttributions: () =>
+      Object.fromEntries(STATUS_LABELS.slice(1).map((label, i) => [label, peers.attributor.peerCounts[i + 1]!])),
   });
 
   return { port: server.port, healthAddress: endpoints?.address, stop, stats };

@@ -2,6 +2,7 @@ import { Histogram, Registry } from 'prom-client';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import { addProcessMetrics, addScrapeMetric, type CollectorSpec, type Sample } from '../observability/scrape-metrics.js';
 import type { SinkStats } from './dispatcher.js';
+import type { PeerSourceStatus } from './peers/source.js';
 import type { PublishObserver } from './publish.js';
 import type { RefusalReason } from './refusals.js';
 import type { StreamState } from './streams.js';
@@ -38,6 +39,10 @@ export interface CollectorMetricsSources {
   refusals(): Record<RefusalReason, number>;
   auth(): { reviews: number; cacheHits: number; apiErrors: number; waiting: number };
   connections(): number;
+  /** The peer index (undefined: peer attribution off). */
+  peers?(): PeerSourceStatus | undefined;
+  /** Peer attributions made, by status label. */
+  peerAttributions?(): Record<string, number>;
 }
 
 export interface CollectorMetricsOptions {
@@ -343,6 +348,60 @@ export class CollectorMetrics {
       help: 'Kubernetes API errors while authenticating or authorising (calls refused as auth_unavailable)',
       type: 'counter',
       collect: () => one(src()?.auth().apiErrors),
+    });
+
+    // --- peer attribution (docs/events.md, "Peer attribution") ----------------------------------
+    add({
+      name: 'doorwatch_collector_peer_attributions_total',
+      help: 'Events whose peer address was attributed, by status (resolved, external, loopback, link_local, unknown, no_address)',
+      type: 'counter',
+      labelNames: ['status'],
+      collect: () => {
+        const r = src()?.peerAttributions?.();
+        return r && Object.entries(r).map(([status, value]) => ({ labels: { status }, value }));
+      },
+    });
+    add({
+      name: 'doorwatch_collector_peer_index_synced',
+      help: 'Peer attribution on: 1 once pods, Services and nodes were all listed',
+      type: 'gauge',
+      collect: () => {
+        const p = src()?.peers?.();
+        return one(p && Number(p.synced));
+      },
+    });
+    add({
+      name: 'doorwatch_collector_peer_index_addresses',
+      help: 'Addresses in the peer index (with at least one current or remembered holder)',
+      type: 'gauge',
+      collect: () => one(src()?.peers?.()?.addresses),
+    });
+    add({
+      name: 'doorwatch_collector_peer_index_holdings',
+      help: 'Holdings in the peer index: current, or ended and kept for late events (peers.history)',
+      type: 'gauge',
+      labelNames: ['state'],
+      collect: () => {
+        const p = src()?.peers?.();
+        return (
+          p && [
+            { labels: { state: 'current' }, value: p.current },
+            { labels: { state: 'ended' }, value: p.ended },
+          ]
+        );
+      },
+    });
+    add({
+      name: 'doorwatch_collector_peer_index_evicted_early_total',
+      help: 'Ended holdings dropped before peers.history because peers.maxEndedHoldings was reached',
+      type: 'counter',
+      collect: () => one(src()?.peers?.()?.evictedEarly),
+    });
+    add({
+      name: 'doorwatch_collector_peer_watch_restarts_total',
+      help: "Lists/watches of the peer index's pods, Services and nodes re-established after the first",
+      type: 'counter',
+      collect: () => one(src()?.peers?.()?.restarts),
     });
 
     // --- sinks -------------------------------------------------------------------------------

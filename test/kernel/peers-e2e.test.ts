@@ -162,7 +162,10 @@ before(async () => {
   );
   api.addPod(clientPod('client-7c9d-a1b2c', 'uid-client-a', { kind: 'ReplicaSet', name: 'client-7c9d' }, '7c9d'));
 
-  ({ collector, mem } = await startMemoryCollector(pki, [{ name: 'mem' }], { peers: { enabled: true, kubeconfig } }));
+  ({ collector, mem } = await startMemoryCollector(pki, [{ name: 'mem' }], {
+    peers: { enabled: true, kubeconfig },
+    health: { address: '127.0.0.1:0' },
+  }));
   await until(() => peerStats().synced && peerStats().pods === 2, 'the peer index synced from the stand-in', 10_000);
   // The agent reaches the collector through a gate that holds its stream until the reuse is done.
   gate = await TcpGate.start({ host: '127.0.0.1', port: collector.port });
@@ -265,5 +268,13 @@ describe('peer attribution at the collector (real probes, API stand-in)', () => 
     assert.equal(`${toService!.localAttribution?.namespace}/${toService!.localAttribution?.name}`, 'shop/front');
     assert.equal(toService!.localAttribution?.labels.tier, 'edge');
     assert.equal(toService!.peerAttribution?.name, 'batch-0');
+  });
+
+  it('/metrics: attributions by status, and the index', async () => {
+    const m = (await httpGet(collector.healthAddress!.port, '/metrics')).body;
+    const resolved = Number(/^doorwatch_collector_peer_attributions_total\{status="resolved"\} (\d+)/m.exec(m)?.[1]);
+    assert.ok(resolved >= serverEvents().length, `resolved ${resolved} >= the server pod's ${serverEvents().length} events`);
+    assert.match(m, /^doorwatch_collector_peer_index_synced 1$/m);
+    assert.match(m, /^doorwatch_collector_peer_index_holdings\{state="ended"\} [1-9]/m, 'the old client kept for late events');
   });
 });

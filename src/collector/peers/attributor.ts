@@ -46,7 +46,12 @@ export interface PeerView {
   historyMs: number;
 }
 
+/** Status names as /metrics labels them (the native enum's suffix, lowercase). */
+export const STATUS_LABELS = ['unspecified', 'resolved', 'external', 'loopback', 'link_local', 'unknown', 'no_address'] as const;
+
 export class PeerAttributor {
+  /** Peer attributions made, by status (AttributionStatus value): one increment per event. */
+  readonly peerCounts = new Float64Array(STATUS_LABELS.length);
   readonly #view: PeerView | undefined;
   readonly #disabled: AddressAttribution;
   readonly #tooOld: AddressAttribution;
@@ -68,7 +73,9 @@ export class PeerAttributor {
     const sock = ev.socket;
     // The event's own time: who held the address THEN (ms; the agent's wall clock).
     const t = ev.timeUnixNano === 0n ? this.#now() : Number(ev.timeUnixNano) / 1e6;
-    ev.peerAttribution = this.resolve(sock?.peer?.ip ?? '', t, Side.Peer);
+    const peer = this.resolve(sock?.peer?.ip ?? '', t, Side.Peer);
+    ev.peerAttribution = peer;
+    this.peerCounts[peer.status]!++;
     ev.localAttribution = this.resolve(sock?.local?.ip ?? '', t, Side.Local);
   }
 
