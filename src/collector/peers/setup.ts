@@ -40,7 +40,9 @@ export async function startPeers(
     ...(deps.now ? { now: deps.now } : {}),
   });
   // Not awaited: a slow or unreachable API must not hold the collector's start (events say "not synced yet").
-  void source.start();
+  source
+    .start()
+    .catch((err: unknown) => deps.log.error({ err: (err as Error)?.message ?? String(err) }, 'peer index failed to start'));
   return {
     attributor: new PeerAttributor(source, undefined, deps.now),
     source,
