@@ -5,6 +5,7 @@ import type { AgentIdentity, LossCounters } from '../gen/doorwatch/v1/collector.
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import { type Logger, silentLogger } from '../log/logger.js';
 import { Backoff } from '../retry/backoff.js';
+import { collectorTlsName } from './collector-tls.js';
 import { LiveBatches } from './live-batches.js';
 import { type PreflightTls, preflight } from './preflight.js';
 import { publishCall } from './publish-call.js';
@@ -244,11 +245,15 @@ export class Publisher {
       const { ca, cert, key, serverName } = o.tls;
       if (!cert !== !key) throw new Error('publisher tls.cert and tls.key go together: give both or neither');
       this.#preflightTls = { ca: toBuf(ca), cert: cert ? toBuf(cert) : undefined, key: key ? toBuf(key) : undefined, serverName };
-      this.#creds = ChannelCredentials.createSsl(toBuf(ca), key ? toBuf(key) : null, cert ? toBuf(cert) : null);
-      if (serverName) {
-        this.#channelOptions['grpc.ssl_target_name_override'] = serverName;
-        this.#channelOptions['grpc.default_authority'] = serverName;
-      }
+      // Which name the certificate is verified against, without an IP address as TLS ServerName (collector-tls.ts).
+      const name = collectorTlsName(o.target, serverName);
+      this.#creds = ChannelCredentials.createSsl(
+        toBuf(ca),
+        key ? toBuf(key) : null,
+        cert ? toBuf(cert) : null,
+        name.verifyOptions,
+      );
+      Object.assign(this.#channelOptions, name.channelOptions);
     }
   }
 

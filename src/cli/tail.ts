@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { ChannelCredentials } from '@grpc/grpc-js';
 import { ClientError, createChannel, createClient, Metadata, Status } from 'nice-grpc';
+import { collectorTlsName } from '../agent/collector-tls.js';
 import { compileSubscribeFilter, FilterError } from '../collector/subscribe.js';
 import { parseHostPort } from '../config/host-port.js';
 import { loadKubeConfig } from '../enrich/kube/config.js';
@@ -80,6 +81,7 @@ function credentials(o: TailOptions): ChannelCredentials {
     o.ca ? readPem(o.ca, '--ca') : null,
     o.key ? readPem(o.key, '--key') : null,
     o.cert ? readPem(o.cert, '--cert') : null,
+    collectorTlsName(o.server).verifyOptions,
   );
 }
 
@@ -172,7 +174,8 @@ export async function runTail(o: TailOptions, io: TailIO): Promise<TailResult> {
   const creds = credentials(o);
   const auth = await authorization(o, io.log);
   const filter = toFilter(o.filter);
-  const channel = createChannel(o.server, creds);
+  // An IP address is verified as such, never sent as TLS ServerName (agent/collector-tls.ts).
+  const channel = createChannel(o.server, creds, o.insecure ? {} : collectorTlsName(o.server).channelOptions);
   const client = createClient(CollectorServiceDefinition, channel);
   const ac = new AbortController();
   const result: TailResult = { events: 0, losses: 0 };
