@@ -6,7 +6,7 @@ import { CollectorStartError } from '../collector/errors.js';
 import { ConfigError } from '../config/errors.js';
 import { formatDuration, formatSize, parseDuration, parseSize, UnitError } from '../config/units.js';
 import { DoorwatchError } from '../errors.js';
-import { createLogger, LOG_LEVELS, type LogLevel } from '../log/logger.js';
+import { createLogger, LOG_FORMATS, LOG_LEVELS, type Logger, type LogLevel, resolveLogFormat } from '../log/logger.js';
 import { TailConnectError } from './tail-error.js';
 import type { TraceOptions } from './trace.js';
 import { FAMILY_NAMES } from './trace-filter.js';
@@ -87,6 +87,26 @@ const DURATION_HELP = '\nDurations: 500ms, 30s, 5m, 1h; a plain number is second
 const logLevelOption = () =>
   new Option('--log-level <level>', 'log level (logs go to stderr)').choices(LOG_LEVELS).default(AGENT_DEFAULTS.logLevel);
 
+const logFormatOption = () =>
+  new Option(
+    '--log-format <format>',
+    'logs as JSON lines or readable text (env DOORWATCH_LOG_FORMAT; default: auto = text when stderr is a terminal, JSON otherwise)',
+  ).choices(LOG_FORMATS);
+
+/** The command's logger: --log-format, else DOORWATCH_LOG_FORMAT, else text on a terminal and JSON elsewhere. */
+function commandLogger(level: LogLevel, flag: string | undefined, env: NodeJS.ProcessEnv): Logger {
+  const asked = flag ?? env.DOORWATCH_LOG_FORMAT;
+  if (asked !== undefined && !(LOG_FORMATS as readonly string[]).includes(asked)) {
+    throw new DoorwatchError(
+      'DW_ERR_CLI_USAGE',
+      `DOORWATCH_LOG_FORMAT="${asked}" is not a log format`,
+      `use ${LOG_FORMATS.join(', ')} (or unset it)`,
+    );
+  }
+  const tty = process.stderr.isTTY === true;
+  return createLogger(level, resolveLogFormat(asked, tty), tty && !env.NO_COLOR);
+}
+
 /** Flags the agent shares with trace: capture and enrichment. */
 function captureOptions(cmd: Command): Command {
   return cmd
@@ -163,6 +183,7 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
     .addOption(durationOption('--duration <duration>', 'stop after this long (without it: until Ctrl-C)'));
   captureOptions(trace)
     .addOption(logLevelOption())
+    .addOption(logFormatOption())
     .action(async (opts) => {
       const output = opts.output === 'auto' ? (process.stdout.isTTY ? 'table' : 'json') : opts.output;
       const traceOpts: TraceOptions = {
@@ -177,7 +198,7 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
         pendingDeadlineMs: opts.pendingDeadline,
         policyFile: opts.policy,
       };
-      const log = createLogger(opts.logLevel as LogLevel);
+      const log = commandLogger(opts.logLevel as LogLevel, opts.logFormat, env);
       const writeOut = (chunk: Uint8Array) => writeSync(1, chunk);
       // Each command loads only its own code: the agent never loads the collector's sinks (NATS, HTTP), and so on.
       const { runTrace } = await import('./trace.js');
@@ -227,6 +248,7 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
     .option('--health-address <host:port>', 'serve /healthz, /readyz and /metrics here (default 0.0.0.0:9090; "off" disables)');
   captureOptions(agent)
     .addOption(logLevelOption())
+    .addOption(logFormatOption())
     .action(async (opts, cmd: Command) => {
       // Flags > env > file > defaults: only flags actually given count (their defaults live in src/agent/config.ts).
       const config = loadAgentConfig({
@@ -235,7 +257,7 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
         env,
         hostname: hostname(),
       });
-      const log = createLogger(config.logLevel);
+      const log = commandLogger(config.logLevel, opts.logFormat, env);
       const { agentOptions, runAgent } = await import('./agent.js');
       await runAgent(agentOptions(config, env), { log, stopSignal: stopSignal() });
     });
@@ -280,8 +302,9 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
       'serve /healthz, /readyz and /metrics here over plain HTTP (overrides health.address; default off; "off" disables)',
     )
     .addOption(logLevelOption())
+    .addOption(logFormatOption())
     .action(async (opts) => {
-      const log = createLogger(opts.logLevel as LogLevel);
+      const log = commandLogger(opts.logLevel as LogLevel, opts.logFormat, env);
       const [{ runCollector }, { sinkRegistry }] = await Promise.all([import('./collector.js'), import('../sinks/registry.js')]);
       await runCollector(
         { configPath: opts.config, logLevel: opts.logLevel, healthAddress: opts.healthAddress },
@@ -341,8 +364,9 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
     .addOption(durationOption('--duration <duration>', 'stop after this long (without it: until Ctrl-C)'))
     .addHelpText('after', DURATION_HELP)
     .addOption(logLevelOption())
+    .addOption(logFormatOption())
     .action(async (opts) => {
-      const log = createLogger(opts.logLevel as LogLevel);
+      const log = commandLogger(opts.logLevel as LogLevel, opts.logFormat, env);
       const { runTail } = await import('./tail.js');
       await runTail(
         {
