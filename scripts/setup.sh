@@ -10,14 +10,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WITH_TESTS=0
-case "${1:-}" in
-  "") ;;
-  --test) WITH_TESTS=1 ;;
-  *) echo "setup: unknown option \"$1\": use no option (run) or --test (run + tests)" >&2; exit 2 ;;
-esac
+LIST=0 # --list: print the Debian packages of the chosen set, one a line, and do nothing
+for arg in "$@"; do
+  case "$arg" in
+    --test) WITH_TESTS=1 ;;
+    --list) LIST=1 ;;
+    *) echo "setup: unknown option \"$arg\": use no option (run), --test (run + tests), --list" >&2; exit 2 ;;
+  esac
+done
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+# Where syslog-ng-core is unpacked for the tests (test/helpers/syslog-ng.ts names it too).
+SYSLOG_NG_ROOT=/opt/doorwatch-test/syslog-ng-core
 
 # Commands (or files) -> Debian packages that provide them.
 # The main job: build the BPF object and run `doorwatch trace`.
@@ -68,6 +73,12 @@ if (( WITH_TESTS )); then
   for k in "${!TEST_NEED_LIBS[@]}"; do NEED_LIBS[$k]=${TEST_NEED_LIBS[$k]}; done
 fi
 
+if (( LIST )); then
+  printf '%s\n' "${NEED[@]}" "${NEED_FILES[@]}" "${NEED_LIBS[@]}" | LC_ALL=C sort -u
+  (( WITH_TESTS )) && echo "syslog-ng-core (unpacked into $SYSLOG_NG_ROOT)"
+  exit 0
+fi
+
 missing=()
 for cmd in "${!NEED[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
@@ -94,7 +105,6 @@ fi
 # syslog-ng (the second real syslog receiver of the tests, test/helpers/syslog-ng.ts): Debian's syslog-ng-core
 # conflicts with rsyslog (both provide system-log-daemon), so its package is unpacked into its own directory,
 # never installed or started as a service; the tests run its binary from there.
-SYSLOG_NG_ROOT=/opt/doorwatch-test/syslog-ng-core
 if (( WITH_TESTS )) && [[ ! -x $SYSLOG_NG_ROOT/usr/sbin/syslog-ng ]]; then
   echo "setup: unpacking Debian's syslog-ng-core into $SYSLOG_NG_ROOT" >&2
   tmp=$(mktemp -d)
