@@ -328,7 +328,11 @@ export class Spool {
     if (!sp || seq <= sp.acked) return;
     sp.acked = seq;
     if (sp.lastSeq < seq) sp.lastSeq = seq;
-    const done = sp.segments.filter((g) => g.lastSeq <= seq);
+    // The segment being written stays until it is full or the next tick finds it fully acknowledged: deleting it
+    // and creating the next file at every ack cost a create, a rename and an unlink per batch — ~40 % of an idle
+    // agent's CPU.
+    const active = this.#active?.seg;
+    const done = sp.segments.filter((g) => g.lastSeq <= seq && g !== active);
     if (!done.length) {
       // Written on the next tick (or close): losing it in a crash only costs a resend.
       this.#stateDirty = true;
@@ -468,7 +472,17 @@ export class Spool {
   #tick(): void {
     if (this.#closed) return;
     if (this.fsync === 'interval') this.sync();
-    if (this.#stateDirty) this.#persistState();
+    if (!this.#deleteAckedActive() && this.#stateDirty) this.#persistState();
+  }
+
+  /** The segment being written, when fully acknowledged, is deleted (ack() leaves it: see there). */
+  #deleteAckedActive(): boolean {
+    const a = this.#active?.seg;
+    if (!a || a.count === 0 || a.lastSeq > a.space.acked) return false;
+    // The watermark on disk first (nextSeq() may depend on it), then the file goes.
+    this.#persistState();
+    this.#deleteSegment(a);
+    return true;
   }
 
   /** Make everything appended so far durable (fdatasync). */
@@ -482,6 +496,7 @@ export class Spool {
   close(): void {
     if (this.#closed) return;
     if (this.#timer) clearInterval(this.#timer);
+    this.#deleteAckedActive();
     this.#closeActive();
     this.#persistState();
     this.#closed = true;

@@ -145,6 +145,34 @@ describe('Spool', () => {
     assert.equal(third.nextSeq(), 201n);
   });
 
+  it('acks keep the segment being written (one file for many batches); a full one rotates and the acked one goes', () => {
+    const dir = tempDir();
+    const { spool } = open(dir, { segmentBytes: 64 * 1024 });
+    const id = spool.identity;
+    let seq = 1n;
+    spool.append(makeEvents(id, seq, 10));
+    const [file] = segments(dir);
+    for (let i = 0; i < 20; i++, seq += 10n) {
+      if (i) spool.append(makeEvents(id, seq, 10));
+      spool.ack(id, seq + 9n);
+      assert.deepEqual(segments(dir), [file], `batch ${i + 1}: still the one segment file`);
+    }
+    assert.equal(spool.ackedSeq(), 200n);
+    assert.deepEqual([...spool.pending()], []);
+    // Fill it past 64 KiB: it rotates, and once acknowledged the full one is deleted.
+    for (let i = 0; i < 40; i++, seq += 10n) {
+      spool.append(makeEvents(id, seq, 10));
+      spool.ack(id, seq + 9n);
+    }
+    assert.equal(segments(dir).length, 1);
+    assert.notEqual(segments(dir)[0], file, 'the first segment rotated out and was deleted once acked');
+    spool.close();
+    const { spool: again } = open(dir, { segmentBytes: 64 * 1024 });
+    assert.equal(again.ackedSeq(), seq - 1n, 'the watermark survives a restart');
+    assert.deepEqual([...again.pending()], []);
+    assert.equal(again.nextSeq(), seq);
+  });
+
   it('read returns a run of consecutive seqs, bounded by maxEvents and beforeSeq', () => {
     const { spool } = open(tempDir(), { segmentBytes: 4096, overflow: 'drop-newest' });
     const id = spool.identity;
