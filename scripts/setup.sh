@@ -43,6 +43,9 @@ declare -A TEST_NEED=(
   [openssl]=openssl           # test PKI (test/helpers/pki.ts)
   [rsyslogd]=rsyslog          # test/helpers/rsyslog.ts
   [nats-server]=nats-server   # test/helpers/nats-server.ts
+  [socat]=socat               # third-party servers of test/kernel/user-address-matrix.test.ts
+  [ncat]=ncat                 # (ditto)
+  [nginx]=nginx-light         # (ditto)
   [promtool]=prometheus       # promtool (metrics, chart alerts) and Prometheus 2.42 (the dashboard test)
   # test/helm-render (the Helm chart rendered without helm): Go and Debian's Go packages, built offline.
   [go]=golang-go
