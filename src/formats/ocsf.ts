@@ -300,9 +300,23 @@ export function summaryFailureText(ev: AcceptEvent, s: AcceptSummary): string {
 const REASON_TEXT: Record<string, string> = { mode: 'policy mode summary', rate_limit: 'rate limit exceeded' };
 
 /** "nginx[812] in pod shop/web: 57 accepts from 10.0.0.9 on port 443 via accept4 over 9.8s, summarised (rate limit exceeded, policy shop/web-audit)". */
+/**
+ * The listener a summary's accepts came through. Summaries are keyed by
+ * process and listening socket, a failed accept by the listener it failed on
+ * (its record describes that listener: src/policy/summarize.ts); port 0 with
+ * peers_folded is the row that folds every further listener of a pod.
+ */
+function summaryWhere(ev: AcceptEvent, s: AcceptSummary): string {
+  const sock = ev.socket;
+  if (s.peersFolded && s.localPort === 0) return ' on several listeners';
+  if (sock?.family === AddressFamily.ADDRESS_FAMILY_UNIX)
+    return sock.unixPath ? ` on unix socket ${sock.unixPath}` : ' on an unnamed unix socket';
+  if (s.localPort) return ` on port ${s.localPort}`;
+  return ` on fd ${ev.listener?.fd ?? -1} (listener not resolved)`;
+}
+
 function describeSummary(ev: AcceptEvent, s: AcceptSummary, who: string): string {
-  const unix = unixOf(ev);
-  const where = unix ? (unix.path ? ` on unix socket ${unix.path}` : ' on an unnamed unix socket') : ` on port ${s.localPort}`;
+  const where = summaryWhere(ev, s);
   const from = s.peerIp ? ` from ${plainIp(s.peerIp)}` : s.peersFolded ? ' from many peers (key table full)' : '';
   const failed = s.failedCount > 0n ? ` (${s.failedCount} failed)` : '';
   const w = summaryWindow(s);

@@ -1,12 +1,18 @@
-import { type AcceptEvent, EventKind, type SummaryReason } from '../gen/doorwatch/v1/event.js';
+import { type AcceptEvent, AddressFamily, EventKind, type SummaryReason } from '../gen/doorwatch/v1/event.js';
 
 /**
  * Folds accepts into summary records: one per (pod or host cgroup, reason,
- * listening port, peer IP) and interval, with exact counts, first/last time
- * and the first accept as the sample. Bounded: past maxKeys distinct keys,
- * further peers of a (pod, port) fold into one `peers_folded` row, and past
- * twice that, further ports of a pod into one row with port 0 — counts stay
- * exact, only the key gets coarser. Nothing added is dropped.
+ * accepting process, listening socket, peer IP) and interval, with exact
+ * counts, first/last time and the first accept as the sample. The listener
+ * is the listening port, or the unix path, or — when the kernel could not
+ * resolve it (EBADF, ENOTSOCK) — the fd the call was given; a failed accept
+ * is keyed by the listener it failed on (its record describes that listener),
+ * so failures on one process's TCP listener never merge with another's unix
+ * accepts, and the process is part of the key because a summary names one.
+ * Bounded: past maxKeys distinct keys, further peers of a (process, listener)
+ * fold into one `peers_folded` row, and past twice that, further listeners
+ * (and processes) of a pod into one row with port 0 and `peers_folded` —
+ * counts stay exact, only the key gets coarser. Nothing added is dropped.
  */
 
 interface Row {
@@ -47,6 +53,22 @@ function subject(ev: AcceptEvent): string {
   return `cg:${ev.cgroup?.id ?? 0n}:${ev.cgroup?.v1Id ?? 0n}`;
 }
 
+/**
+ * The listening socket an accept came through, as a key part and its port:
+ * the port for inet listeners, the path for unix ones, else the fd (a
+ * failed accept whose listener could not be resolved).
+ */
+export function listenerKey(ev: AcceptEvent): { key: string; port: number } {
+  const s = ev.socket;
+  const f = s?.family;
+  if (f === AddressFamily.ADDRESS_FAMILY_INET || f === AddressFamily.ADDRESS_FAMILY_INET6) {
+    const port = s?.local?.port ?? 0;
+    return { key: `p${port}`, port };
+  }
+  if (f === AddressFamily.ADDRESS_FAMILY_UNIX && s?.unixPath) return { key: `u${s.unixPath}`, port: 0 };
+  return { key: `f${ev.listener?.fd ?? -1}${f ? `/${f}` : ''}`, port: 0 };
+}
+
 export class Summarizer {
   readonly #o: SummarizerOptions;
   readonly #now: () => bigint;
@@ -75,24 +97,32 @@ export class Summarizer {
 
   add(ev: AcceptEvent, reason: SummaryReason): void {
     this.#stats.folded++;
-    const who = subject(ev);
-    const port = ev.socket?.local?.port ?? 0;
+    const who = `${subject(ev)}|${reason}`;
+    const pid = ev.process?.pid ?? 0;
+    const listener = listenerKey(ev);
     const peer = ev.success ? (ev.socket?.peer?.ip ?? '') : '';
-    let key = `${who}|${reason}|${port}|${peer}`;
+    let key = `${who}|${pid}|${listener.key}|${peer}`;
     let row = this.#rows.get(key);
     if (!row) {
       let folded = false;
-      let rowPort = port;
+      let rowPort = listener.port;
       let rowPeer = peer;
       if (this.#rows.size >= this.#o.maxKeys) {
-        folded = true;
-        rowPeer = '';
-        key = `${who}|${reason}|${port}|*`;
-        if (!this.#rows.has(key) && this.#rows.size >= 2 * this.#o.maxKeys) {
-          rowPort = 0;
-          key = `${who}|${reason}|*|*`;
+        // A key without a peer (unix, failed) has nothing to fold at this level.
+        if (peer !== '') {
+          folded = true;
+          rowPeer = '';
+          key = `${who}|${pid}|${listener.key}|*`;
         }
-        this.#stats.keysFolded++;
+        if (!this.#rows.has(key) && this.#rows.size >= 2 * this.#o.maxKeys) {
+          // Every further listener of the subject: port 0 and peers_folded
+          // together say "several listeners" (no listener-level row has both).
+          folded = true;
+          rowPeer = '';
+          rowPort = 0;
+          key = `${who}|*|*|*`;
+        }
+        if (folded) this.#stats.keysFolded++;
       }
       row = this.#rows.get(key);
       if (!row) {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { describeEvent } from '../../src/formats/ocsf.js';
 import {
   AcceptEvent,
   AddressFamily,
@@ -180,10 +181,10 @@ describe('Summarizer', () => {
     assert.equal(s.stats().keysFolded, 0);
     s.add(acc({ pod: 'p', peer: '10.0.0.4' }), MODE);
     s.add(acc({ pod: 'p', peer: '10.0.0.5' }), MODE);
-    s.add(acc({ pod: 'p', peer: '10.0.0.5', ok: false }), MODE); // failed: no port, no peer, a new key: folded too
+    s.add(acc({ pod: 'p', peer: '10.0.0.5', ok: false }), MODE); // failed: no peer to fold: its listener's row
     s.add(acc({ pod: 'p', peer: '10.0.0.1' }), MODE); // an existing key
     s.add(acc({ pod: 'p', peer: '10.0.0.6', port: 80 }), MODE); // another port: its own folded row
-    assert.equal(s.stats().keysFolded, 4, 'the four accepts with a new key past maxKeys');
+    assert.equal(s.stats().keysFolded, 3, 'the three accepts with a new peer past maxKeys');
     assert.equal(s.stats().open, 6);
     s.flush();
     const rows = all().map((e) => [
@@ -198,7 +199,7 @@ describe('Summarizer', () => {
       [443, '10.0.0.2', false, 1n, 0n],
       [443, '10.0.0.3', false, 1n, 0n],
       [443, '', true, 2n, 0n],
-      [0, '', true, 1n, 1n],
+      [0, '', false, 1n, 1n],
       [80, '', true, 1n, 0n],
     ]);
     assert.equal(total(all()), 8n);
@@ -572,5 +573,139 @@ describe('PolicyStage', () => {
     const row = t.st.stats().byPolicy.get('resource:x/p')!;
     assert.deepEqual(row.counts, { events: 1, summarized: 0, filtered: { off: 0, port: 1, peer: 0, failed: 0 } });
     assert.deepEqual(row.policy.spec.ports.include, [{ lo: 1, hi: 1 }], 'the current policy');
+  });
+});
+
+describe('Summarizer keys: process and listening socket (issue 14)', () => {
+  const UNIX = AddressFamily.ADDRESS_FAMILY_UNIX;
+  const INET = AddressFamily.ADDRESS_FAMILY_INET;
+  /** As capture builds them: a failed accept's socket fields describe its listener (resolved stays false). */
+  const ev = (o: { pid: number; comm?: string; fd: number; ok: boolean; port?: number; path?: string; peer?: string }) =>
+    AcceptEvent.fromPartial({
+      timeUnixNano: 1000n,
+      success: o.ok,
+      ret: o.ok ? 9 : -24,
+      error: o.ok ? '' : 'EMFILE',
+      source: 2,
+      process: { pid: o.pid, comm: o.comm ?? `srv${o.pid}` },
+      cgroup: { id: 77n },
+      listener: { fd: o.fd, resolved: o.port !== undefined || o.path !== undefined },
+      socket:
+        o.path !== undefined
+          ? { family: UNIX, familyNumber: 1, unixPath: o.path, resolved: o.ok }
+          : o.port !== undefined
+            ? {
+                family: INET,
+                familyNumber: 2,
+                local: { ip: '0.0.0.0', port: o.port },
+                peer: { ip: o.ok ? (o.peer ?? '10.0.0.9') : '', port: o.ok ? 40000 : 0 },
+                resolved: o.ok,
+              }
+            : { resolved: false },
+    });
+  const rows = (all: AcceptEvent[]) =>
+    all.map((e) => ({
+      pid: e.process?.pid,
+      port: e.summary!.localPort,
+      count: e.summary!.count,
+      failed: e.summary!.failedCount,
+      text: describeEvent(e),
+    }));
+
+  it("failures on one process's TCP listener never merge with another process's unix accepts in the cgroup", () => {
+    const { s, all } = summarizer();
+    for (let i = 0; i < 12; i++) s.add(ev({ pid: 20, comm: 'app', fd: 3, ok: true, path: '/run/m.sock' }), MODE);
+    for (let i = 0; i < 6; i++) s.add(ev({ pid: 20, comm: 'app', fd: 3, ok: false, path: '/run/m.sock' }), MODE);
+    for (let i = 0; i < 8; i++) s.add(ev({ pid: 10, comm: 'web', fd: 5, ok: false, port: 8080 }), MODE);
+    s.flush();
+    assert.deepEqual(rows(all()), [
+      {
+        pid: 20,
+        port: 0,
+        count: 18n,
+        failed: 6n,
+        text: 'app[20]: 18 accepts (6 failed) on unix socket /run/m.sock via accept4 over 0s, summarised (policy mode summary)',
+      },
+      {
+        pid: 10,
+        port: 8080,
+        count: 8n,
+        failed: 8n,
+        text: 'web[10]: 8 accepts (8 failed) on port 8080 via accept4 over 0s, summarised (policy mode summary)',
+      },
+    ]);
+  });
+
+  it('keys successes and failures of one TCP listener apart (peer), each naming the port', () => {
+    const { s, all } = summarizer();
+    s.add(ev({ pid: 10, fd: 5, ok: true, port: 8080 }), MODE);
+    s.add(ev({ pid: 10, fd: 5, ok: false, port: 8080 }), MODE);
+    s.add(ev({ pid: 10, fd: 6, ok: false, port: 9090 }), MODE);
+    s.flush();
+    assert.deepEqual(
+      rows(all()).map((r) => [r.port, r.count, r.failed]),
+      [
+        [8080, 1n, 0n],
+        [8080, 1n, 1n],
+        [9090, 1n, 1n],
+      ],
+    );
+  });
+
+  it('one listening port shared by two processes (pre-forked workers): a row each, each naming its process', () => {
+    const { s, all } = summarizer();
+    for (const pid of [31, 32, 31]) s.add(ev({ pid, comm: 'nginx', fd: 6, ok: true, port: 443 }), MODE);
+    s.flush();
+    assert.deepEqual(
+      rows(all()).map((r) => [r.pid, r.count, r.text.split(':')[0]]),
+      [
+        [31, 2n, 'nginx[31]'],
+        [32, 1n, 'nginx[32]'],
+      ],
+    );
+  });
+
+  it('unix listeners of one process are kept apart by path', () => {
+    const { s, all } = summarizer();
+    s.add(ev({ pid: 20, fd: 3, ok: true, path: '/run/a.sock' }), MODE);
+    s.add(ev({ pid: 20, fd: 4, ok: true, path: '/run/b.sock' }), MODE);
+    s.add(ev({ pid: 20, fd: 4, ok: false, path: '/run/b.sock' }), MODE);
+    s.flush();
+    assert.deepEqual(
+      all().map((e) => [e.socket?.unixPath, e.summary!.count, e.summary!.failedCount]),
+      [
+        ['/run/a.sock', 1n, 0n],
+        ['/run/b.sock', 2n, 1n],
+      ],
+    );
+  });
+
+  it('failures whose listener was not resolved (EBADF, ENOTSOCK) are keyed by the fd, and say so', () => {
+    const { s, all } = summarizer();
+    s.add(ev({ pid: 10, fd: 7, ok: false }), MODE);
+    s.add(ev({ pid: 10, fd: 7, ok: false }), MODE);
+    s.add(ev({ pid: 10, fd: 9, ok: false }), MODE);
+    s.flush();
+    assert.deepEqual(
+      rows(all()).map((r) => [r.count, r.text]),
+      [
+        [2n, 'srv10[10]: 2 accepts (2 failed) on fd 7 (listener not resolved) via accept4 over 0s, summarised (policy mode summary)'],
+        [1n, 'srv10[10]: 1 accept (1 failed) on fd 9 (listener not resolved) via accept4 over 0s, summarised (policy mode summary)'],
+      ],
+    );
+    for (const e of all()) assert.doesNotMatch(describeEvent(e), /port 0/);
+  });
+
+  it('the row folding every further listener of a pod says so, not "port 0"', () => {
+    const { s, all } = summarizer({ maxKeys: 1 });
+    s.add(ev({ pid: 10, fd: 5, ok: false, port: 8080 }), MODE);
+    s.add(ev({ pid: 10, fd: 6, ok: false, port: 8081 }), MODE); // 2nd row: no peer to fold
+    s.add(ev({ pid: 11, fd: 3, ok: false, path: '/run/x.sock' }), MODE); // 2 >= 2 x 1: listeners folded
+    s.add(ev({ pid: 12, fd: 4, ok: true, port: 22 }), MODE);
+    s.flush();
+    const texts = rows(all()).map((r) => r.text);
+    assert.equal(texts.length, 3);
+    assert.match(texts[2]!, /srv11\[11\]: 2 accepts \(1 failed\) from many peers \(key table full\) on several listeners via/);
+    assert.equal(total(all()), 4n);
   });
 });
