@@ -288,7 +288,7 @@ class SyslogSink implements Sink {
   private connecting: Promise<net.Socket> | null = null;
   private closed = false;
   private readonly frameOpts: SyslogFrameOptions;
-  /** The newest batches written on the current connection, at most resendWindowBytes (the newest is always kept). */
+  /** The newest batches written on the current connection: as few as cover the last resendWindowBytes. */
   private recent: Written[] = [];
   private recentBytes = 0;
   /** Taken from `recent` when its connection closed unexpectedly: sent again before anything else. */
