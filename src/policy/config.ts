@@ -57,26 +57,10 @@ const SELECTOR_KEYS = ['podSelector', 'namespaces', 'namespaceSelector'] as cons
 
 export function parsePolicyConfig(raw: unknown, o: { source: string; defaultAdminNamespace: string }): PolicyConfig {
   const r = schema.safeParse(raw ?? {});
-  if (!r.success) {
-    // Report the policies' own problems too, not only the first layer's: every problem at once.
-    const problems = zodProblems(r.error, 'policy');
-    const obj = raw && typeof raw === 'object' && !Array.isArray(raw) ? (raw as Record<string, unknown>) : {};
-    for (const key of ['default', 'host'] as const) {
-      if (obj[key] === undefined || problems.some((p) => p.startsWith(`policy.${key}`))) continue;
-      const p = parseSpec(obj[key], `policy.${key}`);
-      if (!p.ok) problems.push(...p.problems);
-    }
-    if (Array.isArray(obj.rules))
-      obj.rules.forEach((rule, i) => {
-        if (!rule || typeof rule !== 'object' || problems.some((p) => p.startsWith(`policy.rules[${i}]`))) return;
-        const { name: _name, ...spec } = rule as Record<string, unknown>;
-        const p = parseSpec(spec, `policy.rules[${i}]`);
-        if (!p.ok) problems.push(...p.problems);
-      });
-    throw new ConfigError(o.source, problems);
-  }
-  const c = r.data;
-  const problems: string[] = [];
+  // Every problem at once: the policies inside are checked even when the
+  // layer around them is not well formed.
+  const problems = r.success ? [] : zodProblems(r.error, 'policy');
+  const obj = raw && typeof raw === 'object' && !Array.isArray(raw) ? (raw as Record<string, unknown>) : {};
   const catchAll = (v: unknown, key: string): PolicySpec | undefined => {
     for (const k of SELECTOR_KEYS)
       if (v && typeof v === 'object' && k in v) problems.push(`policy.${key}.${k}: the ${key} policy selects no pods, remove it`);
@@ -84,19 +68,23 @@ export function parsePolicyConfig(raw: unknown, o: { source: string; defaultAdmi
     if (!p.ok) problems.push(...p.problems);
     return p.ok ? p.spec : undefined;
   };
-  const def = catchAll(c.default, 'default');
-  const host = catchAll(c.host, 'host');
+  const def = catchAll(obj.default ?? { mode: 'events' }, 'default');
+  const host = catchAll(obj.host ?? { mode: 'events' }, 'host');
   const names = new Set<string>();
   const rules: PolicyRule[] = [];
-  c.rules.forEach((raw, i) => {
-    const { name, ...spec } = raw;
-    if (names.has(name)) problems.push(`policy.rules[${i}].name: "${name}" is used twice`);
-    names.add(name);
+  (Array.isArray(obj.rules) ? obj.rules : []).forEach((rule: unknown, i) => {
+    if (!rule || typeof rule !== 'object' || Array.isArray(rule)) return; // the schema said so
+    const { name, ...spec } = rule as Record<string, unknown>;
+    if (typeof name === 'string' && name) {
+      if (names.has(name)) problems.push(`policy.rules[${i}].name: "${name}" is used twice`);
+      names.add(name);
+    }
     const p = parseSpec(spec, `policy.rules[${i}]`);
     if (!p.ok) problems.push(...p.problems);
-    else rules.push({ name, spec: p.spec });
+    else if (typeof name === 'string' && name) rules.push({ name, spec: p.spec });
   });
-  if (problems.length || !def || !host) throw new ConfigError(o.source, problems);
+  if (problems.length || !r.success || !def || !host) throw new ConfigError(o.source, problems);
+  const c = r.data;
   return {
     resources: c.resources,
     writeStatus: c.writeStatus,

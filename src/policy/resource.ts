@@ -31,6 +31,11 @@ export interface RejectedResource {
   uid: string;
   generation: number;
   problems: string[];
+  /**
+   * The generation still enforced in its place: a valid policy edited into an
+   * invalid one keeps its last valid version (src/policy/watch.ts).
+   */
+  enforcedGeneration?: number;
 }
 
 export type ParsedResource = { ok: true; policy: PolicyResource } | { ok: false; rejected: RejectedResource };

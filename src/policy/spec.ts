@@ -93,12 +93,31 @@ export function parsePortRange(v: number | string): PortRange {
 
 export type ParsedSpec = { ok: true; spec: PolicySpec } | { ok: false; problems: string[] };
 
+type SpecInput = z.infer<typeof specSchema>;
+
+/**
+ * The fields of `raw` that pass their own schema, each on its own: when one
+ * field is malformed (`mode: sometimes`), the others are still checked beyond
+ * the schema (CIDRs, ranges, limits), so every problem is reported at once.
+ */
+function wellFormedFields(raw: unknown): Partial<SpecInput> {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return {};
+  const out: Record<string, unknown> = {};
+  for (const [key, schema] of Object.entries(specSchema.shape)) {
+    const v = (raw as Record<string, unknown>)[key];
+    if (v === undefined) continue;
+    const r = (schema as z.ZodTypeAny).safeParse(v);
+    if (r.success) out[key] = r.data;
+  }
+  return out as Partial<SpecInput>;
+}
+
 /** `path` prefixes every problem ("spec", "policy.rules[2]"). */
 export function parseSpec(raw: unknown, path: string): ParsedSpec {
   const r = specSchema.safeParse(raw);
-  if (!r.success) return { ok: false, problems: zodProblems(r.error, path) };
-  const s = r.data;
+  const s: Partial<SpecInput> = r.success ? r.data : wellFormedFields(raw);
   const problems = [
+    ...(r.success ? [] : zodProblems(r.error, path)),
     ...selectorProblems(s.podSelector, `${path}.podSelector`),
     ...selectorProblems(s.namespaceSelector, `${path}.namespaceSelector`),
   ];
@@ -130,11 +149,11 @@ export function parseSpec(raw: unknown, path: string): ParsedSpec {
   }
   if (s.mode === 'off' && (s.rateLimit || s.ports || s.peers))
     problems.push(`${path}: mode "off" audits nothing, so ports, peers and rateLimit would be ignored; remove them`);
-  if (problems.length) return { ok: false, problems };
+  if (problems.length || !r.success) return { ok: false, problems };
   return {
     ok: true,
     spec: {
-      mode: s.mode,
+      mode: r.data.mode,
       podSelector: s.podSelector,
       namespaces: s.namespaces,
       namespaceSelector: s.namespaceSelector,

@@ -96,23 +96,32 @@ export function acceptedCondition(parsed: ParsedResource): AcceptedCondition {
     type: ACCEPTED_TYPE,
     status: 'False',
     reason: 'InvalidSpec',
-    message: problemsMessage(parsed.rejected.problems),
+    message: problemsMessage(parsed.rejected.problems, parsed.rejected.enforcedGeneration),
     observedGeneration: parsed.rejected.generation,
   };
 }
 
-function problemsMessage(problems: string[]): string {
+/** Every problem, and what is enforced meanwhile. */
+function problemsMessage(problems: string[], enforced: number | undefined): string {
+  const kept =
+    enforced === undefined
+      ? ''
+      : ` — not applied: the agents keep enforcing generation ${enforced}, this policy's last valid version`;
+  return listProblems(problems, MAX_MESSAGE - kept.length) + kept;
+}
+
+function listProblems(problems: string[], max: number): string {
   const all = problems.join('; ');
-  if (all.length <= MAX_MESSAGE) return all;
+  if (all.length <= max) return all;
   let text = '';
   let shown = 0;
   for (const p of problems) {
     const next = shown === 0 ? p : `${text}; ${p}`;
-    if (next.length > MAX_MESSAGE - 40) break;
+    if (next.length > max - 40) break;
     text = next;
     shown++;
   }
-  if (shown === 0) return `${problems[0]!.slice(0, MAX_MESSAGE - 40)}… (${problems.length} problems)`;
+  if (shown === 0) return `${problems[0]!.slice(0, max - 40)}… (${problems.length} problems)`;
   return `${text}; … and ${problems.length - shown} more`;
 }
 

@@ -15,7 +15,10 @@ import { type PolicyApiObject, patchStatusVia, StatusWriter } from './status.js'
  * parsed as it arrives: the valid ones are what policies() hands out, the
  * invalid ones are rejected whole (never applied half-way), logged once per
  * (uid, generation) and, when `writeStatus`, reported on the object itself
- * (status.conditions[type=Accepted], see status.ts).
+ * (status.conditions[type=Accepted], see status.ts). An object that was valid
+ * and is edited into an invalid one stays enforced as its last valid version
+ * (in policies() and in rejected(), with enforcedGeneration) until it is fixed
+ * or deleted.
  *
  * The loop is the pods' and namespaces' (src/enrich/kube/informer.ts): resumes
  * from the last resourceVersion, relists after 410, bounded jittered backoff
@@ -75,6 +78,13 @@ export interface PolicyWatcherStatus {
 interface Entry {
   obj: PolicyApiObject;
   parsed: ParsedResource;
+  /**
+   * The newest valid version of this object seen by this agent. A policy
+   * edited into an invalid one keeps being enforced as it was last valid —
+   * for an audit product, a typo must not silently hand its pods to another
+   * (weaker) policy — while the object says Accepted=False with every problem.
+   */
+  lastValid?: PolicyResource;
 }
 
 /** Identity in the informer and here: the uid (a policy deleted and recreated under its name is another object). */
@@ -266,9 +276,12 @@ export class PolicyWatcher {
 
   #upsert(obj: PolicyApiObject): void {
     const key = keyOf(obj);
-    const parsed = parseResource(obj, this.#o.adminNamespace);
+    let parsed = parseResource(obj, this.#o.adminNamespace);
     const prev = this.#entries.get(key);
-    this.#entries.set(key, { obj, parsed });
+    const lastValid = parsed.ok ? parsed.policy : prev?.lastValid;
+    if (!parsed.ok && lastValid)
+      parsed = { ok: false, rejected: { ...parsed.rejected, enforcedGeneration: lastValid.generation } };
+    this.#entries.set(key, { obj, parsed, lastValid });
     this.#logVerdict(key, parsed);
     // A status write (ours or another agent's) changes the object but not what it parses to.
     if (!prev || !isDeepStrictEqual(prev.parsed, parsed)) this.#changed();
@@ -293,6 +306,11 @@ export class PolicyWatcher {
     const fields = { namespace: id.namespace, name: id.name, generation: id.generation };
     if (parsed.ok) {
       this.#log.info({ ...fields, mode: parsed.policy.spec.mode, clusterScoped: parsed.policy.clusterScoped }, 'policy accepted');
+    } else if (parsed.rejected.enforcedGeneration !== undefined) {
+      this.#log.warn(
+        { ...fields, problems: parsed.rejected.problems, enforcedGeneration: parsed.rejected.enforcedGeneration },
+        'policy rejected: its last valid version stays enforced',
+      );
     } else {
       this.#log.warn({ ...fields, problems: parsed.rejected.problems }, 'policy rejected');
     }
@@ -302,9 +320,12 @@ export class PolicyWatcher {
     if (!this.#sorted) {
       const policies: PolicyResource[] = [];
       const rejected: RejectedResource[] = [];
-      for (const { parsed } of this.#entries.values()) {
+      for (const { parsed, lastValid } of this.#entries.values()) {
         if (parsed.ok) policies.push(parsed.policy);
-        else rejected.push(parsed.rejected);
+        else {
+          rejected.push(parsed.rejected);
+          if (lastValid) policies.push(lastValid);
+        }
       }
       // uid last: the same name twice only in the instant between a delete and a re-create.
       const order = <T extends { namespace: string; name: string; uid: string }>(a: T, b: T) =>

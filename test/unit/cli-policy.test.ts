@@ -122,6 +122,54 @@ describe('doorwatch policy check', () => {
     );
   });
 
+  it('a malformed mode does not hide the other problems of the object (issue 14)', () => {
+    const file = join(dir, 'mode-and-cidr.yaml');
+    writeFileSync(
+      file,
+      [
+        'apiVersion: doorwatch.io/v1alpha1',
+        'kind: AcceptAuditPolicy',
+        'metadata: {namespace: shop, name: web}',
+        'spec:',
+        '  mode: sometimes',
+        '  peers: {include: [192.168.1.0/33]}',
+        '  ports: {include: ["9000-80"]}',
+        '',
+      ].join('\n'),
+    );
+    const r = run(file);
+    assert.equal(r.status, 1, r.stderr);
+    const out = r.stdout.trimEnd().split('\n');
+    assert.equal(out[0], 'INVALID AcceptAuditPolicy shop/web: would be rejected (status Accepted=False, InvalidSpec):');
+    assert.match(out[1]!, /^ {4}spec\.mode: Invalid enum value\. Expected 'events' \| 'summary' \| 'off', received 'sometimes'$/);
+    assert.deepEqual(out.slice(2, 4), [
+      '    spec.ports.include[0]: "9000-80": range start is above its end',
+      '    spec.peers.include[0]: "192.168.1.0/33": prefix length must be 0-32',
+    ]);
+  });
+
+  it('a configuration with several bad policies: exit 2 naming every problem of each', () => {
+    const file = join(dir, 'config-all.yaml');
+    writeFileSync(
+      file,
+      [
+        'policy:',
+        '  default: {mode: sometimes, peers: {include: [10.0.0.0/40]}}',
+        '  rules:',
+        '    - {name: r, mode: evnets, ports: {include: [99999]}}',
+        '',
+      ].join('\n'),
+    );
+    const line = configError(file);
+    for (const p of [
+      "policy.default.mode: Invalid enum value. Expected 'events' | 'summary' | 'off', received 'sometimes'",
+      'policy.default.peers.include[0]: "10.0.0.0/40": prefix length must be 0-32',
+      "policy.rules[0].mode: Invalid enum value. Expected 'events' | 'summary' | 'off', received 'evnets'",
+      'policy.rules[0].ports.include[0]: "99999"',
+    ])
+      assert.ok(line.includes(p), `${p} in ${line}`);
+  });
+
   it('malformed YAML: exit 2, DW_ERR_CONFIG, the document named', () => {
     const line = configError(fixture('malformed.yaml'));
     assert.match(line, /: document 2: Flow sequence/);

@@ -435,3 +435,45 @@ describe('policy explanations', () => {
     assert.match(text[5]!, /audits: {2}mode events: one event per accept; every listening port except 9090; peers: include/);
   });
 });
+
+describe('policy configuration: every problem of every policy at once (issue 14)', () => {
+  const problemsOf = (raw: unknown): string[] => {
+    try {
+      parsePolicyConfig(raw, { source: 'agent.yaml', defaultAdminNamespace: 'doorwatch' });
+    } catch (e) {
+      if (e instanceof ConfigError) return e.problems;
+      throw e;
+    }
+    assert.fail('expected a ConfigError');
+  };
+
+  it('the default, the host policy and each rule report all their problems, beside the outer layer', () => {
+    const p = problemsOf({
+      summaryInterval: 'soon',
+      default: { mode: 'sometimes', peers: { include: ['192.168.1.0/33'] } },
+      host: { mode: 'events', namespaces: ['x'], ports: { include: ['70000'] } },
+      rules: [
+        { mode: 'evnets', peers: { include: ['bogus'] } }, // no name
+        { name: 'a', mode: 'events' },
+        { name: 'a', mode: 'off', rateLimit: { eventsPerSecond: 5 } },
+      ],
+    });
+    const want = [
+      /^policy\.summaryInterval: /,
+      /^policy\.rules\.0\.name: |^policy\.rules\[0\]\.name: /,
+      /^policy\.default\.mode: Invalid enum value.*'sometimes'/,
+      /^policy\.default\.peers\.include\[0\]: "192\.168\.1\.0\/33": prefix length must be 0-32$/,
+      /^policy\.host\.namespaces: the host policy selects no pods/,
+      /^policy\.host\.ports\.include\[0\]: "70000"/,
+      /^policy\.rules\[0\]\.mode: Invalid enum value.*'evnets'/,
+      /^policy\.rules\[0\]\.peers\.include\[0\]: "bogus"/,
+      /^policy\.rules\[2\]\.name: "a" is used twice$/,
+      /^policy\.rules\[2\]: mode "off" audits nothing/,
+    ];
+    for (const re of want)
+      assert.ok(
+        p.some((x) => re.test(x)),
+        `${re} in:\n${p.join('\n')}`,
+      );
+  });
+});

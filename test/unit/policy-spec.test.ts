@@ -403,3 +403,49 @@ describe('policy spec: modes, defaults, every problem together', () => {
     assert.ok(p.some((x) => x.startsWith("spec: Unrecognized key(s) in object: 'extra'")));
   });
 });
+
+describe('policy spec: every problem at once (issue 14)', () => {
+  it('a malformed field does not hide the problems of the others', () => {
+    const r = parseSpec(
+      {
+        mode: 'sometimes',
+        peers: { include: ['192.168.1.0/33'] },
+        ports: { include: ['9000-80', 443] },
+        rateLimit: { eventsPerSecond: 0 },
+      },
+      'spec',
+    );
+    assert.equal(r.ok, false);
+    const problems = r.ok ? [] : r.problems;
+    assert.equal(problems.length, 4, problems.join('\n'));
+    assert.match(problems[0]!, /^spec\.mode: Invalid enum value.*'sometimes'/);
+    assert.match(problems[1]!, /^spec\.rateLimit\.eventsPerSecond: /);
+    assert.ok(problems.includes('spec.ports.include[0]: "9000-80": range start is above its end'));
+    assert.ok(problems.includes('spec.peers.include[0]: "192.168.1.0/33": prefix length must be 0-32'));
+  });
+
+  it('an unknown key and a bad selector are reported beside a bad CIDR', () => {
+    const r = parseSpec(
+      {
+        mode: 'events',
+        colour: 'blue',
+        podSelector: { matchExpressions: [{ key: 'app', operator: 'In' }] },
+        peers: { exclude: ['nope'] },
+      },
+      'policy.rules[0]',
+    );
+    const problems = r.ok ? [] : r.problems;
+    assert.ok(
+      problems.some((p) => p.startsWith('policy.rules[0]: Unrecognized key') && p.includes('"colour"')),
+      problems.join('\n'),
+    );
+    assert.ok(
+      problems.some((p) => p.startsWith('policy.rules[0].podSelector')),
+      problems.join('\n'),
+    );
+    assert.ok(
+      problems.some((p) => p.startsWith('policy.rules[0].peers.exclude[0]: "nope"')),
+      problems.join('\n'),
+    );
+  });
+});

@@ -301,6 +301,66 @@ describe('PolicyWatcher: sync and live changes', () => {
     assert.notEqual(c.lastTransitionTime, falseSince, 'False -> True is a transition');
   });
 
+  it('a valid policy edited into an invalid one stays enforced as its last valid version; Accepted=False names every problem (issue 14)', async () => {
+    const { server, w, logs } = await setup();
+    server.upsertPolicy(policy('shop', 'web', { mode: 'summary', ports: { include: [443] } }));
+    await w.start();
+    await statusSettled(server, 'shop', 'web', 'True');
+    assert.equal(w.policies()[0]?.generation, 1);
+
+    server.upsertPolicy(policy('shop', 'web', { mode: 'sometimes', peers: { include: ['192.168.1.0/33'] } }));
+    await until(() => w.rejected().length === 1, 'the edit rejected', 3000);
+    // Still enforced as generation 1: its pods do not fall back to another policy.
+    assert.deepEqual(
+      w.policies().map((p) => [p.name, p.generation, p.spec.mode, p.spec.ports.include]),
+      [['web', 1, 'summary', [{ lo: 443, hi: 443 }]]],
+    );
+    const rej = w.rejected()[0]!;
+    assert.equal(rej.generation, 2);
+    assert.equal(rej.enforcedGeneration, 1);
+    assert.equal(rej.problems.length, 2, rej.problems.join('\n'));
+    await statusSettled(server, 'shop', 'web', 'False');
+    const c = accepted(server, 'shop', 'web')!;
+    assert.equal(c.reason, 'InvalidSpec');
+    assert.equal(c.observedGeneration, 2);
+    assert.match(c.message, /spec\.mode: Invalid enum value.*'sometimes'/);
+    assert.match(c.message, /spec\.peers\.include\[0\]: "192\.168\.1\.0\/33": prefix length must be 0-32/);
+    assert.match(c.message, /the agents keep enforcing generation 1, this policy's last valid version$/);
+    assert.ok(logs.some((l) => l.level === 40 && l.msg === 'policy rejected: its last valid version stays enforced'));
+
+    // A second bad edit still keeps generation 1; a fix replaces it.
+    server.upsertPolicy(policy('shop', 'web', { mode: 'events', ports: { include: ['9000-80'] } }));
+    await until(() => w.rejected()[0]?.generation === 3, 'the second edit rejected', 3000);
+    assert.deepEqual(
+      w.policies().map((p) => p.generation),
+      [1],
+    );
+    server.upsertPolicy(policy('shop', 'web', { mode: 'events' }));
+    await until(() => w.rejected().length === 0, 'the fix accepted', 3000);
+    assert.deepEqual(
+      w.policies().map((p) => [p.generation, p.spec.mode]),
+      [[4, 'events']],
+    );
+    await statusSettled(server, 'shop', 'web', 'True');
+
+    // Deleted while invalid: nothing of it stays.
+    server.upsertPolicy(policy('shop', 'web', { mode: 'nope' }));
+    await until(() => w.rejected().length === 1, 'rejected again', 3000);
+    assert.equal(w.policies()[0]?.generation, 4);
+    server.deletePolicy('shop', 'web');
+    await until(() => w.policies().length === 0 && w.rejected().length === 0, 'gone', 3000);
+  });
+
+  it('a policy invalid from its creation is not enforced (no valid version was ever seen)', async () => {
+    const { server, w } = await setup();
+    server.upsertPolicy(policy('shop', 'new', { mode: 'sometimes' }));
+    await w.start();
+    assert.deepEqual(w.policies(), []);
+    assert.equal(w.rejected()[0]?.enforcedGeneration, undefined);
+    await statusSettled(server, 'shop', 'new', 'False');
+    assert.doesNotMatch(accepted(server, 'shop', 'new')!.message, /keep enforcing/);
+  });
+
   it('a second agent finds the statuses already right and writes nothing', async () => {
     const { server, kubeConfig, w } = await setup();
     server.upsertPolicy(policy('shop', 'web', VALID));
