@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Command, Option } from 'commander';
-import { loadAgentConfig } from '../../src/agent/config.js';
+import { AGENT_DEFAULTS, FLAG_ATTRIBUTES, loadAgentConfig } from '../../src/agent/config.js';
 import { buildProgram } from '../../src/cli/main.js';
 
 /**
@@ -69,6 +69,14 @@ describe('--help shows every duration and size with its unit', () => {
 
   it("the agent's shown defaults are the ones it runs with (src/agent/config.ts)", () => {
     const agent = program.commands.find((c) => c.name() === 'agent')!;
+    // Every duration and size flag's default is AGENT_DEFAULTS' value for the key the flag sets...
+    for (const o of agent.options.filter(withUnits)) {
+      const key = FLAG_ATTRIBUTES[o.attributeName()];
+      assert.ok(key, `${o.long} sets a config key`);
+      const dflt = key.split('.').reduce<unknown>((v, k) => (v as Record<string, unknown>)[k], AGENT_DEFAULTS);
+      assert.equal(o.defaultValue, dflt, `${o.long}: AGENT_DEFAULTS.${key}`);
+    }
+    // ...and those are what the agent runs with when nothing sets them.
     const c = loadAgentConfig({ flags: { collector: 'collector:7443', tls: { insecure: true } }, env: {}, hostname: 'n' });
     const effective: Record<string, number> = {
       '--poll-interval': c.pollMs,
@@ -78,9 +86,9 @@ describe('--help shows every duration and size with its unit', () => {
       '--ring-size': c.ringBytes,
       '--spool-max': c.spool.maxBytes,
     };
-    const options = agent.options.filter(withUnits);
-    assert.deepEqual(options.map((o) => o.long).sort(), Object.keys(effective).sort(), 'every agent duration and size');
-    for (const o of options) assert.equal(o.defaultValue, effective[o.long!], `${o.long}`);
+    for (const [flag, value] of Object.entries(effective)) {
+      assert.equal(agent.options.find((o) => o.long === flag)?.defaultValue, value, flag);
+    }
   });
 
   it('checked the flags the issue named', () => {
