@@ -4,7 +4,7 @@ import { ConfigError } from '../config/errors.js';
 import type { EnricherStats } from '../enrich/enricher.js';
 import { JsonWriter, writeEventJson } from '../formats/native-json.js';
 import { writeEventTracee } from '../formats/tracee.js';
-import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
+import { type AcceptEvent, EventKind } from '../gen/doorwatch/v1/event.js';
 import type { Logger } from '../log/logger.js';
 import { parsePolicyConfig } from '../policy/config.js';
 import { PolicyEngine } from '../policy/engine.js';
@@ -99,12 +99,59 @@ export function tracePolicy(o: Pick<TraceOptions, 'policyFile' | 'filter'>): Pol
   );
 }
 
-export function formatSummary(shown: number, s: CaptureStats, e?: EnricherStats, p?: PolicyReport): string {
+/** What the display did with the records the pipeline emitted (summaries stand for several accepts). */
+export class DisplayCounts {
+  /** Records written: accept events and summary records. */
+  shown = 0;
+  /** Of those, summary records, and the accepts they fold. */
+  summaries = 0;
+  foldedShown = 0n;
+  /** Accepts hidden by the display filters: accept events, and the accepts of hidden summary records. */
+  hidden = 0n;
+
+  /** Counts one record; `kept`: it passed the display filters. */
+  add(ev: AcceptEvent, kept: boolean): void {
+    const folded = ev.kind === EventKind.EVENT_KIND_SUMMARY ? (ev.summary?.count ?? 0n) : 0n;
+    if (!kept) {
+      this.hidden += folded || 1n;
+      return;
+    }
+    this.shown++;
+    if (ev.kind === EventKind.EVENT_KIND_SUMMARY) {
+      this.summaries++;
+      this.foldedShown += folded;
+    }
+  }
+}
+
+const plural = (n: number | bigint, one: string, many: string) => `${n} ${n === 1 || n === 1n ? one : many}`;
+
+/**
+ * "27 shown of 36 captured (18 accepts as events, 9 summary records folding 18 accepts; 0 filtered out by
+ * display filters)": captured counts accepts, shown counts records, and every captured accept is in one
+ * of the parts — an event, a summary record, filtered by policy in userspace, or hidden by a display filter.
+ */
+export function shownLine(d: DisplayCounts, captured: bigint, policyFiltered: number): string {
+  const parts: string[] = [];
+  if (d.summaries || policyFiltered) {
+    parts.push(`${plural(d.shown - d.summaries, 'accept', 'accepts')} as events`);
+    if (d.summaries)
+      parts.push(
+        `${plural(d.summaries, 'summary record', 'summary records')} folding ${plural(d.foldedShown, 'accept', 'accepts')}`,
+      );
+    if (policyFiltered) parts.push(`${policyFiltered} filtered by policy in userspace`);
+  }
+  const display = `${d.hidden} filtered out by display filters`;
+  return `doorwatch trace: ${d.shown} shown of ${captured} captured (${parts.length ? `${parts.join(', ')}; ` : ''}${display})`;
+}
+
+export function formatSummary(d: DisplayCounts, s: CaptureStats, e?: EnricherStats, p?: PolicyReport): string {
   const k = s.kernel;
   const recursion = s.programs.reduce((a, p) => a + p.recursionMisses, 0n);
   const lost = k.RINGBUF_FULL + s.decodeErrors + recursion;
+  const policyFiltered = (p?.rows ?? []).reduce((n, r) => n + Object.values(r.user.filtered).reduce((a, b) => a + b, 0), 0);
   const lines = [
-    `doorwatch trace: ${shown} shown of ${s.delivered} captured (${s.delivered - BigInt(shown)} filtered out by display filters)`,
+    shownLine(d, s.delivered, policyFiltered),
     `  kernel: emitted=${k.EMITTED} exit_without_enter=${k.EXIT_NO_ENTER} eagain_skipped=${k.EAGAIN_SKIPPED} ` +
       `io_uring=${k.IO_URING} socket_unresolved=${k.SOCK_UNRESOLVED} enter_map_full=${k.ENTER_MAP_FULL} ` +
       `cgroup_filtered=${k.CGROUP_FILTERED} port_filtered=${k.PORT_FILTERED} peer_filtered=${k.PEER_FILTERED} ` +
@@ -123,7 +170,7 @@ export function formatSummary(shown: number, s: CaptureStats, e?: EnricherStats,
 
 export async function runTrace(o: TraceOptions, io: TraceIO): Promise<TraceResult> {
   const keep = compileFilter(o.filter);
-  let shown = 0;
+  const display = new DisplayCounts();
   let outputBroken = false;
   io.stdout.on('error', () => {
     outputBroken = true; // EPIPE (`| head`): stop writing, still shut down cleanly.
@@ -165,8 +212,9 @@ export async function runTrace(o: TraceOptions, io: TraceIO): Promise<TraceResul
     if (o.output !== 'table') {
       const write = o.output === 'tracee' ? writeEventTracee : writeEventJson;
       for (const ev of batch) {
-        if (!keep(ev)) continue;
-        shown++;
+        const kept = keep(ev);
+        display.add(ev, kept);
+        if (!kept) continue;
         write(out, ev);
         out.byte(0x0a);
         if (out.pos >= OUT_CHUNK) flush();
@@ -176,8 +224,9 @@ export async function runTrace(o: TraceOptions, io: TraceIO): Promise<TraceResul
     }
     let text = '';
     for (const ev of batch) {
-      if (!keep(ev)) continue;
-      shown++;
+      const kept = keep(ev);
+      display.add(ev, kept);
+      if (!kept) continue;
       text += `${tableRow(ev, withPods)}\n`;
     }
     if (text && !outputBroken) io.stdout.write(text);
@@ -219,6 +268,6 @@ export async function runTrace(o: TraceOptions, io: TraceIO): Promise<TraceResul
   probes.close();
   await kube.source?.stop();
   io.log.debug({ reason: why }, 'stopped');
-  io.stderr.write(formatSummary(shown, stats, enrichment, policyReport));
-  return { shown, captured: stats.delivered, stats, enrichment, policy: policyReport };
+  io.stderr.write(formatSummary(display, stats, enrichment, policyReport));
+  return { shown: display.shown, captured: stats.delivered, stats, enrichment, policy: policyReport };
 }
