@@ -15,6 +15,7 @@
 #include "lib/socket.h"
 #include "lib/policy.h"
 #include "lib/accept.h"
+#include "lib/listen.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -36,6 +37,19 @@ SEC("tp_btf/io_uring_complete")
 int BPF_PROG(dw_io_uring_complete, struct io_ring_ctx *ring, void *req, struct io_uring_cqe *cqe)
 {
 	return dw_handle_uring(req, cqe);
+}
+
+/* Listeners, for the node's inventory (lib/listen.h, src/listeners). */
+SEC("tracepoint/syscalls/sys_enter_listen")
+int dw_enter_listen(struct trace_event_raw_sys_enter *ctx) { return dw_handle_enter_listen(ctx); }
+
+SEC("tracepoint/syscalls/sys_exit_listen")
+int dw_exit_listen(struct trace_event_raw_sys_exit *ctx) { return dw_handle_exit_listen(ctx); }
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(dw_listen_state, struct sock *sk, int oldstate, int newstate)
+{
+	return dw_handle_listen_state(sk, oldstate, newstate);
 }
 
 /* Puts struct dw_accept_event into the object's BTF (nothing else names its

@@ -16,11 +16,20 @@
 
 /* hdr.op */
 #define DW_OP_ACCEPT 1
+/* Listener records (bpf/lib/listen.h) use struct dw_accept_event too. There
+ * ret is listen()'s result (0), sockfd the listening fd, backlog the backlog
+ * argument as passed, max_backlog the kernel's (clamped to somaxconn),
+ * net_ns the socket's network namespace, addr_ptr the socket's inode number;
+ * the socket fields name the listening socket. Unused fields are zero. */
+#define DW_OP_LISTEN 2       /* listen(2) succeeded */
+#define DW_OP_LISTEN_CLOSE 3 /* a TCP listener went TCP_LISTEN -> TCP_CLOSE */
 
 /* dw_accept_event.source: which entry point produced the event */
 #define DW_SRC_ACCEPT 1   /* syscall accept(2)  */
 #define DW_SRC_ACCEPT4 2  /* syscall accept4(2) */
 #define DW_SRC_IO_URING 3 /* io_uring IORING_OP_ACCEPT completion */
+#define DW_SRC_LISTEN 4   /* syscall listen(2) (DW_OP_LISTEN) */
+#define DW_SRC_LISTEN_CLOSE 5 /* tp_btf/inet_sock_set_state (DW_OP_LISTEN_CLOSE) */
 
 /* hdr.flags */
 #define DW_F_NO_ENTER (1u << 0)            /* exit seen without its enter: seeds unknown */

@@ -43,6 +43,25 @@ struct {
 } dw_inflight SEC(".maps");
 
 /*
+ * dw_listen_inflight: listen(2) arguments between enter and exit.
+ *   key: pid_tgid   value: struct dw_listen_seed
+ *   insert: sys_enter_listen   delete + read: sys_exit_listen (lib/listen.h)
+ * LRU for the same reason as dw_inflight.
+ */
+struct dw_listen_seed {
+	__u64 ktime_ns;
+	__s32 fd;
+	__s32 backlog;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct dw_listen_seed);
+} dw_listen_inflight SEC(".maps");
+
+/*
  * dw_counters: what happened in the kernel, per CPU (no shared cache line).
  *   key: DW_CNT_* index   value: __u64 per CPU
  *   written: every handler   read: userspace sums across CPUs.

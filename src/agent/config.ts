@@ -33,6 +33,8 @@ export interface AgentConfig {
   ringBytes: number;
   pollMs: number;
   pendingDeadlineMs: number;
+  /** Listener inventory rescan and re-send period (also how soon a unix listener's end is seen). */
+  listenersPeriodMs: number;
   logLevel: LogLevel;
   kube: { enabled: boolean; kubeconfig?: string; labels?: string[]; annotations?: string[] };
   /** /healthz, /readyz, /metrics; undefined when disabled ("" or "off"). */
@@ -61,6 +63,7 @@ export interface AgentSettings {
   ringSize?: number;
   pollInterval?: number;
   pendingDeadline?: number;
+  listeners?: { period?: number };
   logLevel?: LogLevel;
   kube?: { enabled?: boolean; kubeconfig?: string; labels?: string[]; annotations?: string[] };
   /** "host:port", or "" / "off" to disable. */
@@ -78,6 +81,7 @@ export const AGENT_DEFAULTS = {
   ringSize: 8 * 1024 ** 2,
   pollInterval: 10,
   pendingDeadline: 2000,
+  listeners: { period: 10 * 60_000 },
   logLevel: 'info' as LogLevel,
   kube: { enabled: true },
   health: { address: '0.0.0.0:9090' },
@@ -103,6 +107,7 @@ export const FLAG_ATTRIBUTES: Readonly<Record<string, string>> = {
   ringSize: 'ringSize',
   pollInterval: 'pollInterval',
   pendingDeadline: 'pendingDeadline',
+  listenersPeriod: 'listeners.period',
   logLevel: 'logLevel',
   kube: 'kube.enabled',
   kubeconfig: 'kube.kubeconfig',
@@ -221,6 +226,7 @@ const fileSchema = z
     ringSize: checked(ringSizeBytes, 'a power-of-two size such as "8MiB"').optional(),
     pollInterval: duration.optional(),
     pendingDeadline: duration.optional(),
+    listeners: z.object({ period: duration.optional() }).strict().optional(),
     logLevel: z.enum(LOG_LEVELS as unknown as [LogLevel, ...LogLevel[]]).optional(),
     kube: z
       .object({
@@ -464,6 +470,7 @@ export function resolveAgentConfig(input: AgentConfigInput): AgentConfig {
     ringBytes: get('ringSize', AGENT_DEFAULTS.ringSize),
     pollMs: get('pollInterval', AGENT_DEFAULTS.pollInterval),
     pendingDeadlineMs: get('pendingDeadline', AGENT_DEFAULTS.pendingDeadline),
+    listenersPeriodMs: get('listeners.period', AGENT_DEFAULTS.listeners.period),
     logLevel: get('logLevel', AGENT_DEFAULTS.logLevel),
     kube: {
       enabled: get('kube.enabled', AGENT_DEFAULTS.kube.enabled),

@@ -7,6 +7,7 @@ import {
   type Container,
   type Endpoint,
   type Enrichment,
+  ListenerInfo,
   type Namespaces,
   Pod,
   type Process,
@@ -467,6 +468,8 @@ export function encodeEventInto(w: ByteSink, ev: AcceptEvent): number {
   }
   if (ev.summary !== undefined) w.raw(field(194, AcceptSummary.encode, ev.summary));
   if (ev.policy !== undefined) w.raw(policyBytes(ev.policy));
+  // Listener records only (src/listeners): few, so the generated encoder.
+  if (ev.listenerInfo !== undefined) w.raw(field(226, ListenerInfo.encode, ev.listenerInfo));
   return w.pos - start;
 }
 

@@ -8,8 +8,12 @@
 
 export const RECORD_VERSION = 3;
 export const OP_ACCEPT = 1;
+/** Listener records (bpf/lib/listen.h): the same struct, fields as doorwatch.h says. */
+export const OP_LISTEN = 2;
+export const OP_LISTEN_CLOSE = 3;
+const knownOp = (op: number): boolean => op === OP_ACCEPT || op === OP_LISTEN || op === OP_LISTEN_CLOSE;
 
-export const Source = { ACCEPT: 1, ACCEPT4: 2, IO_URING: 3 } as const;
+export const Source = { ACCEPT: 1, ACCEPT4: 2, IO_URING: 3, LISTEN: 4, LISTEN_CLOSE: 5 } as const;
 
 /** hdr.flags bits, by the names users see in AcceptEvent.flags. */
 export const RecordFlags = {
@@ -239,7 +243,7 @@ export function decodeRecord(v: DataView, base: number, len: number): RawAccept 
   if (v !== viewOf) viewsOf(v);
   const L = LAYOUT;
   const op = U16[base >>> 1]!;
-  if (op !== OP_ACCEPT) throw new RecordError(`unknown record op ${op}`);
+  if (!knownOp(op)) throw new RecordError(`unknown record op ${op}`);
   const version = U8[base + L['hdr.version']]!;
   if (version !== RECORD_VERSION) throw new RecordError(`record version ${version}, this build reads ${RECORD_VERSION}`);
   const unixLen = Math.min(U16[(base + L.unix_path_len) >>> 1]!, UNIX_PATH_LEN);
@@ -289,7 +293,7 @@ export function decodeRecord(v: DataView, base: number, len: number): RawAccept 
 function decodeWithDataView(v: DataView, base: number, len: number): RawAccept {
   if (len < RECORD_SIZE) throw new RecordError(`record of ${len} bytes, expected ${RECORD_SIZE}`);
   const op = v.getUint16(base, true);
-  if (op !== OP_ACCEPT) throw new RecordError(`unknown record op ${op}`);
+  if (!knownOp(op)) throw new RecordError(`unknown record op ${op}`);
   const version = v.getUint8(base + LAYOUT['hdr.version']);
   if (version !== RECORD_VERSION) throw new RecordError(`record version ${version}, this build reads ${RECORD_VERSION}`);
   const L = LAYOUT;

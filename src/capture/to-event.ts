@@ -9,6 +9,7 @@ import {
   type Process,
   Source as ProtoSource,
 } from '../gen/doorwatch/v1/event.js';
+import { listenerFromRecord } from '../listeners/from-record.js';
 import {
   AF_INET,
   AF_INET6,
@@ -20,7 +21,7 @@ import {
   parseSockaddr,
   sockaddrDisagrees,
 } from './address.js';
-import { type RawAccept, RecordFlags, Source } from './record.js';
+import { OP_ACCEPT, type RawAccept, RecordFlags, Source } from './record.js';
 
 /** RawAccept (bytes as numbers) -> AcceptEvent (the proto, what users see). Pure. */
 
@@ -136,6 +137,7 @@ export function userBytesWritten(r: RawAccept): number {
 }
 
 export function toAcceptEvent(r: RawAccept, seq: bigint, ctx: EventContext): AcceptEvent {
+  if (r.op !== OP_ACCEPT) return listenerFromRecord(r, seq, ctx); // listen(2) / listener closed (src/listeners)
   const success = r.ret >= 0;
   const resolved = success && !(r.flags & RecordFlags.SOCK_UNRESOLVED) && r.family !== 0;
   // A failed accept has no new socket: the record then describes its listener (when resolved).
@@ -207,6 +209,7 @@ export function toAcceptEvent(r: RawAccept, seq: bigint, ctx: EventContext): Acc
     // Filled at the collector (cluster-wide peer index), never by the agent.
     peerAttribution: undefined,
     localAttribution: undefined,
+    listenerInfo: undefined, // listener records only (src/listeners)
   };
 }
 

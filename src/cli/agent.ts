@@ -194,6 +194,7 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
     pollMs: o.pollMs,
     pendingDeadlineMs: o.pendingDeadlineMs,
     emit: sequence,
+    listeners: { periodMs: o.listenersPeriodMs },
     log,
     policy: policyConfig ? { engine: new PolicyEngine(policyConfig), resources: watcher } : undefined,
   });

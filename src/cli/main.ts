@@ -245,7 +245,14 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
         AGENT_DEFAULTS.flushTimeout,
       ),
     )
-    .option('--health-address <host:port>', 'serve /healthz, /readyz and /metrics here (default 0.0.0.0:9090; "off" disables)');
+    .option('--health-address <host:port>', 'serve /healthz, /readyz and /metrics here (default 0.0.0.0:9090; "off" disables)')
+    .addOption(
+      durationOption(
+        '--listeners-period <duration>',
+        'rescan /proc and re-send the listener inventory this often (docs/events.md)',
+        AGENT_DEFAULTS.listeners.period,
+      ),
+    );
   captureOptions(agent)
     .addOption(logLevelOption())
     .addOption(logFormatOption())

@@ -6,6 +6,8 @@ import { Enricher } from '../enrich/enricher.js';
 import { loadKubeConfig } from '../enrich/kube/config.js';
 import { KubeMetadataSource } from '../enrich/kube/source.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
+import { isListenerKind } from '../listeners/event.js';
+import { ListenerInventory } from '../listeners/inventory.js';
 import type { Logger } from '../log/logger.js';
 import { PolicyController, type PolicySource } from '../policy/controller.js';
 import type { PolicyEngine } from '../policy/engine.js';
@@ -23,6 +25,8 @@ export interface Pipeline {
   enricher: Enricher;
   /** Present when audit policies are in use. */
   policy?: { stage: PolicyStage; controller: PolicyController; sync: KernelPolicySync };
+  /** Present when the listener inventory runs (the agent). */
+  listeners?: ListenerInventory;
   stop(): void;
 }
 
@@ -43,6 +47,8 @@ export function startPipeline(o: {
   policy?: PipelinePolicy;
   /** The kernel policy maps; default: the probes' own (tests wrap them). */
   policyMaps?: PolicyMaps;
+  /** Run the listener inventory: a /proc snapshot now, a rescan every periodMs (src/listeners). */
+  listeners?: { periodMs: number };
 }): Pipeline {
   const cgroups = new CgroupResolver({ log: o.log });
   cgroups.rescan();
@@ -69,6 +75,23 @@ export function startPipeline(o: {
     policy = { stage, controller, sync };
     emit = (b) => stage.process(b);
   }
+  // Listener records are not accepts: they skip the policy stage (no policy
+  // governs the inventory) and pass through the inventory, in order.
+  let listeners: ListenerInventory | undefined;
+  const accepts = emit;
+  emit = (b) => {
+    let i = 0;
+    while (i < b.length && !isListenerKind(b[i]!.kind)) i++;
+    if (i === b.length) return accepts(b); // the usual batch: accepts only
+    const rest: AcceptEvent[] = [];
+    const own: AcceptEvent[] = [];
+    for (const ev of b) {
+      if (isListenerKind(ev.kind)) own.push(listeners ? listeners.observe(ev) : ev);
+      else rest.push(ev);
+    }
+    if (rest.length) accepts(rest);
+    o.emit(own);
+  };
   const enricher = new Enricher({
     cgroups,
     kube: o.kube.source,
@@ -86,11 +109,24 @@ export function startPipeline(o: {
     onEvents: (b) => enricher.process(b),
   });
   capture.start();
+  if (o.listeners) {
+    listeners = new ListenerInventory({
+      nodeName: o.nodeName,
+      periodMs: o.listeners.periodMs,
+      attribute: (b) => enricher.process(b),
+      emit: o.emit,
+      log: o.log.child({ module: 'listeners' }),
+    });
+    // After the probes are attached: a listener opened during the scan is seen by one or the other.
+    void listeners.start();
+  }
   return {
     capture,
     enricher,
     policy,
+    listeners,
     stop() {
+      listeners?.stop();
       capture.stop();
       enricher.stop();
       policy?.stage.stop();

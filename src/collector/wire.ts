@@ -9,6 +9,7 @@ import {
   type Endpoint,
   Enrichment,
   type Listener,
+  ListenerInfo,
   Namespaces,
   Pod,
   type Process,
@@ -495,6 +496,7 @@ function event(end: number): AcceptEvent {
     // Filled by the collector's peer index (publish.ts), never sent by agents.
     peerAttribution: undefined,
     localAttribution: undefined,
+    listenerInfo: undefined,
   };
   let tailTried = false;
   while (pos < e) {
@@ -603,6 +605,13 @@ function event(end: number): AcceptEvent {
       case 202:
         m.policy = policies.get(e);
         break;
+      case 226: {
+        // Listener records (src/listeners): few, not shared.
+        const le = sub(e);
+        m.listenerInfo = generated((r) => ListenerInfo.decode(r), le);
+        pos = le;
+        break;
+      }
       default:
         throw FALLBACK;
     }

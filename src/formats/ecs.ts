@@ -1,5 +1,5 @@
 import type { LossRecord } from '../gen/doorwatch/v1/collector.js';
-import { type AcceptEvent, type Pod, PolicyOrigin } from '../gen/doorwatch/v1/event.js';
+import { type AcceptEvent, EventKind, type Pod, PolicyOrigin } from '../gen/doorwatch/v1/event.js';
 import {
   actionName,
   communityId,
@@ -9,6 +9,7 @@ import {
   eventSeverity,
   failureText,
   inetOf,
+  isListenerRecord,
   isoNanos,
   lossDetail,
   lossRecordId,
@@ -115,6 +116,8 @@ export function eventToEcs(ev: AcceptEvent): Obj {
   const peerIp = summary ? str(plainIp(summary.peerIp)) : inet?.peerIp;
   const related = [peerIp, inet?.localIp].filter((x): x is string => !!x);
   const pol = ev.policy;
+  // Listener records (src/listeners): a listening endpoint, no peer and no connection.
+  const listener = isListenerRecord(ev);
 
   return prune({
     '@timestamp': isoNanos(ev.timeUnixNano),
@@ -124,7 +127,15 @@ export function eventToEcs(ev: AcceptEvent): Obj {
       kind: 'event',
       category: ['network'],
       // ECS lists no "error" type for the network category: a failure is a connection with outcome failure.
-      type: outcome === 'failure' ? ['connection'] : ['connection', 'start'],
+      type: listener
+        ? ev.kind === EventKind.EVENT_KIND_LISTEN
+          ? ['start']
+          : ev.kind === EventKind.EVENT_KIND_LISTENER_CLOSED
+            ? ['end']
+            : ['info']
+        : outcome === 'failure'
+          ? ['connection']
+          : ['connection', 'start'],
       action: actionName(ev.source),
       // A summary folding both successes and failures has no single outcome: left out (doorwatch.summary has the counts).
       outcome: outcome === 'mixed' ? undefined : outcome,
@@ -138,9 +149,11 @@ export function eventToEcs(ev: AcceptEvent): Obj {
       duration: window && safeNumber(window.last - window.first),
       reason: summary && summaryReasonName(summary.reason),
     },
-    source: summary
-      ? peerIp && { address: str(summary.peerIp), ip: peerIp }
-      : inet && { address: str(s?.peer?.ip), ip: str(inet.peerIp), port: inet.peerPort },
+    source: listener
+      ? undefined
+      : summary
+        ? peerIp && { address: str(summary.peerIp), ip: peerIp }
+        : inet && { address: str(s?.peer?.ip), ip: str(inet.peerIp), port: inet.peerPort },
     destination: inet
       ? { address: str(s?.local?.ip), ip: str(inet.localIp), port: inet.localPort }
       : // ECS: .address holds the raw address, "an IP, a domain or a unix socket".
@@ -149,10 +162,10 @@ export function eventToEcs(ev: AcceptEvent): Obj {
       transport: inet.transport,
       iana_number: inet.ianaNumber === undefined ? undefined : String(inet.ianaNumber),
       type: `ipv${inet.ipVersion}`,
-      direction: 'ingress',
+      direction: listener ? undefined : 'ingress',
       // Names one connection: not for a summary.
       community_id:
-        inet.ianaNumber && !summary
+        inet.ianaNumber && !summary && !listener
           ? communityId(inet.ianaNumber, inet.peerIp, inet.peerPort, inet.localIp, inet.localPort)
           : undefined,
     },

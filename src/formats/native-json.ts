@@ -10,6 +10,8 @@ import {
   type Container,
   enrichmentStatusToJSON,
   eventKindToJSON,
+  type ListenerInfo,
+  listenerOriginToJSON,
   ownerKindToJSON,
   type Pod,
   policyOriginToJSON,
@@ -41,6 +43,7 @@ const ENUMS: Record<string, (v: number) => string> = {
   'peerAttribution.kind': ownerKindToJSON as (v: number) => string,
   'localAttribution.status': attributionStatusToJSON as (v: number) => string,
   'localAttribution.kind': ownerKindToJSON as (v: number) => string,
+  'listenerInfo.origin': listenerOriginToJSON as (v: number) => string,
 };
 
 function convert(v: unknown, path: string): Json {
@@ -628,8 +631,15 @@ function writeTail(w: JsonWriter, ev: AcceptEvent): void {
   attribution(w, ev.peerAttribution);
   w.text(',"localAttribution":');
   attribution(w, ev.localAttribution);
+  w.text(',"listenerInfo":');
+  if (ev.listenerInfo) w.text(listenerInfo(ev.listenerInfo));
+  else w.k(K.null);
   w.k(K.end);
 }
+
+/** Listener records only (src/listeners): few, so plain text. */
+const listenerInfo = (m: ListenerInfo) =>
+  `{"origin":"${listenerOriginToJSON(m.origin)}","inode":"${m.inode}","requestedBacklog":${m.requestedBacklog},"firstSeenUnixNano":"${m.firstSeenUnixNano}"}`;
 
 /*
  * Peer and local attribution (collector/peers): one frozen object per pod,

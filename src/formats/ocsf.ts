@@ -12,6 +12,7 @@ import {
   type Container,
   EnrichmentStatus,
   EventKind,
+  ListenerOrigin,
   OwnerKind,
   type Pod,
   PolicyOrigin,
@@ -97,6 +98,9 @@ const ACTIONS: Record<number, string> = {
   [Source.SOURCE_ACCEPT]: 'accept',
   [Source.SOURCE_ACCEPT4]: 'accept4',
   [Source.SOURCE_IO_URING]: 'io_uring_accept',
+  [Source.SOURCE_LISTEN]: 'listen',
+  [Source.SOURCE_LISTEN_CLOSE]: 'listener_close',
+  [Source.SOURCE_PROC_SCAN]: 'proc_scan',
 };
 
 /** The kernel entry point as a short name: accept, accept4, io_uring_accept (ECS event.action, OCSF metadata.event_code). */
@@ -117,8 +121,28 @@ const STATUSES: Record<number, string> = {
 };
 export const enrichmentStatusName = (s: EnrichmentStatus): string => STATUSES[s] ?? 'unspecified';
 
-/** `accept` or `summary`; EVENT_KIND_UNSPECIFIED (producers without audit policies) is an accept. */
-export const kindName = (k: EventKind): string => (k === EventKind.EVENT_KIND_SUMMARY ? 'summary' : 'accept');
+const KINDS: Record<number, string> = {
+  [EventKind.EVENT_KIND_SUMMARY]: 'summary',
+  [EventKind.EVENT_KIND_LISTEN]: 'listen',
+  [EventKind.EVENT_KIND_LISTENER]: 'listener',
+  [EventKind.EVENT_KIND_LISTENER_CLOSED]: 'listener_closed',
+};
+/** `accept`, `summary`, or a listener record's `listen` / `listener` / `listener_closed`; EVENT_KIND_UNSPECIFIED (producers without audit policies) is an accept. */
+export const kindName = (k: EventKind): string => KINDS[k] ?? 'accept';
+
+/** Listener records (src/listeners): the inventory, not accepts. */
+export const isListenerRecord = (ev: AcceptEvent): boolean =>
+  ev.kind === EventKind.EVENT_KIND_LISTEN ||
+  ev.kind === EventKind.EVENT_KIND_LISTENER ||
+  ev.kind === EventKind.EVENT_KIND_LISTENER_CLOSED;
+
+const LISTENER_ORIGINS: Record<number, string> = {
+  [ListenerOrigin.LISTENER_ORIGIN_KERNEL_LISTEN]: 'kernel_listen',
+  [ListenerOrigin.LISTENER_ORIGIN_SNAPSHOT]: 'snapshot',
+  [ListenerOrigin.LISTENER_ORIGIN_RESCAN]: 'rescan',
+  [ListenerOrigin.LISTENER_ORIGIN_KERNEL_CLOSE]: 'kernel_close',
+};
+export const listenerOriginName = (o: ListenerOrigin): string => LISTENER_ORIGINS[o] ?? 'unspecified';
 
 /** The record type as OCSF `metadata.log_name` and ECS `event.dataset`: doorwatch.accept or doorwatch.summary. */
 export const recordDataset = (ev: AcceptEvent): string => `doorwatch.${kindName(ev.kind)}`;
@@ -327,11 +351,26 @@ function describeSummary(ev: AcceptEvent, s: AcceptSummary, who: string): string
   return `${who}: ${n}${failed}${from}${where} via ${actionName(ev.source)}${over}, summarised (${reason}${policy})`;
 }
 
+/** "nginx[812] in pod shop/web listens on 0.0.0.0:80 (tcp)", "... stopped listening on ...", "... is listening on ...". */
+function describeListener(ev: AcceptEvent, who: string): string {
+  const s = ev.socket;
+  const inet = inetOf(ev);
+  const where = inet
+    ? `${hostPort(inet.localIp, inet.localPort)} (${inet.transport ?? `protocol ${s?.protocol}`})`
+    : s?.unixPath
+      ? `unix socket ${s.unixPath}`
+      : 'an unnamed unix socket';
+  if (ev.kind === EventKind.EVENT_KIND_LISTEN) return `${who} listens on ${where}`;
+  if (ev.kind === EventKind.EVENT_KIND_LISTENER_CLOSED) return `${who} stopped listening on ${where}`;
+  return `${who} is listening on ${where}`;
+}
+
 /** One human line: who accepted what, from whom, through which call (a summary: how many, from whom, why). */
 export function describeEvent(ev: AcceptEvent): string {
   const p = ev.process;
   const who = p ? `${p.comm || '?'}[${p.pid}]` : 'unknown process';
   const pod = ev.pod?.name ? ` in pod ${ev.pod.namespace}/${ev.pod.name}` : '';
+  if (isListenerRecord(ev)) return describeListener(ev, `${who}${pod}`);
   const call = actionName(ev.source);
   const summary = summaryOf(ev);
   if (summary) return describeSummary(ev, summary, `${who}${pod}`);
@@ -421,6 +460,12 @@ export function doorwatchDetail(ev: AcceptEvent, withAttribution = true): Obj {
       waited_ms: en.waitedMs,
     },
     summary: ev.summary && summaryDetail(ev),
+    listener_info: ev.listenerInfo && {
+      origin: listenerOriginName(ev.listenerInfo.origin),
+      inode: ev.listenerInfo.inode.toString(),
+      requested_backlog: ev.listenerInfo.requestedBacklog || undefined,
+      first_seen_unix_nano: ev.listenerInfo.firstSeenUnixNano ? ev.listenerInfo.firstSeenUnixNano.toString() : undefined,
+    },
     policy: ev.policy && policyDetail(ev.policy),
     // Last: eventToOcsfLine appends them as cached text (withAttribution false) in this same place.
     peer_attribution: withAttribution ? attributionDetail(ev.peerAttribution) : undefined,
@@ -593,7 +638,7 @@ export function lossRecordId(loss: LossRecord): string {
 // Events: Network Activity (4001)
 
 const NETWORK_ACTIVITY = 4001;
-const ACTIVITY = { open: [1, 'Open'], fail: [4, 'Fail'] } as const;
+const ACTIVITY = { open: [1, 'Open'], close: [2, 'Close'], fail: [4, 'Fail'], listen: [7, 'Listen'] } as const;
 const SEVERITY_NAMES: Record<number, string> = { 1: 'Informational', 2: 'Low', 3: 'Medium', 4: 'High' };
 const DIRECTION = { inbound: [1, 'Inbound'], local: [4, 'Local'] } as const;
 const IP_VERSION: Record<number, string> = { 4: 'Internet Protocol version 4 (IPv4)', 6: 'Internet Protocol version 6 (IPv6)' };
@@ -683,7 +728,15 @@ const STATUS = { success: [1, 'Success'], failure: [2, 'Failure'], mixed: [99, '
 function ocsfHead(ev: AcceptEvent, hasContainer: boolean): Obj {
   const summary = summaryOf(ev);
   const outcome = outcomeOf(ev);
-  const [activityId, activityName] = outcome === 'failure' ? ACTIVITY.fail : ACTIVITY.open;
+  // A listener record: Listen (7) while it listens, Close (2) once gone; it has no peer.
+  const listener = isListenerRecord(ev);
+  const [activityId, activityName] = listener
+    ? ev.kind === EventKind.EVENT_KIND_LISTENER_CLOSED
+      ? ACTIVITY.close
+      : ACTIVITY.listen
+    : outcome === 'failure'
+      ? ACTIVITY.fail
+      : ACTIVITY.open;
   const [statusId, status] = STATUS[outcome];
   const severityId = eventSeverity(ev);
   const inet = inetOf(ev);
@@ -696,12 +749,14 @@ function ocsfHead(ev: AcceptEvent, hasContainer: boolean): Obj {
   const window = summary && summaryWindow(summary);
   const policy = ev.policy?.name ? { name: ev.policy.name } : undefined;
 
-  const src = unix
-    ? // AF_UNIX: the peer is on this node by definition.
-      { hostname: node }
-    : summary
-      ? peerIp && { ip: peerIp, ...endpointAttribution(ev.peerAttribution, false) }
-      : inet && { ip: str(inet.peerIp), port: inet.peerPort, ...endpointAttribution(ev.peerAttribution, false) };
+  const src = listener
+    ? undefined
+    : unix
+      ? // AF_UNIX: the peer is on this node by definition.
+        { hostname: node }
+      : summary
+        ? peerIp && { ip: peerIp, ...endpointAttribution(ev.peerAttribution, false) }
+        : inet && { ip: str(inet.peerIp), port: inet.peerPort, ...endpointAttribution(ev.peerAttribution, false) };
   const dst = inet
     ? { ip: str(inet.localIp), port: inet.localPort, hostname: node, ...endpointAttribution(ev.localAttribution, true) }
     : unix
@@ -759,7 +814,7 @@ function ocsfHead(ev: AcceptEvent, hasContainer: boolean): Obj {
       protocol_ver: inet && IP_VERSION[inet.ipVersion],
       // Names one connection: not for a summary.
       community_uid:
-        inet?.ianaNumber && !summary
+        inet?.ianaNumber && !summary && !listener
           ? communityId(inet.ianaNumber, inet.peerIp, inet.peerPort, inet.localIp, inet.localPort)
           : undefined,
     },

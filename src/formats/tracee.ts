@@ -1,7 +1,15 @@
 import type { LossRecord } from '../gen/doorwatch/v1/collector.js';
 import { type AcceptEvent, type Container, EventKind, type Pod, Source } from '../gen/doorwatch/v1/event.js';
 import { JsonWriter } from './native-json.js';
-import { auditModeName, lossSummary, plainIp, policyOriginName, summaryOf, summaryReasonName } from './ocsf.js';
+import {
+  auditModeName,
+  listenerOriginName,
+  lossSummary,
+  plainIp,
+  policyOriginName,
+  summaryOf,
+  summaryReasonName,
+} from './ocsf.js';
 
 /**
  * Doorwatch records as Tracee v0.24.x prints its events with `--output json`:
@@ -31,6 +39,16 @@ const IDS = SYSCALL_IDS[process.arch] ?? SYSCALL_IDS.x64!;
  */
 export const TRACEE_SUMMARY_EVENT = { id: 3900, name: 'doorwatch_accept_summary' } as const;
 export const TRACEE_LOSS_EVENT = { id: 3901, name: 'doorwatch_events_lost' } as const;
+/**
+ * Listener records (src/listeners), in the same range. Tracee's own `listen`
+ * event carries only sockfd and backlog: the address, the inventory's point,
+ * would be lost, so each kind is an event of its own with everything in args.
+ */
+export const TRACEE_LISTENER_EVENTS: Readonly<Record<number, { id: number; name: string }>> = {
+  [EventKind.EVENT_KIND_LISTEN]: { id: 3902, name: 'doorwatch_listen' },
+  [EventKind.EVENT_KIND_LISTENER]: { id: 3903, name: 'doorwatch_listener' },
+  [EventKind.EVENT_KIND_LISTENER_CLOSED]: { id: 3904, name: 'doorwatch_listener_closed' },
+};
 
 /** The init pid namespace's inode (PROC_PID_INIT_INO): its tasks' pids are the host's. */
 const INIT_PID_NS = 0xeffffffc;
@@ -390,11 +408,36 @@ function summaryArgs(ev: AcceptEvent): Arg[] {
   ];
 }
 
+function listenerArgs(ev: AcceptEvent): Arg[] {
+  const s = ev.socket;
+  const l = ev.listener;
+  const i = ev.listenerInfo;
+  return [
+    ['sockfd', 'int32', l?.fd ?? -1],
+    ['family', 'string', AF_NAMES[s?.familyNumber ?? 0] ?? String(s?.familyNumber)],
+    ['type', 'string', s?.type ?? ''],
+    ['local_ip', 'string', plainIp(s?.local?.ip ?? '')],
+    ['local_port', 'uint16', s?.local?.port ?? 0],
+    ['unix_path', 'string', s?.unixPath ?? ''],
+    ['backlog', 'int32', i?.requestedBacklog ?? 0],
+    ['max_backlog', 'uint32', l?.maxBacklog ?? 0],
+    ['queued', 'uint32', l?.backlog ?? 0],
+    ['inode', 'uint64', i?.inode ?? 0n],
+    ['origin', 'string', i ? listenerOriginName(i.origin) : ''],
+    ['first_seen', 'uint64', i?.firstSeenUnixNano ?? 0n],
+  ];
+}
+
 /** One accept (or summary record) as a Tracee event JSON object, no newline. */
 export function writeEventTracee(w: JsonWriter, ev: AcceptEvent): void {
   w.room(1024); // the constant pieces below are written without capacity checks (JsonWriter.k)
   const call = callOf(ev);
-  if (ev.kind === EventKind.EVENT_KIND_SUMMARY && summaryOf(ev)) {
+  const listener = TRACEE_LISTENER_EVENTS[ev.kind];
+  if (listener) {
+    const args = listenerArgs(ev);
+    writeContext(w, ev, listener.id, listener.name, args.length, ev.kind === EventKind.EVENT_KIND_LISTEN ? 'listen' : '');
+    writeArgs(w, args);
+  } else if (ev.kind === EventKind.EVENT_KIND_SUMMARY && summaryOf(ev)) {
     const args = summaryArgs(ev);
     writeContext(w, ev, TRACEE_SUMMARY_EVENT.id, TRACEE_SUMMARY_EVENT.name, args.length, call.syscall);
     writeArgs(w, args);

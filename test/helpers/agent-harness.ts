@@ -26,6 +26,7 @@ export function testAgentOptions(
     ringBytes: 8 << 20,
     pollMs: 10,
     pendingDeadlineMs: 200,
+    listenersPeriodMs: 600_000,
     kube: { enabled: false, env: {} },
     flushTimeoutMs: 2000,
     health: { host: '127.0.0.1', port: 0 },

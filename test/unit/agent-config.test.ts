@@ -61,6 +61,7 @@ describe('agent config: layers', () => {
       ringBytes: 8 * 1024 * 1024,
       pollMs: 10,
       pendingDeadlineMs: 2000,
+      listenersPeriodMs: 600_000,
       logLevel: 'info',
       kube: { enabled: true },
       health: { address: { host: '0.0.0.0', port: 9090 } },

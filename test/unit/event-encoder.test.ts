@@ -127,6 +127,7 @@ function randomCorpus(n: number, seed: number): AcceptEvent[] {
     // The agent never sets these (the collector does); its encoder leaves them out.
     peerAttribution: undefined,
     localAttribution: undefined,
+    listenerInfo: maybe(() => ({ origin: int(5), inode: u64(), requestedBacklog: i32(), firstSeenUnixNano: u64() })),
   }));
 }
 

@@ -12,6 +12,7 @@ import {
   AuditMode,
   EnrichmentStatus,
   EventKind,
+  ListenerOrigin,
   OwnerKind,
   PolicyOrigin,
   Source,
@@ -134,6 +135,13 @@ const everything = AcceptEvent.fromPartial({
     labels: { covlocallabel: 'covlocallabelvalue' },
     nodeName: 'node-cov-local',
   },
+  // Listener records only (kind LISTEN/LISTENER/LISTENER_CLOSED); set here so every format is checked to carry it.
+  listenerInfo: {
+    origin: ListenerOrigin.LISTENER_ORIGIN_RESCAN,
+    inode: 9876543n,
+    requestedBacklog: 4711,
+    firstSeenUnixNano: T - 5005n,
+  },
 });
 
 const everythingUnix = AcceptEvent.fromPartial({
@@ -168,7 +176,7 @@ const isDefault = (v: unknown) =>
 function expected(v: unknown): string {
   const s = String(v);
   const m =
-    /^(?:SOURCE|ADDRESS_FAMILY|ENRICHMENT_STATUS|EVENT_KIND|SUMMARY_REASON|POLICY_ORIGIN|AUDIT_MODE|ATTRIBUTION_STATUS|OWNER_KIND)_(.+)$/.exec(
+    /^(?:SOURCE|ADDRESS_FAMILY|ENRICHMENT_STATUS|EVENT_KIND|SUMMARY_REASON|POLICY_ORIGIN|AUDIT_MODE|ATTRIBUTION_STATUS|OWNER_KIND|LISTENER_ORIGIN)_(.+)$/.exec(
       s,
     );
   return m ? m[1]!.toLowerCase() : s;

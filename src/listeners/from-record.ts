@@ -1,0 +1,54 @@
+import { AF_INET, AF_INET6, AF_UNIX, formatIP, formatUnixPath } from '../capture/address.js';
+import { OP_LISTEN, type RawAccept, RecordFlags } from '../capture/record.js';
+import { type AcceptEvent, EventKind, ListenerOrigin, Source } from '../gen/doorwatch/v1/event.js';
+import { listenerEvent } from './event.js';
+
+/** A kernel listener record (DW_OP_LISTEN / DW_OP_LISTEN_CLOSE) as its event. Pure. */
+
+const SOCK_TYPES: Record<number, string> = { 1: 'STREAM', 2: 'DGRAM', 3: 'RAW', 4: 'RDM', 5: 'SEQPACKET' };
+
+export function listenerFromRecord(
+  r: RawAccept,
+  seq: bigint,
+  ctx: { nodeName: string; idPrefix: string; toUnixNano(k: bigint): bigint },
+): AcceptEvent {
+  const listen = r.op === OP_LISTEN;
+  const inet = r.family === AF_INET || r.family === AF_INET6;
+  const time = ctx.toUnixNano(r.ktimeNs);
+  const flags: string[] = [];
+  if (r.flags & RecordFlags.SOCK_UNRESOLVED) flags.push('SOCK_UNRESOLVED');
+  if (r.flags & RecordFlags.CGROUP_V1_UNKNOWN) flags.push('CGROUP_V1_UNKNOWN');
+  const ev = listenerEvent({
+    kind: listen ? EventKind.EVENT_KIND_LISTEN : EventKind.EVENT_KIND_LISTENER_CLOSED,
+    origin: listen ? ListenerOrigin.LISTENER_ORIGIN_KERNEL_LISTEN : ListenerOrigin.LISTENER_ORIGIN_KERNEL_CLOSE,
+    source: listen ? Source.SOURCE_LISTEN : Source.SOURCE_LISTEN_CLOSE,
+    timeUnixNano: time,
+    ktimeNs: r.ktimeNs,
+    nodeName: ctx.nodeName,
+    pid: r.pid,
+    tid: r.tid,
+    ppid: r.ppid,
+    uid: r.uid,
+    gid: r.gid,
+    comm: r.comm,
+    ns: { mnt: r.mntNs, pid: r.pidNs, net: r.netNs, uts: r.utsNs },
+    cgroup: { id: r.cgroupId, v1Id: r.cgroupV1Id },
+    family: r.family,
+    sockType: r.family ? (SOCK_TYPES[r.sockType] ?? String(r.sockType)) : '',
+    protocol: r.protocol,
+    localIp: inet ? formatIP(r.family, r.laddr) : '',
+    localPort: inet ? r.lport : 0,
+    unixPath: r.family === AF_UNIX ? formatUnixPath(r.unixPath) : '',
+    fd: listen ? r.sockfd : -1,
+    queued: 0,
+    maxBacklog: r.maxBacklog,
+    requestedBacklog: listen ? r.backlog | 0 : 0,
+    inode: r.addrPtr,
+    flags,
+    firstSeenUnixNano: listen ? time : 0n,
+  });
+  ev.seq = seq;
+  ev.eventId = `${ctx.idPrefix}/${seq}`;
+  ev.durationNs = listen && r.enterKtimeNs > 0n && r.ktimeNs >= r.enterKtimeNs ? r.ktimeNs - r.enterKtimeNs : 0n;
+  return ev;
+}
