@@ -689,8 +689,14 @@ describe('Summarizer keys: process and listening socket (issue 14)', () => {
     assert.deepEqual(
       rows(all()).map((r) => [r.count, r.text]),
       [
-        [2n, 'srv10[10]: 2 accepts (2 failed) on fd 7 (listener not resolved) via accept4 over 0s, summarised (policy mode summary)'],
-        [1n, 'srv10[10]: 1 accept (1 failed) on fd 9 (listener not resolved) via accept4 over 0s, summarised (policy mode summary)'],
+        [
+          2n,
+          'srv10[10]: 2 accepts (2 failed) on fd 7 (listener not resolved) via accept4 over 0s, summarised (policy mode summary)',
+        ],
+        [
+          1n,
+          'srv10[10]: 1 accept (1 failed) on fd 9 (listener not resolved) via accept4 over 0s, summarised (policy mode summary)',
+        ],
       ],
     );
     for (const e of all()) assert.doesNotMatch(describeEvent(e), /port 0/);
