@@ -5,6 +5,7 @@ import type { EnricherStats } from '../enrich/enricher.js';
 import { JsonWriter, writeEventJson } from '../formats/native-json.js';
 import { writeEventTracee } from '../formats/tracee.js';
 import { type AcceptEvent, EventKind } from '../gen/doorwatch/v1/event.js';
+import { isListenerKind } from '../listeners/event.js';
 import type { Logger } from '../log/logger.js';
 import { parsePolicyConfig } from '../policy/config.js';
 import { PolicyEngine } from '../policy/engine.js';
@@ -106,6 +107,8 @@ export class DisplayCounts {
   /** Of those, summary records, and the accepts they fold. */
   summaries = 0;
   foldedShown = 0n;
+  /** Of those, listener records (listen(2), a listener closed: not accepts). */
+  listeners = 0;
   /** Accepts hidden by the display filters: accept events, and the accepts of hidden summary records. */
   hidden = 0n;
 
@@ -117,6 +120,7 @@ export class DisplayCounts {
       return;
     }
     this.shown++;
+    if (isListenerKind(ev.kind)) this.listeners++;
     if (ev.kind === EventKind.EVENT_KIND_SUMMARY) {
       this.summaries++;
       this.foldedShown += folded;
@@ -128,17 +132,19 @@ const plural = (n: number | bigint, one: string, many: string) => `${n} ${n === 
 
 /**
  * "27 shown of 36 captured (18 accepts as events, 9 summary records folding 18 accepts; 0 filtered out by
- * display filters)": captured counts accepts, shown counts records, and every captured accept is in one
- * of the parts — an event, a summary record, filtered by policy in userspace, or hidden by a display filter.
+ * display filters)": captured counts kernel records (accepts, listen(2)s), shown counts records written, and
+ * every captured one is in one of the parts — an event, folded in a summary record, a listener record,
+ * filtered by policy in userspace, or hidden by a display filter.
  */
 export function shownLine(d: DisplayCounts, captured: bigint, policyFiltered: number): string {
   const parts: string[] = [];
-  if (d.summaries || policyFiltered) {
-    parts.push(`${plural(d.shown - d.summaries, 'accept', 'accepts')} as events`);
+  if (d.summaries || d.listeners || policyFiltered) {
+    parts.push(`${plural(d.shown - d.summaries - d.listeners, 'accept', 'accepts')} as events`);
     if (d.summaries)
       parts.push(
         `${plural(d.summaries, 'summary record', 'summary records')} folding ${plural(d.foldedShown, 'accept', 'accepts')}`,
       );
+    if (d.listeners) parts.push(plural(d.listeners, 'listener record', 'listener records'));
     if (policyFiltered) parts.push(`${policyFiltered} filtered by policy in userspace`);
   }
   const display = `${d.hidden} filtered out by display filters`;
