@@ -269,6 +269,46 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
       await runAgent(agentOptions(config, env), { log, stopSignal: stopSignal() });
     });
 
+  program
+    .command('listeners')
+    .description("this node's listening TCP and unix sockets, attributed to process, container and pod (from /proc; needs root)")
+    .addOption(
+      new Option('-o, --output <format>', 'table (human) or json (one record per line, as the agent sends them)')
+        .choices(['table', 'json', 'auto'])
+        .default('auto'),
+    )
+    .option('--node-name <name>', "this node's name: the pod watch (env NODE_NAME, default: host name)")
+    .option('--kubeconfig <path>', 'kubeconfig for pod metadata (default: in-cluster, $KUBECONFIG, ~/.kube/config)')
+    .option(
+      '--pod-labels <keys>',
+      'pod/namespace labels to keep (comma list; `prefix*` globs; default: all)',
+      list((s) => s),
+    )
+    .option('--no-kube', 'no Kubernetes metadata (containers are still identified from cgroups)')
+    .addOption(
+      durationOption(
+        '--pending-deadline <duration>',
+        'wait at most this long for pods to appear in the API',
+        AGENT_DEFAULTS.pendingDeadline,
+      ),
+    )
+    .addOption(logLevelOption())
+    .addOption(logFormatOption())
+    .addHelpText('after', DURATION_HELP)
+    .action(async (opts) => {
+      const log = commandLogger(opts.logLevel as LogLevel, opts.logFormat, env);
+      const { runListeners } = await import('./listeners.js');
+      await runListeners(
+        {
+          output: opts.output === 'auto' ? (process.stdout.isTTY ? 'table' : 'json') : opts.output,
+          nodeName: opts.nodeName ?? env.NODE_NAME ?? hostname(),
+          kube: kubeOptions(opts, env),
+          pendingDeadlineMs: opts.pendingDeadline,
+        },
+        { write: (t) => writeSync(1, t), log },
+      );
+    });
+
   const policy = program.command('policy').description('audit policies: check them offline (docs/policy.md)');
   policy
     .command('check')

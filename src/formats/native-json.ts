@@ -788,7 +788,8 @@ export function writeEventJson(w: JsonWriter, ev: AcceptEvent): void {
   const u = ev.userAddress;
   const n = ev.namespaces;
   const cg = ev.cgroup;
-  if (!p || !s?.peer || !l || !u || !n || !cg || ev.summary) {
+  // Listener records (few) too: the cached tail below is an accept's, with listenerInfo null.
+  if (!p || !s?.peer || !l || !u || !n || !cg || ev.summary || ev.listenerInfo) {
     writeEachField(w, ev);
     return;
   }
