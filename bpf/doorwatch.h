@@ -59,6 +59,7 @@
 /* dw_config.flags (the .data section, written by userspace at runtime) */
 #define DW_CFG_INCLUDE_EAGAIN (1u << 0)
 #define DW_CFG_FILTER_CGROUPS (1u << 1) /* audit policies loaded: dw_audited_cgroups decides */
+#define DW_CFG_LISTENERS (1u << 2)      /* emit listener records (lib/listen.h): the agent's inventory is on */
 
 /* Audit policies (docs/policy.md): the agent compiles each effective policy
  * into a slot of dw_policies and maps cgroups to slots. */

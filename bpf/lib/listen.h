@@ -49,6 +49,8 @@ static __always_inline void dw_fill_listen_ids(struct dw_accept_event *e, struct
 
 static __always_inline int dw_handle_enter_listen(struct trace_event_raw_sys_enter *ctx)
 {
+	if (!(dw_cfg.flags & DW_CFG_LISTENERS))
+		return 0; /* `trace` and other accept-only users: no listener records */
 	__u64 id = bpf_get_current_pid_tgid();
 	struct dw_listen_seed seed = {
 		.fd = (int)BPF_CORE_READ(ctx, args[0]),
@@ -97,7 +99,7 @@ static __always_inline int dw_handle_exit_listen(struct trace_event_raw_sys_exit
  * process exiting). The task is whoever closed it, often not its owner. */
 static __always_inline int dw_handle_listen_state(struct sock *sk, int oldstate, int newstate)
 {
-	if (oldstate != DW_TCP_LISTEN || newstate != DW_TCP_CLOSE || !sk)
+	if (oldstate != DW_TCP_LISTEN || newstate != DW_TCP_CLOSE || !sk || !(dw_cfg.flags & DW_CFG_LISTENERS))
 		return 0;
 	struct dw_accept_event *e = dw_reserve(DW_SRC_LISTEN_CLOSE, 0);
 	if (!e)

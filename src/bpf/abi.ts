@@ -21,7 +21,7 @@ export const KernelCounter = {
 export const KERNEL_COUNTER_SLOTS = 16;
 
 /** dw_config.flags, the .data section userspace rewrites at runtime. */
-export const ConfigFlags = { INCLUDE_EAGAIN: 1 << 0, FILTER_CGROUPS: 1 << 1 } as const;
+export const ConfigFlags = { INCLUDE_EAGAIN: 1 << 0, FILTER_CGROUPS: 1 << 1, LISTENERS: 1 << 2 } as const;
 
 /** Audit policies in the kernel: struct dw_policy and its companions. */
 export const MAX_POLICY_SLOTS = 256;

@@ -129,6 +129,11 @@ export class AcceptProbes {
     this.#setConfigFlag(ConfigFlags.INCLUDE_EAGAIN, on);
   }
 
+  /** Listener records (listen(2), TCP listener close) on or off; off by default: only the agent's inventory wants them. */
+  setListeners(on: boolean): void {
+    this.#setConfigFlag(ConfigFlags.LISTENERS, on);
+  }
+
   /**
    * Audit policies on or off. Off (the default): every accept is audited and
    * the policy maps are not consulted. `defaultSlot` governs cgroups with no

@@ -110,6 +110,7 @@ export function startPipeline(o: {
   });
   capture.start();
   if (o.listeners) {
+    o.probes.setListeners(true);
     listeners = new ListenerInventory({
       nodeName: o.nodeName,
       periodMs: o.listeners.periodMs,

@@ -25,7 +25,7 @@ import { type FakePod, PodSim } from '../helpers/pod-sim.js';
 import { loadEcs, validateEcs } from '../helpers/schemas/ecs.js';
 import { loadOcsf, validateOcsf } from '../helpers/schemas/ocsf.js';
 import { loadTraceeSource, validateTracee } from '../helpers/schemas/tracee.js';
-import { requireRoot } from '../helpers/tracer.js';
+import { requireRoot, startTracer } from '../helpers/tracer.js';
 import { freePort, until } from '../helpers/wait.js';
 
 // The listener inventory for real (issue 12 item 2): the real probes (listen(2) and the TCP state
@@ -289,6 +289,30 @@ time.sleep(600)`);
       assert.deepEqual(validateTracee(tracee, formatLine(rec, 'tracee')), []);
       assert.deepEqual(AcceptEvent.fromJSON(JSON.parse(formatLine(rec, 'native'))), AcceptEvent.fromJSON(eventToJson(ev)));
       assert.equal(AcceptEvent.fromJSON(JSON.parse(formatLine(rec, 'native'))).listenerInfo?.inode, ev.listenerInfo?.inode);
+    }
+  });
+});
+
+describe('probes without the inventory (trace)', () => {
+  it('emit accepts but no listener records', async () => {
+    const t = startTracer();
+    try {
+      const p = py(`
+import socket
+s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(3)
+c = socket.create_connection(s.getsockname()); a, _ = s.accept()
+print('done', flush=True)
+import time; time.sleep(30)`);
+      await started(p, 'self-accepting python3');
+      const [acc] = await t.waitFor((e) => e.process?.pid === p.pid, 1, 5000);
+      assert.equal(acc!.kind, EventKind.EVENT_KIND_ACCEPT);
+      t.capture.drain();
+      assert.deepEqual(
+        t.events.filter((e) => e.process?.pid === p.pid).map((e) => e.kind),
+        [EventKind.EVENT_KIND_ACCEPT],
+      );
+    } finally {
+      t.stop();
     }
   });
 });

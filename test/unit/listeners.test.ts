@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { encodeEvent } from '../../src/agent/event-encoder.js';
-import { OP_LISTEN, OP_LISTEN_CLOSE, Source as RecordSource } from '../../src/capture/record.js';
+import { ConfigFlags, OP_LISTEN, OP_LISTEN_CLOSE, Source as RecordSource } from '../../src/capture/record.js';
 import { decodePublishRequest } from '../../src/collector/wire.js';
 import { eventToJson, eventToJsonLine } from '../../src/formats/native-json.js';
 import { PublishRequest } from '../../src/gen/doorwatch/v1/collector.js';
@@ -81,6 +81,7 @@ describe('kernel listener record constants', () => {
     assert.equal(d.get('DW_OP_LISTEN_CLOSE'), OP_LISTEN_CLOSE);
     assert.equal(d.get('DW_SRC_LISTEN'), RecordSource.LISTEN);
     assert.equal(d.get('DW_SRC_LISTEN_CLOSE'), RecordSource.LISTEN_CLOSE);
+    assert.equal(d.get('DW_CFG_LISTENERS'), ConfigFlags.LISTENERS);
   });
 });
 
