@@ -115,6 +115,26 @@ describe('wire.ts decodePublishRequest', () => {
     assert.equal(decodePublishRequest(batchBytes([sampleEvent({ seq: 4n })])).batch!.events[0]!.pod, got[0]!.pod);
   });
 
+  it('tells apart tails that differ in one byte anywhere (its cache key is a sample of the bytes)', () => {
+    // Pod names of one length, differing at each position in turn: most positions are not in the sampled key,
+    // so their tails share a fingerprint and only the byte-for-byte check keeps them apart.
+    const base = 'web-0123456789abcdefghij';
+    const events = [...base].map((_, i) =>
+      sampleEvent({ seq: BigInt(i + 1), pod: { name: `${base.slice(0, i)}#${base.slice(i + 1)}` } }),
+    );
+    const got = decodePublishRequest(batchBytes(events));
+    assert.deepEqual(
+      got.batch!.events.map((e) => e.pod?.name),
+      events.map((e) => e.pod?.name),
+    );
+    // The same again: every one from the cache, still its own.
+    const again = decodePublishRequest(batchBytes(events));
+    assert.deepEqual(
+      again.batch!.events.map((e) => e.pod?.name),
+      events.map((e) => e.pod?.name),
+    );
+  });
+
   it('equals the generated decoder on every truncation', () => {
     const bytes = batchBytes(variedEvents().slice(10, 16));
     let threw = 0;
