@@ -96,6 +96,8 @@ export class AgentMetrics {
   countEvents(batch: readonly AcceptEvent[]): void {
     const c = this.#events;
     for (const ev of batch) {
+      // Listener records (src/listeners) are not accepts: counted by the inventory's own metrics.
+      if (ev.listenerInfo !== undefined) continue;
       const slot = (ev.source & 3) << 1;
       const s = ev.summary;
       if (s === undefined) c[slot + (ev.success ? 0 : 1)]!++;

@@ -9,6 +9,7 @@ import { tokenFileAuthorization } from '../agent/token.js';
 import { AcceptProbes } from '../bpf/accept-probes.js';
 import type { HostPort } from '../config/host-port.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
+import { addListenerMetrics } from '../listeners/metrics.js';
 import type { Logger } from '../log/logger.js';
 import { parsePolicyConfig } from '../policy/config.js';
 import { PolicyEngine } from '../policy/engine.js';
@@ -187,7 +188,7 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
   if (policyConfig?.resources && !watcher)
     log.warn('no Kubernetes API: AcceptAuditPolicy objects cannot be watched; only the configuration policy rules apply');
   void watcher?.start();
-  const { capture, enricher, policy, stop } = startPipeline({
+  const { capture, enricher, policy, listeners, stop } = startPipeline({
     probes,
     kube,
     nodeName: o.nodeName,
@@ -198,6 +199,7 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
     log,
     policy: policyConfig ? { engine: new PolicyEngine(policyConfig), resources: watcher } : undefined,
   });
+  if (listeners) addListenerMetrics(metrics, () => listeners.stats());
   if (policy)
     addPolicyMetrics(metrics, {
       report: () => policyReportOf(policy),

@@ -83,6 +83,7 @@ describe('chart render: value sets', () => {
       ringSize: '8MiB',
       pollInterval: '10ms',
       pendingDeadline: '2s',
+      listeners: { period: '10m' },
       logLevel: 'info',
       health: { address: '0.0.0.0:9090' },
       policy: {},

@@ -131,6 +131,7 @@ app.kubernetes.io/component: {{ index . 1 }}
   "ringSize" $c.ringSize
   "pollInterval" $c.pollInterval
   "pendingDeadline" $c.pendingDeadline
+  "listeners" (dict "period" $c.listeners.period)
   "logLevel" $c.logLevel
   "health" (dict "address" (printf "0.0.0.0:%d" (int .Values.agent.healthPort)))
 -}}
