@@ -213,7 +213,10 @@ describe('agent endpoints (real probes)', () => {
     // Our events reached the collector; the acks moved the watermark and fed the RTT histogram.
     const pids = new Set([fx4.ready.pid, fx.ready.pid, bad.ready.pid]);
     await until(
-      () => collector.spaces().some((s) => collector.delivered(s).filter((e) => pids.has(e.process?.pid ?? 0)).length >= 9),
+      () =>
+        collector
+          .spaces()
+          .some((s) => collector.delivered(s).filter((e) => pids.has(e.process?.pid ?? 0) && !e.listenerInfo).length >= 9),
       'our 9 events at the collector',
       10_000,
     );

@@ -36,7 +36,8 @@ const CGROUP = `/sys/fs/cgroup/unified/dw-agent-policy-${process.pid}`;
 
 const metrics = async () => (await httpGet(port, '/metrics')).body;
 const delivered = () => collector.spaces().flatMap((s) => collector.delivered(s));
-const onPort = (p: number) => delivered().filter((e) => e.socket?.local?.port === p);
+// Accepts and summaries: the listener inventory reports every listener whatever the audit policy (docs/events.md).
+const onPort = (p: number) => delivered().filter((e) => e.socket?.local?.port === p && !e.listenerInfo);
 
 async function acceptN(f: Fixture, n: number): Promise<void> {
   for (let i = 0; i < n; i++) {

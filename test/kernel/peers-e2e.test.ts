@@ -115,7 +115,8 @@ function connect(ns: string, to = SERVER_IP, from?: string): Promise<void> {
   );
 }
 
-const serverEvents = (): AcceptEvent[] => mem.get('mem').events.filter((e) => e.process?.pid === serverPid && e.success);
+const serverEvents = (): AcceptEvent[] =>
+  mem.get('mem').events.filter((e) => e.process?.pid === serverPid && e.success && !e.listenerInfo); // accepts, not listener records
 
 const peerStats = () => {
   const s = collector.stats().peers;

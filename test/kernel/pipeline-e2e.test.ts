@@ -91,7 +91,7 @@ function delivered(): { eventId: string; seq: string; socket: { peer: { port: nu
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l))
-    .filter((e) => e.process?.pid === server.ready.pid);
+    .filter((e) => e.process?.pid === server.ready.pid && !e.listenerInfo); // accepts, not the listener inventory
 }
 
 /** Until the sink holds n events of our server. */
