@@ -52,6 +52,10 @@ int BPF_PROG(dw_listen_state, struct sock *sk, int oldstate, int newstate)
 	return dw_handle_listen_state(sk, oldstate, newstate);
 }
 
+/* The listener snapshot, run on demand by userspace (bpf_iter_create). */
+SEC("iter/task_file")
+int dw_iter_listeners(struct bpf_iter__task_file *ctx) { return dw_handle_iter_listeners(ctx); }
+
 /* Puts struct dw_accept_event into the object's BTF (nothing else names its
  * type), so test/unit/layout.test.ts can check the TS decoder against it. */
 struct dw_accept_event *dw_record_btf_anchor __attribute__((unused));

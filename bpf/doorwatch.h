@@ -30,6 +30,7 @@
 #define DW_SRC_IO_URING 3 /* io_uring IORING_OP_ACCEPT completion */
 #define DW_SRC_LISTEN 4   /* syscall listen(2) (DW_OP_LISTEN) */
 #define DW_SRC_LISTEN_CLOSE 5 /* tp_btf/inet_sock_set_state (DW_OP_LISTEN_CLOSE) */
+#define DW_SRC_LISTEN_SCAN 6  /* iter/task_file snapshot (DW_OP_LISTEN, read through bpf_iter_create, never the ring) */
 
 /* hdr.flags */
 #define DW_F_NO_ENTER (1u << 0)            /* exit seen without its enter: seeds unknown */

@@ -113,4 +113,118 @@ static __always_inline int dw_handle_listen_state(struct sock *sk, int oldstate,
 	return 0;
 }
 
+/*
+ * The snapshot: every listening socket held by an fd of any task, with that
+ * task, read in the kernel (iter/task_file, run by userspace on demand through
+ * bpf_iter_create). /proc/<pid>/fd would need CAP_SYS_PTRACE for other users'
+ * processes, which the agent does not have. Threads sharing a file table are
+ * visited once (the kernel skips them). Records are written to the iterator's
+ * seq_file, one struct dw_accept_event each (hdr.op DW_OP_LISTEN, source
+ * DW_SRC_LISTEN_SCAN, sockfd the fd, backlog the accept queue now).
+ */
+struct bpf_iter_meta {
+	struct seq_file *seq;
+} __attribute__((preserve_access_index));
+
+struct bpf_iter__task_file {
+	struct bpf_iter_meta *meta;
+	struct task_struct *task;
+	__u32 fd;
+	struct file *file;
+} __attribute__((preserve_access_index));
+
+struct kuid___dw {
+	__u32 val;
+} __attribute__((preserve_access_index));
+
+struct cred___dw {
+	struct kuid___dw uid;
+	struct kuid___dw gid;
+} __attribute__((preserve_access_index));
+
+struct task_struct___dw {
+	const struct cred___dw *cred;
+} __attribute__((preserve_access_index));
+
+struct css_set___dw {
+	struct cgroup *dfl_cgrp;
+} __attribute__((preserve_access_index));
+
+struct sock_common___state {
+	unsigned char skc_state;
+} __attribute__((preserve_access_index));
+
+struct sock___state {
+	struct sock_common___state __sk_common;
+} __attribute__((preserve_access_index));
+
+/* dw_fill_task for a task that is not the current one. */
+static __always_inline void dw_fill_task_of(struct dw_accept_event *e, struct task_struct *task)
+{
+	struct task_struct___dw *t = (struct task_struct___dw *)task;
+	struct css_set___dw *cgs = (struct css_set___dw *)BPF_CORE_READ(task, cgroups);
+
+	e->pid = BPF_CORE_READ(task, tgid);
+	e->tid = BPF_CORE_READ(task, pid);
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->uid = BPF_CORE_READ(t, cred, uid.val);
+	e->gid = BPF_CORE_READ(t, cred, gid.val);
+	e->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	e->uts_ns = BPF_CORE_READ(task, nsproxy, uts_ns, ns.inum);
+	e->pid_ns = dw_active_pid_ns(task);
+	e->cgroup_id = BPF_CORE_READ(cgs, dfl_cgrp, kn, id);
+	e->cgroup_v1_id = dw_cgroup_v1_id(task, &e->hdr.flags);
+	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
+}
+
+/* Scratch for the iterator's records: 328 bytes do not fit its stack beside the rest. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dw_accept_event);
+} dw_listen_scratch SEC(".maps");
+
+static __always_inline int dw_handle_iter_listeners(struct bpf_iter__task_file *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *task = ctx->task;
+	struct file *file = ctx->file;
+	if (!task || !file)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	/* Only socket files: a socket's ->file points back at its file. */
+	if (!sock || BPF_CORE_READ(sock, file) != file)
+		return 0;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return 0;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != DW_AF_INET && family != DW_AF_INET6 && family != DW_AF_UNIX)
+		return 0;
+	/* unix_listen() sets TCP_LISTEN too. */
+	if (BPF_CORE_READ((struct sock___state *)sk, __sk_common.skc_state) != DW_TCP_LISTEN)
+		return 0;
+	if (family != DW_AF_UNIX && BPF_CORE_READ(sk, sk_protocol) != 6 /* IPPROTO_TCP */)
+		return 0;
+
+	__u32 zero = 0;
+	struct dw_accept_event *e = bpf_map_lookup_elem(&dw_listen_scratch, &zero);
+	if (!e)
+		return 0;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->hdr.op = DW_OP_LISTEN;
+	e->hdr.version = DW_RECORD_VERSION;
+	e->hdr.ktime_ns = bpf_ktime_get_ns();
+	e->source = DW_SRC_LISTEN_SCAN;
+	e->sockfd = ctx->fd;
+	e->backlog = BPF_CORE_READ(sk, sk_ack_backlog);
+	e->max_backlog = BPF_CORE_READ(sk, sk_max_ack_backlog);
+	dw_fill_task_of(e, task);
+	dw_fill_sock_fields(e, sk);
+	dw_fill_listen_ids(e, sk);
+	bpf_seq_write(seq, e, sizeof(*e));
+	return 0;
+}
+
 #endif /* DW_LISTEN_H */

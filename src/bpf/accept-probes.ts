@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, readFileSync, readSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DoorwatchError } from '../errors.js';
@@ -14,6 +14,8 @@ import { RingReader } from './ringbuf.js';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const DEFAULT_OBJECT_PATH = resolve(ROOT, 'build/accept.bpf.o');
 const IO_URING_PROGRAM = 'dw_io_uring_complete';
+/** The listener snapshot iterator (bpf/lib/listen.h), run on demand. */
+const LISTEN_ITER_PROGRAM = 'dw_iter_listeners';
 
 export interface ProbeOptions {
   /** Ring buffer bytes: a power of two, >= one page. */
@@ -54,6 +56,8 @@ function readObject(path: string): Buffer {
 export class AcceptProbes {
   readonly ring: RingReader;
   readonly ioUring: boolean;
+  /** The listener iterator loaded: readListeners() works (else the inventory reads /proc). */
+  listenerIterator = false;
   readonly #obj: BpfObject;
   readonly #cpus: number;
   #cfgFlags = 0;
@@ -71,16 +75,33 @@ export class AcceptProbes {
     const elf = readObject(opts.objectPath ?? DEFAULT_OBJECT_PATH);
     const log = opts.log;
 
-    const open = (withUring: boolean): BpfObject => {
+    let withIter = true;
+    const openWith = (withUring: boolean, iter: boolean): BpfObject => {
       const obj = BpfObject.open(elf, 'doorwatch', log);
       try {
         obj.setMaxEntries('dw_events', opts.ringBytes);
         if (!withUring) obj.setAutoload(IO_URING_PROGRAM, false);
+        if (!iter) obj.setAutoload(LISTEN_ITER_PROGRAM, false);
         obj.load();
         return obj;
       } catch (e) {
         obj.close();
         throw e;
+      }
+    };
+    // The listener iterator is optional too: without it the inventory reads /proc (said once).
+    const open = (withUring: boolean): BpfObject => {
+      try {
+        return openWith(withUring, withIter);
+      } catch (e) {
+        if (!withIter) throw e;
+        const obj = openWith(withUring, false);
+        withIter = false;
+        log.warn(
+          { err: (e as Error).message },
+          'listener iterator (iter/task_file) failed to load; the listener inventory reads /proc',
+        );
+        return obj;
       }
     };
 
@@ -107,6 +128,7 @@ export class AcceptProbes {
       throw e;
     }
     const probes = new AcceptProbes(obj, ring, withUring);
+    probes.listenerIterator = withIter && obj.linkOf(LISTEN_ITER_PROGRAM) !== undefined;
     probes.setIncludeEagain(opts.includeEagain);
     log.debug({ programs: obj.attachedCount(), ringBytes: opts.ringBytes, ioUring: withUring }, 'probes attached');
     return probes;
@@ -127,6 +149,29 @@ export class AcceptProbes {
 
   setIncludeEagain(on: boolean): void {
     this.#setConfigFlag(ConfigFlags.INCLUDE_EAGAIN, on);
+  }
+
+  /**
+   * Run the listener iterator once: every listening socket held by some
+   * task's fd, as DW_OP_LISTEN records (struct dw_accept_event) back to back.
+   */
+  readListeners(): Buffer {
+    const link = this.#obj.linkOf(LISTEN_ITER_PROGRAM);
+    if (!link) throw new Error('the listener iterator is not loaded');
+    const fd = libbpf().iter_create(libbpf().link_fd(link));
+    if (fd < 0) throw new Error(`bpf_iter_create: errno ${-fd}`);
+    const chunks: Buffer[] = [];
+    try {
+      for (;;) {
+        const b = Buffer.alloc(64 * 1024);
+        const n = readSync(fd, b);
+        if (n === 0) break;
+        chunks.push(b.subarray(0, n));
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return Buffer.concat(chunks);
   }
 
   /** Listener records (listen(2), TCP listener close) on or off; off by default: only the agent's inventory wants them. */

@@ -34,6 +34,8 @@ export interface Libbpf {
   program_autoload(prog: Ptr): boolean;
   program_fd(prog: Ptr): number;
   program_attach(prog: Ptr): Ptr | null;
+  link_fd(link: Ptr): number;
+  iter_create(linkFd: number): number;
   link_destroy(link: Ptr): number;
   next_map(obj: Ptr, prev: Ptr | null): Ptr | null;
   map_name(map: Ptr): string;
@@ -84,6 +86,8 @@ export function openLibbpf(soname: string): Libbpf {
     program_fd: f('int bpf_program__fd(void *prog)'),
     program_attach: f('void *bpf_program__attach(void *prog)'),
     link_destroy: f('int bpf_link__destroy(void *link)'),
+    link_fd: f('int bpf_link__fd(void *link)'),
+    iter_create: f('int bpf_iter_create(int link_fd)'),
     next_map: f('void *bpf_object__next_map(void *obj, void *prev)'),
     map_name: f('const char *bpf_map__name(void *map)'),
     map_fd: f('int bpf_map__fd(void *map)'),

@@ -193,6 +193,11 @@ export class BpfObject {
       .map((p) => ({ name: p.name, fd: libbpf().program_fd(p.ptr) }));
   }
 
+  /** The link of an attached program (an iterator's: what bpf_iter_create runs), or undefined. */
+  linkOf(name: string): Ptr | undefined {
+    return this.#links.find((l) => l.name === name)?.link;
+  }
+
   attachedCount(): number {
     return this.#links.length;
   }

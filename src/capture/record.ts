@@ -13,7 +13,7 @@ export const OP_LISTEN = 2;
 export const OP_LISTEN_CLOSE = 3;
 const knownOp = (op: number): boolean => op === OP_ACCEPT || op === OP_LISTEN || op === OP_LISTEN_CLOSE;
 
-export const Source = { ACCEPT: 1, ACCEPT4: 2, IO_URING: 3, LISTEN: 4, LISTEN_CLOSE: 5 } as const;
+export const Source = { ACCEPT: 1, ACCEPT4: 2, IO_URING: 3, LISTEN: 4, LISTEN_CLOSE: 5, LISTEN_SCAN: 6 } as const;
 
 /** hdr.flags bits, by the names users see in AcceptEvent.flags. */
 export const RecordFlags = {

@@ -8,6 +8,7 @@ import { KubeMetadataSource } from '../enrich/kube/source.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import { isListenerKind } from '../listeners/event.js';
 import { ListenerInventory } from '../listeners/inventory.js';
+import { listenersFromIterator } from '../listeners/iter-scan.js';
 import type { Logger } from '../log/logger.js';
 import { PolicyController, type PolicySource } from '../policy/controller.js';
 import type { PolicyEngine } from '../policy/engine.js';
@@ -117,6 +118,8 @@ export function startPipeline(o: {
       attribute: (b) => enricher.process(b),
       emit: o.emit,
       log: o.log.child({ module: 'listeners' }),
+      // In the kernel when the iterator loaded (no CAP_SYS_PTRACE needed for other users' fds), else /proc.
+      ...(o.probes.listenerIterator ? { scan: async () => listenersFromIterator(o.probes.readListeners()) } : {}),
     });
     // After the probes are attached: a listener opened during the scan is seen by one or the other.
     void listeners.start();

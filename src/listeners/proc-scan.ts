@@ -16,12 +16,15 @@ import { readProcCgroupPath } from '../enrich/cgroup/proc.js';
 
 export interface ScannedProcess {
   pid: number;
+  /** The thread the fd was found through (the iterator); the pid for /proc. */
+  tid?: number;
   ppid: number;
   uid: number;
   gid: number;
   comm: string;
   ns: { mnt: number; pid: number; net: number; uts: number };
   cgroupId: bigint;
+  cgroupV1Id?: bigint;
 }
 
 export interface ScannedListener {
@@ -35,6 +38,8 @@ export interface ScannedListener {
   inode: bigint;
   /** Connections waiting to be accepted (rx_queue of a LISTEN socket). */
   queued: number;
+  /** The accept queue's bound: known to the kernel iterator only (/proc does not show it). */
+  maxBacklog?: number;
   netNs: number;
   /** The holder with the lowest pid (a forking server's parent), and its fd; undefined when no process holds it. */
   holder?: { proc: ScannedProcess; fd: number };

@@ -16,14 +16,14 @@ export function scannedEvent(
     ktimeNs: 0n,
     nodeName: o.nodeName,
     pid: p?.pid ?? 0,
-    tid: p?.pid ?? 0,
+    tid: p?.tid ?? p?.pid ?? 0,
     ppid: p?.ppid ?? 0,
     uid: p?.uid ?? 0,
     gid: p?.gid ?? 0,
     comm: p?.comm ?? '',
     // The namespaces of the holder; net is always the socket's own.
     ns: { mnt: p?.ns.mnt ?? 0, pid: p?.ns.pid ?? 0, net: s.netNs, uts: p?.ns.uts ?? 0 },
-    cgroup: { id: p?.cgroupId ?? 0n, v1Id: 0n },
+    cgroup: { id: p?.cgroupId ?? 0n, v1Id: p?.cgroupV1Id ?? 0n },
     family: s.family,
     sockType: s.sockType,
     protocol: s.protocol,
@@ -32,8 +32,8 @@ export function scannedEvent(
     unixPath: s.unixPath,
     fd: s.holder?.fd ?? -1,
     queued: s.queued,
-    // /proc/net/tcp does not show a listener's maximum backlog (only inet_diag does).
-    maxBacklog: 0,
+    // /proc/net/tcp does not show a listener's maximum backlog (only inet_diag and the iterator do).
+    maxBacklog: s.maxBacklog ?? 0,
     requestedBacklog: 0,
     inode: s.inode,
     flags: p ? [] : ['NO_HOLDER'],

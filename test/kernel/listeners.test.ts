@@ -50,6 +50,13 @@ let pod: FakePod;
 let podServer: ChildProcess;
 let hostPre: ChildProcess;
 let hostPrePort = 0;
+let nobody: ChildProcess;
+let nobodyPort = 0;
+const PY_NOBODY = `
+import socket, time
+s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(21)
+print(s.getsockname()[1], flush=True)
+time.sleep(600)`;
 const records: AcceptEvent[] = [];
 
 /** A process that prints one line when its listener is up. */
@@ -122,6 +129,11 @@ u = socket.socket(socket.AF_UNIX); u.bind('${dir}/pre.sock'); u.listen(4)
 print(s.getsockname()[1], flush=True)
 time.sleep(600)`);
   hostPrePort = Number(await started(hostPre, 'host pre-listener'));
+  // Another user's process: /proc/<pid>/fd would need CAP_SYS_PTRACE (the agent has none); the kernel iterator does not.
+  nobody = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '/usr/bin/python3', '-c', PY_NOBODY], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  nobodyPort = Number(await started(nobody, 'nobody listener'));
   probes = AcceptProbes.load({ ringBytes: 8 << 20, includeEagain: false, log: silentLogger });
   pipe = startPipeline({
     probes,
@@ -160,6 +172,13 @@ describe('listener inventory (real probes, real servers, simulated pod)', () => 
     assert.equal(inPodRec.container?.id, pod.cid);
     assert.ok((inPodRec.listener?.fd ?? -1) >= 0, 'the holder fd from /proc/<pid>/fd');
     assert.ok((inPodRec.listenerInfo?.inode ?? 0n) > 0n);
+    // From the kernel iterator (the pipeline's probes load it): /proc does not show the queue's bound.
+    assert.equal(inPodRec.listener?.maxBacklog, 16);
+
+    const other = await find((e) => snap(e) && e.process?.pid === nobody.pid, "another user's listener");
+    assert.equal(other.process?.uid, 65534);
+    assert.deepEqual(other.socket?.local, { ip: '127.0.0.1', port: nobodyPort });
+    assert.equal(other.listener?.maxBacklog, 21);
 
     const v6 = await find((e) => snap(e) && e.process?.pid === hostPre.pid && e.socket?.local?.port === hostPrePort, 'v6');
     assert.equal(v6.socket?.family, AddressFamily.ADDRESS_FAMILY_INET6);

@@ -2,16 +2,18 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { encodeEvent } from '../../src/agent/event-encoder.js';
-import { ConfigFlags, OP_LISTEN, OP_LISTEN_CLOSE, Source as RecordSource } from '../../src/capture/record.js';
+import { ConfigFlags, OP_LISTEN, OP_LISTEN_CLOSE, RECORD_SIZE, Source as RecordSource } from '../../src/capture/record.js';
 import { decodePublishRequest } from '../../src/collector/wire.js';
 import { eventToJson, eventToJsonLine } from '../../src/formats/native-json.js';
 import { PublishRequest } from '../../src/gen/doorwatch/v1/collector.js';
 import { AcceptEvent, EventKind, ListenerOrigin, Source } from '../../src/gen/doorwatch/v1/event.js';
 import { listenerKey } from '../../src/listeners/event.js';
 import { ListenerInventory } from '../../src/listeners/inventory.js';
+import { listenersFromIterator } from '../../src/listeners/iter-scan.js';
 import { parseProcTcp, parseProcUnix, procIPv4, procIPv6, type ScannedListener } from '../../src/listeners/proc-scan.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { parseDefines } from '../helpers/btf.js';
+import { buildRecord, ipv4, RECORD_BASE } from '../helpers/record-builder.js';
 import { sampleEvent } from '../helpers/sample-events.js';
 
 // /proc lines as the kernel prints them (net/ipv4/tcp_ipv4.c get_tcp4_sock, net/ipv6/tcp_ipv6.c
@@ -82,6 +84,7 @@ describe('kernel listener record constants', () => {
     assert.equal(d.get('DW_SRC_LISTEN'), RecordSource.LISTEN);
     assert.equal(d.get('DW_SRC_LISTEN_CLOSE'), RecordSource.LISTEN_CLOSE);
     assert.equal(d.get('DW_CFG_LISTENERS'), ConfigFlags.LISTENERS);
+    assert.equal(d.get('DW_SRC_LISTEN_SCAN'), RecordSource.LISTEN_SCAN);
   });
 });
 
@@ -200,5 +203,48 @@ describe('ListenerInventory (scan stand-in: the /proc scan itself is tested for 
     await inv.rescan(ListenerOrigin.LISTENER_ORIGIN_RESCAN);
     assert.equal(inv.list().length, 1);
     assert.equal(inv.stats().closedByKernel, 1);
+  });
+});
+
+describe('the kernel iterator snapshot (records as bpf/lib/listen.h writes them; the real iterator: test/kernel)', () => {
+  const rec = (pid: number, fd: number, inode: bigint) => {
+    const v = buildRecord({
+      op: OP_LISTEN,
+      source: RecordSource.LISTEN_SCAN,
+      pid,
+      tid: pid,
+      sockfd: fd,
+      family: 2,
+      sockType: 1,
+      protocol: 6,
+      laddr: ipv4('10.1.2.3'),
+      lport: 8080,
+      addrPtr: inode,
+      netNs: 4026532000,
+      backlog: 2,
+      maxBacklog: 511,
+      comm: 'nginx',
+    });
+    return Buffer.from(v.buffer, RECORD_BASE, RECORD_SIZE);
+  };
+
+  it('keeps a socket shared by forked workers once, with its lowest pid, and counts its holders', () => {
+    const r = listenersFromIterator(Buffer.concat([rec(300, 6, 77n), rec(100, 6, 77n), rec(200, 6, 77n), rec(100, 9, 78n)]));
+    assert.equal(r.unreadable, 0);
+    assert.deepEqual(
+      r.listeners.map((l) => [l.inode, l.holder?.proc.pid, l.holders, l.localIp, l.localPort, l.queued, l.maxBacklog]),
+      [
+        [77n, 100, 3, '10.1.2.3', 8080, 2, 511],
+        [78n, 100, 1, '10.1.2.3', 8080, 2, 511],
+      ],
+    );
+  });
+
+  it('counts a truncated tail and undecodable records instead of dropping them silently', () => {
+    const bad = rec(1, 3, 5n);
+    bad.writeUInt16LE(99, 0); // unknown op
+    const r = listenersFromIterator(Buffer.concat([bad, rec(2, 3, 6n), Buffer.alloc(10)]));
+    assert.equal(r.listeners.length, 1);
+    assert.equal(r.unreadable, 2);
   });
 });

@@ -1,0 +1,64 @@
+import { AF_INET, AF_INET6, AF_UNIX, formatIP, formatUnixPath } from '../capture/address.js';
+import { decodeRecord, RECORD_SIZE } from '../capture/record.js';
+import type { ScannedListener, ScanResult } from './proc-scan.js';
+
+/**
+ * The listener snapshot from the kernel (the iter/task_file program of
+ * bpf/lib/listen.h): every listening socket held by some task's fd, with the
+ * task, read in the kernel — no /proc/<pid>/fd, which needs CAP_SYS_PTRACE
+ * for other users' processes. One record per (task, fd): a socket shared by
+ * forked workers is kept once, with its lowest pid, as the /proc scan does.
+ */
+
+const SOCK_TYPES: Record<number, string> = { 1: 'STREAM', 2: 'DGRAM', 5: 'SEQPACKET' };
+
+export function listenersFromIterator(buf: Buffer): ScanResult {
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const bySocket = new Map<string, ScannedListener>();
+  let unreadable = 0;
+  for (let off = 0; off + RECORD_SIZE <= buf.length; off += RECORD_SIZE) {
+    let r: ReturnType<typeof decodeRecord>;
+    try {
+      r = decodeRecord(view, off, RECORD_SIZE);
+    } catch {
+      unreadable++; // counted, as a /proc read that failed is
+      continue;
+    }
+    const inet = r.family === AF_INET || r.family === AF_INET6;
+    const key = `${r.netNs}/${r.addrPtr}`;
+    const prev = bySocket.get(key);
+    if (prev?.holder && prev.holder.proc.pid <= r.pid) {
+      if (prev.holder.proc.pid !== r.pid) prev.holders++;
+      continue;
+    }
+    bySocket.set(key, {
+      family: r.family,
+      sockType: SOCK_TYPES[r.sockType] ?? String(r.sockType),
+      protocol: r.protocol,
+      localIp: inet ? formatIP(r.family, r.laddr) : '',
+      localPort: inet ? r.lport : 0,
+      unixPath: r.family === AF_UNIX ? formatUnixPath(r.unixPath) : '',
+      inode: r.addrPtr,
+      queued: r.backlog,
+      maxBacklog: r.maxBacklog,
+      netNs: r.netNs,
+      holders: (prev?.holders ?? 0) + 1,
+      holder: {
+        fd: r.sockfd,
+        proc: {
+          pid: r.pid,
+          tid: r.tid,
+          ppid: r.ppid,
+          uid: r.uid,
+          gid: r.gid,
+          comm: r.comm,
+          ns: { mnt: r.mntNs, pid: r.pidNs, net: r.netNs, uts: r.utsNs },
+          cgroupId: r.cgroupId,
+          cgroupV1Id: r.cgroupV1Id,
+        },
+      },
+    });
+  }
+  if (buf.length % RECORD_SIZE) unreadable++;
+  return { listeners: [...bySocket.values()], unreadable };
+}
