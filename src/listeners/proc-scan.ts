@@ -6,12 +6,10 @@ import { readProcCgroupPath } from '../enrich/cgroup/proc.js';
  * Every listening TCP (v4, v6) and unix socket on the node, from /proc: the
  * sockets of each network namespace (/proc/<pid>/net/{tcp,tcp6,unix}, read
  * once per namespace through one of its processes) joined to the processes
- * holding them (/proc/<pid>/fd -> socket:[inode]). BPF iterators (iter/tcp,
- * iter/unix) do load on this kernel (6.18, checked with bpftool iter pin),
- * but they list sockets, not who holds them: the fd -> process map would
- * still be /proc (or a third iterator, iter/task_file), iter/unix needs
- * 5.17+, and the scan runs once per listeners.period. /proc serves every
- * kernel the probes load on; an iterator-based scan is a possible follow-up.
+ * holding them (/proc/<pid>/fd -> socket:[inode]). Reading another user's
+ * /proc/<pid>/fd needs CAP_SYS_PTRACE: the agent, which has not, scans with
+ * the kernel iterator instead (iter-scan.ts); this serves `doorwatch
+ * listeners` (root) and kernels where the iterator does not load.
  */
 
 export interface ScannedProcess {
