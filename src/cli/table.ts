@@ -3,6 +3,7 @@ import {
   AddressFamily,
   AttributionStatus,
   EnrichmentStatus,
+  EventKind,
   OwnerKind,
   Source,
 } from '../gen/doorwatch/v1/event.js';
@@ -84,6 +85,17 @@ const CALL: Record<number, string> = {
   [Source.SOURCE_ACCEPT]: 'accept',
   [Source.SOURCE_ACCEPT4]: 'accept4',
   [Source.SOURCE_IO_URING]: 'io_uring',
+  // Listener records (src/listeners), as `tail` shows them among accepts.
+  [Source.SOURCE_LISTEN]: 'listen',
+  [Source.SOURCE_LISTEN_CLOSE]: 'close',
+  [Source.SOURCE_PROC_SCAN]: 'scan',
+};
+
+/** A listener record's RESULT cell: what it says of the listener (it has no fd result). */
+const LISTENER_RESULT: Record<number, string> = {
+  [EventKind.EVENT_KIND_LISTEN]: 'listen',
+  [EventKind.EVENT_KIND_LISTENER]: 'listening',
+  [EventKind.EVENT_KIND_LISTENER_CLOSED]: 'closed',
 };
 
 function time(ns: bigint): string {
@@ -107,8 +119,8 @@ export function tableRow(ev: AcceptEvent, withPods = false): string {
     ev.process?.comm ?? '',
     CALL[ev.source] ?? '?',
     endpoint(ev, 'local'),
-    endpoint(ev, 'peer'),
-    ev.success ? `fd ${ev.ret}` : ev.error,
+    ev.kind in LISTENER_RESULT ? '-' : endpoint(ev, 'peer'), // a listener has no peer
+    LISTENER_RESULT[ev.kind] ?? (ev.success ? `fd ${ev.ret}` : ev.error),
   ];
   const cols = withPods ? [...COLS, ...POD_COLS] : COLS;
   if (withPods) cells.push(...podCells(ev), peerCell(ev));

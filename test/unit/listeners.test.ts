@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { encodeEvent } from '../../src/agent/event-encoder.js';
 import { ConfigFlags, OP_LISTEN, OP_LISTEN_CLOSE, RECORD_SIZE, Source as RecordSource } from '../../src/capture/record.js';
+import { tableRow } from '../../src/cli/table.js';
 import { decodePublishRequest } from '../../src/collector/wire.js';
 import { eventToJson, eventToJsonLine } from '../../src/formats/native-json.js';
 import { PublishRequest } from '../../src/gen/doorwatch/v1/collector.js';
@@ -93,6 +94,7 @@ const listenerRecord = (over: Partial<AcceptEvent> = {}): AcceptEvent =>
     kind: EventKind.EVENT_KIND_LISTEN,
     source: Source.SOURCE_LISTEN,
     socket: { peer: { ip: '', port: 0 } },
+    acceptFlagNames: [],
     listenerInfo: {
       origin: ListenerOrigin.LISTENER_ORIGIN_KERNEL_LISTEN,
       inode: 99n,
@@ -101,6 +103,15 @@ const listenerRecord = (over: Partial<AcceptEvent> = {}): AcceptEvent =>
     },
     ...over,
   });
+
+describe('listener records in the trace/tail table', () => {
+  it('name the call and what happened to the listener, not an fd', () => {
+    const row = tableRow(listenerRecord());
+    assert.match(row, / listen +\S+ +- +listen$/);
+    const closed = tableRow(listenerRecord({ kind: EventKind.EVENT_KIND_LISTENER_CLOSED, source: Source.SOURCE_LISTEN_CLOSE }));
+    assert.match(closed, / close .* closed$/);
+  });
+});
 
 describe('listener records on the wire and in native JSON', () => {
   it('the agent encoder and the collector decoder carry listenerInfo', () => {
