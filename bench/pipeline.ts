@@ -250,6 +250,8 @@ const agent = child(
     ...['--collector', `127.0.0.1:${grpcPort}`, ...tlsFlags(pki.caFile, agentCert)],
     ...['--server-name', 'localhost', '--spool-dir', join(work, 'spool'), '--node-name', NODE],
     ...['--kubeconfig', kubeconfig, '--health-address', `127.0.0.1:${healthPort}`, '--log-level', 'warn'],
+    // BENCH_AGENT_ARGS: more agent flags, e.g. "--poll-interval 20ms" (a setting measured against the default).
+    ...(process.env.BENCH_AGENT_ARGS ?? '').split(' ').filter(Boolean),
   ],
   'agent',
   // BENCH_AGENT_BIN: another build's bin/doorwatch.js (before/after in one sitting).
