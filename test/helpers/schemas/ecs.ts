@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parse } from 'yaml';
+import { sharedSchemaDir } from './shared-dir.js';
 
 /**
  * A validator for ECS documents that reads the upstream `ecs_flat.yml`
@@ -26,8 +26,7 @@ import { parse } from 'yaml';
  *  - `@timestamp` (ECS: required) missing, `ecs.version` not this schema's.
  */
 
-const here = dirname(fileURLToPath(import.meta.url));
-export const ECS_DIR = join(here, 'upstream/ecs-8.11.0');
+export const ECS_DIR = sharedSchemaDir('ecs-8.11.0');
 
 interface Field {
   type: string;

@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { sharedSchemaDir } from './shared-dir.js';
 
 /**
  * A validator for OCSF records that reads the upstream schema files
@@ -28,8 +28,7 @@ import { fileURLToPath } from 'node:url';
  *  - class_uid / category_uid / type_uid and their captions not agreeing.
  */
 
-const here = dirname(fileURLToPath(import.meta.url));
-export const OCSF_DIR = join(here, 'upstream/ocsf-1.7.0');
+export const OCSF_DIR = sharedSchemaDir('ocsf-1.7.0');
 
 type Json = Record<string, unknown>;
 
