@@ -55,6 +55,8 @@ export class ListenerInventory {
   }
 
   /** The snapshot now, then a rescan every period. Resolves when the snapshot has been handed on. */
+  #stopped = false;
+
   start(): Promise<void> {
     const first = this.rescan(ListenerOrigin.LISTENER_ORIGIN_SNAPSHOT);
     if (this.#o.periodMs > 0) {
@@ -65,6 +67,7 @@ export class ListenerInventory {
   }
 
   stop(): void {
+    this.#stopped = true;
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
   }
@@ -91,6 +94,8 @@ export class ListenerInventory {
       );
       return;
     }
+    // Stopped while scanning: the pipeline behind (enricher, spool, publisher) may be closed already.
+    if (this.#stopped) return;
     this.#stats.scans++;
     this.#stats.unreadable += result.unreadable;
     const t = now();

@@ -187,6 +187,28 @@ describe('ListenerInventory (scan stand-in: the /proc scan itself is tested for 
     assert.deepEqual(inv.stats(), { listeners: 1, scans: 2, scanErrors: 0, unreadable: 0, closedByKernel: 0, closedByRescan: 1 });
   });
 
+  it('stopped while a scan is in flight: the scan hands nothing on (the pipeline behind may be closed)', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const out: AcceptEvent[] = [];
+    const inv = new ListenerInventory({
+      nodeName: 'n',
+      periodMs: 0,
+      attribute: (b) => out.push(...b),
+      emit: (b) => out.push(...b),
+      log: silentLogger,
+      scan: async () => {
+        await gate;
+        return { listeners: [scanned(1n, 8080)], unreadable: 0 };
+      },
+    });
+    const started = inv.start();
+    inv.stop();
+    release();
+    await started;
+    assert.deepEqual(out, []);
+  });
+
   it('a kernel close leaves with the owner, not the closer; a listen newer than the scan is not closed by it', async () => {
     const { inv } = inventory([[scanned(7n, 8080)], []]);
     await inv.start();
