@@ -54,9 +54,10 @@ export class ListenerInventory {
     this.#o = o;
   }
 
-  /** The snapshot now, then a rescan every period. Resolves when the snapshot has been handed on. */
+  /** Set by stop(): a scan still in flight then hands nothing on. */
   #stopped = false;
 
+  /** The snapshot now, then a rescan every period. Resolves when the snapshot has been handed on. */
   start(): Promise<void> {
     const first = this.rescan(ListenerOrigin.LISTENER_ORIGIN_SNAPSHOT);
     if (this.#o.periodMs > 0) {
