@@ -149,7 +149,7 @@ class JsonlTail {
     this.#rest = '';
   }
 
-  /** Lines of process `pid` since the last read; `onTime(ns)` with each one's timeUnixNano when given. */
+  /** Accept lines of process `pid` since the last read; `onTime(ns)` with each one's timeUnixNano when given. */
   read(pid: number, onTime?: (unixNano: bigint) => void): number {
     if (!existsSync(this.path)) return 0;
     const fd = openSync(this.path, 'r');
@@ -165,7 +165,8 @@ class JsonlTail {
         const lines = text.split('\n');
         this.#rest = lines.pop()!;
         for (const line of lines) {
-          if (!line.includes(needle)) continue;
+          // Accepts only: the agent's listener inventory reports the storm's listen() too.
+          if (!line.includes(needle) || !line.includes('"listenerInfo":null')) continue;
           n++;
           if (onTime) {
             const m = /"timeUnixNano":"(\d+)"/.exec(line);
