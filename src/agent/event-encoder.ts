@@ -7,6 +7,7 @@ import {
   type Container,
   type Endpoint,
   type Enrichment,
+  FindingInfo,
   ListenerInfo,
   type Namespaces,
   Pod,
@@ -470,6 +471,8 @@ export function encodeEventInto(w: ByteSink, ev: AcceptEvent): number {
   if (ev.policy !== undefined) w.raw(policyBytes(ev.policy));
   // Listener records only (src/listeners): few, so the generated encoder.
   if (ev.listenerInfo !== undefined) w.raw(field(226, ListenerInfo.encode, ev.listenerInfo));
+  // Findings only (src/findings): rare, so the generated encoder.
+  if (ev.findingInfo !== undefined) w.raw(field(234, FindingInfo.encode, ev.findingInfo));
   return w.pos - start;
 }
 

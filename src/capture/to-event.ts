@@ -210,6 +210,7 @@ export function toAcceptEvent(r: RawAccept, seq: bigint, ctx: EventContext): Acc
     peerAttribution: undefined,
     localAttribution: undefined,
     listenerInfo: undefined, // listener records only (src/listeners)
+    findingInfo: undefined, // findings only (src/findings)
   };
 }
 

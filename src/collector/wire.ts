@@ -9,6 +9,7 @@ import {
   type Endpoint,
   Enrichment,
   type Listener,
+  FindingInfo,
   ListenerInfo,
   Namespaces,
   Pod,
@@ -522,6 +523,7 @@ function event(end: number): AcceptEvent {
     peerAttribution: undefined,
     localAttribution: undefined,
     listenerInfo: undefined,
+    findingInfo: undefined,
   };
   let tailTried = false;
   while (pos < e) {
@@ -635,6 +637,13 @@ function event(end: number): AcceptEvent {
         const le = sub(e);
         m.listenerInfo = generated((r) => ListenerInfo.decode(r), le);
         pos = le;
+        break;
+      }
+      case 234: {
+        // Findings (src/findings): rare, not shared.
+        const fe = sub(e);
+        m.findingInfo = generated((r) => FindingInfo.decode(r), fe);
+        pos = fe;
         break;
       }
       default:

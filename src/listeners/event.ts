@@ -95,6 +95,7 @@ export function listenerEvent(f: ListenerFields): AcceptEvent {
       requestedBacklog: f.requestedBacklog,
       firstSeenUnixNano: f.firstSeenUnixNano,
     },
+    findingInfo: undefined,
   };
 }
 

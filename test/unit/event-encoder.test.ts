@@ -128,6 +128,15 @@ function randomCorpus(n: number, seed: number): AcceptEvent[] {
     peerAttribution: undefined,
     localAttribution: undefined,
     listenerInfo: maybe(() => ({ origin: int(5), inode: u64(), requestedBacklog: i32(), firstSeenUnixNano: u64() })),
+    findingInfo: maybe(() => ({
+      ruleId: 'undeclared-listener',
+      uid: str(60),
+      title: str(80),
+      reason: str(120),
+      port: u32(),
+      protocol: pick(['TCP', 'UDP']),
+      declaredPorts: [{ containerPort: u32(), hostPort: u32(), protocol: 'TCP', container: str(20), name: str(10) }],
+    })),
   }));
 }
 
