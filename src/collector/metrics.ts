@@ -3,7 +3,7 @@ import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import { addProcessMetrics, addScrapeMetric, type CollectorSpec, type Sample } from '../observability/scrape-metrics.js';
 import type { SinkStats } from './dispatcher.js';
 import type { PeerSourceStatus } from './peers/source.js';
-import type { PublishObserver } from './publish.js';
+import type { PublishCounters, PublishObserver } from './publish.js';
 import type { RefusalReason } from './refusals.js';
 import type { StreamState } from './streams.js';
 
@@ -26,15 +26,7 @@ export interface CollectorMetricsSources {
   sinks(): SinkStats[];
   /** queue.maxRecords per sink name. */
   queueCapacity(sink: string): number | undefined;
-  publish(): {
-    activeSessions: number;
-    batches: number;
-    backpressureWaits: number;
-    rateLimitedMs: number;
-    rejected: number;
-    seqGapRecords: number;
-    agentLossRecords: number;
-  };
+  publish(): PublishCounters;
   subscribers(): { subscribers: number; dropped: number };
   refusals(): Record<RefusalReason, number>;
   auth(): { reviews: number; cacheHits: number; apiErrors: number; waiting: number };
