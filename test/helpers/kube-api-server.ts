@@ -916,6 +916,10 @@ export interface ContainerSpec {
   id?: string;
   runtime?: Runtime;
   imageId?: string;
+  /** spec.containers[].ports, as the API has them (containerPort, protocol, hostPort, name). */
+  ports?: { containerPort: number; protocol?: string; hostPort?: number; name?: string }[];
+  /** Init containers only: 'Always' makes a native sidecar. */
+  restartPolicy?: 'Always';
 }
 
 export interface MakePodOptions {
@@ -978,8 +982,17 @@ export function makePod(o: MakePodOptions): V1Pod {
       serviceAccount: o.serviceAccountName ?? 'default',
       ...(o.hostNetwork ? { hostNetwork: true } : {}),
       restartPolicy: 'Always',
-      containers: containers.map((c) => ({ name: c.name, image: c.image })),
-      ...(o.initContainers ? { initContainers: o.initContainers.map((c) => ({ name: c.name, image: c.image })) } : {}),
+      containers: containers.map((c) => ({ name: c.name, image: c.image, ...(c.ports ? { ports: c.ports } : {}) })),
+      ...(o.initContainers
+        ? {
+            initContainers: o.initContainers.map((c) => ({
+              name: c.name,
+              image: c.image,
+              ...(c.ports ? { ports: c.ports } : {}),
+              ...(c.restartPolicy ? { restartPolicy: c.restartPolicy } : {}),
+            })),
+          }
+        : {}),
       ...(o.ephemeralContainers
         ? {
             ephemeralContainers: o.ephemeralContainers.map((c) => ({

@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import { ALL_KEYS, compileAllowList, NO_KEYS } from '../../src/enrich/kube/allow-list.js';
-import { deriveWorkload, parseContainerId, toNamespaceMeta, toPodMeta } from '../../src/enrich/kube/pod-meta.js';
+import {
+  deriveWorkload,
+  MAX_DECLARED_PORTS,
+  parseContainerId,
+  toNamespaceMeta,
+  toPodMeta,
+} from '../../src/enrich/kube/pod-meta.js';
 import { makePod, ownerRef, randomContainerId } from '../helpers/kube-api-server.js';
 
 const defaults = { labels: ALL_KEYS, annotations: NO_KEYS };
@@ -98,8 +104,46 @@ describe('V1Pod -> PodMeta', () => {
         hostNetwork: false,
         qosClass: '',
         containers: [],
+        declaredPorts: [],
       },
     );
+  });
+
+  it('keeps the ports the containers and native sidecars declare (TCP when no protocol), not classic init or debug containers', () => {
+    const pod = makePod({
+      name: 'p',
+      containers: [
+        {
+          name: 'app',
+          image: 'x',
+          ports: [
+            { containerPort: 8080, name: 'http' },
+            { containerPort: 53, protocol: 'UDP' },
+          ],
+        },
+        { name: 'metrics', image: 'y', ports: [{ containerPort: 9100, protocol: 'TCP', hostPort: 9100 }] },
+      ],
+      initContainers: [
+        { name: 'mesh', image: 'envoy', restartPolicy: 'Always', ports: [{ containerPort: 15001 }] },
+        { name: 'migrate', image: 'm', ports: [{ containerPort: 5432 }] },
+      ],
+      ephemeralContainers: [{ name: 'debugger', image: 'busybox' }],
+    });
+    const m = toPodMeta(pod, defaults);
+    assert.deepEqual(m.declaredPorts, [
+      { containerPort: 8080, hostPort: 0, protocol: 'TCP', container: 'app', name: 'http' },
+      { containerPort: 53, hostPort: 0, protocol: 'UDP', container: 'app', name: '' },
+      { containerPort: 9100, hostPort: 9100, protocol: 'TCP', container: 'metrics', name: '' },
+      { containerPort: 15001, hostPort: 0, protocol: 'TCP', container: 'mesh', name: '' },
+    ]);
+    assert.ok(Object.isFrozen(m.declaredPorts) && Object.isFrozen(m.declaredPorts![0]));
+  });
+
+  it('keeps at most MAX_DECLARED_PORTS ports', () => {
+    const ports = Array.from({ length: MAX_DECLARED_PORTS + 10 }, (_, i) => ({ containerPort: 1000 + i }));
+    const m = toPodMeta(makePod({ name: 'p', containers: [{ name: 'app', image: 'x', ports }] }), defaults);
+    assert.equal(m.declaredPorts!.length, MAX_DECLARED_PORTS);
+    assert.equal(m.declaredPorts!.at(-1)!.containerPort, 1000 + MAX_DECLARED_PORTS - 1);
   });
 
   it('falls back to the status image when the spec does not name the container', () => {

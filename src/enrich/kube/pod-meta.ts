@@ -1,6 +1,6 @@
 import type { V1ContainerStatus, V1Namespace, V1OwnerReference, V1Pod } from '@kubernetes/client-node';
 import { type KeyFilter, pick } from './allow-list.js';
-import type { ContainerMeta, NamespaceMeta, PodMeta, WorkloadRef } from './types.js';
+import type { ContainerMeta, DeclaredPortMeta, NamespaceMeta, PodMeta, WorkloadRef } from './types.js';
 
 /**
  * V1Pod -> PodMeta, pure. Input is either a deserialised list item or a raw
@@ -87,6 +87,37 @@ function containersOf(pod: V1Pod): ContainerMeta[] {
   return out;
 }
 
+/** Bound on the ports kept per pod: a spec may list hundreds; the finding compares with what is kept and says so. */
+export const MAX_DECLARED_PORTS = 64;
+const NO_PORTS: readonly DeclaredPortMeta[] = Object.freeze([]);
+
+/**
+ * The ports a pod declares: its containers' and its native sidecars' (init
+ * containers with restartPolicy Always run for the pod's life). Classic init
+ * containers and ephemeral (debug) containers are not serving the pod: left out.
+ */
+export function declaredPortsOf(pod: V1Pod): readonly DeclaredPortMeta[] {
+  const spec = pod.spec;
+  const serving = [...(spec?.containers ?? []), ...(spec?.initContainers ?? []).filter((c) => c.restartPolicy === 'Always')];
+  const out: DeclaredPortMeta[] = [];
+  for (const c of serving) {
+    for (const p of c.ports ?? []) {
+      if (out.length >= MAX_DECLARED_PORTS) break;
+      if (typeof p.containerPort !== 'number') continue;
+      out.push(
+        Object.freeze({
+          containerPort: p.containerPort,
+          hostPort: typeof p.hostPort === 'number' ? p.hostPort : 0,
+          protocol: p.protocol || 'TCP',
+          container: c.name ?? '',
+          name: p.name ?? '',
+        }),
+      );
+    }
+  }
+  return out.length ? Object.freeze(out) : NO_PORTS;
+}
+
 export function toPodMeta(pod: V1Pod, filters: MetaFilters): PodMeta {
   const m = pod.metadata;
   const workload = deriveWorkload(pod);
@@ -103,6 +134,7 @@ export function toPodMeta(pod: V1Pod, filters: MetaFilters): PodMeta {
     hostNetwork: pod.spec?.hostNetwork === true,
     qosClass: pod.status?.qosClass ?? '',
     containers: Object.freeze(containersOf(pod)) as ContainerMeta[],
+    declaredPorts: declaredPortsOf(pod),
   };
   if (workload) meta.workload = Object.freeze(workload);
   return Object.freeze(meta);

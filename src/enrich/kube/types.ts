@@ -20,6 +20,18 @@ export interface ContainerMeta {
   imageId: string;
 }
 
+/** A port a container declares (spec.containers[].ports[]): what the undeclared-listener finding compares with. */
+export interface DeclaredPortMeta {
+  containerPort: number;
+  /** 0 when not set. */
+  hostPort: number;
+  /** 'TCP' (the API's default when absent), 'UDP', 'SCTP'. */
+  protocol: string;
+  container: string;
+  /** The port's name; '' when it has none. */
+  name: string;
+}
+
 export interface WorkloadRef {
   kind: string;
   name: string;
@@ -46,6 +58,13 @@ export interface PodMeta {
   workload?: WorkloadRef;
   /** From status.containerStatuses + initContainerStatuses + ephemeralContainerStatuses, started ones only. */
   containers: ContainerMeta[];
+  /**
+   * spec.containers[].ports and those of native sidecars (spec.initContainers[] with restartPolicy
+   * Always: they run beside the app), at most MAX_DECLARED_PORTS; the pod spec's ports are immutable,
+   * so they are read once per pod update, never per event. Always set by toPodMeta (frozen, shared
+   * empty list when none); absent only in hand-built metadata, read as none declared.
+   */
+  declaredPorts?: readonly DeclaredPortMeta[];
   /** Set when deleted; the pod stays resolvable for the retention period. */
   deletedAtMs?: number;
 }
