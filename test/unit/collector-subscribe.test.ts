@@ -2,19 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ServerError, Status } from 'nice-grpc';
 import { compileSubscribeFilter, FilterError, SubscriberHub } from '../../src/collector/subscribe.js';
-import type { SubscribeFilter, SubscribeResponse } from '../../src/gen/doorwatch/v1/collector.js';
+import { SubscribeFilter, type SubscribeResponse } from '../../src/gen/doorwatch/v1/collector.js';
 import { makeEvent } from '../helpers/memory-sink.js';
 
-const filter = (f: Partial<SubscribeFilter>): SubscribeFilter => ({
-  namespaces: [],
-  pods: [],
-  nodes: [],
-  ports: [],
-  peers: [],
-  peerNamespaces: [],
-  peerWorkloads: [],
-  ...f,
-});
+// Every list not given empty, as a decoded request has it.
+const filter = (x: Partial<SubscribeFilter>): SubscribeFilter => SubscribeFilter.fromPartial(x);
 
 describe('subscribe filter', () => {
   it('matches everything when empty', () => {

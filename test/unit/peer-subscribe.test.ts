@@ -5,7 +5,7 @@ import { EXTERNAL } from '../../src/collector/peers/attributor.js';
 import { OwnerFactory } from '../../src/collector/peers/objects.js';
 import { compileSubscribeFilter, redactEvent, SubscriberHub } from '../../src/collector/subscribe.js';
 import { ALL_KEYS, compileAllowList } from '../../src/enrich/kube/allow-list.js';
-import type { SubscribeFilter } from '../../src/gen/doorwatch/v1/collector.js';
+import { SubscribeFilter } from '../../src/gen/doorwatch/v1/collector.js';
 import { type AcceptEvent, AttributionStatus } from '../../src/gen/doorwatch/v1/event.js';
 import { makeEvent } from '../helpers/memory-sink.js';
 
@@ -23,16 +23,8 @@ const client = f.pod({
 }).attr;
 const secret = f.pod({ metadata: { name: 'vault-0', namespace: 'secrets', uid: 'u2' }, spec: { containers: [] } }).attr;
 
-const filter = (x: Partial<SubscribeFilter>): SubscribeFilter => ({
-  namespaces: [],
-  pods: [],
-  nodes: [],
-  ports: [],
-  peers: [],
-  peerNamespaces: [],
-  peerWorkloads: [],
-  ...x,
-});
+// Every list not given empty, as a decoded request has it.
+const filter = (x: Partial<SubscribeFilter>): SubscribeFilter => SubscribeFilter.fromPartial(x);
 
 function withPeer(seq: number, peer: AcceptEvent['peerAttribution'], namespace = 'shop'): AcceptEvent {
   const ev = makeEvent(seq, { namespace, pod: 'web-0' });
