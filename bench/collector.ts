@@ -1,13 +1,12 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { makePki } from '../test/helpers/pki.js';
 import { startRsyslog } from '../test/helpers/rsyslog.js';
-import { freePort } from '../test/helpers/wait.js';
+import { freePort, tcpListening } from '../test/helpers/wait.js';
 import { exited, killChildren, ROOT, track } from './proc.js';
 import { type Column, fmtSpread, renderTable, spread } from './report.js';
 
@@ -98,14 +97,7 @@ const dir = mkdtempSync(join(tmpdir(), 'doorwatch-bench-collector-'));
 async function listening(port: number, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const up = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ host: '127.0.0.1', port }, () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (up) return;
+    if (await tcpListening(port)) return;
     await sleep(50);
   }
   throw new Error(`collector did not listen on ${port} within ${timeoutMs} ms`);

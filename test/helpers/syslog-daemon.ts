@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { tcpListening } from './wait.js';
 
 /**
  * A real syslog server (rsyslogd, syslog-ng) as a foreground child process that writes what it received
@@ -65,14 +65,7 @@ export async function startSyslogDaemon<T>(spec: DaemonSpec): Promise<SyslogDaem
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (gone) throw new Error(`${name} exited during startup:\n${log}`);
-      const up = await new Promise<boolean>((resolve) => {
-        const s = net.connect({ host: '127.0.0.1', port }, () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.once('error', () => resolve(false));
-      });
-      if (up) return;
+      if (await tcpListening(port)) return;
       if (Date.now() > deadline) {
         c.kill('SIGKILL');
         throw new Error(`${name} did not listen on ${port} within ${timeoutMs}ms:\n${log}`);
