@@ -3,7 +3,14 @@ import type { CaptureStats } from '../capture/capture.js';
 import type { EnricherStats } from '../enrich/enricher.js';
 import type { KubeSourceStatus } from '../enrich/kube/source.js';
 import { type AcceptEvent, Source } from '../gen/doorwatch/v1/event.js';
-import { addProcessMetrics, addScrapeMetric, type CollectorSpec, type Sample } from '../observability/scrape-metrics.js';
+import {
+  addProcessMetrics,
+  addScrapeMetric,
+  byLabel,
+  type CollectorSpec,
+  one,
+  type Sample,
+} from '../observability/scrape-metrics.js';
 import type { PublisherStatus } from './publisher.js';
 import type { Readiness } from './readiness.js';
 import type { SpoolStats } from './spool.js';
@@ -133,8 +140,6 @@ export class AgentMetrics {
       return f?.();
     };
     const add = (spec: CollectorSpec) => this.addCollector(spec);
-    const one = (value: number | bigint | boolean | undefined): Sample[] | undefined =>
-      value === undefined ? undefined : [{ value: typeof value === 'boolean' ? Number(value) : value }];
 
     add({
       name: 'doorwatch_agent_info',
@@ -265,12 +270,7 @@ export class AgentMetrics {
       labelNames: ['status'],
       collect: () => {
         const e = from('enricher');
-        if (!e) return undefined;
-        return [
-          { labels: { status: 'complete' }, value: e.complete },
-          { labels: { status: 'partial' }, value: e.partial },
-          { labels: { status: 'host' }, value: e.host },
-        ];
+        return e && byLabel('status', { complete: e.complete, partial: e.partial, host: e.host });
       },
     });
     add({

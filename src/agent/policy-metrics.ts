@@ -1,3 +1,4 @@
+import { byLabel } from '../observability/scrape-metrics.js';
 import type { PolicyReport } from '../policy/report.js';
 import type { AgentMetrics, Sample } from './metrics.js';
 
@@ -70,11 +71,7 @@ export function addPolicyMetrics(m: AgentMetrics, s: PolicyMetricsSources): void
       labelNames: ['state'],
       collect: () => {
         const r = res();
-        return [
-          { labels: { state: 'accepted' }, value: r.accepted },
-          { labels: { state: 'rejected' }, value: r.rejected },
-          { labels: { state: 'crd_missing' }, value: r.crdMissing ? 1 : 0 },
-        ];
+        return byLabel('state', { accepted: r.accepted, rejected: r.rejected, crd_missing: r.crdMissing ? 1 : 0 });
       },
     });
 }

@@ -1,6 +1,6 @@
 import { Histogram, Registry } from 'prom-client';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
-import { addProcessMetrics, addScrapeMetric, type CollectorSpec, type Sample } from '../observability/scrape-metrics.js';
+import { addProcessMetrics, addScrapeMetric, byLabel, type CollectorSpec, one } from '../observability/scrape-metrics.js';
 import type { SinkStats } from './dispatcher.js';
 import type { PeerSourceStatus } from './peers/source.js';
 import type { PublishCounters, PublishObserver } from './publish.js';
@@ -161,7 +161,6 @@ export class CollectorMetrics {
   #standard(): void {
     const src = () => this.#sources;
     const add = (spec: CollectorSpec) => this.addCollector(spec);
-    const one = (v: number | undefined): Sample[] | undefined => (v === undefined ? undefined : [{ value: v }]);
 
     add({
       name: 'doorwatch_collector_ready',
@@ -257,11 +256,7 @@ export class CollectorMetrics {
         if (!s) return undefined;
         const p = s.publish();
         const overflow = s.sinks().reduce((n, x) => n + x.overflowRecords, 0);
-        return [
-          { labels: { reason: 'seq_gap' }, value: p.seqGapRecords },
-          { labels: { reason: 'agent_reported' }, value: p.agentLossRecords },
-          { labels: { reason: 'sink_queue_overflow' }, value: overflow },
-        ];
+        return byLabel('reason', { seq_gap: p.seqGapRecords, agent_reported: p.agentLossRecords, sink_queue_overflow: overflow });
       },
     });
     const pub =
@@ -308,7 +303,7 @@ export class CollectorMetrics {
       labelNames: ['reason'],
       collect: () => {
         const r = src()?.refusals();
-        return r && Object.entries(r).map(([reason, value]) => ({ labels: { reason }, value }));
+        return r && byLabel('reason', r);
       },
     });
     add({
@@ -350,7 +345,7 @@ export class CollectorMetrics {
       labelNames: ['status'],
       collect: () => {
         const r = src()?.peerAttributions?.();
-        return r && Object.entries(r).map(([status, value]) => ({ labels: { status }, value }));
+        return r && byLabel('status', r);
       },
     });
     add({
@@ -375,12 +370,7 @@ export class CollectorMetrics {
       labelNames: ['state'],
       collect: () => {
         const p = src()?.peers?.();
-        return (
-          p && [
-            { labels: { state: 'current' }, value: p.current },
-            { labels: { state: 'ended' }, value: p.ended },
-          ]
-        );
+        return p && byLabel('state', { current: p.current, ended: p.ended });
       },
     });
     add({

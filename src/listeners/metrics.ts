@@ -1,4 +1,5 @@
 import type { AgentMetrics } from '../agent/metrics.js';
+import { byLabel } from '../observability/scrape-metrics.js';
 import type { InventoryStats } from './inventory.js';
 
 /** The listener inventory's Prometheus metrics (docs/metrics.md), read at scrape time. */
@@ -16,10 +17,7 @@ export function addListenerMetrics(m: AgentMetrics, stats: () => InventoryStats)
     labelNames: ['result'],
     collect: () => {
       const s = stats();
-      return [
-        { labels: { result: 'ok' }, value: s.scans },
-        { labels: { result: 'error' }, value: s.scanErrors },
-      ];
+      return byLabel('result', { ok: s.scans, error: s.scanErrors });
     },
   });
   m.addCollector({
@@ -29,10 +27,7 @@ export function addListenerMetrics(m: AgentMetrics, stats: () => InventoryStats)
     labelNames: ['by'],
     collect: () => {
       const s = stats();
-      return [
-        { labels: { by: 'kernel' }, value: s.closedByKernel },
-        { labels: { by: 'rescan' }, value: s.closedByRescan },
-      ];
+      return byLabel('by', { kernel: s.closedByKernel, rescan: s.closedByRescan });
     },
   });
 }

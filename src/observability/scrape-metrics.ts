@@ -21,6 +21,16 @@ export interface CollectorSpec {
   collect(): Iterable<Sample> | undefined;
 }
 
+/** One unlabelled sample (a boolean as 0/1), or nothing when there is no value yet. */
+export function one(value: number | bigint | boolean | undefined): Sample[] | undefined {
+  return value === undefined ? undefined : [{ value: typeof value === 'boolean' ? Number(value) : value }];
+}
+
+/** One sample per entry of `values`, the entry's key as label `label`, in the entries' order. */
+export function byLabel(label: string, values: Readonly<Record<string, number | bigint>>): Sample[] {
+  return Object.entries(values).map(([key, value]) => ({ labels: { [label]: key }, value }));
+}
+
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
