@@ -13,7 +13,6 @@ export function listenerFromRecord(
   ctx: { nodeName: string; idPrefix: string; toUnixNano(k: bigint): bigint },
 ): AcceptEvent {
   const listen = r.op === OP_LISTEN;
-  const inet = r.family === AF_INET || r.family === AF_INET6;
   const time = ctx.toUnixNano(r.ktimeNs);
   const flags: string[] = [];
   if (r.flags & RecordFlags.SOCK_UNRESOLVED) flags.push('SOCK_UNRESOLVED');
@@ -25,20 +24,12 @@ export function listenerFromRecord(
     timeUnixNano: time,
     ktimeNs: r.ktimeNs,
     nodeName: ctx.nodeName,
-    pid: r.pid,
-    tid: r.tid,
-    ppid: r.ppid,
-    uid: r.uid,
-    gid: r.gid,
-    comm: r.comm,
-    ns: { mnt: r.mntNs, pid: r.pidNs, net: r.netNs, uts: r.utsNs },
+    ...recordProcess(r),
     cgroup: { id: r.cgroupId, v1Id: r.cgroupV1Id },
     family: r.family,
     sockType: r.family ? (SOCK_TYPES[r.sockType] ?? String(r.sockType)) : '',
     protocol: r.protocol,
-    localIp: inet ? formatIP(r.family, r.laddr) : '',
-    localPort: inet ? r.lport : 0,
-    unixPath: r.family === AF_UNIX ? formatUnixPath(r.unixPath) : '',
+    ...recordAddress(r),
     fd: listen ? r.sockfd : -1,
     queued: 0,
     maxBacklog: r.maxBacklog,
@@ -51,4 +42,27 @@ export function listenerFromRecord(
   ev.eventId = `${ctx.idPrefix}/${seq}`;
   ev.durationNs = listen && r.enterKtimeNs > 0n && r.ktimeNs >= r.enterKtimeNs ? r.ktimeNs - r.enterKtimeNs : 0n;
   return ev;
+}
+
+/** The task of a kernel listener record (a listen(2), a close, an iterator row). */
+export function recordProcess(r: RawAccept) {
+  return {
+    pid: r.pid,
+    tid: r.tid,
+    ppid: r.ppid,
+    uid: r.uid,
+    gid: r.gid,
+    comm: r.comm,
+    ns: { mnt: r.mntNs, pid: r.pidNs, net: r.netNs, uts: r.utsNs },
+  };
+}
+
+/** The listening address of a kernel listener record: IP and port for TCP, the path for a unix socket. */
+export function recordAddress(r: RawAccept): { localIp: string; localPort: number; unixPath: string } {
+  const inet = r.family === AF_INET || r.family === AF_INET6;
+  return {
+    localIp: inet ? formatIP(r.family, r.laddr) : '',
+    localPort: inet ? r.lport : 0,
+    unixPath: r.family === AF_UNIX ? formatUnixPath(r.unixPath) : '',
+  };
 }

@@ -1,5 +1,5 @@
-import { AF_INET, AF_INET6, AF_UNIX, formatIP, formatUnixPath } from '../capture/address.js';
 import { decodeRecord, RECORD_SIZE } from '../capture/record.js';
+import { recordAddress, recordProcess } from './from-record.js';
 import type { ScannedListener, ScanResult } from './proc-scan.js';
 
 /**
@@ -24,7 +24,6 @@ export function listenersFromIterator(buf: Buffer): ScanResult {
       unreadable++; // counted, as a /proc read that failed is
       continue;
     }
-    const inet = r.family === AF_INET || r.family === AF_INET6;
     const key = `${r.netNs}/${r.addrPtr}`;
     const prev = bySocket.get(key);
     if (prev?.holder && prev.holder.proc.pid <= r.pid) {
@@ -35,9 +34,7 @@ export function listenersFromIterator(buf: Buffer): ScanResult {
       family: r.family,
       sockType: SOCK_TYPES[r.sockType] ?? String(r.sockType),
       protocol: r.protocol,
-      localIp: inet ? formatIP(r.family, r.laddr) : '',
-      localPort: inet ? r.lport : 0,
-      unixPath: r.family === AF_UNIX ? formatUnixPath(r.unixPath) : '',
+      ...recordAddress(r),
       inode: r.addrPtr,
       queued: r.backlog,
       maxBacklog: r.maxBacklog,
@@ -46,13 +43,7 @@ export function listenersFromIterator(buf: Buffer): ScanResult {
       holder: {
         fd: r.sockfd,
         proc: {
-          pid: r.pid,
-          tid: r.tid,
-          ppid: r.ppid,
-          uid: r.uid,
-          gid: r.gid,
-          comm: r.comm,
-          ns: { mnt: r.mntNs, pid: r.pidNs, net: r.netNs, uts: r.utsNs },
+          ...recordProcess(r),
           cgroupId: r.cgroupId,
           cgroupV1Id: r.cgroupV1Id,
         },
