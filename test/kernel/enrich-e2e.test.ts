@@ -2,16 +2,13 @@ import assert from 'node:assert/strict';
 import { readlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { CgroupResolver } from '../../src/enrich/cgroup/resolver.js';
-import { Enricher } from '../../src/enrich/enricher.js';
 import type { KubeMetadataSource } from '../../src/enrich/kube/source.js';
 import { type AcceptEvent, EnrichmentStatus } from '../../src/gen/doorwatch/v1/event.js';
-import { silentLogger } from '../../src/log/logger.js';
+import { type EnrichedTracer, startEnrichedTracer } from '../helpers/enriched-tracer.js';
 import { connectTcp } from '../helpers/fixtures.js';
 import { type KubeApiServer, makePod, ownerRef } from '../helpers/kube-api-server.js';
-import { startKubeStandIn } from '../helpers/kube-stand-in.js';
 import { type FakePod, PodSim } from '../helpers/pod-sim.js';
-import { requireRoot, startTracer, type Tracer } from '../helpers/tracer.js';
+import { requireRoot, type Tracer } from '../helpers/tracer.js';
 import { until } from '../helpers/wait.js';
 
 // End to end on the real kernel: real cgroup v2 directories shaped like
@@ -23,9 +20,9 @@ requireRoot();
 const NODE = 'node-e2e';
 const PENDING_MS = 600;
 
+let env: EnrichedTracer | undefined;
 let api: KubeApiServer;
 let kube: KubeMetadataSource;
-let enricher: Enricher;
 let t: Tracer;
 const sim = new PodSim();
 
@@ -38,25 +35,16 @@ async function acceptOne(pod: FakePod, pid: number, timeoutMs = 5000): Promise<A
 }
 
 before(async () => {
-  ({ api, kube } = await startKubeStandIn({
+  env = await startEnrichedTracer({
     node: NODE,
     namespaces: { payments: { team: 'pay', 'doorwatch.io/audit': 'true' }, data: { team: 'data' } },
-  }));
-  const cgroups = new CgroupResolver({ log: silentLogger, minRescanIntervalMs: 0 });
-  t = startTracer({
-    through: (sink) => {
-      enricher = new Enricher({ cgroups, kube, pendingDeadlineMs: PENDING_MS, emit: sink, log: silentLogger });
-      enricher.start(20);
-      return (b) => enricher.process(b);
-    },
+    pendingDeadlineMs: PENDING_MS,
   });
+  ({ api, kube, tracer: t } = env);
 });
 
 after(async () => {
-  t?.stop();
-  enricher?.stop();
-  await kube?.stop();
-  await api?.close();
+  await env?.stop();
   sim.cleanup();
 });
 

@@ -1,19 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { CgroupResolver } from '../../src/enrich/cgroup/resolver.js';
-import { Enricher } from '../../src/enrich/enricher.js';
-import type { KubeMetadataSource } from '../../src/enrich/kube/source.js';
 import { formatLine, formatRecord } from '../../src/formats/format.js';
 import { EnrichmentStatus } from '../../src/gen/doorwatch/v1/event.js';
-import { silentLogger } from '../../src/log/logger.js';
+import { type EnrichedTracer, startEnrichedTracer } from '../helpers/enriched-tracer.js';
 import { connectTcp } from '../helpers/fixtures.js';
 import { type KubeApiServer, makePod, ownerRef } from '../helpers/kube-api-server.js';
-import { startKubeStandIn } from '../helpers/kube-stand-in.js';
 import { PodSim } from '../helpers/pod-sim.js';
 import { loadEcs, validateEcs } from '../helpers/schemas/ecs.js';
 import { loadOcsf, validateOcsf } from '../helpers/schemas/ocsf.js';
 import { loadTraceeSource, validateTracee } from '../helpers/schemas/tracee.js';
-import { requireRoot, startTracer, type Tracer } from '../helpers/tracer.js';
+import { requireRoot, type Tracer } from '../helpers/tracer.js';
 
 // A real accept in a pod-shaped place (real cgroup v2 directories like kubelet's, its own network namespace,
 // the real probes and enricher; the Kubernetes API is a stand-in, test/helpers/kube-api-server.ts: no
@@ -22,29 +18,18 @@ import { requireRoot, startTracer, type Tracer } from '../helpers/tracer.js';
 
 requireRoot();
 const NODE = 'node-formats';
+let env: EnrichedTracer | undefined;
 let api: KubeApiServer;
-let kube: KubeMetadataSource;
-let enricher: Enricher;
 let t: Tracer;
 const sim = new PodSim();
 
 before(async () => {
-  ({ api, kube } = await startKubeStandIn({ node: NODE, namespaces: { shop: { team: 'web' } } }));
-  const cgroups = new CgroupResolver({ log: silentLogger, minRescanIntervalMs: 0 });
-  t = startTracer({
-    through: (sink) => {
-      enricher = new Enricher({ cgroups, kube, pendingDeadlineMs: 600, emit: sink, log: silentLogger });
-      enricher.start(20);
-      return (b) => enricher.process(b);
-    },
-  });
+  env = await startEnrichedTracer({ node: NODE, namespaces: { shop: { team: 'web' } }, pendingDeadlineMs: 600 });
+  ({ api, tracer: t } = env);
 });
 
 after(async () => {
-  t?.stop();
-  enricher?.stop();
-  await kube?.stop();
-  await api?.close();
+  await env?.stop();
   sim.cleanup();
 });
 
