@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { httpGet } from '../helpers/agent-harness.js';
+import { startDoorwatch, writeJsonlCollectorYaml } from '../helpers/doorwatch-process.js';
 import { buildFixtures, connectTcp, type Fixture, killAll, startFixture } from '../helpers/fixtures.js';
 import { CHART, find, PROMETHEUS_API, render } from '../helpers/helm.js';
 import type { KubeApiServer } from '../helpers/kube-api-server.js';
@@ -23,7 +23,6 @@ import { freePort, until } from '../helpers/wait.js';
 // variables' own queries. Both expositions pass `promtool check metrics`.
 
 requireRoot();
-const BIN = fileURLToPath(new URL('../../bin/doorwatch.js', import.meta.url));
 const NODE = 'dash-node';
 const NAMESPACE = 'doorwatch';
 // What the ServiceMonitors would attach (job = the metrics Service, node from the pod's node for the agent).
@@ -44,26 +43,7 @@ let collectorPort: number;
 const procs = new Set<ChildProcess>();
 let load: { stop: boolean; done: Promise<void> } | undefined;
 
-function start(args: string[], readyText: RegExp): Promise<ChildProcess> {
-  const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  procs.add(p);
-  p.once('exit', () => procs.delete(p));
-  let err = '';
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`${args[0]} not ready in 30s: ${err}`)), 30_000);
-    p.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      err = (err + d).slice(-20_000);
-      if (readyText.test(err)) {
-        clearTimeout(t);
-        resolve(p);
-      }
-    });
-    p.once('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`${args[0]} exited ${code}: ${err}`));
-    });
-  });
-}
+const start = (args: string[], readyText: RegExp) => startDoorwatch(args, readyText, { procs, timeoutMs: 30_000 });
 
 async function kill(p: ChildProcess): Promise<void> {
   if (p.exitCode !== null || p.signalCode !== null) return;
@@ -117,23 +97,7 @@ before(async () => {
   collectorPort = await freePort();
   agentPort = await freePort();
   const collectorYaml = join(dir, 'collector.yaml');
-  writeFileSync(
-    collectorYaml,
-    [
-      `listen: 127.0.0.1:${grpcPort}`,
-      'tls:',
-      `  cert: ${pki.server.cert}`,
-      `  key: ${pki.server.key}`,
-      `  clientCa: ${pki.caFile}`,
-      'sinks:',
-      '  - name: file',
-      '    type: jsonl',
-      '    required: true',
-      `    path: ${join(dir, 'events.jsonl')}`,
-      '    batch: { maxDelay: 20ms }',
-      '',
-    ].join('\n'),
-  );
+  writeJsonlCollectorYaml(collectorYaml, { port: grpcPort, pki, eventsPath: join(dir, 'events.jsonl') });
   const agentYaml = join(dir, 'agent.yaml');
   writeFileSync(agentYaml, JSON.stringify({ kube: { kubeconfig }, policy: { summaryInterval: '1s' } }));
 

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { startDoorwatch, writeJsonlCollectorYaml } from '../helpers/doorwatch-process.js';
 import { buildFixtures, connectTcp, type Fixture, killAll, startFixture } from '../helpers/fixtures.js';
 import { makePki, type Pki, tlsFlags } from '../helpers/pki.js';
 import { requireRoot } from '../helpers/tracer.js';
@@ -17,7 +17,6 @@ import { freePort, until as waitUntil } from '../helpers/wait.js';
 // at the sink exactly once.
 
 requireRoot();
-const BIN = fileURLToPath(new URL('../../bin/doorwatch.js', import.meta.url));
 
 let pki: Pki;
 let dir: string;
@@ -27,27 +26,7 @@ let collectorYaml: string;
 let server: Fixture;
 const procs = new Set<ChildProcess>();
 
-function start(args: string[], readyText: RegExp): Promise<ChildProcess> {
-  const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  procs.add(p);
-  p.once('exit', () => procs.delete(p));
-  let err = '';
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`${args[0]} not ready in 20s: ${err}`)), 20_000);
-    p.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      err += d;
-      if (readyText.test(err)) {
-        clearTimeout(t);
-        resolve(p);
-      }
-    });
-    p.stdout!.resume();
-    p.once('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`${args[0]} exited ${code}: ${err}`));
-    });
-  });
-}
+const start = (args: string[], readyText: RegExp) => startDoorwatch(args, readyText, { procs, timeoutMs: 20_000 });
 
 const startCollector = () => start(['collector', '-c', collectorYaml, '--log-level', 'info'], /collector listening/);
 
@@ -115,23 +94,7 @@ before(async () => {
   out = join(dir, 'events.jsonl');
   port = await freePort();
   collectorYaml = join(dir, 'collector.yaml');
-  writeFileSync(
-    collectorYaml,
-    [
-      `listen: 127.0.0.1:${port}`,
-      'tls:',
-      `  cert: ${pki.server.cert}`,
-      `  key: ${pki.server.key}`,
-      `  clientCa: ${pki.caFile}`,
-      'sinks:',
-      '  - name: file',
-      '    type: jsonl',
-      '    required: true',
-      `    path: ${out}`,
-      '    batch: { maxDelay: 20ms }',
-      '',
-    ].join('\n'),
-  );
+  writeJsonlCollectorYaml(collectorYaml, { port, pki, eventsPath: out });
   server = await startFixture('acceptor', ['--syscall', 'accept4', '--count', '100000']);
 });
 
