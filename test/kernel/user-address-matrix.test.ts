@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -93,6 +95,10 @@ async function run(
 ): Promise<{ p: ChildProcess; out: string; output(): string }> {
   const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   procs.add(p);
+  // Never what keeps the test process alive: a server's orphan (an nginx worker) may hold these pipes.
+  p.unref();
+  (p.stdout as Socket).unref();
+  (p.stderr as Socket).unref();
   let out = '';
   p.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
   p.stderr!.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -138,11 +144,17 @@ async function listening(
 const HOST: Record<Exclude<Fam, 'unix'>, string> = { IPv4: '127.0.0.1', IPv6: '::1', 'v4-mapped': '127.0.0.1' };
 const PEER_IP: Record<Exclude<Fam, 'unix'>, string> = { IPv4: '127.0.0.1', IPv6: '::1', 'v4-mapped': '::ffff:127.0.0.1' };
 
+/** Accepts only: listen(2) records of the same process and port are not what is tested here. */
+const isAccept = (e: AcceptEvent) => e.source === Source.SOURCE_ACCEPT || e.source === Source.SOURCE_ACCEPT4;
+
 /** The server's events, and clients to it, by pid and listening port or path. */
 function serverOf(p: { pid?: number }, fam: Fam, port: number, path: string, stopIt: () => void): Server {
   return {
     mine: (e) =>
-      e.process?.pid === p.pid && e.success && (fam === 'unix' ? e.socket?.unixPath === path : e.socket?.local?.port === port),
+      e.process?.pid === p.pid &&
+      isAccept(e) &&
+      e.success &&
+      (fam === 'unix' ? e.socket?.unixPath === path : e.socket?.local?.port === port),
     connect: () => (fam === 'unix' ? connectUnix(path) : connectTcp(HOST[fam], port)),
     stop: stopIt,
   };
@@ -275,6 +287,7 @@ const nginxCell = (fam: Fam): Cell => ({
   async start() {
     const n = await startNginx();
     const mine = (e: AcceptEvent) =>
+      isAccept(e) &&
       e.process?.comm === 'nginx' &&
       e.process.ppid === n.master.pid &&
       e.success &&
@@ -307,7 +320,17 @@ const FAMILY: Record<Fam, AddressFamily> = {
 };
 
 describe('userAddress.mismatch on untouched buffers: accept/accept4 × family × listener mode, real servers', () => {
-  after(() => nginx?.master.kill('SIGKILL'));
+  // SIGTERM: the master stops its workers, then exits (SIGKILL would orphan the workers).
+  after(async () => {
+    const m = nginx?.master;
+    if (!m || m.exitCode !== null || m.signalCode !== null) return;
+    const gone = once(m, 'exit');
+    m.kill('SIGTERM');
+    await until(() => m.exitCode !== null || m.signalCode !== null, 'nginx to stop its workers and exit', 5000).catch(() =>
+      m.kill('SIGKILL'),
+    );
+    await gone;
+  });
 
   for (const c of CELLS) {
     const name = `${c.syscall} × ${c.family} × ${c.mode} (${c.driver})`;
@@ -381,7 +404,7 @@ describe('userAddress.mismatch still catches rewrites (acceptor --tamper)', () =
     const deadline = performance.now() + 30_000;
     let n = 0;
     // Successes only: the kill at the end interrupts one last accept (a failed event).
-    const mine = (e: AcceptEvent) => e.process?.pid === fx.ready.pid && e.success;
+    const mine = (e: AcceptEvent) => e.process?.pid === fx.ready.pid && isAccept(e) && e.success;
     try {
       while (n < MAX && performance.now() < deadline) {
         for (let i = 0; i < 50; i++, n++) {
@@ -428,7 +451,7 @@ describe('userAddress.mismatch still catches rewrites (acceptor --tamper)', () =
       const fam = len === 6 ? 'inet' : 'inet6';
       const fx = await startFixture('acceptor', ['--syscall', 'accept', '--family', fam, '--addrlen', String(len)]);
       const c = await connectTcp(fam === 'inet' ? '127.0.0.1' : '::1', fx.ready.port);
-      const [e] = await t.waitFor((x) => x.process?.pid === fx.ready.pid);
+      const [e] = await t.waitFor((x) => x.process?.pid === fx.ready.pid && isAccept(x));
       c.close();
       assert.equal(await fx.waitExit(), 0);
       assert.ok(e!.flags.includes('USER_ADDR_TRUNCATED'));
