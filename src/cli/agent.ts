@@ -8,6 +8,7 @@ import { Spool } from '../agent/spool.js';
 import { tokenFileAuthorization } from '../agent/token.js';
 import { AcceptProbes } from '../bpf/accept-probes.js';
 import type { HostPort } from '../config/host-port.js';
+import { addFindingMetrics } from '../findings/metrics.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import { addListenerMetrics } from '../listeners/metrics.js';
 import type { Logger } from '../log/logger.js';
@@ -188,7 +189,7 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
   if (policyConfig?.resources && !watcher)
     log.warn('no Kubernetes API: AcceptAuditPolicy objects cannot be watched; only the configuration policy rules apply');
   void watcher?.start();
-  const { capture, enricher, policy, listeners, stop } = startPipeline({
+  const { capture, enricher, policy, listeners, findings, stop } = startPipeline({
     probes,
     kube,
     nodeName: o.nodeName,
@@ -200,6 +201,7 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
     policy: policyConfig ? { engine: new PolicyEngine(policyConfig), resources: watcher } : undefined,
   });
   if (listeners) addListenerMetrics(metrics, () => listeners.stats());
+  if (findings) addFindingMetrics(metrics, () => findings.stats());
   if (policy)
     addPolicyMetrics(metrics, {
       report: () => policyReportOf(policy),

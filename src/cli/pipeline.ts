@@ -5,6 +5,8 @@ import { CgroupResolver } from '../enrich/cgroup/resolver.js';
 import { Enricher } from '../enrich/enricher.js';
 import { loadKubeConfig } from '../enrich/kube/config.js';
 import { KubeMetadataSource } from '../enrich/kube/source.js';
+import { governingFor } from '../findings/governing.js';
+import { UndeclaredListenerDetector } from '../findings/undeclared.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import { isListenerKind } from '../listeners/event.js';
 import { ListenerInventory } from '../listeners/inventory.js';
@@ -28,6 +30,8 @@ export interface Pipeline {
   policy?: { stage: PolicyStage; controller: PolicyController; sync: KernelPolicySync };
   /** Present when the listener inventory runs (the agent). */
   listeners?: ListenerInventory;
+  /** Undeclared-listener findings: with the inventory and pod metadata (src/findings). */
+  findings?: UndeclaredListenerDetector;
   stop(): void;
 }
 
@@ -79,6 +83,19 @@ export function startPipeline(o: {
   // Listener records are not accepts: they skip the policy stage (no policy
   // governs the inventory) and pass through the inventory, in order.
   let listeners: ListenerInventory | undefined;
+  // Findings need the pods' declared ports: only with the inventory and pod metadata.
+  const kubeSource = o.kube.source;
+  const findings =
+    o.listeners && kubeSource
+      ? new UndeclaredListenerDetector({
+          declaredPorts: (uid) => {
+            const pod = kubeSource.byPodUid(uid);
+            return pod && (pod.declaredPorts ?? []);
+          },
+          governing: governingFor(policy && o.policy && { engine: o.policy.engine, ready: () => policy.controller.ready() }),
+          emit: o.emit,
+        })
+      : undefined;
   const accepts = emit;
   emit = (b) => {
     let i = 0;
@@ -87,8 +104,14 @@ export function startPipeline(o: {
     const rest: AcceptEvent[] = [];
     const own: AcceptEvent[] = [];
     for (const ev of b) {
-      if (isListenerKind(ev.kind)) own.push(listeners ? listeners.observe(ev) : ev);
-      else rest.push(ev);
+      if (!isListenerKind(ev.kind)) {
+        rest.push(ev);
+        continue;
+      }
+      const kept = listeners ? listeners.observe(ev) : ev;
+      own.push(kept);
+      // The finding follows the listener record that raised it.
+      if (findings) for (const f of findings.observe(kept)) own.push(f);
     }
     if (rest.length) accepts(rest);
     o.emit(own);
@@ -116,21 +139,28 @@ export function startPipeline(o: {
       nodeName: o.nodeName,
       periodMs: o.listeners.periodMs,
       attribute: (b) => enricher.process(b),
-      emit: o.emit,
+      // Closed by a rescan: the detector forgets them too.
+      emit: (b) => {
+        if (findings) for (const ev of b) findings.observe(ev);
+        o.emit(b);
+      },
       log: o.log.child({ module: 'listeners' }),
       // In the kernel when the iterator loaded (no CAP_SYS_PTRACE needed for other users' fds), else /proc.
       ...(o.probes.listenerIterator ? { scan: async () => listenersFromIterator(o.probes.readListeners()) } : {}),
     });
     // After the probes are attached: a listener opened during the scan is seen by one or the other.
     void listeners.start();
+    findings?.start();
   }
   return {
     capture,
     enricher,
     policy,
     listeners,
+    findings,
     stop() {
       listeners?.stop();
+      findings?.stop();
       capture.stop();
       enricher.stop();
       policy?.stage.stop();

@@ -14,6 +14,12 @@ import { type LabelSelector, selectorProblems } from './selector.js';
 export const AUDIT_MODES = ['events', 'summary', 'off'] as const;
 export type AuditModeName = (typeof AUDIT_MODES)[number];
 
+/** `listeners.undeclared`: a pod listening on a port its spec does not declare is a finding, or not (src/findings). */
+export const UNDECLARED_LISTENER_ACTIONS = ['finding', 'off'] as const;
+export type UndeclaredListenerAction = (typeof UNDECLARED_LISTENER_ACTIONS)[number];
+/** What a policy without `listeners` means. */
+export const DEFAULT_UNDECLARED_LISTENER_ACTION: UndeclaredListenerAction = 'finding';
+
 /** What one kernel policy slot can hold (bpf/doorwatch.h struct dw_policy, the peer trie's budget). */
 export const KERNEL_LIMITS = { portRanges: 8, peerCidrs: 32 } as const;
 
@@ -32,6 +38,11 @@ export interface PolicySpec {
   peers: { include: Cidr[]; exclude: Cidr[] };
   failedAccepts: boolean;
   rateLimit?: { eventsPerSecond: number; burst: number };
+  /**
+   * The listener inventory's findings for the pods this policy governs; independent of `mode`
+   * (which is about accepts). Absent = DEFAULT_UNDECLARED_LISTENER_ACTION.
+   */
+  listeners?: { undeclared: UndeclaredListenerAction };
 }
 
 const selector = z
@@ -76,6 +87,10 @@ export const specSchema = z
         eventsPerSecond: z.number().int().min(1).max(1_000_000),
         burst: z.number().int().min(1).max(10_000_000).optional(),
       })
+      .strict()
+      .optional(),
+    listeners: z
+      .object({ undeclared: z.enum(UNDECLARED_LISTENER_ACTIONS).optional() })
       .strict()
       .optional(),
   })
@@ -163,6 +178,12 @@ export function parseSpec(raw: unknown, path: string): ParsedSpec {
       rateLimit: s.rateLimit
         ? { eventsPerSecond: s.rateLimit.eventsPerSecond, burst: s.rateLimit.burst ?? s.rateLimit.eventsPerSecond }
         : undefined,
+      // Only when given: a policy without it reads as the default (undeclaredListenerAction).
+      ...(s.listeners ? { listeners: { undeclared: s.listeners.undeclared ?? DEFAULT_UNDECLARED_LISTENER_ACTION } } : {}),
     },
   };
 }
+
+/** What a policy does with a governed pod's undeclared listeners. */
+export const undeclaredListenerAction = (spec: PolicySpec): UndeclaredListenerAction =>
+  spec.listeners?.undeclared ?? DEFAULT_UNDECLARED_LISTENER_ACTION;
