@@ -118,27 +118,32 @@ export function eventToEcs(ev: AcceptEvent): Obj {
   const pol = ev.policy;
   // Listener records (src/listeners): a listening endpoint, no peer and no connection.
   const listener = isListenerRecord(ev);
+  // A finding (src/findings): an alert about a listener, its rule in rule.*.
+  const finding = ev.findingInfo;
 
   return prune({
     '@timestamp': isoNanos(ev.timeUnixNano),
     ecs: { version: ECS_VERSION },
     message: describeEvent(ev),
     event: {
-      kind: 'event',
+      kind: finding ? 'alert' : 'event',
       category: ['network'],
       // ECS lists no "error" type for the network category: a failure is a connection with outcome failure.
-      type: listener
-        ? ev.kind === EventKind.EVENT_KIND_LISTEN
-          ? ['start']
-          : ev.kind === EventKind.EVENT_KIND_LISTENER_CLOSED
-            ? ['end']
-            : ['info']
-        : outcome === 'failure'
-          ? ['connection']
-          : ['connection', 'start'],
-      action: actionName(ev.source),
+      type: finding
+        ? ['info']
+        : listener
+          ? ev.kind === EventKind.EVENT_KIND_LISTEN
+            ? ['start']
+            : ev.kind === EventKind.EVENT_KIND_LISTENER_CLOSED
+              ? ['end']
+              : ['info']
+          : outcome === 'failure'
+            ? ['connection']
+            : ['connection', 'start'],
+      action: finding ? finding.ruleId : actionName(ev.source),
       // A summary folding both successes and failures has no single outcome: left out (doorwatch.summary has the counts).
-      outcome: outcome === 'mixed' ? undefined : outcome,
+      // A finding is no attempt that succeeds or fails: none either.
+      outcome: outcome === 'mixed' || finding ? undefined : outcome,
       id: ev.eventId,
       dataset: recordDataset(ev),
       module: 'doorwatch',
@@ -147,13 +152,14 @@ export function eventToEcs(ev: AcceptEvent): Obj {
       start: window && isoNanos(window.first),
       end: window && isoNanos(window.last),
       duration: window && safeNumber(window.last - window.first),
-      reason: summary && summaryReasonName(summary.reason),
+      reason: finding ? finding.reason : summary && summaryReasonName(summary.reason),
     },
-    source: listener
-      ? undefined
-      : summary
-        ? peerIp && { address: str(summary.peerIp), ip: peerIp }
-        : inet && { address: str(s?.peer?.ip), ip: str(inet.peerIp), port: inet.peerPort },
+    source:
+      listener || (finding && !inet?.peerIp)
+        ? undefined
+        : summary
+          ? peerIp && { address: str(summary.peerIp), ip: peerIp }
+          : inet && { address: str(s?.peer?.ip), ip: str(inet.peerIp), port: inet.peerPort },
     destination: inet
       ? { address: str(s?.local?.ip), ip: str(inet.localIp), port: inet.localPort }
       : // ECS: .address holds the raw address, "an IP, a domain or a unix socket".
@@ -162,10 +168,10 @@ export function eventToEcs(ev: AcceptEvent): Obj {
       transport: inet.transport,
       iana_number: inet.ianaNumber === undefined ? undefined : String(inet.ianaNumber),
       type: `ipv${inet.ipVersion}`,
-      direction: listener ? undefined : 'ingress',
+      direction: listener || finding ? undefined : 'ingress',
       // Names one connection: not for a summary.
       community_id:
-        inet.ianaNumber && !summary && !listener
+        inet.ianaNumber && !summary && !listener && !finding
           ? communityId(inet.ianaNumber, inet.peerIp, inet.peerPort, inet.localIp, inet.localPort)
           : undefined,
     },
@@ -192,11 +198,21 @@ export function eventToEcs(ev: AcceptEvent): Obj {
       : undefined,
     orchestrator: orchestrator(p),
     kubernetes: kubernetes(ev),
-    // The audit policy that governed the record: ECS's rule.* ("the rule ... that generated the event").
-    rule: pol && {
-      name: str(pol.name),
-      ruleset: pol.origin === PolicyOrigin.POLICY_ORIGIN_UNSPECIFIED ? undefined : policyOriginName(pol.origin),
-    },
+    // A finding's rule is its detection rule; the policy that let it through stays in doorwatch.policy.
+    // Otherwise the audit policy that governed the record: ECS's rule.* ("the rule ... that generated the event").
+    rule: finding
+      ? {
+          id: finding.ruleId,
+          name: finding.ruleId,
+          uuid: finding.uid,
+          description: finding.title,
+          category: 'listener',
+          ruleset: 'doorwatch',
+        }
+      : pol && {
+          name: str(pol.name),
+          ruleset: pol.origin === PolicyOrigin.POLICY_ORIGIN_UNSPECIFIED ? undefined : policyOriginName(pol.origin),
+        },
     error:
       outcome === 'success'
         ? undefined

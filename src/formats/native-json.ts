@@ -10,6 +10,7 @@ import {
   type Container,
   enrichmentStatusToJSON,
   eventKindToJSON,
+  type FindingInfo,
   type ListenerInfo,
   listenerOriginToJSON,
   ownerKindToJSON,
@@ -634,8 +635,14 @@ function writeTail(w: JsonWriter, ev: AcceptEvent): void {
   w.text(',"listenerInfo":');
   if (ev.listenerInfo) w.text(listenerInfo(ev.listenerInfo));
   else w.k(K.null);
+  w.text(',"findingInfo":');
+  if (ev.findingInfo) w.text(JSON.stringify(findingInfo(ev.findingInfo)));
+  else w.k(K.null);
   w.k(K.end);
 }
+
+/** Findings only (src/findings): rare, so the generic walk. */
+const findingInfo = (m: FindingInfo) => convert(m, 'findingInfo');
 
 /** Listener records only (src/listeners): few, so plain text. */
 const listenerInfo = (m: ListenerInfo) =>
@@ -789,7 +796,7 @@ export function writeEventJson(w: JsonWriter, ev: AcceptEvent): void {
   const n = ev.namespaces;
   const cg = ev.cgroup;
   // Listener records (few) too: the cached tail below is an accept's, with listenerInfo null.
-  if (!p || !s?.peer || !l || !u || !n || !cg || ev.summary || ev.listenerInfo) {
+  if (!p || !s?.peer || !l || !u || !n || !cg || ev.summary || ev.listenerInfo || ev.findingInfo) {
     writeEachField(w, ev);
     return;
   }

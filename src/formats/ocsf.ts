@@ -126,6 +126,7 @@ const KINDS: Record<number, string> = {
   [EventKind.EVENT_KIND_LISTEN]: 'listen',
   [EventKind.EVENT_KIND_LISTENER]: 'listener',
   [EventKind.EVENT_KIND_LISTENER_CLOSED]: 'listener_closed',
+  [EventKind.EVENT_KIND_FINDING]: 'finding',
 };
 /** `accept`, `summary`, or a listener record's `listen` / `listener` / `listener_closed`; EVENT_KIND_UNSPECIFIED (producers without audit policies) is an accept. */
 export const kindName = (k: EventKind): string => KINDS[k] ?? 'accept';
@@ -367,6 +368,7 @@ function describeListener(ev: AcceptEvent, who: string): string {
 
 /** One human line: who accepted what, from whom, through which call (a summary: how many, from whom, why). */
 export function describeEvent(ev: AcceptEvent): string {
+  if (ev.findingInfo) return `${ev.findingInfo.title} (${ev.findingInfo.ruleId})`;
   const p = ev.process;
   const who = p ? `${p.comm || '?'}[${p.pid}]` : 'unknown process';
   const pod = ev.pod?.name ? ` in pod ${ev.pod.namespace}/${ev.pod.name}` : '';
@@ -396,6 +398,8 @@ export const SEVERITY = { informational: 1, low: 2, medium: 3, high: 4 } as cons
  * failed); Medium when the caller's buffer contradicts the kernel (evasion signal).
  */
 export function eventSeverity(ev: AcceptEvent): number {
+  // A finding: a port open that nobody declared (docs/formats.md).
+  if (ev.findingInfo) return SEVERITY.medium;
   if (ev.userAddress?.mismatch) return SEVERITY.medium;
   return outcomeOf(ev) === 'success' ? SEVERITY.informational : SEVERITY.low;
 }
@@ -460,6 +464,7 @@ export function doorwatchDetail(ev: AcceptEvent, withAttribution = true): Obj {
       waited_ms: en.waitedMs,
     },
     summary: ev.summary && summaryDetail(ev),
+    finding: ev.findingInfo && findingDetail(ev),
     listener_info: ev.listenerInfo && {
       origin: listenerOriginName(ev.listenerInfo.origin),
       inode: ev.listenerInfo.inode.toString(),
@@ -552,6 +557,29 @@ function summaryDetail(ev: AcceptEvent): Obj | undefined {
     peer_ip: str(m.peerIp),
     peers_folded: m.peersFolded,
     sample_peer: peer && { ip: str(ev.socket?.peer?.ip), port: peer.peerPort },
+  };
+}
+
+/** A finding's own block (OCSF `unmapped.finding`, ECS `doorwatch.finding`): what finding_info / rule.* do not hold. */
+function findingDetail(ev: AcceptEvent): Obj | undefined {
+  const f = ev.findingInfo;
+  if (!f) return undefined;
+  return {
+    rule_id: f.ruleId,
+    uid: f.uid,
+    // The listener record's call (listen, proc_scan) and error, if any: what event.action / status hold for others.
+    call: actionName(ev.source),
+    error: str(ev.error),
+    port: f.port,
+    protocol: f.protocol,
+    reason: f.reason,
+    declared_ports: f.declaredPorts.map((d) => ({
+      container_port: d.containerPort,
+      host_port: d.hostPort || undefined,
+      protocol: d.protocol,
+      container: str(d.container),
+      name: str(d.name),
+    })),
   };
 }
 
@@ -841,8 +869,9 @@ function actorProcess(proc: Process): Obj {
   };
 }
 
-/** An accept event or a summary record as an OCSF 1.7.0 Network Activity event (docs/formats.md). */
+/** An accept event or a summary record as an OCSF 1.7.0 Network Activity event (docs/formats.md); a finding as a Detection Finding. */
 export function eventToOcsf(ev: AcceptEvent): Obj {
+  if (ev.findingInfo) return findingToOcsf(ev);
   const proc = ev.process;
   const container = ocsfContainer(ev);
   return prune({
@@ -955,6 +984,8 @@ function deviceJson(node: string): string {
 
 /** `JSON.stringify(eventToOcsf(ev))`, built from cached per-pod text (test/unit/formats-ocsf.test.ts holds them equal). */
 export function eventToOcsfLine(ev: AcceptEvent): string {
+  // Findings are rare: the plain form.
+  if (ev.findingInfo) return JSON.stringify(findingToOcsf(ev));
   const container = containerJson(ev);
   // The head always keeps class_uid: never empty, so "}" can be replaced by more keys.
   let out = pruned(ocsfHead(ev, container !== NONE))!.slice(0, -1);
@@ -972,6 +1003,98 @@ export function eventToOcsfLine(ev: AcceptEvent): string {
   const local = attributionJson(ev.localAttribution);
   const k8sPart = k8sJson(ev);
   return `${out},"unmapped":${detail}${peer !== NONE ? `,"peer_attribution":${peer}` : ''}${local !== NONE ? `,"local_attribution":${local}` : ''}${k8sPart !== NONE ? `,"k8s":${k8sPart}` : ''}}}`;
+}
+
+// ---------------------------------------------------------------------------
+// Findings: Detection Finding (2004)
+
+const DETECTION_FINDING = 2004;
+
+/**
+ * A finding record (src/findings) as an OCSF 1.7.0 Detection Finding, activity
+ * Create: finding_info names the rule (analytic, type Rule) and the finding's
+ * stable uid; the pod is the affected resource; the listener (process, local
+ * endpoint, container) is the evidence. Severity Medium: an exposed port
+ * nobody declared, not an attack by itself. status New: Doorwatch does not
+ * track its review.
+ */
+export function findingToOcsf(ev: AcceptEvent): Obj {
+  const f = ev.findingInfo!;
+  const proc = ev.process;
+  const p = ev.pod;
+  const container = ocsfContainer(ev);
+  const inet = inetOf(ev);
+  const first = ev.listenerInfo?.firstSeenUnixNano;
+  const policy = ev.policy?.name ? { name: ev.policy.name } : undefined;
+  const profiles = ['host', 'datetime', 'security_control', ...(proc ? [LINUX_USERS] : [])];
+  return prune({
+    class_uid: DETECTION_FINDING,
+    class_name: 'Detection Finding',
+    category_uid: 2,
+    category_name: 'Findings',
+    activity_id: 1,
+    activity_name: 'Create',
+    type_uid: DETECTION_FINDING * 100 + 1,
+    type_name: 'Detection Finding: Create',
+    severity_id: SEVERITY.medium,
+    severity: SEVERITY_NAMES[SEVERITY.medium],
+    status_id: 1,
+    status: 'New',
+    is_alert: true,
+    // Doorwatch observes: the listener was neither allowed nor blocked by it.
+    action_id: 3,
+    action: 'Observed',
+    time: epochMs(ev.timeUnixNano),
+    time_dt: isoNanos(ev.timeUnixNano),
+    message: f.title,
+    metadata: metadata({ uid: ev.eventId, logName: 'doorwatch.finding', eventCode: f.ruleId, profiles }),
+    finding_info: {
+      uid: f.uid,
+      title: f.title,
+      desc: f.reason,
+      types: [f.ruleId],
+      analytic: { uid: f.ruleId, name: f.ruleId, type_id: 1, type: 'Rule' },
+      created_time: epochMs(ev.timeUnixNano),
+      created_time_dt: isoNanos(ev.timeUnixNano),
+      first_seen_time: first ? epochMs(first) : undefined,
+      first_seen_time_dt: first ? isoNanos(first) : undefined,
+    },
+    resources: p && [
+      {
+        type: 'Pod',
+        name: str(p.name),
+        namespace: str(p.namespace),
+        uid: str(p.uid),
+        ip: str(p.ip),
+        labels: pairs(p.labels, '='),
+      },
+    ],
+    evidences: [
+      {
+        name: 'listener',
+        process: proc && actorProcess(proc),
+        container,
+        dst_endpoint: inet
+          ? { ip: str(inet.localIp), port: inet.localPort, hostname: str(ev.nodeName) }
+          : { hostname: str(ev.nodeName) },
+        // A listener has no peer; a finding raised from an accept would.
+        src_endpoint: inet?.peerIp ? { ip: inet.peerIp, port: inet.peerPort } : undefined,
+        // A listener waits for inbound connections.
+        connection_info: inet && {
+          direction_id: DIRECTION.inbound[0],
+          direction: DIRECTION.inbound[1],
+          protocol_name: inet.transport,
+          protocol_num: inet.ianaNumber,
+          protocol_ver_id: inet.ipVersion,
+          protocol_ver: IP_VERSION[inet.ipVersion],
+        },
+      },
+    ],
+    policy,
+    actor: proc && { process: actorProcess(proc) },
+    device: device(ev.nodeName),
+    unmapped: { ...doorwatchDetail(ev), k8s: k8s(ev) },
+  });
 }
 
 // ---------------------------------------------------------------------------

@@ -50,6 +50,13 @@ export const TRACEE_LISTENER_EVENTS: Readonly<Record<number, { id: number; name:
   [EventKind.EVENT_KIND_LISTENER_CLOSED]: { id: 3904, name: 'doorwatch_listener_closed' },
 };
 
+/**
+ * Findings (src/findings), in the same range: one event for every rule, the
+ * rule in `rule_id` (Tracee's own detections are signature events with ids of
+ * their own builds; none fits a Doorwatch rule).
+ */
+export const TRACEE_FINDING_EVENT = { id: 3905, name: 'doorwatch_finding' } as const;
+
 /** The init pid namespace's inode (PROC_PID_INIT_INO): its tasks' pids are the host's. */
 const INIT_PID_NS = 0xeffffffc;
 
@@ -428,12 +435,34 @@ function listenerArgs(ev: AcceptEvent): Arg[] {
   ];
 }
 
+function findingArgs(ev: AcceptEvent): Arg[] {
+  const f = ev.findingInfo!;
+  const s = ev.socket;
+  const pol = ev.policy;
+  return [
+    ['rule_id', 'string', f.ruleId],
+    ['finding_uid', 'string', f.uid],
+    ['title', 'string', f.title],
+    ['reason', 'string', f.reason],
+    ['local_ip', 'string', plainIp(s?.local?.ip ?? '')],
+    ['local_port', 'uint16', f.port],
+    ['protocol', 'string', f.protocol],
+    ['declared_ports', 'string', f.declaredPorts.map((d) => `${d.containerPort}/${d.protocol}`).join(',')],
+    ['inode', 'uint64', ev.listenerInfo?.inode ?? 0n],
+    ['policy', 'string', pol?.name ?? ''],
+  ];
+}
+
 /** One accept (or summary record) as a Tracee event JSON object, no newline. */
 export function writeEventTracee(w: JsonWriter, ev: AcceptEvent): void {
   w.room(1024); // the constant pieces below are written without capacity checks (JsonWriter.k)
   const call = callOf(ev);
   const listener = TRACEE_LISTENER_EVENTS[ev.kind];
-  if (listener) {
+  if (ev.findingInfo) {
+    const args = findingArgs(ev);
+    writeContext(w, ev, TRACEE_FINDING_EVENT.id, TRACEE_FINDING_EVENT.name, args.length, '');
+    writeArgs(w, args);
+  } else if (listener) {
     const args = listenerArgs(ev);
     writeContext(w, ev, listener.id, listener.name, args.length, ev.kind === EventKind.EVENT_KIND_LISTEN ? 'listen' : '');
     writeArgs(w, args);

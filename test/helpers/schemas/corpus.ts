@@ -9,6 +9,7 @@ import {
   Source,
 } from '../../../src/gen/doorwatch/v1/event.js';
 import { sampleEvent, sampleHostEvent, sampleLoss, sampleSummary, sampleUnixEvent } from '../sample-events.js';
+import { sampleFinding } from '../sample-findings.js';
 
 /**
  * Every record shape the formats produce, as the capture and the collector
@@ -159,7 +160,24 @@ function events(): [string, AcceptEvent][] {
     ['summary peers folded', sampleSummary({ pod, summary: { peerIp: '', peersFolded: true, count: 2n ** 40n } })],
     ['summary v4-mapped peer', sampleSummary({ pod, ...V4_MAPPED, summary: { peerIp: '::ffff:10.0.0.9', localPort: 8080 } })],
     ['summary no window', sampleSummary({ pod, summary: { firstTimeUnixNano: 0n, lastTimeUnixNano: 0n } })],
+    // Findings (src/findings): OCSF Detection Finding, ECS alert.
+    ['finding undeclared listener', withPod(sampleFinding(), POD_UID)],
+    ['finding hostNetwork, no ports declared', sampleFinding({ hostNetwork: true, declared: [] })],
+    [
+      'finding IPv6 wildcard, no policy, no first-seen',
+      (() => {
+        const f = withPod(sampleFinding({ ip: '::' }), POD_UID);
+        f.policy = undefined;
+        f.listenerInfo!.firstSeenUnixNano = 0n;
+        return f;
+      })(),
+    ],
   ];
+}
+
+function withPod(ev: AcceptEvent, uid: string): AcceptEvent {
+  if (ev.pod) ev.pod.uid = uid;
+  return ev;
 }
 
 export function corpus(): [string, SinkRecord][] {

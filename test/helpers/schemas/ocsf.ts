@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { sharedSchemaDir } from './shared-dir.js';
 
 /**
@@ -29,6 +30,13 @@ import { sharedSchemaDir } from './shared-dir.js';
  */
 
 export const OCSF_DIR = sharedSchemaDir('ocsf-1.7.0');
+
+/**
+ * Detection Finding (2004), its parent and the objects only it reaches, copied byte for byte from the same
+ * upstream commit (its README says which): ../shared/schemas copies only the classes Doorwatch emitted before
+ * findings, and is read-only here. Read on top of OCSF_DIR.
+ */
+export const OCSF_FINDINGS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'ocsf-1.7.0-findings');
 
 type Json = Record<string, unknown>;
 
@@ -72,7 +80,7 @@ function deepMerge(a: Json | undefined, b: Json | undefined): Json {
   return out;
 }
 
-export function loadOcsf(dir = OCSF_DIR): OcsfSchema {
+export function loadOcsf(dir = OCSF_DIR, overlays: string[] = [OCSF_FINDINGS_DIR]): OcsfSchema {
   const dict = readJson(join(dir, 'dictionary.json'));
   const linuxDict = readJson(join(dir, 'extensions/linux/dictionary.json'));
   const dictAttrs = deepMerge(dict.attributes as Json, linuxDict.attributes as Json) as Record<string, Json>;
@@ -143,9 +151,11 @@ export function loadOcsf(dir = OCSF_DIR): OcsfSchema {
 
   // Objects: resolve `extends` chains, then the Linux extension's patch of `process`.
   const objectJson = new Map<string, Json>();
-  for (const f of readdirSync(join(dir, 'objects'))) {
-    const json = readJson(join(dir, 'objects', f));
-    objectJson.set(json.name as string, json);
+  for (const d of [dir, ...overlays]) {
+    for (const f of readdirSync(join(d, 'objects'))) {
+      const json = readJson(join(d, 'objects', f));
+      objectJson.set(json.name as string, json);
+    }
   }
   const linuxPatches = readdirSync(join(dir, 'extensions/linux/objects')).map((f) =>
     readJson(join(dir, 'extensions/linux/objects', f)),
@@ -189,7 +199,7 @@ export function loadOcsf(dir = OCSF_DIR): OcsfSchema {
       }
     }
   };
-  walk(join(dir, 'events'));
+  for (const d of [dir, ...overlays]) walk(join(d, 'events'));
   const classEntries = (name: string): Record<string, Json> => {
     const json = classJson.get(name);
     if (!json) throw new Error(`OCSF schema: class ${name} not copied`);
