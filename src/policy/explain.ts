@@ -1,7 +1,7 @@
 import type { Policy, PolicyEngine } from './engine.js';
 import { Tier } from './engine.js';
 import type { LabelSelector } from './selector.js';
-import type { PolicySpec, PortRange } from './spec.js';
+import { type PolicySpec, type PortRange, undeclaredListenerAction } from './spec.js';
 
 /** Policies in words, for `doorwatch policy check`. Pure. */
 
@@ -44,6 +44,14 @@ export function describeSettings(s: PolicySpec): string {
   return `${mode}${s.mode === 'events' ? rl : ''}; ${ports}; ${peers}; failed accepts ${s.failedAccepts ? 'reported' : 'not reported'}`;
 }
 
+/** `listeners.undeclared` in words (independent of mode, so said for every policy). */
+export function describeListeners(s: PolicySpec): string {
+  const given = s.listeners ? '' : ' (default)';
+  return undeclaredListenerAction(s) === 'finding'
+    ? `a listener on a port the pod does not declare is a finding${given}`
+    : 'listeners on undeclared ports are not findings (listeners.undeclared: off)';
+}
+
 export function describeSelection(p: Policy): string {
   const s = p.spec;
   if (p.key === 'default') return 'every pod no other policy selects';
@@ -73,6 +81,7 @@ export function explainPolicies(engine: PolicyEngine): string[] {
     .filter((p) => p.key !== 'unattributed')
     .map(
       (p) =>
-        `${p.description} [${TIER_NAMES[p.tier]}]\n    selects: ${describeSelection(p)}\n    audits:  ${describeSettings(p.spec)}`,
+        `${p.description} [${TIER_NAMES[p.tier]}]\n    selects: ${describeSelection(p)}\n    audits:  ${describeSettings(p.spec)}` +
+        `\n    listens: ${p.key === 'host' ? 'not judged: processes in no pod have no declared ports' : describeListeners(p.spec)}`,
     );
 }
