@@ -96,6 +96,8 @@ const LISTENER_RESULT: Record<number, string> = {
   [EventKind.EVENT_KIND_LISTEN]: 'listen',
   [EventKind.EVENT_KIND_LISTENER]: 'listening',
   [EventKind.EVENT_KIND_LISTENER_CLOSED]: 'closed',
+  // A finding about a listener (src/findings): its rule is in the notes.
+  [EventKind.EVENT_KIND_FINDING]: 'FINDING',
 };
 
 function time(ns: bigint): string {
@@ -107,6 +109,7 @@ export function tableRow(ev: AcceptEvent, withPods = false): string {
   const notes: string[] = [];
   if (withPods && ev.enrichment?.status === EnrichmentStatus.ENRICHMENT_STATUS_PARTIAL)
     notes.push(`partial:${ev.enrichment.missing.join('+')}`);
+  if (ev.findingInfo) notes.push(ev.findingInfo.ruleId);
   if (ev.userAddress?.mismatch) notes.push('ADDR-MISMATCH');
   if (ev.flags.includes('NO_ENTER')) notes.push('no-enter');
   if (ev.listener?.resolved && ev.listener.maxBacklog > 0 && ev.listener.backlog * 2 >= ev.listener.maxBacklog) {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { encodeEvent } from '../../src/agent/event-encoder.js';
+import { tableRow } from '../../src/cli/table.js';
 import { decodePublishRequest } from '../../src/collector/wire.js';
 import { formatLine, formatRecord } from '../../src/formats/format.js';
 import { eventToJson, eventToJsonLine } from '../../src/formats/native-json.js';
@@ -78,5 +79,13 @@ describe('finding records in every format', () => {
     const req = PublishRequest.encode({ batch: { firstSeq: 43n, events: [finding], losses: undefined } }).finish();
     const decoded = decodePublishRequest(req);
     assert.deepEqual(decoded.batch?.events[0]?.findingInfo, finding.findingInfo);
+  });
+});
+
+describe('finding records in the trace/tail table', () => {
+  it('say FINDING and the rule, no peer', () => {
+    const row = tableRow(sampleFinding(), true);
+    assert.match(row, /0\.0\.0\.0:9999 +- +FINDING /);
+    assert.match(row, /undeclared-listener$/);
   });
 });
