@@ -19,7 +19,7 @@ import { loadEcs, validateEcs } from '../helpers/schemas/ecs.js';
 import { loadOcsf, validateOcsf } from '../helpers/schemas/ocsf.js';
 import { loadTraceeSource, validateTracee } from '../helpers/schemas/tracee.js';
 import { requireRoot } from '../helpers/tracer.js';
-import { bounded, until } from '../helpers/wait.js';
+import { bounded, freePort, until } from '../helpers/wait.js';
 
 // Undeclared listeners as findings (issue 12 item 3) on the agent's whole path: real probes and kernel
 // listener scans -> enricher (pod metadata from the Kubernetes API stand-in, test/helpers/kube-api-server.ts:
@@ -27,7 +27,8 @@ import { bounded, until } from '../helpers/wait.js';
 // a collector's Publish decoder (test/helpers/fake-collector.ts). Real servers (python3, socat) in simulated
 // pods (kubelet-shaped cgroup v2 directories and their own network namespaces, test/helpers/pod-sim.ts).
 // Pod `web` (namespace shop) declares 8080/TCP; pod `tool` (namespace quiet) declares nothing, and an agent
-// policy rule turns findings off in `quiet`.
+// policy rule turns findings off in `quiet`; pod `node-daemon` is hostNetwork (its cgroup, the host's network
+// namespace) and declares one containerPort/hostPort.
 
 requireRoot();
 const NODE = 'node-findings';
@@ -44,6 +45,9 @@ let agentDone: Promise<void>;
 let port = 0;
 let web: FakePod;
 let tool: FakePod;
+/** A hostNetwork pod: its cgroup only, its processes in the host's network namespace. */
+let daemon: FakePod;
+let daemonDeclared = 0;
 let declared: ChildProcess;
 
 /** A command in a simulated pod: its cgroup, then its network namespace. */
@@ -83,6 +87,27 @@ before(async () => {
   api.addNamespace('quiet', { team: 'tools' });
   web = sim.systemdContainerdPod();
   tool = sim.systemdContainerdPod();
+  daemon = sim.systemdContainerdPod();
+  daemonDeclared = await freePort();
+  api.addPod(
+    makePod({
+      name: 'node-daemon-x7k2p',
+      namespace: 'shop',
+      uid: daemon.uid,
+      nodeName: NODE,
+      hostNetwork: true,
+      ownerReferences: [ownerRef('DaemonSet', 'node-daemon')],
+      containers: [
+        {
+          name: 'daemon',
+          image: 'registry.example/daemon:1',
+          id: daemon.cid,
+          runtime: 'containerd',
+          ports: [{ containerPort: daemonDeclared, hostPort: daemonDeclared, name: 'metrics' }],
+        },
+      ],
+    }),
+  );
   api.addPod(
     makePod({
       name: 'web-7c9d8-abcde',
@@ -242,6 +267,35 @@ describe('undeclared listeners as findings (real probes, real servers, simulated
     assert.ok((metricSample(m, 'doorwatch_findings_skipped_total{rule="undeclared-listener",reason="declared"}') ?? 0) >= 1);
   });
 
+  it('a hostNetwork pod: a port it declares raises none, a new port on the node raises a finding', async () => {
+    const onHost = (p: number) => {
+      const proc = spawn(
+        'sh',
+        ['-c', `echo $$ > ${daemon.cgroupDir}/cgroup.procs && exec socat TCP4-LISTEN:${p},reuseaddr,fork EXEC:/bin/cat`],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      procs.push(proc);
+      return proc;
+    };
+    const ok = onHost(daemonDeclared);
+    const extra = await freePort();
+    const bad = onHost(extra);
+    const listenOf = (p: ChildProcess) =>
+      until(() => listenerRecords(p.pid, EventKind.EVENT_KIND_LISTEN)[0], `listen record of pid ${p.pid}`, 10_000);
+    const okRec = await listenOf(ok);
+    assert.equal(okRec.pod?.hostNetwork, true);
+    await listenOf(bad);
+    const f = await until(() => findingsOf(daemon)[0], 'the hostNetwork finding', 10_000);
+    assert.equal(f.findingInfo?.port, extra);
+    assert.equal(f.process?.pid, bad.pid);
+    assert.match(f.findingInfo!.title, /\(hostNetwork: on the node\)/);
+    await sleep(500);
+    assert.deepEqual(
+      findingsOf(daemon).map((x) => x.findingInfo?.port),
+      [extra],
+    );
+  });
+
   it('periodic re-sends raise no second finding; a new listener after the close does', async () => {
     // At least two rescans re-sent the undeclared listener as state records ...
     await until(
@@ -260,7 +314,9 @@ describe('undeclared listeners as findings (real probes, real servers, simulated
     await sleep(PERIOD_MS + 500);
     assert.equal(findingsOf(web).length, 2);
     const m = (await httpGet(port, '/metrics')).body;
-    assert.equal(metricSample(m, 'doorwatch_findings_total{rule="undeclared-listener"}'), 2);
+    // Two for the web pod, one for the hostNetwork daemon: every finding raised reached the collector.
+    assert.equal(findings().length, 3);
+    assert.equal(metricSample(m, 'doorwatch_findings_total{rule="undeclared-listener"}'), 3);
     assert.ok((metricSample(m, 'doorwatch_findings_skipped_total{rule="undeclared-listener",reason="duplicate"}') ?? 0) >= 2);
   });
 });
