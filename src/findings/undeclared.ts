@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import type { DeclaredPortMeta } from '../enrich/kube/types.js';
-import { type AcceptEvent, AddressFamily, type AuditPolicyRef, EventKind } from '../gen/doorwatch/v1/event.js';
+import { type AcceptEvent, AddressFamily, type AuditPolicyRef, EnrichmentStatus, EventKind } from '../gen/doorwatch/v1/event.js';
 import { listenerKey } from '../listeners/event.js';
 import type { UndeclaredListenerAction } from '../policy/spec.js';
 import { findingEvent } from './record.js';
@@ -190,7 +190,9 @@ export class UndeclaredListenerDetector {
     // Unix sockets have no port to declare; UDP is not in the inventory.
     if (!protocol) return this.#skip('not_tcp');
     const pod = ev.pod;
-    if (!pod?.uid) return this.#skip('no_pod');
+    // A host process has no pod spec; a pod not attributed (yet) is judged at the next re-send.
+    if (!pod?.uid)
+      return this.#skip(ev.enrichment?.status === EnrichmentStatus.ENRICHMENT_STATUS_HOST ? 'no_pod' : 'pod_unknown');
     const local = ev.socket?.local;
     const port = local?.port ?? 0;
     if (isLoopbackOnly(local?.ip ?? '')) return this.#skip('loopback');

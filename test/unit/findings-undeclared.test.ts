@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { DeclaredPortMeta } from '../../src/enrich/kube/types.js';
 import { governingFor } from '../../src/findings/governing.js';
 import { type Governing, isDeclared, isLoopbackOnly, UndeclaredListenerDetector } from '../../src/findings/undeclared.js';
-import { type AcceptEvent, AddressFamily, EventKind } from '../../src/gen/doorwatch/v1/event.js';
+import { type AcceptEvent, AddressFamily, EnrichmentStatus, EventKind } from '../../src/gen/doorwatch/v1/event.js';
 import { parsePolicyConfig } from '../../src/policy/config.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
 import { SAMPLE_DECLARED, sampleListener } from '../helpers/sample-findings.js';
@@ -58,6 +58,7 @@ describe('undeclared-listener rule', () => {
     assert.deepEqual(d.observe(unix), []);
     const host = sampleListener(9999, '0.0.0.0', EventKind.EVENT_KIND_LISTEN, 4n);
     host.pod = undefined;
+    host.enrichment!.status = EnrichmentStatus.ENRICHMENT_STATUS_HOST;
     assert.deepEqual(d.observe(host), []);
     const s = d.stats().skipped;
     assert.deepEqual([s.declared, s.loopback, s.not_tcp, s.no_pod, d.stats().findings], [1, 2, 1, 1, 0]);
@@ -107,12 +108,19 @@ describe('undeclared-listener rule', () => {
     assert.equal(d.stats().findings, 2);
   });
 
-  it('a pod the informer no longer knows is not judged', () => {
+  it('a pod the informer no longer knows, or a record not attributed to its pod yet, is not judged', () => {
     const { d } = detector();
     const other = sampleListener(9999);
     other.pod!.uid = 'gone';
     assert.deepEqual(d.observe(other), []);
-    assert.equal(d.stats().skipped.pod_unknown, 1);
+    const partial = sampleListener(9999, '0.0.0.0', EventKind.EVENT_KIND_LISTEN, 5n);
+    partial.pod = undefined;
+    partial.enrichment!.status = EnrichmentStatus.ENRICHMENT_STATUS_PARTIAL;
+    assert.deepEqual(d.observe(partial), []);
+    assert.equal(d.stats().skipped.pod_unknown, 2);
+    assert.equal(d.stats().skipped.no_pod, 0);
+    // Judged when it comes again attributed (the next re-send).
+    assert.equal(d.observe(sampleListener(9999, '0.0.0.0', EventKind.EVENT_KIND_LISTENER, 5n)).length, 1);
   });
 
   it('policy off: none, counted; held while the policies load, then judged', () => {
