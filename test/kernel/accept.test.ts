@@ -161,17 +161,30 @@ describe('failed accepts', () => {
 
 describe('address tampering (tag U)', () => {
   it('flags a caller that rewrites its addr buffer right after accept, while reporting the true peer', async () => {
-    const N = 200;
-    const fx = await startFixture('acceptor', ['--syscall', 'accept', '--tamper', '--count', String(N)]);
+    // The rewrite must land between the kernel's copy and the exit tracepoint (microseconds, another CPU):
+    // accept until one is caught, bounded in count and time (user-address-matrix.test.ts does IPv6).
+    const MAX = 3000;
+    const fx = await startFixture('acceptor', ['--syscall', 'accept', '--tamper', '--count', String(MAX)]);
     const clientPorts = new Set<number>();
-    for (let i = 0; i < N; i++) {
-      const c = await connectTcp('127.0.0.1', fx.ready.port);
-      clientPorts.add(c.localPort);
-      await fx.next();
-      c.close();
+    const mine = (e: AcceptEvent) => byPid(fx.ready.pid)(e) && e.success;
+    const deadline = performance.now() + 30_000;
+    let evs: AcceptEvent[] = [];
+    let n = 0;
+    try {
+      while (n < MAX && performance.now() < deadline) {
+        for (let i = 0; i < 100; i++, n++) {
+          const c = await connectTcp('127.0.0.1', fx.ready.port);
+          clientPorts.add(c.localPort);
+          await fx.next();
+          c.close();
+        }
+        evs = await t.waitFor(mine, n);
+        if (evs.some((e) => e.userAddress?.mismatch)) break;
+      }
+    } finally {
+      fx.kill();
     }
-    const evs: AcceptEvent[] = await t.waitFor(byPid(fx.ready.pid), N);
-    assert.equal(await fx.waitExit(), 0);
+    const N = n;
     for (const e of evs) assert.ok(clientPorts.has(e.socket!.peer!.port), 'the kernel peer is always the real client');
     const flagged = evs.filter((e) => e.userAddress?.mismatch);
     assert.ok(flagged.length > 0, `at least one rewrite caught in ${N} accepts`);
@@ -181,8 +194,9 @@ describe('address tampering (tag U)', () => {
     }
     const clean = evs.filter((e) => !e.userAddress?.mismatch);
     for (const e of clean) assert.equal(e.userAddress?.port, e.socket?.peer?.port);
+    // The rewrite may land whole or in part (the thread writes family, port, address in turn).
     assert.ok(
-      flagged.some((e) => e.userAddress?.ip === '10.66.66.66' && e.userAddress.port === 6666),
+      flagged.some((e) => e.userAddress?.ip === '10.66.66.66' || e.userAddress?.port === 6666),
       'the forged address is shown',
     );
   });
