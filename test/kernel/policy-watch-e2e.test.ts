@@ -135,6 +135,23 @@ describe('AcceptAuditPolicy objects applied live to the kernel (API stand-in)', 
   });
 
   it('never applies an invalid policy, even in part, and says why on the object', async () => {
+    // Invalid from its creation: governs nothing, orders stays on the default (events).
+    policy('orders', 'broken', { mode: 'sometimes', peers: { include: ['192.168.1.0/33'] } });
+    const fresh = await until(() => {
+      const c = api.getPolicy('orders', 'broken')?.status?.conditions?.[0];
+      return c?.status === 'False' ? c : undefined;
+    }, 'Accepted=False (new object)');
+    assert.equal(fresh.reason, 'InvalidSpec');
+    assert.match(String(fresh.message), /mode/);
+    assert.match(String(fresh.message), /192\.168\.1\.0\/33/, 'every problem, not only the first');
+    await sleep(500);
+    const o = fromPod('orders').length;
+    await simPods.accepts('orders', 2);
+    await until(() => fromPod('orders').length === o + 2, 'orders still audited');
+    assert.equal(fromPod('orders').at(-1)!.policy?.name, 'default');
+    api.deletePolicy('orders', 'broken');
+
+    // A valid object edited into an invalid one: its last valid version stays enforced (docs/policy.md).
     policy('payments', 'audit', { mode: 'off', peers: { include: ['10.0.0.300/8'] } });
     const cond = await until(() => {
       const c = api.getPolicy('payments', 'audit')?.status?.conditions?.[0];
@@ -142,12 +159,13 @@ describe('AcceptAuditPolicy objects applied live to the kernel (API stand-in)', 
     }, 'Accepted=False');
     assert.equal(cond.reason, 'InvalidSpec');
     assert.match(String(cond.message), /10\.0\.0\.300\/8/);
+    assert.match(String(cond.message), /last valid version/);
     await sleep(500);
     const n = fromPod('pay').length;
     await simPods.accepts('pay', 2);
-    // The rejected object governs nothing: payments falls back to the default (events).
+    // Not mode off (the invalid edit): still audited under the last valid payments/audit.
     await until(() => fromPod('pay').length === n + 2, 'still audited');
-    assert.equal(fromPod('pay').at(-1)!.policy?.name, 'default');
+    assert.equal(fromPod('pay').at(-1)!.policy?.name, 'payments/audit');
   });
 
   it('decides the same in userspace as in the kernel for a cgroup it could not map', async () => {
