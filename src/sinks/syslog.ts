@@ -65,10 +65,12 @@ export interface SyslogFrameOptions {
 
 /**
  * info for a successful accept, warning for a failed one (a summary: when any
- * accept it folds failed), err for a loss record (a gap in the audit trail).
+ * accept it folds failed), err for a loss record (a gap in the audit trail),
+ * warning for a finding (an alert: src/findings).
  */
 export function severityOf(rec: SinkRecord): number {
   if (rec.kind === 'loss') return SEVERITY.err;
+  if (rec.event.findingInfo) return SEVERITY.warning;
   const summary = recordSummary(rec);
   if (summary) return summary.failedCount > 0n ? SEVERITY.warning : SEVERITY.info;
   return rec.event.success ? SEVERITY.info : SEVERITY.warning;

@@ -8,6 +8,7 @@ import { eventToJson, eventToJsonLine } from '../../src/formats/native-json.js';
 import { TRACEE_FINDING_EVENT } from '../../src/formats/tracee.js';
 import { PublishRequest } from '../../src/gen/doorwatch/v1/collector.js';
 import { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
+import { msgIdOf, severityOf } from '../../src/sinks/syslog.js';
 import { sampleEvent } from '../helpers/sample-events.js';
 import { sampleFinding } from '../helpers/sample-findings.js';
 import { loadTraceeSource, validateTracee } from '../helpers/schemas/tracee.js';
@@ -87,5 +88,12 @@ describe('finding records in the trace/tail table', () => {
     const row = tableRow(sampleFinding(), true);
     assert.match(row, /0\.0\.0\.0:9999 +- +FINDING /);
     assert.match(row, /undeclared-listener$/);
+  });
+});
+
+describe('finding records in syslog', () => {
+  it('are warnings with MSGID FINDING', () => {
+    assert.equal(severityOf(rec), 4);
+    assert.equal(msgIdOf(rec), 'FINDING');
   });
 });
