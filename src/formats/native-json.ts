@@ -18,6 +18,7 @@ import {
   policyOriginToJSON,
   sourceToJSON,
   summaryReasonToJSON,
+  type Workload,
 } from '../gen/doorwatch/v1/event.js';
 
 /**
@@ -329,6 +330,19 @@ export class JsonWriter {
 }
 
 const map = (w: JsonWriter, m: { [k: string]: string } | undefined) => w.text(m ? JSON.stringify(m) : '{}');
+
+/** A pod's or an address owner's workload (the owner chain's top), or null. */
+function workload(w: JsonWriter, wl: Workload | undefined): void {
+  if (!wl) {
+    w.k(K.null);
+    return;
+  }
+  w.text('{"kind":');
+  w.str(wl.kind);
+  w.text(',"name":');
+  w.str(wl.name);
+  w.text(`,"inferred":${wl.inferred}}`);
+}
 const endpoint = (w: JsonWriter, e: { ip: string; port: number } | undefined) => {
   if (!e) return w.k(K.null);
   w.k(K.ip);
@@ -392,13 +406,7 @@ function pod(w: JsonWriter, pod: Pod): void {
     w.text(',"annotations":');
     map(w, pod.annotations);
     w.text(',"workload":');
-    if (wl) {
-      w.text('{"kind":');
-      w.str(wl.kind);
-      w.text(',"name":');
-      w.str(wl.name);
-      w.text(`,"inferred":${wl.inferred}}`);
-    } else w.k(K.null);
+    workload(w, wl);
     w.text(',"serviceAccount":');
     w.str(pod.serviceAccount);
     w.text(',"nodeName":');
@@ -675,13 +683,7 @@ function attribution(w: JsonWriter, a: AddressAttribution | undefined): void {
   w.text(',"uid":');
   w.str(a.uid);
   w.text(',"workload":');
-  if (wl) {
-    w.text('{"kind":');
-    w.str(wl.kind);
-    w.text(',"name":');
-    w.str(wl.name);
-    w.text(`,"inferred":${wl.inferred}}`);
-  } else w.k(K.null);
+  workload(w, wl);
   w.text(',"labels":');
   map(w, a.labels);
   w.text(',"nodeName":');
