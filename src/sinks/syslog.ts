@@ -3,6 +3,7 @@ import tls from 'node:tls';
 import { z } from 'zod';
 import { formatLine, recordId, recordKind, recordSummary, recordTimeNs, summaryReasonName } from '../formats/format.js';
 import type { Logger } from '../log/logger.js';
+import { Backoff } from '../retry/backoff.js';
 import { durationMs, entryKeys, parseConfig, readTlsFile, sizeBytes, tlsSchema } from './config.js';
 import type { FormatName, Sink, SinkDeps, SinkFactory, SinkRecord } from './sink.js';
 
@@ -298,7 +299,8 @@ class SyslogSink implements Sink {
   /** Writes and resends one at a time, in order. */
   private serial: Promise<unknown> = Promise.resolve();
   private resendTimer: NodeJS.Timeout | undefined;
-  private resendDelayMs = 0;
+  /** The project's one backoff (full jitter): every collector replica resending to a restarted server at once would hit it together. */
+  private readonly resendBackoff = new Backoff(100, 30_000);
   /** Records sent a second time (possible duplicates at the receiver), for the log and tests. */
   resentRecords = 0;
 
@@ -451,7 +453,7 @@ class SyslogSink implements Sink {
       await this.send(s, next.data);
       this.remember(next);
     }
-    this.resendDelayMs = 0;
+    this.resendBackoff.reset();
   }
 
   private remember(w: Written): void {
@@ -466,7 +468,6 @@ class SyslogSink implements Sink {
   /** Resend without waiting for the next batch (the stream may have ended), backing off while the server is away. */
   private scheduleResend(): void {
     if (this.resendTimer || this.closed) return;
-    this.resendDelayMs = Math.min(30_000, Math.max(100, this.resendDelayMs * 2));
     this.resendTimer = setTimeout(() => {
       this.resendTimer = undefined;
       if (this.closed || this.resend.length === 0) return;
@@ -474,7 +475,7 @@ class SyslogSink implements Sink {
         this.log.warn({ err: err.message }, 'syslog: resend failed; retrying');
         this.scheduleResend();
       });
-    }, this.resendDelayMs);
+    }, this.resendBackoff.next());
     this.resendTimer.unref();
   }
 
