@@ -1,5 +1,6 @@
 import { type Agent, request } from 'node:http';
-import type { AgentOptions } from '../../src/cli/agent.js';
+import { type AgentIO, type AgentOptions, runAgent } from '../../src/cli/agent.js';
+import type { HostPort } from '../../src/config/host-port.js';
 import type { FakeCollector } from './fake-collector.js';
 
 /** The agent run in a test process: its options, and its HTTP endpoints read back. */
@@ -32,6 +33,35 @@ export function testAgentOptions(
     health: { host: '127.0.0.1', port: 0 },
     ...over,
   };
+}
+
+/**
+ * runAgent in this process, stopped by `stop(why)` (its stop signal).
+ * `listening` resolves with the endpoints' address once `io.endpointsListening`
+ * (if any) has returned. `done` is runAgent's promise: a caller that does not
+ * await it at once attaches its own catch.
+ */
+export function startInProcessAgent(
+  options: AgentOptions,
+  io: Omit<AgentIO, 'stopSignal'>,
+): { done: Promise<void>; stop: (why: string) => void; listening: Promise<HostPort> } {
+  let stop!: (why: string) => void;
+  const stopSignal = new Promise<string>((resolve) => {
+    stop = resolve;
+  });
+  let listened!: (address: HostPort) => void;
+  const listening = new Promise<HostPort>((resolve) => {
+    listened = resolve;
+  });
+  const done = runAgent(options, {
+    ...io,
+    stopSignal,
+    endpointsListening: async (address) => {
+      await io.endpointsListening?.(address);
+      listened(address);
+    },
+  });
+  return { done, stop, listening };
 }
 
 export interface Reply {

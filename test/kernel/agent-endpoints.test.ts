@@ -5,8 +5,14 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
-import { AGENT_VERSION, runAgent } from '../../src/cli/agent.js';
-import { httpGet as get, type Reply, metricSample as sample, testAgentOptions } from '../helpers/agent-harness.js';
+import { AGENT_VERSION } from '../../src/cli/agent.js';
+import {
+  httpGet as get,
+  type Reply,
+  metricSample as sample,
+  startInProcessAgent,
+  testAgentOptions,
+} from '../helpers/agent-harness.js';
 import { FakeCollector, spaceKey } from '../helpers/fake-collector.js';
 import { buildFixtures, connectTcp, killAll, startFixture } from '../helpers/fixtures.js';
 import { KubeApiServer } from '../helpers/kube-api-server.js';
@@ -50,10 +56,7 @@ before(async () => {
   writeFileSync(kubeconfig, readFileSync(kubeconfig, 'utf8').replace(api.url, `https://127.0.0.1:${gate.port}`));
   collector = await FakeCollector.start(pki);
 
-  const stopSignal = new Promise<string>((resolve) => {
-    stop = resolve;
-  });
-  agentDone = runAgent(
+  const agent = startInProcessAgent(
     testAgentOptions(
       collector,
       { client: 'agent-endpoints', spoolDir: join(dir, 'spool') },
@@ -74,13 +77,14 @@ before(async () => {
           },
         },
       ),
-      stopSignal,
       endpointsListening: async (address) => {
         port = address.port;
         atStart = { healthz: await get(port, '/healthz'), readyz: await get(port, '/readyz') };
       },
     },
   );
+  stop = agent.stop;
+  agentDone = agent.done;
   // A start failure must fail the tests, not hang them.
   agentDone.catch(() => {});
   await bounded(

@@ -6,11 +6,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { runAgent } from '../../src/cli/agent.js';
 import { formatLine, formatRecord } from '../../src/formats/format.js';
 import { type AcceptEvent, EventKind, ListenerOrigin, PolicyOrigin } from '../../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { httpGet, metricSample, testAgentOptions } from '../helpers/agent-harness.js';
+import { httpGet, metricSample, startInProcessAgent, testAgentOptions } from '../helpers/agent-harness.js';
 import { FakeCollector } from '../helpers/fake-collector.js';
 import { KubeApiServer, makePod, ownerRef, tempDir } from '../helpers/kube-api-server.js';
 import { makePki } from '../helpers/pki.js';
@@ -140,14 +139,7 @@ before(async () => {
   // Before the agent: only its snapshot can know this one (the declared port, 0.0.0.0:8080).
   declared = await sim.startServer(web.cgroupDir, web.netns.name);
   collector = await FakeCollector.start(makePki());
-  const stopSignal = new Promise<string>((resolve) => {
-    stop = resolve;
-  });
-  let listening: () => void;
-  const up = new Promise<void>((r) => {
-    listening = r;
-  });
-  agentDone = runAgent(
+  const agent = startInProcessAgent(
     testAgentOptions(
       collector,
       { client: 'agent-findings', spoolDir: join(dir, 'spool') },
@@ -164,16 +156,13 @@ before(async () => {
     ),
     {
       log: silentLogger,
-      stopSignal,
       processMetrics: false,
-      endpointsListening: (address) => {
-        port = address.port;
-        listening();
-      },
     },
   );
+  stop = agent.stop;
+  agentDone = agent.done;
   agentDone.catch(() => {});
-  await bounded(up, 20_000, 'agent endpoints');
+  port = (await bounded(agent.listening, 20_000, 'agent endpoints')).port;
 });
 
 after(async () => {

@@ -4,10 +4,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { runAgent } from '../../src/cli/agent.js';
 import { type AcceptEvent, EventKind, ListenerOrigin } from '../../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { httpGet, metricSample, testAgentOptions } from '../helpers/agent-harness.js';
+import { httpGet, metricSample, startInProcessAgent, testAgentOptions } from '../helpers/agent-harness.js';
 import { FakeCollector } from '../helpers/fake-collector.js';
 import { makePki } from '../helpers/pki.js';
 import { requireRoot } from '../helpers/tracer.js';
@@ -51,26 +50,16 @@ let before1: ChildProcess;
 before(async () => {
   before1 = await listener(0);
   collector = await FakeCollector.start(makePki());
-  const stopSignal = new Promise<string>((resolve) => {
-    stop = resolve;
-  });
-  let listening: () => void;
-  const up = new Promise<void>((r) => {
-    listening = r;
-  });
-  agentDone = runAgent(
+  const agent = startInProcessAgent(
     testAgentOptions(collector, { client: 'agent-listeners', spoolDir: join(dir, 'spool') }, { listenersPeriodMs: 60_000 }),
     {
       log: silentLogger,
-      stopSignal,
       processMetrics: false,
-      endpointsListening: (address) => {
-        port = address.port;
-        listening();
-      },
     },
   );
-  await bounded(up, 15_000, 'agent endpoints');
+  stop = agent.stop;
+  agentDone = agent.done;
+  port = (await bounded(agent.listening, 15_000, 'agent endpoints')).port;
 });
 
 after(async () => {
