@@ -17,8 +17,8 @@ import { PeerAttributor } from '../src/collector/peers/attributor.js';
 import { PeerIndex, Side } from '../src/collector/peers/index-store.js';
 import { OwnerFactory } from '../src/collector/peers/objects.js';
 import { RangeSet } from '../src/collector/peers/ranges.js';
-import { ALL_KEYS, compileAllowList } from '../src/enrich/kube/allow-list.js';
 import { type AcceptEvent, OwnerKind } from '../src/gen/doorwatch/v1/event.js';
+import { ALL_KEYS, compileAllowList } from '../src/kube/allow-list.js';
 
 const NODES = 5000;
 const PODS_PER_NODE = 30;

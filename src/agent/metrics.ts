@@ -1,8 +1,8 @@
 import { Histogram, Registry } from 'prom-client';
 import type { CaptureStats } from '../capture/capture.js';
 import type { EnricherStats } from '../enrich/enricher.js';
-import type { KubeSourceStatus } from '../enrich/kube/source.js';
 import { type AcceptEvent, Source } from '../gen/doorwatch/v1/event.js';
+import type { KubeSourceStatus } from '../kube/source.js';
 import {
   addProcessMetrics,
   addScrapeMetric,

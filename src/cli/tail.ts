@@ -4,11 +4,11 @@ import { ClientError, createChannel, createClient, Metadata, Status } from 'nice
 import { collectorTlsName } from '../agent/collector-tls.js';
 import { compileSubscribeFilter, FilterError } from '../collector/subscribe.js';
 import { parseHostPort } from '../config/host-port.js';
-import { loadKubeConfig } from '../enrich/kube/config.js';
 import { DoorwatchError } from '../errors.js';
 import { eventToJsonLine, lossToJson } from '../formats/native-json.js';
 import { eventToTraceeLine, lossToTraceeLine } from '../formats/tracee.js';
 import { CollectorServiceDefinition, type LossRecord, type SubscribeFilter } from '../gen/doorwatch/v1/collector.js';
+import { loadKubeConfig } from '../kube/config.js';
 import type { Logger } from '../log/logger.js';
 import { readPem } from './pem.js';
 import { tableHeader, tableRow } from './table.js';

@@ -1,6 +1,6 @@
 import type { AcceptEvent, Container, Enrichment, EnrichmentStatus, Pod } from '../gen/doorwatch/v1/event.js';
+import type { ContainerMeta, NamespaceMeta, PodMeta } from '../kube/types.js';
 import type { CgroupIdentity } from './cgroup/path.js';
-import type { ContainerMeta, NamespaceMeta, PodMeta } from './kube/types.js';
 
 /** Write what is known onto an event: pure, one place for every field. */
 

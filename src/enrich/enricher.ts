@@ -1,11 +1,11 @@
 import { type AcceptEvent, EnrichmentStatus } from '../gen/doorwatch/v1/event.js';
+import type { KubeMetadataSource } from '../kube/source.js';
+import type { ContainerMeta, NamespaceMeta, PodMeta } from '../kube/types.js';
 import type { Logger } from '../log/logger.js';
 import { applyAttribution } from './attribution.js';
 import { type CgroupIdentity, parseCgroupPath } from './cgroup/path.js';
 import { readProcCgroupPath } from './cgroup/proc.js';
 import type { CgroupResolver } from './cgroup/resolver.js';
-import type { KubeMetadataSource } from './kube/source.js';
-import type { ContainerMeta, NamespaceMeta, PodMeta } from './kube/types.js';
 
 /**
  * AcceptEvent -> container -> pod. Never ships a blank field silently: every

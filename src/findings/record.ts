@@ -1,5 +1,5 @@
-import type { DeclaredPortMeta } from '../enrich/kube/types.js';
 import { type AcceptEvent, type AuditPolicyRef, type DeclaredPort, EventKind } from '../gen/doorwatch/v1/event.js';
+import type { DeclaredPortMeta } from '../kube/types.js';
 
 /**
  * A finding is an AcceptEvent of kind FINDING (the precedent of summaries and

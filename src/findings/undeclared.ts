@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
-import type { DeclaredPortMeta } from '../enrich/kube/types.js';
 import { type AcceptEvent, AddressFamily, type AuditPolicyRef, EnrichmentStatus, EventKind } from '../gen/doorwatch/v1/event.js';
+import type { DeclaredPortMeta } from '../kube/types.js';
 import { listenerKey } from '../listeners/event.js';
 import type { UndeclaredListenerAction } from '../policy/spec.js';
 import { findingEvent } from './record.js';

@@ -1,5 +1,5 @@
 import type { CgroupResolver } from '../enrich/cgroup/resolver.js';
-import type { KubeMetadataSource } from '../enrich/kube/source.js';
+import type { KubeMetadataSource } from '../kube/source.js';
 import type { Logger } from '../log/logger.js';
 import type { Policy, PolicyEngine } from './engine.js';
 import { type CgroupSlot, cgroupKey, type KernelPolicySync } from './kernel-sync.js';

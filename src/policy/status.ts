@@ -1,7 +1,7 @@
 import { CustomObjectsApi, type KubeConfig, PatchStrategy, type V1ObjectMeta } from '@kubernetes/client-node';
-import { callOptions } from '../enrich/kube/api.js';
-import { describeApiError, httpStatusOf, statusMessage } from '../enrich/kube/api-error.js';
-import type { BackoffOptions } from '../enrich/kube/types.js';
+import { callOptions } from '../kube/api.js';
+import { describeApiError, httpStatusOf, statusMessage } from '../kube/api-error.js';
+import type { BackoffOptions } from '../kube/types.js';
 import type { Logger } from '../log/logger.js';
 import { WarnLimiter } from '../log/warn-limiter.js';
 import { Backoff } from '../retry/backoff.js';

@@ -1,11 +1,11 @@
 import { isDeepStrictEqual } from 'node:util';
 import { CustomObjectsApi, type KubeConfig, type KubernetesListObject, Watch } from '@kubernetes/client-node';
-import { callOptions } from '../enrich/kube/api.js';
-import { httpStatusOf, statusMessage } from '../enrich/kube/api-error.js';
-import { CoalescedChange } from '../enrich/kube/change.js';
-import { ResilientInformer } from '../enrich/kube/informer.js';
-import { DEFAULT_BACKOFF } from '../enrich/kube/source.js';
-import type { BackoffOptions } from '../enrich/kube/types.js';
+import { callOptions } from '../kube/api.js';
+import { httpStatusOf, statusMessage } from '../kube/api-error.js';
+import { CoalescedChange } from '../kube/change.js';
+import { ResilientInformer } from '../kube/informer.js';
+import { DEFAULT_BACKOFF } from '../kube/source.js';
+import type { BackoffOptions } from '../kube/types.js';
 import type { Logger } from '../log/logger.js';
 import { type ParsedResource, POLICY_API, type PolicyResource, parseResource, type RejectedResource } from './resource.js';
 import { type PolicyApiObject, patchStatusVia, StatusWriter } from './status.js';
@@ -20,7 +20,7 @@ import { type PolicyApiObject, patchStatusVia, StatusWriter } from './status.js'
  * (in policies() and in rejected(), with enforcedGeneration) until it is fixed
  * or deleted.
  *
- * The loop is the pods' and namespaces' (src/enrich/kube/informer.ts): resumes
+ * The loop is the pods' and namespaces' (src/kube/informer.ts): resumes
  * from the last resourceVersion, relists after 410, bounded jittered backoff
  * through outages, bookmarks, a watchdog on dead connections. Each of the N
  * agents watches all policies: there are few, and every agent must apply the

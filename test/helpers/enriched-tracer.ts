@@ -1,6 +1,6 @@
 import { CgroupResolver } from '../../src/enrich/cgroup/resolver.js';
 import { Enricher } from '../../src/enrich/enricher.js';
-import type { KubeMetadataSource } from '../../src/enrich/kube/source.js';
+import type { KubeMetadataSource } from '../../src/kube/source.js';
 import { silentLogger } from '../../src/log/logger.js';
 import type { KubeApiServer } from './kube-api-server.js';
 import { startKubeStandIn } from './kube-stand-in.js';

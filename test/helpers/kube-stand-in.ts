@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { loadKubeConfig } from '../../src/enrich/kube/config.js';
-import { KubeMetadataSource } from '../../src/enrich/kube/source.js';
+import { loadKubeConfig } from '../../src/kube/config.js';
+import { KubeMetadataSource } from '../../src/kube/source.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { KubeApiServer, tempDir } from './kube-api-server.js';
 

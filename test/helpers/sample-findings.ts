@@ -1,7 +1,7 @@
-import type { DeclaredPortMeta } from '../../src/enrich/kube/types.js';
 import { findingEvent } from '../../src/findings/record.js';
 import { UNDECLARED_LISTENER_RULE } from '../../src/findings/undeclared.js';
 import { AddressFamily, EventKind, ListenerOrigin, Source } from '../../src/gen/doorwatch/v1/event.js';
+import type { DeclaredPortMeta } from '../../src/kube/types.js';
 import { SAMPLE_POLICY, sampleEvent } from './sample-events.js';
 
 /** A listener record of the sample pod (shop/web-7d9f-abc): `listen(2)` on 0.0.0.0:`port`. */

@@ -7,7 +7,6 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { AcceptProbes } from '../../src/bpf/accept-probes.js';
 import { type Pipeline, startPipeline } from '../../src/cli/pipeline.js';
-import type { KubeMetadataSource } from '../../src/enrich/kube/source.js';
 import { formatLine, formatRecord } from '../../src/formats/format.js';
 import { eventToJson } from '../../src/formats/native-json.js';
 import {
@@ -18,6 +17,7 @@ import {
   ListenerOrigin,
   Source,
 } from '../../src/gen/doorwatch/v1/event.js';
+import type { KubeMetadataSource } from '../../src/kube/source.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { type KubeApiServer, makePod, ownerRef, tempDir } from '../helpers/kube-api-server.js';
 import { startKubeStandIn } from '../helpers/kube-stand-in.js';

@@ -3,9 +3,9 @@ import { describe, it } from 'node:test';
 import { parseCgroupPath } from '../../src/enrich/cgroup/path.js';
 import type { CgroupResolver, ResolvedCgroup } from '../../src/enrich/cgroup/resolver.js';
 import { Enricher } from '../../src/enrich/enricher.js';
-import type { KubeMetadataSource } from '../../src/enrich/kube/source.js';
-import type { ContainerMeta, PodMeta } from '../../src/enrich/kube/types.js';
 import { AcceptEvent, EnrichmentStatus } from '../../src/gen/doorwatch/v1/event.js';
+import type { KubeMetadataSource } from '../../src/kube/source.js';
+import type { ContainerMeta, PodMeta } from '../../src/kube/types.js';
 import { silentLogger } from '../../src/log/logger.js';
 
 // The enricher's decisions, with fake cgroupfs and API (the real ones are

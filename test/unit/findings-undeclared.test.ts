@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { DeclaredPortMeta } from '../../src/enrich/kube/types.js';
 import { governingFor } from '../../src/findings/governing.js';
 import { type Governing, isDeclared, isLoopbackOnly, UndeclaredListenerDetector } from '../../src/findings/undeclared.js';
 import { type AcceptEvent, AddressFamily, EnrichmentStatus, EventKind } from '../../src/gen/doorwatch/v1/event.js';
+import type { DeclaredPortMeta } from '../../src/kube/types.js';
 import { parsePolicyConfig } from '../../src/policy/config.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
 import { SAMPLE_DECLARED, sampleListener } from '../helpers/sample-findings.js';

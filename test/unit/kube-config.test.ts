@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CoreV1Api } from '@kubernetes/client-node';
-import { type LoadedKubeConfig, loadKubeConfig } from '../../src/enrich/kube/config.js';
+import { type LoadedKubeConfig, loadKubeConfig } from '../../src/kube/config.js';
 import { KubeApiServer, tempDir } from '../helpers/kube-api-server.js';
 
 let server: KubeApiServer;

@@ -3,8 +3,8 @@ import { createServer, type Socket } from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import { KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { pino } from 'pino';
-import { kubeApi } from '../../src/enrich/kube/api.js';
-import { ResilientInformer, type ResilientInformerOptions, type WatchFn } from '../../src/enrich/kube/informer.js';
+import { kubeApi } from '../../src/kube/api.js';
+import { ResilientInformer, type ResilientInformerOptions, type WatchFn } from '../../src/kube/informer.js';
 import { type KubeApiServer, makePod, until } from '../helpers/kube-api-server.js';
 import { kubeApiStandIn } from '../helpers/kube-stand-in.js';
 

@@ -58,6 +58,6 @@ describe('client-node is imported only when a Kubernetes configuration is found'
       ].join('\n'),
     );
     const r = child('kubeconfig', file);
-    assert.match(r.error ?? '', /client-node imported by file:\/\/.*\/src\/enrich\/kube\/config\.ts/);
+    assert.match(r.error ?? '', /client-node imported by file:\/\/.*\/src\/kube\/config\.ts/);
   });
 });

@@ -1,14 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
-import { ALL_KEYS, compileAllowList, NO_KEYS } from '../../src/enrich/kube/allow-list.js';
-import {
-  deriveWorkload,
-  MAX_DECLARED_PORTS,
-  parseContainerId,
-  toNamespaceMeta,
-  toPodMeta,
-} from '../../src/enrich/kube/pod-meta.js';
+import { ALL_KEYS, compileAllowList, NO_KEYS } from '../../src/kube/allow-list.js';
+import { deriveWorkload, MAX_DECLARED_PORTS, parseContainerId, toNamespaceMeta, toPodMeta } from '../../src/kube/pod-meta.js';
 import { makePod, ownerRef, randomContainerId } from '../helpers/kube-api-server.js';
 
 const defaults = { labels: ALL_KEYS, annotations: NO_KEYS };

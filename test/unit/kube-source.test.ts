@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
-import { KubeMetadataSource } from '../../src/enrich/kube/source.js';
-import type { KubeSourceOptions } from '../../src/enrich/kube/types.js';
+import { KubeMetadataSource } from '../../src/kube/source.js';
+import type { KubeSourceOptions } from '../../src/kube/types.js';
 import { KubeApiServer, makePod, randomContainerId, tempDir, until } from '../helpers/kube-api-server.js';
 
 // KubeMetadataSource against the kube-apiserver stand-in: real HTTPS, real

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ALL_KEYS, NO_KEYS } from '../../src/enrich/kube/allow-list.js';
-import { toPodMeta } from '../../src/enrich/kube/pod-meta.js';
-import { MetadataStore } from '../../src/enrich/kube/store.js';
+import { ALL_KEYS, NO_KEYS } from '../../src/kube/allow-list.js';
+import { toPodMeta } from '../../src/kube/pod-meta.js';
+import { MetadataStore } from '../../src/kube/store.js';
 import { Backoff } from '../../src/retry/backoff.js';
 import { makePod, randomContainerId } from '../helpers/kube-api-server.js';
 

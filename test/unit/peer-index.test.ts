@@ -14,8 +14,8 @@ import {
 import { PeerIndex, Side, TOO_OLD } from '../../src/collector/peers/index-store.js';
 import { OwnerFactory } from '../../src/collector/peers/objects.js';
 import { RangeSet } from '../../src/collector/peers/ranges.js';
-import { ALL_KEYS, compileAllowList } from '../../src/enrich/kube/allow-list.js';
 import { type AcceptEvent, AttributionStatus, OwnerKind } from '../../src/gen/doorwatch/v1/event.js';
+import { ALL_KEYS, compileAllowList } from '../../src/kube/allow-list.js';
 
 function clock(start = 1_000_000) {
   let t = start;

@@ -4,9 +4,9 @@ import { tableHeader, tableRow } from '../../src/cli/table.js';
 import { EXTERNAL } from '../../src/collector/peers/attributor.js';
 import { OwnerFactory } from '../../src/collector/peers/objects.js';
 import { compileSubscribeFilter, redactEvent, SubscriberHub } from '../../src/collector/subscribe.js';
-import { ALL_KEYS, compileAllowList } from '../../src/enrich/kube/allow-list.js';
 import { SubscribeFilter } from '../../src/gen/doorwatch/v1/collector.js';
 import { type AcceptEvent, AttributionStatus } from '../../src/gen/doorwatch/v1/event.js';
+import { ALL_KEYS, compileAllowList } from '../../src/kube/allow-list.js';
 import { makeEvent } from '../helpers/memory-sink.js';
 
 const f = new OwnerFactory(compileAllowList(undefined, ALL_KEYS));

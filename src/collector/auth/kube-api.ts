@@ -1,5 +1,5 @@
 import { AuthenticationV1Api, AuthorizationV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { callOptions } from '../../enrich/kube/api.js';
+import { callOptions } from '../../kube/api.js';
 
 /**
  * The only Kubernetes calls the collector makes, so its RBAC can be exactly

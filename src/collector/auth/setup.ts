@@ -1,5 +1,5 @@
 import { ConfigError } from '../../config/errors.js';
-import { loadKubeConfig } from '../../enrich/kube/config.js';
+import { loadKubeConfig } from '../../kube/config.js';
 import type { Logger } from '../../log/logger.js';
 import type { Clock } from '../async.js';
 import type { CollectorConfig } from '../config.js';

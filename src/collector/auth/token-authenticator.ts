@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { describeApiError, httpStatusOf } from '../../enrich/kube/api-error.js';
+import { describeApiError, httpStatusOf } from '../../kube/api-error.js';
 import type { Logger } from '../../log/logger.js';
 import { Backoff } from '../../retry/backoff.js';
 import type { Clock } from '../async.js';

@@ -1,7 +1,7 @@
 import type { V1Node, V1Pod, V1Service } from '@kubernetes/client-node';
-import type { KeyFilter } from '../../enrich/kube/allow-list.js';
-import { deriveWorkload } from '../../enrich/kube/pod-meta.js';
 import { type AddressAttribution, AttributionStatus, OwnerKind, type Workload } from '../../gen/doorwatch/v1/event.js';
+import type { KeyFilter } from '../../kube/allow-list.js';
+import { deriveWorkload } from '../../kube/pod-meta.js';
 
 /**
  * Pods, Services and nodes -> what the peer index keeps of them: the
@@ -11,7 +11,7 @@ import { type AddressAttribution, AttributionStatus, OwnerKind, type Workload } 
  * object or string each, not one per pod (150 000 pods, a few thousand
  * distinct label sets).
  *
- * The workload is the agent's own derivation (enrich/kube/pod-meta.ts
+ * The workload is the agent's own derivation (kube/pod-meta.ts
  * deriveWorkload: ReplicaSet -> Deployment by pod-template-hash, Job ->
  * CronJob by name), so a peer and a local pod name the same workload.
  */

@@ -1,4 +1,4 @@
-import { loadKubeConfig } from '../../enrich/kube/config.js';
+import { loadKubeConfig } from '../../kube/config.js';
 import type { Logger } from '../../log/logger.js';
 import type { PeersConfig } from '../config.js';
 import { PeerAttributor } from './attributor.js';

@@ -1,8 +1,8 @@
 import type { KubeConfig, KubernetesObject, V1Node, V1Pod, V1Service } from '@kubernetes/client-node';
-import { ALL_KEYS, compileAllowList } from '../../enrich/kube/allow-list.js';
-import { type InformerState, ResilientInformer } from '../../enrich/kube/informer.js';
-import type { BackoffOptions } from '../../enrich/kube/types.js';
 import { OwnerKind } from '../../gen/doorwatch/v1/event.js';
+import { ALL_KEYS, compileAllowList } from '../../kube/allow-list.js';
+import { type InformerState, ResilientInformer } from '../../kube/informer.js';
+import type { BackoffOptions } from '../../kube/types.js';
 import type { Logger } from '../../log/logger.js';
 import type { PeerView } from './attributor.js';
 import { DEFAULT_HISTORY_MS, PeerIndex, type PeerIndexStats } from './index-store.js';
@@ -11,7 +11,7 @@ import { RangeSet } from './ranges.js';
 
 /**
  * The collector's cluster-wide view for peer attribution: one list+watch
- * each of pods, Services and nodes (the agent's own loop, enrich/kube/
+ * each of pods, Services and nodes (the agent's own loop, kube/
  * informer.ts: bookmarks, backoff with jitter, relist only on 410, watchdog),
  * feeding the peer index. One watch for the cluster at the collector, instead
  * of every agent watching every pod.
@@ -90,7 +90,7 @@ export class PeerSource implements PeerView {
 
   async #start(): Promise<void> {
     const o = this.#o;
-    const { kubeApi } = await import('../../enrich/kube/api.js');
+    const { kubeApi } = await import('../../kube/api.js');
     const api = kubeApi(o.kubeConfig);
     const loop = {
       watch: api.watch,

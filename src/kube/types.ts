@@ -1,5 +1,5 @@
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { Logger } from '../../log/logger.js';
+import type { Logger } from '../log/logger.js';
 
 /**
  * What Doorwatch keeps of the Kubernetes API: the few fields an accept event

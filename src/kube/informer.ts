@@ -1,6 +1,6 @@
 import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
-import type { Logger } from '../../log/logger.js';
-import { Backoff } from '../../retry/backoff.js';
+import type { Logger } from '../log/logger.js';
+import { Backoff } from '../retry/backoff.js';
 import { describeApiError, httpStatusOf } from './api-error.js';
 import type { BackoffOptions } from './types.js';
 

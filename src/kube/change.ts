@@ -1,4 +1,4 @@
-import type { Logger } from '../../log/logger.js';
+import type { Logger } from '../log/logger.js';
 
 /**
  * 'change' listeners of an informer-backed store: called once per microtask

@@ -1,5 +1,5 @@
 import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
-import type { Logger } from '../../log/logger.js';
+import type { Logger } from '../log/logger.js';
 import { ALL_KEYS, compileAllowList, NO_KEYS } from './allow-list.js';
 import { CoalescedChange } from './change.js';
 import { ResilientInformer } from './informer.js';
