@@ -713,8 +713,8 @@ const sameStrings = (a: readonly string[], b: readonly string[]): boolean => {
 const segNode = { bytes: new Uint8Array(0) as Uint8Array, nodeName: '', source: -1 };
 /** `,"success":…,"error":…,"durationNs":"` */
 const segResult = { bytes: new Uint8Array(0) as Uint8Array, valid: false, success: false, error: '' };
-/** `","acceptFlags":…` through the socket's peer `{"ip":…,"port":` */
-const segProcess = {
+/** `","acceptFlags":…` through the socket's `"peer":{"ip":`, per process */
+const newSegProcess = () => ({
   bytes: new Uint8Array(0) as Uint8Array,
   valid: false,
   acceptFlags: 0,
@@ -733,10 +733,9 @@ const segProcess = {
   localIp: '',
   localPort: 0,
   localNull: false,
-  peerIp: '',
-};
+});
 /** `},"v4Mapped":…` through `"listener":{"fd":…,"backlog":` */
-const segSocketEnd = {
+const newSegSocketEnd = () => ({
   bytes: new Uint8Array(0) as Uint8Array,
   valid: false,
   v4Mapped: false,
@@ -744,9 +743,9 @@ const segSocketEnd = {
   peerPid: 0,
   resolved: false,
   fd: 0,
-};
+});
 /** `,"maxBacklog":…` through the user address's `"ip":…,"port":` */
-const segListenerEnd = {
+const newSegListenerEnd = () => ({
   bytes: new Uint8Array(0) as Uint8Array,
   valid: false,
   maxBacklog: 0,
@@ -755,9 +754,9 @@ const segListenerEnd = {
   addrlen: 0,
   familyNumber: 0,
   ip: '',
-};
+});
 /** `,"fault":…` to the end of the line */
-const segTail = {
+const newSegTail = () => ({
   bytes: new Uint8Array(0) as Uint8Array,
   valid: false,
   fault: false,
@@ -787,7 +786,32 @@ const segTail = {
   origin: 0,
   policyName: '',
   mode: 0,
-};
+});
+
+/*
+ * Several pods and processes interleave on a busy node: one remembered
+ * segment per process (and per pod for the tail), not one for the last event,
+ * or every switch between two sources writes the whole line again. Bounded:
+ * past SEG_KEYS distinct keys the memo starts over.
+ */
+const SEG_KEYS = 4096;
+class SegMemo<S> {
+  readonly #map = new Map<unknown, S>();
+  constructor(readonly make: () => S) {}
+  get(key: unknown): S {
+    let s = this.#map.get(key);
+    if (s === undefined) {
+      if (this.#map.size >= SEG_KEYS) this.#map.clear();
+      s = this.make();
+      this.#map.set(key, s);
+    }
+    return s;
+  }
+}
+const segProcess = new SegMemo(newSegProcess);
+const segSocketEnd = new SegMemo(newSegSocketEnd);
+const segListenerEnd = new SegMemo(newSegListenerEnd);
+const segTail = new SegMemo(newSegTail);
 
 /** The event's native JSON line (no newline) appended to `w`. */
 export function writeEventJson(w: JsonWriter, ev: AcceptEvent): void {
@@ -843,7 +867,7 @@ export function writeEventJson(w: JsonWriter, ev: AcceptEvent): void {
   }
   w.big(ev.durationNs);
 
-  const c = segProcess;
+  const c = segProcess.get(p.pid);
   const local = s.local;
   const peer = s.peer;
   if (
@@ -860,7 +884,6 @@ export function writeEventJson(w: JsonWriter, ev: AcceptEvent): void {
     c.type === s.type &&
     c.protocol === s.protocol &&
     (local ? !c.localNull && c.localIp === local.ip && c.localPort === local.port : c.localNull) &&
-    c.peerIp === peer.ip &&
     sameStrings(c.acceptFlagNames, ev.acceptFlagNames) &&
     sameStrings(c.flags, ev.flags)
   ) {
@@ -899,8 +922,6 @@ export function writeEventJson(w: JsonWriter, ev: AcceptEvent): void {
     endpoint(w, local);
     w.k(K.peer);
     w.k(K.ip);
-    w.str(peer.ip);
-    w.k(K.port);
     c.bytes = w.since(from);
     c.valid = true;
     c.acceptFlags = ev.acceptFlags;
@@ -919,11 +940,13 @@ export function writeEventJson(w: JsonWriter, ev: AcceptEvent): void {
     c.localNull = !local;
     c.localIp = local?.ip ?? '';
     c.localPort = local?.port ?? 0;
-    c.peerIp = peer.ip;
   }
+  // The peer varies per connection (many clients): written per event, not remembered.
+  w.str(peer.ip);
+  w.k(K.port);
   w.num(peer.port);
 
-  const d = segSocketEnd;
+  const d = segSocketEnd.get(p.pid);
   if (
     d.valid &&
     d.v4Mapped === s.v4Mapped &&
@@ -959,7 +982,7 @@ export function writeEventJson(w: JsonWriter, ev: AcceptEvent): void {
   }
   w.num(l.backlog);
 
-  const e = segListenerEnd;
+  const e = segListenerEnd.get(p.pid);
   if (
     e.valid &&
     e.maxBacklog === l.maxBacklog &&
@@ -998,7 +1021,7 @@ export function writeEventJson(w: JsonWriter, ev: AcceptEvent): void {
   }
   w.num(u.port);
 
-  const t = segTail;
+  const t = segTail.get(ev.pod ?? ev.container ?? cg.id);
   const ct = ev.container;
   const en = ev.enrichment;
   const pol = ev.policy;

@@ -212,6 +212,29 @@ describe('native JSON', () => {
     assert.equal(JSON.parse(eventToJsonLine(ev)).container.name, 'renamed');
   });
 
+  it('remembered segments per process and pod: interleaved sources each write their own, changes included', () => {
+    // Three pods, two processes each, cycled as a busy node's events interleave; then one process's
+    // comm and one pod's container change while the others keep going.
+    const pods = [0, 1, 2].map((i) => sampleEvent({ pod: { name: `web-${i}`, uid: `uid-${i}` } }).pod);
+    const ev = (pod: number, proc: number, seq: number) => {
+      const e = sampleEvent({ seq: BigInt(seq), process: { pid: 100 * pod + proc, comm: `srv-${pod}` } });
+      e.pod = pods[pod];
+      e.container!.name = `c-${pod}`;
+      e.socket!.peer!.ip = `10.9.${seq % 7}.${pod}`;
+      return e;
+    };
+    const lines = new Set<string>();
+    for (let seq = 0; seq < 60; seq++) {
+      const e = ev(seq % 3, seq % 2, seq);
+      if (seq > 30 && seq % 3 === 1) e.process!.comm = 'renamed';
+      if (seq > 40 && seq % 3 === 2) e.container!.image = 'web:2';
+      const line = eventToJsonLine(e);
+      assert.equal(line, JSON.stringify(eventToJson(e)), `event ${seq}`);
+      lines.add(line);
+    }
+    assert.equal(lines.size, 60);
+  });
+
   it('remembered segments: changing any single field between events is written (every leaf, both ways)', () => {
     const base = () => {
       const ev = sampleEvent({ kind: EventKind.EVENT_KIND_ACCEPT });
