@@ -1,10 +1,15 @@
 import { decodePublishRequest } from '../src/collector/wire.js';
+import { eventToEcs } from '../src/formats/ecs.js';
+import { JsonWriter, writeEventJson } from '../src/formats/native-json.js';
+import { eventToOcsfLine } from '../src/formats/ocsf.js';
+import type { AcceptEvent } from '../src/gen/doorwatch/v1/event.js';
 import { PublishRequest } from '../src/gen/doorwatch/v1/collector.js';
 import { sampleEvent } from '../test/helpers/sample-events.js';
 
 /**
  * The collector's decode in a warm loop, no network: `npx tsx bench/collector-micro.ts [pods]`.
- * One 500-event batch from `pods` pods (round robin), decoded by wire.ts and by the generated decoder.
+ * One 500-event batch from `pods` pods (round robin), decoded by wire.ts and by the generated decoder;
+ * then the sinks' formats of the decoded events.
  */
 const pods = Number(process.argv[2] ?? 16);
 const events = Array.from({ length: 500 }, (_, i) =>
@@ -34,4 +39,28 @@ for (const [name, decode] of [
   const c = process.cpuUsage(c0);
   const us = (c.user + c.system) / (n * 500);
   console.log(`${name.padEnd(10)} ${pods} pods: ${us.toFixed(3)} µs/event (${bytes.length / 500} bytes/event)`);
+}
+
+// The sinks' formatting of the same decoded batch (shared sub-messages, as the collector has them).
+const decoded = decodePublishRequest(bytes).batch!.events;
+const w = new JsonWriter(1 << 20);
+for (const [name, format] of [
+  ['native json', (ev: AcceptEvent) => writeEventJson(w, ev)],
+  ['ocsf line', (ev: AcceptEvent) => eventToOcsfLine(ev)],
+  ['ecs line', (ev: AcceptEvent) => JSON.stringify(eventToEcs(ev))],
+] as const) {
+  const run = () => {
+    w.reset();
+    for (const ev of decoded) format(ev);
+  };
+  for (let i = 0; i < 200; i++) run();
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  let n = 0;
+  while (performance.now() - t0 < 2000 && n < 100_000) {
+    run();
+    n++;
+  }
+  const c = process.cpuUsage(c0);
+  console.log(`${name.padEnd(12)} ${pods} pods: ${((c.user + c.system) / (n * decoded.length)).toFixed(3)} µs/event`);
 }

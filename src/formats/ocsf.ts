@@ -20,6 +20,7 @@ import {
   Source,
   SummaryReason,
 } from '../gen/doorwatch/v1/event.js';
+import { JsonWriter } from './native-json.js';
 
 /**
  * OCSF (Open Cybersecurity Schema Framework) 1.7.0 forms of Doorwatch records.
@@ -889,120 +890,214 @@ export function eventToOcsf(ev: AcceptEvent): Obj {
 // serialised once per Pod/Container object (the collector's decoder shares
 // one object per distinct pod) and the device once per node name.
 
+/** A key's JSON and the colon, as bytes: the formats' own keys are few, map keys (labels) may be many. */
+const keyBytes = new Map<string, Uint8Array>();
+function keyOf(k: string): Uint8Array {
+  let b = keyBytes.get(k);
+  if (b === undefined) {
+    b = Buffer.from(`${JSON.stringify(k)}:`);
+    if (keyBytes.size < 1024) keyBytes.set(k, b);
+  }
+  return b;
+}
+const NULL = Buffer.from('null');
+
 /**
- * `JSON.stringify(pruneValue(v))` in one walk, without building the pruned
- * copy; undefined when v prunes away. Plain data only (what the formats
- * build): strings, finite and non-finite numbers, booleans, arrays, plain
- * objects; anything else goes through JSON.stringify (a bigint throws there
- * as it would).
+ * Writes `JSON.stringify(pruneValue(v))` to `w` in one walk, without
+ * building the pruned copy or any intermediate string; false (and nothing
+ * written) when v prunes away. Plain data only (what the formats build):
+ * strings, finite and non-finite numbers, booleans, arrays, plain objects;
+ * anything else goes through JSON.stringify (a bigint throws there as it
+ * would).
  */
-const keyJson = new Map<string, string>();
-export function pruned(v: unknown): string | undefined {
-  if (v === undefined || v === null) return undefined;
+export function writePruned(w: JsonWriter, v: unknown): boolean {
+  if (v === undefined || v === null) return false;
   switch (typeof v) {
     case 'string':
-      return JSON.stringify(v);
+      w.str(v);
+      return true;
     case 'number':
-      return Number.isFinite(v) ? String(v) : 'null';
+      w.room(0);
+      if (Number.isFinite(v)) w.num(v);
+      else w.k(NULL);
+      return true;
     case 'boolean':
-      return v ? 'true' : 'false';
+      w.room(0);
+      w.bool(v);
+      return true;
     case 'object': {
-      let out = '';
+      const start = w.pos;
+      let any = false;
       if (Array.isArray(v)) {
+        w.byte(0x5b);
         for (let i = 0; i < v.length; i++) {
-          const t = pruned(v[i]);
-          if (t !== undefined) out = out ? `${out},${t}` : t;
+          const at = w.pos;
+          if (any) w.byte(0x2c);
+          if (writePruned(w, v[i])) any = true;
+          else w.pos = at;
         }
-        return out ? `[${out}]` : undefined;
+        if (!any) {
+          w.pos = start;
+          return false;
+        }
+        w.byte(0x5d);
+        return true;
       }
       const o = v as Obj;
+      w.byte(0x7b);
       for (const k in o) {
-        const t = pruned(o[k]);
-        if (t === undefined) continue;
-        let key = keyJson.get(k);
-        if (key === undefined) {
-          key = `${JSON.stringify(k)}:`;
-          if (keyJson.size < 1024) keyJson.set(k, key); // the formats' own keys; map keys (labels) may be many
-        }
-        out = out ? `${out},${key}${t}` : `${key}${t}`;
+        const x = o[k];
+        if (x === undefined || x === null) continue;
+        const at = w.pos;
+        if (any) w.byte(0x2c);
+        w.raw(keyOf(k));
+        if (writePruned(w, x)) any = true;
+        else w.pos = at;
       }
-      return out ? `{${out}}` : undefined;
+      if (!any) {
+        w.pos = start;
+        return false;
+      }
+      w.byte(0x7d);
+      return true;
     }
     default:
-      return JSON.stringify(v);
+      w.text(JSON.stringify(v));
+      return true;
   }
 }
 
-/** A WeakMap's stand-in for "computed, and pruned away". */
-const NONE = '';
-const k8sText = new WeakMap<Pod, string>();
-const containerText = new WeakMap<Container, { pod: Pod | undefined; text: string }>();
-const deviceText = new Map<string, string>();
+const prunedScratch = new JsonWriter(16 * 1024);
+/** `JSON.stringify(pruneValue(v))`, undefined when v prunes away (writePruned, as a string). */
+export function pruned(v: unknown): string | undefined {
+  prunedScratch.reset();
+  return writePruned(prunedScratch, v) ? prunedScratch.buf.toString('utf8', 0, prunedScratch.pos) : undefined;
+}
 
-function k8sJson(ev: AcceptEvent): string {
+/** Pruned JSON as bytes, empty when it prunes away (the caches' "computed, and nothing there"). */
+const NONE = new Uint8Array(0);
+function prunedBytes(v: unknown): Uint8Array {
+  prunedScratch.reset();
+  return writePruned(prunedScratch, v) ? prunedScratch.since(0) : NONE;
+}
+const k8sBytes = new WeakMap<Pod, Uint8Array>();
+const containerBytes = new WeakMap<Container, { pod: Pod | undefined; bytes: Uint8Array }>();
+const deviceBytes = new Map<string, Uint8Array>();
+
+function k8sJson(ev: AcceptEvent): Uint8Array {
   const p = ev.pod;
   if (!p) return NONE;
-  let t = k8sText.get(p);
+  let t = k8sBytes.get(p);
   if (t === undefined) {
-    t = pruned(k8s(ev)) ?? NONE;
-    k8sText.set(p, t);
+    t = prunedBytes(k8s(ev));
+    k8sBytes.set(p, t);
   }
   return t;
 }
 
-function containerJson(ev: AcceptEvent): string {
+function containerJson(ev: AcceptEvent): Uint8Array {
   const c = ev.container;
   if (!c?.id) return NONE;
-  const hit = containerText.get(c);
-  if (hit && hit.pod === ev.pod) return hit.text;
-  const text = pruned(ocsfContainer(ev)) ?? NONE;
-  containerText.set(c, { pod: ev.pod, text });
-  return text;
+  const hit = containerBytes.get(c);
+  if (hit && hit.pod === ev.pod) return hit.bytes;
+  const bytes = prunedBytes(ocsfContainer(ev));
+  containerBytes.set(c, { pod: ev.pod, bytes });
+  return bytes;
 }
 
-/** An attribution's detail as text, once per shared (frozen) attribution object. */
-const attributionText = new WeakMap<AddressAttribution, string>();
-function attributionJson(a: AddressAttribution | undefined): string {
+/** An attribution's detail as bytes, once per shared (frozen) attribution object. */
+const attributionBytes = new WeakMap<AddressAttribution, Uint8Array>();
+function attributionJson(a: AddressAttribution | undefined): Uint8Array {
   if (!a) return NONE;
-  let t = attributionText.get(a);
+  let t = attributionBytes.get(a);
   if (t === undefined) {
-    t = pruned(attributionDetail(a)) ?? NONE;
-    if (Object.isFrozen(a)) attributionText.set(a, t);
+    t = prunedBytes(attributionDetail(a));
+    if (Object.isFrozen(a)) attributionBytes.set(a, t);
   }
   return t;
 }
 
-function deviceJson(node: string): string {
-  let t = deviceText.get(node);
+function deviceJson(node: string): Uint8Array {
+  let t = deviceBytes.get(node);
   if (t === undefined) {
-    t = pruned(device(node)) ?? NONE;
-    if (deviceText.size >= 4096) deviceText.clear();
-    deviceText.set(node, t);
+    t = prunedBytes(device(node));
+    if (deviceBytes.size >= 4096) deviceBytes.clear();
+    deviceBytes.set(node, t);
   }
   return t;
 }
 
-/** `JSON.stringify(eventToOcsf(ev))`, built from cached per-pod text (test/unit/formats-ocsf.test.ts holds them equal). */
-export function eventToOcsfLine(ev: AcceptEvent): string {
+const B = {
+  actor: Buffer.from(',"actor":{"process":'),
+  container: Buffer.from(',"container":'),
+  device: Buffer.from(',"device":'),
+  unmapped: Buffer.from(',"unmapped":'),
+  peer: Buffer.from(',"peer_attribution":'),
+  local: Buffer.from(',"local_attribution":'),
+  k8s: Buffer.from(',"k8s":'),
+};
+
+/**
+ * Appends `JSON.stringify(eventToOcsf(ev))` to `w`, built from cached
+ * per-pod bytes (test/unit/formats-ocsf.test.ts holds them equal).
+ */
+export function writeOcsfLine(w: JsonWriter, ev: AcceptEvent): void {
   // Findings are rare: the plain form.
-  if (ev.findingInfo) return JSON.stringify(findingToOcsf(ev));
+  if (ev.findingInfo) {
+    w.text(JSON.stringify(findingToOcsf(ev)));
+    return;
+  }
   const container = containerJson(ev);
-  // The head always keeps class_uid: never empty, so "}" can be replaced by more keys.
-  let out = pruned(ocsfHead(ev, container !== NONE))!.slice(0, -1);
+  // The head always keeps class_uid: never empty, so its "}" can be replaced by more keys.
+  writePruned(w, ocsfHead(ev, container !== NONE));
+  w.pos--;
   const proc = ev.process;
   if (proc) {
     // actor.process always keeps pid (a number): never empty.
-    const process = pruned(actorProcess(proc))!.slice(0, -1);
-    out += `,"actor":{"process":${process}${container !== NONE ? `,"container":${container}` : ''}}}`;
+    w.raw(B.actor);
+    writePruned(w, actorProcess(proc));
+    w.pos--;
+    if (container !== NONE) {
+      w.raw(B.container);
+      w.raw(container);
+    }
+    w.byte(0x7d);
+    w.byte(0x7d);
   }
   const dev = deviceJson(ev.nodeName);
-  if (dev !== NONE) out += `,"device":${dev}`;
+  if (dev !== NONE) {
+    w.raw(B.device);
+    w.raw(dev);
+  }
   // The detail always keeps kind (a string): never empty.
-  const detail = pruned(doorwatchDetail(ev, false))!.slice(0, -1);
+  w.raw(B.unmapped);
+  writePruned(w, doorwatchDetail(ev, false));
+  w.pos--;
   const peer = attributionJson(ev.peerAttribution);
+  if (peer !== NONE) {
+    w.raw(B.peer);
+    w.raw(peer);
+  }
   const local = attributionJson(ev.localAttribution);
+  if (local !== NONE) {
+    w.raw(B.local);
+    w.raw(local);
+  }
   const k8sPart = k8sJson(ev);
-  return `${out},"unmapped":${detail}${peer !== NONE ? `,"peer_attribution":${peer}` : ''}${local !== NONE ? `,"local_attribution":${local}` : ''}${k8sPart !== NONE ? `,"k8s":${k8sPart}` : ''}}}`;
+  if (k8sPart !== NONE) {
+    w.raw(B.k8s);
+    w.raw(k8sPart);
+  }
+  w.byte(0x7d);
+  w.byte(0x7d);
+}
+
+const lineScratch = new JsonWriter(16 * 1024);
+/** `JSON.stringify(eventToOcsf(ev))`: writeOcsfLine into a reused buffer. */
+export function eventToOcsfLine(ev: AcceptEvent): string {
+  lineScratch.reset();
+  writeOcsfLine(lineScratch, ev);
+  return lineScratch.buf.toString('utf8', 0, lineScratch.pos);
 }
 
 // ---------------------------------------------------------------------------
