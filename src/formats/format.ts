@@ -1,7 +1,7 @@
 import type { AcceptSummary } from '../gen/doorwatch/v1/event.js';
 import { eventToEcs, lossToEcs } from './ecs.js';
-import { eventToJson, eventToJsonLine, lossToJson } from './native-json.js';
-import { eventToOcsf, eventToOcsfLine, kindName, lossRecordId, lossToOcsf, summaryOf } from './ocsf.js';
+import { eventToJson, eventToJsonLine, type JsonWriter, lossToJson, writeEventJson } from './native-json.js';
+import { eventToOcsf, eventToOcsfLine, kindName, lossRecordId, lossToOcsf, summaryOf, writeOcsfLine } from './ocsf.js';
 import type { FormatName, SinkRecord } from './record.js';
 import { eventToTraceeLine, lossToTraceeLine } from './tracee.js';
 
@@ -43,6 +43,13 @@ export function formatLine(rec: SinkRecord, format: FormatName): string {
   if (format === 'ocsf' && rec.kind === 'event') return eventToOcsfLine(rec.event);
   if (format === 'tracee') return traceeLine(rec);
   return JSON.stringify(formatRecord(rec, format));
+}
+
+/** formatLine's bytes appended to `w` (UTF-8): native and OCSF events are written there without a string between. */
+export function writeLine(w: JsonWriter, rec: SinkRecord, format: FormatName): void {
+  if (format === 'native' && rec.kind === 'event') writeEventJson(w, rec.event);
+  else if (format === 'ocsf' && rec.kind === 'event') writeOcsfLine(w, rec.event);
+  else w.text(formatLine(rec, format));
 }
 
 const traceeLine = (rec: SinkRecord): string =>

@@ -1,7 +1,16 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { z } from 'zod';
-import { formatLine, recordId, recordKind, recordSummary, recordTimeNs, summaryReasonName } from '../formats/format.js';
+import {
+  formatLine,
+  recordId,
+  recordKind,
+  recordSummary,
+  recordTimeNs,
+  summaryReasonName,
+  writeLine,
+} from '../formats/format.js';
+import { JsonWriter } from '../formats/native-json.js';
 import type { Logger } from '../log/logger.js';
 import { Backoff } from '../retry/backoff.js';
 import { durationMs, entryKeys, parseConfig, readTlsFile, sizeBytes, tlsSchema } from './config.js';
@@ -161,32 +170,51 @@ function sdParams(rec: SinkRecord): [string, string | undefined][] {
   ];
 }
 
-/** The RFC 5424 message, without framing. */
-export function buildSyslogMessage(rec: SinkRecord, opts: SyslogFrameOptions): string {
+/** The RFC 5424 header and structured data, up to the space before MSG. */
+function syslogHeader(rec: SinkRecord, opts: SyslogFrameOptions): string {
   const isEvent = rec.kind === 'event';
   const host = isEvent ? rec.event.nodeName : (rec.loss.agent?.nodeName ?? '');
   const pid = isEvent && rec.event.process?.pid ? String(rec.event.process.pid) : '-';
   let sd = '';
   for (const [k, v] of sdParams(rec)) if (v !== undefined) sd += ` ${k}="${escapeSdParam(v)}"`;
   const pri = syslogPri(opts.facility, severityOf(rec));
-  const header = `<${pri}>1 ${syslogTimestamp(recordTimeNs(rec))} ${headerField(host, 255)} ${headerField(opts.appName, 48)} ${pid} ${msgIdOf(rec)} [${SD_ID}${sd}]`;
-  return `${header} ${opts.bom ? '\uFEFF' : ''}${formatLine(rec, opts.format)}`;
+  return `<${pri}>1 ${syslogTimestamp(recordTimeNs(rec))} ${headerField(host, 255)} ${headerField(opts.appName, 48)} ${pid} ${msgIdOf(rec)} [${SD_ID}${sd}] `;
+}
+
+const BOM = Buffer.from('\uFEFF', 'utf8');
+
+/** The RFC 5424 message, without framing. */
+export function buildSyslogMessage(rec: SinkRecord, opts: SyslogFrameOptions): string {
+  return `${syslogHeader(rec, opts)}${opts.bom ? '\uFEFF' : ''}${formatLine(rec, opts.format)}`;
 }
 
 /** RFC 6587 octet counting: "<length in BYTES> <message>". */
 export function buildSyslogFrame(rec: SinkRecord, opts: SyslogFrameOptions): Buffer {
-  const msg = Buffer.from(buildSyslogMessage(rec, opts), 'utf8');
-  return Buffer.concat([Buffer.from(`${msg.length} `, 'ascii'), msg]);
+  return buildSyslogFrames([rec], opts);
 }
 
-/** The frames of a batch, one after another (= the buildSyslogFrames concatenated), encoded once. */
+const message = new JsonWriter(64 * 1024);
+const frames = new JsonWriter(256 * 1024);
+
+/**
+ * The frames of a batch, one after another (= the buildSyslogFrame of each,
+ * concatenated). Each message is written as bytes (the formats' byte
+ * writers), then framed with its length: no string per record.
+ */
 export function buildSyslogFrames(batch: readonly SinkRecord[], opts: SyslogFrameOptions): Buffer {
-  let text = '';
+  frames.reset();
   for (const rec of batch) {
-    const msg = buildSyslogMessage(rec, opts);
-    text += `${Buffer.byteLength(msg, 'utf8')} ${msg}`;
+    message.reset();
+    message.text(syslogHeader(rec, opts));
+    if (opts.bom) message.raw(BOM);
+    writeLine(message, rec, opts.format);
+    frames.room(message.pos + 12);
+    frames.num(message.pos);
+    frames.byte(0x20);
+    frames.pos += message.buf.copy(frames.buf, frames.pos, 0, message.pos);
   }
-  return Buffer.from(text, 'utf8');
+  // A copy: the resend window keeps the frames after the writer is reused.
+  return Buffer.from(frames.buf.subarray(0, frames.pos));
 }
 
 // ---------------------------------------------------------------------------
