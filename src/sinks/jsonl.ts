@@ -2,8 +2,8 @@ import { createReadStream } from 'node:fs';
 import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
-import { formatLine } from '../formats/format.js';
-import { JsonWriter, writeEventJson } from '../formats/native-json.js';
+import { formatLine, writeLine } from '../formats/format.js';
+import { JsonWriter } from '../formats/native-json.js';
 import type { Logger } from '../log/logger.js';
 import { entryKeys, parseConfig, sizeBytes } from './config.js';
 import type { FormatName, Sink, SinkDeps, SinkFactory, SinkRecord } from './sink.js';
@@ -24,18 +24,17 @@ export function jsonlLine(rec: SinkRecord, format: FormatName): Buffer {
 
 /**
  * A batch's lines, newlines included, appended to `w` (reset first); `ends`
- * gets each line's end offset. Native events are written as bytes straight
- * into the buffer (native-json.ts writeEventJson: the same bytes as
- * jsonlLine, per-pod parts once per pod object); other records through
- * formatLine. One buffer per batch, no string per line.
+ * gets each line's end offset. Native and OCSF events are written as bytes
+ * straight into the buffer (format.ts writeLine: the same bytes as
+ * jsonlLine, per-pod parts once per pod); other records through formatLine.
+ * One buffer per batch, no string per line.
  */
 export function encodeLines(batch: readonly SinkRecord[], format: FormatName, w: JsonWriter, ends: number[]): void {
   w.reset();
   ends.length = 0;
   for (let i = 0; i < batch.length; i++) {
     const r = batch[i]!;
-    if (format === 'native' && r.kind === 'event') writeEventJson(w, r.event);
-    else w.text(formatLine(r, format));
+    writeLine(w, r, format);
     w.byte(0x0a);
     ends.push(w.pos);
   }
