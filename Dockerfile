@@ -24,7 +24,8 @@ COPY bpf ./bpf
 COPY proto ./proto
 COPY src ./src
 COPY scripts/build.sh ./scripts/build.sh
-# build/accept.bpf.o, src/gen (buf generate), dist/ (tsc); then only production dependencies are kept.
+# build/accept.bpf.o, src/gen (buf generate), dist/bundle/ (tsc --noEmit, then esbuild); then only production
+# dependencies are kept (the bundle needs only koffi, a native addon, from node_modules).
 RUN bash scripts/build.sh \
   && npm prune --omit=dev --no-audit --no-fund
 

@@ -9,7 +9,7 @@
 // capture path allocates little; measured side by side, the flag no longer
 // changes CPU per event or losses, and costs ~15-30 MiB of RSS
 // (docs/benchmarks.md, "trace CLI (issue 10)").
-import { main } from '../dist/cli/main.js';
+import { main } from '../dist/bundle/main.js';
 
 const code = await main(process.argv.slice(2));
 // Let stdout drain (a pipe may still hold JSON lines) before exiting.

@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import net from 'node:net';
 import tls from 'node:tls';
 import {
@@ -14,6 +13,9 @@ import {
   type ServerInterceptor,
 } from '@grpc/grpc-js';
 import { type CallContext, ServerError, type ServerMiddleware, Status } from 'nice-grpc';
+import * as bidiCall from 'nice-grpc/lib/server/handleBidiStreamingCall.js';
+import * as serverStreamingCall from 'nice-grpc/lib/server/handleServerStreamingCall.js';
+import * as serviceDefinitions from 'nice-grpc/lib/service-definitions/index.js';
 import { parseHostPort } from '../config/host-port.js';
 import type { PeerCredentials } from './auth/authorizer.js';
 import type { LimitsConfig } from './config.js';
@@ -42,15 +44,19 @@ import { peerAddress, type RefusalReason, type Refusals, reasonOfStatus } from '
  * injector lives on).
  */
 
-const require = createRequire(import.meta.url);
+/*
+ * nice-grpc's own method handlers, which its typings do not export. Imported
+ * (not required at run time) so that a bundle holds one copy of nice-grpc and
+ * nice-grpc-common: two copies would break its `instanceof ServerError`.
+ */
 type Middleware = ServerMiddleware<object, object> | undefined;
-const { createBidiStreamingMethodHandler } = require('nice-grpc/lib/server/handleBidiStreamingCall.js') as {
+const { createBidiStreamingMethodHandler } = bidiCall as unknown as {
   createBidiStreamingMethodHandler(def: unknown, impl: unknown, mw: Middleware): handleBidiStreamingCall<unknown, unknown>;
 };
-const { createServerStreamingMethodHandler } = require('nice-grpc/lib/server/handleServerStreamingCall.js') as {
+const { createServerStreamingMethodHandler } = serverStreamingCall as unknown as {
   createServerStreamingMethodHandler(def: unknown, impl: unknown, mw: Middleware): handleServerStreamingCall<unknown, unknown>;
 };
-const { normalizeServiceDefinition, toGrpcJsServiceDefinition } = require('nice-grpc/lib/service-definitions/index.js') as {
+const { normalizeServiceDefinition, toGrpcJsServiceDefinition } = serviceDefinitions as unknown as {
   normalizeServiceDefinition(d: unknown): Record<string, { requestStream: boolean; responseStream: boolean }>;
   toGrpcJsServiceDefinition(d: unknown): GrpcServiceDefinition;
 };
