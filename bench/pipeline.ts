@@ -3,6 +3,7 @@ import { closeSync, existsSync, openSync, readFileSync, readSync, rmSync, statSy
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
 import { KubeApiServer, makePod, ownerRef, tempDir } from '../test/helpers/kube-api-server.js';
 import { makePki, tlsFlags } from '../test/helpers/pki.js';
 import { type FakePod, PodSim } from '../test/helpers/pod-sim.js';
@@ -25,7 +26,7 @@ import { fmtSpread, renderTable, spread } from './report.js';
 
 /**
  * The agent end to end, as it runs on a node: the real `doorwatch agent`
- * process (bin/doorwatch.js, as the DaemonSet starts it) capturing the
+ * process (bin/doorwatch.js with the chart's NODE_OPTIONS, as the DaemonSet starts it) capturing the
  * accepts of a simulated pod (test/helpers/pod-sim.ts: a kubelet-shaped
  * cgroup and a network namespace) described by the Kubernetes API stand-in
  * (labels, owner, image: every event fully attributed), through its policy
@@ -102,14 +103,35 @@ process.once('SIGINT', () => {
   process.exit(130);
 });
 
-function child(args: string[], what: string, bin = BIN, nodeArgs?: string): { p: ChildProcess; stderr: () => string } {
+/**
+ * The agent's NODE_OPTIONS as the chart's DaemonSet sets them (helm/doorwatch/values.yaml agent.nodeOptions);
+ * BENCH_AGENT_NODE_OPTIONS overrides ("" = none: Node's defaults).
+ */
+function chartAgentNodeOptions(): string {
+  if (process.env.BENCH_AGENT_NODE_OPTIONS !== undefined) return process.env.BENCH_AGENT_NODE_OPTIONS;
+  const values = parseYaml(readFileSync(join(ROOT, 'helm/doorwatch/values.yaml'), 'utf8')) as {
+    agent?: { nodeOptions?: string };
+  };
+  return values.agent?.nodeOptions ?? '';
+}
+
+function child(
+  args: string[],
+  what: string,
+  bin = BIN,
+  nodeArgs?: string,
+  nodeOptions?: string,
+): { p: ChildProcess; stderr: () => string } {
   // As users run it (the shebang), unless node flags are asked for (profiling).
   // Node's own diagnostics (--trace-gc) go to stdout: kept in a file when BENCH_NODE_STDOUT names one.
   const out = nodeArgs && process.env.BENCH_NODE_STDOUT ? openSync(process.env.BENCH_NODE_STDOUT, 'w') : 'ignore';
+  const env = nodeOptions
+    ? { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${nodeOptions}`.trim() }
+    : process.env;
   const p = track(
     nodeArgs
-      ? spawn(process.execPath, [...nodeArgs.split(' ').filter(Boolean), bin, ...args], { stdio: ['ignore', out, 'pipe'] })
-      : spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] }),
+      ? spawn(process.execPath, [...nodeArgs.split(' ').filter(Boolean), bin, ...args], { stdio: ['ignore', out, 'pipe'], env })
+      : spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'], env }),
   );
   let err = '';
   p.stderr!.on('data', (d: Buffer) => {
@@ -245,6 +267,7 @@ const collector = child(
   process.env.BENCH_COLLECTOR_BIN ?? BIN,
 );
 await sleep(1500);
+const agentNodeOptions = chartAgentNodeOptions();
 const agent = child(
   [
     'agent',
@@ -259,6 +282,7 @@ const agent = child(
   process.env.BENCH_AGENT_BIN ?? BIN,
   // e.g. "--cpu-prof --cpu-prof-dir=DIR": the agent is stopped with SIGTERM, so the profile is written.
   process.env.BENCH_AGENT_NODE_ARGS,
+  agentNodeOptions,
 );
 const metricsUrl = `http://127.0.0.1:${healthPort}/metrics`;
 for (let i = 0; ; i++) {
@@ -270,7 +294,7 @@ for (let i = 0; ; i++) {
 }
 const machine = machineInfo();
 process.stderr.write(
-  `bench/pipeline: agent pid ${agent.p.pid}, collector pid ${collector.p.pid}; pod ${NS}/${POD} in netns ${pod.netns.name}; ` +
+  `bench/pipeline: agent pid ${agent.p.pid} (NODE_OPTIONS ${agentNodeOptions || 'none'}), collector pid ${collector.p.pid}; pod ${NS}/${POD} in netns ${pod.netns.name}; ` +
     `${machine.cpus} CPUs, kernel ${machine.kernel}, node ${machine.node}\n`,
 );
 
