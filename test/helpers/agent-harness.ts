@@ -1,18 +1,19 @@
 import { type Agent, request } from 'node:http';
 import { type AgentIO, type AgentOptions, runAgent } from '../../src/cli/agent.js';
 import type { HostPort } from '../../src/config/host-port.js';
-import type { FakeCollector } from './fake-collector.js';
+import type { Pki } from './pki.js';
 
 /** The agent run in a test process: its options, and its HTTP endpoints read back. */
 
 /**
- * runAgent's options for a test: mutual TLS to `collector` (a client
- * certificate named `client` from its PKI), the spool in `spoolDir`, no
+ * runAgent's options for a test: mutual TLS to `collector` (any collector
+ * at `target` trusting `pki`: FakeCollector, the real one, a proxy in front
+ * of it; a client certificate named `client` from that PKI), the spool in `spoolDir`, no
  * Kubernetes, endpoints on an ephemeral loopback port, short delays;
  * `over` replaces any of it.
  */
 export function testAgentOptions(
-  collector: FakeCollector,
+  collector: { target: string; pki: Pki },
   o: { client: string; spoolDir: string },
   over: Partial<AgentOptions> = {},
 ): AgentOptions {

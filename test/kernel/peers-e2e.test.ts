@@ -10,7 +10,6 @@ import type { RunningCollector } from '../../src/collector/collector.js';
 import { type AcceptEvent, AttributionStatus, OwnerKind } from '../../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { httpGet, testAgentOptions } from '../helpers/agent-harness.js';
-import type { FakeCollector } from '../helpers/fake-collector.js';
 import { KubeApiServer, makePod, tempDir } from '../helpers/kube-api-server.js';
 import { type MemorySinks, startMemoryCollector } from '../helpers/memory-sink.js';
 import { makePki, type Pki } from '../helpers/pki.js';
@@ -177,7 +176,7 @@ before(async () => {
   const up = new Promise<number>((r) => {
     listening = r;
   });
-  const target = { target: `127.0.0.1:${gate.port}`, pki } as unknown as FakeCollector;
+  const target = { target: `127.0.0.1:${gate.port}`, pki };
   agentDone = runAgent(testAgentOptions(target, { client: 'agent-peers', spoolDir: join(dir, 'spool') }, { nodeName: NODE }), {
     log: silentLogger,
     stopSignal,
