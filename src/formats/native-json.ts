@@ -20,6 +20,7 @@ import {
   summaryReasonToJSON,
   type Workload,
 } from '../gen/doorwatch/v1/event.js';
+import { SegMemo } from './seg-memo.js';
 
 /**
  * The native JSON form of an event: the proto3 canonical JSON mapping
@@ -788,26 +789,6 @@ const newSegTail = () => ({
   mode: 0,
 });
 
-/*
- * Several pods and processes interleave on a busy node: one remembered
- * segment per process (and per pod for the tail), not one for the last event,
- * or every switch between two sources writes the whole line again. Bounded:
- * past SEG_KEYS distinct keys the memo starts over.
- */
-const SEG_KEYS = 4096;
-class SegMemo<S> {
-  readonly #map = new Map<unknown, S>();
-  constructor(readonly make: () => S) {}
-  get(key: unknown): S {
-    let s = this.#map.get(key);
-    if (s === undefined) {
-      if (this.#map.size >= SEG_KEYS) this.#map.clear();
-      s = this.make();
-      this.#map.set(key, s);
-    }
-    return s;
-  }
-}
 const segProcess = new SegMemo(newSegProcess);
 const segSocketEnd = new SegMemo(newSegSocketEnd);
 const segListenerEnd = new SegMemo(newSegListenerEnd);

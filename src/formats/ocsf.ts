@@ -21,6 +21,7 @@ import {
   SummaryReason,
 } from '../gen/doorwatch/v1/event.js';
 import { JsonWriter } from './native-json.js';
+import { SegMemo } from './seg-memo.js';
 
 /**
  * OCSF (Open Cybersecurity Schema Framework) 1.7.0 forms of Doorwatch records.
@@ -410,10 +411,29 @@ export function eventSeverity(ev: AcceptEvent): number {
  * `doorwatch` both start from this block (snake_case, mirroring the proto).
  */
 export function doorwatchDetail(ev: AcceptEvent, withAttribution = true): Obj {
+  return {
+    ...detailHead(ev),
+    ...podDetail(ev),
+    summary: ev.summary && summaryDetail(ev),
+    finding: ev.findingInfo && findingDetail(ev),
+    listener_info: ev.listenerInfo && {
+      origin: listenerOriginName(ev.listenerInfo.origin),
+      inode: ev.listenerInfo.inode.toString(),
+      requested_backlog: ev.listenerInfo.requestedBacklog || undefined,
+      first_seen_unix_nano: ev.listenerInfo.firstSeenUnixNano ? ev.listenerInfo.firstSeenUnixNano.toString() : undefined,
+    },
+    policy: ev.policy && policyDetail(ev.policy),
+    // Last: eventToOcsfLine appends them as cached text (withAttribution false) in this same place.
+    peer_attribution: withAttribution ? attributionDetail(ev.peerAttribution) : undefined,
+    local_attribution: withAttribution ? attributionDetail(ev.localAttribution) : undefined,
+  };
+}
+
+/** The detail's members of this one accept (kind through user_address; always kind). */
+function detailHead(ev: AcceptEvent): Obj {
   const s = ev.socket;
   const l = ev.listener;
   const u = ev.userAddress;
-  const en = ev.enrichment;
   const unix = s?.family === AddressFamily.ADDRESS_FAMILY_UNIX;
   return {
     kind: kindName(ev.kind),
@@ -454,6 +474,13 @@ export function doorwatchDetail(ev: AcceptEvent, withAttribution = true): Obj {
         port: u.ip ? u.port : undefined,
       }),
     },
+  };
+}
+
+/** The detail's members its pod (or host process) shares between accepts: namespaces through enrichment. */
+function podDetail(ev: AcceptEvent): Obj {
+  const en = ev.enrichment;
+  return {
     namespaces: ev.namespaces && { ...ev.namespaces },
     cgroup: ev.cgroup && { id: ev.cgroup.id.toString(), v1_id: ev.cgroup.v1Id.toString() },
     container: ev.container && { cgroup_path: str(ev.container.cgroupPath) },
@@ -464,18 +491,6 @@ export function doorwatchDetail(ev: AcceptEvent, withAttribution = true): Obj {
       cgroup_from_proc: en.cgroupFromProc,
       waited_ms: en.waitedMs,
     },
-    summary: ev.summary && summaryDetail(ev),
-    finding: ev.findingInfo && findingDetail(ev),
-    listener_info: ev.listenerInfo && {
-      origin: listenerOriginName(ev.listenerInfo.origin),
-      inode: ev.listenerInfo.inode.toString(),
-      requested_backlog: ev.listenerInfo.requestedBacklog || undefined,
-      first_seen_unix_nano: ev.listenerInfo.firstSeenUnixNano ? ev.listenerInfo.firstSeenUnixNano.toString() : undefined,
-    },
-    policy: ev.policy && policyDetail(ev.policy),
-    // Last: eventToOcsfLine appends them as cached text (withAttribution false) in this same place.
-    peer_attribution: withAttribution ? attributionDetail(ev.peerAttribution) : undefined,
-    local_attribution: withAttribution ? attributionDetail(ev.localAttribution) : undefined,
   };
 }
 
@@ -1027,6 +1042,97 @@ function deviceJson(node: string): Uint8Array {
   return t;
 }
 
+/*
+ * An accept's detail from namespaces on (namespaces, cgroup, container,
+ * enrichment, policy: what its pod shares) as `,"namespaces":…` bytes,
+ * remembered per pod and checked by value before reuse.
+ */
+const newPodDetailSeg = () => ({
+  bytes: NONE,
+  valid: false,
+  ns: false,
+  mnt: 0,
+  pid: 0,
+  net: 0,
+  uts: 0,
+  cg: false,
+  cgId: 0n,
+  cgV1: 0n,
+  ct: false,
+  cgroupPath: '',
+  en: false,
+  status: 0,
+  missing: [] as string[],
+  reason: '',
+  fromProc: false,
+  waitedMs: 0,
+  pol: false,
+  origin: 0,
+  policyName: '',
+  mode: 0,
+});
+const podDetailSegs = new SegMemo(newPodDetailSeg);
+
+function podDetailTail(ev: AcceptEvent): Uint8Array {
+  const n = ev.namespaces;
+  const cg = ev.cgroup;
+  const ct = ev.container;
+  const en = ev.enrichment;
+  const pol = ev.policy;
+  const t = podDetailSegs.get(ev.pod ?? ct ?? cg?.id);
+  if (
+    t.valid &&
+    (n ? t.ns && t.mnt === n.mnt && t.pid === n.pid && t.net === n.net && t.uts === n.uts : !t.ns) &&
+    (cg ? t.cg && t.cgId === cg.id && t.cgV1 === cg.v1Id : !t.cg) &&
+    (ct ? t.ct && t.cgroupPath === ct.cgroupPath : !t.ct) &&
+    (en
+      ? t.en &&
+        t.status === en.status &&
+        t.reason === en.reason &&
+        t.fromProc === en.cgroupFromProc &&
+        t.waitedMs === en.waitedMs &&
+        sameStrings(t.missing, en.missing)
+      : !t.en) &&
+    (pol ? t.pol && t.origin === pol.origin && t.policyName === pol.name && t.mode === pol.mode : !t.pol)
+  )
+    return t.bytes;
+  const whole = prunedBytes({ ...podDetail(ev), policy: pol && policyDetail(pol) });
+  // `{…}` -> `,…`: members to follow the accept's own.
+  const bytes = whole === NONE ? NONE : Buffer.concat([COMMA, whole.subarray(1, -1)]);
+  Object.assign(t, {
+    bytes,
+    valid: true,
+    ns: n !== undefined,
+    mnt: n?.mnt ?? 0,
+    pid: n?.pid ?? 0,
+    net: n?.net ?? 0,
+    uts: n?.uts ?? 0,
+    cg: cg !== undefined,
+    cgId: cg?.id ?? 0n,
+    cgV1: cg?.v1Id ?? 0n,
+    ct: ct !== undefined,
+    cgroupPath: ct?.cgroupPath ?? '',
+    en: en !== undefined,
+    status: en?.status ?? 0,
+    missing: en ? [...en.missing] : [],
+    reason: en?.reason ?? '',
+    fromProc: en?.cgroupFromProc ?? false,
+    waitedMs: en?.waitedMs ?? 0,
+    pol: pol !== undefined,
+    origin: pol?.origin ?? 0,
+    policyName: pol?.name ?? '',
+    mode: pol?.mode ?? 0,
+  });
+  return bytes;
+}
+const COMMA = Buffer.from(',');
+const sameStrings = (a: readonly string[], b: readonly string[]): boolean => {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+};
+
 const B = {
   actor: Buffer.from(',"actor":{"process":'),
   container: Buffer.from(',"container":'),
@@ -1071,8 +1177,15 @@ export function writeOcsfLine(w: JsonWriter, ev: AcceptEvent): void {
   }
   // The detail always keeps kind (a string): never empty.
   w.raw(B.unmapped);
-  writePruned(w, doorwatchDetail(ev, false));
-  w.pos--;
+  if (ev.summary || ev.listenerInfo) {
+    writePruned(w, doorwatchDetail(ev, false));
+    w.pos--;
+  } else {
+    // An accept: its own members, then its pod's (remembered), in doorwatchDetail's order.
+    writePruned(w, detailHead(ev));
+    w.pos--;
+    w.raw(podDetailTail(ev));
+  }
   const peer = attributionJson(ev.peerAttribution);
   if (peer !== NONE) {
     w.raw(B.peer);

@@ -642,6 +642,44 @@ describe('OCSF: eventToOcsfLine (the fast line) is JSON.stringify(eventToOcsf)',
     const c = { ...a, pod: sampleEvent({ pod: { uid: 'other-uid', labels: { x: 'y' } } }).pod };
     for (const ev of [a, b, c, a]) assert.equal(eventToOcsfLine(ev), JSON.stringify(eventToOcsf(ev)));
   });
+
+  it('a pod’s remembered detail: any one of its values changed (shared pod object or not) is written as it is', () => {
+    const pod = sampleEvent().pod;
+    const base = (shared: boolean) => {
+      const ev = sampleEvent({ policy: SAMPLE_POLICY, kind: EventKind.EVENT_KIND_ACCEPT });
+      if (shared) ev.pod = pod; // the memo's key: the same pod object with other values under it
+      return ev;
+    };
+    const changes: [string, (ev: AcceptEvent) => void][] = [
+      ['namespaces.net', (ev) => (ev.namespaces!.net += 1)],
+      ['namespaces absent', (ev) => (ev.namespaces = undefined)],
+      ['cgroup.id', (ev) => (ev.cgroup!.id += 1n)],
+      ['cgroup.v1Id', (ev) => (ev.cgroup!.v1Id += 1n)],
+      ['cgroup absent', (ev) => (ev.cgroup = undefined)],
+      ['container.cgroupPath', (ev) => (ev.container!.cgroupPath += '/x')],
+      ['enrichment.status', (ev) => (ev.enrichment!.status += 1)],
+      ['enrichment.missing', (ev) => ev.enrichment!.missing.push('pod')],
+      ['enrichment.reason', (ev) => (ev.enrichment!.reason = 'late')],
+      ['enrichment.cgroupFromProc', (ev) => (ev.enrichment!.cgroupFromProc = !ev.enrichment!.cgroupFromProc)],
+      ['enrichment.waitedMs', (ev) => (ev.enrichment!.waitedMs += 7)],
+      ['enrichment absent', (ev) => (ev.enrichment = undefined)],
+      ['policy.name', (ev) => (ev.policy!.name = 'other')],
+      ['policy.mode', (ev) => (ev.policy!.mode += 1)],
+      ['policy.origin', (ev) => (ev.policy!.origin += 1)],
+      ['policy absent', (ev) => (ev.policy = undefined)],
+    ];
+    for (const shared of [true, false]) {
+      for (const [what, change] of changes) {
+        const check = (ev: AcceptEvent, label: string) =>
+          assert.equal(eventToOcsfLine(ev), JSON.stringify(eventToOcsf(ev)), `${label} (shared pod: ${shared})`);
+        check(base(shared), 'base');
+        const ev = base(shared);
+        change(ev);
+        check(ev, what);
+        check(base(shared), `base after ${what}`);
+      }
+    }
+  });
 });
 
 describe('pruned (JSON of a pruned value in one walk)', () => {
