@@ -6,12 +6,13 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import type { RunningCollector } from '../../src/collector/collector.js';
 import { formatLine, formatRecord } from '../../src/formats/format.js';
 import { type AcceptEvent, EventKind, ListenerOrigin, PolicyOrigin } from '../../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { httpGet, metricSample, startInProcessAgent, testAgentOptions } from '../helpers/agent-harness.js';
-import { FakeCollector } from '../helpers/fake-collector.js';
 import { KubeApiServer, makePod, ownerRef, tempDir } from '../helpers/kube-api-server.js';
+import { type MemorySinks, startMemoryCollector } from '../helpers/memory-sink.js';
 import { makePki } from '../helpers/pki.js';
 import { type FakePod, PodSim } from '../helpers/pod-sim.js';
 import { loadEcs, validateEcs } from '../helpers/schemas/ecs.js';
@@ -23,7 +24,7 @@ import { bounded, freePort, until } from '../helpers/wait.js';
 // Undeclared listeners as findings (issue 12 item 3) on the agent's whole path: real probes and kernel
 // listener scans -> enricher (pod metadata from the Kubernetes API stand-in, test/helpers/kube-api-server.ts:
 // no kube-apiserver runs here) -> inventory -> the undeclared-listener rule -> spool -> gRPC (mutual TLS) ->
-// a collector's Publish decoder (test/helpers/fake-collector.ts). Real servers (python3, socat) in simulated
+// the real collector (its Publish decoder, dedup and dispatch) -> an in-memory sink. Real servers (python3, socat) in simulated
 // pods (kubelet-shaped cgroup v2 directories and their own network namespaces, test/helpers/pod-sim.ts).
 // Pod `web` (namespace shop) declares 8080/TCP; pod `tool` (namespace quiet) declares nothing, and an agent
 // policy rule turns findings off in `quiet`; pod `node-daemon` is hostNetwork (its cgroup, the host's network
@@ -38,7 +39,8 @@ const sim = new PodSim();
 const dir = mkdtempSync(join(tmpdir(), 'dw-findings-agent-'));
 const procs: ChildProcess[] = [];
 let api: KubeApiServer;
-let collector: FakeCollector;
+let collector: RunningCollector;
+let mem: MemorySinks;
 let stop: (why: string) => void;
 let agentDone: Promise<void>;
 let port = 0;
@@ -74,7 +76,7 @@ async function listeningIn(pod: FakePod, p: number, ip = ''): Promise<void> {
 }
 
 const socat = (pod: FakePod, p: number) => inPod(pod, ['socat', `TCP4-LISTEN:${p},reuseaddr,fork`, 'EXEC:/bin/cat']);
-const delivered = (): AcceptEvent[] => collector.spaces().flatMap((s) => collector.delivered(s));
+const delivered = (): AcceptEvent[] => mem.get('mem').events;
 const findings = (): AcceptEvent[] => delivered().filter((e) => e.kind === EventKind.EVENT_KIND_FINDING);
 const findingsOf = (pod: FakePod) => findings().filter((e) => e.pod?.uid === pod.uid);
 const listenerRecords = (pid: number | undefined, kind: EventKind) =>
@@ -138,10 +140,11 @@ before(async () => {
   );
   // Before the agent: only its snapshot can know this one (the declared port, 0.0.0.0:8080).
   declared = await sim.startServer(web.cgroupDir, web.netns.name);
-  collector = await FakeCollector.start(makePki());
+  const pki = makePki();
+  ({ collector, mem } = await startMemoryCollector(pki, [{ name: 'mem' }]));
   const agent = startInProcessAgent(
     testAgentOptions(
-      collector,
+      { target: `127.0.0.1:${collector.port}`, pki },
       { client: 'agent-findings', spoolDir: join(dir, 'spool') },
       {
         nodeName: NODE,
@@ -169,7 +172,7 @@ after(async () => {
   stop?.('test over');
   await bounded(agentDone, 15_000, 'the agent to stop').catch(() => {});
   for (const p of procs) p.kill('SIGKILL');
-  await collector?.close();
+  await collector?.stop();
   await api?.close();
   sim.cleanup();
   rmSync(dir, { recursive: true, force: true });

@@ -4,21 +4,24 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { RunningCollector } from '../../src/collector/collector.js';
 import { type AcceptEvent, EventKind, ListenerOrigin } from '../../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { httpGet, metricSample, startInProcessAgent, testAgentOptions } from '../helpers/agent-harness.js';
-import { FakeCollector } from '../helpers/fake-collector.js';
+import { type MemorySinks, startMemoryCollector } from '../helpers/memory-sink.js';
 import { makePki } from '../helpers/pki.js';
 import { requireRoot } from '../helpers/tracer.js';
 import { bounded, until } from '../helpers/wait.js';
 
 // The listener records on the agent's whole path: real probes and /proc scans -> enricher -> spool ->
-// gRPC (mutual TLS) -> a collector's Publish decoder (test/helpers/fake-collector.ts: the real wire, the
-// stream protocol, acks). A listener open before the agent arrives as a snapshot record, one opened later
-// as a listen record, its close as a closed record, each with its listenerInfo; the metrics count them.
+// gRPC (mutual TLS) -> the real collector (its Publish decoder, src/collector/wire.ts, dedup and
+// dispatch) -> a sink (an in-memory one: what a sink is handed). A listener open before the agent arrives
+// as a snapshot record, one opened later as a listen record, its close as a closed record, each with its
+// listenerInfo; the metrics count them.
 
 requireRoot();
-let collector: FakeCollector;
+let collector: RunningCollector;
+let mem: MemorySinks;
 let stop: (why: string) => void;
 let agentDone: Promise<void>;
 let port = 0;
@@ -41,7 +44,7 @@ function listener(port: number): Promise<ChildProcess> {
   });
 }
 
-const delivered = (): AcceptEvent[] => collector.spaces().flatMap((s) => collector.delivered(s));
+const delivered = (): AcceptEvent[] => mem.get('mem').events;
 const at = (pid: number | undefined, kind: EventKind) => () =>
   delivered().find((e) => e.process?.pid === pid && e.kind === kind && e.listenerInfo !== undefined);
 
@@ -49,9 +52,14 @@ let before1: ChildProcess;
 
 before(async () => {
   before1 = await listener(0);
-  collector = await FakeCollector.start(makePki());
+  const pki = makePki();
+  ({ collector, mem } = await startMemoryCollector(pki, [{ name: 'mem' }]));
   const agent = startInProcessAgent(
-    testAgentOptions(collector, { client: 'agent-listeners', spoolDir: join(dir, 'spool') }, { listenersPeriodMs: 60_000 }),
+    testAgentOptions(
+      { target: `127.0.0.1:${collector.port}`, pki },
+      { client: 'agent-listeners', spoolDir: join(dir, 'spool') },
+      { listenersPeriodMs: 60_000 },
+    ),
     {
       log: silentLogger,
       processMetrics: false,
