@@ -32,15 +32,18 @@ if [[ ! -d src/gen ]] || [[ -n "$(find proto buf.gen.yaml -newer src/gen -print 
 fi
 
 # Type-check, then bundle: one ESM bundle per command (esbuild, code
-# splitting along main.ts's lazy imports) instead of ~1 500 module files.
-# Measured side by side (docs/benchmarks.md): the agent's RSS falls by
-# ~27 MiB and its start by ~180 ms, mostly @kubernetes/client-node, whose
-# index loads every generated API and model as separate modules. Not
-# minified: stack traces keep their lines and names. koffi is a native addon
-# and stays in node_modules. `require` is defined for the bundled CommonJS
-# dependencies (grpc-js, pino, ...), which require Node's built-ins.
+# splitting along main.ts's lazy imports) instead of ~1 500 module files,
+# mostly @kubernetes/client-node's, whose index loads every generated API and
+# model as a separate module (docs/benchmarks.md: less RSS, a faster start).
+# Whitespace-minified: V8 keeps every module's source text in the heap, and
+# kept comments (some with non-ASCII characters, which make V8 store the
+# whole text as UTF-16) doubled a 14 MB chunk to 29 MB. Names are kept, so
+# stack traces still name their functions; `node --enable-source-maps` maps
+# them to src/ through the .map files. koffi is a native addon and stays in
+# node_modules. `require` is defined for the bundled CommonJS dependencies
+# (grpc-js, pino, ...), which require Node's built-ins.
 npx --no-install tsc -p tsconfig.json --noEmit
 rm -rf dist
 npx --no-install esbuild src/cli/main.ts --bundle --splitting --format=esm --platform=node --target=node20 \
-  --outdir=dist/bundle --external:koffi --sourcemap --log-level=warning \
+  --outdir=dist/bundle --external:koffi --minify-whitespace --sourcemap --log-level=warning \
   --banner:js="import { createRequire as __doorwatchRequire } from 'node:module'; const require = __doorwatchRequire(import.meta.url);"
