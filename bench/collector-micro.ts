@@ -2,8 +2,8 @@ import { decodePublishRequest } from '../src/collector/wire.js';
 import { eventToEcs } from '../src/formats/ecs.js';
 import { JsonWriter, writeEventJson } from '../src/formats/native-json.js';
 import { eventToOcsfLine } from '../src/formats/ocsf.js';
-import type { AcceptEvent } from '../src/gen/doorwatch/v1/event.js';
 import { PublishRequest } from '../src/gen/doorwatch/v1/collector.js';
+import type { AcceptEvent } from '../src/gen/doorwatch/v1/event.js';
 import { sampleEvent } from '../test/helpers/sample-events.js';
 
 /**
