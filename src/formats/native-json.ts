@@ -20,7 +20,16 @@ import {
   summaryReasonToJSON,
   type Workload,
 } from '../gen/doorwatch/v1/event.js';
-import { SegMemo } from './seg-memo.js';
+import {
+  type EnrichmentSeen,
+  type PolicySeen,
+  SegMemo,
+  sameEnrichment,
+  samePolicy,
+  sameStrings,
+  seenEnrichment,
+  seenPolicy,
+} from './seg-memo.js';
 
 /**
  * The native JSON form of an event: the proto3 canonical JSON mapping
@@ -703,13 +712,6 @@ function attribution(w: JsonWriter, a: AddressAttribution | undefined): void {
  * value, never by object identity, so an object changed in place or an
  * event decoded off the wire is written as it is).
  */
-const sameStrings = (a: readonly string[], b: readonly string[]): boolean => {
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-};
-
 /** `","nodeName":…,"source":…,"ret":` */
 const segNode = { bytes: new Uint8Array(0) as Uint8Array, nodeName: '', source: -1 };
 /** `,"success":…,"error":…,"durationNs":"` */
@@ -776,17 +778,9 @@ const newSegTail = () => ({
   cImageId: '',
   cCgroupPath: '',
   pod: undefined as Pod | undefined,
-  hasEnrichment: false,
-  status: 0,
-  missing: [] as string[],
-  reason: '',
-  cgroupFromProc: false,
-  waitedMs: 0,
+  enrichment: undefined as EnrichmentSeen | undefined,
   kind: 0,
-  hasPolicy: false,
-  origin: 0,
-  policyName: '',
-  mode: 0,
+  policy: undefined as PolicySeen | undefined,
 });
 
 const segProcess = new SegMemo(newSegProcess);
@@ -1026,16 +1020,9 @@ export function writeEventJson(w: JsonWriter, ev: AcceptEvent): void {
         t.cCgroupPath === ct.cgroupPath
       : !t.hasContainer) &&
     t.pod === ev.pod &&
-    (en
-      ? t.hasEnrichment &&
-        t.status === en.status &&
-        t.reason === en.reason &&
-        t.cgroupFromProc === en.cgroupFromProc &&
-        t.waitedMs === en.waitedMs &&
-        sameStrings(t.missing, en.missing)
-      : !t.hasEnrichment) &&
+    sameEnrichment(t.enrichment, en) &&
     t.kind === ev.kind &&
-    (pol ? t.hasPolicy && t.origin === pol.origin && t.policyName === pol.name && t.mode === pol.mode : !t.hasPolicy)
+    samePolicy(t.policy, pol)
   ) {
     w.raw(t.bytes);
     return;
@@ -1065,17 +1052,9 @@ export function writeEventJson(w: JsonWriter, ev: AcceptEvent): void {
   t.cImageId = ct?.imageId ?? '';
   t.cCgroupPath = ct?.cgroupPath ?? '';
   t.pod = ev.pod;
-  t.hasEnrichment = en !== undefined;
-  t.status = en?.status ?? 0;
-  t.missing = en ? [...en.missing] : [];
-  t.reason = en?.reason ?? '';
-  t.cgroupFromProc = en?.cgroupFromProc ?? false;
-  t.waitedMs = en?.waitedMs ?? 0;
+  t.enrichment = seenEnrichment(en);
   t.kind = ev.kind;
-  t.hasPolicy = pol !== undefined;
-  t.origin = pol?.origin ?? 0;
-  t.policyName = pol?.name ?? '';
-  t.mode = pol?.mode ?? 0;
+  t.policy = seenPolicy(pol);
 }
 
 const scratch = new JsonWriter(16 * 1024);

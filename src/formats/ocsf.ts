@@ -21,7 +21,15 @@ import {
   SummaryReason,
 } from '../gen/doorwatch/v1/event.js';
 import { JsonWriter } from './native-json.js';
-import { SegMemo } from './seg-memo.js';
+import {
+  type EnrichmentSeen,
+  type PolicySeen,
+  SegMemo,
+  sameEnrichment,
+  samePolicy,
+  seenEnrichment,
+  seenPolicy,
+} from './seg-memo.js';
 
 /**
  * OCSF (Open Cybersecurity Schema Framework) 1.7.0 forms of Doorwatch records.
@@ -1060,16 +1068,8 @@ const newPodDetailSeg = () => ({
   cgV1: 0n,
   ct: false,
   cgroupPath: '',
-  en: false,
-  status: 0,
-  missing: [] as string[],
-  reason: '',
-  fromProc: false,
-  waitedMs: 0,
-  pol: false,
-  origin: 0,
-  policyName: '',
-  mode: 0,
+  enrichment: undefined as EnrichmentSeen | undefined,
+  policy: undefined as PolicySeen | undefined,
 });
 const podDetailSegs = new SegMemo(newPodDetailSeg);
 
@@ -1085,15 +1085,8 @@ function podDetailTail(ev: AcceptEvent): Uint8Array {
     (n ? t.ns && t.mnt === n.mnt && t.pid === n.pid && t.net === n.net && t.uts === n.uts : !t.ns) &&
     (cg ? t.cg && t.cgId === cg.id && t.cgV1 === cg.v1Id : !t.cg) &&
     (ct ? t.ct && t.cgroupPath === ct.cgroupPath : !t.ct) &&
-    (en
-      ? t.en &&
-        t.status === en.status &&
-        t.reason === en.reason &&
-        t.fromProc === en.cgroupFromProc &&
-        t.waitedMs === en.waitedMs &&
-        sameStrings(t.missing, en.missing)
-      : !t.en) &&
-    (pol ? t.pol && t.origin === pol.origin && t.policyName === pol.name && t.mode === pol.mode : !t.pol)
+    sameEnrichment(t.enrichment, en) &&
+    samePolicy(t.policy, pol)
   )
     return t.bytes;
   const whole = prunedBytes({ ...podDetail(ev), policy: pol && policyDetail(pol) });
@@ -1112,26 +1105,12 @@ function podDetailTail(ev: AcceptEvent): Uint8Array {
     cgV1: cg?.v1Id ?? 0n,
     ct: ct !== undefined,
     cgroupPath: ct?.cgroupPath ?? '',
-    en: en !== undefined,
-    status: en?.status ?? 0,
-    missing: en ? [...en.missing] : [],
-    reason: en?.reason ?? '',
-    fromProc: en?.cgroupFromProc ?? false,
-    waitedMs: en?.waitedMs ?? 0,
-    pol: pol !== undefined,
-    origin: pol?.origin ?? 0,
-    policyName: pol?.name ?? '',
-    mode: pol?.mode ?? 0,
+    enrichment: seenEnrichment(en),
+    policy: seenPolicy(pol),
   });
   return bytes;
 }
 const COMMA = Buffer.from(',');
-const sameStrings = (a: readonly string[], b: readonly string[]): boolean => {
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-};
 
 const B = {
   actor: Buffer.from(',"actor":{"process":'),
