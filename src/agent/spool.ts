@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   closeSync,
+  fdatasync,
   fdatasyncSync,
   fsyncSync,
   ftruncateSync,
@@ -146,6 +147,16 @@ function encodeFrame(w: ByteSink, ev: AcceptEvent): Buffer {
   return sealRecord(w.buf, at, ev.seq, payloadLen);
 }
 
+/** The segment being written and its file; `syncing` while a background fdatasync holds its fd. */
+interface ActiveFile {
+  seg: Segment;
+  fd: number;
+  syncing: boolean;
+  /** Another sync asked for while one runs. */
+  again: boolean;
+  closeAfterSync: boolean;
+}
+
 const keyOf = (id: SpoolIdentity): string => `${id.instanceId}/${id.bootId}`;
 const max = (a: bigint, b: bigint): bigint => (a > b ? a : b);
 
@@ -175,11 +186,13 @@ export class Spool {
   readonly #log: Logger;
   readonly #spaces = new Map<string, Space>();
   readonly #current: Space;
-  #active: { seg: Segment; fd: number } | undefined;
+  #active: ActiveFile | undefined;
   #wbuf: Buffer[] = [];
   /** Where append() encodes records (reused: a buffer per call was garbage at the event rate). */
   readonly #enc = new ByteSink(256 * 1024);
   #dirty = false;
+  /** close() runs: the last segment is synced before it returns. */
+  #closing = false;
   /** Ack watermarks or drop counts changed since state.json was written. */
   #stateDirty = false;
   #bytes = 0;
@@ -471,7 +484,10 @@ export class Spool {
 
   #tick(): void {
     if (this.#closed) return;
-    if (this.fsync === 'interval') this.sync();
+    if (this.fsync === 'interval' && this.#active && this.#dirty) {
+      this.#dirty = false;
+      this.#backgroundSync(this.#active);
+    }
     if (!this.#deleteAckedActive() && this.#stateDirty) this.#persistState();
   }
 
@@ -492,10 +508,45 @@ export class Spool {
     this.#dirty = false;
   }
 
+  /*
+   * The interval policy's fdatasync, on libuv's pool: on the main thread it
+   * stopped the ring's drain for 4-16 ms a second, and for up to 430 ms when
+   * the disk was slow (bpftrace, docs/benchmarks.md) - half the ring's room
+   * at a storm's rate. One at a time per file, and once more after it when
+   * asked meanwhile (its writes may postdate the running one); the fd stays
+   * open until the last is done (#release).
+   */
+  #backgroundSync(a: ActiveFile): void {
+    if (a.syncing) {
+      a.again = true;
+      return;
+    }
+    a.syncing = true;
+    fdatasync(a.fd, (err) => {
+      a.syncing = false;
+      if (err) {
+        // The last second's durability is in doubt: the next tick (or close) tries again.
+        if (this.#active === a) this.#dirty = true;
+        this.#log.warn({ file: a.seg.path, err: err.message }, 'spool: fdatasync failed');
+      }
+      if (a.again) {
+        a.again = false;
+        this.#backgroundSync(a);
+      } else if (a.closeAfterSync) closeSync(a.fd);
+    });
+  }
+
+  /** Close the active file, or, while a background sync still uses its fd, right after that sync. */
+  #release(a: ActiveFile): void {
+    if (a.syncing) a.closeAfterSync = true;
+    else closeSync(a.fd);
+  }
+
   /** Sync and release files; unacknowledged events stay for the next open. Idempotent. */
   close(): void {
     if (this.#closed) return;
     if (this.#timer) clearInterval(this.#timer);
+    this.#closing = true;
     this.#deleteAckedActive();
     this.#closeActive();
     this.#persistState();
@@ -553,7 +604,7 @@ export class Spool {
     const seg = newSegment(sp, path, header.length, seq);
     sp.segments.push(seg);
     this.#bytes += header.length;
-    this.#active = { seg, fd };
+    this.#active = { seg, fd, syncing: false, again: false, closeAfterSync: false };
     // The header goes out with the first records, in the same write().
     this.#wbuf.push(header);
     if (this.fsync === 'always') this.#syncDir();
@@ -580,13 +631,21 @@ export class Spool {
     this.#dirty = true;
   }
 
+  /**
+   * A closed segment is synced once, whatever the policy (later syncs only see
+   * the active one): at once when the spool closes, in the background when
+   * the interval policy moves on to the next segment.
+   */
   #closeActive(): void {
-    if (!this.#active) return;
+    const a = this.#active;
+    if (!a) return;
     this.#flush();
-    // A closed segment is synced once, whatever the policy: later syncs only see the active one.
-    if (this.#dirty) fdatasyncSync(this.#active.fd);
+    if (this.#dirty) {
+      if (this.fsync === 'interval' && !this.#closing) this.#backgroundSync(a);
+      else fdatasyncSync(a.fd);
+    }
+    this.#release(a);
     this.#dirty = false;
-    closeSync(this.#active.fd);
     this.#active = undefined;
   }
 
@@ -618,7 +677,7 @@ export class Spool {
     if (seg.deleted) return;
     if (this.#active?.seg === seg) {
       this.#wbuf = [];
-      closeSync(this.#active.fd);
+      this.#release(this.#active);
       this.#active = undefined;
       this.#dirty = false;
     }

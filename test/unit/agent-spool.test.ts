@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
@@ -110,6 +110,40 @@ describe('Spool', () => {
     assert.deepEqual(seqs(pending), range(1, 100));
     assert.equal(pending[41]!.eventId, `boot-a/${id.instanceId}/42`);
     assert.equal(pending[41]!.socket?.peer?.ip, '10.0.0.2');
+  });
+
+  it('interval policy: syncs in the background across rollovers and deletions, closing every file once', async () => {
+    const dir = tempDir();
+    // This spool's files held open by the process.
+    const fds = () =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir);
+        } catch {
+          return false; // closed meanwhile
+        }
+      }).length;
+    const { spool, logs } = open(dir, { segmentBytes: 4096, maxBytes: '1MiB', fsync: 'interval', fsyncIntervalMs: 5 });
+    let next = 1n;
+    for (let round = 0; round < 20; round++) {
+      // Each round rolls over a few segments (their syncs start on libuv's pool) while ticks sync the active one.
+      spool.append(makeEvents(spool.identity, next, 25));
+      next += 25n;
+      if (round % 5 === 4) spool.ack(spool.identity, next - 30n); // deletes segments, some maybe still syncing
+      await new Promise((r) => setTimeout(r, 3));
+    }
+    spool.close();
+    // Deferred closes run when their syncs end: then no file of the spool is left open.
+    for (let i = 0; i < 200 && fds() > 0; i++) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(fds(), 0, 'every segment file closed');
+    // A file closed under a running sync would fail it (EBADF), or worse, sync whatever reused the number.
+    assert.deepEqual(
+      logs.filter((l) => l.level >= 40).map((l) => l.msg),
+      [],
+    );
+    const { spool: again } = open(dir, { segmentBytes: 4096, maxBytes: '1MiB' });
+    assert.deepEqual(seqs([...again.pending()]), range(Number(next - 29n), Number(next - 1n)));
+    again.close();
   });
 
   it('refuses seqs that do not increase', () => {
