@@ -1,4 +1,4 @@
-import { decodeRecord, Source } from '../src/capture/record.js';
+import { decodeRecord, RECORD_SIZE, Source } from '../src/capture/record.js';
 import { type EventContext, toAcceptEvent } from '../src/capture/to-event.js';
 import { eventToJson, eventToJsonLine, JsonWriter, writeEventJson } from '../src/formats/native-json.js';
 import { buildRecord, RECORD_BASE } from '../test/helpers/record-builder.js';
@@ -48,7 +48,7 @@ const view = buildRecord({
   userAddr,
   comm: 'storm',
 });
-const len = 320;
+const len = RECORD_SIZE;
 const ctx: EventContext = {
   nodeName: 'bench-node',
   idPrefix: 'boot-id/abcdef012345',
