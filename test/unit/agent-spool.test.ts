@@ -179,6 +179,52 @@ describe('Spool', () => {
     assert.equal(third.nextSeq(), 201n);
   });
 
+  it('the tick writes a lazy watermark in the background, never over a newer one written at once', async (t) => {
+    // The spool's tick on a mock clock: it runs exactly when the test says, and what it starts on libuv's
+    // pool cannot finish before the test next yields.
+    t.mock.timers.enable({ apis: ['setInterval'] });
+    const dir = tempDir();
+    const state = () => JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')).acks as Record<string, string>;
+    const { spool, logs } = open(dir, { segmentBytes: 4096, fsyncIntervalMs: 1000 });
+    const key = `${spool.identity.instanceId}/${spool.identity.bootId}`;
+    const settle = async () => {
+      for (let i = 0; i < 50; i++) await new Promise((r) => setTimeout(r, 2));
+    };
+    let next = 1n;
+    let lazyRounds = 0;
+    for (let i = 0; i < 10; i++) {
+      spool.append(makeEvents(spool.identity, next, 60));
+      next += 60n;
+      spool.ack(spool.identity, next - 1n); // finished segments go (state written at once); the active one stays
+      spool.append(makeEvents(spool.identity, next, 2));
+      next += 2n;
+      // Only the active segment holds it: lazy, left to the tick (unless the two events filled a segment,
+      // whose deletion writes it at once).
+      spool.ack(spool.identity, next - 2n);
+      if (state()[key] === String(next - 3n)) lazyRounds++;
+      t.mock.timers.tick(1000); // the tick starts writing it in the background
+      // Meanwhile an ack that deletes finished segments writes its (newer) watermark at once.
+      spool.append(makeEvents(spool.identity, next, 60));
+      next += 60n;
+      spool.ack(spool.identity, next - 1n);
+      assert.equal(state()[key], String(next - 1n), `round ${i}: written at once`);
+      await settle();
+      assert.equal(state()[key], String(next - 1n), `round ${i}: not overwritten by the older background write`);
+    }
+    assert.ok(lazyRounds >= 5, `${lazyRounds} of 10 rounds had a background write to race`);
+    // A lazy watermark alone reaches the disk through the tick.
+    spool.append(makeEvents(spool.identity, next, 1));
+    spool.ack(spool.identity, next);
+    assert.notEqual(state()[key], String(next));
+    t.mock.timers.tick(1000);
+    await settle();
+    assert.equal(state()[key], String(next));
+    assert.deepEqual(
+      logs.filter((l) => l.level >= 40).map((l) => l.msg),
+      [],
+    );
+  });
+
   it('acks keep the segment being written (one file for many batches); a full one rotates and the acked one goes', () => {
     const dir = tempDir();
     const { spool } = open(dir, { segmentBytes: 64 * 1024 });
