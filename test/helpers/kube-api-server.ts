@@ -33,16 +33,16 @@
  * (`policyCounters` and `policyPatches` for the custom resource).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { V1Namespace, V1Node, V1ObjectMeta, V1OwnerReference, V1Pod, V1Service } from '@kubernetes/client-node';
 import { KubeAuthStandIn } from './kube-auth-stand-in.js';
 import { makePki, type Pki } from './pki.js';
+import { tempDir as tempDirWithPrefix } from './temp-dir.js';
 
 export type Resource = 'pods' | 'namespaces';
 /** The custom resource (doorwatch.io/v1alpha1), counted apart so the core counters keep their shape. */
@@ -1027,16 +1027,5 @@ export function ownerRef(kind: string, name: string, apiVersion = kind === 'Job'
 
 export { until } from './wait.js';
 
-const tempDirs: string[] = [];
-
-/** A fresh temp directory removed at process exit. */
-export function tempDir(prefix = 'doorwatch-kube-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  if (tempDirs.length === 0) {
-    process.once('exit', () => {
-      for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
-    });
-  }
-  tempDirs.push(dir);
-  return dir;
-}
+/** A fresh temp directory removed at process exit (test/helpers/temp-dir.ts). */
+export const tempDir = (prefix = 'doorwatch-kube-'): string => tempDirWithPrefix(prefix);

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempDir } from './temp-dir.js';
 
 /**
  * Real certificates made by openssl at test time: a CA, a server cert for
@@ -103,7 +103,7 @@ function issue(dir: string, ca: string, name: string, kind: 'server' | 'client')
 }
 
 export function makePki(): Pki {
-  const dir = mkdtempSync(join(tmpdir(), 'doorwatch-pki-'));
+  const dir = tempDir('doorwatch-pki-');
   const caFile = makeCa(dir, 'ca');
   const otherCa = makeCa(dir, 'other-ca');
   return {

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
@@ -45,7 +44,7 @@ const opened: RunningCollector[] = [];
 before(async () => {
   const probe = spawnSync(PY, ['-c', 'import grpc, google.protobuf'], { encoding: 'utf8' });
   assert.equal(probe.status, 0, `python3-grpcio and python3-protobuf are required: ${probe.stderr}`);
-  descriptors = join(mkdtempSync(join(tmpdir(), 'doorwatch-desc-')), 'doorwatch.binpb');
+  descriptors = join(tempDir('doorwatch-desc-'), 'doorwatch.binpb');
   const built = spawnSync(join(REPO_ROOT, 'node_modules/.bin/buf'), ['build', '-o', descriptors], {
     cwd: REPO_ROOT,
     encoding: 'utf8',

@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RunningCollector } from '../../src/collector/collector.js';
 import { REPO_ROOT } from '../helpers/fixtures.js';
 import { type MemorySinks, startMemoryCollector } from '../helpers/memory-sink.js';
 import { makePki, type Pki } from '../helpers/pki.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { until } from '../helpers/wait.js';
 
 // Interop: a client written with an independent gRPC implementation (Debian's
@@ -28,7 +27,7 @@ before(async () => {
     0,
     `python3-grpcio and python3-protobuf are required (apt-get install python3-grpcio python3-protobuf): ${probe.stderr}`,
   );
-  descriptors = join(mkdtempSync(join(tmpdir(), 'doorwatch-desc-')), 'doorwatch.binpb');
+  descriptors = join(tempDir('doorwatch-desc-'), 'doorwatch.binpb');
   const built = spawnSync(join(REPO_ROOT, 'node_modules/.bin/buf'), ['build', '-o', descriptors], {
     cwd: REPO_ROOT,
     encoding: 'utf8',

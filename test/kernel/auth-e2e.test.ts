@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AGENT_SA, AUDIENCE, agentToken, seedCluster } from '../helpers/auth-fixtures.js';
@@ -111,7 +110,7 @@ before(async () => {
   pki = makePki();
   api = (await kubeApiStandIn()).api;
   tokens = seedCluster(api);
-  dir = mkdtempSync(join(tmpdir(), 'doorwatch-auth-e2e-'));
+  dir = tempDir('doorwatch-auth-e2e-');
   sinkFile = join(dir, 'events.jsonl');
   port = await freePort();
   const yaml = join(dir, 'collector.yaml');

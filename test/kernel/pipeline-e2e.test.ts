@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startDoorwatch, writeJsonlCollectorYaml } from '../helpers/doorwatch-process.js';
 import { buildFixtures, connectTcp, type Fixture, killAll, startFixture } from '../helpers/fixtures.js';
 import { makePki, type Pki, tlsFlags } from '../helpers/pki.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { requireRoot } from '../helpers/tracer.js';
 import { freePort, until as waitUntil } from '../helpers/wait.js';
 
@@ -90,7 +90,7 @@ async function connections(n: number, gapMs = 0): Promise<void> {
 before(async () => {
   buildFixtures();
   pki = makePki();
-  dir = mkdtempSync(join(tmpdir(), 'doorwatch-e2e-'));
+  dir = tempDir('doorwatch-e2e-');
   out = join(dir, 'events.jsonl');
   port = await freePort();
   collectorYaml = join(dir, 'collector.yaml');

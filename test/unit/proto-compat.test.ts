@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { REPO_ROOT } from '../helpers/fixtures.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 // The proto is a public contract (agents and collectors of different
 // versions talk through it): lint it and refuse wire-breaking changes.
@@ -23,7 +23,7 @@ describe('proto contract', () => {
   });
 
   it('the breaking check really catches a renumbered field', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'doorwatch-buf-'));
+    const dir = tempDir('doorwatch-buf-');
     for (const side of ['before', 'after']) {
       cpSync(join(REPO_ROOT, 'proto'), join(dir, side, 'proto'), { recursive: true });
       cpSync(join(REPO_ROOT, 'buf.yaml'), join(dir, side, 'buf.yaml'));
