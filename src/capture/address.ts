@@ -4,6 +4,10 @@ export const AF_UNIX = 1;
 export const AF_INET = 2;
 export const AF_INET6 = 10;
 
+/** The kernel's socket type (sk->sk_type, SOCK_*) by name: "STREAM", "SEQPACKET", ... or the number. */
+const SOCK_TYPES: Record<number, string> = { 1: 'STREAM', 2: 'DGRAM', 3: 'RAW', 4: 'RDM', 5: 'SEQPACKET' };
+export const sockTypeName = (t: number): string => SOCK_TYPES[t] ?? String(t);
+
 /*
  * The last few IPv4 texts by address: a host's local addresses and a busy
  * peer repeat from event to event, and a new string per address per event

@@ -20,6 +20,7 @@ import {
   NO_SOCKADDR,
   parseSockaddr,
   sockaddrDisagrees,
+  sockTypeName,
 } from './address.js';
 import { OP_ACCEPT, type RawAccept, RecordFlags, Source } from './record.js';
 
@@ -67,8 +68,6 @@ export function recordFlagNames(flags: number): string[] {
   }
   return out;
 }
-
-const SOCK_TYPES: Record<number, string> = { 1: 'STREAM', 2: 'DGRAM', 3: 'RAW', 4: 'RDM', 5: 'SEQPACKET' };
 
 function family(f: number): AddressFamily {
   if (f === AF_INET) return AddressFamily.ADDRESS_FAMILY_INET;
@@ -172,7 +171,7 @@ export function toAcceptEvent(r: RawAccept, seq: bigint, ctx: EventContext): Acc
     socket: {
       family: family(described ? r.family : 0),
       familyNumber: described ? r.family : 0,
-      type: described ? (SOCK_TYPES[r.sockType] ?? String(r.sockType)) : '',
+      type: described ? sockTypeName(r.sockType) : '',
       protocol: described ? r.protocol : 0,
       local: endpointOf(described && inet ? formatIP(r.family, r.laddr) : '', described && inet ? r.lport : 0),
       peer: { ip: peerIp, port: resolved ? r.rport : 0 },

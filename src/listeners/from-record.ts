@@ -1,11 +1,9 @@
-import { AF_INET, AF_INET6, AF_UNIX, formatIP, formatUnixPath } from '../capture/address.js';
+import { AF_INET, AF_INET6, AF_UNIX, formatIP, formatUnixPath, sockTypeName } from '../capture/address.js';
 import { OP_LISTEN, type RawAccept, RecordFlags } from '../capture/record.js';
 import { type AcceptEvent, EventKind, ListenerOrigin, Source } from '../gen/doorwatch/v1/event.js';
 import { listenerEvent } from './event.js';
 
 /** A kernel listener record (DW_OP_LISTEN / DW_OP_LISTEN_CLOSE) as its event. Pure. */
-
-const SOCK_TYPES: Record<number, string> = { 1: 'STREAM', 2: 'DGRAM', 3: 'RAW', 4: 'RDM', 5: 'SEQPACKET' };
 
 export function listenerFromRecord(
   r: RawAccept,
@@ -27,7 +25,7 @@ export function listenerFromRecord(
     ...recordProcess(r),
     cgroup: { id: r.cgroupId, v1Id: r.cgroupV1Id },
     family: r.family,
-    sockType: r.family ? (SOCK_TYPES[r.sockType] ?? String(r.sockType)) : '',
+    sockType: r.family ? sockTypeName(r.sockType) : '',
     protocol: r.protocol,
     ...recordAddress(r),
     fd: listen ? r.sockfd : -1,

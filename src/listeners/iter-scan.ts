@@ -1,3 +1,4 @@
+import { sockTypeName } from '../capture/address.js';
 import { decodeRecord, RECORD_SIZE } from '../capture/record.js';
 import { recordAddress, recordProcess } from './from-record.js';
 import type { ScannedListener, ScanResult } from './proc-scan.js';
@@ -9,8 +10,6 @@ import type { ScannedListener, ScanResult } from './proc-scan.js';
  * for other users' processes. One record per (task, fd): a socket shared by
  * forked workers is kept once, with its lowest pid, as the /proc scan does.
  */
-
-const SOCK_TYPES: Record<number, string> = { 1: 'STREAM', 2: 'DGRAM', 5: 'SEQPACKET' };
 
 export function listenersFromIterator(buf: Buffer): ScanResult {
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -32,7 +31,7 @@ export function listenersFromIterator(buf: Buffer): ScanResult {
     }
     bySocket.set(key, {
       family: r.family,
-      sockType: SOCK_TYPES[r.sockType] ?? String(r.sockType),
+      sockType: sockTypeName(r.sockType),
       protocol: r.protocol,
       ...recordAddress(r),
       inode: r.addrPtr,

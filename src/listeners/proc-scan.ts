@@ -1,5 +1,5 @@
 import { readdir, readFile, readlink, stat } from 'node:fs/promises';
-import { AF_INET, AF_INET6, AF_UNIX } from '../capture/address.js';
+import { AF_INET, AF_INET6, AF_UNIX, sockTypeName } from '../capture/address.js';
 import { readProcCgroupPath } from '../enrich/cgroup/proc.js';
 
 /**
@@ -54,8 +54,6 @@ export interface ScanResult {
 const IPPROTO_TCP = 6;
 const TCP_LISTEN = '0A';
 const SO_ACCEPTCON = 0x10000;
-const UNIX_TYPES: Record<number, string> = { 1: 'STREAM', 2: 'DGRAM', 5: 'SEQPACKET' };
-
 /** "0100007F" (a __be32 printed as a host-order u32) -> 127.0.0.1. Little-endian hosts. */
 export function procIPv4(hex: string): string {
   const n = Number.parseInt(hex, 16);
@@ -126,7 +124,7 @@ export function parseProcUnix(text: string): Socket[] {
     const type = Number.parseInt(f[4]!, 16);
     out.push({
       family: AF_UNIX,
-      sockType: UNIX_TYPES[type] ?? String(type),
+      sockType: sockTypeName(type),
       protocol: 0,
       localIp: '',
       localPort: 0,
