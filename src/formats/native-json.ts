@@ -783,9 +783,12 @@ const newSegTail = () => ({
   policy: undefined as PolicySeen | undefined,
 });
 
-const segProcess = new SegMemo(newSegProcess);
-const segSocketEnd = new SegMemo(newSegSocketEnd);
-const segListenerEnd = new SegMemo(newSegListenerEnd);
+/** A process's three segments: one lookup per event. */
+const segsOfProcess = new SegMemo(() => ({
+  process: newSegProcess(),
+  socketEnd: newSegSocketEnd(),
+  listenerEnd: newSegListenerEnd(),
+}));
 const segTail = new SegMemo(newSegTail);
 
 /** The event's native JSON line (no newline) appended to `w`. */
@@ -842,7 +845,8 @@ export function writeEventJson(w: JsonWriter, ev: AcceptEvent): void {
   }
   w.big(ev.durationNs);
 
-  const c = segProcess.get(p.pid);
+  const ps = segsOfProcess.get(p.pid);
+  const c = ps.process;
   const local = s.local;
   const peer = s.peer;
   if (
@@ -921,7 +925,7 @@ export function writeEventJson(w: JsonWriter, ev: AcceptEvent): void {
   w.k(K.port);
   w.num(peer.port);
 
-  const d = segSocketEnd.get(p.pid);
+  const d = ps.socketEnd;
   if (
     d.valid &&
     d.v4Mapped === s.v4Mapped &&
@@ -957,7 +961,7 @@ export function writeEventJson(w: JsonWriter, ev: AcceptEvent): void {
   }
   w.num(l.backlog);
 
-  const e = segListenerEnd.get(p.pid);
+  const e = ps.listenerEnd;
   if (
     e.valid &&
     e.maxBacklog === l.maxBacklog &&
