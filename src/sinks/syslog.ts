@@ -1,15 +1,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { z } from 'zod';
-import {
-  formatLine,
-  recordId,
-  recordKind,
-  recordSummary,
-  recordTimeNs,
-  summaryReasonName,
-  writeLine,
-} from '../formats/format.js';
+import { recordId, recordKind, recordSummary, recordTimeNs, summaryReasonName, writeLine } from '../formats/format.js';
 import { JsonWriter } from '../formats/native-json.js';
 import type { Logger } from '../log/logger.js';
 import { Backoff } from '../retry/backoff.js';
@@ -183,9 +175,18 @@ function syslogHeader(rec: SinkRecord, opts: SyslogFrameOptions): string {
 
 const BOM = Buffer.from('\uFEFF', 'utf8');
 
+/** The RFC 5424 message (header, BOM, the record in its format), without framing, appended to `w`. */
+function writeSyslogMessage(w: JsonWriter, rec: SinkRecord, opts: SyslogFrameOptions): void {
+  w.text(syslogHeader(rec, opts));
+  if (opts.bom) w.raw(BOM);
+  writeLine(w, rec, opts.format);
+}
+
 /** The RFC 5424 message, without framing. */
 export function buildSyslogMessage(rec: SinkRecord, opts: SyslogFrameOptions): string {
-  return `${syslogHeader(rec, opts)}${opts.bom ? '\uFEFF' : ''}${formatLine(rec, opts.format)}`;
+  message.reset();
+  writeSyslogMessage(message, rec, opts);
+  return message.buf.toString('utf8', 0, message.pos);
 }
 
 /** RFC 6587 octet counting: "<length in BYTES> <message>". */
@@ -205,9 +206,7 @@ export function buildSyslogFrames(batch: readonly SinkRecord[], opts: SyslogFram
   frames.reset();
   for (const rec of batch) {
     message.reset();
-    message.text(syslogHeader(rec, opts));
-    if (opts.bom) message.raw(BOM);
-    writeLine(message, rec, opts.format);
+    writeSyslogMessage(message, rec, opts);
     frames.room(message.pos + 12);
     frames.num(message.pos);
     frames.byte(0x20);
