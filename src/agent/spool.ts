@@ -194,8 +194,6 @@ export class Spool {
   /** Where append() encodes records (reused: a buffer per call was garbage at the event rate). */
   readonly #enc = new ByteSink(256 * 1024);
   #dirty = false;
-  /** close() runs: the last segment is synced before it returns. */
-  #closing = false;
   /** Writes of state.json so far: a background one renames only if none came after it. */
   #stateGen = 0;
   #stateWriting = false;
@@ -552,9 +550,8 @@ export class Spool {
   close(): void {
     if (this.#closed) return;
     if (this.#timer) clearInterval(this.#timer);
-    this.#closing = true;
     this.#deleteAckedActive();
-    this.#closeActive();
+    this.#closeActive('now');
     this.#persistState();
     this.#closed = true;
   }
@@ -642,12 +639,12 @@ export class Spool {
    * the active one): at once when the spool closes, in the background when
    * the interval policy moves on to the next segment.
    */
-  #closeActive(): void {
+  #closeActive(sync: 'now' | 'policy' = 'policy'): void {
     const a = this.#active;
     if (!a) return;
     this.#flush();
     if (this.#dirty) {
-      if (this.fsync === 'interval' && !this.#closing) this.#backgroundSync(a);
+      if (this.fsync === 'interval' && sync === 'policy') this.#backgroundSync(a);
       else fdatasyncSync(a.fd);
     }
     this.#release(a);
