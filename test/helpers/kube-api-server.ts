@@ -42,7 +42,6 @@ import { isDeepStrictEqual } from 'node:util';
 import type { V1Namespace, V1Node, V1ObjectMeta, V1OwnerReference, V1Pod, V1Service } from '@kubernetes/client-node';
 import { KubeAuthStandIn } from './kube-auth-stand-in.js';
 import { makePki, type Pki } from './pki.js';
-import { tempDir as tempDirWithPrefix } from './temp-dir.js';
 
 export type Resource = 'pods' | 'namespaces';
 /** The custom resource (doorwatch.io/v1alpha1), counted apart so the core counters keep their shape. */
@@ -1025,7 +1024,5 @@ export function ownerRef(kind: string, name: string, apiVersion = kind === 'Job'
   return { apiVersion, kind, name, uid: randomUUID(), controller: true, blockOwnerDeletion: true };
 }
 
+export { tempDir } from './temp-dir.js';
 export { until } from './wait.js';
-
-/** A fresh temp directory removed at process exit (test/helpers/temp-dir.ts). */
-export const tempDir = (prefix = 'doorwatch-kube-'): string => tempDirWithPrefix(prefix);
