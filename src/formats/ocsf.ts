@@ -953,41 +953,41 @@ export function writePruned(w: JsonWriter, v: unknown): boolean {
       let any = false;
       if (Array.isArray(v)) {
         w.byte(0x5b);
-        for (let i = 0; i < v.length; i++) if (prunedItem(w, any, undefined, v[i])) any = true;
-        return closeOrRewind(w, start, any, 0x5d);
+        for (let i = 0; i < v.length; i++) {
+          const at = w.pos;
+          if (any) w.byte(0x2c);
+          if (writePruned(w, v[i])) any = true;
+          else w.pos = at;
+        }
+        if (!any) {
+          w.pos = start;
+          return false;
+        }
+        w.byte(0x5d);
+        return true;
       }
       const o = v as Obj;
       w.byte(0x7b);
       for (const k in o) {
         const x = o[k];
-        if (x !== undefined && x !== null && prunedItem(w, any, keyOf(k), x)) any = true;
+        if (x === undefined || x === null) continue;
+        const at = w.pos;
+        if (any) w.byte(0x2c);
+        w.raw(keyOf(k));
+        if (writePruned(w, x)) any = true;
+        else w.pos = at;
       }
-      return closeOrRewind(w, start, any, 0x7d);
+      if (!any) {
+        w.pos = start;
+        return false;
+      }
+      w.byte(0x7d);
+      return true;
     }
     default:
       w.text(JSON.stringify(v));
       return true;
   }
-}
-
-/** An array element or object member (`key`), after a comma unless it is the first; nothing when it prunes away. */
-function prunedItem(w: JsonWriter, any: boolean, key: Uint8Array | undefined, v: unknown): boolean {
-  const at = w.pos;
-  if (any) w.byte(0x2c);
-  if (key) w.raw(key);
-  if (writePruned(w, v)) return true;
-  w.pos = at;
-  return false;
-}
-
-/** The closing bracket, or back to `start` (nothing written) when no item was. */
-function closeOrRewind(w: JsonWriter, start: number, any: boolean, close: number): boolean {
-  if (!any) {
-    w.pos = start;
-    return false;
-  }
-  w.byte(close);
-  return true;
 }
 
 const prunedScratch = new JsonWriter(16 * 1024);
