@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { makePki } from '../test/helpers/pki.js';
 import { startRsyslog } from '../test/helpers/rsyslog.js';
 import { freePort, tcpListening } from '../test/helpers/wait.js';
+import { fmtLimit, MemoryCgroup, memoryLimit } from './memory-limit.js';
 import { exited, killChildren, ROOT, track } from './proc.js';
 import { type Column, fmtSpread, renderTable, spread } from './report.js';
 
@@ -19,13 +20,15 @@ import { type Column, fmtSpread, renderTable, spread } from './report.js';
  * real rsyslogd over TLS) and round: saturation (as fast as the acks allow),
  * then a fixed offered rate. Collector CPU is the whole process from /proc
  * (utime + stime, every thread); latency is from send to the line in the
- * jsonl file (rate runs). Medians [min..max] over the rounds.
+ * jsonl file (rate runs). Medians [min..max] over the rounds. The collector
+ * runs in the chart's memory limit, as its Deployment does (bench/memory-limit.ts).
  *
  * `npx tsx bench/collector.ts`, or `npm run bench -- --collector`.
  */
 const USAGE = `usage: tsx bench/collector.ts [options]
   --rounds R        rounds (default 3)
-  --events N        measured events per saturated run (default 200000)
+  --events N        measured events per saturated run (default 1000000: long enough for the heap to
+                    reach its steady size; 200000 ended before the first full GC and hid the peak)
   --rate N          offered events/s of the rate runs (default 10000)
   --rate-seconds S  length of a rate run (default 5)
   --batch B         events per Publish batch (default 500; rate runs: rate/100, a 10 ms drain)
@@ -35,11 +38,13 @@ const USAGE = `usage: tsx bench/collector.ts [options]
   --timeout S       wall-clock bound per run (default 120)
   --bin LIST        collector executables to compare, comma-separated (default bin/doorwatch.js of
                     this tree; e.g. /tmp/base/bin/doorwatch.js,bin/doorwatch.js for before/after)
+The collector runs in the chart's memory limit (collector.resources.limits.memory, a memory cgroup);
+BENCH_COLLECTOR_MEMORY=512Mi sets another, BENCH_COLLECTOR_MEMORY=none runs it unconfined.
 `;
 const { values: args } = parseArgs({
   options: {
     rounds: { type: 'string', default: '3' },
-    events: { type: 'string', default: '200000' },
+    events: { type: 'string', default: '1000000' },
     rate: { type: 'string', default: '10000' },
     'rate-seconds': { type: 'string', default: '5' },
     batch: { type: 'string', default: '500' },
@@ -57,6 +62,8 @@ if (args.help) {
   process.exit(0);
 }
 const rounds = Number(args.rounds);
+/** The chart's collector memory limit (BENCH_COLLECTOR_MEMORY overrides; "none" = unconfined). */
+const limit = memoryLimit('collector');
 const N = Number(args.events);
 const rate = Number(args.rate);
 const rateEvents = Math.round(rate * Number(args['rate-seconds']));
@@ -173,7 +180,12 @@ try {
         // BENCH_COLLECTOR_NODE_ARGS="--cpu-prof ...": run it as `node --max-semi-space-size=64 <those> bin/doorwatch.js`.
         const extra = (process.env.BENCH_COLLECTOR_NODE_ARGS ?? '').split(' ').filter(Boolean);
         const [cmd, argv] = extra.length ? [process.execPath, ['--max-semi-space-size=64', ...extra, bin]] : [bin, []];
-        const col = track(spawn(cmd, [...argv, 'collector', '--config', cfgFile], { stdio: ['ignore', 'ignore', 'pipe'] }));
+        // In the chart's memory limit, as its Deployment runs it (bench/memory-limit.ts: V8 sizes its heap from it).
+        const cg = limit === undefined ? undefined : new MemoryCgroup('doorwatch-bench-collector', limit);
+        const [c, a] = cg
+          ? cg.wrap(cmd, [...argv, 'collector', '--config', cfgFile])
+          : [cmd, [...argv, 'collector', '--config', cfgFile]];
+        const col = track(spawn(c, a, { stdio: ['ignore', 'ignore', 'pipe'] }));
         let log = '';
         col.stderr!.on('data', (d: Buffer) => {
           log = (log + d.toString()).slice(-4000);
@@ -208,6 +220,7 @@ try {
         } finally {
           col.kill('SIGTERM');
           await exited(col, 20_000);
+          cg?.remove();
           // Every run writes hundreds of MB (jsonl lines; rsyslog's copy of every message): never keep them.
           for (const f of readdirSync(dir)) if (f.startsWith('events-')) rmSync(join(dir, f), { force: true });
           if (rsyslog && existsSync(rsyslog.outFile)) truncateSync(rsyslog.outFile, 0);
@@ -227,7 +240,8 @@ const label = (sink: string) => (sink === 'jsonl' ? 'jsonl native' : 'syslog ocs
 const binCol: Column<{ bin: string }>[] = bins.length > 1 ? [['collector', 12, (x) => binLabel(x.bin).slice(-12)]] : [];
 const f = (v: number | null, d: number) => (v === null ? '-' : v.toFixed(d));
 console.log(
-  `\ncollector: one agent stream (mTLS), ${N} events saturated, ${rateEvents} at ${rate}/s; CPU = collector process, all threads (/proc)`,
+  `\ncollector: one agent stream (mTLS), ${N} events saturated, ${rateEvents} at ${rate}/s; CPU = collector process, all threads (/proc); ` +
+    `memory limit ${fmtLimit(limit)}`,
 );
 console.log(
   renderTable<Row>(

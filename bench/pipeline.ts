@@ -3,11 +3,11 @@ import { closeSync, existsSync, openSync, readFileSync, readSync, rmSync, statSy
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { parse as parseYaml } from 'yaml';
 import { KubeApiServer, makePod, ownerRef, tempDir } from '../test/helpers/kube-api-server.js';
 import { makePki, tlsFlags } from '../test/helpers/pki.js';
 import { type FakePod, PodSim } from '../test/helpers/pod-sim.js';
 import { freePort } from '../test/helpers/wait.js';
+import { type Component, chartValues, fmtLimit, MemoryCgroup, memoryLimit } from './memory-limit.js';
 import {
   buildStorm,
   cpuWindow,
@@ -31,7 +31,10 @@ import { fmtSpread, renderTable, spread } from './report.js';
  * cgroup and a network namespace) described by the Kubernetes API stand-in
  * (labels, owner, image: every event fully attributed), through its policy
  * stage and on-disk spool, over mutual TLS to the real `doorwatch collector`
- * process writing native JSON lines to a jsonl file.
+ * process writing native JSON lines to a jsonl file. Both run in the chart's
+ * memory limits (resources.limits.memory, each in a memory cgroup of its own:
+ * bench/memory-limit.ts), because Node sizes V8's heap from that limit;
+ * BENCH_AGENT_MEMORY / BENCH_COLLECTOR_MEMORY set others ("none": unconfined).
  *
  *   npx tsx bench/pipeline.ts [--rounds 3] [--rate 20000 --seconds 60] [--storm 1000000]
  *                             [--latency-rate 10000 --latency-seconds 10]
@@ -92,8 +95,11 @@ let sim: PodSim | undefined;
 let api: KubeApiServer | undefined;
 /** The bench's files (spool, the jsonl sink's file, configs): removed whatever happens. */
 const dirs: string[] = [];
+/** The chart's memory limits (bench/memory-limit.ts), one cgroup per process; removed after the processes. */
+const cgroups: MemoryCgroup[] = [];
 const cleanup = () => {
   killChildren();
+  for (const cg of cgroups.splice(0)) cg.remove();
   sim?.cleanup();
   sim = undefined;
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
@@ -109,10 +115,16 @@ process.once('SIGINT', () => {
  */
 function chartAgentNodeOptions(): string {
   if (process.env.BENCH_AGENT_NODE_OPTIONS !== undefined) return process.env.BENCH_AGENT_NODE_OPTIONS;
-  const values = parseYaml(readFileSync(join(ROOT, 'helm/doorwatch/values.yaml'), 'utf8')) as {
-    agent?: { nodeOptions?: string };
-  };
-  return values.agent?.nodeOptions ?? '';
+  return chartValues().agent?.nodeOptions ?? '';
+}
+
+/** A process runs in its chart memory limit (resources.limits.memory; BENCH_<C>_MEMORY overrides, "none" = unconfined). */
+function limitFor(c: Component): MemoryCgroup | undefined {
+  const bytes = memoryLimit(c);
+  if (bytes === undefined) return undefined;
+  const cg = new MemoryCgroup(`doorwatch-bench-${c}`, bytes);
+  cgroups.push(cg);
+  return cg;
 }
 
 function child(
@@ -121,6 +133,7 @@ function child(
   bin = BIN,
   nodeArgs?: string,
   nodeOptions?: string,
+  cg?: MemoryCgroup,
 ): { p: ChildProcess; stderr: () => string } {
   // As users run it (the shebang), unless node flags are asked for (profiling).
   // Node's own diagnostics (--trace-gc) go to stdout: kept in a file when BENCH_NODE_STDOUT names one.
@@ -128,11 +141,9 @@ function child(
   const env = nodeOptions
     ? { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${nodeOptions}`.trim() }
     : process.env;
-  const p = track(
-    nodeArgs
-      ? spawn(process.execPath, [...nodeArgs.split(' ').filter(Boolean), bin, ...args], { stdio: ['ignore', out, 'pipe'], env })
-      : spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'], env }),
-  );
+  const [cmd, argv] = nodeArgs ? [process.execPath, [...nodeArgs.split(' ').filter(Boolean), bin, ...args]] : [bin, args];
+  const [c, a] = cg ? cg.wrap(cmd, argv) : [cmd, argv];
+  const p = track(spawn(c, a, { stdio: ['ignore', nodeArgs ? out : 'ignore', 'pipe'], env }));
   let err = '';
   p.stderr!.on('data', (d: Buffer) => {
     err = (err + d.toString('utf8')).slice(-8000);
@@ -265,6 +276,9 @@ const collector = child(
   ['collector', '-c', join(work, 'collector.yaml'), '--log-level', 'warn'],
   'collector',
   process.env.BENCH_COLLECTOR_BIN ?? BIN,
+  undefined,
+  undefined,
+  limitFor('collector'),
 );
 await sleep(1500);
 const agentNodeOptions = chartAgentNodeOptions();
@@ -283,6 +297,7 @@ const agent = child(
   // e.g. "--cpu-prof --cpu-prof-dir=DIR": the agent is stopped with SIGTERM, so the profile is written.
   process.env.BENCH_AGENT_NODE_ARGS,
   agentNodeOptions,
+  limitFor('agent'),
 );
 const metricsUrl = `http://127.0.0.1:${healthPort}/metrics`;
 for (let i = 0; ; i++) {
@@ -294,7 +309,8 @@ for (let i = 0; ; i++) {
 }
 const machine = machineInfo();
 process.stderr.write(
-  `bench/pipeline: agent pid ${agent.p.pid} (NODE_OPTIONS ${agentNodeOptions || 'none'}), collector pid ${collector.p.pid}; pod ${NS}/${POD} in netns ${pod.netns.name}; ` +
+  `bench/pipeline: agent pid ${agent.p.pid} (NODE_OPTIONS ${agentNodeOptions || 'none'}, memory limit ${fmtLimit(memoryLimit('agent'))}), ` +
+    `collector pid ${collector.p.pid} (memory limit ${fmtLimit(memoryLimit('collector'))}); pod ${NS}/${POD} in netns ${pod.netns.name}; ` +
     `${machine.cpus} CPUs, kernel ${machine.kernel}, node ${machine.node}\n`,
 );
 

@@ -1,0 +1,108 @@
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { discoverRoots } from '../src/enrich/cgroup/resolver.js';
+import { ROOT } from './proc.js';
+
+/**
+ * The chart's memory limit, applied to a benchmarked process the way the
+ * container runtime applies it: a memory cgroup the process starts in.
+ *
+ * Why it changes the figures: Node sizes V8's heap from the memory it may use
+ * (libuv's uv_get_constrained_memory(): the cgroup's limit, else the host's
+ * RAM). On this 24 GiB host an unconfined process gets a ~4 GiB heap limit,
+ * and with it V8's largest growth factor (the old generation may grow to ~4×
+ * its live size between full collections); in the chart's 768Mi (agent) or 1Gi
+ * (collector) it gets ~400–520 MiB and a factor of ~1.3–1.4. A process measured
+ * unconfined here is not the process a DaemonSet runs.
+ */
+
+export type Component = 'agent' | 'collector';
+
+interface ChartValues {
+  agent?: { nodeOptions?: string; resources?: { limits?: { memory?: string } } };
+  collector?: { resources?: { limits?: { memory?: string } } };
+}
+
+let values: ChartValues | undefined;
+export function chartValues(): ChartValues {
+  values ??= parseYaml(readFileSync(join(ROOT, 'helm/doorwatch/values.yaml'), 'utf8')) as ChartValues;
+  return values;
+}
+
+const UNITS: Record<string, number> = { '': 1, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, K: 1e3, M: 1e6, G: 1e9 };
+
+/** A Kubernetes memory quantity ("768Mi", "1Gi", "500M") in bytes. */
+export function quantityBytes(q: string): number {
+  const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|K|M|G)?$/.exec(q.trim());
+  if (!m) throw new Error(`memory quantity "${q}" is not one this bench reads (e.g. 768Mi, 1Gi)`);
+  return Math.round(Number(m[1]) * UNITS[m[2] ?? '']!);
+}
+
+/**
+ * The limit a component runs in: BENCH_<AGENT|COLLECTOR>_MEMORY ("768Mi"; "none" = unconfined),
+ * else the chart's resources.limits.memory.
+ */
+export function memoryLimit(c: Component): number | undefined {
+  const env = process.env[`BENCH_${c.toUpperCase()}_MEMORY`];
+  if (env !== undefined) return env === 'none' || env === '' ? undefined : quantityBytes(env);
+  const q = chartValues()[c]?.resources?.limits?.memory;
+  return q ? quantityBytes(q) : undefined;
+}
+
+export const fmtLimit = (bytes: number | undefined) => (bytes === undefined ? 'none' : `${Math.round(bytes / 2 ** 20)} MiB`);
+
+/**
+ * A memory cgroup of its own (v2 when its memory controller is enabled there, else the v1 memory
+ * hierarchy), removed by remove() once its processes are gone.
+ */
+export class MemoryCgroup {
+  readonly dir: string;
+  readonly version: 1 | 2;
+
+  constructor(name: string, limitBytes: number) {
+    const roots = discoverRoots();
+    const v2 = roots.find((r) => r.version === 2);
+    const v2Memory = v2 && readFileSync(join(v2.path, 'cgroup.controllers'), 'utf8').split(/\s+/).includes('memory');
+    const root = v2Memory ? v2 : roots.find((r) => r.version === 1);
+    if (!root)
+      throw new Error(
+        'no cgroup hierarchy with the memory controller: cannot apply the chart memory limit (BENCH_AGENT_MEMORY=none BENCH_COLLECTOR_MEMORY=none to run unconfined)',
+      );
+    this.version = root.version as 1 | 2;
+    this.dir = join(root.path, `${name}-${process.pid}`);
+    mkdirSync(this.dir, { recursive: true });
+    if (this.version === 2) {
+      writeFileSync(join(this.dir, 'memory.max'), String(limitBytes));
+    } else {
+      writeFileSync(join(this.dir, 'memory.limit_in_bytes'), String(limitBytes));
+    }
+  }
+
+  /**
+   * argv that starts `cmd args` inside this cgroup: a shell writes its own pid into cgroup.procs and
+   * execs the command, so the pid spawn() returns is the process itself (and so are /proc/<pid>'s figures).
+   */
+  wrap(cmd: string, args: string[]): [string, string[]] {
+    return ['sh', ['-c', 'echo $$ > "$0" && exec "$@"', join(this.dir, 'cgroup.procs'), cmd, ...args]];
+  }
+
+  /** Peak memory the cgroup was charged (v2 memory.peak needs kernel 5.19+; v1 max_usage_in_bytes). */
+  peakBytes(): number | undefined {
+    const f = join(this.dir, this.version === 2 ? 'memory.peak' : 'memory.max_usage_in_bytes');
+    return existsSync(f) ? Number(readFileSync(f, 'utf8').trim()) : undefined;
+  }
+
+  remove(): void {
+    for (let i = 0; i < 50; i++) {
+      try {
+        rmdirSync(this.dir);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+        // EBUSY while a killed process is still being reaped.
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+      }
+    }
+  }
+}
