@@ -16,10 +16,19 @@ import { emptyCounters, lossRecord, type StreamState } from './streams.js';
  *
  * Full queues: a required sink's queue is never dropped from; the publish
  * side waits on whenAccepting() before reading more from agents
- * (back-pressure). A non-required sink's queue drops its oldest events, counts
+ * (back-pressure), and it does so as soon as a required queue holds
+ * READ_AHEAD_BATCHES of that sink's batches (or queue.maxRecords): requests
+ * are decoded only when read (server.ts), so what agents sent ahead waits as
+ * bytes in the transport, and decoded events live only from their decode to
+ * their write. Held longer, every one of them outlived the young generation
+ * and went to the old one — in the chart's memory limit, the collector's
+ * largest cost (docs/benchmarks.md). A non-required sink's queue drops its oldest events, counts
  * them, and the next batch to that sink starts with LossRecords ("sink queue
  * overflow") naming the agent, the seq range and the count (counters.queueDrops).
  */
+
+/** Batches a required sink's queue may hold before the readers stop decoding: one written, the next ones ready. */
+export const READ_AHEAD_BATCHES = 4;
 
 /** A record on its way to the sinks, with where it came from (for acks). */
 export interface QueuedRecord {
@@ -93,10 +102,15 @@ class SinkWorker {
   private carried: QueuedRecord[] = [];
   running: Promise<void> | undefined;
 
+  /** Records the readers keep decoded ahead of this sink (required sinks): a few batches, within the queue's bound. */
+  readonly readAhead: number;
+
   constructor(
     readonly config: SinkConfig,
     readonly sink: Sink,
-  ) {}
+  ) {
+    this.readAhead = Math.min(config.queue.maxRecords, READ_AHEAD_BATCHES * config.batch.maxRecords);
+  }
 
   get pendingReports(): number {
     return this.overflow.size + this.carried.length;
@@ -208,9 +222,9 @@ export class Dispatcher {
     for (const w of this.workers) w.enqueue(records);
   }
 
-  /** False while a required sink's queue is at or over its bound. */
+  /** False while a required sink's queue holds its read-ahead (or is at its bound). */
   get accepting(): boolean {
-    return this.required.every((w) => w.queue.length < w.config.queue.maxRecords);
+    return this.required.every((w) => w.queue.length < w.readAhead);
   }
 
   /** Resolves once every required queue has room (or `signal` aborts). */

@@ -278,7 +278,7 @@ export class CollectorMetrics {
     });
     add({
       name: 'doorwatch_collector_backpressure_waits_total',
-      help: "Times a Publish reader waited for a required sink's full queue (agents slowed down, nothing dropped)",
+      help: "Times a Publish reader waited for a required sink's queue (its read-ahead of batches held: agents slowed down, nothing dropped)",
       type: 'counter',
       collect: pub('backpressureWaits'),
     });

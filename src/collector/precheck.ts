@@ -22,42 +22,64 @@ import type { MaybeMalformed } from './publish.js';
 export const PRECHECK_REFUSAL: unique symbol = Symbol('precheck refusal');
 export type Prechecked<T> = MaybeMalformed<T> & { [PRECHECK_REFUSAL]?: ServerError };
 
-/** Reads a varint at `p`; returns [value, next] or undefined past `end`. Values above 2^53 are clamped (only lengths and tags matter). */
-function varint(b: Uint8Array, p: number, end: number): [number, number] | undefined {
+/*
+ * The walk runs over every event of every request: it allocates nothing per
+ * field (a tuple per varint and an object per field were a tenth of the
+ * collector's allocations). Results go to these module-level slots.
+ */
+/** The last varint read (clamped above 2^53: only lengths and tags matter) and the offset after it. */
+let vValue = 0;
+let vNext = 0;
+/** The last field read: number, wire type, value range (for LEN) and where the field ends. */
+let fNo = 0;
+let fWt = 0;
+let fStart = 0;
+let fNext = 0;
+
+/** Reads a varint at `p` into vValue/vNext; false past `end`. */
+function varint(b: Uint8Array, p: number, end: number): boolean {
   let v = 0;
   let mul = 1;
   for (let i = 0; i < 10 && p < end; i++) {
     const x = b[p++]!;
     v += (x & 0x7f) * mul;
-    if (x < 0x80) return [Math.min(v, Number.MAX_SAFE_INTEGER), p];
+    if (x < 0x80) {
+      vValue = Math.min(v, Number.MAX_SAFE_INTEGER);
+      vNext = p;
+      return true;
+    }
     mul *= 128;
   }
-  return undefined;
+  return false;
 }
 
-/** The next field at `p`: number, wire type, value range (for LEN) and where the field ends; undefined if malformed. */
-function field(b: Uint8Array, p: number, end: number): { no: number; wt: number; start: number; next: number } | undefined {
-  const t = varint(b, p, end);
-  if (!t) return undefined;
-  const [tag, q] = t;
-  const no = Math.floor(tag / 8);
-  const wt = tag % 8;
-  switch (wt) {
-    case 0: {
-      const v = varint(b, q, end);
-      return v ? { no, wt, start: q, next: v[1] } : undefined;
-    }
+/** The next field at `p` into fNo/fWt/fStart/fNext; false if malformed. */
+function field(b: Uint8Array, p: number, end: number): boolean {
+  if (!varint(b, p, end)) return false;
+  const tag = vValue;
+  const q = vNext;
+  fNo = Math.floor(tag / 8);
+  fWt = tag % 8;
+  fStart = q;
+  switch (fWt) {
+    case 0:
+      if (!varint(b, q, end)) return false;
+      fNext = vNext;
+      return true;
     case 1:
-      return q + 8 <= end ? { no, wt, start: q, next: q + 8 } : undefined;
+      fNext = q + 8;
+      return fNext <= end;
     case 5:
-      return q + 4 <= end ? { no, wt, start: q, next: q + 4 } : undefined;
+      fNext = q + 4;
+      return fNext <= end;
     case 2: {
-      const l = varint(b, q, end);
-      if (!l || l[1] + l[0] > end) return undefined;
-      return { no, wt, start: l[1], next: l[1] + l[0] };
+      if (!varint(b, q, end) || vNext + vValue > end) return false;
+      fStart = vNext;
+      fNext = vNext + vValue;
+      return true;
     }
     default:
-      return undefined;
+      return false;
   }
 }
 
@@ -69,26 +91,31 @@ export interface BatchShape {
 
 /** The events of the batch in an encoded PublishRequest (field 2 -> EventBatch field 2); undefined when malformed. */
 export function batchShape(b: Uint8Array): BatchShape | undefined {
-  const shape: BatchShape = { events: 0, largest: { index: -1, bytes: 0 } };
+  let events = 0;
+  let largestIndex = -1;
+  let largestBytes = 0;
   for (let p = 0; p < b.length; ) {
-    const f = field(b, p, b.length);
-    if (!f) return undefined;
-    if (f.no === 2 && f.wt === 2) {
+    if (!field(b, p, b.length)) return undefined;
+    const next = fNext;
+    if (fNo === 2 && fWt === 2) {
       // Repeated occurrences of a message field merge: their events add up.
-      for (let q = f.start; q < f.next; ) {
-        const e = field(b, q, f.next);
-        if (!e) return undefined;
-        if (e.no === 2 && e.wt === 2) {
-          const bytes = e.next - e.start;
-          if (bytes > shape.largest.bytes) shape.largest = { index: shape.events, bytes };
-          shape.events++;
+      const end = fNext;
+      for (let q = fStart; q < end; ) {
+        if (!field(b, q, end)) return undefined;
+        if (fNo === 2 && fWt === 2) {
+          const bytes = fNext - fStart;
+          if (bytes > largestBytes) {
+            largestBytes = bytes;
+            largestIndex = events;
+          }
+          events++;
         }
-        q = e.next;
+        q = fNext;
       }
     }
-    p = f.next;
+    p = next;
   }
-  return shape;
+  return { events, largest: { index: largestIndex, bytes: largestBytes } };
 }
 
 /** Why these bytes must not be decoded, or undefined. */

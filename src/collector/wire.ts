@@ -334,8 +334,51 @@ function decodeTail(e: number): Tail | null {
 
 // ------------------------------------------------------------------ per-event messages
 
-function process_(end: number): Process {
-  const e = sub(end);
+/**
+ * Sub-messages that repeat across the events of a stream (the accepting
+ * process, the listener, the local address): an event carrying the bytes of
+ * one seen recently gets that one's (frozen) object instead of a new one.
+ * Fewer objects per event is less for the young generation to scavenge and
+ * less promoted while events wait for their sinks. Direct-mapped by a hash of
+ * the bytes (a few hundred slots: interleaved pods and threads each keep
+ * theirs), each hit checked byte for byte; small messages only.
+ */
+const SEEN_SLOTS = 256;
+const SEEN_MAX_BYTES = 64;
+class SeenBytes<T extends object> {
+  private readonly bytes: Uint8Array[] = [];
+  private readonly lens = new Int32Array(SEEN_SLOTS).fill(-1);
+  private readonly values: (T | undefined)[] = new Array(SEEN_SLOTS);
+  constructor(private readonly decode: (e: number) => T) {}
+
+  /** The sub-message whose length prefix is at pos. */
+  get(end: number): T {
+    const e = sub(end);
+    const start = pos;
+    const len = e - start;
+    if (len > SEEN_MAX_BYTES) return this.decode(e);
+    let h = len;
+    for (let i = start; i < e; i++) h = (Math.imul(h, 31) + buf[i]!) | 0;
+    const slot = (h ^ (h >>> 11)) & (SEEN_SLOTS - 1);
+    if (this.lens[slot] === len) {
+      const b = this.bytes[slot]!;
+      let i = 0;
+      while (i < len && b[i] === buf[start + i]) i++;
+      if (i === len) {
+        pos = e;
+        return this.values[slot]!;
+      }
+    }
+    const v = Object.freeze(this.decode(e));
+    const b = (this.bytes[slot] ??= new Uint8Array(SEEN_MAX_BYTES));
+    for (let i = 0; i < len; i++) b[i] = buf[start + i]!;
+    this.lens[slot] = len;
+    this.values[slot] = v;
+    return v;
+  }
+}
+
+function processBody(e: number): Process {
   const m: Process = { pid: 0, tid: 0, ppid: 0, uid: 0, gid: 0, comm: '' };
   while (pos < e) {
     switch (buf[pos++]) {
@@ -365,8 +408,7 @@ function process_(end: number): Process {
   return m;
 }
 
-function listener(end: number): Listener {
-  const e = sub(end);
+function listenerBody(e: number): Listener {
   const m: Listener = { fd: 0, backlog: 0, maxBacklog: 0, resolved: false };
   while (pos < e) {
     switch (buf[pos++]) {
@@ -391,7 +433,10 @@ function listener(end: number): Listener {
 }
 
 function endpoint(end: number): Endpoint {
-  const e = sub(end);
+  return endpointBody(sub(end));
+}
+
+function endpointBody(e: number): Endpoint {
   const m: Endpoint = { ip: '', port: 0 };
   while (pos < e) {
     const tag = buf[pos++]!;
@@ -432,7 +477,7 @@ function socket(end: number): Socket {
         m.protocol = u32(e);
         break;
       case 42:
-        m.local = endpoint(e);
+        m.local = seenLocals.get(e);
         break;
       case 50:
         m.peer = endpoint(e);
@@ -491,6 +536,12 @@ function userAddress(end: number): UserAddress {
   return m;
 }
 
+const seenProcesses = new SeenBytes(processBody);
+const seenListeners = new SeenBytes(listenerBody);
+const seenLocals = new SeenBytes(endpointBody);
+/** An event's repeated string fields while empty (most events), shared; a new array once one is pushed. */
+const NO_STRINGS: string[] = Object.freeze([]) as unknown as string[];
+
 function event(end: number): AcceptEvent {
   const e = sub(end);
   const m: AcceptEvent = {
@@ -505,8 +556,8 @@ function event(end: number): AcceptEvent {
     error: '',
     durationNs: 0n,
     acceptFlags: 0,
-    acceptFlagNames: [],
-    flags: [],
+    acceptFlagNames: NO_STRINGS,
+    flags: NO_STRINGS,
     process: undefined,
     socket: undefined,
     listener: undefined,
@@ -587,19 +638,21 @@ function event(end: number): AcceptEvent {
         m.acceptFlags = u32(e);
         break;
       case 98:
+        if (m.acceptFlagNames === NO_STRINGS) m.acceptFlagNames = [];
         m.acceptFlagNames.push(str(e));
         break;
       case 106:
+        if (m.flags === NO_STRINGS) m.flags = [];
         m.flags.push(str(e));
         break;
       case 114:
-        m.process = process_(e);
+        m.process = seenProcesses.get(e);
         break;
       case 122:
         m.socket = socket(e);
         break;
       case 130:
-        m.listener = listener(e);
+        m.listener = seenListeners.get(e);
         break;
       case 138:
         m.userAddress = userAddress(e);
@@ -651,8 +704,27 @@ function event(end: number): AcceptEvent {
     }
   }
   if (pos !== e) throw FALLBACK;
+  if (m.acceptFlagNames !== NO_STRINGS) m.acceptFlagNames = lastFlagNames.share(m.acceptFlagNames);
+  if (m.flags !== NO_STRINGS) m.flags = lastFlags.share(m.flags);
   return m;
 }
+
+/** The previous event's flag names (interned strings), shared frozen while the next event's are the same. */
+class LastStrings {
+  private last: string[] = NO_STRINGS;
+  share(a: string[]): string[] {
+    const l = this.last;
+    if (a.length === l.length) {
+      let i = 0;
+      while (i < a.length && a[i] === l[i]) i++;
+      if (i === a.length) return l;
+    }
+    this.last = Object.freeze(a) as string[];
+    return this.last;
+  }
+}
+const lastFlagNames = new LastStrings();
+const lastFlags = new LastStrings();
 
 function fastRequest(bytes: Uint8Array): PublishRequest {
   buf = (bytes instanceof Buffer ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) as Latin1;

@@ -176,6 +176,8 @@ const K = {
  * writes of constant size need no check of their own.
  */
 const SLACK = 4096;
+/** big()'s view of a u64 as two u32 halves. */
+const u64Scratch = new DataView(new ArrayBuffer(8));
 
 /**
  * Appends JSON to a growable Buffer; `buf.subarray(0, pos)` is what was
@@ -275,8 +277,53 @@ export class JsonWriter {
 
   /** A 64-bit integer's digits (the canonical mapping quotes them; the quotes are the caller's). */
   big(v: bigint): void {
-    if (v >= 0n && v <= 0x7fffffffn) this.#digits(Number(v));
-    else this.ascii(v.toString());
+    if (v >= 0n && v <= 0x7fffffffn) {
+      this.#digits(Number(v));
+      return;
+    }
+    if (v < 0n || v > 0xffffffffffffffffn) {
+      this.ascii(v.toString());
+      return;
+    }
+    // Times in ns and seqs past 2^31, several per event: toString() was a string per field. v = q·10^9 + r,
+    // by long division over four 16-bit digits in doubles (every step stays below 2^53, so exact).
+    u64Scratch.setBigUint64(0, v, true);
+    const lo = u64Scratch.getUint32(0, true);
+    const hi = u64Scratch.getUint32(4, true);
+    let r = hi >>> 16;
+    let cur = r * 65536 + (hi & 0xffff);
+    const qb = Math.floor(cur / 1e9);
+    r = cur - qb * 1e9;
+    cur = r * 65536 + (lo >>> 16);
+    const qc = Math.floor(cur / 1e9);
+    r = cur - qc * 1e9;
+    cur = r * 65536 + (lo & 0xffff);
+    const qd = Math.floor(cur / 1e9);
+    r = cur - qd * 1e9;
+    const q = (qb * 65536 + qc) * 65536 + qd; // < 2^64 / 10^9 < 2^35
+    if (this.pos + 24 > this.buf.length) this.room(24);
+    if (q === 0) this.#digits(r);
+    else {
+      if (q <= 0x7fffffff) this.#digits(q);
+      else {
+        const q2 = Math.floor(q / 1e9); // < 19
+        this.#digits(q2);
+        this.#nine(q - q2 * 1e9);
+      }
+      this.#nine(r);
+    }
+  }
+
+  /** 0 <= n < 10^9 as exactly nine digits (leading zeros). */
+  #nine(n: number): void {
+    const d = this.buf;
+    let p = this.pos + 9;
+    this.pos = p;
+    for (let i = 0; i < 9; i++) {
+      const q = (n / 10) | 0;
+      d[--p] = 0x30 + n - q * 10;
+      n = q;
+    }
   }
 
   /** Text known to be ASCII with nothing to escape (digits, enum names). */

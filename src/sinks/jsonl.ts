@@ -119,6 +119,19 @@ export function parseEventId(id: string): { stream: string; seq: bigint } | unde
   return { stream: id.slice(0, i), seq: BigInt(id.slice(i + 1)) };
 }
 
+/** id === `${stream}/${seq}`, for a non-empty stream and 0 < seq < 2^53, without building that string. */
+export function idIs(id: string, stream: string, seq: bigint): boolean {
+  const n = stream.length;
+  if (n === 0 || id.length <= n + 1 || id.length > n + 16 || id.charCodeAt(n) !== 47 || !id.startsWith(stream)) return false;
+  let v = 0;
+  for (let i = n + 1; i < id.length; i++) {
+    const c = id.charCodeAt(i) - 48;
+    if (c < 0 || c > 9 || (c === 0 && v === 0)) return false; // a digit, and no leading zero
+    v = v * 10 + c;
+  }
+  return v === Number(seq);
+}
+
 /** Where each format keeps the event id (recordId) in a written line. Tracee's event has none: no recovery (docs/formats.md). */
 const ID_PATHS: Record<FormatName, string[]> = {
   native: ['eventId'],
@@ -237,16 +250,28 @@ class FileSink implements Sink {
     if (this.written.size) this.log.info({ streams: this.written.size }, 'jsonl: recovered what the files already hold');
   }
 
+  /** The stream of the last event id parsed: the next ones from that agent are checked against it, not sliced. */
+  private lastStream = '';
+
   /** Drop events the file already has; note what this batch adds. */
   private fresh(batch: SinkRecord[]): { keep: SinkRecord[]; marks: Map<string, bigint> } {
     const marks = new Map<string, bigint>();
     const keep = batch.filter((r) => {
       if (r.kind !== 'event') return true;
-      const p = parseEventId(r.event.eventId);
-      if (!p) return true;
-      const seen = marks.get(p.stream) ?? this.written.get(p.stream) ?? 0n;
-      if (p.seq <= seen) return false;
-      marks.set(p.stream, p.seq);
+      const id = r.event.eventId;
+      let stream = this.lastStream;
+      let seq = r.event.seq;
+      // parseEventId's answer without a string and a BigInt per event: the id is "<lastStream>/<digits>" and
+      // the digits are the event's own seq (as agents write them). Anything else is parsed.
+      if (!idIs(id, stream, seq)) {
+        const p = parseEventId(id);
+        if (!p) return true;
+        stream = this.lastStream = p.stream;
+        seq = p.seq;
+      }
+      const seen = marks.get(stream) ?? this.written.get(stream) ?? 0n;
+      if (seq <= seen) return false;
+      marks.set(stream, seq);
       return true;
     });
     return { keep, marks };

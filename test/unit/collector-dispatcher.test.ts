@@ -291,6 +291,26 @@ describe('dispatcher', () => {
     await d.close();
   });
 
+  it('readers stop decoding once a required queue holds 4 of its batches, long before queue.maxRecords', async () => {
+    const sink = new MemorySink('req', { delayMs: 0, failFirst: 0 });
+    sink.block();
+    const d = new Dispatcher(
+      [{ config: sinkConfig('req', { queue: { maxRecords: 1000 }, batch: { maxRecords: 5, maxDelayMs: 1 } }), sink }],
+      { log: silentLogger },
+    );
+    d.start();
+    d.enqueue(records(1, 12));
+    assert.equal(d.accepting, true, '12 queued: under the read-ahead of 4 x 5');
+    d.enqueue(records(13, 28));
+    assert.equal(d.accepting, false, 'at least 35 queued of 1000 allowed: the read-ahead holds the readers');
+    sink.open();
+    await d.whenAccepting();
+    assert.ok(await d.drain(2000));
+    assert.equal(sink.events.length, 40);
+    assert.equal(d.stats()[0]!.dropped, 0);
+    await d.close();
+  });
+
   it('drain() times out on a stuck sink and says so', async () => {
     const sink = new MemorySink('stuck', { delayMs: 0, failFirst: 0 });
     sink.block();

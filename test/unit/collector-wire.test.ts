@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { DECODE_ERROR, type MaybeMalformed } from '../../src/collector/publish.js';
+import { ServerCollectorServiceDefinition } from '../../src/collector/server.js';
 import { decodePublishRequest, wireCacheSizes } from '../../src/collector/wire.js';
 import { PublishRequest } from '../../src/gen/doorwatch/v1/collector.js';
 import { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
@@ -82,6 +84,44 @@ function variedEvents(): AcceptEvent[] {
 }
 
 describe('wire.ts decodePublishRequest', () => {
+  it('repeated process, listener, local address and flag bytes share one frozen object; other bytes never do', () => {
+    const proc = (pid: number) => ({ pid, tid: pid + 1, ppid: 1, uid: 101, gid: 102, comm: 'nginx' });
+    const ev = (seq: bigint, pid: number, port: number, flags: string[]) =>
+      sampleEvent({
+        seq,
+        process: proc(pid),
+        socket: { ...sampleEvent().socket!, local: { ip: '10.0.0.7', port } },
+        listener: { fd: 3, backlog: pid % 2, maxBacklog: 511, resolved: true },
+        acceptFlagNames: flags,
+      });
+    const events = [
+      ev(1n, 812, 80, ['SOCK_NONBLOCK']),
+      ev(2n, 812, 80, ['SOCK_NONBLOCK']),
+      ev(3n, 813, 443, []),
+      ev(4n, 812, 80, ['SOCK_NONBLOCK', 'SOCK_CLOEXEC']),
+    ];
+    // 300 more processes between two of pid 812: more than the cache's slots, each decoded right.
+    for (let i = 0; i < 300; i++) events.push(ev(5n + BigInt(i), 2000 + i, 8000 + (i % 7), []));
+    events.push(ev(305n, 812, 80, ['SOCK_NONBLOCK']));
+    const got = decodePublishRequest(batchBytes(events)).batch!.events;
+    assert.deepStrictEqual(got, PublishRequest.decode(batchBytes(events)).batch!.events, 'the same values as the generated decoder');
+    const [a, b, c, d] = got as [AcceptEvent, AcceptEvent, AcceptEvent, AcceptEvent];
+    assert.equal(a.process, b.process, 'equal process bytes: one object');
+    assert.ok(Object.isFrozen(a.process) && Object.isFrozen(a.socket!.local) && Object.isFrozen(a.listener));
+    assert.notEqual(c.process, a.process);
+    assert.equal(d.process, a.process, 'seen two events before: still the same object');
+    assert.equal(a.socket!.local, b.socket!.local);
+    assert.notEqual(c.socket!.local, a.socket!.local);
+    assert.notEqual(a.socket, b.socket, 'the socket carries the peer: one per event');
+    assert.equal(a.listener, b.listener);
+    assert.notEqual(c.listener, a.listener, 'another backlog');
+    assert.equal(a.acceptFlagNames, b.acceptFlagNames, 'equal flag names: one frozen array');
+    assert.ok(Object.isFrozen(a.acceptFlagNames));
+    assert.notEqual(d.acceptFlagNames, a.acceptFlagNames);
+    assert.deepEqual(c.acceptFlagNames, []);
+    assert.throws(() => (a.process as { pid: number }).pid++, TypeError, 'shared objects cannot be changed by a consumer');
+  });
+
   it('equals the generated decoder on well-formed requests', () => {
     const evs = variedEvents();
     same(batchBytes(evs), 'varied batch');
@@ -206,5 +246,33 @@ describe('wire.ts decodePublishRequest', () => {
     assert.ok(sizes.tails! <= (16 << 20) / 4096, `tails ${sizes.tails}`);
     assert.ok(sizes.pods! <= (8 << 20) / 4096, `pods ${sizes.pods}`);
     assert.ok(sizes.tails! > 0 && sizes.pods! > 0);
+  });
+});
+
+describe('server.ts: a Publish request is decoded when first read, not when it arrives', () => {
+  const deserialize = (b: Uint8Array) =>
+    ServerCollectorServiceDefinition.methods.publish.requestType.decode(b) as MaybeMalformed<PublishRequest>;
+
+  it('reads what the bytes hold at the first read, once, and equals the decoder', () => {
+    const evs = [sampleEvent({ seq: 7n }), sampleEvent({ seq: 8n })];
+    const bytes = batchBytes(evs);
+    const req = deserialize(bytes);
+    // Changed after it arrived and before it is read: the read sees the change, so nothing was decoded yet.
+    const at = Buffer.from(bytes).indexOf('nginx');
+    assert.ok(at > 0);
+    bytes[at] = 'N'.charCodeAt(0);
+    assert.equal(req.batch!.events[0]!.process!.comm, 'Nginx');
+    assert.deepStrictEqual(req.batch, decodePublishRequest(bytes).batch);
+    assert.equal(req.hello, undefined);
+    assert.equal(req[DECODE_ERROR], undefined);
+    bytes[at] = 'x'.charCodeAt(0);
+    assert.equal(req.batch!.events[0]!.process!.comm, 'Nginx', 'decoded once');
+  });
+
+  it('malformed bytes: no exception on arrival, DECODE_ERROR (and an empty request) on read', () => {
+    const req = deserialize(Uint8Array.from([0x12, 0x7f, 0x01]));
+    assert.match(req[DECODE_ERROR] ?? '', /./);
+    assert.equal(req.batch, undefined);
+    assert.equal(req.hello, undefined);
   });
 });

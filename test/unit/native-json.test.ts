@@ -291,6 +291,26 @@ describe('native JSON', () => {
     check(ev, 'names changed in place');
   });
 
+  it('writes every 64-bit value as BigInt.toString() does: edges of each digit split, and a seeded random corpus', () => {
+    const edges = [0n, 9n, 0x7fffffffn, 0x80000000n, 999_999_999n, 1_000_000_000n, 1_000_000_001n, 0xffffffffn, 2n ** 32n];
+    edges.push(10n ** 18n - 1n, 10n ** 18n, 2n ** 53n + 1n, 2n ** 63n, 2n ** 64n - 1n, 2n ** 64n, -1n, -(2n ** 63n));
+    edges.push(19_999_999_999_000_000_000n - 1n, 1_765_000_000_123_456_789n, 18_999_999_999n * 1_000_000_000n);
+    let seed = 0x2545f491;
+    const rand32 = () => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return BigInt(seed >>> 0);
+    };
+    const w = new JsonWriter(8);
+    for (let i = 0; i < 50_000; i++) {
+      const v = i < edges.length ? edges[i]! : ((rand32() << 32n) | rand32()) >> BigInt(i % 64);
+      w.reset();
+      w.big(v);
+      assert.equal(w.buf.toString('latin1', 0, w.pos), v.toString(), `value ${v}`);
+    }
+  });
+
   it('appends lines into one buffer, growing it when an event does not fit', () => {
     const w = new JsonWriter(16);
     const events = [sampleEvent(), sampleHostEvent(), sampleEvent({ pod: { labels: { big: 'x'.repeat(100_000) } } })];

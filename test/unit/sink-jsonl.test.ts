@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { formatRecord } from '../../src/formats/format.js';
 import { JsonWriter } from '../../src/formats/native-json.js';
 import { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
-import { encodeLines, idOfLine, jsonlLine, jsonlSink, parseEventId, planRotation } from '../../src/sinks/jsonl.js';
+import { encodeLines, idIs, idOfLine, jsonlLine, jsonlSink, parseEventId, planRotation } from '../../src/sinks/jsonl.js';
 import type { SinkRecord } from '../../src/sinks/sink.js';
 import { configProblems } from '../helpers/config-problems.js';
 import { sampleEvent, sampleHostEvent, sampleLoss, sampleSummary, sampleUnixEvent } from '../helpers/sample-events.js';
@@ -29,6 +29,26 @@ describe('jsonlLine', () => {
       assert.equal(id, 'boot-1/inst-1/42', format);
       assert.deepEqual(parseEventId(id!), { stream: 'boot-1/inst-1', seq: 42n });
     }
+  });
+});
+
+describe('idIs (the sink dedup\'s shortcut for parseEventId)', () => {
+  it('is true exactly when parseEventId would give that stream and seq', () => {
+    const ids = ['boot-1/inst-1/42', 'boot-1/inst-1/042', 'boot-1/inst-1/0', 'boot-1/inst-1/4x', 'boot-1/inst-1/', 'boot-1/inst-2/42'];
+    ids.push('boot-1/inst-1/42/7', 'xboot-1/inst-1/42', 'boot-1/inst-1/1234567890123456', 'boot-1/inst-1/123456789012345');
+    for (const id of ids)
+      for (const [stream, seq] of [
+        ['boot-1/inst-1', 42n],
+        ['boot-1/inst-1', 43n],
+        ['boot-1/inst-2', 42n],
+        ['', 42n],
+        ['boot-1/inst-1', 123456789012345n],
+        ['boot-1/inst-1', 1234567890123456n],
+      ] as const) {
+        const p = parseEventId(id);
+        const want = stream !== '' && p?.stream === stream && p.seq === seq && !/\/0/.test(id.slice(stream.length)) && id.length <= stream.length + 16;
+        assert.equal(idIs(id, stream, seq), want, `${id} vs ${stream}/${seq}`);
+      }
   });
 });
 
