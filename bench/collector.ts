@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { makePki } from '../test/helpers/pki.js';
 import { startRsyslog } from '../test/helpers/rsyslog.js';
 import { freePort, tcpListening } from '../test/helpers/wait.js';
-import { fmtLimit, MemoryCgroup, memoryLimit } from './memory-limit.js';
+import { chartNodeOptions, fmtLimit, MemoryCgroup, memoryLimit, withNodeOptions } from './memory-limit.js';
 import { exited, killChildren, ROOT, track } from './proc.js';
 import { type Column, fmtSpread, renderTable, spread } from './report.js';
 
@@ -21,7 +21,8 @@ import { type Column, fmtSpread, renderTable, spread } from './report.js';
  * then a fixed offered rate. Collector CPU is the whole process from /proc
  * (utime + stime, every thread); latency is from send to the line in the
  * jsonl file (rate runs). Medians [min..max] over the rounds. The collector
- * runs in the chart's memory limit, as its Deployment does (bench/memory-limit.ts).
+ * runs in the chart's memory limit and with its NODE_OPTIONS, as its Deployment
+ * does (bench/memory-limit.ts).
  *
  * `npx tsx bench/collector.ts`, or `npm run bench -- --collector`.
  */
@@ -38,8 +39,9 @@ const USAGE = `usage: tsx bench/collector.ts [options]
   --timeout S       wall-clock bound per run (default 120)
   --bin LIST        collector executables to compare, comma-separated (default bin/doorwatch.js of
                     this tree; e.g. /tmp/base/bin/doorwatch.js,bin/doorwatch.js for before/after)
-The collector runs in the chart's memory limit (collector.resources.limits.memory, a memory cgroup);
-BENCH_COLLECTOR_MEMORY=512Mi sets another, BENCH_COLLECTOR_MEMORY=none runs it unconfined.
+The collector runs as the chart's Deployment runs it: in its memory limit (collector.resources.limits.memory,
+a memory cgroup) with its NODE_OPTIONS (collector.nodeOptions). BENCH_COLLECTOR_MEMORY=512Mi sets another
+limit (none: unconfined), BENCH_COLLECTOR_NODE_OPTIONS other options ("": Node's defaults).
 `;
 const { values: args } = parseArgs({
   options: {
@@ -62,8 +64,9 @@ if (args.help) {
   process.exit(0);
 }
 const rounds = Number(args.rounds);
-/** The chart's collector memory limit (BENCH_COLLECTOR_MEMORY overrides; "none" = unconfined). */
+/** The chart's collector memory limit and NODE_OPTIONS (BENCH_COLLECTOR_MEMORY, BENCH_COLLECTOR_NODE_OPTIONS override). */
 const limit = memoryLimit('collector');
+const nodeOptions = chartNodeOptions('collector');
 const N = Number(args.events);
 const rate = Number(args.rate);
 const rateEvents = Math.round(rate * Number(args['rate-seconds']));
@@ -185,7 +188,7 @@ try {
         const [c, a] = cg
           ? cg.wrap(cmd, [...argv, 'collector', '--config', cfgFile])
           : [cmd, [...argv, 'collector', '--config', cfgFile]];
-        const col = track(spawn(c, a, { stdio: ['ignore', 'ignore', 'pipe'] }));
+        const col = track(spawn(c, a, { stdio: ['ignore', 'ignore', 'pipe'], env: withNodeOptions(nodeOptions) }));
         let log = '';
         col.stderr!.on('data', (d: Buffer) => {
           log = (log + d.toString()).slice(-4000);
@@ -241,7 +244,7 @@ const binCol: Column<{ bin: string }>[] = bins.length > 1 ? [['collector', 12, (
 const f = (v: number | null, d: number) => (v === null ? '-' : v.toFixed(d));
 console.log(
   `\ncollector: one agent stream (mTLS), ${N} events saturated, ${rateEvents} at ${rate}/s; CPU = collector process, all threads (/proc); ` +
-    `memory limit ${fmtLimit(limit)}`,
+    `memory limit ${fmtLimit(limit)}, NODE_OPTIONS ${nodeOptions || 'none'}`,
 );
 console.log(
   renderTable<Row>(

@@ -21,7 +21,7 @@ export type Component = 'agent' | 'collector';
 
 interface ChartValues {
   agent?: { nodeOptions?: string; resources?: { limits?: { memory?: string } } };
-  collector?: { resources?: { limits?: { memory?: string } } };
+  collector?: { nodeOptions?: string; resources?: { limits?: { memory?: string } } };
 }
 
 let values: ChartValues | undefined;
@@ -48,6 +48,22 @@ export function memoryLimit(c: Component): number | undefined {
   if (env !== undefined) return env === 'none' || env === '' ? undefined : quantityBytes(env);
   const q = chartValues()[c]?.resources?.limits?.memory;
   return q ? quantityBytes(q) : undefined;
+}
+
+/**
+ * The NODE_OPTIONS the chart gives a component (agent.nodeOptions, collector.nodeOptions);
+ * BENCH_<AGENT|COLLECTOR>_NODE_OPTIONS overrides ("" = none: Node's defaults).
+ */
+export function chartNodeOptions(c: Component): string {
+  const env = process.env[`BENCH_${c.toUpperCase()}_NODE_OPTIONS`];
+  if (env !== undefined) return env;
+  return chartValues()[c]?.nodeOptions ?? '';
+}
+
+/** The environment of a process started with `nodeOptions` added to NODE_OPTIONS. */
+export function withNodeOptions(nodeOptions: string): NodeJS.ProcessEnv {
+  if (!nodeOptions) return process.env;
+  return { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${nodeOptions}`.trim() };
 }
 
 export const fmtLimit = (bytes: number | undefined) => (bytes === undefined ? 'none' : `${Math.round(bytes / 2 ** 20)} MiB`);

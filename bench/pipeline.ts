@@ -7,7 +7,7 @@ import { KubeApiServer, makePod, ownerRef, tempDir } from '../test/helpers/kube-
 import { makePki, tlsFlags } from '../test/helpers/pki.js';
 import { type FakePod, PodSim } from '../test/helpers/pod-sim.js';
 import { freePort } from '../test/helpers/wait.js';
-import { type Component, chartValues, fmtLimit, MemoryCgroup, memoryLimit } from './memory-limit.js';
+import { type Component, chartNodeOptions, fmtLimit, MemoryCgroup, memoryLimit, withNodeOptions } from './memory-limit.js';
 import {
   buildStorm,
   cpuWindow,
@@ -109,15 +109,6 @@ process.once('SIGINT', () => {
   process.exit(130);
 });
 
-/**
- * The agent's NODE_OPTIONS as the chart's DaemonSet sets them (helm/doorwatch/values.yaml agent.nodeOptions);
- * BENCH_AGENT_NODE_OPTIONS overrides ("" = none: Node's defaults).
- */
-function chartAgentNodeOptions(): string {
-  if (process.env.BENCH_AGENT_NODE_OPTIONS !== undefined) return process.env.BENCH_AGENT_NODE_OPTIONS;
-  return chartValues().agent?.nodeOptions ?? '';
-}
-
 /** A process runs in its chart memory limit (resources.limits.memory; BENCH_<C>_MEMORY overrides, "none" = unconfined). */
 function limitFor(c: Component): MemoryCgroup | undefined {
   const bytes = memoryLimit(c);
@@ -138,9 +129,7 @@ function child(
   // As users run it (the shebang), unless node flags are asked for (profiling).
   // Node's own diagnostics (--trace-gc) go to stdout: kept in a file when BENCH_NODE_STDOUT names one.
   const out = nodeArgs && process.env.BENCH_NODE_STDOUT ? openSync(process.env.BENCH_NODE_STDOUT, 'w') : 'ignore';
-  const env = nodeOptions
-    ? { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${nodeOptions}`.trim() }
-    : process.env;
+  const env = withNodeOptions(nodeOptions ?? '');
   const [cmd, argv] = nodeArgs ? [process.execPath, [...nodeArgs.split(' ').filter(Boolean), bin, ...args]] : [bin, args];
   const [c, a] = cg ? cg.wrap(cmd, argv) : [cmd, argv];
   const p = track(spawn(c, a, { stdio: ['ignore', nodeArgs ? out : 'ignore', 'pipe'], env }));
@@ -272,16 +261,18 @@ writeFileSync(
   })}\n`,
 );
 // BENCH_COLLECTOR_BIN: another build's bin/doorwatch.js as the collector (an agent change measured against a fixed collector).
+// Both processes with the chart's NODE_OPTIONS (agent.nodeOptions, collector.nodeOptions), as their pods start them.
+const collectorNodeOptions = chartNodeOptions('collector');
 const collector = child(
   ['collector', '-c', join(work, 'collector.yaml'), '--log-level', 'warn'],
   'collector',
   process.env.BENCH_COLLECTOR_BIN ?? BIN,
   undefined,
-  undefined,
+  collectorNodeOptions,
   limitFor('collector'),
 );
 await sleep(1500);
-const agentNodeOptions = chartAgentNodeOptions();
+const agentNodeOptions = chartNodeOptions('agent');
 const agent = child(
   [
     'agent',
@@ -310,7 +301,7 @@ for (let i = 0; ; i++) {
 const machine = machineInfo();
 process.stderr.write(
   `bench/pipeline: agent pid ${agent.p.pid} (NODE_OPTIONS ${agentNodeOptions || 'none'}, memory limit ${fmtLimit(memoryLimit('agent'))}), ` +
-    `collector pid ${collector.p.pid} (memory limit ${fmtLimit(memoryLimit('collector'))}); pod ${NS}/${POD} in netns ${pod.netns.name}; ` +
+    `collector pid ${collector.p.pid} (NODE_OPTIONS ${collectorNodeOptions || 'none'}, memory limit ${fmtLimit(memoryLimit('collector'))}); pod ${NS}/${POD} in netns ${pod.netns.name}; ` +
     `${machine.cpus} CPUs, kernel ${machine.kernel}, node ${machine.node}\n`,
 );
 

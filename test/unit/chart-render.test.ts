@@ -131,6 +131,10 @@ describe('chart render: value sets', () => {
       '--log-level',
       'info',
     ]);
+    // The V8 young generation the collector's figures in docs/benchmarks.md were measured with.
+    assert.deepEqual(dep.spec.template.spec.containers[0].env, [{ name: 'NODE_OPTIONS', value: '--max-semi-space-size=8' }]);
+    const bare = find(renderValid({ set: ['collector.nodeOptions='] }).objects, 'Deployment').spec.template.spec.containers[0];
+    assert.equal(bare.env, undefined, 'empty: no NODE_OPTIONS (Node defaults), and no empty env list');
   });
 
   it('generate mode: a CA and two certificates it signed; the server one names the Service', () => {
@@ -354,6 +358,7 @@ describe('chart render: value sets', () => {
     );
     assert.deepEqual(pod.containers[0].env, [
       { name: 'NATS_PASSWORD', valueFrom: { secretKeyRef: { name: 'nats-creds', key: 'password' } } },
+      { name: 'NODE_OPTIONS', value: '--max-semi-space-size=8' },
     ]);
   });
 
