@@ -29,6 +29,9 @@ import { SubscriberHub } from './subscribe.js';
  * the start, by name: no silently disabled sink), then listens.
  */
 
+/** How often idle agent streams are looked for (StreamTable.sweep). */
+const STREAM_SWEEP_MS = 60_000;
+
 export interface CollectorDeps {
   registry: SinkRegistry;
   log: Logger;
@@ -44,7 +47,7 @@ export interface CollectorDeps {
 }
 
 export interface CollectorStats {
-  /** Agent streams (instance_id/boot_id) seen since start. */
+  /** Agent streams (instance_id/boot_id) tracked: connected, or idle with unacked events, or idle less than an hour. */
   streams: number;
   /** Open Publish calls. */
   publishers: number;
@@ -246,9 +249,17 @@ async function startServing(
     });
   }
 
+  // Agent streams that ended long ago, with nothing unacked, are forgotten (streams.ts): one per agent restart.
+  const sweeper = setInterval(() => {
+    const n = streams.sweep(clock.now());
+    if (n) log.debug({ forgotten: n, tracked: streams.size }, 'forgot idle agent streams');
+  }, STREAM_SWEEP_MS);
+  sweeper.unref();
+
   let stopped: Promise<void> | undefined;
   const stop = () => {
     stopped ??= (async () => {
+      clearInterval(sweeper);
       log.info('stopping: no new calls, draining sink queues');
       health.stopping = true;
       const t0 = clock.now();
@@ -278,11 +289,11 @@ async function startServing(
     let duplicates = 0;
     let gaps = 0;
     let gapEvents = 0n;
-    for (const s of streams.all()) {
-      accepted += s.accepted;
-      duplicates += s.duplicates;
-      gaps += s.gaps;
-      gapEvents += s.gapEvents;
+    for (const t of streams.totalsByNode().values()) {
+      accepted += t.accepted;
+      duplicates += t.duplicates;
+      gaps += t.gaps;
+      gapEvents += t.gapEvents;
     }
     const h = hub.stats();
     return {
@@ -310,7 +321,7 @@ async function startServing(
   metrics.setSources({
     ready: () =>
       evaluateCollectorReadiness({ listening: health.listening, stopping: health.stopping, sinks: dispatcher.stats() }).ready,
-    streams: () => streams.all(),
+    streams: () => streams.totalsByNode(),
     sinks: () => dispatcher.stats(),
     queueCapacity: (name) => config.sinks.find((x) => x.name === name)?.queue.maxRecords,
     publish: () => counters,

@@ -5,7 +5,7 @@ import type { SinkStats } from './dispatcher.js';
 import type { PeerSourceStatus } from './peers/source.js';
 import type { PublishCounters, PublishObserver } from './publish.js';
 import type { RefusalReason } from './refusals.js';
-import type { StreamState } from './streams.js';
+import type { StreamTotals } from './streams.js';
 
 /**
  * The collector's Prometheus metrics (docs/metrics.md, "Collector"), on a
@@ -22,7 +22,8 @@ import type { StreamState } from './streams.js';
 /** What the collector's parts report, read on every scrape. */
 export interface CollectorMetricsSources {
   ready(): boolean;
-  streams(): Iterable<StreamState>;
+  /** Per node: open sessions and counts of its streams, streams no longer tracked included (StreamTable.totalsByNode). */
+  streams(): Map<string, StreamTotals & { sessions: number }>;
   sinks(): SinkStats[];
   /** queue.maxRecords per sink name. */
   queueCapacity(sink: string): number | undefined;
@@ -177,18 +178,14 @@ export class CollectorMetrics {
       const s = src();
       if (!s) return undefined;
       const m = new Map<string, NodeTotals>();
-      for (const st of s.streams()) {
-        const node = st.agent.nodeName;
-        let t = m.get(node);
-        if (!t) {
-          t = { streams: 0, accepted: 0, duplicates: 0, gaps: 0, gapEvents: 0 };
-          m.set(node, t);
-        }
-        t.streams += st.sessions;
-        t.accepted += st.accepted;
-        t.duplicates += st.duplicates;
-        t.gaps += st.gaps;
-        t.gapEvents += Number(st.gapEvents);
+      for (const [node, t] of s.streams()) {
+        m.set(node, {
+          streams: t.sessions,
+          accepted: t.accepted,
+          duplicates: t.duplicates,
+          gaps: t.gaps,
+          gapEvents: Number(t.gapEvents),
+        });
       }
       nodeCache = m;
       queueMicrotask(() => {

@@ -141,7 +141,7 @@ export function createPublishHandler(deps: PublishDeps) {
           if (!session.stream) {
             const agent = checkHello(req);
             session.stream = deps.streams.open(agent);
-            session.stream.sessions++;
+            deps.streams.attach(session.stream);
             unlisten = session.stream.onAck(() => wake.notify());
             deps.log.info({ agent, peer: ctx.peer }, 'agent connected');
             continue;
@@ -207,7 +207,7 @@ export function createPublishHandler(deps: PublishDeps) {
       counters.activeSessions--;
       unlisten?.();
       if (session.stream) {
-        session.stream.sessions--;
+        deps.streams.detach(session.stream, deps.clock.now());
         deps.log.info({ agent: session.stream.agent, acked: String(session.stream.acked) }, 'agent disconnected');
       }
       void readerDoneP;

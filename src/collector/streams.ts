@@ -42,6 +42,8 @@ export class StreamState {
   gapEvents = 0n;
   /** Open Publish streams for this key. */
   sessions = 0;
+  /** When the last session of this key ended (clock ms); undefined while one is open, or none ever was. */
+  idleSince: number | undefined;
   private readonly persisted = new Map<string, bigint>();
   private readonly listeners = new Set<() => void>();
 
@@ -113,10 +115,45 @@ export class StreamState {
   }
 }
 
+/** What a node's streams counted, the live ones and those no longer tracked together (metrics are counters). */
+export interface StreamTotals {
+  accepted: number;
+  duplicates: number;
+  gaps: number;
+  gapEvents: bigint;
+}
+
+export interface StreamTableOptions {
+  /** A stream with no session, everything it sent persisted, idle this long, is forgotten (sweep()). */
+  idleMs?: number;
+  /** Past this many streams, settled idle ones are forgotten sooner, oldest first. */
+  maxStreams?: number;
+}
+
+/**
+ * Every agent stream (instance_id/boot_id) the collector is talking to, and
+ * the ones it talked to recently. An agent restart is a new stream, so a
+ * long-running collector would otherwise keep one entry per agent restart
+ * forever. sweep() forgets a stream only when nothing is lost by it: no
+ * session open, and everything it sent acked (persisted by every required
+ * sink). If that agent comes back, its first batch is a baseline, as after a
+ * collector restart (docs/collector.md), and it resends only what is unacked,
+ * which here is nothing. Its counts move to its node's retired totals, so the
+ * metrics (counters) never go back.
+ */
 export class StreamTable {
   private readonly streams = new Map<StreamKey, StreamState>();
+  private readonly retired = new Map<string, StreamTotals>();
+  private readonly idleMs: number;
+  private readonly maxStreams: number;
 
-  constructor(private readonly required: readonly string[]) {}
+  constructor(
+    private readonly required: readonly string[],
+    opts: StreamTableOptions = {},
+  ) {
+    this.idleMs = opts.idleMs ?? 60 * 60 * 1000;
+    this.maxStreams = opts.maxStreams ?? 10_000;
+  }
 
   get hasRequiredSinks(): boolean {
     return this.required.length > 0;
@@ -138,6 +175,73 @@ export class StreamTable {
 
   all(): IterableIterator<StreamState> {
     return this.streams.values();
+  }
+
+  /** A session of this stream began (publish.ts). */
+  attach(s: StreamState): void {
+    s.sessions++;
+    s.idleSince = undefined;
+  }
+
+  /** A session of this stream ended. */
+  detach(s: StreamState, now: number): void {
+    s.sessions--;
+    if (s.sessions === 0) s.idleSince = now;
+  }
+
+  /**
+   * Forget settled streams idle for idleMs; while more than maxStreams are
+   * tracked, the oldest settled idle ones regardless of how long. Returns how
+   * many were forgotten.
+   */
+  sweep(now: number): number {
+    const settled: StreamState[] = [];
+    for (const s of this.streams.values()) {
+      if (s.sessions > 0 || s.idleSince === undefined) continue;
+      if (s.next !== undefined && s.acked < s.next - 1n) continue; // something is not persisted yet
+      settled.push(s);
+    }
+    settled.sort((a, b) => a.idleSince! - b.idleSince!);
+    let over = this.streams.size - this.maxStreams;
+    let n = 0;
+    for (const s of settled) {
+      if (now - s.idleSince! < this.idleMs && over <= 0) break;
+      this.retire(s);
+      over--;
+      n++;
+    }
+    return n;
+  }
+
+  private retire(s: StreamState): void {
+    this.streams.delete(s.key);
+    const node = s.agent.nodeName;
+    const t = this.retired.get(node) ?? { accepted: 0, duplicates: 0, gaps: 0, gapEvents: 0n };
+    t.accepted += s.accepted;
+    t.duplicates += s.duplicates;
+    t.gaps += s.gaps;
+    t.gapEvents += s.gapEvents;
+    this.retired.set(node, t);
+  }
+
+  /** Per node: what its streams counted, forgotten ones included. */
+  totalsByNode(): Map<string, StreamTotals & { sessions: number }> {
+    const m = new Map<string, StreamTotals & { sessions: number }>();
+    for (const [node, t] of this.retired) m.set(node, { ...t, sessions: 0 });
+    for (const s of this.streams.values()) {
+      const node = s.agent.nodeName;
+      let t = m.get(node);
+      if (!t) {
+        t = { accepted: 0, duplicates: 0, gaps: 0, gapEvents: 0n, sessions: 0 };
+        m.set(node, t);
+      }
+      t.sessions += s.sessions;
+      t.accepted += s.accepted;
+      t.duplicates += s.duplicates;
+      t.gaps += s.gaps;
+      t.gapEvents += s.gapEvents;
+    }
+    return m;
   }
 }
 

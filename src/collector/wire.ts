@@ -370,7 +370,11 @@ class SeenBytes<T extends object> {
       }
     }
     const v = Object.freeze(this.decode(e));
-    const b = (this.bytes[slot] ??= new Uint8Array(SEEN_MAX_BYTES));
+    let b = this.bytes[slot];
+    if (b === undefined) {
+      b = new Uint8Array(SEEN_MAX_BYTES);
+      this.bytes[slot] = b;
+    }
     for (let i = 0; i < len; i++) b[i] = buf[start + i]!;
     this.lens[slot] = len;
     this.values[slot] = v;

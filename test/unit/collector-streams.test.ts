@@ -19,6 +19,52 @@ describe('stream table', () => {
     assert.equal(t.size, 2);
   });
 
+  it('forgets a stream only when nothing is lost by it: no session, all acked, idle an hour (or past maxStreams)', () => {
+    const t = new StreamTable(['a'], { idleMs: 1000, maxStreams: 3 });
+    const open = (inst: string, node = 'n1') => {
+      const s = t.open(agentIdentity(node, inst, 'boot'));
+      t.attach(s);
+      s.admit(1n, makeBatch(1, 10).events);
+      return s;
+    };
+    const acked = open('acked');
+    acked.persistedBy('a', 10n);
+    const unacked = open('unacked');
+    unacked.persistedBy('a', 9n);
+    const connected = open('connected', 'n2');
+    connected.persistedBy('a', 10n);
+    t.detach(acked, 0);
+    t.detach(unacked, 0);
+    assert.equal(t.sweep(999), 0, 'idle 999 ms of 1000');
+    assert.equal(t.sweep(1000), 1, 'the acked, idle stream');
+    assert.deepEqual(
+      [...t.all()].map((s) => s.key),
+      ['unacked/boot', 'connected/boot'],
+      'seq 10 not persisted; a session open',
+    );
+    // Its counts stay in its node's totals: counters never go back.
+    assert.deepEqual(t.totalsByNode().get('n1'), { accepted: 20, duplicates: 0, gaps: 0, gapEvents: 0n, sessions: 0 });
+    assert.equal(t.totalsByNode().get('n2')!.sessions, 1);
+    // The same agent again: a new baseline, as after a collector restart; it resends only what is unacked.
+    const again = t.open(agentIdentity('n1', 'acked', 'boot'));
+    assert.notEqual(again, acked);
+    assert.equal(again.admit(11n, makeBatch(11, 5).events).baseline, true);
+    // Past maxStreams (3), settled idle streams go at once, oldest first; unsettled or connected ones never.
+    t.attach(again);
+    again.persistedBy('a', 15n);
+    t.detach(again, 5000);
+    const late = open('late');
+    late.persistedBy('a', 10n);
+    t.detach(late, 5001);
+    assert.equal(t.size, 4);
+    assert.equal(t.sweep(5002), 1, 'one over the bound');
+    assert.deepEqual(
+      [...t.all()].map((s) => s.key),
+      ['unacked/boot', 'connected/boot', 'late/boot'],
+    );
+    assert.equal(t.totalsByNode().get('n1')!.accepted, 35);
+  });
+
   it('takes the first batch as the baseline, then drops duplicates and keeps new tails', () => {
     const s = new StreamTable(['a']).open(agentIdentity('n'));
     const b1 = s.admit(50n, makeBatch(50, 10).events);

@@ -104,7 +104,11 @@ describe('wire.ts decodePublishRequest', () => {
     for (let i = 0; i < 300; i++) events.push(ev(5n + BigInt(i), 2000 + i, 8000 + (i % 7), []));
     events.push(ev(305n, 812, 80, ['SOCK_NONBLOCK']));
     const got = decodePublishRequest(batchBytes(events)).batch!.events;
-    assert.deepStrictEqual(got, PublishRequest.decode(batchBytes(events)).batch!.events, 'the same values as the generated decoder');
+    assert.deepStrictEqual(
+      got,
+      PublishRequest.decode(batchBytes(events)).batch!.events,
+      'the same values as the generated decoder',
+    );
     const [a, b, c, d] = got as [AcceptEvent, AcceptEvent, AcceptEvent, AcceptEvent];
     assert.equal(a.process, b.process, 'equal process bytes: one object');
     assert.ok(Object.isFrozen(a.process) && Object.isFrozen(a.socket!.local) && Object.isFrozen(a.listener));

@@ -32,9 +32,16 @@ describe('jsonlLine', () => {
   });
 });
 
-describe('idIs (the sink dedup\'s shortcut for parseEventId)', () => {
+describe("idIs (the sink dedup's shortcut for parseEventId)", () => {
   it('is true exactly when parseEventId would give that stream and seq', () => {
-    const ids = ['boot-1/inst-1/42', 'boot-1/inst-1/042', 'boot-1/inst-1/0', 'boot-1/inst-1/4x', 'boot-1/inst-1/', 'boot-1/inst-2/42'];
+    const ids = [
+      'boot-1/inst-1/42',
+      'boot-1/inst-1/042',
+      'boot-1/inst-1/0',
+      'boot-1/inst-1/4x',
+      'boot-1/inst-1/',
+      'boot-1/inst-2/42',
+    ];
     ids.push('boot-1/inst-1/42/7', 'xboot-1/inst-1/42', 'boot-1/inst-1/1234567890123456', 'boot-1/inst-1/123456789012345');
     for (const id of ids)
       for (const [stream, seq] of [
@@ -46,7 +53,12 @@ describe('idIs (the sink dedup\'s shortcut for parseEventId)', () => {
         ['boot-1/inst-1', 1234567890123456n],
       ] as const) {
         const p = parseEventId(id);
-        const want = stream !== '' && p?.stream === stream && p.seq === seq && !/\/0/.test(id.slice(stream.length)) && id.length <= stream.length + 16;
+        const want =
+          stream !== '' &&
+          p?.stream === stream &&
+          p.seq === seq &&
+          !/\/0/.test(id.slice(stream.length)) &&
+          id.length <= stream.length + 16;
         assert.equal(idIs(id, stream, seq), want, `${id} vs ${stream}/${seq}`);
       }
   });
