@@ -150,6 +150,31 @@ export function idOfLine(line: string, format: FormatName): string | undefined {
   }
 }
 
+/**
+ * The highest seq written per agent stream, for the dedup after a collector crash. One entry per agent
+ * start, so bounded: past `max`, the least recently written stream is forgotten, which only lets a replay
+ * of its events after a crash be written again (at least once, as for every append-only sink).
+ */
+export class StreamMarks {
+  readonly #seqs = new Map<string, bigint>();
+  constructor(readonly max = 65_536) {}
+
+  get(stream: string): bigint | undefined {
+    return this.#seqs.get(stream);
+  }
+
+  mark(stream: string, seq: bigint): void {
+    const m = this.#seqs;
+    m.delete(stream);
+    m.set(stream, seq);
+    if (m.size > this.max) m.delete(m.keys().next().value!);
+  }
+
+  get size(): number {
+    return this.#seqs.size;
+  }
+}
+
 class FileSink implements Sink {
   private fh: FileHandle | null = null;
   /**
@@ -158,7 +183,7 @@ class FileSink implements Sink {
    * events again from the agents, and they are skipped here, so the file holds
    * each event exactly once.
    */
-  private readonly written = new Map<string, bigint>();
+  private readonly written = new StreamMarks();
   /** Bytes in the current file (tracked; the sink is the file's only writer). */
   private size = 0;
   private closed = false;
@@ -244,7 +269,7 @@ class FileSink implements Sink {
       for await (const line of createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY })) {
         const id = line && idOfLine(line, this.cfg.format);
         const p = id ? parseEventId(id) : undefined;
-        if (p && p.seq > (this.written.get(p.stream) ?? 0n)) this.written.set(p.stream, p.seq);
+        if (p && p.seq > (this.written.get(p.stream) ?? 0n)) this.written.mark(p.stream, p.seq);
       }
     }
     if (this.written.size) this.log.info({ streams: this.written.size }, 'jsonl: recovered what the files already hold');
@@ -298,7 +323,7 @@ class FileSink implements Sink {
           }
         }
       }
-      for (const [k, v] of marks) this.written.set(k, v);
+      for (const [k, v] of marks) this.written.mark(k, v);
     });
   }
 

@@ -3,7 +3,16 @@ import { describe, it } from 'node:test';
 import { formatRecord } from '../../src/formats/format.js';
 import { JsonWriter } from '../../src/formats/native-json.js';
 import { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
-import { encodeLines, idIs, idOfLine, jsonlLine, jsonlSink, parseEventId, planRotation } from '../../src/sinks/jsonl.js';
+import {
+  encodeLines,
+  idIs,
+  idOfLine,
+  jsonlLine,
+  jsonlSink,
+  parseEventId,
+  planRotation,
+  StreamMarks,
+} from '../../src/sinks/jsonl.js';
 import type { SinkRecord } from '../../src/sinks/sink.js';
 import { configProblems } from '../helpers/config-problems.js';
 import { sampleEvent, sampleHostEvent, sampleLoss, sampleSummary, sampleUnixEvent } from '../helpers/sample-events.js';
@@ -61,6 +70,20 @@ describe("idIs (the sink dedup's shortcut for parseEventId)", () => {
           id.length <= stream.length + 16;
         assert.equal(idIs(id, stream, seq), want, `${id} vs ${stream}/${seq}`);
       }
+  });
+});
+
+describe("StreamMarks (the file sink's dedup watermarks)", () => {
+  it('keeps the highest seq per stream, bounded: the least recently written stream goes first', () => {
+    const m = new StreamMarks(3);
+    m.mark('a', 5n);
+    m.mark('b', 7n);
+    m.mark('c', 1n);
+    m.mark('a', 6n); // written again: now the most recent
+    m.mark('d', 2n);
+    assert.equal(m.size, 3);
+    assert.equal(m.get('b'), undefined, 'b, written longest ago, forgotten');
+    assert.deepEqual([m.get('a'), m.get('c'), m.get('d')], [6n, 1n, 2n]);
   });
 });
 
