@@ -83,11 +83,15 @@ export function decodeSegmentHeader(buf: Uint8Array): HeaderResult {
  */
 export function sealRecord(b: Buffer, at: number, seq: bigint, payloadLen: number): Buffer {
   b.writeUInt32LE(payloadLen, at);
-  b.writeBigUInt64LE(seq, at + 8);
-  const frame = b.subarray(at, at + RECORD_HEADER_BYTES + payloadLen);
-  b.writeUInt32LE(crc32(frame.subarray(8)), at + 4);
-  return frame;
+  // Through a DataView: Buffer's writeBigUInt64LE splits the value with BigInt arithmetic, three BigInts per record.
+  if (sealView.buffer !== b.buffer) sealView = new DataView(b.buffer);
+  sealView.setBigUint64(b.byteOffset + at + 8, seq, true);
+  const end = at + RECORD_HEADER_BYTES + payloadLen;
+  b.writeUInt32LE(crc32(b.subarray(at + 8, end)), at + 4);
+  return b.subarray(at, end);
 }
+/** A view of the buffer records are sealed in (the spool's one encode buffer: it changes only when it grows). */
+let sealView: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(8));
 
 /** One framed record. */
 export function encodeRecord(seq: bigint, payload: Uint8Array): Buffer {
