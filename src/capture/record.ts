@@ -228,8 +228,10 @@ const u64 = (v: DataView, off: number): bigint => v.getBigUint64(off, true);
  * toAcceptEvent turns these into strings inside that callback.
  */
 function bytes(v: DataView, off: number, len: number): Uint8Array {
-  return new Uint8Array(v.buffer, v.byteOffset + off, len);
+  return len === 0 ? NO_BYTES : new Uint8Array(v.buffer, v.byteOffset + off, len);
 }
+/** An empty field (the unix path of every inet record): one shared view, nothing to read or write in it. */
+const NO_BYTES = new Uint8Array(0);
 
 /**
  * Decode one record at `base` (length `len`) of `v`. Pure: tested with byte
