@@ -11,6 +11,7 @@ import {
   escapeSdParam,
   type SyslogFrameOptions,
   severityOf,
+  syslogHeader,
   syslogPri,
   syslogSink,
   syslogTimestamp,
@@ -193,6 +194,55 @@ describe('buildSyslogFrame', () => {
     assert.equal(m.msgId, 'LOSS');
     assert.deepEqual(m.sd['doorwatch@32473'], { id: recordId(loss), from: '10', to: '19', reason: 'seq gap' });
     assert.equal(m.msg, JSON.stringify(formatRecord(loss, 'native')));
+  });
+
+  it("an accept's header written as bytes equals the text header, byte for byte, across odd values", () => {
+    const variants: Parameters<typeof event>[0][] = [
+      {},
+      { success: false, ret: -11 },
+      { process: undefined },
+      { process: { pid: 0, comm: 'x' } },
+      { pod: undefined },
+      { pod: { namespace: '', name: 'web-0' } },
+      { pod: { namespace: 'a]b', name: 'p"q\\r' } },
+      { pod: { namespace: 'café', name: '🚪' } },
+      { eventId: '' },
+      { eventId: 'n/b/1/"]\\' },
+      { eventId: 'line1\nline2' },
+      { nodeName: 'nöde 1' },
+      { nodeName: '' },
+      { timeUnixNano: 0n },
+      { timeUnixNano: 1n },
+      { timeUnixNano: 999n },
+      { timeUnixNano: 1_000_000_000n },
+      { timeUnixNano: 1_700_000_000_999_999_999n },
+      { timeUnixNano: 2n ** 64n - 1n },
+      { timeUnixNano: 2n ** 64n },
+      {
+        socket: {
+          family: AddressFamily.ADDRESS_FAMILY_INET6,
+          local: { ip: '::1', port: 8443 },
+          peer: { ip: 'fe80::1', port: 0 },
+        },
+      },
+      { socket: { family: AddressFamily.ADDRESS_FAMILY_INET, local: { ip: '', port: 80 }, peer: undefined } },
+      { socket: undefined },
+      { socket: { local: { ip: 'a"b', port: 1 }, peer: { ip: 'c]d:e', port: 2 } } },
+      { kind: EventKind.EVENT_KIND_ACCEPT, policy: SAMPLE_POLICY },
+    ];
+    const all = [
+      ...variants.map((v) => event(v)),
+      { kind: 'event', event: sampleEvent() } as SinkRecord,
+      { kind: 'event', event: sampleHostEvent() } as SinkRecord,
+      { kind: 'event', event: sampleUnixEvent() } as SinkRecord,
+    ];
+    const optsSet: SyslogFrameOptions[] = [opts, { facility: 'auth', format: 'ocsf', appName: 'my app ü', bom: true }];
+    for (const o of optsSet)
+      for (const [i, rec] of all.entries()) {
+        const want = syslogHeader(rec, o);
+        const got = buildSyslogMessage(rec, o);
+        assert.equal(got.slice(0, want.length), want, `variant ${i}, facility ${o.facility}`);
+      }
   });
 
   it('round-trips SD values that need escaping', () => {
