@@ -30,6 +30,7 @@ import {
   seenEnrichment,
   seenPolicy,
 } from './seg-memo.js';
+import { billions, splitBillion, U64_MAX } from './u64.js';
 
 /**
  * The native JSON form of an event: the proto3 canonical JSON mapping
@@ -176,8 +177,6 @@ const K = {
  * writes of constant size need no check of their own.
  */
 const SLACK = 4096;
-/** big()'s view of a u64 as two u32 halves. */
-const u64Scratch = new DataView(new ArrayBuffer(8));
 
 /**
  * Appends JSON to a growable Buffer; `buf.subarray(0, pos)` is what was
@@ -281,26 +280,14 @@ export class JsonWriter {
       this.#digits(Number(v));
       return;
     }
-    if (v < 0n || v > 0xffffffffffffffffn) {
+    if (v < 0n || v > U64_MAX) {
       this.ascii(v.toString());
       return;
     }
-    // Times in ns and seqs past 2^31, several per event: toString() was a string per field. v = q·10^9 + r,
-    // by long division over four 16-bit digits in doubles (every step stays below 2^53, so exact).
-    u64Scratch.setBigUint64(0, v, true);
-    const lo = u64Scratch.getUint32(0, true);
-    const hi = u64Scratch.getUint32(4, true);
-    let r = hi >>> 16;
-    let cur = r * 65536 + (hi & 0xffff);
-    const qb = Math.floor(cur / 1e9);
-    r = cur - qb * 1e9;
-    cur = r * 65536 + (lo >>> 16);
-    const qc = Math.floor(cur / 1e9);
-    r = cur - qc * 1e9;
-    cur = r * 65536 + (lo & 0xffff);
-    const qd = Math.floor(cur / 1e9);
-    r = cur - qd * 1e9;
-    const q = (qb * 65536 + qc) * 65536 + qd; // < 2^64 / 10^9 < 2^35
+    // Times in ns and seqs past 2^31, several per event: toString() was a string per field.
+    splitBillion(v);
+    const q = billions.q;
+    const r = billions.r;
     if (this.pos + 24 > this.buf.length) this.room(24);
     if (q === 0) this.#digits(r);
     else {

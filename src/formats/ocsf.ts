@@ -30,6 +30,7 @@ import {
   seenEnrichment,
   seenPolicy,
 } from './seg-memo.js';
+import { billions, isoSeconds, splitBillion, U64_MAX } from './u64.js';
 
 /**
  * OCSF (Open Cybersecurity Schema Framework) 1.7.0 forms of Doorwatch records.
@@ -96,9 +97,14 @@ export function safeNumber(v: bigint): number | string {
 
 /** Unix nanoseconds -> RFC 3339 UTC with all nine fractional digits. */
 export function isoNanos(ns: bigint): string {
-  const sec = ns / 1_000_000_000n;
-  const frac = ns % 1_000_000_000n;
-  return `${new Date(Number(sec) * 1000).toISOString().slice(0, 19)}.${frac.toString().padStart(9, '0')}Z`;
+  if (ns < 0n || ns > U64_MAX) {
+    const sec = ns / 1_000_000_000n;
+    const frac = ns % 1_000_000_000n;
+    return `${new Date(Number(sec) * 1000).toISOString().slice(0, 19)}.${frac.toString().padStart(9, '0')}Z`;
+  }
+  // Per event: no BigInt arithmetic, and the second's text from the last record's.
+  splitBillion(ns);
+  return `${isoSeconds(billions.q)}.${String(billions.r).padStart(9, '0')}Z`;
 }
 
 /** Unix nanoseconds -> epoch milliseconds (OCSF timestamp_t), truncated. */

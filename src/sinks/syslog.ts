@@ -3,6 +3,7 @@ import tls from 'node:tls';
 import { z } from 'zod';
 import { recordId, recordKind, recordSummary, recordTimeNs, summaryReasonName, writeLine } from '../formats/format.js';
 import { JsonWriter } from '../formats/native-json.js';
+import { billions, isoSeconds, splitBillion, U64_MAX } from '../formats/u64.js';
 import type { Logger } from '../log/logger.js';
 import { Backoff } from '../retry/backoff.js';
 import { durationMs, entryKeys, parseConfig, readTlsFile, sizeBytes, tlsSchema } from './config.js';
@@ -249,32 +250,15 @@ function sdEndpoint(w: JsonWriter, open: string, ep: { ip: string; port: number 
   w.byte(0x22);
 }
 
-/** syslogTimestamp() as bytes: seconds and microseconds split in doubles (no BigInt per record). */
+/** syslogTimestamp() as bytes: seconds and microseconds split without a BigInt per record. */
 function writeTimestamp(w: JsonWriter, ns: bigint): void {
-  if (ns <= 0n || ns > 0xffffffffffffffffn) {
+  if (ns <= 0n || ns > U64_MAX) {
     w.ascii(syslogTimestamp(ns));
     return;
   }
-  tsView.setBigUint64(0, ns, true);
-  const lo = tsView.getUint32(0, true);
-  const hi = tsView.getUint32(4, true);
-  // ns = sec·10^9 + rem, by long division over 16-bit digits (each step below 2^53).
-  let r = hi >>> 16;
-  let cur = r * 65536 + (hi & 0xffff);
-  const qb = Math.floor(cur / 1e9);
-  r = cur - qb * 1e9;
-  cur = r * 65536 + (lo >>> 16);
-  const qc = Math.floor(cur / 1e9);
-  r = cur - qc * 1e9;
-  cur = r * 65536 + (lo & 0xffff);
-  const qd = Math.floor(cur / 1e9);
-  r = cur - qd * 1e9;
-  const sec = (qb * 65536 + qc) * 65536 + qd;
-  if (sec !== tsSecond) {
-    tsWhole = new Date(sec * 1000).toISOString().slice(0, 19);
-    tsSecond = sec;
-  }
-  w.ascii(tsWhole);
+  splitBillion(ns);
+  const r = billions.r;
+  w.ascii(isoSeconds(billions.q));
   w.room(8);
   const b = w.buf;
   let p = w.pos;
@@ -289,9 +273,6 @@ function writeTimestamp(w: JsonWriter, ns: bigint): void {
   b[p++] = 0x5a; // Z
   w.pos = p;
 }
-const tsView = new DataView(new ArrayBuffer(8));
-let tsSecond = -1;
-let tsWhole = '';
 
 /** The RFC 5424 message (header, BOM, the record in its format), without framing, appended to `w`. */
 function writeSyslogMessage(w: JsonWriter, rec: SinkRecord, opts: SyslogFrameOptions): void {

@@ -696,3 +696,18 @@ describe('pruned (JSON of a pruned value in one walk)', () => {
     assert.throws(() => pruned({ a: 1n }), TypeError);
   });
 });
+
+describe('OCSF: time as text', () => {
+  it('isoNanos equals the BigInt arithmetic it replaced, at every digit split and across seconds', () => {
+    const reference = (ns: bigint) =>
+      `${new Date(Number(ns / 1_000_000_000n) * 1000).toISOString().slice(0, 19)}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}Z`;
+    const values = [0n, 1n, 999_999_999n, 1_000_000_000n, 1_700_000_000_123_456_789n, 1_700_000_000_999_999_999n];
+    values.push(1_700_000_001_000_000_000n, 1_700_000_000_000_000_001n, 2n ** 53n, 2n ** 63n, 2n ** 64n - 1n);
+    let seed = 7;
+    for (let i = 0; i < 20_000; i++) {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      values.push(1_600_000_000_000_000_000n + BigInt(seed) * BigInt(seed % 100_003));
+    }
+    for (const ns of values) assert.equal(isoNanos(ns), reference(ns), String(ns));
+  });
+});
