@@ -689,6 +689,7 @@ describe('pruned (JSON of a pruned value in one walk)', () => {
       { n: Number.NaN, inf: Number.POSITIVE_INFINITY, neg: -0, big: 1e21, small: 1e-7, s: '"\\\n\u2028\ud800é🚪' },
       { arr: [undefined, null, 1, [], {}, [null], { x: undefined }, 'x', [[], [1]]] },
       { '': 'empty key', 'a"b': 1, '1': 'integer-like keys first', z: { y: { x: { w: 'deep' } } } },
+      { 'é\n🚪\\': 2, '\u0001': [1], 'app.kubernetes.io/name': 'web', '\ud800': 'lone surrogate key' },
       eventToOcsf(sampleEvent()),
     ];
     for (const [i, v] of values.entries()) assert.equal(pruned(v), JSON.stringify(prune(v)), `value ${i}`);
