@@ -1,5 +1,6 @@
 import type { LossRecord } from '../gen/doorwatch/v1/collector.js';
 import { type AcceptEvent, EventKind, type Pod, PolicyOrigin } from '../gen/doorwatch/v1/event.js';
+import type { JsonWriter } from './native-json.js';
 import {
   actionName,
   communityId,
@@ -27,6 +28,7 @@ import {
   summaryReasonName,
   summaryWindow,
   unixOf,
+  writePruned,
 } from './ocsf.js';
 
 /**
@@ -100,6 +102,19 @@ function kubernetes(ev: AcceptEvent): Obj | undefined {
 
 /** An accept event or a summary record as an ECS 8.11 document (docs/formats.md). */
 export function eventToEcs(ev: AcceptEvent): Obj {
+  return prune(ecsTree(ev));
+}
+
+/**
+ * JSON.stringify(eventToEcs(ev)) written to `w` in one walk (writePruned): no pruned copy of the tree
+ * and no string between (test/unit/formats-ecs.test.ts holds the two equal).
+ */
+export function writeEcsLine(w: JsonWriter, ev: AcceptEvent): void {
+  if (!writePruned(w, ecsTree(ev))) w.ascii('{}');
+}
+
+/** The ECS document of an event before pruning (empty parts still in it). */
+function ecsTree(ev: AcceptEvent): Obj {
   const inet = inetOf(ev);
   const unix = unixOf(ev);
   const s = ev.socket;
@@ -121,7 +136,7 @@ export function eventToEcs(ev: AcceptEvent): Obj {
   // A finding (src/findings): an alert about a listener, its rule in rule.*.
   const finding = ev.findingInfo;
 
-  return prune({
+  return {
     '@timestamp': isoNanos(ev.timeUnixNano),
     ecs: { version: ECS_VERSION },
     message: describeEvent(ev),
@@ -234,7 +249,7 @@ export function eventToEcs(ev: AcceptEvent): Obj {
           : undefined,
       },
     },
-  });
+  };
 }
 
 /** A loss record as an ECS 8.11 document (docs/formats.md). */

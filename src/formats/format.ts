@@ -1,6 +1,6 @@
 import type { AcceptSummary } from '../gen/doorwatch/v1/event.js';
-import { eventToEcs, lossToEcs } from './ecs.js';
-import { eventToJson, eventToJsonLine, type JsonWriter, lossToJson, writeEventJson } from './native-json.js';
+import { eventToEcs, lossToEcs, writeEcsLine } from './ecs.js';
+import { eventToJson, eventToJsonLine, JsonWriter, lossToJson, writeEventJson } from './native-json.js';
 import { eventToOcsf, eventToOcsfLine, kindName, lossRecordId, lossToOcsf, summaryOf, writeOcsfLine } from './ocsf.js';
 import type { FormatName, SinkRecord } from './record.js';
 import { eventToTraceeLine, lossToTraceeLine } from './tracee.js';
@@ -37,18 +37,25 @@ export function formatRecord(rec: SinkRecord, format: FormatName): Record<string
   }
 }
 
-/** formatRecord as one JSON string: native and OCSF events take their direct writers (the hot path). */
+/** formatRecord as one JSON string: native, OCSF and ECS events take their direct writers (the hot path). */
 export function formatLine(rec: SinkRecord, format: FormatName): string {
   if (format === 'native' && rec.kind === 'event') return eventToJsonLine(rec.event);
   if (format === 'ocsf' && rec.kind === 'event') return eventToOcsfLine(rec.event);
+  if (format === 'ecs' && rec.kind === 'event') {
+    ecsScratch.reset();
+    writeEcsLine(ecsScratch, rec.event);
+    return ecsScratch.buf.toString('utf8', 0, ecsScratch.pos);
+  }
   if (format === 'tracee') return traceeLine(rec);
   return JSON.stringify(formatRecord(rec, format));
 }
+const ecsScratch = new JsonWriter(16 * 1024);
 
-/** formatLine's bytes appended to `w` (UTF-8): native and OCSF events are written there without a string between. */
+/** formatLine's bytes appended to `w` (UTF-8): native, OCSF and ECS events are written there without a string between. */
 export function writeLine(w: JsonWriter, rec: SinkRecord, format: FormatName): void {
   if (format === 'native' && rec.kind === 'event') writeEventJson(w, rec.event);
   else if (format === 'ocsf' && rec.kind === 'event') writeOcsfLine(w, rec.event);
+  else if (format === 'ecs' && rec.kind === 'event') writeEcsLine(w, rec.event);
   else w.text(formatLine(rec, format));
 }
 

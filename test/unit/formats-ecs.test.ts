@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ECS_VERSION, eventToEcs, lossToEcs } from '../../src/formats/ecs.js';
-import { recordId } from '../../src/formats/format.js';
+import { formatLine, recordId, writeLine } from '../../src/formats/format.js';
+import { JsonWriter } from '../../src/formats/native-json.js';
 import { communityId } from '../../src/formats/ocsf.js';
 import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
 import {
@@ -22,6 +23,7 @@ import {
   sampleSummary,
   sampleUnixEvent,
 } from '../helpers/sample-events.js';
+import { sampleFinding } from '../helpers/sample-findings.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: formatted records are walked by path in assertions
 type J = Record<string, any>;
@@ -484,5 +486,31 @@ describe('ECS: loss records', () => {
     assert.equal(o.doorwatch.loss.counters_total, 7);
     assert.equal(o.doorwatch.loss.seq_count, 0);
     roundTrips(o);
+  });
+});
+
+describe('ECS: the line writer', () => {
+  it('writes exactly JSON.stringify(eventToEcs(ev)), for every kind of event and odd values', () => {
+    const events = [
+      sampleEvent(),
+      sampleEvent({ success: false, ret: -24, error: 'EMFILE' }),
+      sampleEvent({ pod: { labels: { 'a"b': 'c\\d', 'é🚪': '\n', '1': 'integer-like' } } }),
+      sampleEvent({ pod: undefined, container: undefined }),
+      sampleEvent({ policy: SAMPLE_POLICY, kind: EventKind.EVENT_KIND_ACCEPT }),
+      sampleEvent({ process: undefined, socket: undefined, userAddress: undefined, listener: undefined }),
+      sampleHostEvent(),
+      sampleUnixEvent(),
+      sampleSummary(),
+      sampleSummary({ summary: { reason: SummaryReason.SUMMARY_REASON_RATE_LIMIT, failedCount: 3n } }),
+      sampleFinding(),
+      AcceptEvent.fromPartial({}),
+    ];
+    for (const [i, ev] of events.entries()) {
+      const want = JSON.stringify(eventToEcs(ev));
+      assert.equal(formatLine({ kind: 'event', event: ev }, 'ecs'), want, `event ${i}`);
+      const w = new JsonWriter(16);
+      writeLine(w, { kind: 'event', event: ev }, 'ecs');
+      assert.equal(w.buf.toString('utf8', 0, w.pos), want, `event ${i}, bytes`);
+    }
   });
 });
