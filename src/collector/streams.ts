@@ -122,6 +122,15 @@ export interface StreamTotals {
   gaps: number;
   gapEvents: bigint;
 }
+/** A node's totals and its open Publish sessions. */
+export type NodeTotals = StreamTotals & { sessions: number };
+
+const addCounts = (t: StreamTotals, s: StreamState): void => {
+  t.accepted += s.accepted;
+  t.duplicates += s.duplicates;
+  t.gaps += s.gaps;
+  t.gapEvents += s.gapEvents;
+};
 
 export interface StreamTableOptions {
   /** A stream with no session, everything it sent persisted, idle this long, is forgotten (sweep()). */
@@ -217,16 +226,13 @@ export class StreamTable {
     this.streams.delete(s.key);
     const node = s.agent.nodeName;
     const t = this.retired.get(node) ?? { accepted: 0, duplicates: 0, gaps: 0, gapEvents: 0n };
-    t.accepted += s.accepted;
-    t.duplicates += s.duplicates;
-    t.gaps += s.gaps;
-    t.gapEvents += s.gapEvents;
+    addCounts(t, s);
     this.retired.set(node, t);
   }
 
-  /** Per node: what its streams counted, forgotten ones included. */
-  totalsByNode(): Map<string, StreamTotals & { sessions: number }> {
-    const m = new Map<string, StreamTotals & { sessions: number }>();
+  /** Per node: what its streams counted, forgotten ones included, and its open sessions. */
+  totalsByNode(): Map<string, NodeTotals> {
+    const m = new Map<string, NodeTotals>();
     for (const [node, t] of this.retired) m.set(node, { ...t, sessions: 0 });
     for (const s of this.streams.values()) {
       const node = s.agent.nodeName;
@@ -236,10 +242,7 @@ export class StreamTable {
         m.set(node, t);
       }
       t.sessions += s.sessions;
-      t.accepted += s.accepted;
-      t.duplicates += s.duplicates;
-      t.gaps += s.gaps;
-      t.gapEvents += s.gapEvents;
+      addCounts(t, s);
     }
     return m;
   }

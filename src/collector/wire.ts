@@ -356,9 +356,8 @@ class SeenBytes<T extends object> {
     const e = sub(end);
     const start = pos;
     const len = e - start;
-    if (len > SEEN_MAX_BYTES) return this.decode(e);
-    let h = len;
-    for (let i = start; i < e; i++) h = (Math.imul(h, 31) + buf[i]!) | 0;
+    if (len > SEEN_MAX_BYTES) return Object.freeze(this.decode(e)); // shared or not, the same contract
+    const h = fingerprint(start, e);
     const slot = (h ^ (h >>> 11)) & (SEEN_SLOTS - 1);
     if (this.lens[slot] === len) {
       const b = this.bytes[slot]!;

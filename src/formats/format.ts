@@ -41,11 +41,7 @@ export function formatRecord(rec: SinkRecord, format: FormatName): Record<string
 export function formatLine(rec: SinkRecord, format: FormatName): string {
   if (format === 'native' && rec.kind === 'event') return eventToJsonLine(rec.event);
   if (format === 'ocsf' && rec.kind === 'event') return eventToOcsfLine(rec.event);
-  if (format === 'ecs' && rec.kind === 'event') {
-    ecsScratch.reset();
-    writeEcsLine(ecsScratch, rec.event);
-    return ecsScratch.buf.toString('utf8', 0, ecsScratch.pos);
-  }
+  if (format === 'ecs' && rec.kind === 'event') return ecsScratch.textOf(writeEcsLine, rec.event);
   if (format === 'tracee') return traceeLine(rec);
   return JSON.stringify(formatRecord(rec, format));
 }

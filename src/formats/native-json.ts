@@ -195,6 +195,13 @@ export class JsonWriter {
     this.pos = 0;
   }
 
+  /** What `write(this, x)` writes from the start of this writer, as a string (the writer is reset first). */
+  textOf<T>(write: (w: JsonWriter, x: T) => void, x: T): string {
+    this.pos = 0;
+    write(this, x);
+    return this.buf.toString('utf8', 0, this.pos);
+  }
+
   /** Room for n more bytes, and SLACK beyond them. */
   room(n: number): void {
     if (this.pos + n + SLACK > this.buf.length) {
@@ -1099,7 +1106,5 @@ const scratch = new JsonWriter(16 * 1024);
 
 /** The event's native JSON line (no newline) as a string: writeEventJson into a reused buffer. */
 export function eventToJsonLine(ev: AcceptEvent): string {
-  scratch.reset();
-  writeEventJson(scratch, ev);
-  return scratch.buf.toString('utf8', 0, scratch.pos);
+  return scratch.textOf(writeEventJson, ev);
 }

@@ -1187,9 +1187,7 @@ export function writeOcsfLine(w: JsonWriter, ev: AcceptEvent): void {
 const lineScratch = new JsonWriter(16 * 1024);
 /** `JSON.stringify(eventToOcsf(ev))`: writeOcsfLine into a reused buffer. */
 export function eventToOcsfLine(ev: AcceptEvent): string {
-  lineScratch.reset();
-  writeOcsfLine(lineScratch, ev);
-  return lineScratch.buf.toString('utf8', 0, lineScratch.pos);
+  return lineScratch.textOf(writeOcsfLine, ev);
 }
 
 // ---------------------------------------------------------------------------

@@ -481,9 +481,7 @@ const scratch = new JsonWriter(16 * 1024);
 
 /** The Tracee line of an event (no newline). */
 export function eventToTraceeLine(ev: AcceptEvent): string {
-  scratch.reset();
-  writeEventTracee(scratch, ev);
-  return scratch.buf.toString('utf8', 0, scratch.pos);
+  return scratch.textOf(writeEventTracee, ev);
 }
 
 /**

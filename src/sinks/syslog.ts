@@ -98,18 +98,9 @@ export function syslogPri(facility: Facility, severity: number): number {
 
 /** RFC 3339 in UTC with microseconds ("2023-11-14T22:13:20.123456Z"); NILVALUE for 0. */
 export function syslogTimestamp(ns: bigint): string {
-  if (ns <= 0n) return '-';
-  const seconds = ns / 1_000_000_000n;
-  const micros = (ns / 1000n) % 1_000_000n;
-  // Consecutive records mostly fall in the same second: its text is remembered.
-  if (seconds !== lastSecond) {
-    lastWhole = new Date(Number(seconds) * 1000).toISOString().slice(0, 19);
-    lastSecond = seconds;
-  }
-  return `${lastWhole}.${micros.toString().padStart(6, '0')}Z`;
+  return tsText.textOf(writeTimestamp, ns);
 }
-let lastSecond = -1n;
-let lastWhole = '';
+const tsText = new JsonWriter(64);
 
 /** PARAM-VALUE escaping (RFC 5424 §6.3.3): `"`, `\` and `]` get a backslash. */
 const SD_SPECIAL = /["\\\]]/;
@@ -250,10 +241,19 @@ function sdEndpoint(w: JsonWriter, open: string, ep: { ip: string; port: number 
   w.byte(0x22);
 }
 
-/** syslogTimestamp() as bytes: seconds and microseconds split without a BigInt per record. */
+/**
+ * syslogTimestamp() appended to `w`: seconds and microseconds split without a BigInt per record, the
+ * second's text remembered (consecutive records mostly share it).
+ */
 function writeTimestamp(w: JsonWriter, ns: bigint): void {
-  if (ns <= 0n || ns > U64_MAX) {
-    w.ascii(syslogTimestamp(ns));
+  if (ns <= 0n) {
+    w.byte(0x2d);
+    return;
+  }
+  if (ns > U64_MAX) {
+    // Beyond any clock (a u64 of ns is the year 2554): BigInt arithmetic.
+    const micros = ((ns / 1000n) % 1_000_000n).toString().padStart(6, '0');
+    w.ascii(`${new Date(Number(ns / 1_000_000_000n) * 1000).toISOString().slice(0, 19)}.${micros}Z`);
     return;
   }
   splitBillion(ns);
@@ -284,9 +284,7 @@ function writeSyslogMessage(w: JsonWriter, rec: SinkRecord, opts: SyslogFrameOpt
 
 /** The RFC 5424 message, without framing. */
 export function buildSyslogMessage(rec: SinkRecord, opts: SyslogFrameOptions): string {
-  message.reset();
-  writeSyslogMessage(message, rec, opts);
-  return message.buf.toString('utf8', 0, message.pos);
+  return message.textOf((w) => writeSyslogMessage(w, rec, opts), undefined);
 }
 
 /** RFC 6587 octet counting: "<length in BYTES> <message>". */
