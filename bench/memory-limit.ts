@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { discoverRoots } from '../src/enrich/cgroup/resolver.js';
@@ -25,7 +25,7 @@ interface ChartValues {
 }
 
 let values: ChartValues | undefined;
-export function chartValues(): ChartValues {
+function chartValues(): ChartValues {
   values ??= parseYaml(readFileSync(join(ROOT, 'helm/doorwatch/values.yaml'), 'utf8')) as ChartValues;
   return values;
 }
@@ -88,11 +88,7 @@ export class MemoryCgroup {
     this.version = root.version as 1 | 2;
     this.dir = join(root.path, `${name}-${process.pid}`);
     mkdirSync(this.dir, { recursive: true });
-    if (this.version === 2) {
-      writeFileSync(join(this.dir, 'memory.max'), String(limitBytes));
-    } else {
-      writeFileSync(join(this.dir, 'memory.limit_in_bytes'), String(limitBytes));
-    }
+    writeFileSync(join(this.dir, this.version === 2 ? 'memory.max' : 'memory.limit_in_bytes'), String(limitBytes));
   }
 
   /**
@@ -101,12 +97,6 @@ export class MemoryCgroup {
    */
   wrap(cmd: string, args: string[]): [string, string[]] {
     return ['sh', ['-c', 'echo $$ > "$0" && exec "$@"', join(this.dir, 'cgroup.procs'), cmd, ...args]];
-  }
-
-  /** Peak memory the cgroup was charged (v2 memory.peak needs kernel 5.19+; v1 max_usage_in_bytes). */
-  peakBytes(): number | undefined {
-    const f = join(this.dir, this.version === 2 ? 'memory.peak' : 'memory.max_usage_in_bytes');
-    return existsSync(f) ? Number(readFileSync(f, 'utf8').trim()) : undefined;
   }
 
   remove(): void {
