@@ -302,14 +302,14 @@ export class JsonWriter {
       else {
         const q2 = Math.floor(q / 1e9); // < 19
         this.#digits(q2);
-        this.#nine(q - q2 * 1e9);
+        this.nine(q - q2 * 1e9);
       }
-      this.#nine(r);
+      this.nine(r);
     }
   }
 
-  /** 0 <= n < 10^9 as exactly nine digits (leading zeros). */
-  #nine(n: number): void {
+  /** 0 <= n < 10^9 as exactly nine digits (leading zeros); the caller has made room (room() or SLACK). */
+  nine(n: number): void {
     const d = this.buf;
     let p = this.pos + 9;
     this.pos = p;

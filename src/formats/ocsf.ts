@@ -316,13 +316,22 @@ export function communityId(proto: number, srcIp: string, srcPort: number, dstIp
     [sa, da] = [da, sa];
     [sp, dp] = [dp, sp];
   }
-  const head = Buffer.from([0, 0]); // seed 0, big-endian
-  const tail = Buffer.alloc(6);
-  tail.writeUInt8(proto, 0); // then one byte of padding
-  tail.writeUInt16BE(sp, 2);
-  tail.writeUInt16BE(dp, 4);
-  return `1:${hash('sha1', Buffer.concat([head, sa, da, tail]), 'base64')}`;
+  // seed 0 (big-endian), the addresses, proto, one byte of padding, the ports: in one reused buffer.
+  const b = communityScratch;
+  b[0] = 0;
+  b[1] = 0;
+  b.set(sa, 2);
+  b.set(da, 2 + sa.length);
+  let p = 2 + 2 * sa.length;
+  b[p++] = proto;
+  b[p++] = 0;
+  b[p++] = sp >>> 8;
+  b[p++] = sp & 0xff;
+  b[p++] = dp >>> 8;
+  b[p++] = dp & 0xff;
+  return `1:${hash('sha1', b.subarray(0, p), 'base64')}`;
 }
+const communityScratch = Buffer.alloc(2 + 16 + 16 + 6);
 
 /** The errno of a failed accept (ret = -errno), 0 on success. */
 export const errnoOf = (ev: AcceptEvent): number => (ev.ret < 0 ? -ev.ret : 0);
@@ -1112,6 +1121,245 @@ function podDetailTail(ev: AcceptEvent): Uint8Array {
 }
 const COMMA = Buffer.from(',');
 
+/*
+ * An accept's head (class through policy) field by field: what
+ * writePruned(ocsfHead(ev)) writes, without building the head object and
+ * walking it key by key (that walk was over half of the line's cost:
+ * bench/collector-micro.ts). Summaries, listener records and findings keep
+ * the object form: they are few. test/unit/formats-ocsf.test.ts holds the two
+ * equal over a random corpus.
+ */
+const enc = (s: string) => Buffer.from(s, 'utf8');
+const HEAD = {
+  start: enc(
+    '{"class_uid":4001,"class_name":"Network Activity","category_uid":4,"category_name":"Network Activity","activity_id":',
+  ),
+  open: enc('1,"activity_name":"Open","type_uid":400101,"type_name":"Network Activity: Open"'),
+  fail: enc('4,"activity_name":"Fail","type_uid":400104,"type_name":"Network Activity: Fail"'),
+  severity: [0, 1, 2, 3, 4].map((id) => enc(`,"severity_id":${id},"severity":"${SEVERITY_NAMES[id]}"`)),
+  success: enc(',"status_id":1,"status":"Success"'),
+  failure: enc(',"status_id":2,"status":"Failure"'),
+  statusCode: enc(',"status_code":'),
+  statusDetail: enc(',"status_detail":'),
+  time: enc(',"time":'),
+  timeDt: enc(',"time_dt":'),
+  message: enc(',"message":'),
+  metadata: enc(`,"metadata":{"version":"${OCSF_VERSION}","product":{"name":"${PRODUCT_NAME}","vendor_name":"${VENDOR_NAME}"}`),
+  uid: enc(',"uid":'),
+  logName: enc(',"log_name":"doorwatch.'),
+  eventCode: enc('","event_code":"'),
+  profiles: enc('","profiles":["host"'),
+  container: enc(',"container"'),
+  datetime: enc(',"datetime"'),
+  securityControl: enc(',"security_control"'),
+  linuxUsers: enc(`,"${LINUX_USERS}"],"extensions":[${JSON.stringify(LINUX_EXTENSION)}]}`),
+  profilesEnd: enc(']}'),
+  src: enc(',"src_endpoint":{'),
+  dst: enc(',"dst_endpoint":{'),
+  ip: enc('"ip":'),
+  port: enc('"port":'),
+  hostname: enc('"hostname":'),
+  name: enc('"name":'),
+  svcName: enc(',"svc_name":'),
+  direction: [
+    enc(',"connection_info":{"direction_id":1,"direction":"Inbound"'),
+    enc(',"connection_info":{"direction_id":4,"direction":"Local"'),
+  ],
+  protocolName: enc(',"protocol_name":'),
+  protocolNum: enc(',"protocol_num":'),
+  protocolVer: [4, 6].map((v) => enc(`,"protocol_ver_id":${v},"protocol_ver":"${IP_VERSION[v]}"`)),
+  communityUid: enc(',"community_uid":'),
+  observation: enc('},"observation_point_id":2,"observation_point":"Destination","is_src_dst_assignment_known":true'),
+  policy: enc(',"policy":{"name":'),
+};
+
+/** Number(ns / 1_000_000n) (epochMs) as digits, without the BigInt division. */
+function writeEpochMs(w: JsonWriter, ns: bigint): void {
+  if (ns < 0n || ns > U64_MAX) {
+    w.num(epochMs(ns));
+    return;
+  }
+  splitBillion(ns);
+  const q = billions.q;
+  const m = Math.floor(billions.r / 1e6);
+  if (q === 0) w.num(m);
+  else if (q > 0x7fffffff) w.num(q * 1000 + m);
+  else {
+    w.num(q);
+    w.byte(0x30 + Math.floor(m / 100));
+    w.byte(0x30 + (Math.floor(m / 10) % 10));
+    w.byte(0x30 + (m % 10));
+  }
+}
+
+/** JSON.stringify(isoNanos(ns)), without the string. */
+function writeIsoNanos(w: JsonWriter, ns: bigint): void {
+  if (ns < 0n || ns > U64_MAX) {
+    w.str(isoNanos(ns));
+    return;
+  }
+  splitBillion(ns);
+  const r = billions.r;
+  w.byte(0x22);
+  w.ascii(isoSeconds(billions.q));
+  w.byte(0x2e);
+  w.nine(r);
+  w.byte(0x5a);
+  w.byte(0x22);
+}
+
+/** `,"k":"v"`-style members of a pruned object appended after earlier members: its braces dropped. */
+function writeMembers(w: JsonWriter, o: Obj | undefined): void {
+  const at = w.pos;
+  if (o && writePruned(w, o)) {
+    w.buf[at] = 0x2c;
+    w.pos--;
+  }
+}
+
+/** A non-empty string member (`str(s) !== undefined`), after a comma the caller wrote or not. */
+function strMember(w: JsonWriter, key: Uint8Array, s: string): void {
+  if (!s) return;
+  w.k(key);
+  w.str(s);
+}
+
+/**
+ * writePruned(w, ocsfHead(ev, hasContainer)) for an accept (not a summary,
+ * listener record or finding); false, with nothing written, for the others.
+ */
+function writeAcceptHead(w: JsonWriter, ev: AcceptEvent, hasContainer: boolean): boolean {
+  if (ev.findingInfo || ev.kind === EventKind.EVENT_KIND_SUMMARY || isListenerRecord(ev)) return false;
+  const ok = ev.success;
+  w.room(0);
+  w.raw(HEAD.start);
+  w.raw(ok ? HEAD.open : HEAD.fail);
+  w.k(HEAD.severity[eventSeverity(ev)]!);
+  w.k(ok ? HEAD.success : HEAD.failure);
+  if (!ok) {
+    strMember(w, HEAD.statusCode, ev.error);
+    w.k(HEAD.statusDetail);
+    w.str(failureText(ev));
+  }
+  w.k(HEAD.time);
+  writeEpochMs(w, ev.timeUnixNano);
+  w.k(HEAD.timeDt);
+  writeIsoNanos(w, ev.timeUnixNano);
+  w.k(HEAD.message);
+  w.str(describeEvent(ev));
+  w.room(0);
+  w.raw(HEAD.metadata);
+  // metadata.uid is the event id as is: "" kept (prune keeps empty strings; metadata() does not str() it).
+  w.k(HEAD.uid);
+  w.str(ev.eventId);
+  w.k(HEAD.logName);
+  w.ascii(kindName(ev.kind));
+  w.k(HEAD.eventCode);
+  w.ascii(actionName(ev.source));
+  w.k(HEAD.profiles);
+  if (hasContainer) w.k(HEAD.container);
+  w.k(HEAD.datetime);
+  const policyName = ev.policy?.name;
+  if (policyName) w.k(HEAD.securityControl);
+  w.raw(ev.process ? HEAD.linuxUsers : HEAD.profilesEnd);
+
+  const inet = inetOf(ev);
+  const unix = inet ? undefined : unixOf(ev);
+  const node = ev.nodeName;
+  if (inet) {
+    // src: ip (when known), port (always), then the peer's attribution.
+    w.k(HEAD.src);
+    if (inet.peerIp) {
+      w.k(HEAD.ip);
+      w.str(inet.peerIp);
+      w.byte(0x2c);
+    }
+    w.k(HEAD.port);
+    w.num(inet.peerPort);
+    writeMembers(w, endpointAttribution(ev.peerAttribution, false));
+    w.byte(0x7d);
+    w.room(0);
+    w.k(HEAD.dst);
+    if (inet.localIp) {
+      w.k(HEAD.ip);
+      w.str(inet.localIp);
+      w.byte(0x2c);
+    }
+    w.k(HEAD.port);
+    w.num(inet.localPort);
+    if (node) {
+      w.byte(0x2c);
+      w.k(HEAD.hostname);
+      w.str(node);
+    }
+    const a = ev.localAttribution;
+    if (a?.status === AttributionStatus.ATTRIBUTION_STATUS_RESOLVED && a.kind === OwnerKind.OWNER_KIND_SERVICE)
+      strMember(w, HEAD.svcName, a.name);
+    w.byte(0x7d);
+  } else if (unix) {
+    // AF_UNIX: the peer is on this node by definition.
+    if (node) {
+      w.k(HEAD.src);
+      w.k(HEAD.hostname);
+      w.str(node);
+      w.byte(0x7d);
+    }
+    if (unix.path || node) {
+      w.room(0);
+      w.k(HEAD.dst);
+      if (unix.path) {
+        w.k(HEAD.name);
+        w.str(unix.path);
+        if (node) w.byte(0x2c);
+      }
+      if (node) {
+        w.k(HEAD.hostname);
+        w.str(node);
+      }
+      w.byte(0x7d);
+    }
+  } else if (node) {
+    // A failed or unresolved accept: only the node is known.
+    w.k(HEAD.dst);
+    w.k(HEAD.hostname);
+    w.str(node);
+    w.byte(0x7d);
+  }
+
+  w.room(0);
+  const local = (inet !== undefined && isLoopback(inet.peerIp)) || unix !== undefined;
+  w.raw(HEAD.direction[local ? 1 : 0]!);
+  if (inet) {
+    if (inet.transport) {
+      w.k(HEAD.protocolName);
+      w.str(inet.transport);
+    }
+    if (inet.ianaNumber) {
+      w.k(HEAD.protocolNum);
+      w.num(inet.ianaNumber);
+    }
+    w.raw(HEAD.protocolVer[inet.ipVersion === 4 ? 0 : 1]!);
+    const cid = inet.ianaNumber
+      ? communityId(inet.ianaNumber, inet.peerIp, inet.peerPort, inet.localIp, inet.localPort)
+      : undefined;
+    if (cid) {
+      w.k(HEAD.communityUid);
+      w.str(cid);
+    }
+  } else if (unix) {
+    w.k(HEAD.protocolName);
+    w.str('unix');
+  }
+  w.raw(HEAD.observation);
+  if (policyName) {
+    w.k(HEAD.policy);
+    w.str(policyName);
+    w.byte(0x7d);
+  }
+  w.byte(0x7d);
+  return true;
+}
+
 const B = {
   actor: Buffer.from(',"actor":{"process":'),
   container: Buffer.from(',"container":'),
@@ -1134,7 +1382,7 @@ export function writeOcsfLine(w: JsonWriter, ev: AcceptEvent): void {
   }
   const container = containerJson(ev);
   // The head always keeps class_uid: never empty, so its "}" can be replaced by more keys.
-  writePruned(w, ocsfHead(ev, container !== NONE));
+  if (!writeAcceptHead(w, ev, container !== NONE)) writePruned(w, ocsfHead(ev, container !== NONE));
   w.pos--;
   const proc = ev.process;
   if (proc) {

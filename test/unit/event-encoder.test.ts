@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ByteSink, encodeEvent, encodeEventInto } from '../../src/agent/event-encoder.js';
 import { AcceptEvent, AuditMode, PolicyOrigin, SummaryReason } from '../../src/gen/doorwatch/v1/event.js';
+import { randomCorpus } from '../helpers/random-events.js';
 import { sampleEvent, sampleHostEvent, sampleUnixEvent } from '../helpers/sample-events.js';
 
 /*
@@ -10,135 +11,6 @@ import { sampleEvent, sampleHostEvent, sampleUnixEvent } from '../helpers/sample
  * non-ASCII) and a seeded random corpus. A field written in the wrong order,
  * a default not skipped or a length prefix off by one fails here.
  */
-
-function rng(seed: number) {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
-}
-
-const ALPHABET = ['a', 'Z', '0', '/', '-', '"', '\\', 'é', '✓', '😀', '\u0000', ' '];
-
-function randomCorpus(n: number, seed: number): AcceptEvent[] {
-  const r = rng(seed);
-  const int = (max: number) => Math.floor(r() * max);
-  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
-  const str = (max: number) => {
-    const len = r() < 0.2 ? 0 : int(max);
-    let s = '';
-    for (let i = 0; i < len; i++) s += r() < 0.8 ? String.fromCharCode(97 + int(26)) : pick(ALPHABET);
-    return s;
-  };
-  const u32 = () => pick([0, 1, 127, 128, 16383, 16384, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, int(2 ** 32)]);
-  const i32 = () => pick([0, 1, -1, -2147483648, 2147483647, int(2 ** 16) - 2 ** 15]);
-  const u64 = () =>
-    pick([0n, 1n, 127n, 128n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 53n + 1n, 2n ** 64n - 1n, BigInt(int(2 ** 32)) * 1000003n]);
-  const maybe = <T>(make: () => T): T | undefined => (r() < 0.2 ? undefined : make());
-  const map = () => Object.fromEntries(Array.from({ length: int(4) }, () => [str(20) || 'k', str(30)]));
-  return Array.from({ length: n }, () => ({
-    eventId: str(60),
-    seq: u64(),
-    timeUnixNano: u64(),
-    ktimeNs: u64(),
-    nodeName: pick(['', 'node-a', 'node-b', str(300)]),
-    source: int(4),
-    ret: i32(),
-    success: r() < 0.5,
-    error: str(10),
-    durationNs: u64(),
-    acceptFlags: u32(),
-    acceptFlagNames: pick([[], ['SOCK_NONBLOCK'], ['SOCK_NONBLOCK', 'SOCK_CLOEXEC']]),
-    flags: pick([[], ['NO_ENTER'], ['A', 'B', 'C']]),
-    process: maybe(() => ({ pid: u32(), tid: u32(), ppid: u32(), uid: u32(), gid: u32(), comm: str(16) })),
-    socket: maybe(() => ({
-      family: int(5),
-      familyNumber: u32(),
-      type: str(8),
-      protocol: u32(),
-      local: maybe(() => ({ ip: str(40), port: u32() })),
-      peer: maybe(() => ({ ip: str(40), port: u32() })),
-      v4Mapped: r() < 0.5,
-      unixPath: str(200),
-      peerPid: u32(),
-      resolved: r() < 0.5,
-    })),
-    listener: maybe(() => ({ fd: i32(), backlog: u32(), maxBacklog: u32(), resolved: r() < 0.5 })),
-    userAddress: maybe(() => ({
-      present: r() < 0.5,
-      addrlen: u32(),
-      familyNumber: u32(),
-      ip: str(40),
-      port: u32(),
-      fault: r() < 0.5,
-      mismatch: r() < 0.5,
-    })),
-    namespaces: maybe(() => ({ mnt: u32(), pid: u32(), net: u32(), uts: u32() })),
-    cgroup: maybe(() => ({ id: u64(), v1Id: u64() })),
-    container: maybe(() => ({
-      id: str(64),
-      runtime: str(10),
-      name: str(20),
-      image: str(80),
-      imageId: str(150),
-      cgroupPath: str(200),
-    })),
-    pod: maybe(() => ({
-      namespace: str(20),
-      name: str(40),
-      uid: str(36),
-      labels: map(),
-      annotations: map(),
-      workload: maybe(() => ({ kind: str(12), name: str(30), inferred: r() < 0.5 })),
-      serviceAccount: str(20),
-      nodeName: str(20),
-      ip: str(15),
-      hostNetwork: r() < 0.5,
-      qosClass: str(10),
-      namespaceLabels: map(),
-      deleted: r() < 0.5,
-    })),
-    enrichment: maybe(() => ({
-      status: int(4),
-      missing: pick([[], ['pod'], ['pod', 'container']]),
-      reason: str(150),
-      cgroupFromProc: r() < 0.5,
-      waitedMs: u32(),
-    })),
-    kind: int(3),
-    summary: maybe(() => ({
-      reason: int(3),
-      count: u64(),
-      failedCount: u64(),
-      firstTimeUnixNano: u64(),
-      lastTimeUnixNano: u64(),
-      intervalStartUnixNano: u64(),
-      intervalEndUnixNano: u64(),
-      localPort: u32(),
-      peerIp: str(40),
-      peersFolded: r() < 0.5,
-    })),
-    policy: maybe(() => ({ origin: int(6), name: pick(['a', 'b', str(30)]), mode: int(4) })),
-    // The agent never sets these (the collector does); its encoder leaves them out.
-    peerAttribution: undefined,
-    localAttribution: undefined,
-    listenerInfo: maybe(() => ({ origin: int(5), inode: u64(), requestedBacklog: i32(), firstSeenUnixNano: u64() })),
-    findingInfo: maybe(() => ({
-      ruleId: 'undeclared-listener',
-      uid: str(60),
-      title: str(80),
-      reason: str(120),
-      port: u32(),
-      protocol: pick(['TCP', 'UDP']),
-      declaredPorts: [{ containerPort: u32(), hostPort: u32(), protocol: 'TCP', container: str(20), name: str(10) }],
-    })),
-  }));
-}
 
 const generated = (ev: AcceptEvent) => Buffer.from(AcceptEvent.encode(ev).finish());
 

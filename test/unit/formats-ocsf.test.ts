@@ -22,6 +22,7 @@ import {
   Source,
   SummaryReason,
 } from '../../src/gen/doorwatch/v1/event.js';
+import { plausibleRecords } from '../helpers/random-events.js';
 import {
   SAMPLE_POLICY,
   sampleEvent,
@@ -634,6 +635,17 @@ describe('OCSF: eventToOcsfLine (the fast line) is JSON.stringify(eventToOcsf)',
       assert.equal(eventToOcsfLine(ev), want, `record ${i}`);
       assert.equal(eventToOcsfLine(ev), want, `record ${i}, again`);
     }
+  });
+
+  it('3000 plausible records (seed 11): every accept shape the field-by-field head writes, and the rest', () => {
+    let accepts = 0;
+    for (const [i, ev] of plausibleRecords(3000, 11).entries()) {
+      const want = JSON.stringify(eventToOcsf(ev));
+      assert.equal(eventToOcsfLine(ev), want, `record ${i}`);
+      if (ev.kind !== EventKind.EVENT_KIND_SUMMARY && want.includes('"activity_name":"Open"')) accepts++;
+    }
+    // The corpus must exercise the fast head, not only the object form.
+    assert.ok(accepts > 1000, `only ${accepts} plain accepts in the corpus`);
   });
 
   it('when events share pod and container objects, and when one container moves to another pod object', () => {
