@@ -1360,6 +1360,153 @@ function writeAcceptHead(w: JsonWriter, ev: AcceptEvent, hasContainer: boolean):
   return true;
 }
 
+const DETAIL = {
+  kind: enc('{"kind":"'),
+  seq: enc('","seq":'),
+  time: enc(',"time_unix_nano":"'),
+  ktime: enc('","ktime_ns":"'),
+  duration: enc('","duration_ns":'),
+  ret: enc(',"ret":'),
+  acceptFlags: enc(',"accept_flags":'),
+  acceptFlagNames: enc(',"accept_flag_names":'),
+  flags: enc(',"flags":'),
+  socket: enc(',"socket":{"resolved":'),
+  family: enc(',"family":"'),
+  familyNumber: enc('","family_number":'),
+  type: enc(',"type":'),
+  protocol: enc(',"protocol":'),
+  v4Mapped: enc(',"v4_mapped":'),
+  unixPath: enc(',"unix_path":'),
+  peerPid: enc(',"peer_pid":'),
+  listener: enc(',"listener":{"resolved":'),
+  fd: enc(',"fd":'),
+  backlog: enc(',"backlog":'),
+  maxBacklog: enc(',"max_backlog":'),
+  userAddress: enc(',"user_address":{"present":'),
+  mismatch: enc(',"mismatch":'),
+  fault: enc(',"fault":'),
+  addrlen: enc(',"addrlen":'),
+  ip: enc(',"ip":'),
+  port: enc(',"port":'),
+};
+
+/** safeNumber(v) as JSON: digits when exact as a number, else the decimal string. */
+function writeSafeNumber(w: JsonWriter, v: bigint): void {
+  if (v >= 0n && v <= MAX_SAFE) w.big(v);
+  else if (v < 0n && v >= -MAX_SAFE) w.num(Number(v));
+  else w.str(v.toString());
+}
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** writePruned(w, detailHead(ev)), field by field (the same members, the same order). */
+function writeDetailHead(w: JsonWriter, ev: AcceptEvent): void {
+  w.room(0);
+  w.k(DETAIL.kind);
+  w.ascii(kindName(ev.kind));
+  w.k(DETAIL.seq);
+  writeSafeNumber(w, ev.seq);
+  w.k(DETAIL.time);
+  w.big(ev.timeUnixNano);
+  w.k(DETAIL.ktime);
+  w.big(ev.ktimeNs);
+  w.k(DETAIL.duration);
+  writeSafeNumber(w, ev.durationNs);
+  w.k(DETAIL.ret);
+  w.num(ev.ret);
+  w.k(DETAIL.acceptFlags);
+  w.num(ev.acceptFlags);
+  if (ev.acceptFlagNames.length) {
+    w.k(DETAIL.acceptFlagNames);
+    w.strings(ev.acceptFlagNames);
+  }
+  if (ev.flags.length) {
+    w.k(DETAIL.flags);
+    w.strings(ev.flags);
+  }
+  w.room(0);
+  const s = ev.socket;
+  if (s) {
+    w.k(DETAIL.socket);
+    w.bool(s.resolved);
+    if (s.resolved) {
+      const unix = s.family === AddressFamily.ADDRESS_FAMILY_UNIX;
+      w.k(DETAIL.family);
+      w.ascii(familyName(s.family));
+      w.k(DETAIL.familyNumber);
+      w.num(s.familyNumber);
+      strMember(w, DETAIL.type, s.type);
+      w.room(0);
+      w.k(DETAIL.protocol);
+      w.num(s.protocol);
+      w.k(DETAIL.v4Mapped);
+      w.bool(s.v4Mapped);
+      if (unix) {
+        strMember(w, DETAIL.unixPath, s.unixPath);
+        w.room(0);
+        w.k(DETAIL.peerPid);
+        w.num(s.peerPid);
+      }
+    }
+    w.byte(0x7d);
+  }
+  w.room(0);
+  const l = ev.listener;
+  if (l) {
+    w.k(DETAIL.listener);
+    w.bool(l.resolved);
+    if (l.fd >= 0) {
+      w.k(DETAIL.fd);
+      w.num(l.fd);
+    }
+    if (l.resolved) {
+      w.k(DETAIL.backlog);
+      w.num(l.backlog);
+      w.k(DETAIL.maxBacklog);
+      w.num(l.maxBacklog);
+    }
+    w.byte(0x7d);
+  }
+  const u = ev.userAddress;
+  if (u) {
+    w.k(DETAIL.userAddress);
+    w.bool(u.present);
+    w.k(DETAIL.mismatch);
+    w.bool(u.mismatch);
+    w.k(DETAIL.fault);
+    w.bool(u.fault);
+    if (u.present) {
+      w.k(DETAIL.addrlen);
+      w.num(u.addrlen);
+      w.k(DETAIL.familyNumber.subarray(1));
+      w.num(u.familyNumber);
+      if (u.ip) {
+        w.k(DETAIL.ip);
+        w.str(u.ip);
+        w.room(0);
+        w.k(DETAIL.port);
+        w.num(u.port);
+      }
+    }
+    w.byte(0x7d);
+  }
+  w.byte(0x7d);
+}
+
+/** actor.process without its container, as bytes once per shared (frozen) Process: `{…}` open at the end. */
+const actorBytes = new WeakMap<Process, Uint8Array>();
+function writeActorProcess(w: JsonWriter, proc: Process): void {
+  let b = actorBytes.get(proc);
+  if (b === undefined) {
+    b = prunedBytes(actorProcess(proc));
+    if (!Object.isFrozen(proc)) {
+      w.raw(b);
+      return;
+    }
+    actorBytes.set(proc, b);
+  }
+  w.raw(b);
+}
+
 const B = {
   actor: Buffer.from(',"actor":{"process":'),
   container: Buffer.from(',"container":'),
@@ -1388,7 +1535,7 @@ export function writeOcsfLine(w: JsonWriter, ev: AcceptEvent): void {
   if (proc) {
     // actor.process always keeps pid (a number): never empty.
     w.raw(B.actor);
-    writePruned(w, actorProcess(proc));
+    writeActorProcess(w, proc);
     w.pos--;
     if (container !== NONE) {
       w.raw(B.container);
@@ -1409,7 +1556,7 @@ export function writeOcsfLine(w: JsonWriter, ev: AcceptEvent): void {
     w.pos--;
   } else {
     // An accept: its own members, then its pod's (remembered), in doorwatchDetail's order.
-    writePruned(w, detailHead(ev));
+    writeDetailHead(w, ev);
     w.pos--;
     w.raw(podDetailTail(ev));
   }
