@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Publisher } from '../src/agent/publisher.js';
@@ -27,7 +27,8 @@ const batch = Number(batchStr);
 /** Offered load in events/s; 0 = as fast as the acks allow (throughput). */
 const rate = Number(rateStr ?? 0);
 
-const spool = Spool.open({ dir: mkdtempSync(join(tmpdir(), 'doorwatch-bench-spool-')), maxBytes: 1 << 30, log: silentLogger });
+const spoolDir = mkdtempSync(join(tmpdir(), 'doorwatch-bench-spool-'));
+const spool = Spool.open({ dir: spoolDir, maxBytes: 1 << 30, log: silentLogger });
 const id = spool.identity;
 const publisher = new Publisher({
   target: `127.0.0.1:${port}`,
@@ -71,4 +72,5 @@ const seconds = (performance.now() - t0) / 1000;
 const c = process.cpuUsage(cpu0);
 await publisher.close({ flushTimeoutMs: 1000 });
 spool.close();
+rmSync(spoolDir, { recursive: true, force: true });
 process.stdout.write(`${JSON.stringify({ events: N, seconds, cpuUs: c.user + c.system })}\n`, () => process.exit(0));

@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCollector } from '../src/collector/collector.js';
@@ -67,6 +67,8 @@ process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
 process.once('SIGTERM', async () => {
   const c = process.cpuUsage(cpu0);
   await collector.stop();
+  // The jsonl file grows by ~440 MB per 200 000-event run: left behind, every run filled /tmp further.
+  rmSync(dir, { recursive: true, force: true });
   latenciesUs.sort((a, b) => a - b);
   const pct = (p: number) => latenciesUs[Math.min(latenciesUs.length - 1, Math.floor((p / 100) * latenciesUs.length))] ?? 0;
   process.stdout.write(
