@@ -356,6 +356,48 @@ function enrichment(w: ByteSink, e: Enrichment): void {
   w.close(slot);
 }
 
+/**
+ * Fields 18-22 (namespaces, cgroup, container, pod, enrichment): what a pod's
+ * accepts share, one after another in declaration order. While an event
+ * carries the very same five objects as the last (a run of one pod's
+ * accepts), their bytes are copied in one piece; each is kept only when all
+ * five are immutable (frozen, or the shared Pod, whose bytes podField keeps
+ * by identity too).
+ */
+interface Tail {
+  ns: Namespaces | undefined;
+  cg: Cgroup | undefined;
+  ct: Container | undefined;
+  pod: Pod | undefined;
+  en: Enrichment | undefined;
+  bytes: Buffer | undefined;
+}
+const lastTail: Tail = { ns: undefined, cg: undefined, ct: undefined, pod: undefined, en: undefined, bytes: undefined };
+const immutable = (o: object | undefined): boolean => o === undefined || Object.isFrozen(o);
+
+function podTail(w: ByteSink, ev: AcceptEvent): void {
+  const t = lastTail;
+  const { namespaces: ns, cgroup: cg, container: ct, pod, enrichment: en } = ev;
+  if (t.bytes !== undefined && ns === t.ns && cg === t.cg && ct === t.ct && pod === t.pod && en === t.en) {
+    w.raw(t.bytes);
+    return;
+  }
+  const start = w.pos;
+  if (ns !== undefined) remembered(w, lastNamespaces, ns, namespacesField);
+  if (cg !== undefined) remembered(w, lastCgroup, cg, cgroupField);
+  // Frozen containers are shared per container (enrich/attribution.ts): their bytes are kept per object.
+  if (ct !== undefined) w.raw(Object.isFrozen(ct) ? containerField(ct) : containerBody(ct));
+  if (pod !== undefined) w.raw(podField(pod));
+  if (en !== undefined) remembered(w, lastEnrichment, en, enrichment);
+  t.ns = ns;
+  t.cg = cg;
+  t.ct = ct;
+  t.pod = pod;
+  t.en = en;
+  t.bytes =
+    immutable(ns) && immutable(cg) && immutable(ct) && immutable(en) ? Buffer.from(w.buf.subarray(start, w.pos)) : undefined;
+}
+
 /** Append the protobuf encoding of `ev` to `w`; returns the number of bytes written. */
 export function encodeEventInto(w: ByteSink, ev: AcceptEvent): number {
   const start = w.pos;
@@ -455,13 +497,7 @@ export function encodeEventInto(w: ByteSink, ev: AcceptEvent): number {
     if (u.mismatch) flag(w, 56);
     w.close(slot);
   }
-  if (ev.namespaces !== undefined) remembered(w, lastNamespaces, ev.namespaces, namespacesField);
-  if (ev.cgroup !== undefined) remembered(w, lastCgroup, ev.cgroup, cgroupField);
-  // Frozen containers are shared per container (enrich/attribution.ts): their bytes are kept per object.
-  if (ev.container !== undefined)
-    w.raw(Object.isFrozen(ev.container) ? containerField(ev.container) : containerBody(ev.container));
-  if (ev.pod !== undefined) w.raw(podField(ev.pod));
-  if (ev.enrichment !== undefined) remembered(w, lastEnrichment, ev.enrichment, enrichment);
+  podTail(w, ev);
   w.ensure(16);
   if (ev.kind !== 0) {
     w.byte(184);

@@ -62,6 +62,36 @@ describe('fast AcceptEvent encoder', () => {
     for (const ev of [a, b, c, a, b]) assert.deepEqual(Buffer.from(encodeEvent(ev)), generated(ev));
   });
 
+  it("a pod's tail (namespaces through enrichment) is copied whole only while all five are the same immutable objects", () => {
+    const base = sampleEvent();
+    const frozen = {
+      namespaces: Object.freeze({ ...base.namespaces! }),
+      cgroup: Object.freeze({ ...base.cgroup! }),
+      container: Object.freeze({ ...base.container! }),
+      pod: base.pod,
+      enrichment: Object.freeze({ ...base.enrichment!, missing: [] }),
+    };
+    const otherPod = sampleEvent({ pod: { name: 'web-2', labels: { app: 'x' } } }).pod;
+    const mutableCgroup = { id: 9n, v1Id: 0n };
+    // Each step: which part differs from a run of identical frozen tails (undefined: none).
+    const steps: [string, Partial<typeof frozen> | undefined][] = [
+      ['first', undefined],
+      ['same five objects', undefined],
+      ['another pod object', { pod: otherPod }],
+      ['back to the first pod', undefined],
+      ['a mutable cgroup', { cgroup: mutableCgroup as typeof frozen.cgroup }],
+      ['the same mutable cgroup, changed', { cgroup: mutableCgroup as typeof frozen.cgroup }],
+      ['no container', { container: undefined }],
+      ['no pod, no namespaces', { pod: undefined, namespaces: undefined }],
+      ['the frozen five again', undefined],
+    ];
+    steps.forEach(([what, change], i) => {
+      if (what.endsWith('changed')) mutableCgroup.id = 10n;
+      const e = { ...sampleEvent({ seq: BigInt(i + 1) }), ...frozen, ...change };
+      assert.deepEqual(Buffer.from(encodeEvent(e)), generated(e), `step ${i}: ${what}`);
+    });
+  });
+
   it('shared frozen process/namespaces/cgroup/local objects reuse their bytes; other objects never do', () => {
     const p1 = Object.freeze({ pid: 1, tid: 1, ppid: 0, uid: 0, gid: 0, comm: 'a' });
     const p2 = Object.freeze({ pid: 2, tid: 3, ppid: 1, uid: 5, gid: 6, comm: 'bb' });
