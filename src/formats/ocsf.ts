@@ -1224,6 +1224,17 @@ function strMember(w: JsonWriter, key: Uint8Array, s: string): void {
   w.str(s);
 }
 
+/** An endpoint's `"ip":…,` (when known) and `"port":n` (always, 0 included). */
+function writeIpPort(w: JsonWriter, ip: string, port: number): void {
+  if (ip) {
+    w.k(HEAD.ip);
+    w.str(ip);
+    w.byte(0x2c);
+  }
+  w.k(HEAD.port);
+  w.num(port);
+}
+
 /**
  * writePruned(w, ocsfHead(ev, hasContainer)) for an accept (not a summary,
  * listener record or finding); false, with nothing written, for the others.
@@ -1269,24 +1280,12 @@ function writeAcceptHead(w: JsonWriter, ev: AcceptEvent, hasContainer: boolean):
   if (inet) {
     // src: ip (when known), port (always), then the peer's attribution.
     w.k(HEAD.src);
-    if (inet.peerIp) {
-      w.k(HEAD.ip);
-      w.str(inet.peerIp);
-      w.byte(0x2c);
-    }
-    w.k(HEAD.port);
-    w.num(inet.peerPort);
+    writeIpPort(w, inet.peerIp, inet.peerPort);
     writeMembers(w, endpointAttribution(ev.peerAttribution, false));
     w.byte(0x7d);
     w.room(0);
     w.k(HEAD.dst);
-    if (inet.localIp) {
-      w.k(HEAD.ip);
-      w.str(inet.localIp);
-      w.byte(0x2c);
-    }
-    w.k(HEAD.port);
-    w.num(inet.localPort);
+    writeIpPort(w, inet.localIp, inet.localPort);
     if (node) {
       w.byte(0x2c);
       w.k(HEAD.hostname);
