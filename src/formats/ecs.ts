@@ -1,12 +1,13 @@
 import type { LossRecord } from '../gen/doorwatch/v1/collector.js';
-import { type AcceptEvent, EventKind, type Pod, PolicyOrigin } from '../gen/doorwatch/v1/event.js';
-import type { JsonWriter } from './native-json.js';
+import { type AcceptEvent, type Container, EventKind, type Pod, PolicyOrigin } from '../gen/doorwatch/v1/event.js';
+import { JsonWriter } from './native-json.js';
 import {
   actionName,
   communityId,
   describeEvent,
   describeLoss,
   doorwatchDetail,
+  doorwatchDetailRest,
   eventSeverity,
   failureText,
   inetOf,
@@ -28,6 +29,8 @@ import {
   summaryReasonName,
   summaryWindow,
   unixOf,
+  writeDetailHead,
+  writeMembers,
   writePruned,
 } from './ocsf.js';
 
@@ -110,23 +113,137 @@ export function eventToEcs(ev: AcceptEvent): Obj {
  * and no string between (test/unit/formats-ecs.test.ts holds the two equal).
  */
 export function writeEcsLine(w: JsonWriter, ev: AcceptEvent): void {
-  if (!writePruned(w, ecsTree(ev))) w.ascii('{}');
+  // Everything but `doorwatch` (the last key), then `doorwatch` from its head's writer and the rest's
+  // members: the same bytes as the whole tree, without building the detail by spreads.
+  // The tree always keeps ecs.version: never empty, so its "}" can be replaced by more keys.
+  const { head, tail } = ecsParts(ev);
+  writePruned(w, head);
+  w.pos--;
+  // The per-container and per-pod blocks, as bytes once per shared object (the collector's decoder shares them).
+  cachedMember(w, CONTAINER, containerBytes(ev.container));
+  cachedMember(w, ORCHESTRATOR, orchestratorBytes(ev.pod));
+  cachedMember(w, KUBERNETES, kubernetesBytes(ev));
+  writeMembers(w, tail);
+  w.raw(DOORWATCH);
+  writeDetailHead(w, ev);
+  w.pos--;
+  writeMembers(w, doorwatchRest(ev));
+  w.byte(0x7d);
+  w.byte(0x7d);
+}
+const DOORWATCH = Buffer.from(',"doorwatch":');
+const CONTAINER = Buffer.from(',"container":');
+const ORCHESTRATOR = Buffer.from(',"orchestrator":');
+const KUBERNETES = Buffer.from(',"kubernetes":');
+
+function cachedMember(w: JsonWriter, key: Uint8Array, bytes: Uint8Array): void {
+  if (!bytes.length) return;
+  w.raw(key);
+  w.raw(bytes);
+}
+
+/** Pruned JSON as bytes, empty when it prunes away. */
+function prunedBytes(v: unknown): Uint8Array {
+  scratch.reset();
+  return writePruned(scratch, v) ? scratch.since(0) : NONE;
+}
+const scratch = new JsonWriter(16 * 1024);
+const NONE = new Uint8Array(0);
+
+// Per object: containers are frozen by the decoder, pods shared per distinct pod and never mutated (collector/wire.ts).
+const containerCache = new WeakMap<Container, Uint8Array>();
+function containerBytes(c: Container | undefined): Uint8Array {
+  if (!c) return NONE;
+  let b = containerCache.get(c);
+  if (b === undefined) {
+    b = prunedBytes(ecsContainer(c));
+    if (!Object.isFrozen(c)) return b;
+    containerCache.set(c, b);
+  }
+  return b;
+}
+const orchestratorCache = new WeakMap<Pod, Uint8Array>();
+function orchestratorBytes(p: Pod | undefined): Uint8Array {
+  if (!p) return NONE;
+  let b = orchestratorCache.get(p);
+  if (b === undefined) {
+    b = prunedBytes(orchestrator(p));
+    orchestratorCache.set(p, b);
+  }
+  return b;
+}
+/** kubernetes.* also names the container: kept per pod with the container name it was made for. */
+const kubernetesCache = new WeakMap<Pod, { container: string | undefined; bytes: Uint8Array }>();
+function kubernetesBytes(ev: AcceptEvent): Uint8Array {
+  const p = ev.pod;
+  if (!p) return NONE;
+  const name = ev.container?.name;
+  const hit = kubernetesCache.get(p);
+  if (hit && hit.container === name) return hit.bytes;
+  const bytes = prunedBytes(kubernetes(ev));
+  kubernetesCache.set(p, { container: name, bytes });
+  return bytes;
+}
+
+/** `doorwatch` after the detail's head. */
+const doorwatchRest = (ev: AcceptEvent): Obj => ({ ...doorwatchDetailRest(ev), ...ecsDetailParts(ev) });
+
+/** ECS's own container and pod blocks of `doorwatch`: the container replaces the detail's (cgroup_path only) in its place. */
+function ecsDetailParts(ev: AcceptEvent): Obj {
+  const c = ev.container;
+  const p = ev.pod;
+  return {
+    container: c && { cgroup_path: str(c.cgroupPath), image_id: str(c.imageId) },
+    pod: p && {
+      service_account: str(p.serviceAccount),
+      host_network: p.hostNetwork,
+      qos_class: str(p.qosClass),
+      deleted: p.deleted,
+      workload: p.workload?.kind
+        ? { kind: p.workload.kind, name: str(p.workload.name), inferred: p.workload.inferred }
+        : undefined,
+    },
+  };
 }
 
 /** The ECS document of an event before pruning (empty parts still in it). */
 function ecsTree(ev: AcceptEvent): Obj {
+  const { head, tail } = ecsParts(ev);
+  return {
+    ...head,
+    container: ecsContainer(ev.container),
+    orchestrator: orchestrator(ev.pod),
+    kubernetes: kubernetes(ev),
+    ...tail,
+    doorwatch: { ...doorwatchDetail(ev), ...ecsDetailParts(ev) },
+  };
+}
+
+function ecsContainer(c: Container | undefined): Obj | undefined {
+  if (!c?.id) return undefined;
+  const digest = c.imageId ? imageDigest(c.imageId) : undefined;
+  return {
+    id: c.id,
+    name: str(c.name),
+    runtime: str(c.runtime),
+    image: { name: str(c.image), hash: { all: digest ? [digest] : undefined } },
+  };
+}
+
+/**
+ * The document around its per-container and per-pod blocks: `head` ('@timestamp'
+ * through agent) and `tail` (rule, error, related), computed together.
+ */
+function ecsParts(ev: AcceptEvent): { head: Obj; tail: Obj } {
   const inet = inetOf(ev);
   const unix = unixOf(ev);
   const s = ev.socket;
   const proc = ev.process;
-  const c = ev.container;
-  const p = ev.pod;
   const summary = summaryOf(ev);
   const outcome = outcomeOf(ev);
   const window = summary && summaryWindow(summary);
   const node = str(ev.nodeName);
   const uid = proc ? String(proc.uid) : undefined;
-  const digest = c?.imageId ? imageDigest(c.imageId) : undefined;
   // A summary's source is its key: the peer address, without a port (one of many), none when peers were folded.
   const peerIp = summary ? str(plainIp(summary.peerIp)) : inet?.peerIp;
   const related = [peerIp, inet?.localIp].filter((x): x is string => !!x);
@@ -136,7 +253,7 @@ function ecsTree(ev: AcceptEvent): Obj {
   // A finding (src/findings): an alert about a listener, its rule in rule.*.
   const finding = ev.findingInfo;
 
-  return {
+  const head = {
     '@timestamp': isoNanos(ev.timeUnixNano),
     ecs: { version: ECS_VERSION },
     message: describeEvent(ev),
@@ -203,16 +320,8 @@ function ecsTree(ev: AcceptEvent): Obj {
     },
     host: { name: node },
     agent: { type: 'doorwatch' },
-    container: c?.id
-      ? {
-          id: c.id,
-          name: str(c.name),
-          runtime: str(c.runtime),
-          image: { name: str(c.image), hash: { all: digest ? [digest] : undefined } },
-        }
-      : undefined,
-    orchestrator: orchestrator(p),
-    kubernetes: kubernetes(ev),
+  };
+  const tail = {
     // A finding's rule is its detection rule; the policy that let it through stays in doorwatch.policy.
     // Otherwise the audit policy that governed the record: ECS's rule.* ("the rule ... that generated the event").
     rule: finding
@@ -236,20 +345,8 @@ function ecsTree(ev: AcceptEvent): Obj {
             message: summary ? summaryFailureText(ev, summary) : failureText(ev),
           },
     related: { ip: [...new Set(related)], hosts: node ? [node] : undefined, user: uid ? [uid] : undefined },
-    doorwatch: {
-      ...doorwatchDetail(ev),
-      container: c && { cgroup_path: str(c.cgroupPath), image_id: str(c.imageId) },
-      pod: p && {
-        service_account: str(p.serviceAccount),
-        host_network: p.hostNetwork,
-        qos_class: str(p.qosClass),
-        deleted: p.deleted,
-        workload: p.workload?.kind
-          ? { kind: p.workload.kind, name: str(p.workload.name), inferred: p.workload.inferred }
-          : undefined,
-      },
-    },
   };
+  return { head, tail };
 }
 
 /** A loss record as an ECS 8.11 document (docs/formats.md). */

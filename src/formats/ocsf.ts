@@ -434,8 +434,16 @@ export function eventSeverity(ev: AcceptEvent): number {
  * `doorwatch` both start from this block (snake_case, mirroring the proto).
  */
 export function doorwatchDetail(ev: AcceptEvent, withAttribution = true): Obj {
+  return { ...detailHead(ev), ...doorwatchDetailRest(ev, withAttribution) };
+}
+
+/**
+ * The detail after its head (namespaces on), in doorwatchDetail's order: what
+ * the line writers append after writeDetailHead without spreading the head into
+ * a new object (the spreads were a quarter of an ECS line's time).
+ */
+export function doorwatchDetailRest(ev: AcceptEvent, withAttribution = true): Obj {
   return {
-    ...detailHead(ev),
     ...podDetail(ev),
     summary: ev.summary && summaryDetail(ev),
     finding: ev.findingInfo && findingDetail(ev),
@@ -1209,7 +1217,7 @@ function writeIsoNanos(w: JsonWriter, ns: bigint): void {
 }
 
 /** `,"k":"v"`-style members of a pruned object appended after earlier members: its braces dropped. */
-function writeMembers(w: JsonWriter, o: Obj | undefined): void {
+export function writeMembers(w: JsonWriter, o: Obj | undefined): void {
   const at = w.pos;
   if (o && writePruned(w, o)) {
     w.buf[at] = 0x2c;
@@ -1398,7 +1406,7 @@ function writeSafeNumber(w: JsonWriter, v: bigint): void {
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** writePruned(w, detailHead(ev)), field by field (the same members, the same order). */
-function writeDetailHead(w: JsonWriter, ev: AcceptEvent): void {
+export function writeDetailHead(w: JsonWriter, ev: AcceptEvent): void {
   w.room(0);
   w.k(DETAIL.kind);
   w.ascii(kindName(ev.kind));

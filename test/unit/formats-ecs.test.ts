@@ -15,6 +15,7 @@ import {
   Source,
   SummaryReason,
 } from '../../src/gen/doorwatch/v1/event.js';
+import { plausibleRecords } from '../helpers/random-events.js';
 import {
   SAMPLE_POLICY,
   sampleEvent,
@@ -511,6 +512,36 @@ describe('ECS: the line writer', () => {
       const w = new JsonWriter(16);
       writeLine(w, { kind: 'event', event: ev }, 'ecs');
       assert.equal(w.buf.toString('utf8', 0, w.pos), want, `event ${i}, bytes`);
+    }
+  });
+
+  it('per-pod blocks kept as bytes follow the objects: a shared pod with another container, another pod', () => {
+    const a = sampleEvent();
+    const frozenContainer = Object.freeze({ ...a.container! });
+    const other = Object.freeze({ ...a.container!, name: 'sidecar', id: 'd'.repeat(64) });
+    const pod2 = sampleEvent({ pod: { name: 'web-2', labels: { 'app.kubernetes.io/name': 'other' } } }).pod;
+    const events = [
+      { ...a, container: frozenContainer },
+      { ...a, container: other }, // the same pod object, another container: kubernetes.container.name changes
+      { ...a, container: frozenContainer, pod: pod2 },
+      { ...a, container: frozenContainer },
+      { ...a, container: { ...a.container!, image: 'changed:1' } }, // a mutable container is never kept
+    ];
+    const w = new JsonWriter(16);
+    for (const [i, ev] of events.entries()) {
+      w.reset();
+      writeLine(w, { kind: 'event', event: ev }, 'ecs');
+      assert.equal(w.buf.toString('utf8', 0, w.pos), JSON.stringify(eventToEcs(ev)), `event ${i}`);
+    }
+  });
+
+  it('3000 plausible records (seed 12): the line is the object form, byte for byte', () => {
+    const w = new JsonWriter(16);
+    for (const [i, ev] of plausibleRecords(3000, 12).entries()) {
+      const want = JSON.stringify(eventToEcs(ev));
+      w.reset();
+      writeLine(w, { kind: 'event', event: ev }, 'ecs');
+      assert.equal(w.buf.toString('utf8', 0, w.pos), want, `record ${i}`);
     }
   });
 });
