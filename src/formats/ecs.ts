@@ -186,7 +186,14 @@ function kubernetesBytes(ev: AcceptEvent): Uint8Array {
 }
 
 /** `doorwatch` after the detail's head. */
-const doorwatchRest = (ev: AcceptEvent): Obj => ({ ...doorwatchDetailRest(ev), ...ecsDetailParts(ev) });
+function doorwatchRest(ev: AcceptEvent): Obj {
+  // Assigned, not spread (as `{ ...a, ...b }`): the same key order — container keeps its place, pod comes last.
+  const r = doorwatchDetailRest(ev);
+  const parts = ecsDetailParts(ev);
+  r.container = parts.container;
+  r.pod = parts.pod;
+  return r;
+}
 
 /** ECS's own container and pod blocks of `doorwatch`: the container replaces the detail's (cgroup_path only) in its place. */
 function ecsDetailParts(ev: AcceptEvent): Obj {
