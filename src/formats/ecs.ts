@@ -1,5 +1,5 @@
 import type { LossRecord } from '../gen/doorwatch/v1/collector.js';
-import { type AcceptEvent, type Container, EventKind, type Pod, PolicyOrigin } from '../gen/doorwatch/v1/event.js';
+import { type AcceptEvent, type Container, EventKind, type Pod, PolicyOrigin, type Process } from '../gen/doorwatch/v1/event.js';
 import { JsonWriter } from './native-json.js';
 import {
   actionName,
@@ -13,6 +13,7 @@ import {
   inetOf,
   isListenerRecord,
   isoNanos,
+  kindName,
   lossDetail,
   lossRecordId,
   outcomeOf,
@@ -30,8 +31,10 @@ import {
   summaryWindow,
   unixOf,
   writeDetailHead,
+  writeIsoNanos,
   writeMembers,
   writePruned,
+  writeSafeNumber,
 } from './ocsf.js';
 
 /**
@@ -116,8 +119,13 @@ export function writeEcsLine(w: JsonWriter, ev: AcceptEvent): void {
   // Everything but `doorwatch` (the last key), then `doorwatch` from its head's writer and the rest's
   // members: the same bytes as the whole tree, without building the detail by spreads.
   // The tree always keeps ecs.version: never empty, so its "}" can be replaced by more keys.
-  const { head, tail } = ecsParts(ev);
-  writePruned(w, head);
+  let tail: Obj;
+  if (isPlainAccept(ev)) tail = writeAcceptHead(w, ev);
+  else {
+    const parts = ecsParts(ev);
+    writePruned(w, parts.head);
+    tail = parts.tail;
+  }
   w.pos--;
   // The per-container and per-pod blocks, as bytes once per shared object (the collector's decoder shares them).
   cachedMember(w, CONTAINER, containerBytes(ev.container));
@@ -183,6 +191,152 @@ function kubernetesBytes(ev: AcceptEvent): Uint8Array {
   const bytes = prunedBytes(kubernetes(ev));
   kubernetesCache.set(p, { container: name, bytes });
   return bytes;
+}
+
+/** Not a summary, listener record or finding: the records the field-by-field head writes. */
+const isPlainAccept = (ev: AcceptEvent): boolean =>
+  !ev.findingInfo && ev.kind !== EventKind.EVENT_KIND_SUMMARY && !isListenerRecord(ev);
+
+const enc = (t: string) => Buffer.from(t, 'utf8');
+const H = {
+  timestamp: enc('{"@timestamp":'),
+  message: enc(`,"ecs":{"version":"${ECS_VERSION}"},"message":`),
+  eventStart: enc(',"event":{"kind":"event","category":["network"],"type":["connection","start"],"action":"'),
+  eventFail: enc(',"event":{"kind":"event","category":["network"],"type":["connection"],"action":"'),
+  success: enc('","outcome":"success","id":'),
+  failure: enc('","outcome":"failure","id":'),
+  dataset: enc(',"dataset":"doorwatch.'),
+  sequence: enc('","module":"doorwatch","sequence":'),
+  severity: enc(',"severity":'),
+  source: enc(',"source":{'),
+  destination: enc(',"destination":{'),
+  address: enc('"address":'),
+  ip: enc('"ip":'),
+  port: enc('"port":'),
+  network: enc(',"network":{'),
+  transport: enc('"transport":'),
+  ianaNumber: enc('"iana_number":"'),
+  ipv4: enc('"type":"ipv4","direction":"ingress"'),
+  ipv6: enc('"type":"ipv6","direction":"ingress"'),
+  communityId: enc(',"community_id":'),
+  process: enc(',"process":'),
+  host: enc(',"host":{"name":'),
+  agent: enc(',"agent":{"type":"doorwatch"}}'),
+};
+
+/** `"address":…` (when known), `"ip":…` (when known), then `"port":n` (always). */
+function writeAddressIpPort(w: JsonWriter, address: string, ip: string, port: number): void {
+  if (address) {
+    w.k(H.address);
+    w.str(address);
+    w.byte(0x2c);
+  }
+  if (ip) {
+    w.k(H.ip);
+    w.str(ip);
+    w.byte(0x2c);
+  }
+  w.k(H.port);
+  w.num(port);
+}
+
+/** `process` as bytes once per shared (frozen) process object. */
+const processCache = new WeakMap<Process, Uint8Array>();
+function processBytes(proc: Process): Uint8Array {
+  let b = processCache.get(proc);
+  if (b === undefined) {
+    b = prunedBytes(ecsProcess(proc));
+    if (Object.isFrozen(proc)) processCache.set(proc, b);
+  }
+  return b;
+}
+
+/**
+ * writePruned(w, ecsParts(ev).head) for a plain accept, field by field (the same members, the same order:
+ * test/unit/formats-ecs.test.ts holds the line equal to the object form); returns the tail's object.
+ */
+function writeAcceptHead(w: JsonWriter, ev: AcceptEvent): Obj {
+  const ok = ev.success;
+  const inet = inetOf(ev);
+  const unix = inet ? undefined : unixOf(ev);
+  const s = ev.socket;
+  const proc = ev.process;
+  const node = ev.nodeName;
+  w.room(0);
+  w.raw(H.timestamp);
+  writeIsoNanos(w, ev.timeUnixNano);
+  w.raw(H.message);
+  w.str(describeEvent(ev));
+  w.raw(ok ? H.eventStart : H.eventFail);
+  w.ascii(actionName(ev.source));
+  w.raw(ok ? H.success : H.failure);
+  w.str(ev.eventId);
+  w.room(0);
+  w.k(H.dataset);
+  w.ascii(kindName(ev.kind));
+  w.raw(H.sequence);
+  writeSafeNumber(w, ev.seq);
+  w.k(H.severity);
+  w.num(eventSeverity(ev));
+  w.byte(0x7d);
+  if (inet) {
+    w.k(H.source);
+    writeAddressIpPort(w, s?.peer?.ip ?? '', inet.peerIp, inet.peerPort);
+    w.byte(0x7d);
+    w.room(0);
+    w.k(H.destination);
+    writeAddressIpPort(w, s?.local?.ip ?? '', inet.localIp, inet.localPort);
+    w.byte(0x7d);
+    w.room(0);
+    w.k(H.network);
+    if (inet.transport) {
+      w.k(H.transport);
+      w.str(inet.transport);
+      w.byte(0x2c);
+    }
+    if (inet.ianaNumber !== undefined) {
+      w.k(H.ianaNumber);
+      w.num(inet.ianaNumber);
+      w.byte(0x22);
+      w.byte(0x2c);
+    }
+    w.raw(inet.ipVersion === 4 ? H.ipv4 : H.ipv6);
+    const cid = inet.ianaNumber
+      ? communityId(inet.ianaNumber, inet.peerIp, inet.peerPort, inet.localIp, inet.localPort)
+      : undefined;
+    if (cid) {
+      w.k(H.communityId);
+      w.str(cid);
+    }
+    w.byte(0x7d);
+  } else if (unix?.path) {
+    // ECS: .address holds the raw address, "an IP, a domain or a unix socket".
+    w.k(H.destination);
+    w.k(H.address);
+    w.str(unix.path);
+    w.byte(0x7d);
+  }
+  if (proc) {
+    w.k(H.process);
+    w.raw(processBytes(proc));
+  }
+  w.room(0);
+  if (node) {
+    w.k(H.host);
+    w.str(node);
+    w.byte(0x7d);
+  }
+  w.raw(H.agent);
+  const uid = proc ? String(proc.uid) : undefined;
+  const related = inet ? [inet.peerIp, inet.localIp].filter((x) => !!x) : [];
+  return ecsTail(ev, {
+    outcome: ok ? 'success' : 'failure',
+    summary: undefined,
+    finding: undefined,
+    node: str(node),
+    uid,
+    related,
+  });
 }
 
 /** `doorwatch` after the detail's head. */
@@ -254,7 +408,6 @@ function ecsParts(ev: AcceptEvent): { head: Obj; tail: Obj } {
   // A summary's source is its key: the peer address, without a port (one of many), none when peers were folded.
   const peerIp = summary ? str(plainIp(summary.peerIp)) : inet?.peerIp;
   const related = [peerIp, inet?.localIp].filter((x): x is string => !!x);
-  const pol = ev.policy;
   // Listener records (src/listeners): a listening endpoint, no peer and no connection.
   const listener = isListenerRecord(ev);
   // A finding (src/findings): an alert about a listener, its rule in rule.*.
@@ -314,21 +467,44 @@ function ecsParts(ev: AcceptEvent): { head: Obj; tail: Obj } {
           ? communityId(inet.ianaNumber, inet.peerIp, inet.peerPort, inet.localIp, inet.localPort)
           : undefined,
     },
-    process: proc && {
-      pid: proc.pid,
-      thread: { id: proc.tid },
-      name: str(proc.comm),
-      parent: proc.ppid > 0 ? { pid: proc.ppid } : undefined,
-      // The kernel gives the real ids; Elastic rules and dashboards query process.user, so both are filled.
-      // process.group is not an ECS 8.11 field (it came in 8.16): the gid is process.real_group.id only.
-      user: { id: uid },
-      real_user: { id: uid },
-      real_group: { id: String(proc.gid) },
-    },
+    process: proc && ecsProcess(proc),
     host: { name: node },
     agent: { type: 'doorwatch' },
   };
-  const tail = {
+  const tail = ecsTail(ev, { outcome, summary, finding, node, uid, related });
+  return { head, tail };
+}
+
+function ecsProcess(proc: Process): Obj {
+  const uid = String(proc.uid);
+  return {
+    pid: proc.pid,
+    thread: { id: proc.tid },
+    name: str(proc.comm),
+    parent: proc.ppid > 0 ? { pid: proc.ppid } : undefined,
+    // The kernel gives the real ids; Elastic rules and dashboards query process.user, so both are filled.
+    // process.group is not an ECS 8.11 field (it came in 8.16): the gid is process.real_group.id only.
+    user: { id: uid },
+    real_user: { id: uid },
+    real_group: { id: String(proc.gid) },
+  };
+}
+
+interface TailContext {
+  outcome: ReturnType<typeof outcomeOf>;
+  summary: ReturnType<typeof summaryOf>;
+  finding: AcceptEvent['findingInfo'];
+  node: string | undefined;
+  uid: string | undefined;
+  /** The peer and local addresses (plain form), for related.ip. */
+  related: string[];
+}
+
+/** rule, error and related: what follows the per-pod blocks. */
+function ecsTail(ev: AcceptEvent, x: TailContext): Obj {
+  const { outcome, summary, finding, node, uid, related } = x;
+  const pol = ev.policy;
+  return {
     // A finding's rule is its detection rule; the policy that let it through stays in doorwatch.policy.
     // Otherwise the audit policy that governed the record: ECS's rule.* ("the rule ... that generated the event").
     rule: finding
@@ -353,7 +529,6 @@ function ecsParts(ev: AcceptEvent): { head: Obj; tail: Obj } {
           },
     related: { ip: [...new Set(related)], hosts: node ? [node] : undefined, user: uid ? [uid] : undefined },
   };
-  return { head, tail };
 }
 
 /** A loss record as an ECS 8.11 document (docs/formats.md). */

@@ -1206,7 +1206,7 @@ function writeEpochMs(w: JsonWriter, ns: bigint): void {
 }
 
 /** JSON.stringify(isoNanos(ns)), without the string. */
-function writeIsoNanos(w: JsonWriter, ns: bigint): void {
+export function writeIsoNanos(w: JsonWriter, ns: bigint): void {
   if (ns < 0n || ns > U64_MAX) {
     w.str(isoNanos(ns));
     return;
@@ -1403,7 +1403,7 @@ const DETAIL = {
 };
 
 /** safeNumber(v) as JSON: digits when exact as a number, else the decimal string. */
-function writeSafeNumber(w: JsonWriter, v: bigint): void {
+export function writeSafeNumber(w: JsonWriter, v: bigint): void {
   if (v >= 0n && v <= MAX_SAFE) w.big(v);
   else if (v < 0n && v >= -MAX_SAFE) w.num(Number(v));
   else w.str(v.toString());
