@@ -99,6 +99,23 @@ describe('syslog sink resend window', () => {
     await r.close();
   });
 
+  it('buffers of batches out of the window are reused, and what the window still holds is never overwritten', async () => {
+    const r = await recorder();
+    recorders.push(r);
+    const sink = await create(r.port, { resendWindow: '1KiB' }); // two one-record batches
+    // Twenty batches: every one after the third takes the buffer of a batch that left the window.
+    const ids = Array.from({ length: 20 }, (_, i) => `e${String(i).padStart(2, '0')}`);
+    for (const id of ids) await sink.write([rec(id)]);
+    await until(() => r.conns[0]?.length === 20, 'twenty');
+    assert.deepEqual(r.conns[0], ids, 'each batch written as framed, none overwritten by a later one');
+    r.drop();
+    await until(() => r.conns[1]?.length === 2, 'the resend', 5000);
+    assert.deepEqual(r.conns[1], ['e18', 'e19'], 'the window’s batches resent intact after their neighbours reused buffers');
+    const spare = (sink as unknown as { spare: Buffer[] }).spare;
+    assert.ok(spare.length >= 1, 'buffers that left the window are kept for reuse');
+    await r.close();
+  });
+
   it('resendWindow: 0 resends nothing', async () => {
     const r = await recorder();
     recorders.push(r);
