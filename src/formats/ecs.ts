@@ -1,8 +1,9 @@
 import type { LossRecord } from '../gen/doorwatch/v1/collector.js';
 import { type AcceptEvent, type Container, EventKind, type Pod, PolicyOrigin, type Process } from '../gen/doorwatch/v1/event.js';
-import { JsonWriter } from './native-json.js';
+import type { JsonWriter } from './native-json.js';
 import {
   actionName,
+  bytesPerObject,
   communityId,
   describeEvent,
   describeLoss,
@@ -16,11 +17,13 @@ import {
   kindName,
   lossDetail,
   lossRecordId,
+  NONE,
   outcomeOf,
   pairs,
   plainIp,
   policyOriginName,
   prune,
+  prunedBytes,
   recordDataset,
   SEVERITY,
   safeNumber,
@@ -31,6 +34,7 @@ import {
   summaryWindow,
   unixOf,
   writeDetailHead,
+  writeIpPort,
   writeIsoNanos,
   writeMembers,
   writePruned,
@@ -150,36 +154,11 @@ function cachedMember(w: JsonWriter, key: Uint8Array, bytes: Uint8Array): void {
   w.raw(bytes);
 }
 
-/** Pruned JSON as bytes, empty when it prunes away. */
-function prunedBytes(v: unknown): Uint8Array {
-  scratch.reset();
-  return writePruned(scratch, v) ? scratch.since(0) : NONE;
-}
-const scratch = new JsonWriter(16 * 1024);
-const NONE = new Uint8Array(0);
-
 // Per object: containers are frozen by the decoder, pods shared per distinct pod and never mutated (collector/wire.ts).
-const containerCache = new WeakMap<Container, Uint8Array>();
-function containerBytes(c: Container | undefined): Uint8Array {
-  if (!c) return NONE;
-  let b = containerCache.get(c);
-  if (b === undefined) {
-    b = prunedBytes(ecsContainer(c));
-    if (!Object.isFrozen(c)) return b;
-    containerCache.set(c, b);
-  }
-  return b;
-}
-const orchestratorCache = new WeakMap<Pod, Uint8Array>();
-function orchestratorBytes(p: Pod | undefined): Uint8Array {
-  if (!p) return NONE;
-  let b = orchestratorCache.get(p);
-  if (b === undefined) {
-    b = prunedBytes(orchestrator(p));
-    orchestratorCache.set(p, b);
-  }
-  return b;
-}
+const containerBlock = bytesPerObject<Container>(ecsContainer, true);
+const containerBytes = (c: Container | undefined): Uint8Array => (c ? containerBlock(c) : NONE);
+const orchestratorBlock = bytesPerObject<Pod>(orchestrator, false);
+const orchestratorBytes = (p: Pod | undefined): Uint8Array => (p ? orchestratorBlock(p) : NONE);
 /** kubernetes.* also names the container: kept per pod with the container name it was made for. */
 const kubernetesCache = new WeakMap<Pod, { container: string | undefined; bytes: Uint8Array }>();
 function kubernetesBytes(ev: AcceptEvent): Uint8Array {
@@ -211,8 +190,6 @@ const H = {
   source: enc(',"source":{'),
   destination: enc(',"destination":{'),
   address: enc('"address":'),
-  ip: enc('"ip":'),
-  port: enc('"port":'),
   network: enc(',"network":{'),
   transport: enc('"transport":'),
   ianaNumber: enc('"iana_number":"'),
@@ -231,25 +208,11 @@ function writeAddressIpPort(w: JsonWriter, address: string, ip: string, port: nu
     w.str(address);
     w.byte(0x2c);
   }
-  if (ip) {
-    w.k(H.ip);
-    w.str(ip);
-    w.byte(0x2c);
-  }
-  w.k(H.port);
-  w.num(port);
+  writeIpPort(w, ip, port);
 }
 
 /** `process` as bytes once per shared (frozen) process object. */
-const processCache = new WeakMap<Process, Uint8Array>();
-function processBytes(proc: Process): Uint8Array {
-  let b = processCache.get(proc);
-  if (b === undefined) {
-    b = prunedBytes(ecsProcess(proc));
-    if (Object.isFrozen(proc)) processCache.set(proc, b);
-  }
-  return b;
-}
+const processBytes = bytesPerObject(ecsProcess, true);
 
 /**
  * writePruned(w, ecsParts(ev).head) for a plain accept, field by field (the same members, the same order:

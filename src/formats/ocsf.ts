@@ -1020,10 +1020,29 @@ export function pruned(v: unknown): string | undefined {
 }
 
 /** Pruned JSON as bytes, empty when it prunes away (the caches' "computed, and nothing there"). */
-const NONE = new Uint8Array(0);
-function prunedBytes(v: unknown): Uint8Array {
+export const NONE = new Uint8Array(0);
+export function prunedBytes(v: unknown): Uint8Array {
   prunedScratch.reset();
   return writePruned(prunedScratch, v) ? prunedScratch.since(0) : NONE;
+}
+
+/**
+ * `make(o)` as pruned JSON bytes, kept per object: the line writers copy what
+ * a shared object (a pod, a container, a process, an attribution) makes
+ * instead of formatting it per event. `frozenOnly`: kept only for frozen
+ * objects, since a mutable one could change; otherwise the object is shared
+ * and never mutated by contract (the collector's decoder, the enricher).
+ */
+export function bytesPerObject<T extends object>(make: (o: T) => unknown, frozenOnly: boolean): (o: T) => Uint8Array {
+  const cache = new WeakMap<T, Uint8Array>();
+  return (o) => {
+    let b = cache.get(o);
+    if (b === undefined) {
+      b = prunedBytes(make(o));
+      if (!frozenOnly || Object.isFrozen(o)) cache.set(o, b);
+    }
+    return b;
+  };
 }
 const k8sBytes = new WeakMap<Pod, Uint8Array>();
 const containerBytes = new WeakMap<Container, { pod: Pod | undefined; bytes: Uint8Array }>();
@@ -1051,16 +1070,8 @@ function containerJson(ev: AcceptEvent): Uint8Array {
 }
 
 /** An attribution's detail as bytes, once per shared (frozen) attribution object. */
-const attributionBytes = new WeakMap<AddressAttribution, Uint8Array>();
-function attributionJson(a: AddressAttribution | undefined): Uint8Array {
-  if (!a) return NONE;
-  let t = attributionBytes.get(a);
-  if (t === undefined) {
-    t = prunedBytes(attributionDetail(a));
-    if (Object.isFrozen(a)) attributionBytes.set(a, t);
-  }
-  return t;
-}
+const attributionBytes = bytesPerObject<AddressAttribution>(attributionDetail, true);
+const attributionJson = (a: AddressAttribution | undefined): Uint8Array => (a ? attributionBytes(a) : NONE);
 
 function deviceJson(node: string): Uint8Array {
   let t = deviceBytes.get(node);
@@ -1237,8 +1248,8 @@ function strMember(w: JsonWriter, key: Uint8Array, s: string): void {
   w.str(s);
 }
 
-/** An endpoint's `"ip":…,` (when known) and `"port":n` (always, 0 included). */
-function writeIpPort(w: JsonWriter, ip: string, port: number): void {
+/** An endpoint's `"ip":…,` (when known) and `"port":n` (always, 0 included); ECS's endpoints too. */
+export function writeIpPort(w: JsonWriter, ip: string, port: number): void {
   if (ip) {
     w.k(HEAD.ip);
     w.str(ip);
@@ -1505,19 +1516,8 @@ export function writeDetailHead(w: JsonWriter, ev: AcceptEvent): void {
 }
 
 /** actor.process without its container, as bytes once per shared (frozen) Process: `{…}` open at the end. */
-const actorBytes = new WeakMap<Process, Uint8Array>();
-function writeActorProcess(w: JsonWriter, proc: Process): void {
-  let b = actorBytes.get(proc);
-  if (b === undefined) {
-    b = prunedBytes(actorProcess(proc));
-    if (!Object.isFrozen(proc)) {
-      w.raw(b);
-      return;
-    }
-    actorBytes.set(proc, b);
-  }
-  w.raw(b);
-}
+const actorBytes = bytesPerObject(actorProcess, true);
+const writeActorProcess = (w: JsonWriter, proc: Process): void => w.raw(actorBytes(proc));
 
 const B = {
   actor: Buffer.from(',"actor":{"process":'),
