@@ -426,7 +426,14 @@ interface Written {
  * memory V8 counts towards its next full collection.
  */
 const MAX_SPARE_SLABS = 4;
-const SLAB_ROUND = 256 * 1024;
+/**
+ * Only batches this large get a buffer of their own (rounded up to a multiple
+ * of it, so the next batches of about the same size fit): a small batch is
+ * copied into Node's shared pool as before. The window counts the bytes
+ * written, not the buffers: a buffer per one-record batch would have let a
+ * 10 MiB window hold thousands of them.
+ */
+const SLAB_MIN = 64 * 1024;
 
 class SyslogSink implements Sink {
   private socket: net.Socket | null = null;
@@ -569,13 +576,18 @@ class SyslogSink implements Sink {
     if (batch.length === 0) return;
     let slab: Buffer | undefined;
     const data = buildSyslogFrames(batch, this.frameOpts, (n) => {
-      const i = this.spare.findIndex((b) => b.length >= n);
-      // Rounded up to 256 KiB: the next batches, a little larger or smaller, fit the same buffers.
-      slab = i >= 0 ? this.spare.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(Math.ceil(n / SLAB_ROUND) * SLAB_ROUND);
+      if (n < SLAB_MIN) return Buffer.allocUnsafe(n);
+      slab = this.takeSlab(n);
       return slab.subarray(0, n);
     });
     const records = batch.length;
     await this.inOrder(() => this.sendWithResend({ data, records, slab }));
+  }
+
+  /** A spare buffer of at least n bytes, else a new one (n >= SLAB_MIN). */
+  private takeSlab(n: number): Buffer {
+    const i = this.spare.findIndex((b) => b.length >= n);
+    return i >= 0 ? this.spare.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(Math.ceil(n / SLAB_MIN) * SLAB_MIN);
   }
 
   private inOrder<T>(op: () => Promise<T>): Promise<T> {

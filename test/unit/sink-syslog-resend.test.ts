@@ -99,20 +99,38 @@ describe('syslog sink resend window', () => {
     await r.close();
   });
 
-  it('buffers of batches out of the window are reused, and what the window still holds is never overwritten', async () => {
+  it('buffers of large batches out of the window are reused, and what the window still holds is never overwritten', async () => {
     const r = await recorder();
     recorders.push(r);
-    const sink = await create(r.port, { resendWindow: '1KiB' }); // two one-record batches
-    // Twenty batches: every one after the third takes the buffer of a batch that left the window.
-    const ids = Array.from({ length: 20 }, (_, i) => `e${String(i).padStart(2, '0')}`);
-    for (const id of ids) await sink.write([rec(id)]);
-    await until(() => r.conns[0]?.length === 20, 'twenty');
-    assert.deepEqual(r.conns[0], ids, 'each batch written as framed, none overwritten by a later one');
-    r.drop();
-    await until(() => r.conns[1]?.length === 2, 'the resend', 5000);
-    assert.deepEqual(r.conns[1], ['e18', 'e19'], 'the window’s batches resent intact after their neighbours reused buffers');
+    // 130 records of ~0.55 KiB: a batch over SLAB_MIN (64 KiB) gets a buffer of its own; the window holds two.
+    const sink = await create(r.port, { resendWindow: '150KiB' });
+    const batches = Array.from({ length: 8 }, (_, b) => Array.from({ length: 130 }, (_, i) => `b${b}-${i}`));
+    for (const ids of batches) await sink.write(ids.map(rec));
+    const all = batches.flat();
+    await until(() => r.conns[0]?.length === all.length, 'every record');
+    assert.deepEqual(r.conns[0], all, 'each batch written as framed, none overwritten by a later one');
     const spare = (sink as unknown as { spare: Buffer[] }).spare;
     assert.ok(spare.length >= 1, 'buffers that left the window are kept for reuse');
+    r.drop();
+    const window = [...batches[6]!, ...batches[7]!];
+    await until(() => r.conns[1]?.length === window.length, 'the resend', 5000);
+    assert.deepEqual(r.conns[1], window, 'the window’s batches resent intact after their neighbours reused buffers');
+    await r.close();
+  });
+
+  it('small batches take no buffer of their own: a window of them holds their bytes, not a buffer each', async () => {
+    const r = await recorder();
+    recorders.push(r);
+    const sink = await create(r.port);
+    for (let i = 0; i < 50; i++) await sink.write([rec(`s${i}`)]);
+    await until(() => r.conns[0]?.length === 50, 'fifty');
+    const state = sink as unknown as { spare: Buffer[]; recent: { slab?: Buffer }[] };
+    assert.equal(state.recent.length, 50, 'the default window holds all fifty');
+    assert.ok(
+      state.recent.every((w) => w.slab === undefined),
+      'no one-record batch holds a buffer of its own',
+    );
+    assert.equal(state.spare.length, 0);
     await r.close();
   });
 
