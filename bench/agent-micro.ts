@@ -19,7 +19,7 @@ import { sampleEvent } from '../test/helpers/sample-events.js';
  * container and one shared Pod per pod, a fresh peer per accept.
  *
  *   npx tsc -p bench/tsconfig.json && node build/bench-js/bench/agent-micro.js [batch] [seconds]
- *   (ROUNDS=3 by default; ONLY=<stage> runs one stage, for a profiler)
+ *   (ROUNDS=3 by default; ONLY=<stage> runs one stage, for a profiler; VERBOSE=1 prints every round)
  */
 
 const batch = Number(process.argv[2] ?? 200);

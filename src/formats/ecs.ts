@@ -1,6 +1,6 @@
 import type { LossRecord } from '../gen/doorwatch/v1/collector.js';
 import { type AcceptEvent, type Container, EventKind, type Pod, PolicyOrigin, type Process } from '../gen/doorwatch/v1/event.js';
-import type { JsonWriter } from './native-json.js';
+import { bytes, type JsonWriter } from './native-json.js';
 import {
   actionName,
   bytesPerObject,
@@ -14,6 +14,7 @@ import {
   inetOf,
   isListenerRecord,
   isoNanos,
+  isPlainAccept,
   kindName,
   lossDetail,
   lossRecordId,
@@ -143,10 +144,10 @@ export function writeEcsLine(w: JsonWriter, ev: AcceptEvent): void {
   w.byte(0x7d);
   w.byte(0x7d);
 }
-const DOORWATCH = Buffer.from(',"doorwatch":');
-const CONTAINER = Buffer.from(',"container":');
-const ORCHESTRATOR = Buffer.from(',"orchestrator":');
-const KUBERNETES = Buffer.from(',"kubernetes":');
+const DOORWATCH = bytes(',"doorwatch":');
+const CONTAINER = bytes(',"container":');
+const ORCHESTRATOR = bytes(',"orchestrator":');
+const KUBERNETES = bytes(',"kubernetes":');
 
 function cachedMember(w: JsonWriter, key: Uint8Array, bytes: Uint8Array): void {
   if (!bytes.length) return;
@@ -172,33 +173,28 @@ function kubernetesBytes(ev: AcceptEvent): Uint8Array {
   return bytes;
 }
 
-/** Not a summary, listener record or finding: the records the field-by-field head writes. */
-const isPlainAccept = (ev: AcceptEvent): boolean =>
-  !ev.findingInfo && ev.kind !== EventKind.EVENT_KIND_SUMMARY && !isListenerRecord(ev);
-
-const enc = (t: string) => Buffer.from(t, 'utf8');
 const H = {
-  timestamp: enc('{"@timestamp":'),
-  message: enc(`,"ecs":{"version":"${ECS_VERSION}"},"message":`),
-  eventStart: enc(',"event":{"kind":"event","category":["network"],"type":["connection","start"],"action":"'),
-  eventFail: enc(',"event":{"kind":"event","category":["network"],"type":["connection"],"action":"'),
-  success: enc('","outcome":"success","id":'),
-  failure: enc('","outcome":"failure","id":'),
-  dataset: enc(',"dataset":"doorwatch.'),
-  sequence: enc('","module":"doorwatch","sequence":'),
-  severity: enc(',"severity":'),
-  source: enc(',"source":{'),
-  destination: enc(',"destination":{'),
-  address: enc('"address":'),
-  network: enc(',"network":{'),
-  transport: enc('"transport":'),
-  ianaNumber: enc('"iana_number":"'),
-  ipv4: enc('"type":"ipv4","direction":"ingress"'),
-  ipv6: enc('"type":"ipv6","direction":"ingress"'),
-  communityId: enc(',"community_id":'),
-  process: enc(',"process":'),
-  host: enc(',"host":{"name":'),
-  agent: enc(',"agent":{"type":"doorwatch"}}'),
+  timestamp: bytes('{"@timestamp":'),
+  message: bytes(`,"ecs":{"version":"${ECS_VERSION}"},"message":`),
+  eventStart: bytes(',"event":{"kind":"event","category":["network"],"type":["connection","start"],"action":"'),
+  eventFail: bytes(',"event":{"kind":"event","category":["network"],"type":["connection"],"action":"'),
+  success: bytes('","outcome":"success","id":'),
+  failure: bytes('","outcome":"failure","id":'),
+  dataset: bytes(',"dataset":"doorwatch.'),
+  sequence: bytes('","module":"doorwatch","sequence":'),
+  severity: bytes(',"severity":'),
+  source: bytes(',"source":{'),
+  destination: bytes(',"destination":{'),
+  address: bytes('"address":'),
+  network: bytes(',"network":{'),
+  transport: bytes('"transport":'),
+  ianaNumber: bytes('"iana_number":"'),
+  ipv4: bytes('"type":"ipv4","direction":"ingress"'),
+  ipv6: bytes('"type":"ipv6","direction":"ingress"'),
+  communityId: bytes(',"community_id":'),
+  process: bytes(',"process":'),
+  host: bytes(',"host":{"name":'),
+  agent: bytes(',"agent":{"type":"doorwatch"}}'),
 };
 
 /** `"address":…` (when known), `"ip":…` (when known), then `"port":n` (always). */

@@ -95,7 +95,8 @@ export function lossToJson(loss: LossRecord): { [k: string]: Json } {
  */
 
 const utf8 = new TextEncoder();
-const bytes = (s: string) => utf8.encode(s);
+/** A constant piece of a line (a key, a fixed run of members), encoded once: the byte writers' `k()` and `raw()` copy it. */
+export const bytes = (s: string): Uint8Array => utf8.encode(s);
 
 /** Pre-encoded constant pieces of the line, in order. */
 const K = {

@@ -20,7 +20,7 @@ import {
   Source,
   SummaryReason,
 } from '../gen/doorwatch/v1/event.js';
-import { JsonWriter } from './native-json.js';
+import { bytes, JsonWriter } from './native-json.js';
 import {
   type EnrichmentSeen,
   type PolicySeen,
@@ -1153,48 +1153,47 @@ const COMMA = Buffer.from(',');
  * the object form: they are few. test/unit/formats-ocsf.test.ts holds the two
  * equal over a random corpus.
  */
-const enc = (s: string) => Buffer.from(s, 'utf8');
 const HEAD = {
-  start: enc(
+  start: bytes(
     '{"class_uid":4001,"class_name":"Network Activity","category_uid":4,"category_name":"Network Activity","activity_id":',
   ),
-  open: enc('1,"activity_name":"Open","type_uid":400101,"type_name":"Network Activity: Open"'),
-  fail: enc('4,"activity_name":"Fail","type_uid":400104,"type_name":"Network Activity: Fail"'),
-  severity: [0, 1, 2, 3, 4].map((id) => enc(`,"severity_id":${id},"severity":"${SEVERITY_NAMES[id]}"`)),
-  success: enc(',"status_id":1,"status":"Success"'),
-  failure: enc(',"status_id":2,"status":"Failure"'),
-  statusCode: enc(',"status_code":'),
-  statusDetail: enc(',"status_detail":'),
-  time: enc(',"time":'),
-  timeDt: enc(',"time_dt":'),
-  message: enc(',"message":'),
-  metadata: enc(`,"metadata":{"version":"${OCSF_VERSION}","product":{"name":"${PRODUCT_NAME}","vendor_name":"${VENDOR_NAME}"}`),
-  uid: enc(',"uid":'),
-  logName: enc(',"log_name":"doorwatch.'),
-  eventCode: enc('","event_code":"'),
-  profiles: enc('","profiles":["host"'),
-  container: enc(',"container"'),
-  datetime: enc(',"datetime"'),
-  securityControl: enc(',"security_control"'),
-  linuxUsers: enc(`,"${LINUX_USERS}"],"extensions":[${JSON.stringify(LINUX_EXTENSION)}]}`),
-  profilesEnd: enc(']}'),
-  src: enc(',"src_endpoint":{'),
-  dst: enc(',"dst_endpoint":{'),
-  ip: enc('"ip":'),
-  port: enc('"port":'),
-  hostname: enc('"hostname":'),
-  name: enc('"name":'),
-  svcName: enc(',"svc_name":'),
+  open: bytes('1,"activity_name":"Open","type_uid":400101,"type_name":"Network Activity: Open"'),
+  fail: bytes('4,"activity_name":"Fail","type_uid":400104,"type_name":"Network Activity: Fail"'),
+  severity: [0, 1, 2, 3, 4].map((id) => bytes(`,"severity_id":${id},"severity":"${SEVERITY_NAMES[id]}"`)),
+  success: bytes(',"status_id":1,"status":"Success"'),
+  failure: bytes(',"status_id":2,"status":"Failure"'),
+  statusCode: bytes(',"status_code":'),
+  statusDetail: bytes(',"status_detail":'),
+  time: bytes(',"time":'),
+  timeDt: bytes(',"time_dt":'),
+  message: bytes(',"message":'),
+  metadata: bytes(`,"metadata":{"version":"${OCSF_VERSION}","product":{"name":"${PRODUCT_NAME}","vendor_name":"${VENDOR_NAME}"}`),
+  uid: bytes(',"uid":'),
+  logName: bytes(',"log_name":"doorwatch.'),
+  eventCode: bytes('","event_code":"'),
+  profiles: bytes('","profiles":["host"'),
+  container: bytes(',"container"'),
+  datetime: bytes(',"datetime"'),
+  securityControl: bytes(',"security_control"'),
+  linuxUsers: bytes(`,"${LINUX_USERS}"],"extensions":[${JSON.stringify(LINUX_EXTENSION)}]}`),
+  profilesEnd: bytes(']}'),
+  src: bytes(',"src_endpoint":{'),
+  dst: bytes(',"dst_endpoint":{'),
+  ip: bytes('"ip":'),
+  port: bytes('"port":'),
+  hostname: bytes('"hostname":'),
+  name: bytes('"name":'),
+  svcName: bytes(',"svc_name":'),
   direction: [
-    enc(',"connection_info":{"direction_id":1,"direction":"Inbound"'),
-    enc(',"connection_info":{"direction_id":4,"direction":"Local"'),
+    bytes(',"connection_info":{"direction_id":1,"direction":"Inbound"'),
+    bytes(',"connection_info":{"direction_id":4,"direction":"Local"'),
   ],
-  protocolName: enc(',"protocol_name":'),
-  protocolNum: enc(',"protocol_num":'),
-  protocolVer: [4, 6].map((v) => enc(`,"protocol_ver_id":${v},"protocol_ver":"${IP_VERSION[v]}"`)),
-  communityUid: enc(',"community_uid":'),
-  observation: enc('},"observation_point_id":2,"observation_point":"Destination","is_src_dst_assignment_known":true'),
-  policy: enc(',"policy":{"name":'),
+  protocolName: bytes(',"protocol_name":'),
+  protocolNum: bytes(',"protocol_num":'),
+  protocolVer: [4, 6].map((v) => bytes(`,"protocol_ver_id":${v},"protocol_ver":"${IP_VERSION[v]}"`)),
+  communityUid: bytes(',"community_uid":'),
+  observation: bytes('},"observation_point_id":2,"observation_point":"Destination","is_src_dst_assignment_known":true'),
+  policy: bytes(',"policy":{"name":'),
 };
 
 /** Number(ns / 1_000_000n) (epochMs) as digits, without the BigInt division. */
@@ -1241,7 +1240,7 @@ export function writeMembers(w: JsonWriter, o: Obj | undefined): void {
   }
 }
 
-/** A non-empty string member (`str(s) !== undefined`), after a comma the caller wrote or not. */
+/** A string member when non-empty (as `str(s)` prunes it); `key` carries its leading comma when one is needed. */
 function strMember(w: JsonWriter, key: Uint8Array, s: string): void {
   if (!s) return;
   w.k(key);
@@ -1259,12 +1258,16 @@ export function writeIpPort(w: JsonWriter, ip: string, port: number): void {
   w.num(port);
 }
 
+/** Not a summary, listener record or finding: the records the line writers write field by field (OCSF and ECS). */
+export const isPlainAccept = (ev: AcceptEvent): boolean =>
+  !ev.findingInfo && ev.kind !== EventKind.EVENT_KIND_SUMMARY && !isListenerRecord(ev);
+
 /**
- * writePruned(w, ocsfHead(ev, hasContainer)) for an accept (not a summary,
- * listener record or finding); false, with nothing written, for the others.
+ * writePruned(w, ocsfHead(ev, hasContainer)) for a plain accept; false, with
+ * nothing written, for the others.
  */
 function writeAcceptHead(w: JsonWriter, ev: AcceptEvent, hasContainer: boolean): boolean {
-  if (ev.findingInfo || ev.kind === EventKind.EVENT_KIND_SUMMARY || isListenerRecord(ev)) return false;
+  if (!isPlainAccept(ev)) return false;
   const ok = ev.success;
   w.room(0);
   w.raw(HEAD.start);
@@ -1384,33 +1387,34 @@ function writeAcceptHead(w: JsonWriter, ev: AcceptEvent, hasContainer: boolean):
 }
 
 const DETAIL = {
-  kind: enc('{"kind":"'),
-  seq: enc('","seq":'),
-  time: enc(',"time_unix_nano":"'),
-  ktime: enc('","ktime_ns":"'),
-  duration: enc('","duration_ns":'),
-  ret: enc(',"ret":'),
-  acceptFlags: enc(',"accept_flags":'),
-  acceptFlagNames: enc(',"accept_flag_names":'),
-  flags: enc(',"flags":'),
-  socket: enc(',"socket":{"resolved":'),
-  family: enc(',"family":"'),
-  familyNumber: enc('","family_number":'),
-  type: enc(',"type":'),
-  protocol: enc(',"protocol":'),
-  v4Mapped: enc(',"v4_mapped":'),
-  unixPath: enc(',"unix_path":'),
-  peerPid: enc(',"peer_pid":'),
-  listener: enc(',"listener":{"resolved":'),
-  fd: enc(',"fd":'),
-  backlog: enc(',"backlog":'),
-  maxBacklog: enc(',"max_backlog":'),
-  userAddress: enc(',"user_address":{"present":'),
-  mismatch: enc(',"mismatch":'),
-  fault: enc(',"fault":'),
-  addrlen: enc(',"addrlen":'),
-  ip: enc(',"ip":'),
-  port: enc(',"port":'),
+  kind: bytes('{"kind":"'),
+  seq: bytes('","seq":'),
+  time: bytes(',"time_unix_nano":"'),
+  ktime: bytes('","ktime_ns":"'),
+  duration: bytes('","duration_ns":'),
+  ret: bytes(',"ret":'),
+  acceptFlags: bytes(',"accept_flags":'),
+  acceptFlagNames: bytes(',"accept_flag_names":'),
+  flags: bytes(',"flags":'),
+  socket: bytes(',"socket":{"resolved":'),
+  family: bytes(',"family":"'),
+  familyNumber: bytes('","family_number":'),
+  type: bytes(',"type":'),
+  protocol: bytes(',"protocol":'),
+  v4Mapped: bytes(',"v4_mapped":'),
+  unixPath: bytes(',"unix_path":'),
+  peerPid: bytes(',"peer_pid":'),
+  listener: bytes(',"listener":{"resolved":'),
+  fd: bytes(',"fd":'),
+  backlog: bytes(',"backlog":'),
+  maxBacklog: bytes(',"max_backlog":'),
+  userAddress: bytes(',"user_address":{"present":'),
+  mismatch: bytes(',"mismatch":'),
+  fault: bytes(',"fault":'),
+  addrlen: bytes(',"addrlen":'),
+  userFamilyNumber: bytes(',"family_number":'),
+  ip: bytes(',"ip":'),
+  port: bytes(',"port":'),
 };
 
 /** safeNumber(v) as JSON: digits when exact as a number, else the decimal string. */
@@ -1500,7 +1504,7 @@ export function writeDetailHead(w: JsonWriter, ev: AcceptEvent): void {
     if (u.present) {
       w.k(DETAIL.addrlen);
       w.num(u.addrlen);
-      w.k(DETAIL.familyNumber.subarray(1));
+      w.k(DETAIL.userFamilyNumber);
       w.num(u.familyNumber);
       if (u.ip) {
         w.k(DETAIL.ip);
