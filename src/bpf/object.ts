@@ -11,6 +11,7 @@ import { errno, strerror, vsnprintf } from './libc.js';
 
 const VERIFIER_LOG_BYTES = 4 << 20;
 const VERIFIER_TAIL_LINES = 12;
+const NO_LOG = Buffer.alloc(0);
 
 /** libbpf's own log, routed into pino (debug) instead of raw stderr. */
 let printRegistered: bigint | undefined;
@@ -129,6 +130,11 @@ export class BpfObject {
     throw new Error(`no BPF map named ${name} in ${this.name}`);
   }
 
+  /** Bytes of verifier log buffer still held (0 once loaded). */
+  get logBufferBytes(): number {
+    return this.#logBuf.length;
+  }
+
   mapFd(name: string): number {
     const fd = libbpf().map_fd(this.map(name));
     if (fd < 0) throw new Error(`BPF map ${name} has no fd (object not loaded?)`);
@@ -142,7 +148,11 @@ export class BpfObject {
 
   load(): void {
     const rc = libbpf().load(this.#ptr());
-    if (rc === 0) return;
+    if (rc === 0) {
+      // libbpf writes the log only while loading (an object loads once): 4 MiB of RSS freed for the agent's lifetime.
+      this.#logBuf = NO_LOG;
+      return;
+    }
     const log = this.#logBuf.subarray(0, this.#logBuf.indexOf(0)).toString('utf8');
     const tail = lastLines(log, VERIFIER_TAIL_LINES);
     if (tail) this.#log.debug({ verifierLog: log }, 'verifier log');

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { encodeEvent } from '../../src/agent/event-encoder.js';
-import { LiveBatches } from '../../src/agent/live-batches.js';
+import { LiveBatches, MAX_FREE_SLABS } from '../../src/agent/live-batches.js';
 import { type LossCounters, PublishRequest } from '../../src/gen/doorwatch/v1/collector.js';
 import type { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
 import { sampleEvent } from '../helpers/sample-events.js';
@@ -108,7 +108,7 @@ describe('LiveBatches', () => {
       assert.deepEqual(Buffer.from(live.takeRequest(undefined)!.bytes), expected(more.slice(i, i + 500)));
   });
 
-  it('keeps at most 8 released slabs aside (the rest is garbage): memory bounded after a burst', () => {
+  it(`keeps at most ${MAX_FREE_SLABS} released slabs aside (the rest is garbage): memory bounded after a burst`, () => {
     const live = new LiveBatches(500, () => 0);
     const payload = encodeEvent(ev(1n, 600));
     for (let i = 1; i <= 30_000; i++) live.append(BigInt(i), payload); // ~40 MiB: ~40 slabs
@@ -116,7 +116,7 @@ describe('LiveBatches', () => {
     for (let r = live.takeRequest(undefined); r; r = live.takeRequest(undefined)) taken.push(r);
     assert.ok(live.slabs.inUse > 20, `in use while in flight (${JSON.stringify(live.slabs)})`);
     for (const t of taken) t.release();
-    assert.ok(live.slabs.free <= 8, `kept aside ${live.slabs.free}`);
+    assert.equal(live.slabs.free, MAX_FREE_SLABS, `kept aside ${live.slabs.free}`);
     assert.ok(live.slabs.inUse <= 1, `in use after release ${live.slabs.inUse}`);
   });
 });
