@@ -35,8 +35,12 @@ describe('load errors', () => {
     }
   });
 
-  it('frees the 4 MiB verifier log buffer once the real object has loaded (held for the agent\'s lifetime before)', () => {
-    const o = BpfObject.open(readFileSync(fileURLToPath(new URL('../../build/accept.bpf.o', import.meta.url))), 'accept', silentLogger);
+  it("frees the 4 MiB verifier log buffer once the real object has loaded (held for the agent's lifetime before)", () => {
+    const o = BpfObject.open(
+      readFileSync(fileURLToPath(new URL('../../build/accept.bpf.o', import.meta.url))),
+      'accept',
+      silentLogger,
+    );
     try {
       assert.ok(o.logBufferBytes >= 1 << 20, `log buffer while loading: ${o.logBufferBytes}`);
       o.load();
