@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { makePki } from '../test/helpers/pki.js';
 import { startRsyslog } from '../test/helpers/rsyslog.js';
 import { freePort, tcpListening } from '../test/helpers/wait.js';
-import { chartNodeOptions, fmtLimit, MemoryCgroup, memoryLimit, withNodeOptions } from './memory-limit.js';
+import { chartEnv, fmtEnv, fmtLimit, MemoryCgroup, memoryLimit, processEnv } from './memory-limit.js';
 import { exited, killChildren, ROOT, track } from './proc.js';
 import { type Column, fmtSpread, renderTable, spread } from './report.js';
 
@@ -40,8 +40,9 @@ const USAGE = `usage: tsx bench/collector.ts [options]
   --bin LIST        collector executables to compare, comma-separated (default bin/doorwatch.js of
                     this tree; e.g. /tmp/base/bin/doorwatch.js,bin/doorwatch.js for before/after)
 The collector runs as the chart's Deployment runs it: in its memory limit (collector.resources.limits.memory,
-a memory cgroup) with its NODE_OPTIONS (collector.nodeOptions). BENCH_COLLECTOR_MEMORY=512Mi sets another
-limit (none: unconfined), BENCH_COLLECTOR_NODE_OPTIONS other options ("": Node's defaults).
+a memory cgroup) with its NODE_OPTIONS (collector.nodeOptions) and MALLOC_MMAP_THRESHOLD_
+(collector.mallocMmapThreshold). BENCH_COLLECTOR_MEMORY=512Mi sets another limit (none: unconfined),
+BENCH_COLLECTOR_NODE_OPTIONS other options, BENCH_COLLECTOR_MALLOC_MMAP_THRESHOLD another threshold ("": defaults).
 `;
 const { values: args } = parseArgs({
   options: {
@@ -64,9 +65,9 @@ if (args.help) {
   process.exit(0);
 }
 const rounds = Number(args.rounds);
-/** The chart's collector memory limit and NODE_OPTIONS (BENCH_COLLECTOR_MEMORY, BENCH_COLLECTOR_NODE_OPTIONS override). */
+/** The chart's collector memory limit and environment (BENCH_COLLECTOR_MEMORY, BENCH_COLLECTOR_NODE_OPTIONS, BENCH_COLLECTOR_MALLOC_MMAP_THRESHOLD override). */
 const limit = memoryLimit('collector');
-const nodeOptions = chartNodeOptions('collector');
+const env = chartEnv('collector');
 const N = Number(args.events);
 const rate = Number(args.rate);
 const rateEvents = Math.round(rate * Number(args['rate-seconds']));
@@ -188,7 +189,7 @@ try {
         const [c, a] = cg
           ? cg.wrap(cmd, [...argv, 'collector', '--config', cfgFile])
           : [cmd, [...argv, 'collector', '--config', cfgFile]];
-        const col = track(spawn(c, a, { stdio: ['ignore', 'ignore', 'pipe'], env: withNodeOptions(nodeOptions) }));
+        const col = track(spawn(c, a, { stdio: ['ignore', 'ignore', 'pipe'], env: processEnv(env) }));
         let log = '';
         col.stderr!.on('data', (d: Buffer) => {
           log = (log + d.toString()).slice(-4000);
@@ -244,7 +245,7 @@ const binCol: Column<{ bin: string }>[] = bins.length > 1 ? [['collector', 12, (
 const f = (v: number | null, d: number) => (v === null ? '-' : v.toFixed(d));
 console.log(
   `\ncollector: one agent stream (mTLS), ${N} events saturated, ${rateEvents} at ${rate}/s; CPU = collector process, all threads (/proc); ` +
-    `memory limit ${fmtLimit(limit)}, NODE_OPTIONS ${nodeOptions || 'none'}`,
+    `memory limit ${fmtLimit(limit)}, ${fmtEnv(env)}`,
 );
 console.log(
   renderTable<Row>(

@@ -19,9 +19,14 @@ import { ROOT } from './proc.js';
 
 export type Component = 'agent' | 'collector';
 
+interface ComponentValues {
+  nodeOptions?: string;
+  mallocMmapThreshold?: number | string;
+  resources?: { limits?: { memory?: string } };
+}
 interface ChartValues {
-  agent?: { nodeOptions?: string; resources?: { limits?: { memory?: string } } };
-  collector?: { nodeOptions?: string; resources?: { limits?: { memory?: string } } };
+  agent?: ComponentValues;
+  collector?: ComponentValues;
 }
 
 let values: ChartValues | undefined;
@@ -51,20 +56,37 @@ export function memoryLimit(c: Component): number | undefined {
 }
 
 /**
- * The NODE_OPTIONS the chart gives a component (agent.nodeOptions, collector.nodeOptions);
- * BENCH_<AGENT|COLLECTOR>_NODE_OPTIONS overrides ("" = none: Node's defaults).
+ * What the chart puts in a component's environment that changes its figures: NODE_OPTIONS
+ * (agent.nodeOptions, collector.nodeOptions) and glibc's MALLOC_MMAP_THRESHOLD_ (…mallocMmapThreshold).
+ * BENCH_<AGENT|COLLECTOR>_NODE_OPTIONS and BENCH_<AGENT|COLLECTOR>_MALLOC_MMAP_THRESHOLD override them
+ * ("" = unset: Node's and glibc's defaults).
  */
-export function chartNodeOptions(c: Component): string {
-  const env = process.env[`BENCH_${c.toUpperCase()}_NODE_OPTIONS`];
-  if (env !== undefined) return env;
-  return chartValues()[c]?.nodeOptions ?? '';
+export interface ChartEnv {
+  nodeOptions: string;
+  mallocMmapThreshold: string;
 }
 
-/** The environment of a process started with `nodeOptions` added to NODE_OPTIONS. */
-export function withNodeOptions(nodeOptions: string): NodeJS.ProcessEnv {
-  if (!nodeOptions) return process.env;
-  return { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${nodeOptions}`.trim() };
+export function chartEnv(c: Component): ChartEnv {
+  const v = chartValues()[c];
+  const pick = (name: string, chart: unknown) => process.env[`BENCH_${c.toUpperCase()}_${name}`] ?? String(chart ?? '');
+  return {
+    nodeOptions: pick('NODE_OPTIONS', v?.nodeOptions),
+    mallocMmapThreshold: pick('MALLOC_MMAP_THRESHOLD', v?.mallocMmapThreshold),
+  };
 }
+
+/** The environment of a process started as the chart starts it (`e` added to this one's). */
+export function processEnv(e: ChartEnv): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  if (e.nodeOptions) env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} ${e.nodeOptions}`.trim();
+  if (e.mallocMmapThreshold) env.MALLOC_MMAP_THRESHOLD_ = e.mallocMmapThreshold;
+  else delete env.MALLOC_MMAP_THRESHOLD_;
+  return env;
+}
+
+/** For a bench's header line. */
+export const fmtEnv = (e: ChartEnv) =>
+  `NODE_OPTIONS ${e.nodeOptions || 'none'}, MALLOC_MMAP_THRESHOLD_ ${e.mallocMmapThreshold || 'glibc default'}`;
 
 export const fmtLimit = (bytes: number | undefined) => (bytes === undefined ? 'none' : `${Math.round(bytes / 2 ** 20)} MiB`);
 

@@ -7,7 +7,16 @@ import { KubeApiServer, makePod, ownerRef, tempDir } from '../test/helpers/kube-
 import { makePki, tlsFlags } from '../test/helpers/pki.js';
 import { type FakePod, PodSim } from '../test/helpers/pod-sim.js';
 import { freePort } from '../test/helpers/wait.js';
-import { type Component, chartNodeOptions, fmtLimit, MemoryCgroup, memoryLimit, withNodeOptions } from './memory-limit.js';
+import {
+  type ChartEnv,
+  type Component,
+  chartEnv,
+  fmtEnv,
+  fmtLimit,
+  MemoryCgroup,
+  memoryLimit,
+  processEnv,
+} from './memory-limit.js';
 import {
   buildStorm,
   cpuWindow,
@@ -26,7 +35,7 @@ import { fmtSpread, renderTable, spread } from './report.js';
 
 /**
  * The agent end to end, as it runs on a node: the real `doorwatch agent`
- * process (bin/doorwatch.js with the chart's NODE_OPTIONS, as the DaemonSet starts it) capturing the
+ * process (bin/doorwatch.js with the chart's NODE_OPTIONS and malloc setting, as the DaemonSet starts it) capturing the
  * accepts of a simulated pod (test/helpers/pod-sim.ts: a kubelet-shaped
  * cgroup and a network namespace) described by the Kubernetes API stand-in
  * (labels, owner, image: every event fully attributed), through its policy
@@ -123,13 +132,13 @@ function child(
   what: string,
   bin = BIN,
   nodeArgs?: string,
-  nodeOptions?: string,
+  chart?: ChartEnv,
   cg?: MemoryCgroup,
 ): { p: ChildProcess; stderr: () => string } {
   // As users run it (the shebang), unless node flags are asked for (profiling).
   // Node's own diagnostics (--trace-gc) go to stdout: kept in a file when BENCH_NODE_STDOUT names one.
   const out = nodeArgs && process.env.BENCH_NODE_STDOUT ? openSync(process.env.BENCH_NODE_STDOUT, 'w') : 'ignore';
-  const env = withNodeOptions(nodeOptions ?? '');
+  const env = chart ? processEnv(chart) : process.env;
   const [cmd, argv] = nodeArgs ? [process.execPath, [...nodeArgs.split(' ').filter(Boolean), bin, ...args]] : [bin, args];
   const [c, a] = cg ? cg.wrap(cmd, argv) : [cmd, argv];
   const p = track(spawn(c, a, { stdio: ['ignore', nodeArgs ? out : 'ignore', 'pipe'], env }));
@@ -261,18 +270,18 @@ writeFileSync(
   })}\n`,
 );
 // BENCH_COLLECTOR_BIN: another build's bin/doorwatch.js as the collector (an agent change measured against a fixed collector).
-// Both processes with the chart's NODE_OPTIONS (agent.nodeOptions, collector.nodeOptions), as their pods start them.
-const collectorNodeOptions = chartNodeOptions('collector');
+// Both processes with the chart's NODE_OPTIONS and malloc setting (agent.*, collector.*), as their pods start them.
+const collectorEnv = chartEnv('collector');
 const collector = child(
   ['collector', '-c', join(work, 'collector.yaml'), '--log-level', 'warn'],
   'collector',
   process.env.BENCH_COLLECTOR_BIN ?? BIN,
   undefined,
-  collectorNodeOptions,
+  collectorEnv,
   limitFor('collector'),
 );
 await sleep(1500);
-const agentNodeOptions = chartNodeOptions('agent');
+const agentEnv = chartEnv('agent');
 const agent = child(
   [
     'agent',
@@ -287,7 +296,7 @@ const agent = child(
   process.env.BENCH_AGENT_BIN ?? BIN,
   // e.g. "--cpu-prof --cpu-prof-dir=DIR": the agent is stopped with SIGTERM, so the profile is written.
   process.env.BENCH_AGENT_NODE_ARGS,
-  agentNodeOptions,
+  agentEnv,
   limitFor('agent'),
 );
 const metricsUrl = `http://127.0.0.1:${healthPort}/metrics`;
@@ -300,8 +309,8 @@ for (let i = 0; ; i++) {
 }
 const machine = machineInfo();
 process.stderr.write(
-  `bench/pipeline: agent pid ${agent.p.pid} (NODE_OPTIONS ${agentNodeOptions || 'none'}, memory limit ${fmtLimit(memoryLimit('agent'))}), ` +
-    `collector pid ${collector.p.pid} (NODE_OPTIONS ${collectorNodeOptions || 'none'}, memory limit ${fmtLimit(memoryLimit('collector'))}); pod ${NS}/${POD} in netns ${pod.netns.name}; ` +
+  `bench/pipeline: agent pid ${agent.p.pid} (${fmtEnv(agentEnv)}, memory limit ${fmtLimit(memoryLimit('agent'))}), ` +
+    `collector pid ${collector.p.pid} (${fmtEnv(collectorEnv)}, memory limit ${fmtLimit(memoryLimit('collector'))}); pod ${NS}/${POD} in netns ${pod.netns.name}; ` +
     `${machine.cpus} CPUs, kernel ${machine.kernel}, node ${machine.node}\n`,
 );
 

@@ -104,12 +104,14 @@ describe('chart render: value sets', () => {
       NODE_NAME: 'spec.nodeName',
       POD_NAME: 'metadata.name',
       POD_NAMESPACE: 'metadata.namespace',
-      // The V8 young-generation cap the agent's figures in docs/benchmarks.md were measured with.
+      // The V8 young-generation cap and glibc's fixed mmap threshold the agent's figures in docs/benchmarks.md were measured with.
       NODE_OPTIONS: '--max-semi-space-size=4',
+      MALLOC_MMAP_THRESHOLD_: '131072',
     });
-    // Empty: no NODE_OPTIONS at all (Node's defaults), not an empty variable.
-    const bare = find(renderValid({ set: ['agent.nodeOptions='] }).objects, 'DaemonSet').spec.template.spec.containers[0];
-    assert.ok(!bare.env.some((e: K8sObject) => e.name === 'NODE_OPTIONS'));
+    // Empty: no variable at all (Node's and glibc's defaults), not an empty one.
+    const bare = find(renderValid({ set: ['agent.nodeOptions=', 'agent.mallocMmapThreshold='] }).objects, 'DaemonSet').spec
+      .template.spec.containers[0];
+    assert.ok(!bare.env.some((e: K8sObject) => e.name === 'NODE_OPTIONS' || e.name === 'MALLOC_MMAP_THRESHOLD_'));
   });
 
   it('the collector config file validates against docs/collector.md keys and points at the mounted TLS files', () => {
@@ -131,10 +133,14 @@ describe('chart render: value sets', () => {
       '--log-level',
       'info',
     ]);
-    // The V8 young generation the collector's figures in docs/benchmarks.md were measured with.
-    assert.deepEqual(dep.spec.template.spec.containers[0].env, [{ name: 'NODE_OPTIONS', value: '--max-semi-space-size=8' }]);
-    const bare = find(renderValid({ set: ['collector.nodeOptions='] }).objects, 'Deployment').spec.template.spec.containers[0];
-    assert.equal(bare.env, undefined, 'empty: no NODE_OPTIONS (Node defaults), and no empty env list');
+    // The V8 young generation and glibc's mmap threshold the collector's figures in docs/benchmarks.md were measured with.
+    assert.deepEqual(dep.spec.template.spec.containers[0].env, [
+      { name: 'NODE_OPTIONS', value: '--max-semi-space-size=8' },
+      { name: 'MALLOC_MMAP_THRESHOLD_', value: '131072' },
+    ]);
+    const bare = find(renderValid({ set: ['collector.nodeOptions=', 'collector.mallocMmapThreshold='] }).objects, 'Deployment')
+      .spec.template.spec.containers[0];
+    assert.equal(bare.env, undefined, 'empty: no NODE_OPTIONS or MALLOC_MMAP_THRESHOLD_ (defaults), and no empty env list');
   });
 
   it('generate mode: a CA and two certificates it signed; the server one names the Service', () => {
@@ -359,6 +365,7 @@ describe('chart render: value sets', () => {
     assert.deepEqual(pod.containers[0].env, [
       { name: 'NATS_PASSWORD', valueFrom: { secretKeyRef: { name: 'nats-creds', key: 'password' } } },
       { name: 'NODE_OPTIONS', value: '--max-semi-space-size=8' },
+      { name: 'MALLOC_MMAP_THRESHOLD_', value: '131072' },
     ]);
   });
 
