@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { formatLine, recordId, recordTimeNs } from '../formats/format.js';
+import { recordId, recordTimeNs, writeLine } from '../formats/format.js';
+import { bytes, JsonWriter } from '../formats/native-json.js';
 import { durationMs, entryKeys, noInlineSecret, parseConfig, readSecret, tlsSchema } from './config.js';
 import { baseUrl, HttpClient, HttpSinkError, isRetryableStatus, snippet, warnIfInsecure } from './http-client.js';
 import type { FormatName, Sink, SinkDeps, SinkFactory, SinkRecord } from './sink.js';
@@ -96,31 +97,59 @@ export interface BulkOptions {
 }
 
 export interface BulkRequest {
-  /** NDJSON: an action line and a document line per record, newline-terminated. */
-  body: string;
+  /** NDJSON: an action line and a document line per record, newline-terminated (UTF-8). */
+  body: Buffer;
   /** `_index` and `_id` per record, in order (the response's items follow it). */
   targets: { index: string; id: string }[];
 }
 
+/** Index names depend on a record's UTC hour only (%Y %m %d %H): one expansion per template and hour. */
+const HOUR_NS = 3_600_000_000_000n;
+const lastIndex = new Map<string, { hour: bigint; name: string }>();
+function indexFor(template: string, ns: bigint): string {
+  const hour = ns / HOUR_NS;
+  const hit = lastIndex.get(template);
+  if (hit !== undefined && hit.hour === hour) return hit.name;
+  const name = expandIndex(template, ns);
+  if (lastIndex.size >= 64) lastIndex.clear(); // a sink has two templates; tests make more
+  lastIndex.set(template, { hour, name });
+  return name;
+}
+
+const CREATE = bytes('{"create":{"_index":');
+const ID = bytes(',"_id":');
+const ACTION_END = bytes('}}\n');
+/** Where bodies are written (sinks write one batch at a time; the body handed out is a copy). */
+const scratch = new JsonWriter(256 * 1024);
+
 /**
  * The _bulk body. The index comes from the record's own time, so a replay
- * targets the same index; a record with no time (0) uses `nowNs`.
+ * targets the same index; a record with no time (0) uses `nowNs`. Written as
+ * bytes (the documents by the formats' direct writers): the string per line
+ * and the joined body of each batch cost as much as formatting the records.
  */
 export function bulkRequest(
   batch: readonly SinkRecord[],
   o: BulkOptions,
   nowNs: bigint = BigInt(Date.now()) * 1_000_000n,
 ): BulkRequest {
-  const lines: string[] = [];
   const targets: BulkRequest['targets'] = [];
+  const w = scratch;
+  w.reset();
   for (const rec of batch) {
     const t = recordTimeNs(rec);
-    const index = expandIndex(rec.kind === 'event' ? o.index : o.lossIndex, t > 0n ? t : nowNs);
+    const index = indexFor(rec.kind === 'event' ? o.index : o.lossIndex, t > 0n ? t : nowNs);
     const id = recordId(rec);
     targets.push({ index, id });
-    lines.push(JSON.stringify({ create: { _index: index, _id: id } }), formatLine(rec, o.format));
+    w.raw(CREATE);
+    w.str(index);
+    w.raw(ID);
+    w.str(id);
+    w.raw(ACTION_END);
+    writeLine(w, rec, o.format);
+    w.byte(0x0a);
   }
-  return { body: lines.length ? `${lines.join('\n')}\n` : '', targets };
+  return { body: Buffer.from(w.buf.subarray(0, w.pos)), targets };
 }
 
 export interface BulkItemFailure {

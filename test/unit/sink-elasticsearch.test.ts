@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { formatRecord, recordId } from '../../src/formats/format.js';
+import { formatLine, formatRecord, recordId, recordTimeNs } from '../../src/formats/format.js';
 import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
 import { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
 import {
@@ -17,6 +17,7 @@ import {
 } from '../../src/sinks/elasticsearch.js';
 import type { SinkRecord } from '../../src/sinks/sink.js';
 import { configProblems } from '../helpers/config-problems.js';
+import { plausibleRecords, randomCorpus } from '../helpers/random-events.js';
 import { SAMPLE_TIME, sampleSummary } from '../helpers/sample-events.js';
 
 const T = 1_700_000_000_123_456_789n; // 2023-11-14T22:13:20.123Z
@@ -60,8 +61,9 @@ describe('bulk request', () => {
   it('one create action with the record id and one document per record, newline-terminated', () => {
     const batch = [ev(1), ev(2, NEW_YEAR), loss];
     const { body, targets } = bulkRequest(batch, opts);
-    assert.ok(body.endsWith('\n'));
-    const lines = body.slice(0, -1).split('\n');
+    const text = body.toString('utf8');
+    assert.ok(text.endsWith('\n'));
+    const lines = text.slice(0, -1).split('\n');
     assert.equal(lines.length, 6);
     const expectIndex = ['doorwatch-accept-2023.11.14', 'doorwatch-accept-2023.12.31', 'doorwatch-loss-2023.11.14'];
     batch.forEach((rec, i) => {
@@ -81,15 +83,37 @@ describe('bulk request', () => {
     const now = 1_710_000_000_000_000_000n; // 2024-03-09
     assert.equal(bulkRequest([ev(1, 0n)], opts, now).targets[0]!.index, 'doorwatch-accept-2024.03.09');
   });
+  it("byte for byte the NDJSON of JSON.stringify (action) and the record's line (document), over 3 000 varied records in every format", () => {
+    const events = [...plausibleRecords(1500, 21), ...randomCorpus(1500, 22)];
+    const records: SinkRecord[] = events.map((event) => ({ kind: 'event', event }));
+    records.splice(7, 0, loss, { kind: 'loss', loss: LossRecord.fromPartial({ reason: 'seq gap "é"', timeUnixNano: 0n }) });
+    const now = 1_710_000_000_000_000_000n;
+    for (const format of ['ecs', 'native', 'ocsf', 'tracee'] as const) {
+      const o = { ...opts, format, index: 'dw-%Y.%m.%d-%H' };
+      // In batches of 100, as a sink writes them: the scratch writer is reused across batches.
+      for (let i = 0; i < records.length; i += 100) {
+        const batch = records.slice(i, i + 100);
+        const expected = batch
+          .map((rec) => {
+            const t = recordTimeNs(rec);
+            const index = expandIndex(rec.kind === 'event' ? o.index : o.lossIndex, t > 0n ? t : now);
+            // The body as it was built before it was written as bytes (formatLine: the format's own key order).
+            return `${JSON.stringify({ create: { _index: index, _id: recordId(rec) } })}\n${formatLine(rec, format)}\n`;
+          })
+          .join('');
+        assert.equal(bulkRequest(batch, o, now).body.toString('utf8'), expected, `${format}, records ${i}..${i + 99}`);
+      }
+    }
+  });
   it('an empty batch is an empty body', () => {
-    assert.deepEqual(bulkRequest([], opts), { body: '', targets: [] });
+    assert.deepEqual(bulkRequest([], opts), { body: Buffer.alloc(0), targets: [] });
   });
   it('a summary record is a document of the events index, under its own event id and time', () => {
     const rec: SinkRecord = { kind: 'event', event: sampleSummary() };
     assert.equal(rec.event.timeUnixNano, SAMPLE_TIME);
     const { body, targets } = bulkRequest([rec], opts);
     assert.deepEqual(targets, [{ index: 'doorwatch-accept-2024.05.01', id: 'boot-1/inst-1/42' }]);
-    assert.equal(JSON.parse(body.split('\n')[1]!).event.dataset, 'doorwatch.summary');
+    assert.equal(JSON.parse(body.toString().split('\n')[1]!).event.dataset, 'doorwatch.summary');
     assert.deepEqual(bulkRequest([rec], opts, 1n), bulkRequest([rec], opts, 2n), 'a replay is the same request');
   });
 });

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { formatRecord } from '../../src/formats/format.js';
+import { formatLine, formatRecord } from '../../src/formats/format.js';
 import { LossRecord } from '../../src/gen/doorwatch/v1/collector.js';
 import { AcceptEvent, EnrichmentStatus } from '../../src/gen/doorwatch/v1/event.js';
 import { readSecret } from '../../src/sinks/config.js';
@@ -11,6 +11,7 @@ import type { SinkRecord } from '../../src/sinks/sink.js';
 import { ackedIds, type HecOptions, hecBody, hecEvent, hecFailure, hecTime, splunkHecSink } from '../../src/sinks/splunk-hec.js';
 import { configProblems } from '../helpers/config-problems.js';
 import { splitConcatenatedJson } from '../helpers/http-siem-standins.js';
+import { plausibleRecords, randomCorpus } from '../helpers/random-events.js';
 import { sampleSummary } from '../helpers/sample-events.js';
 
 const T = 1_700_000_000_123_456_789n; // 2023-11-14T22:13:20.123456789Z
@@ -109,11 +110,39 @@ describe('HEC payload', () => {
 
   it('the body is the event objects concatenated, in order', () => {
     const batch = [podEvent(1), hostEvent, loss];
-    const body = hecBody(batch, opts);
+    const body = hecBody(batch, opts).toString('utf8');
     const objects = splitConcatenatedJson(body);
     assert.deepEqual(objects, JSON.parse(JSON.stringify(batch.map((r) => hecEvent(r, opts)))));
     assert.equal(body.split('\n').length, 4, 'one object per line');
-    assert.equal(hecBody([], opts), '');
+    assert.equal(hecBody([], opts).length, 0);
+  });
+});
+
+describe('HEC body bytes', () => {
+  it("byte for byte the envelope by JSON.stringify and the record's line, one per line, over 3 000 varied records, every format and option", () => {
+    const events = [...plausibleRecords(1500, 31), ...randomCorpus(1500, 32)];
+    const records: SinkRecord[] = events.map((event) => ({ kind: 'event', event }));
+    records.splice(5, 0, loss, { kind: 'loss', loss: LossRecord.fromPartial({ reason: 'x', timeUnixNano: 0n }) });
+    const variants: HecOptions[] = [
+      opts,
+      { ...opts, format: 'ocsf', index: 'main', source: 'dw "q"' },
+      { ...opts, format: 'ecs', indexedFields: false },
+      { ...opts, format: 'tracee', sourcetype: 'é' },
+    ];
+    for (const o of variants) {
+      for (let i = 0; i < records.length; i += 100) {
+        const batch = records.slice(i, i + 100);
+        // The body as it was built before it was written as bytes: the envelope by JSON.stringify, then the
+        // record's line (formatLine: its key order is the format's, which JSON.parse(...) comparisons ignore).
+        const expected = batch
+          .map((rec) => {
+            const { event: _, ...envelope } = hecEvent(rec, o);
+            return `${JSON.stringify(envelope).slice(0, -1)},"event":${formatLine(rec, o.format)}}\n`;
+          })
+          .join('');
+        assert.equal(hecBody(batch, o).toString('utf8'), expected, `${o.format}, records ${i}..${i + 99}`);
+      }
+    }
   });
 });
 
