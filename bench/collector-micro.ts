@@ -4,12 +4,16 @@ import { JsonWriter, writeEventJson } from '../src/formats/native-json.js';
 import { eventToOcsfLine } from '../src/formats/ocsf.js';
 import { PublishRequest } from '../src/gen/doorwatch/v1/collector.js';
 import type { AcceptEvent } from '../src/gen/doorwatch/v1/event.js';
+import { bulkRequest } from '../src/sinks/elasticsearch.js';
+import type { SinkRecord } from '../src/sinks/sink.js';
+import { hecBody } from '../src/sinks/splunk-hec.js';
 import { sampleEvent } from '../test/helpers/sample-events.js';
 
 /**
  * The collector's decode in a warm loop, no network: `npx tsx bench/collector-micro.ts [pods]`.
  * One 500-event batch from `pods` pods (round robin), decoded by wire.ts and by the generated decoder;
- * then the sinks' formats of the decoded events.
+ * then the sinks' formats of the decoded events, and the HTTP sinks' request bodies (Elasticsearch _bulk,
+ * Splunk HEC) of the batch in each format.
  */
 const pods = Number(process.argv[2] ?? 16);
 const events = Array.from({ length: 500 }, (_, i) =>
@@ -63,4 +67,39 @@ for (const [name, format] of [
   }
   const c = process.cpuUsage(c0);
   console.log(`${name.padEnd(12)} ${pods} pods: ${((c.user + c.system) / (n * decoded.length)).toFixed(3)} µs/event`);
+}
+
+// The HTTP sinks' request bodies: what Elasticsearch and Splunk HEC send per batch, as bytes on the socket.
+const records: SinkRecord[] = decoded.map((event) => ({ kind: 'event', event }));
+for (const format of ['native', 'ocsf', 'ecs'] as const) {
+  for (const [name, body] of [
+    [
+      'es _bulk',
+      () => bulkRequest(records, { format, index: 'doorwatch-accept-%Y.%m.%d', lossIndex: 'doorwatch-loss-%Y.%m.%d' }).body,
+    ],
+    [
+      'hec body',
+      () =>
+        hecBody(records, {
+          format,
+          source: 'doorwatch',
+          sourcetype: 'doorwatch:accept',
+          lossSourcetype: 'doorwatch:loss',
+          indexedFields: true,
+        }),
+    ],
+  ] as const) {
+    for (let i = 0; i < 50; i++) body();
+    const t0 = performance.now();
+    const c0 = process.cpuUsage();
+    let n = 0;
+    while (performance.now() - t0 < 2000 && n < 100_000) {
+      body();
+      n++;
+    }
+    const c = process.cpuUsage(c0);
+    console.log(
+      `${`${name} ${format}`.padEnd(16)} ${pods} pods: ${((c.user + c.system) / (n * records.length)).toFixed(3)} µs/event`,
+    );
+  }
 }
