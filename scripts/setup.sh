@@ -45,6 +45,7 @@ declare -A TEST_NEED=(
   [nats-server]=nats-server   # test/helpers/nats-server.ts
   [socat]=socat               # third-party servers of test/kernel/user-address-matrix.test.ts
   [ncat]=ncat                 # (ditto)
+  [strace]=strace             # the jsonl sink's rotation test (test/integration/sink-jsonl.test.ts)
   [nginx]=nginx-light         # (ditto)
   [promtool]=prometheus       # promtool (metrics, chart alerts) and Prometheus 2.42 (the dashboard test)
   # test/helm-render (the Helm chart rendered without helm): Go and Debian's Go packages, built offline.

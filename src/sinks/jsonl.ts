@@ -234,7 +234,12 @@ class FileSink implements Sink {
     this.size += data.length;
   }
 
-  /** file -> file.1 -> ... -> file.(maxFiles-1); the oldest is replaced by the rename. */
+  /**
+   * file -> file.1 -> ... -> file.(maxFiles-1); the oldest is unlinked first. Never renamed over an
+   * existing file: ext4 (auto_da_alloc) then writes the renamed file's dirty pages out inside rename()
+   * — ~100 MiB of writeback per rotation in the collector's time, while the sink, and the events it
+   * holds, waited.
+   */
   private async rotate(): Promise<void> {
     const { path, maxFiles } = this.cfg;
     const fh = this.fh;
@@ -245,7 +250,7 @@ class FileSink implements Sink {
       if (!isEnoent(err)) throw err;
     };
     try {
-      if (maxFiles === 1) await unlink(path).catch(ignoreMissing);
+      await unlink(name(maxFiles - 1)).catch(ignoreMissing);
       for (let i = maxFiles - 1; i >= 1; i--) await rename(name(i - 1), name(i)).catch(ignoreMissing);
     } catch (err) {
       throw new Error(`jsonl sink "${this.name}": rotating "${path}" failed: ${(err as Error).message}`, { cause: err });

@@ -45,7 +45,12 @@ function records(from: number, count: number): SinkRecord[] {
 
 const cfg = (c: Record<string, unknown>): JsonlConfig => jsonlSink.parse(c, 'sinks[0]');
 
-if (CHILD) {
+if (CHILD?.startsWith('rotate ')) {
+  // rotate <path>: 600 records through a 16 KiB, 3-file set (rotations), under strace in the parent.
+  const sink = await jsonlSink.create('f', cfg({ path: CHILD.slice(7), maxBytes: '16KiB', maxFiles: 3 }), { log: silentLogger });
+  for (let i = 0; i < 600; i += 50) await sink.write(records(i, 50));
+  await sink.close();
+} else if (CHILD) {
   const [mode, count] = CHILD.split(' ');
   const sink = await jsonlSink.create('stdout', cfg({ path: '-' }), { log: silentLogger });
   if (mode === 'write') {
@@ -66,6 +71,7 @@ if (CHILD) {
     await sink.close();
   }
 } else {
+  const self = fileURLToPath(import.meta.url);
   const dirs: string[] = [];
   const tmp = () => {
     const d = mkdtempSync(join(tmpdir(), 'doorwatch-jsonl-'));
@@ -127,6 +133,51 @@ if (CHILD) {
       const files = rotatedSet(path);
       assert.ok(files.length > 10, `rotation happened (${files.length} files)`);
       assert.deepEqual(readAll(files, maxBytes), expected(recs), 'every line, once, in order');
+    });
+
+    it('never renames over an existing file when rotating (ext4 writes the renamed file out inside rename())', () => {
+      // strace (a Debian package, scripts/setup.sh) of a child process rotating a 3-file set: every file
+      // operation in the directory, replayed against the set of names that exist.
+      const dir = tmp();
+      const path = join(dir, 'events.jsonl');
+      const trace = join(dir, 'strace.txt');
+      execFileSync(
+        'strace',
+        [
+          '-f',
+          '-qq',
+          '-o',
+          trace,
+          '-e',
+          'trace=openat,rename,renameat,renameat2,unlink,unlinkat',
+          process.execPath,
+          '--import',
+          'tsx',
+          self,
+        ],
+        {
+          cwd: REPO_ROOT,
+          env: { ...process.env, DW_JSONL_CHILD: `rotate ${path}` },
+          stdio: ['ignore', 'ignore', 'inherit'],
+          timeout: 60_000,
+        },
+      );
+      const exists = new Set<string>();
+      let renames = 0;
+      for (const line of readFileSync(trace, 'utf8').split('\n')) {
+        if (!line.includes(dir) || / = -\d+ E/.test(line)) continue; // another file, or a failed call
+        const names = [...line.matchAll(/"([^"]+)"/g)].map((m) => m[1]!).filter((n) => n.startsWith(dir));
+        if (/\bopenat\(/.test(line) && /O_CREAT/.test(line)) exists.add(names[0]!);
+        else if (/\brename(at2?)?\(/.test(line)) {
+          const [from, to] = names as [string, string];
+          assert.ok(!exists.has(to), `renamed ${from} over the existing ${to}:\n${line}`);
+          exists.delete(from);
+          exists.add(to);
+          renames++;
+        } else if (/\bunlink(at)?\(/.test(line)) exists.delete(names[0]!);
+      }
+      assert.ok(renames >= 6, `rotations happened (${renames} renames traced)`);
+      assert.deepEqual(rotatedSet(path), [`${path}.2`, `${path}.1`, path]);
     });
 
     it('keeps maxFiles files, dropping the oldest', async () => {
@@ -224,7 +275,6 @@ if (CHILD) {
   });
 
   describe('jsonl sink: stdout', () => {
-    const self = fileURLToPath(import.meta.url);
     function child(mode: string) {
       return spawn(process.execPath, ['--import', 'tsx', self], {
         cwd: REPO_ROOT,
