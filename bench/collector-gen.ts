@@ -135,7 +135,9 @@ function encodeBatch(first: bigint, n: number, t: bigint): Buffer {
     timeUnixNano: t,
     ktimeNs: t,
   }));
-  const want = Buffer.from(PublishRequest.encode({ batch: { firstSeq: 41n, events, losses: undefined } }).finish());
+  const want = Buffer.from(
+    PublishRequest.encode({ batch: { firstSeq: 41n, events, losses: undefined, contexts: [], eventContexts: [] } }).finish(),
+  );
   if (!want.equals(bytes)) throw new Error('collector-gen: spliced batch differs from the generated encoder');
 }
 

@@ -26,7 +26,9 @@ const events = Array.from({ length: 500 }, (_, i) =>
     container: { id: (i % pods).toString(16).padStart(64, 'c') },
   }),
 );
-const bytes = Buffer.from(PublishRequest.encode({ batch: { firstSeq: 1n, events, losses: undefined } }).finish());
+const bytes = Buffer.from(
+  PublishRequest.encode({ batch: { firstSeq: 1n, events, losses: undefined, contexts: [], eventContexts: [] } }).finish(),
+);
 for (const [name, decode] of [
   ['wire.ts', decodePublishRequest],
   ['generated', (b: Uint8Array) => PublishRequest.decode(b)],

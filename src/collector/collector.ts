@@ -44,6 +44,8 @@ export interface CollectorDeps {
   env?: Readonly<Record<string, string | undefined>>;
   /** For tests: the Kubernetes API auth.mode kubernetes talks to (default: from the kubeconfig). */
   kubeAuthApi?: KubeAuthApi;
+  /** For tests: false plays a collector from before EventBatch.contexts (no header; agents send whole events). */
+  batchContexts?: boolean;
 }
 
 export interface CollectorStats {
@@ -202,6 +204,7 @@ async function startServing(
     counters,
     observe: metrics.observer,
     peers: peers.attributor,
+    ...(deps.batchContexts === false ? { batchContexts: false } : {}),
   });
   health.dispatcher = dispatcher;
   let listener: Listener | undefined;

@@ -70,7 +70,12 @@ export interface PublishDeps {
   observe?: PublishObserver;
   /** Fills every event's peer/local attribution before it reaches sinks and subscribers. */
   peers?: PeerAttributor;
+  /** Announce that batches may carry contexts (default true; false plays a collector from before them, in tests). */
+  batchContexts?: boolean;
 }
+
+/** The response header by which a collector tells agents it applies EventBatch.contexts. */
+export const BATCH_CONTEXTS_HEADER = 'doorwatch-batch-contexts';
 
 const invalid = (msg: string) => new ServerError(Status.INVALID_ARGUMENT, msg);
 
@@ -107,6 +112,12 @@ export function createPublishHandler(deps: PublishDeps) {
     ctx: CallContext,
   ): AsyncGenerator<PublishResponse, void> {
     const { lifecycle, counters } = deps;
+    // Agents send a batch's shared per-pod fields once (EventBatch.contexts) only to a collector that says
+    // it applies them: the header goes out now, before any ack, so an agent knows from its first batches.
+    if (deps.batchContexts !== false) {
+      ctx.header.set(BATCH_CONTEXTS_HEADER, '1');
+      ctx.sendHeader();
+    }
     const readSignal = AbortSignal.any([ctx.signal, lifecycle.stopping]);
     const endSignal = AbortSignal.any([ctx.signal, lifecycle.closing]);
     const wake = new Notifier();

@@ -737,7 +737,14 @@ function fastRequest(bytes: Uint8Array): PublishRequest {
   if (end < 2 || buf[pos++] !== 0x12) throw FALLBACK;
   const be = sub(end);
   if (be !== end) throw FALLBACK;
-  const batch: PublishRequest['batch'] & object = { firstSeq: 0n, events: [], losses: undefined };
+  const batch: PublishRequest['batch'] & object = {
+    firstSeq: 0n,
+    events: [],
+    losses: undefined,
+    contexts: [],
+    eventContexts: [],
+  };
+  const contexts: Tail[] = [];
   while (pos < be) {
     switch (buf[pos++]) {
       case 8:
@@ -752,22 +759,94 @@ function fastRequest(bytes: Uint8Array): PublishRequest {
         pos = le;
         break;
       }
+      case 34: {
+        // A context: an event's per-pod fields, the same bytes an encoder writes as an event's tail.
+        const ce = sub(be);
+        const t = tail(pos, ce);
+        if (t === null) throw FALLBACK;
+        contexts.push(t);
+        pos = ce;
+        break;
+      }
+      case 42: {
+        const re = sub(be);
+        while (pos < re) batch.eventContexts.push(u32(re));
+        break;
+      }
       default:
         throw FALLBACK;
     }
   }
   if (pos !== be) throw FALLBACK;
+  applyContexts(batch.events, batch.eventContexts, contexts, (ev, t) => {
+    ev.namespaces = t.namespaces;
+    ev.cgroup = t.cgroup;
+    ev.container = t.container;
+    ev.pod = t.pod;
+    ev.enrichment = t.enrichment;
+  });
+  batch.eventContexts = [];
   return { hello: undefined, batch };
 }
 
-/** `PublishRequest.decode(bytes)`, faster; throws exactly when that throws (it is what runs then). */
+/** Why a batch's contexts cannot be applied (the request is malformed: INVALID_ARGUMENT). */
+export class BatchContextError extends Error {}
+
+/**
+ * Give each event that refers to a context (EventBatch.event_contexts) that context's per-pod fields. Only
+ * those five are taken from a context; an event that refers to one must carry none of them itself.
+ */
+function applyContexts<T>(events: AcceptEvent[], refs: number[], contexts: T[], apply: (ev: AcceptEvent, c: T) => void): void {
+  if (refs.length === 0) return;
+  if (refs.length !== events.length) {
+    throw new BatchContextError(
+      `batch.event_contexts has ${refs.length} entries for ${events.length} events (0 or one per event)`,
+    );
+  }
+  for (let i = 0; i < refs.length; i++) {
+    const k = refs[i]!;
+    if (k === 0) continue;
+    if (k > contexts.length)
+      throw new BatchContextError(`batch.event_contexts[${i}] is ${k}, but the batch has ${contexts.length} contexts`);
+    const ev = events[i]!;
+    if (ev.namespaces || ev.cgroup || ev.container || ev.pod || ev.enrichment) {
+      throw new BatchContextError(`batch.events[${i}] refers to context ${k} but carries per-pod fields of its own`);
+    }
+    apply(ev, contexts[k - 1]!);
+  }
+}
+
+/** The generated decoder's batch with its contexts applied, as the fast path returns it. */
+function resolved(req: PublishRequest): PublishRequest {
+  const b = req.batch;
+  if (!b || (b.contexts.length === 0 && b.eventContexts.length === 0)) return req;
+  applyContexts(b.events, b.eventContexts, b.contexts, (ev, c) => {
+    ev.namespaces = c.namespaces;
+    ev.cgroup = c.cgroup;
+    ev.container = c.container;
+    ev.pod = c.pod;
+    ev.enrichment = c.enrichment;
+  });
+  b.contexts = [];
+  b.eventContexts = [];
+  return req;
+}
+
+/**
+ * `PublishRequest.decode(bytes)` with the batch's contexts applied to its events (`contexts` and
+ * `event_contexts` then empty: what follows sees whole events), faster; throws exactly when that throws (it
+ * is what runs then), or a BatchContextError for contexts that cannot be applied.
+ */
 export function decodePublishRequest(bytes: Uint8Array): PublishRequest {
+  let req: PublishRequest;
   try {
-    return fastRequest(bytes);
-  } catch {
+    req = fastRequest(bytes);
+  } catch (e) {
+    if (e instanceof BatchContextError) throw e;
     // FALLBACK, or anything else the fast path tripped on: the generated decoder answers.
-    return PublishRequest.decode(bytes);
+    req = undefined as unknown as PublishRequest;
   } finally {
     buf = EMPTY; // do not hold the request's memory
   }
+  return req ?? resolved(PublishRequest.decode(bytes));
 }

@@ -188,6 +188,8 @@ export function makeBatch(first: bigint | number, count: number, shape: EventSha
     firstSeq: f,
     events: Array.from({ length: count }, (_, i) => makeEvent(f + BigInt(i), shape)),
     losses: undefined,
+    contexts: [],
+    eventContexts: [],
   };
 }
 

@@ -185,7 +185,9 @@ describe('collector over mTLS', () => {
   });
 
   it('rejects empty batches, hello without identity, and a second hello', async () => {
-    const e1 = await statusOf(agent().hello(agentIdentity('n8')).batch({ firstSeq: 1n, events: [], losses: undefined }));
+    const e1 = await statusOf(
+      agent().hello(agentIdentity('n8')).batch({ firstSeq: 1n, events: [], losses: undefined, contexts: [], eventContexts: [] }),
+    );
     assert.match(e1.details, /batch has no events/);
     const e2 = await statusOf(agent().send({ hello: { agent: { nodeName: 'x' } } }));
     assert.match(e2.details, /instance_id is empty/);

@@ -84,7 +84,7 @@ async function publish(node: string, events: ReturnType<typeof makeEvent>[]): Pr
   a.hello(agentIdentity(node, `inst-${node}-${seqs}`));
   for (let i = 0; i < events.length; i += 500) {
     const chunk = events.slice(i, i + 500).map((e, j) => ({ ...e, seq: first + BigInt(i + j) }));
-    a.batch({ firstSeq: first + BigInt(i), events: chunk, losses: undefined });
+    a.batch({ firstSeq: first + BigInt(i), events: chunk, losses: undefined, contexts: [], eventContexts: [] });
   }
   await a.waitAck(first + BigInt(events.length) - 1n);
   a.close();

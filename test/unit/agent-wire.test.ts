@@ -18,14 +18,27 @@ describe('agent wire encoding', () => {
           firstSeq: 1n,
           events,
           losses: { kernelRingFull: 3n, decodeErrors: 0n, bpfRecursionMisses: 1n, queueDrops: 0n, spoolDrops: 7n },
+          contexts: [],
+          eventContexts: [],
         },
       },
     ],
-    ['a batch without losses', { batch: { firstSeq: 1n, events, losses: undefined } }],
-    ['an empty batch (first_seq 0: no field at all)', { batch: { firstSeq: 0n, events: [], losses: undefined } }],
+    ['a batch without losses', { batch: { firstSeq: 1n, events, losses: undefined, contexts: [], eventContexts: [] } }],
+    [
+      'an empty batch (first_seq 0: no field at all)',
+      { batch: { firstSeq: 0n, events: [], losses: undefined, contexts: [], eventContexts: [] } },
+    ],
     [
       'a batch over 16 KiB (3-byte length prefix)',
-      { batch: { firstSeq: 1n, events: Array.from({ length: 200 }, (_, i) => events[i % 3]!), losses: undefined } },
+      {
+        batch: {
+          firstSeq: 1n,
+          events: Array.from({ length: 200 }, (_, i) => events[i % 3]!),
+          losses: undefined,
+          contexts: [],
+          eventContexts: [],
+        },
+      },
     ],
     [
       'a loss-only batch',
@@ -34,12 +47,22 @@ describe('agent wire encoding', () => {
           firstSeq: 4n,
           events: [],
           losses: { kernelRingFull: 1n, decodeErrors: 0n, bpfRecursionMisses: 0n, queueDrops: 0n, spoolDrops: 0n },
+          contexts: [],
+          eventContexts: [],
         },
       },
     ],
     [
       'a large event (2-byte length prefix)',
-      { batch: { firstSeq: 9n, events: [sampleEvent({ seq: 9n, error: 'x'.repeat(300) })], losses: undefined } },
+      {
+        batch: {
+          firstSeq: 9n,
+          events: [sampleEvent({ seq: 9n, error: 'x'.repeat(300) })],
+          losses: undefined,
+          contexts: [],
+          eventContexts: [],
+        },
+      },
     ],
     ['a hello', { hello: { agent: { nodeName: 'n', bootId: 'b', instanceId: 'i', version: 'v' } } }],
   ];
@@ -56,7 +79,7 @@ describe('agent wire encoding', () => {
     const bytes = encodeBatchRequest({ firstSeq: 1n, parts: frames, skip: RECORD_HEADER_BYTES }, losses);
     assert.deepEqual(
       Buffer.from(bytes),
-      Buffer.from(PublishRequest.encode({ batch: { firstSeq: 1n, events, losses } }).finish()),
+      Buffer.from(PublishRequest.encode({ batch: { firstSeq: 1n, events, losses, contexts: [], eventContexts: [] } }).finish()),
     );
     assert.deepEqual(AcceptEvent.decode(encodeEvent(events[0]!)), events[0]);
   });

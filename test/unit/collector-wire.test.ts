@@ -14,6 +14,27 @@ import { sampleEvent, sampleHostEvent, sampleSummary, sampleUnixEvent } from '..
  * INVALID_ARGUMENT), over well-formed, odd and malformed requests.
  */
 
+/** The five per-pod fields a batch context carries (EventBatch.contexts). */
+const PER_POD = ['namespaces', 'cgroup', 'container', 'pod', 'enrichment'] as const;
+
+/** A batch's contexts applied by the letter of collector.proto, over the generated decoder's value. */
+function withContexts(req: PublishRequest): PublishRequest {
+  const b = req.batch;
+  if (!b) return req;
+  if (b.eventContexts.length && b.eventContexts.length !== b.events.length) throw new Error('contexts: one per event');
+  b.eventContexts.forEach((k, i) => {
+    if (k === 0) return;
+    const c = b.contexts[k - 1];
+    if (!c) throw new Error('contexts: no such context');
+    const ev = b.events[i]!;
+    if (PER_POD.some((f) => ev[f] !== undefined)) throw new Error('contexts: event has its own');
+    for (const f of PER_POD) (ev as unknown as Record<string, unknown>)[f] = c[f];
+  });
+  b.contexts = [];
+  b.eventContexts = [];
+  return req;
+}
+
 function same(bytes: Uint8Array, what: string): 'ok' | 'threw' {
   let want: PublishRequest | undefined;
   let wantErr: unknown;
@@ -21,6 +42,15 @@ function same(bytes: Uint8Array, what: string): 'ok' | 'threw' {
     want = PublishRequest.decode(bytes);
   } catch (e) {
     wantErr = e;
+  }
+  if (want) {
+    try {
+      want = withContexts(want);
+    } catch {
+      // Contexts that cannot be applied: wire.ts throws too, in its own words.
+      assert.throws(() => decodePublishRequest(bytes), /event_contexts|contexts|per-pod/, what);
+      return 'threw';
+    }
   }
   let got: PublishRequest | undefined;
   let gotErr: unknown;
@@ -47,8 +77,41 @@ const batchBytes = (events: AcceptEvent[], firstSeq = events[0]?.seq ?? 1n, loss
       losses: losses
         ? { kernelRingFull: 0n, decodeErrors: 0n, bpfRecursionMisses: 0n, queueDrops: 0n, spoolDrops: 0n, ...losses }
         : undefined,
+      contexts: [],
+      eventContexts: [],
     },
   }).finish();
+
+/**
+ * `events` as an agent sends them to a collector that takes contexts: each distinct set of per-pod fields
+ * once (EventBatch.contexts), the events without them and a reference each (events with none: 0).
+ */
+function compactBatch(events: AcceptEvent[]): { bytes: Uint8Array; contexts: number } {
+  const contexts: AcceptEvent[] = [];
+  const keys = new Map<string, number>();
+  const eventContexts: number[] = [];
+  const stripped = events.map((e) => {
+    const part = { namespaces: e.namespaces, cgroup: e.cgroup, container: e.container, pod: e.pod, enrichment: e.enrichment };
+    if (Object.values(part).every((v) => v === undefined)) {
+      eventContexts.push(0);
+      return e;
+    }
+    const c = AcceptEvent.fromPartial(part);
+    const key = Buffer.from(AcceptEvent.encode(c).finish()).toString('latin1');
+    let k = keys.get(key);
+    if (k === undefined) {
+      contexts.push(c);
+      k = contexts.length;
+      keys.set(key, k);
+    }
+    eventContexts.push(k);
+    return { ...e, namespaces: undefined, cgroup: undefined, container: undefined, pod: undefined, enrichment: undefined };
+  });
+  const bytes = PublishRequest.encode({
+    batch: { firstSeq: events[0]!.seq, events: stripped, losses: undefined, contexts, eventContexts },
+  }).finish();
+  return { bytes, contexts: contexts.length };
+}
 
 /** A deterministic PRNG (mulberry32): the corpus is the same every run. */
 function rng(seed: number) {
@@ -141,7 +204,7 @@ describe('wire.ts decodePublishRequest', () => {
     same(
       PublishRequest.encode({
         hello: { agent: undefined },
-        batch: { firstSeq: 1n, events: [evs[0]!], losses: undefined },
+        batch: { firstSeq: 1n, events: [evs[0]!], losses: undefined, contexts: [], eventContexts: [] },
       }).finish(),
       'both',
     );
@@ -177,6 +240,73 @@ describe('wire.ts decodePublishRequest', () => {
       again.batch!.events.map((e) => e.pod?.name),
       events.map((e) => e.pod?.name),
     );
+  });
+
+  it('applies batch contexts: a batch of events sharing contexts decodes to the whole events', () => {
+    const events = variedEvents();
+    const { bytes, contexts } = compactBatch(events);
+    assert.ok(contexts >= 2 && contexts < events.length, `${contexts} contexts for ${events.length} events`);
+    assert.ok(bytes.length < batchBytes(events).length * 0.8, `smaller (${bytes.length} vs ${batchBytes(events).length})`);
+    const got = decodePublishRequest(bytes);
+    assert.deepStrictEqual(got, PublishRequest.decode(batchBytes(events)));
+    assert.equal(same(bytes, 'compact batch'), 'ok');
+    // Events whose pods are equal share one pod object, as events of one pod do in whole batches.
+    const pods = got.batch!.events.map((e) => e.pod).filter((p) => p !== undefined);
+    let shared = 0;
+    for (const [i, p] of pods.entries())
+      for (const q of pods.slice(i + 1)) {
+        const eq = JSON.stringify(p) === JSON.stringify(q);
+        assert.equal(p === q, eq, 'one object per distinct pod');
+        if (eq) shared++;
+      }
+    assert.ok(shared > 0, 'some events share a pod');
+  });
+
+  it('refuses contexts that cannot be applied: a count that is not one per event, a missing context, an event with its own', () => {
+    const events = variedEvents().slice(0, 6);
+    const strip = (e: AcceptEvent) => ({
+      ...e,
+      namespaces: undefined,
+      cgroup: undefined,
+      container: undefined,
+      pod: undefined,
+      enrichment: undefined,
+    });
+    const ctx = AcceptEvent.fromPartial({ pod: { name: 'p', namespace: 'n' } });
+    const bad = (eventContexts: number[], evs: AcceptEvent[]) =>
+      PublishRequest.encode({
+        batch: { firstSeq: evs[0]!.seq, events: evs, losses: undefined, contexts: [ctx], eventContexts },
+      }).finish();
+    const stripped = events.map(strip);
+    for (const [what, bytes, msg] of [
+      ['too few refs', bad([1, 1], stripped), /has 2 entries for 6 events/],
+      ['a ref past the contexts', bad([1, 0, 2, 0, 0, 0], stripped), /event_contexts\[2\] is 2, but the batch has 1 contexts/],
+      [
+        'an event with its own pod',
+        bad([1, 1, 1, 1, 1, 1], [...stripped.slice(0, 5), events[5]!.pod ? events[5]! : { ...stripped[5]!, pod: ctx.pod }]),
+        /carries per-pod fields/,
+      ],
+    ] as const) {
+      assert.throws(() => decodePublishRequest(bytes), msg, what);
+      assert.equal(same(bytes, what), 'threw');
+    }
+    // No refs at all: contexts are unused, the events are as sent.
+    assert.equal(same(bad([], stripped), 'unused contexts'), 'ok');
+  });
+
+  it('equals the generated decoder, contexts applied, on every truncation and random corruption of a compact batch', () => {
+    const { bytes } = compactBatch(variedEvents().slice(0, 14));
+    let threw = 0;
+    for (let n = 0; n < bytes.length; n++) if (same(bytes.subarray(0, n), `compact truncated to ${n}`) === 'threw') threw++;
+    assert.ok(threw > bytes.length / 2, `most truncations are errors (${threw} of ${bytes.length})`);
+    const rand = rng(43);
+    let ok = 0;
+    for (let k = 0; k < 2000; k++) {
+      const b = Uint8Array.from(bytes);
+      for (let j = 0; j < 1 + Math.floor(rand() * 3); j++) b[Math.floor(rand() * b.length)] = Math.floor(rand() * 256);
+      if (same(b, `compact corruption ${k}`) === 'ok') ok++;
+    }
+    assert.ok(ok > 0 && ok < 2000, `a mix of errors and values (${ok} decoded)`);
   });
 
   it('equals the generated decoder on every truncation', () => {

@@ -77,7 +77,9 @@ describe('finding records in every format', () => {
   it('the wire: the agent fast encoder and the collector decoder keep findingInfo', () => {
     const bytes = encodeEvent(finding);
     assert.deepEqual(AcceptEvent.decode(bytes), finding);
-    const req = PublishRequest.encode({ batch: { firstSeq: 43n, events: [finding], losses: undefined } }).finish();
+    const req = PublishRequest.encode({
+      batch: { firstSeq: 43n, events: [finding], losses: undefined, contexts: [], eventContexts: [] },
+    }).finish();
     const decoded = decodePublishRequest(req);
     assert.deepEqual(decoded.batch?.events[0]?.findingInfo, finding.findingInfo);
   });

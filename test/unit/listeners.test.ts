@@ -117,7 +117,9 @@ describe('listener records on the wire and in native JSON', () => {
   it('the agent encoder and the collector decoder carry listenerInfo', () => {
     const ev = listenerRecord();
     assert.deepEqual(AcceptEvent.decode(encodeEvent(ev)).listenerInfo, ev.listenerInfo);
-    const req = PublishRequest.encode({ batch: { firstSeq: 1n, events: [sampleEvent(), ev], losses: undefined } }).finish();
+    const req = PublishRequest.encode({
+      batch: { firstSeq: 1n, events: [sampleEvent(), ev], losses: undefined, contexts: [], eventContexts: [] },
+    }).finish();
     const got = decodePublishRequest(req).batch!.events;
     assert.equal(got[0]!.listenerInfo, undefined);
     assert.deepEqual(got[1]!.listenerInfo, ev.listenerInfo);

@@ -16,7 +16,9 @@ const ev = (seq: bigint, pad = 0) => sampleEvent({ seq, eventId: `b/i/${seq}`, e
 const losses: LossCounters = { kernelRingFull: 5n, decodeErrors: 0n, bpfRecursionMisses: 1n, queueDrops: 0n, spoolDrops: 2n };
 
 function expected(events: AcceptEvent[], l?: LossCounters): Buffer {
-  return Buffer.from(PublishRequest.encode({ batch: { firstSeq: events[0]!.seq, events, losses: l } }).finish());
+  return Buffer.from(
+    PublishRequest.encode({ batch: { firstSeq: events[0]!.seq, events, losses: l, contexts: [], eventContexts: [] } }).finish(),
+  );
 }
 
 function fill(live: LiveBatches, events: AcceptEvent[]): void {
