@@ -358,11 +358,15 @@ function enrichment(w: ByteSink, e: Enrichment): void {
 
 /**
  * Fields 18-22 (namespaces, cgroup, container, pod, enrichment): what a pod's
- * accepts share, one after another in declaration order. While an event
- * carries the very same five objects as the last (a run of one pod's
- * accepts), their bytes are copied in one piece; each is kept only when all
- * five are immutable (frozen, or the shared Pod, whose bytes podField keeps
- * by identity too).
+ * accepts share, one after another in declaration order. Their bytes are kept,
+ * and copied in one piece, while an event carries the very same five objects as
+ * the last one, or as the last one of its (frozen, shared) container — so
+ * interleaved pods keep theirs too; only when all five are immutable (frozen,
+ * or the shared Pod, whose bytes podField keeps by identity too).
+ *
+ * The kept bytes are also what the publisher sends once per batch for the
+ * events that share them (EventBatch.contexts): `lastTailBytes` and
+ * `lastTailAt` say what the last encoded event's tail was, and where.
  */
 interface Tail {
   ns: Namespaces | undefined;
@@ -373,13 +377,27 @@ interface Tail {
   bytes: Buffer | undefined;
 }
 const lastTail: Tail = { ns: undefined, cg: undefined, ct: undefined, pod: undefined, en: undefined, bytes: undefined };
+const byContainer = new WeakMap<Container, Tail>();
 const immutable = (o: object | undefined): boolean => o === undefined || Object.isFrozen(o);
 
-function podTail(w: ByteSink, ev: AcceptEvent): void {
-  const t = lastTail;
+/** The last encoded event's kept tail bytes (undefined: none, or not immutable) ... */
+export let lastTailBytes: Buffer | undefined;
+/** ... and their offset from the start of that event's encoding. */
+export let lastTailAt = 0;
+
+function sameTail(t: Tail, ns: unknown, cg: unknown, ct: unknown, pod: unknown, en: unknown): boolean {
+  return t.bytes !== undefined && ns === t.ns && cg === t.cg && ct === t.ct && pod === t.pod && en === t.en;
+}
+
+function podTail(w: ByteSink, ev: AcceptEvent, eventStart: number): void {
   const { namespaces: ns, cgroup: cg, container: ct, pod, enrichment: en } = ev;
-  if (t.bytes !== undefined && ns === t.ns && cg === t.cg && ct === t.ct && pod === t.pod && en === t.en) {
-    w.raw(t.bytes);
+  lastTailAt = w.pos - eventStart;
+  let t: Tail | undefined = lastTail;
+  if (!sameTail(t, ns, cg, ct, pod, en)) t = ct !== undefined ? byContainer.get(ct) : undefined;
+  if (t !== undefined && sameTail(t, ns, cg, ct, pod, en)) {
+    if (t !== lastTail) Object.assign(lastTail, t);
+    lastTailBytes = t.bytes;
+    w.raw(t.bytes!);
     return;
   }
   const start = w.pos;
@@ -389,13 +407,18 @@ function podTail(w: ByteSink, ev: AcceptEvent): void {
   if (ct !== undefined) w.raw(Object.isFrozen(ct) ? containerField(ct) : containerBody(ct));
   if (pod !== undefined) w.raw(podField(pod));
   if (en !== undefined) remembered(w, lastEnrichment, en, enrichment);
-  t.ns = ns;
-  t.cg = cg;
-  t.ct = ct;
-  t.pod = pod;
-  t.en = en;
-  t.bytes =
-    immutable(ns) && immutable(cg) && immutable(ct) && immutable(en) ? Buffer.from(w.buf.subarray(start, w.pos)) : undefined;
+  const bytes =
+    w.pos > start && immutable(ns) && immutable(cg) && immutable(ct) && immutable(en)
+      ? Buffer.from(w.buf.subarray(start, w.pos))
+      : undefined;
+  lastTail.ns = ns;
+  lastTail.cg = cg;
+  lastTail.ct = ct;
+  lastTail.pod = pod;
+  lastTail.en = en;
+  lastTail.bytes = bytes;
+  lastTailBytes = bytes;
+  if (bytes !== undefined && ct !== undefined) byContainer.set(ct, { ns, cg, ct, pod, en, bytes });
 }
 
 /** Append the protobuf encoding of `ev` to `w`; returns the number of bytes written. */
@@ -497,7 +520,7 @@ export function encodeEventInto(w: ByteSink, ev: AcceptEvent): number {
     if (u.mismatch) flag(w, 56);
     w.close(slot);
   }
-  podTail(w, ev);
+  podTail(w, ev, start);
   w.ensure(16);
   if (ev.kind !== 0) {
     w.byte(184);

@@ -46,6 +46,11 @@ interface Batch {
   count: number;
   /** End offset of each event's entry (trims advance `skip`). */
   ends: number[];
+  /** Per event (as `ends`): its shared per-pod bytes, if any, and their offset in its payload. */
+  tails: (Uint8Array | undefined)[];
+  tailAt: number[];
+  /** Events with shared per-pod bytes: 0 = nothing to send once per batch. */
+  shared: number;
   skip: number;
   /** When its first event was appended (now()). */
   since: number;
@@ -104,8 +109,11 @@ export class LiveBatches {
     return this.#head === this.#batches.length - 1;
   }
 
-  /** Add one event (seqs increasing): its protobuf payload is copied. */
-  append(seq: bigint, payload: Uint8Array): void {
+  /**
+   * Add one event (seqs increasing): its protobuf payload is copied. `shared`: the bytes of its per-pod fields
+   * at `tailAt` in the payload, when shared with other events (the encoder's kept bytes, compared by identity).
+   */
+  append(seq: bigint, payload: Uint8Array, shared?: Uint8Array, tailAt = 0): void {
     const entry = 1 + varintLength(payload.length) + payload.length;
     let tail = this.#head < this.#batches.length ? this.#batches.at(-1) : undefined;
     if (tail && (tail.count >= this.#maxEvents || seq !== tail.firstSeq + BigInt(tail.count))) tail = undefined;
@@ -124,6 +132,9 @@ export class LiveBatches {
         firstSeq: seq,
         count: 0,
         ends: [],
+        tails: [],
+        tailAt: [],
+        shared: 0,
         skip: 0,
         since: this.#now(),
       };
@@ -155,6 +166,9 @@ export class LiveBatches {
     p += payload.length;
     tail.end = p;
     tail.ends.push(p);
+    tail.tails.push(shared);
+    tail.tailAt.push(tailAt);
+    if (shared !== undefined) tail.shared++;
     tail.count++;
     this.#slabPos = p;
     this.#events++;
@@ -224,11 +238,13 @@ export class LiveBatches {
    */
   takeRequest(
     losses: LossCounters | undefined,
+    contexts = false,
   ): { bytes: Uint8Array; firstSeq: bigint; count: number; release: () => void } | undefined {
     const b = this.#batches[this.#head];
     if (!b) return undefined;
     this.#shift();
     this.#forget(b);
+    if (contexts && b.shared > 0) return this.#withContexts(b, losses);
     let end = b.end;
     if (losses !== undefined) {
       const lb = LossCounters.encode(losses, new BinaryWriter().uint32(26).fork()).join().finish();
@@ -266,6 +282,100 @@ export class LiveBatches {
       this.#unref(s);
     };
     return { bytes: s.subarray(from, end), firstSeq: b.firstSeq, count: b.count, release };
+  }
+
+  /**
+   * The batch as PublishRequest{batch} bytes with each distinct shared tail sent once (EventBatch.contexts,
+   * before the events) and left out of the events that refer to it (event_contexts): a new buffer, the slab
+   * untouched (released as usual).
+   */
+  #withContexts(b: Batch, losses: LossCounters | undefined) {
+    const s = b.slab;
+    const n = b.count;
+    const keys = new Map<Uint8Array, number>();
+    const contexts: Uint8Array[] = [];
+    const refs = new Array<number>(n);
+    const from = new Array<number>(n);
+    const lens = new Array<number>(n);
+    let ctxBytes = 0;
+    let evBytes = 0;
+    let refBytes = 0;
+    let at = b.start;
+    for (let j = 0; j < n; j++) {
+      const i = b.skip + j;
+      const end = b.ends[i]!;
+      // The entry: 0x12, varint(payload length), payload.
+      let p = at + 1;
+      while (s[p]! >= 0x80) p++;
+      p++;
+      from[j] = p;
+      const t = b.tails[i];
+      let len = end - p;
+      let k = 0;
+      if (t !== undefined) {
+        k = keys.get(t) ?? 0;
+        if (k === 0) {
+          contexts.push(t);
+          k = contexts.length;
+          keys.set(t, k);
+          ctxBytes += 1 + varintLength(t.length) + t.length;
+        }
+        len -= t.length;
+      }
+      refs[j] = k;
+      lens[j] = len;
+      evBytes += 1 + varintLength(len) + len;
+      refBytes += varintLength(k);
+      at = end;
+    }
+    const seq = uint64Bytes(b.firstSeq);
+    const lb =
+      losses !== undefined ? LossCounters.encode(losses, new BinaryWriter().uint32(26).fork()).join().finish() : undefined;
+    const size = 1 + seq.length + ctxBytes + evBytes + 1 + varintLength(refBytes) + refBytes + (lb?.length ?? 0);
+    const out = Buffer.allocUnsafe(1 + varintLength(size) + size);
+    out[0] = 0x12;
+    let o = writeVarint(size, out, 1);
+    out[o++] = 0x08;
+    out.set(seq, o);
+    o += seq.length;
+    for (const c of contexts) {
+      out[o++] = 0x22;
+      o = writeVarint(c.length, out, o);
+      out.set(c, o);
+      o += c.length;
+    }
+    for (let j = 0; j < n; j++) {
+      const p = from[j]!;
+      const t = b.tails[b.skip + j];
+      out[o++] = 0x12;
+      o = writeVarint(lens[j]!, out, o);
+      if (t === undefined) {
+        s.copy(out, o, p, p + lens[j]!);
+        o += lens[j]!;
+      } else {
+        // The payload around its tail.
+        const cut = p + b.tailAt[b.skip + j]!;
+        s.copy(out, o, p, cut);
+        o += cut - p;
+        const rest = p + lens[j]! + t.length;
+        s.copy(out, o, cut + t.length, rest);
+        o += rest - cut - t.length;
+      }
+    }
+    out[o++] = 0x2a;
+    o = writeVarint(refBytes, out, o);
+    for (let j = 0; j < n; j++) o = writeVarint(refs[j]!, out, o);
+    if (lb !== undefined) {
+      out.set(lb, o);
+      o += lb.length;
+    }
+    let released = false;
+    const release = () => {
+      if (released || !this.#refs.has(s)) return;
+      released = true;
+      this.#unref(s);
+    };
+    return { bytes: out.subarray(0, o), firstSeq: b.firstSeq, count: n, release };
   }
 
   clear(): void {

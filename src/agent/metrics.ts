@@ -366,6 +366,12 @@ export class AgentMetrics {
       collect: () => one(from('publisher')?.inFlightBatches),
     });
     add({
+      name: 'doorwatch_collector_batch_contexts',
+      help: "1 while the current stream's collector applies batch contexts (a pod's fields sent once per batch, not with every event)",
+      type: 'gauge',
+      collect: () => one(from('publisher')?.batchContexts),
+    });
+    add({
       name: 'doorwatch_collector_reconnects_total',
       help: 'Streams opened after a failure',
       type: 'counter',

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { type Channel, ChannelCredentials, Client, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { ClientError, Status } from 'nice-grpc';
 import { CollectorServiceDefinition, PublishRequest, PublishResponse } from '../gen/doorwatch/v1/collector.js';
+import { BATCH_CONTEXTS_HEADER } from '../protocol.js';
 import type { OutgoingRequest } from './wire.js';
 
 /**
@@ -23,12 +24,21 @@ const serialize = (req: OutgoingRequest): Buffer =>
 export async function* publishCall(
   channel: Channel,
   requests: AsyncIterable<OutgoingRequest>,
-  o: { authorization?: string; signal: AbortSignal },
+  o: {
+    authorization?: string;
+    signal: AbortSignal;
+    /** The collector's response headers arrived: whether it applies EventBatch.contexts. */
+    onHeaders?: (contexts: boolean) => void;
+  },
 ): AsyncGenerator<PublishResponse, void> {
   const client = new Client('doorwatch-collector', ChannelCredentials.createInsecure(), { channelOverride: channel });
   const md = new Metadata();
   if (o.authorization) md.set('authorization', o.authorization);
   const call = client.makeBidiStreamRequest(PATH, serialize, (b: Buffer) => PublishResponse.decode(b), md, {});
+  if (o.onHeaders) {
+    const onHeaders = o.onHeaders;
+    call.once('metadata', (md: Metadata) => onHeaders(md.get(BATCH_CONTEXTS_HEADER)[0] === '1'));
+  }
   const cancel = () => call.cancel();
   if (o.signal.aborted) cancel();
   o.signal.addEventListener('abort', cancel);

@@ -96,6 +96,8 @@ export interface PublisherStatus {
   lastBackoffMs: number;
   /** An older seq space (previous boot) is being drained: its identity. */
   draining: SpoolIdentity | undefined;
+  /** The current stream's collector applies batch contexts: a pod's fields travel once per batch. */
+  batchContexts: boolean;
 }
 
 interface InFlight {
@@ -117,6 +119,8 @@ interface Session {
   readySince: number | undefined;
   /** Old space fully acknowledged: the stream is being closed on purpose. */
   done: boolean;
+  /** The collector announced it applies EventBatch.contexts (its response header): pods' fields go once per batch. */
+  contexts: boolean;
 }
 
 /**
@@ -271,9 +275,10 @@ export class Publisher {
   publish(events: readonly AcceptEvent[]): void {
     if (this.#state === 'closing' || this.#state === 'closed') throw new Error('publisher is closed: events not accepted');
     if (!events.length) return;
-    const { accepted, frames } = this.#spool.append(events);
+    const { accepted, frames, tails, tailAt } = this.#spool.append(events);
     // The frames are valid until the next append: copied now.
-    for (let i = 0; i < accepted.length; i++) this.#live.append(accepted[i]!.seq, frames[i]!.subarray(RECORD_HEADER_BYTES));
+    for (let i = 0; i < accepted.length; i++)
+      this.#live.append(accepted[i]!.seq, frames[i]!.subarray(RECORD_HEADER_BYTES), tails[i], tailAt[i]);
     // Beyond the window's worth, events wait on disk only (read back in catch-up).
     this.#live.bound(this.#maxLiveBytes);
     this.#pump();
@@ -303,6 +308,7 @@ export class Publisher {
       lastRttMs: this.#lastRttMs,
       lastBackoffMs: this.#lastBackoffMs,
       draining: s && !s.space.current ? { ...s.space.identity } : undefined,
+      batchContexts: s?.contexts ?? false,
     };
   }
 
@@ -376,6 +382,7 @@ export class Publisher {
       inFlight: [],
       readySince: undefined,
       done: false,
+      contexts: false,
     };
     this.#session = s;
     this.#watchReady(channel, s);
@@ -387,7 +394,10 @@ export class Publisher {
     this.#pump();
     try {
       // Batches are queued already encoded: publishCall hands them to grpc-js as they are.
-      for await (const res of publishCall(channel, s.queue, { authorization, signal: s.abort.signal }))
+      const onHeaders = (contexts: boolean) => {
+        s.contexts = contexts;
+      };
+      for await (const res of publishCall(channel, s.queue, { authorization, signal: s.abort.signal, onHeaders }))
         this.#onAck(s, res.ackedSeq);
       if (!s.done) throw new Error('the collector ended the stream');
     } catch (err) {
@@ -508,7 +518,7 @@ export class Publisher {
     if (!live.headFull && live.headIsTail && !this.#flushing && busy && waited < this.#maxDelayMs) return undefined;
     this.#lastSentAt = now;
     const losses = this.#takeLosses();
-    const req = live.takeRequest(losses)!;
+    const req = live.takeRequest(losses, s.contexts)!;
     s.cursor = req.firstSeq + BigInt(req.count);
     return { ...req, losses };
   }

@@ -24,7 +24,7 @@ import { parseSize } from '../config/units.js';
 import { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import { type Logger, silentLogger } from '../log/logger.js';
 import { WarnLimiter } from '../log/warn-limiter.js';
-import { ByteSink, encodeEventInto } from './event-encoder.js';
+import { ByteSink, encodeEventInto, lastTailAt, lastTailBytes } from './event-encoder.js';
 import { decodeSegmentHeader, encodeSegmentHeader, RECORD_HEADER_BYTES, readRecord, sealRecord } from './spool-format.js';
 
 /**
@@ -93,6 +93,12 @@ export interface AppendResult {
    * Views of the spool's encoding buffer: valid until the next append().
    */
   frames: Buffer[];
+  /**
+   * Per frame, the bytes of its event's per-pod fields when they are shared (event-encoder.ts keeps them per
+   * pod), and where in the payload they start: what a batch may carry once for all its events of that pod.
+   */
+  tails: (Buffer | undefined)[];
+  tailAt: number[];
   /** Events refused for lack of room (drop-newest, or larger than the spool). */
   refused: number;
 }
@@ -300,6 +306,8 @@ export class Spool {
     this.#assertOpen();
     const accepted: AcceptEvent[] = [];
     const frames: Buffer[] = [];
+    const tails: (Buffer | undefined)[] = [];
+    const tailAt: number[] = [];
     let refused = 0;
     const dropsBefore = this.#dropsTotal;
     // Every record of this call is encoded into one reused buffer; #flush writes
@@ -320,6 +328,8 @@ export class Spool {
         this.#write(ev.seq, frame);
         accepted.push(ev);
         frames.push(frame);
+        tails.push(lastTailBytes);
+        tailAt.push(lastTailAt);
       }
     } finally {
       this.#flush();
@@ -333,9 +343,15 @@ export class Spool {
       const cut = this.#droppedThrough;
       const keep = accepted.findIndex((e) => e.seq > cut);
       const from = keep < 0 ? accepted.length : keep;
-      return { accepted: accepted.slice(from), frames: frames.slice(from), refused };
+      return {
+        accepted: accepted.slice(from),
+        frames: frames.slice(from),
+        tails: tails.slice(from),
+        tailAt: tailAt.slice(from),
+        refused,
+      };
     }
-    return { accepted: accepted.length === events.length ? (events as AcceptEvent[]) : accepted, frames, refused };
+    return { accepted: accepted.length === events.length ? (events as AcceptEvent[]) : accepted, frames, tails, tailAt, refused };
   }
 
   /** Everything <= seq in that space is acknowledged: persist it and delete what is no longer needed. */

@@ -2,6 +2,7 @@ import { type CallContext, ServerError, Status } from 'nice-grpc';
 import type { AgentIdentity, EventBatch, LossRecord, PublishRequest, PublishResponse } from '../gen/doorwatch/v1/collector.js';
 import type { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import type { Logger } from '../log/logger.js';
+import { BATCH_CONTEXTS_HEADER } from '../protocol.js';
 import { ABORTED, type Clock, Notifier, raceSignal } from './async.js';
 import { Deque } from './deque.js';
 import type { Dispatcher, QueuedRecord } from './dispatcher.js';
@@ -73,9 +74,6 @@ export interface PublishDeps {
   /** Announce that batches may carry contexts (default true; false plays a collector from before them, in tests). */
   batchContexts?: boolean;
 }
-
-/** The response header by which a collector tells agents it applies EventBatch.contexts. */
-export const BATCH_CONTEXTS_HEADER = 'doorwatch-batch-contexts';
 
 const invalid = (msg: string) => new ServerError(Status.INVALID_ARGUMENT, msg);
 

@@ -221,3 +221,27 @@ export function sinkEvent(seq: number, namespace?: string): SinkRecord {
     }),
   };
 }
+
+/** Events of `pods` pods as the enricher makes them (frozen parts, one shared Pod per pod), interleaved, and host events. */
+export function podEvents(n: number, pods: number): AcceptEvent[] {
+  const parts = Array.from({ length: pods }, (_, k) => {
+    const e = sampleEvent({
+      pod: { name: `web-${k}`, labels: { app: `a${k}` } },
+      container: { id: `${k}`.repeat(64).slice(0, 64) },
+    });
+    return {
+      namespaces: Object.freeze(e.namespaces!),
+      cgroup: Object.freeze({ ...e.cgroup!, id: BigInt(1000 + k) }),
+      container: Object.freeze(e.container!),
+      pod: e.pod!,
+      enrichment: Object.freeze(e.enrichment!),
+    };
+  });
+  return Array.from({ length: n }, (_, i) => {
+    const e = sampleEvent({ seq: BigInt(i + 1), eventId: `b/i/${i + 1}`, socket: { peer: { port: 1000 + i } } });
+    // Every 7th a host process (no pod, no container); every 11th a mutable copy (not shared).
+    if (i % 7 === 3) return { ...e, container: undefined, pod: undefined };
+    const p = parts[(i * 3) % pods]!;
+    return i % 11 === 5 ? { ...e, ...p, enrichment: { ...p.enrichment } } : { ...e, ...p };
+  });
+}

@@ -7,8 +7,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { Publisher, type PublisherOptions } from '../../src/agent/publisher.js';
 import { Spool, type SpoolOptions } from '../../src/agent/spool.js';
+import type { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
 import { FakeCollector, makeEvents, spaceKey } from '../helpers/fake-collector.js';
+import { startMemoryCollector } from '../helpers/memory-sink.js';
 import { type CertFiles, makePki, type Pki } from '../helpers/pki.js';
+import { podEvents } from '../helpers/sample-events.js';
 import { until } from '../helpers/wait.js';
 
 // The Publisher against a real gRPC server over real mutual TLS on loopback.
@@ -137,6 +140,36 @@ describe('Publisher over mTLS', () => {
     assert.deepEqual(await pub.close({ flushTimeoutMs: 1000 }), { flushed: true });
     assert.throws(() => pub.publish(makeEvents(id, 10_001n, 1)), /publisher is closed/);
   });
+
+  for (const contexts of [true, false]) {
+    it(`a real collector ${contexts ? "that applies batch contexts gets a pod's fields once per batch" : 'from before batch contexts gets whole events'}: the sink sees the very same events`, async () => {
+      const { collector: col, mem } = await startMemoryCollector(
+        pki,
+        [{ name: 'mem', required: true }],
+        {},
+        { batchContexts: contexts },
+      );
+      cleanups.push(() => col.stop());
+      const spool = openSpool(tempDir(), { segmentBytes: '1MiB' });
+      const pub = publisher(`127.0.0.1:${col.port}`, spool).start();
+      const id = spool.identity;
+      // 3 000 events of 6 pods (interleaved), host processes and unshared ones among them.
+      const events: AcceptEvent[] = podEvents(3000, 6).map((e) => ({ ...e, eventId: `${id.bootId}/${id.instanceId}/${e.seq}` }));
+      for (let i = 0; i < events.length; i += 250) {
+        pub.publish(events.slice(i, i + 250));
+        await sleep(2);
+      }
+      await until(() => pub.status().ackedSeq === 3000n, 'all 3 000 events acknowledged', 15_000);
+      assert.equal(pub.status().batchContexts, contexts, 'what the collector announced');
+      const got = mem
+        .get('mem')
+        .records.filter((r) => r.kind === 'event')
+        .map((r) => (r.kind === 'event' ? r.event : undefined)!);
+      assert.equal(got.length, 3000);
+      const own = (e: AcceptEvent) => ({ ...e, peerAttribution: undefined, localAttribution: undefined });
+      assert.deepStrictEqual(got.map(own), events.map(own));
+    });
+  }
 
   it('batching waits only while more is coming: a lone event leaves at once, a trickle is coalesced', async () => {
     const c = await collector();

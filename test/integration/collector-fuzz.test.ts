@@ -139,6 +139,19 @@ function modelAccepts(frame: Uint8Array): PublishRequest | undefined {
   }
   if (req.hello || !req.batch) return undefined;
   const b = req.batch;
+  // Batch contexts (collector.proto): one reference per event or none; each names a context; an event that
+  // refers to one has no per-pod fields of its own, and gets the context's.
+  if (b.eventContexts.length) {
+    if (b.eventContexts.length !== b.events.length) return undefined;
+    const perPod = ['namespaces', 'cgroup', 'container', 'pod', 'enrichment'] as const;
+    for (const [i, k] of b.eventContexts.entries()) {
+      if (k === 0) continue;
+      const c = b.contexts[k - 1];
+      const e = b.events[i]!;
+      if (!c || perPod.some((f) => e[f] !== undefined)) return undefined;
+      for (const f of perPod) (e as unknown as Record<string, unknown>)[f] = c[f];
+    }
+  }
   const losses = b.losses && Object.values(b.losses).some((v) => v !== 0n);
   if (!b.events.length) return losses ? req : undefined;
   if (b.firstSeq < 1n) return undefined;

@@ -126,6 +126,7 @@ describe('agent metrics', () => {
         lastErrorAt: undefined,
         ackedSeq: 1234n,
         inFlightBatches: 3,
+        batchContexts: true,
         spoolBytes: 4096,
         spoolDrops: 11n,
         reconnects: 2,
@@ -154,6 +155,7 @@ describe('agent metrics', () => {
     assert.equal(value(t, 'doorwatch_spool_acked_seq'), 1234);
     assert.equal(value(t, 'doorwatch_collector_connected'), 1);
     assert.equal(value(t, 'doorwatch_collector_in_flight_batches'), 3);
+    assert.equal(value(t, 'doorwatch_collector_batch_contexts'), 1);
     assert.equal(value(t, 'doorwatch_collector_reconnects_total'), 2);
     assert.equal(value(t, 'doorwatch_agent_ready'), 1);
   });

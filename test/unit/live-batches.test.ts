@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { encodeEvent } from '../../src/agent/event-encoder.js';
+import { encodeEvent, lastTailAt, lastTailBytes } from '../../src/agent/event-encoder.js';
 import { LiveBatches, MAX_FREE_SLABS } from '../../src/agent/live-batches.js';
+import { decodePublishRequest } from '../../src/collector/wire.js';
 import { type LossCounters, PublishRequest } from '../../src/gen/doorwatch/v1/collector.js';
 import type { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
-import { sampleEvent } from '../helpers/sample-events.js';
+import { podEvents, sampleEvent } from '../helpers/sample-events.js';
 
 /*
  * The publisher's in-memory batches are the Publish requests themselves: each
@@ -120,5 +121,51 @@ describe('LiveBatches', () => {
     for (const t of taken) t.release();
     assert.equal(live.slabs.free, MAX_FREE_SLABS, `kept aside ${live.slabs.free}`);
     assert.ok(live.slabs.inUse <= 1, `in use after release ${live.slabs.inUse}`);
+  });
+
+  describe("batch contexts (a pod's fields once per batch, for a collector that announced them)", () => {
+    const fillShared = (live: LiveBatches, events: AcceptEvent[]) => {
+      for (const e of events) {
+        const payload = encodeEvent(e);
+        live.append(e.seq, payload, lastTailBytes, lastTailAt);
+      }
+    };
+
+    it('each distinct shared tail once; the collector decodes the same events as from whole ones; the rest unchanged', () => {
+      for (const l of [undefined, losses]) {
+        const events = podEvents(300, 5);
+        const whole = new LiveBatches(500, () => 0);
+        fill(whole, events);
+        const full = whole.takeRequest(l, false)!;
+        assert.deepEqual(Buffer.from(full.bytes), expected(events, l), 'contexts off: byte for byte as before');
+        const live = new LiveBatches(500, () => 0);
+        fillShared(live, events);
+        const req = live.takeRequest(l, true)!;
+        assert.equal(req.count, 300);
+        const raw = PublishRequest.decode(req.bytes).batch!;
+        assert.equal(raw.contexts.length, 5, 'one context per pod');
+        assert.equal(raw.eventContexts.length, 300);
+        assert.equal(
+          raw.eventContexts.filter((k) => k === 0).length,
+          events.filter((_, i) => i % 7 === 3 || i % 11 === 5).length,
+        );
+        assert.deepEqual(raw.losses, l);
+        assert.ok(req.bytes.length < full.bytes.length * 0.6, `${req.bytes.length} bytes, not ${full.bytes.length}`);
+        assert.deepStrictEqual(decodePublishRequest(req.bytes), PublishRequest.decode(full.bytes));
+      }
+    });
+
+    it('after trims and across slabs, still the same events', () => {
+      const events = podEvents(4000, 3);
+      const live = new LiveBatches(500, () => 0);
+      fillShared(live, events);
+      live.dropBelow(123n);
+      const got: AcceptEvent[] = [];
+      for (let r = live.takeRequest(undefined, true); r; r = live.takeRequest(undefined, true)) {
+        got.push(...decodePublishRequest(r.bytes).batch!.events);
+        r.release();
+      }
+      assert.deepStrictEqual(got, PublishRequest.decode(expected(events.slice(122))).batch!.events);
+    });
   });
 });
