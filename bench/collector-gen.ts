@@ -1,7 +1,12 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { credentials, Client as GrpcClient, Metadata } from '@grpc/grpc-js';
+import { decodePublishRequest } from '../src/collector/wire.js';
 import { PublishRequest } from '../src/gen/doorwatch/v1/collector.js';
 import { AcceptEvent } from '../src/gen/doorwatch/v1/event.js';
+import { BATCH_CONTEXTS_HEADER } from '../src/protocol.js';
 import { sampleEvent } from '../test/helpers/sample-events.js';
 
 /**
@@ -32,6 +37,8 @@ interface Opts {
   window: number;
   /** Distinct pods the events come from. */
   pods: number;
+  /** false: whole events even to a collector that announces batch contexts (default: as an agent, contexts when announced). */
+  contexts?: boolean;
   /** In rate mode: the jsonl file to tail for latency (line order = seq order: one stream). */
   tail?: string;
   /** Wall-clock bound, seconds. */
@@ -72,6 +79,9 @@ function putVarint64(b: Buffer, pos: number, v: bigint): number {
 
 /** Per pod: the event without fields 1-4 (proto3 omits the zero values, so this is the tail of the encoding). */
 const rests: Buffer[] = [];
+/** The same without its per-pod fields, and those fields alone: an agent's batch context (EventBatch.contexts). */
+const bareRests: Buffer[] = [];
+const contexts: Buffer[] = [];
 for (let p = 0; p < o.pods; p++) {
   const ev = sampleEvent({
     nodeName: 'bench-node',
@@ -79,8 +89,17 @@ for (let p = 0; p < o.pods; p++) {
     pod: { name: `web-7d9f-${p}`, uid: `uid-${p}`, nodeName: 'bench-node', ip: `10.0.1.${p}` },
     container: { id: p.toString(16).padStart(64, 'c') },
   });
-  rests.push(Buffer.from(AcceptEvent.encode({ ...ev, eventId: '', seq: 0n, timeUnixNano: 0n, ktimeNs: 0n }).finish()));
+  const own = { ...ev, eventId: '', seq: 0n, timeUnixNano: 0n, ktimeNs: 0n };
+  rests.push(Buffer.from(AcceptEvent.encode(own).finish()));
+  const none = { namespaces: undefined, cgroup: undefined, container: undefined, pod: undefined, enrichment: undefined };
+  bareRests.push(Buffer.from(AcceptEvent.encode({ ...own, ...none }).finish()));
+  const { namespaces, cgroup, container, pod, enrichment } = ev;
+  contexts.push(
+    Buffer.from(AcceptEvent.encode(AcceptEvent.fromPartial({ namespaces, cgroup, container, pod, enrichment })).finish()),
+  );
 }
+/** The collector announced batch contexts (its response header): batches are sent as the agent then sends them. */
+let withContexts = false;
 
 function eventHead(seq: bigint, t: bigint): Buffer {
   const seqText = Buffer.from(seq.toString());
@@ -99,20 +118,51 @@ function eventHead(seq: bigint, t: bigint): Buffer {
   return b.subarray(0, p);
 }
 
-/** PublishRequest{batch: EventBatch{first_seq, events}} for seqs first..first+n-1, all stamped `t`. */
-function encodeBatch(first: bigint, n: number, t: bigint): Buffer {
+/**
+ * PublishRequest{batch: EventBatch{first_seq, events}} for seqs first..first+n-1, all stamped `t`; with
+ * `contexts`, each pod's fields once (EventBatch.contexts before the events, event_contexts after them).
+ */
+function encodeBatch(first: bigint, n: number, t: bigint, withCtx = withContexts): Buffer {
   const parts: Buffer[] = [];
+  const ctxParts: Buffer[] = [];
   let eventsLen = 0;
+  const used = new Map<number, number>();
+  const refs: number[] = [];
   for (let i = 0; i < n; i++) {
     const seq = first + BigInt(i);
     const head = eventHead(seq, t);
-    const rest = rests[Number(seq % BigInt(rests.length))]!;
+    const p = Number(seq % BigInt(rests.length));
+    const rest = (withCtx ? bareRests : rests)[p]!;
+    if (withCtx) {
+      let k = used.get(p);
+      if (k === undefined) {
+        k = used.size + 1;
+        used.set(p, k);
+        const c = contexts[p]!;
+        const tag = Buffer.allocUnsafe(1 + varintLen(c.length));
+        tag[0] = 0x22;
+        putVarint(tag, 1, c.length);
+        ctxParts.push(tag, c);
+        eventsLen += tag.length + c.length;
+      }
+      refs.push(k);
+    }
     const len = head.length + rest.length;
     const tag = Buffer.allocUnsafe(1 + varintLen(len));
     tag[0] = 0x12;
     putVarint(tag, 1, len);
     parts.push(tag, head, rest);
     eventsLen += tag.length + len;
+  }
+  if (withCtx) {
+    const packed = Buffer.allocUnsafe(refs.length * 5);
+    let q = 0;
+    for (const k of refs) q = putVarint(packed, q, k);
+    const tag = Buffer.allocUnsafe(1 + varintLen(q));
+    tag[0] = 0x2a;
+    putVarint(tag, 1, q);
+    parts.push(tag, packed.subarray(0, q));
+    eventsLen += tag.length + q;
   }
   const fs = Buffer.allocUnsafe(11);
   fs[0] = 0x08;
@@ -121,7 +171,7 @@ function encodeBatch(first: bigint, n: number, t: bigint): Buffer {
   const outer = Buffer.allocUnsafe(1 + varintLen(batchLen));
   outer[0] = 0x12;
   putVarint(outer, 1, batchLen);
-  return Buffer.concat([outer, fs.subarray(0, fsLen), ...parts], outer.length + batchLen);
+  return Buffer.concat([outer, fs.subarray(0, fsLen), ...ctxParts, ...parts], outer.length + batchLen);
 }
 
 {
@@ -139,6 +189,13 @@ function encodeBatch(first: bigint, n: number, t: bigint): Buffer {
     PublishRequest.encode({ batch: { firstSeq: 41n, events, losses: undefined, contexts: [], eventContexts: [] } }).finish(),
   );
   if (!want.equals(bytes)) throw new Error('collector-gen: spliced batch differs from the generated encoder');
+  // With contexts: the collector's decoder must read back the very same events.
+  const got = decodePublishRequest(encodeBatch(41n, 3, t, true)).batch!.events;
+  assert.deepStrictEqual(
+    got,
+    PublishRequest.decode(want).batch!.events,
+    'collector-gen: a batch with contexts reads back otherwise',
+  );
 }
 
 // ------------------------------------------------------------------ /proc
@@ -174,6 +231,9 @@ const call = client.makeBidiStreamRequest<Buffer, Buffer>(
   (b) => b,
   new Metadata(),
 );
+call.on('metadata', (md: Metadata) => {
+  withContexts = o.contexts !== false && md.get(BATCH_CONTEXTS_HEADER)[0] === '1';
+});
 let acked = 0n;
 let ackWaiter: (() => void) | null = null;
 call.on('data', (b: Buffer) => {
@@ -218,6 +278,10 @@ await write(
     PublishRequest.encode({ hello: { agent: { nodeName: 'bench-node', bootId, instanceId, version: 'bench' } } }).finish(),
   ),
 );
+// The collector's response header says whether it applies batch contexts (a collector from before them sends
+// its headers with the first ack only: then no header, and whole events).
+await Promise.race([once(call, 'metadata'), sleep(1000)]);
+process.stderr.write(`collector-gen: batch contexts ${withContexts ? 'on' : 'off'}\n`);
 const nowNs = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
 
 let next = 1n;

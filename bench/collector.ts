@@ -35,6 +35,8 @@ const USAGE = `usage: tsx bench/collector.ts [options]
   --batch B         events per Publish batch (default 500; rate runs: rate/100, a 10 ms drain)
   --window W        batches in flight before the generator waits for an ack (default 64, as the agent)
   --pods P          distinct pods the events come from (default 16)
+  --contexts on|off each pod's fields once per batch when the collector announces batch contexts, as agents
+                    send them (default on); off: whole events, as to a collector from before them
   --sinks LIST      jsonl,syslog (default both)
   --timeout S       wall-clock bound per run (default 120)
   --bin LIST        collector executables to compare, comma-separated (default bin/doorwatch.js of
@@ -52,6 +54,7 @@ const { values: args } = parseArgs({
     'rate-seconds': { type: 'string', default: '5' },
     batch: { type: 'string', default: '500' },
     pods: { type: 'string', default: '16' },
+    contexts: { type: 'string', default: 'on' },
     window: { type: 'string', default: '64' },
     sinks: { type: 'string', default: 'jsonl,syslog' },
     timeout: { type: 'string', default: '120' },
@@ -63,6 +66,10 @@ const { values: args } = parseArgs({
 if (args.help) {
   process.stdout.write(USAGE);
   process.exit(0);
+}
+if (args.contexts !== 'on' && args.contexts !== 'off') {
+  process.stderr.write(`bench/collector: --contexts must be on or off, not "${args.contexts}"\n`);
+  process.exit(2);
 }
 const rounds = Number(args.rounds);
 /** The chart's collector memory limit and environment (BENCH_COLLECTOR_MEMORY, BENCH_COLLECTOR_NODE_OPTIONS, BENCH_COLLECTOR_MALLOC_MMAP_THRESHOLD override). */
@@ -203,6 +210,7 @@ try {
             key: client.key,
             pid: col.pid,
             pods: Number(args.pods),
+            contexts: args.contexts !== 'off',
             timeoutS,
           };
           const sat = await gen({ ...base, events: N, warmup: 20_000, rate: 0, batch, window: Number(args.window) });
