@@ -87,6 +87,9 @@ export interface BatchShape {
   events: number;
   /** Index and encoded size of the largest event. */
   largest: { index: number; bytes: number };
+  /** The batch's contexts (EventBatch field 4: a pod's fields, once per batch), and the largest of them. */
+  contexts: number;
+  largestContext: { index: number; bytes: number };
 }
 
 /** The events of the batch in an encoded PublishRequest (field 2 -> EventBatch field 2); undefined when malformed. */
@@ -94,6 +97,9 @@ export function batchShape(b: Uint8Array): BatchShape | undefined {
   let events = 0;
   let largestIndex = -1;
   let largestBytes = 0;
+  let contexts = 0;
+  let largestContextIndex = -1;
+  let largestContextBytes = 0;
   for (let p = 0; p < b.length; ) {
     if (!field(b, p, b.length)) return undefined;
     const next = fNext;
@@ -102,20 +108,33 @@ export function batchShape(b: Uint8Array): BatchShape | undefined {
       const end = fNext;
       for (let q = fStart; q < end; ) {
         if (!field(b, q, end)) return undefined;
-        if (fNo === 2 && fWt === 2) {
+        const no: number = fWt === 2 ? fNo : 0; // a LEN field's number (2 = an event, 4 = a context)
+        if (no === 2) {
           const bytes = fNext - fStart;
           if (bytes > largestBytes) {
             largestBytes = bytes;
             largestIndex = events;
           }
           events++;
+        } else if (no === 4) {
+          const bytes = fNext - fStart;
+          if (bytes > largestContextBytes) {
+            largestContextBytes = bytes;
+            largestContextIndex = contexts;
+          }
+          contexts++;
         }
         q = fNext;
       }
     }
     p = next;
   }
-  return { events, largest: { index: largestIndex, bytes: largestBytes } };
+  return {
+    events,
+    largest: { index: largestIndex, bytes: largestBytes },
+    contexts,
+    largestContext: { index: largestContextIndex, bytes: largestContextBytes },
+  };
 }
 
 /** Why these bytes must not be decoded, or undefined. */
@@ -129,6 +148,19 @@ export function precheckPublish(
     return new ServerError(
       Status.RESOURCE_EXHAUSTED,
       `batch has ${s.events} events; at most ${limits.maxBatchEvents} (limits.maxBatchEvents): send smaller batches`,
+    );
+  }
+  // A context is part of the events that refer to it: no more of them than events, none longer than an event.
+  if (s.contexts > limits.maxBatchEvents) {
+    return new ServerError(
+      Status.RESOURCE_EXHAUSTED,
+      `batch has ${s.contexts} contexts; at most ${limits.maxBatchEvents} (limits.maxBatchEvents): send smaller batches`,
+    );
+  }
+  if (s.largestContext.bytes > limits.maxEventBytes) {
+    return new ServerError(
+      Status.INVALID_ARGUMENT,
+      `batch.contexts[${s.largestContext.index}] is ${s.largestContext.bytes} bytes; at most ${limits.maxEventBytes} (limits.maxEventBytes: an overlong field)`,
     );
   }
   if (s.largest.bytes > limits.maxEventBytes) {

@@ -18,6 +18,7 @@ import { peerAddress, Refusals } from '../../src/collector/refusals.js';
 import { SubscriberHub } from '../../src/collector/subscribe.js';
 import { ConfigError } from '../../src/config/errors.js';
 import { PublishRequest, type SubscribeResponse } from '../../src/gen/doorwatch/v1/collector.js';
+import { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { AGENT_SA, AUDIENCE, agentToken, captureLogger, seedCluster } from '../helpers/auth-fixtures.js';
 import type { KubeApiServer } from '../helpers/kube-api-server.js';
@@ -384,7 +385,12 @@ describe('precheck on the bytes', () => {
     assert.equal(shape?.events, 5);
     assert.equal(shape?.largest.index, 3);
     assert.ok(shape!.largest.bytes > 5000);
-    assert.deepEqual(batchShape(enc({ hello: { agent: agentIdentity('n') } })), { events: 0, largest: { index: -1, bytes: 0 } });
+    assert.deepEqual(batchShape(enc({ hello: { agent: agentIdentity('n') } })), {
+      events: 0,
+      largest: { index: -1, bytes: 0 },
+      contexts: 0,
+      largestContext: { index: -1, bytes: 0 },
+    });
     assert.equal(batchShape(Uint8Array.from([0x12, 0x7f, 0x01])), undefined, 'a length past the end is malformed');
   });
   it('refuses too many events (RESOURCE_EXHAUSTED) and an oversized event (INVALID_ARGUMENT), naming the limit', () => {
@@ -398,6 +404,21 @@ describe('precheck on the bytes', () => {
     const big = precheckPublish(enc({ batch: b }), limits);
     assert.equal(big?.code, Status.INVALID_ARGUMENT);
     assert.match(big!.details, /batch.events\[1\] is \d+ bytes; at most 2000/);
+  });
+  it('counts batch contexts as events: no more of them than maxBatchEvents, none longer than maxEventBytes', () => {
+    const limits = { maxBatchEvents: 10, maxEventBytes: 2000 };
+    const ctx = (n: number) => Array.from({ length: n }, (_, i) => AcceptEvent.fromPartial({ pod: { name: `p${i}` } }));
+    const ok = { ...makeBatch(1, 3), contexts: ctx(10), eventContexts: [1, 2, 3] };
+    assert.equal(precheckPublish(enc({ batch: ok }), limits), undefined);
+    assert.equal(batchShape(enc({ batch: ok }))?.contexts, 10);
+    const many = precheckPublish(enc({ batch: { ...ok, contexts: ctx(11) } }), limits);
+    assert.equal(many?.code, Status.RESOURCE_EXHAUSTED);
+    assert.match(many!.details, /11 contexts; at most 10 \(limits.maxBatchEvents\)/);
+    const long = ctx(2);
+    long[1]!.pod!.labels = { note: 'x'.repeat(3000) };
+    const big = precheckPublish(enc({ batch: { ...ok, contexts: long } }), limits);
+    assert.equal(big?.code, Status.INVALID_ARGUMENT);
+    assert.match(big!.details, /batch.contexts\[1\] is \d+ bytes; at most 2000/);
   });
 });
 
