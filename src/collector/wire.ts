@@ -778,13 +778,7 @@ function fastRequest(bytes: Uint8Array): PublishRequest {
     }
   }
   if (pos !== be) throw FALLBACK;
-  applyContexts(batch.events, batch.eventContexts, contexts, (ev, t) => {
-    ev.namespaces = t.namespaces;
-    ev.cgroup = t.cgroup;
-    ev.container = t.container;
-    ev.pod = t.pod;
-    ev.enrichment = t.enrichment;
-  });
+  applyContexts(batch.events, batch.eventContexts, contexts);
   batch.eventContexts = [];
   return { hello: undefined, batch };
 }
@@ -796,7 +790,8 @@ export class BatchContextError extends Error {}
  * Give each event that refers to a context (EventBatch.event_contexts) that context's per-pod fields. Only
  * those five are taken from a context; an event that refers to one must carry none of them itself.
  */
-function applyContexts<T>(events: AcceptEvent[], refs: number[], contexts: T[], apply: (ev: AcceptEvent, c: T) => void): void {
+type PerPod = Pick<AcceptEvent, 'namespaces' | 'cgroup' | 'container' | 'pod' | 'enrichment'>;
+function applyContexts(events: AcceptEvent[], refs: number[], contexts: readonly PerPod[]): void {
   if (refs.length === 0) return;
   if (refs.length !== events.length) {
     throw new BatchContextError(
@@ -812,7 +807,12 @@ function applyContexts<T>(events: AcceptEvent[], refs: number[], contexts: T[], 
     if (ev.namespaces || ev.cgroup || ev.container || ev.pod || ev.enrichment) {
       throw new BatchContextError(`batch.events[${i}] refers to context ${k} but carries per-pod fields of its own`);
     }
-    apply(ev, contexts[k - 1]!);
+    const c = contexts[k - 1]!;
+    ev.namespaces = c.namespaces;
+    ev.cgroup = c.cgroup;
+    ev.container = c.container;
+    ev.pod = c.pod;
+    ev.enrichment = c.enrichment;
   }
 }
 
@@ -820,13 +820,7 @@ function applyContexts<T>(events: AcceptEvent[], refs: number[], contexts: T[], 
 function resolved(req: PublishRequest): PublishRequest {
   const b = req.batch;
   if (!b || (b.contexts.length === 0 && b.eventContexts.length === 0)) return req;
-  applyContexts(b.events, b.eventContexts, b.contexts, (ev, c) => {
-    ev.namespaces = c.namespaces;
-    ev.cgroup = c.cgroup;
-    ev.container = c.container;
-    ev.pod = c.pod;
-    ev.enrichment = c.enrichment;
-  });
+  applyContexts(b.events, b.eventContexts, b.contexts);
   b.contexts = [];
   b.eventContexts = [];
   return req;
