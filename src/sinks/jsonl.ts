@@ -188,8 +188,6 @@ class FileSink implements Sink {
   private size = 0;
   private closed = false;
   private readonly serial = new Serial();
-  /** The last rotation's unlink of the oldest file (file.deleting), running while the sink writes on. */
-  private deleting: Promise<void> = Promise.resolve();
   /** The batch being written, as bytes (reused: writes are serial, and a batch is encoded inside its turn). */
   private readonly out = new JsonWriter(256 * 1024);
   private readonly ends: number[] = [];
@@ -237,10 +235,10 @@ class FileSink implements Sink {
   }
 
   /**
-   * file -> file.1 -> ... -> file.(maxFiles-1); the oldest is first renamed aside (file.deleting) and
-   * unlinked while the sink writes on: the unlink frees its page cache, tens of ms for 100 MiB, which the
-   * sink, and the events it holds, waited for. Never renamed over an existing file: ext4 (auto_da_alloc)
-   * then writes the renamed file's dirty pages out inside rename() — ~100 MiB of writeback per rotation.
+   * file -> file.1 -> ... -> file.(maxFiles-1); the oldest is unlinked first. Never renamed over an
+   * existing file: ext4 (auto_da_alloc) then writes the renamed file's dirty pages out inside rename()
+   * — ~100 MiB of writeback per rotation in the collector's time, while the sink, and the events it
+   * holds, waited.
    */
   private async rotate(): Promise<void> {
     const { path, maxFiles } = this.cfg;
@@ -252,15 +250,8 @@ class FileSink implements Sink {
       if (!isEnoent(err)) throw err;
     };
     try {
-      // The previous rotation's delete is done first: never more than maxFiles + 1 files on disk.
-      await this.deleting;
-      const doomed = `${path}.deleting`;
-      await rename(name(maxFiles - 1), doomed).catch(ignoreMissing);
+      await unlink(name(maxFiles - 1)).catch(ignoreMissing);
       for (let i = maxFiles - 1; i >= 1; i--) await rename(name(i - 1), name(i)).catch(ignoreMissing);
-      this.deleting = unlink(doomed).catch((err: unknown) => {
-        if (!isEnoent(err))
-          this.log.warn({ path: doomed, err: (err as Error).message }, 'jsonl: cannot delete the oldest rotated file');
-      });
     } catch (err) {
       throw new Error(`jsonl sink "${this.name}": rotating "${path}" failed: ${(err as Error).message}`, { cause: err });
     }
@@ -349,7 +340,6 @@ class FileSink implements Sink {
     if (this.closed) return this.flush();
     this.closed = true;
     return this.serial.run(async () => {
-      await this.deleting;
       const fh = this.fh;
       this.fh = null;
       if (!fh) return;
@@ -405,8 +395,6 @@ export const jsonlSink: SinkFactory<JsonlConfig> = {
     const { log } = deps;
     if (config.path === '-') return new StdoutSink(name, config, log);
     const sink = new FileSink(name, config, log);
-    // A rotation's delete cut short by a crash.
-    await unlink(`${config.path}.deleting`).catch(() => {});
     await sink.recover();
     await sink.open();
     return sink;
