@@ -67,6 +67,25 @@ function python(mode: string, n: number) {
 }
 
 describe('python3-grpcio interop', () => {
+  it("batch contexts from an independent protobuf implementation: the header read, the pod's fields once, every event whole", async () => {
+    const N = 4;
+    const pub = python('publish-contexts', N);
+    assert.equal(await pub.exit, 0, pub.stderr());
+    assert.deepEqual(pub.lines, [{ acked_seq: N, batch_contexts_header: '1' }]);
+    const events = mem.get('mem').events.filter((e) => e.eventId.startsWith('py-boot/py-instance-ctx/'));
+    assert.equal(events.length, N);
+    for (const e of events) {
+      assert.equal(e.pod?.name, 'py-pod-ctx');
+      assert.equal(e.pod?.namespace, 'interop');
+      assert.equal(e.container?.name, 'py-container');
+      assert.equal(e.process?.comm, 'python-peer');
+    }
+    assert.ok(
+      events.every((e) => e.pod === events[0]!.pod),
+      'one context: one pod object',
+    );
+  });
+
   it('publishes a batch and gets it acknowledged; subscribes and receives the events', async () => {
     const N = 3;
     const sub = python('subscribe', N);
@@ -77,7 +96,7 @@ describe('python3-grpcio interop', () => {
     assert.equal(await pub.exit, 0, pub.stderr());
     assert.deepEqual(pub.lines, [{ acked_seq: N }]);
 
-    const events = mem.get('mem').events;
+    const events = mem.get('mem').events.filter((e) => e.eventId.startsWith('py-boot/py-instance/'));
     assert.equal(events.length, N);
     assert.deepEqual(
       events.map((e) => e.eventId),

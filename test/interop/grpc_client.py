@@ -48,24 +48,36 @@ def main():
     n = int(sys.argv[7]) if len(sys.argv) > 7 else 3
     msg = load(descriptors)
     ch = channel(target, ca, cert, key)
-    if mode == "publish":
+    if mode in ("publish", "publish-contexts"):
+        # publish-contexts: the pod's fields once, in EventBatch.contexts, once the collector's response
+        # headers said it applies them (doorwatch-batch-contexts: 1).
+        with_contexts = mode == "publish-contexts"
+        instance = "py-instance-ctx" if with_contexts else "py-instance"
         Req = msg("doorwatch.v1.PublishRequest")
         publish = method(ch, "stream_stream", "Publish", msg("doorwatch.v1.PublishResponse"))
         done = threading.Event()
+        headers = threading.Event()
 
         def requests():
             hello = Req()
             hello.hello.agent.node_name = "py-node"
             hello.hello.agent.boot_id = "py-boot"
-            hello.hello.agent.instance_id = "py-instance"
+            hello.hello.agent.instance_id = instance
             hello.hello.agent.version = "python-interop"
             yield hello
+            if with_contexts:
+                headers.wait(20)
             batch = Req()
             batch.batch.first_seq = 1
+            if with_contexts:
+                ctx = batch.batch.contexts.add()
+                ctx.pod.namespace = "interop"
+                ctx.pod.name = "py-pod-ctx"
+                ctx.container.name = "py-container"
             for i in range(1, n + 1):
                 ev = batch.batch.events.add()
                 ev.seq = i
-                ev.event_id = "py-boot/py-instance/%d" % i
+                ev.event_id = "py-boot/%s/%d" % (instance, i)
                 ev.node_name = "py-node"
                 ev.source = 2  # SOURCE_ACCEPT4
                 ev.success = True
@@ -78,19 +90,28 @@ def main():
                 ev.socket.local.port = 8443
                 ev.socket.peer.ip = "10.9.0.%d" % (100 + i)
                 ev.socket.peer.port = 40000 + i
-                ev.pod.namespace = "interop"
-                ev.pod.name = "py-pod"
+                if with_contexts:
+                    batch.batch.event_contexts.append(1)
+                else:
+                    ev.pod.namespace = "interop"
+                    ev.pod.name = "py-pod"
             yield batch
             # Keep the stream open until the ack covers everything.
             done.wait(20)
 
         acked = 0
-        for resp in publish(requests(), timeout=20):
+        call = publish(requests(), timeout=20)
+        announced = dict(call.initial_metadata()).get("doorwatch-batch-contexts")
+        headers.set()
+        for resp in call:
             acked = resp.acked_seq
             if acked >= n:
                 done.set()
                 break
-        print(json.dumps({"acked_seq": acked}), flush=True)
+        out = {"acked_seq": acked}
+        if with_contexts:
+            out["batch_contexts_header"] = announced
+        print(json.dumps(out), flush=True)
     elif mode == "subscribe":
         subscribe = method(ch, "unary_stream", "Subscribe", msg("doorwatch.v1.SubscribeResponse"))
         req = msg("doorwatch.v1.SubscribeRequest")()
