@@ -90,7 +90,27 @@ const stages: Record<string, Stage> = {
     spool.ack(id, seq - 1n);
     live.dropBelow(seq);
   },
+  // The requests as sent: whole events (a collector from before batch contexts), then with contexts.
+  '… + requests, whole events': (b) => appendAndSend(b, false),
+  '… + requests, batch contexts': (b) => appendAndSend(b, true),
 };
+
+function appendAndSend(b: AcceptEvent[], contexts: boolean): void {
+  sequence(b);
+  const { accepted, frames, tails, tailAt } = spool.append(b);
+  for (let i = 0; i < accepted.length; i++)
+    live.append(accepted[i]!.seq, frames[i]!.subarray(RECORD_HEADER_BYTES), tails[i], tailAt[i]);
+  const sent = contexts ? withContexts : whole;
+  for (let r = live.takeRequest(undefined, contexts); r; r = live.takeRequest(undefined, contexts)) {
+    sent.bytes += r.bytes.length;
+    sent.events += r.count;
+    r.release();
+  }
+  spool.ack(id, seq - 1n);
+}
+/** Request bytes sent per mode, for bytes per event on the wire. */
+const whole = { bytes: 0, events: 0 };
+const withContexts = { bytes: 0, events: 0 };
 
 /**
  * The event loop runs between batches, as between the agent's drains: the spool's background
@@ -134,3 +154,7 @@ for (const [k, v] of out) {
       (process.env.VERBOSE ? `  rounds: ${v.map(Math.round).join(' ')}` : ''),
   );
 }
+if (whole.events && withContexts.events)
+  console.log(
+    `request bytes per event: whole events ${(whole.bytes / whole.events).toFixed(0)}, with batch contexts ${(withContexts.bytes / withContexts.events).toFixed(0)}`,
+  );

@@ -301,6 +301,9 @@ export class LiveBatches {
     let evBytes = 0;
     let refBytes = 0;
     let at = b.start;
+    // Runs of one pod's events: their tail is the one before.
+    let lastTail: Uint8Array | undefined;
+    let lastK = 0;
     for (let j = 0; j < n; j++) {
       const i = b.skip + j;
       const end = b.ends[i]!;
@@ -313,12 +316,17 @@ export class LiveBatches {
       let len = end - p;
       let k = 0;
       if (t !== undefined) {
-        k = keys.get(t) ?? 0;
-        if (k === 0) {
-          contexts.push(t);
-          k = contexts.length;
-          keys.set(t, k);
-          ctxBytes += 1 + varintLength(t.length) + t.length;
+        if (t === lastTail) k = lastK;
+        else {
+          k = keys.get(t) ?? 0;
+          if (k === 0) {
+            contexts.push(t);
+            k = contexts.length;
+            keys.set(t, k);
+            ctxBytes += 1 + varintLength(t.length) + t.length;
+          }
+          lastTail = t;
+          lastK = k;
         }
         len -= t.length;
       }
@@ -358,8 +366,8 @@ export class LiveBatches {
         s.copy(out, o, p, cut);
         o += cut - p;
         const rest = p + lens[j]! + t.length;
-        s.copy(out, o, cut + t.length, rest);
-        o += rest - cut - t.length;
+        // What follows the tail is a few fields (kind, policy): bytes by hand, not a native call each.
+        for (let q = cut + t.length; q < rest; q++) out[o++] = s[q]!;
       }
     }
     out[o++] = 0x2a;
