@@ -1,6 +1,7 @@
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { LossCounters } from '../gen/doorwatch/v1/collector.js';
 import { varintLength, writeVarint } from './event-encoder.js';
+import { type ContextBatch, encodeContextsRequest } from './wire.js';
 
 /**
  * Events spooled in this process and not yet sent, kept as the bytes of the
@@ -292,14 +293,8 @@ export class LiveBatches {
   #withContexts(b: Batch, losses: LossCounters | undefined) {
     const s = b.slab;
     const n = b.count;
+    const e: ContextBatch = { firstSeq: b.firstSeq, contexts: [], bufs: [], starts: [], ends: [], cuts: [], refs: [] };
     const keys = new Map<Uint8Array, number>();
-    const contexts: Uint8Array[] = [];
-    const refs = new Array<number>(n);
-    const from = new Array<number>(n);
-    const lens = new Array<number>(n);
-    let ctxBytes = 0;
-    let evBytes = 0;
-    let refBytes = 0;
     let at = b.start;
     // Runs of one pod's events: their tail is the one before.
     let lastTail: Uint8Array | undefined;
@@ -311,79 +306,36 @@ export class LiveBatches {
       let p = at + 1;
       while (s[p]! >= 0x80) p++;
       p++;
-      from[j] = p;
       const t = b.tails[i];
-      let len = end - p;
       let k = 0;
       if (t !== undefined) {
         if (t === lastTail) k = lastK;
         else {
           k = keys.get(t) ?? 0;
           if (k === 0) {
-            contexts.push(t);
-            k = contexts.length;
+            e.contexts.push(t);
+            k = e.contexts.length;
             keys.set(t, k);
-            ctxBytes += 1 + varintLength(t.length) + t.length;
           }
           lastTail = t;
           lastK = k;
         }
-        len -= t.length;
       }
-      refs[j] = k;
-      lens[j] = len;
-      evBytes += 1 + varintLength(len) + len;
-      refBytes += varintLength(k);
+      e.bufs.push(s);
+      e.starts.push(p);
+      e.ends.push(end);
+      e.cuts.push(p + b.tailAt[i]!);
+      e.refs.push(k);
       at = end;
     }
-    const seq = uint64Bytes(b.firstSeq);
-    const lb =
-      losses !== undefined ? LossCounters.encode(losses, new BinaryWriter().uint32(26).fork()).join().finish() : undefined;
-    const size = 1 + seq.length + ctxBytes + evBytes + 1 + varintLength(refBytes) + refBytes + (lb?.length ?? 0);
-    const out = Buffer.allocUnsafe(1 + varintLength(size) + size);
-    out[0] = 0x12;
-    let o = writeVarint(size, out, 1);
-    out[o++] = 0x08;
-    out.set(seq, o);
-    o += seq.length;
-    for (const c of contexts) {
-      out[o++] = 0x22;
-      o = writeVarint(c.length, out, o);
-      out.set(c, o);
-      o += c.length;
-    }
-    for (let j = 0; j < n; j++) {
-      const p = from[j]!;
-      const t = b.tails[b.skip + j];
-      out[o++] = 0x12;
-      o = writeVarint(lens[j]!, out, o);
-      if (t === undefined) {
-        s.copy(out, o, p, p + lens[j]!);
-        o += lens[j]!;
-      } else {
-        // The payload around its tail.
-        const cut = p + b.tailAt[b.skip + j]!;
-        s.copy(out, o, p, cut);
-        o += cut - p;
-        const rest = p + lens[j]! + t.length;
-        // What follows the tail is a few fields (kind, policy): bytes by hand, not a native call each.
-        for (let q = cut + t.length; q < rest; q++) out[o++] = s[q]!;
-      }
-    }
-    out[o++] = 0x2a;
-    o = writeVarint(refBytes, out, o);
-    for (let j = 0; j < n; j++) o = writeVarint(refs[j]!, out, o);
-    if (lb !== undefined) {
-      out.set(lb, o);
-      o += lb.length;
-    }
+    const out = encodeContextsRequest(e, losses);
     let released = false;
     const release = () => {
       if (released || !this.#refs.has(s)) return;
       released = true;
       this.#unref(s);
     };
-    return { bytes: out.subarray(0, o), firstSeq: b.firstSeq, count: n, release };
+    return { bytes: out, firstSeq: b.firstSeq, count: n, release };
   }
 
   clear(): void {

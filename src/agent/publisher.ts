@@ -13,7 +13,13 @@ import { PushQueue } from './push-queue.js';
 import type { SpaceInfo, Spool, SpoolIdentity } from './spool.js';
 import { RECORD_HEADER_BYTES } from './spool-format.js';
 import { describeTransportError } from './transport-error.js';
-import { encodeBatchRequest, type OutgoingRequest } from './wire.js';
+import {
+  contextsFromPayloads,
+  contextsWorthIt,
+  encodeBatchRequest,
+  encodeContextsRequest,
+  type OutgoingRequest,
+} from './wire.js';
 
 /**
  * The agent's side of CollectorService.Publish (docs/transport.md).
@@ -529,7 +535,12 @@ export class Publisher {
     if (!raw.seqs.length) return undefined;
     s.cursor = raw.seqs.at(-1)! + 1n;
     const losses = this.#takeLosses();
-    const bytes = encodeBatchRequest({ firstSeq: raw.seqs[0]!, parts: raw.payloads, skip: 0 }, losses);
+    // A backlog (after an outage, every agent at once) is when a collector most needs the smaller batches.
+    const ctx = s.contexts ? contextsFromPayloads(raw.seqs[0]!, raw.payloads) : undefined;
+    const bytes =
+      ctx && contextsWorthIt(ctx)
+        ? encodeContextsRequest(ctx, losses)
+        : encodeBatchRequest({ firstSeq: raw.seqs[0]!, parts: raw.payloads, skip: 0 }, losses);
     return { bytes, firstSeq: raw.seqs[0]!, count: raw.seqs.length, losses, release: () => {} };
   }
 

@@ -65,3 +65,185 @@ export function encodePublishRequest(req: PublishRequest): Uint8Array {
 
 /** What the publisher queues: a request, or one already encoded (a batch). */
 export type OutgoingRequest = PublishRequest | Uint8Array;
+
+/**
+ * A batch sent with contexts (EventBatch.contexts, docs/transport.md): event j is bufs[j] from starts[j] to
+ * ends[j], less the bytes of contexts[refs[j] - 1] at cuts[j] when refs[j] > 0 (its per-pod fields).
+ */
+export interface ContextBatch {
+  firstSeq: bigint;
+  contexts: Uint8Array[];
+  bufs: Uint8Array[];
+  starts: number[];
+  ends: number[];
+  cuts: number[];
+  refs: number[];
+}
+
+/** PublishRequest{batch} bytes: first_seq, the contexts, the events without their per-pod fields, event_contexts, losses. */
+export function encodeContextsRequest(e: ContextBatch, losses: LossCounters | undefined): Buffer {
+  const n = e.starts.length;
+  let ctxBytes = 0;
+  for (const c of e.contexts) ctxBytes += 1 + varintLength(c.length) + c.length;
+  let evBytes = 0;
+  let refBytes = 0;
+  const lens = new Array<number>(n);
+  for (let j = 0; j < n; j++) {
+    const k = e.refs[j]!;
+    const len = e.ends[j]! - e.starts[j]! - (k > 0 ? e.contexts[k - 1]!.length : 0);
+    lens[j] = len;
+    evBytes += 1 + varintLength(len) + len;
+    refBytes += varintLength(k);
+  }
+  const seq = new BinaryWriter().uint64(e.firstSeq).finish();
+  const lb = losses !== undefined ? LossCounters.encode(losses, new BinaryWriter().uint32(26).fork()).join().finish() : undefined;
+  const size = 1 + seq.length + ctxBytes + evBytes + 1 + varintLength(refBytes) + refBytes + (lb?.length ?? 0);
+  const out = Buffer.allocUnsafe(1 + varintLength(size) + size);
+  out[0] = 0x12;
+  let o = writeVarint(size, out, 1);
+  out[o++] = 0x08;
+  out.set(seq, o);
+  o += seq.length;
+  for (const c of e.contexts) {
+    out[o++] = 0x22;
+    o = writeVarint(c.length, out, o);
+    out.set(c, o);
+    o += c.length;
+  }
+  for (let j = 0; j < n; j++) {
+    const b = e.bufs[j]!;
+    const p = e.starts[j]!;
+    const end = e.ends[j]!;
+    const k = e.refs[j]!;
+    out[o++] = 0x12;
+    o = writeVarint(lens[j]!, out, o);
+    if (k === 0) {
+      out.set(b.subarray(p, end), o);
+      o += end - p;
+    } else {
+      // The payload around its per-pod fields; what follows them is a few fields (kind, policy): by hand.
+      const cut = e.cuts[j]!;
+      out.set(b.subarray(p, cut), o);
+      o += cut - p;
+      for (let q = cut + e.contexts[k - 1]!.length; q < end; q++) out[o++] = b[q]!;
+    }
+  }
+  out[o++] = 0x2a;
+  o = writeVarint(refBytes, out, o);
+  for (let j = 0; j < n; j++) o = writeVarint(e.refs[j]!, out, o);
+  if (lb !== undefined) {
+    out.set(lb, o);
+    o += lb.length;
+  }
+  return out.subarray(0, o);
+}
+
+/**
+ * Where an encoded AcceptEvent's per-pod fields (18-22: namespaces, cgroup, container, pod, enrichment)
+ * are: [from, to) when they are present, each at most once, one after another, and the whole event parses;
+ * undefined otherwise (the event then travels whole). For events read back from the spool, whose encoder's
+ * bookkeeping is gone.
+ */
+export function perPodSpan(b: Uint8Array, start: number, end: number): [number, number] | undefined {
+  let from = -1;
+  let to = -1;
+  let seen = 0;
+  let prevPerPod = false;
+  let p = start;
+  while (p < end) {
+    const at = p;
+    let tag = 0;
+    let shift = 0;
+    for (;;) {
+      if (p >= end || shift > 28) return undefined;
+      const x = b[p++]!;
+      tag += (x & 0x7f) * 2 ** shift;
+      shift += 7;
+      if (x < 0x80) break;
+    }
+    const no = Math.floor(tag / 8);
+    switch (tag % 8) {
+      case 0:
+        for (let i = 0; ; i++) {
+          if (p >= end || i >= 10) return undefined;
+          if (b[p++]! < 0x80) break;
+        }
+        break;
+      case 1:
+        p += 8;
+        break;
+      case 5:
+        p += 4;
+        break;
+      case 2: {
+        let len = 0;
+        shift = 0;
+        for (;;) {
+          if (p >= end || shift > 28) return undefined;
+          const x = b[p++]!;
+          len += (x & 0x7f) * 2 ** shift;
+          shift += 7;
+          if (x < 0x80) break;
+        }
+        p += len;
+        break;
+      }
+      default:
+        return undefined;
+    }
+    if (p > end) return undefined;
+    const perPod = no >= 18 && no <= 22;
+    if (perPod) {
+      const bit = 1 << (no - 18);
+      if (tag % 8 !== 2 || seen & bit || (from >= 0 && !prevPerPod)) return undefined;
+      seen |= bit;
+      if (from < 0) from = at;
+      to = p;
+    }
+    prevPerPod = perPod;
+  }
+  return from < 0 ? undefined : [from, to];
+}
+
+/**
+ * Events as stored (the spool's payloads) as a ContextBatch: each distinct run of per-pod bytes once.
+ * Distinct ones are found by length and a sample of their bytes, then compared whole.
+ */
+export function contextsFromPayloads(firstSeq: bigint, payloads: readonly Buffer[]): ContextBatch {
+  const e: ContextBatch = { firstSeq, contexts: [], bufs: [], starts: [], ends: [], cuts: [], refs: [] };
+  const byPrint = new Map<number, number[]>();
+  for (const pl of payloads) {
+    e.bufs.push(pl);
+    e.starts.push(0);
+    e.ends.push(pl.length);
+    const span = perPodSpan(pl, 0, pl.length);
+    if (span === undefined) {
+      e.cuts.push(0);
+      e.refs.push(0);
+      continue;
+    }
+    const [a, z] = span;
+    const len = z - a;
+    let h = len;
+    for (let i = a; i < z; i += 1 + (len >>> 4)) h = (Math.imul(h, 31) + pl[i]!) | 0;
+    let k = 0;
+    const same = byPrint.get(h);
+    if (same) for (const c of same) if (pl.compare(e.contexts[c - 1]!, 0, len, a, z) === 0) k = c;
+    if (k === 0) {
+      e.contexts.push(pl.subarray(a, z));
+      k = e.contexts.length;
+      if (same) same.push(k);
+      else byPrint.set(h, [k]);
+    }
+    e.cuts.push(a);
+    e.refs.push(k);
+  }
+  return e;
+}
+
+/** Whether some per-pod bytes repeat in the batch (fewer contexts than events that refer to one): else whole events are smaller. */
+export function contextsWorthIt(e: ContextBatch): boolean {
+  let refs = 0;
+  for (const k of e.refs) if (k > 0) refs++;
+  return e.contexts.length < refs;
+}

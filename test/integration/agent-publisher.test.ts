@@ -171,6 +171,25 @@ describe('Publisher over mTLS', () => {
     });
   }
 
+  it('a backlog read back from the spool goes to a collector that applies contexts with each pod once; the sink sees the very same events', async () => {
+    const { collector: col, mem } = await startMemoryCollector(pki, [{ name: 'mem', required: true }]);
+    cleanups.push(() => col.stop());
+    const spool = openSpool(tempDir(), { segmentBytes: '1MiB' });
+    // 8 KiB of unsent events in memory at most: nearly all of them are read back from disk (the catch-up path).
+    const { pub } = publisher(`127.0.0.1:${col.port}`, spool, { window: { maxLiveBytes: 8192 } });
+    const id = spool.identity;
+    const events: AcceptEvent[] = podEvents(3000, 5).map((e) => ({ ...e, eventId: `${id.bootId}/${id.instanceId}/${e.seq}` }));
+    pub.start();
+    await until(() => pub.status().batchContexts, 'the collector to announce batch contexts', 10_000);
+    // At once, far more than the 8 KiB kept in memory: the rest is sent from disk.
+    for (let i = 0; i < events.length; i += 500) pub.publish(events.slice(i, i + 500));
+    await until(() => pub.status().ackedSeq === 3000n, 'all 3 000 events acknowledged', 15_000);
+    assert.equal(pub.status().batchContexts, true);
+    const got = mem.get('mem').records.flatMap((r) => (r.kind === 'event' ? [r.event] : []));
+    const own = (e: AcceptEvent) => ({ ...e, peerAttribution: undefined, localAttribution: undefined });
+    assert.deepStrictEqual(got.map(own), events.map(own));
+  });
+
   it('batching waits only while more is coming: a lone event leaves at once, a trickle is coalesced', async () => {
     const c = await collector();
     const spool = openSpool(tempDir());
