@@ -152,50 +152,35 @@ export function perPodSpan(b: Uint8Array, start: number, end: number): [number, 
   let p = start;
   while (p < end) {
     const at = p;
-    let tag = 0;
-    let shift = 0;
-    for (;;) {
-      if (p >= end || shift > 28) return undefined;
-      const x = b[p++]!;
-      tag += (x & 0x7f) * 2 ** shift;
-      shift += 7;
-      if (x < 0x80) break;
+    // Tags and lengths of 4 bytes at most (28 bits): anything longer is not an event this agent wrote.
+    let x = b[p++]!;
+    let tag = x & 0x7f;
+    for (let shift = 7; x >= 0x80; shift += 7) {
+      if (shift > 21 || p >= end) return undefined;
+      x = b[p++]!;
+      tag |= (x & 0x7f) << shift;
     }
-    const no = Math.floor(tag / 8);
-    switch (tag % 8) {
-      case 0:
-        for (let i = 0; ; i++) {
-          if (p >= end || i >= 10) return undefined;
-          if (b[p++]! < 0x80) break;
-        }
-        break;
-      case 1:
-        p += 8;
-        break;
-      case 5:
-        p += 4;
-        break;
-      case 2: {
-        let len = 0;
-        shift = 0;
-        for (;;) {
-          if (p >= end || shift > 28) return undefined;
-          const x = b[p++]!;
-          len += (x & 0x7f) * 2 ** shift;
-          shift += 7;
-          if (x < 0x80) break;
-        }
-        p += len;
-        break;
+    const wt = tag & 7;
+    if (wt === 2) {
+      x = b[p++]!;
+      let len = x & 0x7f;
+      for (let shift = 7; x >= 0x80; shift += 7) {
+        if (shift > 21 || p >= end) return undefined;
+        x = b[p++]!;
+        len |= (x & 0x7f) << shift;
       }
-      default:
-        return undefined;
-    }
+      p += len;
+    } else if (wt === 0) {
+      for (let i = 0; b[p++]! >= 0x80; i++) if (i >= 9 || p >= end) return undefined;
+    } else if (wt === 1) p += 8;
+    else if (wt === 5) p += 4;
+    else return undefined;
     if (p > end) return undefined;
+    const no = tag >>> 3;
     const perPod = no >= 18 && no <= 22;
     if (perPod) {
       const bit = 1 << (no - 18);
-      if (tag % 8 !== 2 || seen & bit || (from >= 0 && !prevPerPod)) return undefined;
+      if (wt !== 2 || seen & bit || (from >= 0 && !prevPerPod)) return undefined;
       seen |= bit;
       if (from < 0) from = at;
       to = p;
