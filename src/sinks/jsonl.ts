@@ -286,6 +286,11 @@ class FileSink implements Sink {
   /** Drop events the file already has; note what this batch adds. */
   private fresh(batch: SinkRecord[]): { keep: SinkRecord[]; marks: Map<string, bigint> } {
     const marks = new Map<string, bigint>();
+    // A batch is mostly a run of one stream's events: its highest seq so far is kept here, in marks only when
+    // the run ends (a Map lookup and update per event were 3-4 % of the collector's CPU).
+    let run: string | undefined;
+    let seen = 0n;
+    let kept = false;
     const keep = batch.filter((r) => {
       if (r.kind !== 'event') return true;
       const id = r.event.eventId;
@@ -299,11 +304,18 @@ class FileSink implements Sink {
         stream = this.lastStream = p.stream;
         seq = p.seq;
       }
-      const seen = marks.get(stream) ?? this.written.get(stream) ?? 0n;
+      if (stream !== run) {
+        if (kept) marks.set(run!, seen);
+        run = stream;
+        seen = marks.get(stream) ?? this.written.get(stream) ?? 0n;
+        kept = false;
+      }
       if (seq <= seen) return false;
-      marks.set(stream, seq);
+      seen = seq;
+      kept = true;
       return true;
     });
+    if (kept) marks.set(run!, seen);
     return { keep, marks };
   }
 

@@ -41,6 +41,29 @@ describe('jsonl sink replay recovery', () => {
     });
   }
 
+  it('interleaved streams in one batch, replays among them: each event once, and the marks of every stream kept', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'dw-jsonl-')), 'events.jsonl');
+    const a = await sinkAt(path, 'native');
+    await a.write([
+      ev('s/a', 1),
+      ev('s/b', 1),
+      ev('s/a', 2),
+      ev('s/a', 2),
+      ev('s/b', 1),
+      ev('s/c', 5),
+      ev('s/b', 2),
+      ev('s/a', 1),
+    ]);
+    // The next batch: replays of every stream, then new events.
+    await a.write([ev('s/c', 5), ev('s/b', 2), ev('s/a', 2), ev('s/a', 3), ev('s/c', 6), ev('s/b', 3)]);
+    await a.close();
+    const ids = readFileSync(path, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => idOfLine(l, 'native'));
+    assert.deepEqual(ids, ['s/a/1', 's/b/1', 's/a/2', 's/c/5', 's/b/2', 's/a/3', 's/c/6', 's/b/3']);
+  });
+
   it('parses event ids and ignores anything else', () => {
     assert.deepEqual(parseEventId('boot/inst/42'), { stream: 'boot/inst', seq: 42n });
     assert.equal(parseEventId('boot/inst/loss/1-2/abc'), undefined);
