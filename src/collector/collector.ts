@@ -44,8 +44,6 @@ export interface CollectorDeps {
   env?: Readonly<Record<string, string | undefined>>;
   /** For tests: the Kubernetes API auth.mode kubernetes talks to (default: from the kubeconfig). */
   kubeAuthApi?: KubeAuthApi;
-  /** For tests: false plays a collector from before EventBatch.contexts (no header; agents send whole events). */
-  batchContexts?: boolean;
 }
 
 export interface CollectorStats {
@@ -204,7 +202,7 @@ async function startServing(
     counters,
     observe: metrics.observer,
     peers: peers.attributor,
-    ...(deps.batchContexts === false ? { batchContexts: false } : {}),
+    batchContexts: config.batchContexts,
   });
   health.dispatcher = dispatcher;
   let listener: Listener | undefined;

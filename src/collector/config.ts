@@ -115,6 +115,8 @@ export interface CollectorConfig {
   subscribers: { maxBuffered: number; max: number };
   /** How long stop() waits for the sink queues to drain. */
   drainTimeoutMs: number;
+  /** Announce and apply batch contexts (a pod's fields once per batch: docs/transport.md). */
+  batchContexts: boolean;
   auth: AuthConfig;
   limits: LimitsConfig;
   peers: PeersConfig;
@@ -180,6 +182,7 @@ const rootSchema = z
       .strict()
       .default({}),
     drainTimeout: duration.default('10s'),
+    batchContexts: z.boolean().default(true),
     auth: z
       .object({
         mode: z.enum(['none', 'kubernetes', 'certificate']).default('none'),
@@ -387,6 +390,7 @@ export function parseCollectorConfig(raw: unknown, source: string, registry: Sin
     rateLimit: { eventsPerSecond: r.rateLimit.eventsPerSecond, burst: r.rateLimit.burst ?? r.rateLimit.eventsPerSecond },
     subscribers: r.subscribers,
     drainTimeoutMs: r.drainTimeout,
+    batchContexts: r.batchContexts,
     auth: {
       mode: r.auth.mode,
       kubernetes: {

@@ -71,7 +71,7 @@ export interface PublishDeps {
   observe?: PublishObserver;
   /** Fills every event's peer/local attribution before it reaches sinks and subscribers. */
   peers?: PeerAttributor;
-  /** Announce that batches may carry contexts (default true; false plays a collector from before them, in tests). */
+  /** Announce that batches may carry contexts (config batchContexts; default true). */
   batchContexts?: boolean;
 }
 

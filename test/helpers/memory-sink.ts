@@ -313,7 +313,7 @@ export async function startMemoryCollector(
   pki: Pki,
   sinks: Record<string, unknown>[],
   extra: Record<string, unknown> = {},
-  deps: Partial<Pick<CollectorDeps, 'random' | 'kubeAuthApi' | 'log' | 'batchContexts'>> = {},
+  deps: Partial<Pick<CollectorDeps, 'random' | 'kubeAuthApi' | 'log'>> = {},
 ): Promise<{ collector: RunningCollector; mem: MemorySinks }> {
   const mem = memorySinks();
   const registry = { memory: mem.factory };

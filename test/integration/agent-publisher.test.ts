@@ -143,12 +143,10 @@ describe('Publisher over mTLS', () => {
 
   for (const contexts of [true, false]) {
     it(`a real collector ${contexts ? "that applies batch contexts gets a pod's fields once per batch" : 'from before batch contexts gets whole events'}: the sink sees the very same events`, async () => {
-      const { collector: col, mem } = await startMemoryCollector(
-        pki,
-        [{ name: 'mem', required: true }],
-        {},
-        { batchContexts: contexts },
-      );
+      // batchContexts: false is the collector's config key, and what a collector from before contexts does.
+      const { collector: col, mem } = await startMemoryCollector(pki, [{ name: 'mem', required: true }], {
+        batchContexts: contexts,
+      });
       cleanups.push(() => col.stop());
       const spool = openSpool(tempDir(), { segmentBytes: '1MiB' });
       const pub = publisher(`127.0.0.1:${col.port}`, spool).start();

@@ -135,13 +135,17 @@ describe('chart configs are accepted by the agent and the collector', () => {
       },
       { name: 'nats', type: 'nats', servers: ['nats://n:4222'], stream: 'DOORWATCH', tokenEnv: 'NATS_TOKEN' },
     ];
-    for (const o of [
-      {},
-      { values: [{ collector: { sinks, config: { drainTimeout: '20s', maxMessageBytes: '32MiB' } } }] },
-    ] as RenderOptions[]) {
+    for (const [o, contexts] of [
+      [{}, true],
+      [
+        { values: [{ collector: { sinks, config: { drainTimeout: '20s', maxMessageBytes: '32MiB', batchContexts: false } } }] },
+        false,
+      ],
+    ] as [RenderOptions, boolean][]) {
       const { objects } = render(o);
       const text = data(objects, 'doorwatch-collector', 'collector.yaml');
       const cfg = parseCollectorYaml(text, '/etc/doorwatch/collector.yaml', sinkRegistry);
+      assert.equal(cfg.batchContexts, contexts, 'collector.config.batchContexts reaches the collector');
       assert.equal(cfg.listen, '0.0.0.0:7443');
       assert.equal(cfg.tls?.requireClientCert, true);
       assert.equal(cfg.insecure, false);

@@ -31,6 +31,7 @@ describe('collector config', () => {
     assert.deepEqual(c.rateLimit, { eventsPerSecond: 200_000, burst: 200_000 });
     assert.deepEqual(c.subscribers, { maxBuffered: 10_000, max: 100 });
     assert.equal(c.drainTimeoutMs, 10_000);
+    assert.equal(c.batchContexts, true);
     assert.deepEqual(c.sinks, [
       {
         name: 'a',
@@ -53,6 +54,7 @@ maxMessageBytes: 4MiB
 rateLimit: { eventsPerSecond: 1000, burst: 5000 }
 subscribers: { maxBuffered: 50 }
 drainTimeout: 1m
+batchContexts: false
 sinks:
   - name: siem
     type: memory
@@ -71,6 +73,7 @@ sinks:
     assert.equal(c.maxMessageBytes, 4 * 1024 * 1024);
     assert.deepEqual(c.rateLimit, { eventsPerSecond: 1000, burst: 5000 });
     assert.equal(c.drainTimeoutMs, 60_000);
+    assert.equal(c.batchContexts, false);
     const s = c.sinks[0]!;
     assert.equal(s.required, false);
     assert.deepEqual(s.batch, { maxRecords: 5, maxDelayMs: 1000 });

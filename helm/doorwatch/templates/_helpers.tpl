@@ -154,6 +154,7 @@ app.kubernetes.io/component: {{ index . 1 }}
   "rateLimit" (dict "eventsPerSecond" (int $c.rateLimit.eventsPerSecond))
   "subscribers" (dict "maxBuffered" (int $c.subscribers.maxBuffered) "max" (int $c.subscribers.max))
   "drainTimeout" $c.drainTimeout
+  "batchContexts" $c.batchContexts
   "health" (dict "address" (printf "0.0.0.0:%d" (int .Values.collector.healthPort)))
   "sinks" .Values.collector.sinks
 -}}
