@@ -152,24 +152,14 @@ export function perPodSpan(b: Uint8Array, start: number, end: number): [number, 
   let p = start;
   while (p < end) {
     const at = p;
-    // Tags and lengths of 4 bytes at most (28 bits): anything longer is not an event this agent wrote.
-    let x = b[p++]!;
-    let tag = x & 0x7f;
-    for (let shift = 7; x >= 0x80; shift += 7) {
-      if (shift > 21 || p >= end) return undefined;
-      x = b[p++]!;
-      tag |= (x & 0x7f) << shift;
-    }
+    const tag = varint28(b, p, end);
+    if (tag < 0) return undefined;
+    p = vEnd;
     const wt = tag & 7;
     if (wt === 2) {
-      x = b[p++]!;
-      let len = x & 0x7f;
-      for (let shift = 7; x >= 0x80; shift += 7) {
-        if (shift > 21 || p >= end) return undefined;
-        x = b[p++]!;
-        len |= (x & 0x7f) << shift;
-      }
-      p += len;
+      const len = varint28(b, p, end);
+      if (len < 0) return undefined;
+      p = vEnd + len;
     } else if (wt === 0) {
       for (let i = 0; b[p++]! >= 0x80; i++) if (i >= 9 || p >= end) return undefined;
     } else if (wt === 1) p += 8;
@@ -188,6 +178,24 @@ export function perPodSpan(b: Uint8Array, start: number, end: number): [number, 
     prevPerPod = perPod;
   }
   return from < 0 ? undefined : [from, to];
+}
+
+/** Where the last varint28 ended. */
+let vEnd = 0;
+/**
+ * The varint at b[p] (tags and lengths: 4 bytes, 28 bits at most — anything longer is not an event this agent
+ * wrote), or -1; vEnd is set past it.
+ */
+function varint28(b: Uint8Array, p: number, end: number): number {
+  let x = b[p++]!;
+  let v = x & 0x7f;
+  for (let shift = 7; x >= 0x80; shift += 7) {
+    if (shift > 21 || p >= end) return -1;
+    x = b[p++]!;
+    v |= (x & 0x7f) << shift;
+  }
+  vEnd = p;
+  return v;
 }
 
 /**

@@ -71,8 +71,8 @@ export interface PublishDeps {
   observe?: PublishObserver;
   /** Fills every event's peer/local attribution before it reaches sinks and subscribers. */
   peers?: PeerAttributor;
-  /** Announce that batches may carry contexts (config batchContexts; default true). */
-  batchContexts?: boolean;
+  /** Announce that batches may carry contexts (the config's batchContexts). */
+  batchContexts: boolean;
 }
 
 const invalid = (msg: string) => new ServerError(Status.INVALID_ARGUMENT, msg);
@@ -112,7 +112,7 @@ export function createPublishHandler(deps: PublishDeps) {
     const { lifecycle, counters } = deps;
     // Agents send a batch's shared per-pod fields once (EventBatch.contexts) only to a collector that says
     // it applies them: the header goes out now, before any ack, so an agent knows from its first batches.
-    if (deps.batchContexts !== false) {
+    if (deps.batchContexts) {
       ctx.header.set(BATCH_CONTEXTS_HEADER, '1');
       ctx.sendHeader();
     }

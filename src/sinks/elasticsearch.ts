@@ -103,16 +103,19 @@ export interface BulkRequest {
   targets: { index: string; id: string }[];
 }
 
-/** Index names depend on a record's UTC hour only (%Y %m %d %H): one expansion per template and hour. */
+/**
+ * Index names depend on a record's UTC hour only (%Y %m %d %H): one expansion per template and hour, the
+ * hour's bounds kept so a record in it costs two comparisons.
+ */
 const HOUR_NS = 3_600_000_000_000n;
-const lastIndex = new Map<string, { hour: bigint; name: string }>();
+const lastIndex = new Map<string, { from: bigint; to: bigint; name: string }>();
 function indexFor(template: string, ns: bigint): string {
-  const hour = ns / HOUR_NS;
   const hit = lastIndex.get(template);
-  if (hit !== undefined && hit.hour === hour) return hit.name;
+  if (hit !== undefined && ns >= hit.from && ns < hit.to) return hit.name;
+  const from = (ns / HOUR_NS) * HOUR_NS;
   const name = expandIndex(template, ns);
   if (lastIndex.size >= 64) lastIndex.clear(); // a sink has two templates; tests make more
-  lastIndex.set(template, { hour, name });
+  lastIndex.set(template, { from, to: from + HOUR_NS, name });
   return name;
 }
 
