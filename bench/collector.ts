@@ -3,12 +3,11 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync, 
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
 import { makePki } from '../test/helpers/pki.js';
 import { startRsyslog } from '../test/helpers/rsyslog.js';
 import { freePort, tcpListening } from '../test/helpers/wait.js';
 import { chartEnv, fmtEnv, fmtLimit, MemoryCgroup, memoryLimit, processEnv } from './memory-limit.js';
-import { exited, killChildren, ROOT, track } from './proc.js';
+import { benchArgs, exited, killChildren, ROOT, track } from './proc.js';
 import { type Column, fmtSpread, renderTable, spread } from './report.js';
 
 /**
@@ -46,27 +45,19 @@ a memory cgroup) with its NODE_OPTIONS (collector.nodeOptions) and MALLOC_MMAP_T
 (collector.mallocMmapThreshold). BENCH_COLLECTOR_MEMORY=512Mi sets another limit (none: unconfined),
 BENCH_COLLECTOR_NODE_OPTIONS other options, BENCH_COLLECTOR_MALLOC_MMAP_THRESHOLD another threshold ("": defaults).
 `;
-const { values: args } = parseArgs({
-  options: {
-    rounds: { type: 'string', default: '3' },
-    events: { type: 'string', default: '1000000' },
-    rate: { type: 'string', default: '10000' },
-    'rate-seconds': { type: 'string', default: '5' },
-    batch: { type: 'string', default: '500' },
-    pods: { type: 'string', default: '16' },
-    contexts: { type: 'string', default: 'on' },
-    window: { type: 'string', default: '64' },
-    sinks: { type: 'string', default: 'jsonl,syslog' },
-    timeout: { type: 'string', default: '120' },
-    bin: { type: 'string' },
-    help: { type: 'boolean', default: false },
-  },
-  strict: true,
+const args = benchArgs('bench/collector', USAGE, {
+  rounds: { type: 'string', default: '3' },
+  events: { type: 'string', default: '1000000' },
+  rate: { type: 'string', default: '10000' },
+  'rate-seconds': { type: 'string', default: '5' },
+  batch: { type: 'string', default: '500' },
+  pods: { type: 'string', default: '16' },
+  contexts: { type: 'string', default: 'on' },
+  window: { type: 'string', default: '64' },
+  sinks: { type: 'string', default: 'jsonl,syslog' },
+  timeout: { type: 'string', default: '120' },
+  bin: { type: 'string' },
 });
-if (args.help) {
-  process.stdout.write(USAGE);
-  process.exit(0);
-}
 if (args.contexts !== 'on' && args.contexts !== 'off') {
   process.stderr.write(`bench/collector: --contexts must be on or off, not "${args.contexts}"\n`);
   process.exit(2);

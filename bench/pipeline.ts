@@ -2,7 +2,6 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, readSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
 import { KubeApiServer, makePod, ownerRef, tempDir } from '../test/helpers/kube-api-server.js';
 import { makePki, tlsFlags } from '../test/helpers/pki.js';
 import { type FakePod, PodSim } from '../test/helpers/pod-sim.js';
@@ -18,6 +17,7 @@ import {
   processEnv,
 } from './memory-limit.js';
 import {
+  benchArgs,
   buildStorm,
   cpuWindow,
   exited,
@@ -65,18 +65,30 @@ import { fmtSpread, renderTable, spread } from './report.js';
  * /metrics. A warm-up storm (50 000 accepts) runs before the first round.
  */
 
-const { values } = parseArgs({
-  options: {
-    rounds: { type: 'string', default: '3' },
-    rate: { type: 'string', default: '20000' },
-    seconds: { type: 'string', default: '60' },
-    storm: { type: 'string', default: '1000000' },
-    'latency-rate': { type: 'string', default: '10000' },
-    'latency-seconds': { type: 'string', default: '10' },
-    warmup: { type: 'string', default: '50000' },
-    'storm-cpus': { type: 'string', default: '0' },
-    json: { type: 'string' },
-  },
+const USAGE = `usage: tsx bench/pipeline.ts [options]     (or: npm run bench -- --pipeline [options]; as root)
+  --rounds R            rounds of the three phases (default 3)
+  --rate N              accepts/s of the sustained phase (default 20000)
+  --seconds S           length of the sustained phase (default 60)
+  --storm N             accepts of the storm phase, as fast as the machine accepts them (default 1000000)
+  --latency-rate N      accepts/s of the latency phase (default 10000)
+  --latency-seconds S   length of the latency phase (default 10)
+  --warmup N            accepts of the warm-up storm before the first round (default 50000)
+  --storm-cpus LIST     CPUs for the storm's threads (default 0: the agent and collector get the other)
+  --json F              the results, machine-readable, written to F
+The agent and the collector run as the chart runs them: in their memory limits, with their NODE_OPTIONS and
+MALLOC_MMAP_THRESHOLD_. BENCH_<AGENT|COLLECTOR>_MEMORY, _NODE_OPTIONS, _MALLOC_MMAP_THRESHOLD and _BIN override
+them; BENCH_AGENT_ARGS adds agent flags, BENCH_AGENT_NODE_ARGS node flags (BENCH_NODE_STDOUT keeps their output).
+`;
+const values = benchArgs('bench/pipeline', USAGE, {
+  rounds: { type: 'string', default: '3' },
+  rate: { type: 'string', default: '20000' },
+  seconds: { type: 'string', default: '60' },
+  storm: { type: 'string', default: '1000000' },
+  'latency-rate': { type: 'string', default: '10000' },
+  'latency-seconds': { type: 'string', default: '10' },
+  warmup: { type: 'string', default: '50000' },
+  'storm-cpus': { type: 'string', default: '0' },
+  json: { type: 'string' },
 });
 const opts = {
   rounds: Number(values.rounds),

@@ -5,6 +5,7 @@ import { cpus, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { LineReader } from './lines.js';
 import type { StormReady, StormResult } from './protocol.js';
 
@@ -271,4 +272,23 @@ export function usageErrors(prog: string, usage: string) {
       return n;
     },
   };
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/**
+ * A bench's options, strictly: --help prints the usage (exit 0); an unknown option, a missing value or a
+ * stray argument is one line and the usage on stderr, exit status 2, instead of parseArgs' stack trace.
+ */
+export function benchArgs<O extends Options>(prog: string, usage: string, options: O) {
+  try {
+    const { values } = parseArgs({ options: { ...options, help: { type: 'boolean' } }, strict: true });
+    if ((values as { help?: boolean }).help) {
+      process.stdout.write(usage);
+      process.exit(0);
+    }
+    return values as ReturnType<typeof parseArgs<{ options: O; strict: true }>>['values'];
+  } catch (err) {
+    return usageErrors(prog, usage).fail((err as Error).message);
+  }
 }

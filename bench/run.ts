@@ -1,9 +1,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import {
   BENCH_JS,
+  benchArgs,
   buildBenchJs,
   buildStorm,
   cpuWindow,
@@ -88,26 +88,22 @@ if (process.argv[2] === '--collector' || process.argv[2] === '--pipeline' || pro
   process.exit(r.status ?? 1);
 }
 
-const { values: args } = parseArgs({
-  options: {
-    connections: { type: 'string', default: '100000' },
-    rounds: { type: 'string', default: '3' },
-    breakdown: { type: 'boolean', default: false },
-    modes: { type: 'string' },
-    clients: { type: 'string', default: '2' },
-    window: { type: 'string', default: '128' },
-    'storm-cpus': { type: 'string', default: '0' },
-    cold: { type: 'boolean', default: false },
-    'warmup-connections': { type: 'string', default: '20000' },
-    'cold-connections': { type: 'string', default: '40000' },
-    'cli-base': { type: 'string' },
-    'no-bpf-stats': { type: 'boolean', default: false },
-    'bpftrace-out': { type: 'string', default: '/dev/null' },
-    timeout: { type: 'string', default: '120' },
-    out: { type: 'string', default: join(ROOT, '.bench/last.json') },
-    help: { type: 'boolean', default: false },
-  },
-  strict: true,
+const args = benchArgs('bench', USAGE, {
+  connections: { type: 'string', default: '100000' },
+  rounds: { type: 'string', default: '3' },
+  breakdown: { type: 'boolean', default: false },
+  modes: { type: 'string' },
+  clients: { type: 'string', default: '2' },
+  window: { type: 'string', default: '128' },
+  'storm-cpus': { type: 'string', default: '0' },
+  cold: { type: 'boolean', default: false },
+  'warmup-connections': { type: 'string', default: '20000' },
+  'cold-connections': { type: 'string', default: '40000' },
+  'cli-base': { type: 'string' },
+  'no-bpf-stats': { type: 'boolean', default: false },
+  'bpftrace-out': { type: 'string', default: '/dev/null' },
+  timeout: { type: 'string', default: '120' },
+  out: { type: 'string', default: join(ROOT, '.bench/last.json') },
 });
 
 const usage = usageErrors('bench', USAGE);
@@ -118,11 +114,6 @@ function parseModes(): Mode[] {
   const list = (args.modes ?? 'doorwatch,bpftrace').split(',').map((s) => s.trim());
   for (const m of list) if (!(ALL_MODES as readonly string[]).includes(m)) usage.fail(`unknown mode "${m}"`);
   return [...(list as Mode[]), ...base];
-}
-
-if (args.help) {
-  process.stdout.write(USAGE);
-  process.exit(0);
 }
 
 const opts = {

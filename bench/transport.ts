@@ -1,10 +1,9 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 import { makePki } from '../test/helpers/pki.js';
 import { freePort } from '../test/helpers/wait.js';
-import { BENCH_JS, benchNodeArgs, buildBenchJs } from './proc.js';
+import { BENCH_JS, benchArgs, benchNodeArgs, buildBenchJs } from './proc.js';
 
 /**
  * Transport benchmark: one agent (real spool + publisher) -> the collector
@@ -12,13 +11,16 @@ import { BENCH_JS, benchNodeArgs, buildBenchJs } from './proc.js';
  * side. Prints events/s, CPU µs per event on each side, end-to-end p50/p99
  * latency (publish -> written by the sink). `npx tsx bench/transport.ts`.
  */
-const { values } = parseArgs({
-  options: {
-    events: { type: 'string', default: '200000' },
-    batches: { type: 'string', default: '1,100,500,1000' },
-    /** Latency is measured again at this offered load (events/s), below saturation. */
-    'latency-rate': { type: 'string', default: '10000' },
-  },
+const USAGE = `usage: tsx bench/transport.ts [options]
+  --events N         events per batch size (default 200000)
+  --batches LIST     batch sizes to compare, comma-separated (default 1,100,500,1000)
+  --latency-rate N   latency measured again at this offered load, events/s (default 10000)
+`;
+const values = benchArgs('bench/transport', USAGE, {
+  events: { type: 'string', default: '200000' },
+  batches: { type: 'string', default: '1,100,500,1000' },
+  /** Latency is measured again at this offered load (events/s), below saturation. */
+  'latency-rate': { type: 'string', default: '10000' },
 });
 const N = Number(values.events);
 const sizes = values.batches!.split(',').map(Number);
