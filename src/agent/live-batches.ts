@@ -1,7 +1,7 @@
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
-import { LossCounters } from '../gen/doorwatch/v1/collector.js';
+import type { LossCounters } from '../gen/doorwatch/v1/collector.js';
 import { varintLength, writeVarint } from './event-encoder.js';
-import { type ContextBatch, encodeContextsRequest } from './wire.js';
+import { type ContextBatch, encodeContextsRequest, lossField } from './wire.js';
 
 /**
  * Events spooled in this process and not yet sent, kept as the bytes of the
@@ -253,7 +253,7 @@ export class LiveBatches {
     if (contexts && b.shared > 0) return this.#withContexts(b, losses);
     let end = b.end;
     if (losses !== undefined) {
-      const lb = LossCounters.encode(losses, new BinaryWriter().uint32(26).fork()).join().finish();
+      const lb = lossField(losses);
       // Room was left behind every batch (LOSS_ROOM), whether or not another was started after it.
       if (lb.length <= LOSS_ROOM && end + lb.length <= b.slab.length) {
         b.slab.set(lb, end);
@@ -292,8 +292,8 @@ export class LiveBatches {
 
   /**
    * The batch as PublishRequest{batch} bytes with each distinct shared tail sent once (EventBatch.contexts,
-   * before the events) and left out of the events that refer to it (event_contexts): a new buffer, the slab
-   * untouched (released as usual).
+   * before the events) and left out of the events that refer to it (event_contexts): a new buffer, so the
+   * batch's hold on its slab ends here (its release() does nothing).
    */
   #withContexts(b: Batch, losses: LossCounters | undefined) {
     const s = b.slab;
@@ -334,13 +334,9 @@ export class LiveBatches {
       at = end;
     }
     const out = encodeContextsRequest(e, losses);
-    let released = false;
-    const release = () => {
-      if (released || !this.#refs.has(s)) return;
-      released = true;
-      this.#unref(s);
-    };
-    return { bytes: out, firstSeq: b.firstSeq, count: n, release };
+    // The request is a copy: the slab is not needed while it waits for its ack.
+    this.#unref(s);
+    return { bytes: out, firstSeq: b.firstSeq, count: n, release: () => {} };
   }
 
   clear(): void {

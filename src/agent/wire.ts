@@ -13,6 +13,10 @@ import { encodeEvent, varintLength, writeVarint } from './event-encoder.js';
 
 export { encodeEvent } from './event-encoder.js';
 
+/** EventBatch.losses (field 3) as bytes: tag, length, LossCounters. */
+export const lossField = (losses: LossCounters): Uint8Array =>
+  LossCounters.encode(losses, new BinaryWriter().uint32(26).fork()).join().finish();
+
 /** Events of a batch as encoded bytes: parts[i].subarray(skip) is event i's protobuf. */
 export interface EncodedEvents {
   firstSeq: bigint;
@@ -29,8 +33,7 @@ export interface EncodedEvents {
 export function encodeBatchRequest(b: EncodedEvents, losses: LossCounters | undefined): Uint8Array {
   // EventBatch: first_seq (1, varint), events (2, repeated message), losses (3, message).
   const head = b.firstSeq !== 0n ? new BinaryWriter().uint32(8).uint64(b.firstSeq).finish() : undefined;
-  const lossBytes =
-    losses !== undefined ? LossCounters.encode(losses, new BinaryWriter().uint32(26).fork()).join().finish() : undefined;
+  const lossBytes = losses !== undefined ? lossField(losses) : undefined;
   const skip = b.skip;
   let size = (head?.length ?? 0) + (lossBytes?.length ?? 0);
   for (const p of b.parts) {
@@ -96,7 +99,7 @@ export function encodeContextsRequest(e: ContextBatch, losses: LossCounters | un
     refBytes += varintLength(k);
   }
   const seq = new BinaryWriter().uint64(e.firstSeq).finish();
-  const lb = losses !== undefined ? LossCounters.encode(losses, new BinaryWriter().uint32(26).fork()).join().finish() : undefined;
+  const lb = losses !== undefined ? lossField(losses) : undefined;
   const size = 1 + seq.length + ctxBytes + evBytes + 1 + varintLength(refBytes) + refBytes + (lb?.length ?? 0);
   const out = Buffer.allocUnsafe(1 + varintLength(size) + size);
   out[0] = 0x12;

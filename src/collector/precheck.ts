@@ -94,12 +94,9 @@ export interface BatchShape {
 
 /** The events of the batch in an encoded PublishRequest (field 2 -> EventBatch field 2); undefined when malformed. */
 export function batchShape(b: Uint8Array): BatchShape | undefined {
-  let events = 0;
-  let largestIndex = -1;
-  let largestBytes = 0;
-  let contexts = 0;
-  let largestContextIndex = -1;
-  let largestContextBytes = 0;
+  // Per kind of entry (2 = an event, 4 = a context): how many, and the largest.
+  const events = { n: 0, index: -1, bytes: 0 };
+  const contexts = { n: 0, index: -1, bytes: 0 };
   for (let p = 0; p < b.length; ) {
     if (!field(b, p, b.length)) return undefined;
     const next = fNext;
@@ -108,21 +105,14 @@ export function batchShape(b: Uint8Array): BatchShape | undefined {
       const end = fNext;
       for (let q = fStart; q < end; ) {
         if (!field(b, q, end)) return undefined;
-        const no: number = fWt === 2 ? fNo : 0; // a LEN field's number (2 = an event, 4 = a context)
-        if (no === 2) {
+        const t = fWt !== 2 ? undefined : fNo === 2 ? events : fNo === 4 ? contexts : undefined;
+        if (t !== undefined) {
           const bytes = fNext - fStart;
-          if (bytes > largestBytes) {
-            largestBytes = bytes;
-            largestIndex = events;
+          if (bytes > t.bytes) {
+            t.bytes = bytes;
+            t.index = t.n;
           }
-          events++;
-        } else if (no === 4) {
-          const bytes = fNext - fStart;
-          if (bytes > largestContextBytes) {
-            largestContextBytes = bytes;
-            largestContextIndex = contexts;
-          }
-          contexts++;
+          t.n++;
         }
         q = fNext;
       }
@@ -130,10 +120,10 @@ export function batchShape(b: Uint8Array): BatchShape | undefined {
     p = next;
   }
   return {
-    events,
-    largest: { index: largestIndex, bytes: largestBytes },
-    contexts,
-    largestContext: { index: largestContextIndex, bytes: largestContextBytes },
+    events: events.n,
+    largest: { index: events.index, bytes: events.bytes },
+    contexts: contexts.n,
+    largestContext: { index: contexts.index, bytes: contexts.bytes },
   };
 }
 

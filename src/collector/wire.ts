@@ -832,13 +832,12 @@ function resolved(req: PublishRequest): PublishRequest {
  * is what runs then), or a BatchContextError for contexts that cannot be applied.
  */
 export function decodePublishRequest(bytes: Uint8Array): PublishRequest {
-  let req: PublishRequest;
+  let req: PublishRequest | undefined;
   try {
     req = fastRequest(bytes);
   } catch (e) {
+    // FALLBACK, or anything else the fast path tripped on: the generated decoder answers (below).
     if (e instanceof BatchContextError) throw e;
-    // FALLBACK, or anything else the fast path tripped on: the generated decoder answers.
-    req = undefined as unknown as PublishRequest;
   } finally {
     buf = EMPTY; // do not hold the request's memory
   }

@@ -155,6 +155,22 @@ describe('LiveBatches', () => {
       }
     });
 
+    it('a request with contexts is a copy: its slab goes back at once, not at the ack', () => {
+      const events = podEvents(4000, 3); // ~2.5 MiB of payloads: several slabs
+      const live = new LiveBatches(500, () => 0);
+      fillShared(live, events);
+      const before = live.slabs.inUse;
+      assert.ok(before >= 3, `slabs in use ${before}`);
+      const held: Uint8Array[] = [];
+      for (let r = live.takeRequest(undefined, true); r; r = live.takeRequest(undefined, true)) held.push(r.bytes);
+      assert.equal(held.length, 8);
+      assert.ok(live.slabs.inUse <= 1, `slabs still held after every batch was copied out: ${live.slabs.inUse} of ${before}`);
+      assert.equal(
+        held.reduce((n, b) => n + decodePublishRequest(b).batch!.events.length, 0),
+        4000,
+      );
+    });
+
     it('after trims and across slabs, still the same events', () => {
       const events = podEvents(4000, 3);
       const live = new LiveBatches(500, () => 0);
