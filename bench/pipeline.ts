@@ -316,7 +316,12 @@ for (let i = 0; ; i++) {
   try {
     if ((await fetch(`http://127.0.0.1:${healthPort}/readyz`)).ok) break;
   } catch {}
-  if (i > 300) throw new Error(`the agent did not become ready in 30 s:\n${agent.stderr()}`);
+  if (i > 300) {
+    // Outside the phases' try/finally: the collector and the cgroups would outlive the bench.
+    const why = agent.stderr();
+    cleanup();
+    throw new Error(`the agent did not become ready in 30 s:\n${why}`);
+  }
   await sleep(100);
 }
 const machine = machineInfo();

@@ -2,7 +2,7 @@ import koffi from 'koffi';
 import { DoorwatchError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { libbpf, OpenOpts, type Ptr } from './libbpf.js';
-import { errno, strerror, vsnprintf } from './libc.js';
+import { errno, strerror, vsnprintf, withSignalsBlocked } from './libc.js';
 
 /**
  * A libbpf object in stages — open, configure, load, attach — each stage with
@@ -147,7 +147,7 @@ export class BpfObject {
   }
 
   load(): void {
-    const rc = libbpf().load(this.#ptr());
+    const rc = withSignalsBlocked(() => libbpf().load(this.#ptr()));
     if (rc === 0) {
       // libbpf writes the log only while loading (an object loads once): 4 MiB of RSS freed for the agent's lifetime.
       this.#logBuf = NO_LOG;
@@ -161,6 +161,14 @@ export class BpfObject {
         'DW_ERR_BPF_PRIVILEGE',
         `the kernel refused to load ${this.name}: ${errText(rc)}`,
         'run as root, or grant CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE (kernel >= 5.8)',
+      );
+    }
+    if (Math.abs(rc) === 11) {
+      // EAGAIN: the verifier stops whenever a signal is pending; not a rejection of the program.
+      throw new DoorwatchError(
+        'DW_ERR_BPF_LOAD',
+        `loading ${this.name} was interrupted by signals on every attempt (${errText(rc)})`,
+        'retry; if it persists, stop whatever signals the process continuously (a profiler, a debugger)',
       );
     }
     if (tail) {
