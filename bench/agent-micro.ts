@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { ByteSink, encodeEventInto } from '../src/agent/event-encoder.js';
 import { LiveBatches } from '../src/agent/live-batches.js';
 import { Spool } from '../src/agent/spool.js';
-import { RECORD_HEADER_BYTES } from '../src/agent/spool-format.js';
 import type { AcceptEvent } from '../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../src/log/logger.js';
 import { sampleEvent } from '../test/helpers/sample-events.js';
@@ -84,8 +83,8 @@ const stages: Record<string, Stage> = {
   },
   'sequence + spool.append + live batches': (b) => {
     sequence(b);
-    const { accepted, frames } = spool.append(b);
-    for (let i = 0; i < accepted.length; i++) live.append(accepted[i]!.seq, frames[i]!.subarray(RECORD_HEADER_BYTES));
+    const { accepted, buf, starts, ends } = spool.append(b);
+    for (let i = 0; i < accepted.length; i++) live.append(accepted[i]!.seq, buf, starts[i]!, ends[i]!);
     live.bound(16 << 20);
     spool.ack(id, seq - 1n);
     live.dropBelow(seq);
@@ -97,9 +96,8 @@ const stages: Record<string, Stage> = {
 
 function appendAndSend(b: AcceptEvent[], contexts: boolean): void {
   sequence(b);
-  const { accepted, frames, tails, tailAt } = spool.append(b);
-  for (let i = 0; i < accepted.length; i++)
-    live.append(accepted[i]!.seq, frames[i]!.subarray(RECORD_HEADER_BYTES), tails[i], tailAt[i]);
+  const { accepted, buf, starts, ends, tails, tailAt } = spool.append(b);
+  for (let i = 0; i < accepted.length; i++) live.append(accepted[i]!.seq, buf, starts[i]!, ends[i]!, tails[i], tailAt[i]);
   const sent = contexts ? withContexts : whole;
   for (let r = live.takeRequest(undefined, contexts); r; r = live.takeRequest(undefined, contexts)) {
     sent.bytes += r.bytes.length;

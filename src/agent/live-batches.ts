@@ -116,11 +116,13 @@ export class LiveBatches {
   }
 
   /**
-   * Add one event (seqs increasing): its protobuf payload is copied. `shared`: the bytes of its per-pod fields
-   * at `tailAt` in the payload, when shared with other events (the encoder's kept bytes, compared by identity).
+   * Add one event (seqs increasing): its protobuf payload, src[start .. end), is copied. `shared`: the bytes
+   * of its per-pod fields at `tailAt` in the payload, when shared with other events (the encoder's kept
+   * bytes, compared by identity).
    */
-  append(seq: bigint, payload: Uint8Array, shared?: Uint8Array, tailAt = 0): void {
-    const entry = 1 + varintLength(payload.length) + payload.length;
+  append(seq: bigint, src: Buffer, start: number, end: number, shared?: Uint8Array, tailAt = 0): void {
+    const len = end - start;
+    const entry = 1 + varintLength(len) + len;
     let tail = this.#head < this.#batches.length ? this.#batches.at(-1) : undefined;
     if (tail && (tail.count >= this.#maxEvents || seq !== tail.firstSeq + BigInt(tail.count))) tail = undefined;
     if (tail && (tail.slab !== this.#slab || tail.end !== this.#slabPos)) tail = undefined;
@@ -167,9 +169,8 @@ export class LiveBatches {
     const s = this.#slab;
     let p = tail.end;
     s[p++] = 0x12;
-    p = writeVarint(payload.length, s, p);
-    s.set(payload, p);
-    p += payload.length;
+    p = writeVarint(len, s, p);
+    p += src.copy(s, p, start, end);
     tail.end = p;
     tail.ends.push(p);
     tail.tails.push(shared);

@@ -11,7 +11,6 @@ import { type PreflightTls, preflight } from './preflight.js';
 import { publishCall } from './publish-call.js';
 import { PushQueue } from './push-queue.js';
 import type { SpaceInfo, Spool, SpoolIdentity } from './spool.js';
-import { RECORD_HEADER_BYTES } from './spool-format.js';
 import { describeTransportError } from './transport-error.js';
 import {
   contextsFromPayloads,
@@ -281,10 +280,9 @@ export class Publisher {
   publish(events: readonly AcceptEvent[]): void {
     if (this.#state === 'closing' || this.#state === 'closed') throw new Error('publisher is closed: events not accepted');
     if (!events.length) return;
-    const { accepted, frames, tails, tailAt } = this.#spool.append(events);
-    // The frames are valid until the next append: copied now.
-    for (let i = 0; i < accepted.length; i++)
-      this.#live.append(accepted[i]!.seq, frames[i]!.subarray(RECORD_HEADER_BYTES), tails[i], tailAt[i]);
+    const { accepted, buf, starts, ends, tails, tailAt } = this.#spool.append(events);
+    // The encoded events are valid until the next append: copied now.
+    for (let i = 0; i < accepted.length; i++) this.#live.append(accepted[i]!.seq, buf, starts[i]!, ends[i]!, tails[i], tailAt[i]);
     // Beyond the window's worth, events wait on disk only (read back in catch-up).
     this.#live.bound(this.#maxLiveBytes);
     this.#pump();

@@ -17,6 +17,7 @@ import {
   write,
   writeFileSync,
   writeSync,
+  writevSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { readBootId } from '../capture/clock.js';
@@ -25,7 +26,17 @@ import { AcceptEvent } from '../gen/doorwatch/v1/event.js';
 import { type Logger, silentLogger } from '../log/logger.js';
 import { WarnLimiter } from '../log/warn-limiter.js';
 import { ByteSink, encodeEventInto, lastTailAt, lastTailBytes } from './event-encoder.js';
-import { decodeSegmentHeader, encodeSegmentHeader, RECORD_HEADER_BYTES, readRecord, sealRecord } from './spool-format.js';
+import {
+  decodeSegmentHeader,
+  encodeSegmentHeader,
+  GROUP_HEADER_BYTES,
+  GROUP_RECORD_HEADER_BYTES,
+  groupHeader,
+  readUnit,
+  SEGMENT_VERSION,
+  type SegmentVersion,
+  writeGroupRecordHeader,
+} from './spool-format.js';
 
 /**
  * A bounded on-disk write-ahead spool of AcceptEvents (docs/transport.md).
@@ -88,11 +99,12 @@ export interface AppendResult {
   /** The events written, in order (the same array when all were). */
   accepted: AcceptEvent[];
   /**
-   * Their spool records, one per accepted event (header + protobuf payload,
-   * spool-format.ts): what the publisher sends, so no event is encoded twice.
-   * Views of the spool's encoding buffer: valid until the next append().
+   * The spool's encoding buffer, where each accepted event's protobuf is, at buf[starts[i] .. ends[i]): what
+   * the publisher sends, so no event is encoded twice. Valid until the next append().
    */
-  frames: Buffer[];
+  buf: Buffer;
+  starts: number[];
+  ends: number[];
   /**
    * Per frame, the bytes of its event's per-pod fields when they are shared (event-encoder.ts keeps them per
    * pod), and where in the payload they start: what a batch may carry once for all its events of that pod.
@@ -131,6 +143,8 @@ interface Space {
 interface Segment {
   space: Space;
   path: string;
+  /** On-disk format (spool-format.ts): 2 for what this agent writes, 1 for an older agent's segments. */
+  version: SegmentVersion;
   headerBytes: number;
   bytes: number;
   firstSeq: bigint;
@@ -146,14 +160,22 @@ const SEGMENT_RE = /^seg-(\d{6})-(\d{20})\.dws$/;
 const READ_CHUNK = 256 * 1024;
 const DROP_WARN_EVERY_MS = 5000;
 
-/** One spool record (spool-format.ts) for `ev`, encoded at the end of `w`: a view of its bytes. */
-function encodeFrame(w: ByteSink, ev: AcceptEvent): Buffer {
-  w.ensure(RECORD_HEADER_BYTES);
+/** One group record (spool-format.ts) for `ev`, encoded at the end of `w`: its length. */
+function encodeGroupRecord(w: ByteSink, ev: AcceptEvent): number {
+  w.ensure(GROUP_RECORD_HEADER_BYTES);
   const at = w.pos;
-  w.pos += RECORD_HEADER_BYTES;
-  // Encode first: the payload may grow `w` into a new buffer, and the header must be sealed in that one.
+  w.pos += GROUP_RECORD_HEADER_BYTES;
+  // Encode first: the payload may grow `w` into a new buffer, and the header must be written in that one.
   const payloadLen = encodeEventInto(w, ev);
-  return sealRecord(w.buf, at, ev.seq, payloadLen);
+  writeGroupRecordHeader(w.buf, at, ev.seq, payloadLen);
+  return GROUP_RECORD_HEADER_BYTES + payloadLen;
+}
+
+/** The group being built in the encode buffer: records at [start, end) of it, for the active segment. */
+interface OpenGroup {
+  start: number;
+  end: number;
+  count: number;
 }
 
 /** The segment being written and its file; `syncing` while a background fdatasync holds its fd. */
@@ -176,8 +198,8 @@ function newSpace(identity: SpoolIdentity, epoch: number, acks: ReadonlyMap<stri
 }
 
 /** An empty segment: its header only. */
-function newSegment(space: Space, path: string, headerBytes: number, firstSeq: bigint): Segment {
-  return { space, path, headerBytes, bytes: headerBytes, firstSeq, lastSeq: firstSeq - 1n, count: 0, deleted: false };
+function newSegment(space: Space, path: string, headerBytes: number, firstSeq: bigint, version: SegmentVersion): Segment {
+  return { space, path, version, headerBytes, bytes: headerBytes, firstSeq, lastSeq: firstSeq - 1n, count: 0, deleted: false };
 }
 
 function toBytes(v: number | string, what: string): number {
@@ -199,6 +221,8 @@ export class Spool {
   #wbuf: Buffer[] = [];
   /** Where append() encodes records (reused: a buffer per call was garbage at the event rate). */
   readonly #enc = new ByteSink(256 * 1024);
+  /** Sealed (spool-format.ts groupHeader) when the append ends or the segment changes. */
+  #group: OpenGroup | undefined;
   #dirty = false;
   /** Writes of state.json so far: a background one renames only if none came after it. */
   #stateGen = 0;
@@ -305,13 +329,14 @@ export class Spool {
   append(events: readonly AcceptEvent[]): AppendResult {
     this.#assertOpen();
     const accepted: AcceptEvent[] = [];
-    const frames: Buffer[] = [];
+    const starts: number[] = [];
+    const ends: number[] = [];
     const tails: (Buffer | undefined)[] = [];
     const tailAt: number[] = [];
     let refused = 0;
     const dropsBefore = this.#dropsTotal;
-    // Every record of this call is encoded into one reused buffer; #flush writes
-    // runs of adjacent frames with one write().
+    // Every record of this call is encoded into one reused buffer, one after another: a group per segment
+    // (one checksum), written with its header in one writev().
     const w = this.#enc;
     w.pos = 0;
     try {
@@ -320,24 +345,30 @@ export class Spool {
           throw new RangeError(`spool append: seq ${ev.seq} is not above the last seq ${this.#lastSeen}`);
         }
         this.#lastSeen = ev.seq;
-        const frame = encodeFrame(w, ev);
-        if (!this.#makeRoom(ev.seq, frame.length)) {
+        const at = w.pos;
+        const len = encodeGroupRecord(w, ev);
+        if (!this.#makeRoom(ev.seq, len)) {
           refused++;
+          // The next record takes its place: a group's records lie end to end.
+          w.pos = at;
           continue;
         }
-        this.#write(ev.seq, frame);
+        this.#write(ev.seq, at, len);
         accepted.push(ev);
-        frames.push(frame);
+        starts.push(at + GROUP_RECORD_HEADER_BYTES);
+        ends.push(at + len);
         tails.push(lastTailBytes);
         tailAt.push(lastTailAt);
       }
     } finally {
+      this.#sealGroup();
       this.#flush();
       if (this.fsync === 'always') this.sync();
     }
     if (refused)
       this.#countDrops(BigInt(refused), `spool full (${this.#bytes} of ${this.maxBytes} bytes): new events refused`, 'refused');
     if (this.#dropsTotal !== dropsBefore) this.#persistState();
+    const buf = w.buf;
     if (accepted.length && accepted[0]!.seq <= this.#droppedThrough) {
       // drop-oldest took some of this very call's events (a tiny spool).
       const cut = this.#droppedThrough;
@@ -345,13 +376,16 @@ export class Spool {
       const from = keep < 0 ? accepted.length : keep;
       return {
         accepted: accepted.slice(from),
-        frames: frames.slice(from),
+        buf,
+        starts: starts.slice(from),
+        ends: ends.slice(from),
         tails: tails.slice(from),
         tailAt: tailAt.slice(from),
         refused,
       };
     }
-    return { accepted: accepted.length === events.length ? (events as AcceptEvent[]) : accepted, frames, tails, tailAt, refused };
+    const all = accepted.length === events.length ? (events as AcceptEvent[]) : accepted;
+    return { accepted: all, buf, starts, ends, tails, tailAt, refused };
   }
 
   /** Everything <= seq in that space is acknowledged: persist it and delete what is no longer needed. */
@@ -574,10 +608,11 @@ export class Spool {
 
   // --- writing -------------------------------------------------------------
 
-  /** Free space for a frame of `len` bytes; false when the event must be refused. */
+  /** Free space for a record of `len` bytes; false when the event must be refused. */
   #makeRoom(seq: bigint, len: number): boolean {
     for (;;) {
-      const need = len + (this.#needsNewSegment(len) ? this.#headerBytes(seq) : 0);
+      const need =
+        len + (this.#needsNewSegment(len) ? this.#headerBytes(seq) + GROUP_HEADER_BYTES : this.#group ? 0 : GROUP_HEADER_BYTES);
       if (need > this.maxBytes) {
         this.#countDrops(1n, `event ${seq} (${len} bytes) is larger than the whole spool`, 'oversized');
         return false;
@@ -595,19 +630,27 @@ export class Spool {
 
   #needsNewSegment(len: number): boolean {
     const a = this.#active;
-    return !a || (a.seg.count > 0 && a.seg.bytes + len > this.segmentBytes);
+    return !a || (a.seg.count > 0 && a.seg.bytes + len + (this.#group ? 0 : GROUP_HEADER_BYTES) > this.segmentBytes);
   }
 
   #headerBytes(seq: bigint): number {
     return encodeSegmentHeader({ ...this.#current.identity, epoch: this.#current.epoch, firstSeq: seq }).length;
   }
 
-  #write(seq: bigint, frame: Buffer): void {
-    if (this.#needsNewSegment(frame.length)) this.#openSegment(seq);
+  /** The record at [at, at + len) of the encode buffer joins the active segment's open group. */
+  #write(seq: bigint, at: number, len: number): void {
+    if (this.#needsNewSegment(len)) this.#openSegment(seq);
     const seg = this.#active!.seg;
-    this.#wbuf.push(frame);
-    seg.bytes += frame.length;
-    this.#bytes += frame.length;
+    let g = this.#group;
+    if (!g) {
+      g = this.#group = { start: at, end: at, count: 0 };
+      seg.bytes += GROUP_HEADER_BYTES;
+      this.#bytes += GROUP_HEADER_BYTES;
+    }
+    g.end = at + len;
+    g.count++;
+    seg.bytes += len;
+    this.#bytes += len;
     if (seg.count === 0) seg.firstSeq = seq;
     seg.lastSeq = seq;
     seg.count++;
@@ -620,7 +663,7 @@ export class Spool {
     const header = encodeSegmentHeader({ ...sp.identity, epoch: sp.epoch, firstSeq: seq });
     const path = join(this.dir, `seg-${String(sp.epoch).padStart(6, '0')}-${String(seq).padStart(20, '0')}.dws`);
     const fd = openSync(path, 'wx');
-    const seg = newSegment(sp, path, header.length, seq);
+    const seg = newSegment(sp, path, header.length, seq, SEGMENT_VERSION);
     sp.segments.push(seg);
     this.#bytes += header.length;
     this.#active = { seg, fd, syncing: false, again: false, closeAfterSync: false };
@@ -629,23 +672,31 @@ export class Spool {
     if (this.fsync === 'always') this.#syncDir();
   }
 
+  /** The open group's header, then its records, go to the write queue. */
+  #sealGroup(): void {
+    const g = this.#group;
+    if (!g) return;
+    this.#group = undefined;
+    const body = this.#enc.buf;
+    this.#wbuf.push(groupHeader(body, g.start, g.end, g.count), body.subarray(g.start, g.end));
+  }
+
   #flush(): void {
     if (!this.#active || !this.#wbuf.length) return;
     const parts = this.#wbuf;
     this.#wbuf = [];
-    // Frames of one append() lie end to end in one chunk: one write() per run of adjacent parts.
-    for (let i = 0; i < parts.length; ) {
-      const first = parts[i]!;
-      let end = first.byteOffset + first.length;
-      let j = i + 1;
-      while (j < parts.length && parts[j]!.buffer === first.buffer && parts[j]!.byteOffset === end) {
-        end += parts[j]!.length;
-        j++;
+    let total = 0;
+    for (const p of parts) total += p.length;
+    let done = writevSync(this.#active.fd, parts);
+    // A short write (a full disk, a signal): the rest, part by part.
+    for (const p of done < total ? parts : []) {
+      if (done >= p.length) {
+        done -= p.length;
+        continue;
       }
-      const run = j === i + 1 ? first : Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset);
-      let off = 0;
-      while (off < run.length) off += writeSync(this.#active.fd, run, off, run.length - off);
-      i = j;
+      let off = done;
+      done = 0;
+      while (off < p.length) off += writeSync(this.#active.fd, p, off, p.length - off);
     }
     this.#dirty = true;
   }
@@ -658,6 +709,7 @@ export class Spool {
   #closeActive(sync: 'now' | 'policy' = 'policy'): void {
     const a = this.#active;
     if (!a) return;
+    this.#sealGroup();
     this.#flush();
     if (this.#dirty) {
       if (this.fsync === 'interval' && sync === 'policy') this.#backgroundSync(a);
@@ -684,7 +736,10 @@ export class Spool {
       return seg.lastSeq - max(acked, seg.firstSeq - 1n);
     }
     let n = 0n;
-    if (this.#active?.seg === seg) this.#flush();
+    if (this.#active?.seg === seg) {
+      this.#sealGroup();
+      this.#flush();
+    }
     this.#scan(seg, seg.headerBytes, (seq) => {
       if (seq > acked) n++;
       return true;
@@ -696,6 +751,7 @@ export class Spool {
     if (seg.deleted) return;
     if (this.#active?.seg === seg) {
       this.#wbuf = [];
+      this.#group = undefined;
       this.#release(this.#active);
       this.#active = undefined;
       this.#dirty = false;
@@ -728,22 +784,28 @@ export class Spool {
    * until it returns false or the segment ends.
    */
   #scan(seg: Segment, start: number, visit: (seq: bigint, payload: Buffer, next: number) => boolean): void {
-    if (this.#active?.seg === seg) this.#flush();
+    if (this.#active?.seg === seg) {
+      this.#sealGroup();
+      this.#flush();
+    }
     const fd = openSync(seg.path, 'r');
     try {
       let pos = start;
       let buf = Buffer.alloc(0);
       let bufAt = start;
       while (pos < seg.bytes) {
-        const r = readRecord(buf, pos - bufAt);
-        if (r.kind === 'record') {
-          if (!visit(r.seq, r.payload, bufAt + r.next)) return;
-          pos = bufAt + r.next;
+        const r = readUnit(buf, pos - bufAt, seg.version);
+        if (r.kind === 'unit') {
+          const next = bufAt + r.next;
+          const last = r.seqs.length - 1;
+          // Resuming inside a group re-reads it from its start (its checksum covers it whole).
+          for (let i = 0; i <= last; i++) if (!visit(r.seqs[i]!, r.payloads[i]!, i === last ? next : pos)) return;
+          pos = next;
           continue;
         }
         if (r.kind === 'torn') {
           this.#log.error({ file: seg.path, offset: pos, reason: r.reason }, 'spool: corrupt record; rest of segment skipped');
-          this.#countDrops(1n, 'corrupt record in a sealed segment');
+          this.#countDrops(BigInt(r.lost), 'corrupt record in a sealed segment');
           return;
         }
         // 'end' or 'short': read more from pos.
@@ -809,28 +871,32 @@ export class Spool {
       sp = newSpace({ instanceId: h.header.instanceId, bootId: h.header.bootId }, h.header.epoch, acks);
       this.#spaces.set(key, sp);
     }
-    const seg = newSegment(sp, path, h.bytes, h.header.firstSeq);
+    const seg = newSegment(sp, path, h.bytes, h.header.firstSeq, h.version);
     let off = h.bytes;
     for (;;) {
-      const r = readRecord(buf, off);
+      const r = readUnit(buf, off, h.version);
       if (r.kind === 'end') break;
       let reason: string;
-      if (r.kind === 'record') {
-        if (seg.count === 0 || r.seq > seg.lastSeq) {
-          if (seg.count === 0) seg.firstSeq = r.seq;
-          seg.lastSeq = r.seq;
-          seg.count++;
+      let lost = 1;
+      if (r.kind === 'unit') {
+        const first = r.seqs[0]!;
+        if (seg.count === 0 || first > seg.lastSeq) {
+          if (seg.count === 0) seg.firstSeq = first;
+          seg.lastSeq = r.seqs.at(-1)!;
+          seg.count += r.seqs.length;
           off = r.next;
           continue;
         }
-        reason = `seq ${r.seq} not above ${seg.lastSeq}`;
+        reason = `seq ${first} not above ${seg.lastSeq}`;
+        lost = r.seqs.length;
       } else {
         reason = r.kind === 'short' ? 'record cut short' : r.reason;
+        lost = r.lost;
       }
-      // A crash in the middle of a write() leaves a partial record at the
-      // tail: keep the valid prefix, count the torn record, say so.
+      // A crash in the middle of a write() leaves a partial group (one append's events) at the tail: keep the
+      // valid prefix, count the torn group's events (as many as its header says, at least one), say so.
       this.#log.warn(
-        { file: path, offset: off, discardedBytes: buf.length - off, reason },
+        { file: path, offset: off, discardedBytes: buf.length - off, reason, lost },
         'spool: torn record at segment tail truncated (counted as a spool drop)',
       );
       const fd = openSync(path, 'r+');
@@ -840,7 +906,7 @@ export class Spool {
       } finally {
         closeSync(fd);
       }
-      this.#countDrops(1n, 'torn record after a crash');
+      this.#countDrops(BigInt(lost), 'torn record after a crash');
       break;
     }
     seg.bytes = off;

@@ -319,11 +319,12 @@ describe('Publisher over mTLS', () => {
     });
   }
 
-  it('a torn record found at open is reported as a spool drop in the first batch', async () => {
+  it('a torn write found at open is reported as spool drops (all its events) in the first batch', async () => {
     const c = await collector();
     const dir = tempDir();
     const first = Spool.open({ dir, bootId: 'boot-a' });
-    first.append(makeEvents(first.identity, 1n, 20));
+    first.append(makeEvents(first.identity, 1n, 19));
+    first.append(makeEvents(first.identity, 20n, 3));
     first.close();
     const seg = join(dir, readdirSync(dir).find((f) => f.endsWith('.dws'))!);
     truncateSync(seg, statSync(seg).size - 3);
@@ -332,8 +333,8 @@ describe('Publisher over mTLS', () => {
     const key = spaceKey(spool.identity);
     await until(() => c.watermark(key) === 19n, 'the valid prefix', 5_000);
     assert.deepEqual(seqs(c.delivered(key)), range(1, 19));
-    assert.equal(c.batches[0]!.losses?.spoolDrops, 1n);
-    // The torn seq was never sent: it is reused by the next event, so no gap.
+    assert.equal(c.batches[0]!.losses?.spoolDrops, 3n);
+    // The torn write's seqs were never sent: they are reused by the next events, so no gap.
     assert.equal(spool.nextSeq(), 20n);
     pub.publish(makeEvents(spool.identity, 20n, 1));
     await until(() => c.watermark(key) === 20n, 'seq 20', 5_000);

@@ -7,10 +7,15 @@ import { pino } from 'pino';
 import { Spool, type SpoolOptions } from '../../src/agent/spool.js';
 import {
   decodeSegmentHeader,
+  encodeGroup,
   encodeRecord,
   encodeSegmentHeader,
+  GROUP_HEADER_BYTES,
+  GROUP_RECORD_HEADER_BYTES,
   RECORD_HEADER_BYTES,
+  readGroup,
   readRecord,
+  readUnit,
 } from '../../src/agent/spool-format.js';
 import { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
 import { makeEvents } from '../helpers/fake-collector.js';
@@ -56,6 +61,9 @@ describe('spool format', () => {
     assert.ok(r.ok);
     assert.deepEqual(r.header, h);
     assert.equal(r.bytes, buf.length);
+    assert.equal(r.version, 2);
+    const v1 = decodeSegmentHeader(encodeSegmentHeader(h, 1));
+    assert.ok(v1.ok && v1.version === 1 && v1.header.firstSeq === 42n, "an older agent's segment header");
     const bad = Buffer.from(buf);
     bad[bad.length - 2]! ^= 0xff;
     assert.deepEqual(decodeSegmentHeader(bad), { ok: false, reason: 'header CRC mismatch' });
@@ -63,7 +71,46 @@ describe('spool format', () => {
     assert.equal(decodeSegmentHeader(Buffer.from('not a segment at all....')).ok, false);
   });
 
-  it('frames records with length, CRC and seq; detects short and corrupt ones', () => {
+  it('groups records under one CRC; detects short, corrupt and inconsistent groups', () => {
+    const recs = [
+      { seq: 7n, payload: Buffer.from('hello protobuf') },
+      { seq: 8n, payload: Buffer.alloc(0) },
+      { seq: 10n, payload: Buffer.from('x'.repeat(300)) },
+    ];
+    const g = encodeGroup(recs);
+    assert.equal(g.length, GROUP_HEADER_BYTES + 3 * GROUP_RECORD_HEADER_BYTES + 14 + 300);
+    const two = Buffer.concat([g, encodeGroup([{ seq: 11n, payload: Buffer.from('z') }])]);
+    const r = readGroup(two, 0);
+    assert.ok(r.kind === 'unit');
+    assert.deepEqual(r.seqs, [7n, 8n, 10n]);
+    assert.deepEqual(
+      r.payloads,
+      recs.map((x) => x.payload),
+    );
+    assert.equal(r.next, g.length);
+    const r2 = readUnit(two, r.next, 2);
+    assert.ok(r2.kind === 'unit' && r2.seqs[0] === 11n && r2.next === two.length);
+    assert.deepEqual(readGroup(two, two.length), { kind: 'end' });
+    // Cut anywhere: short, and what it held is known from its header once that is there.
+    assert.deepEqual(readGroup(g.subarray(0, g.length - 1), 0), { kind: 'short', need: g.length, lost: 3 });
+    assert.deepEqual(readGroup(g.subarray(0, 9), 0), { kind: 'short', need: GROUP_HEADER_BYTES, lost: 1 });
+    // Any flipped bit, in the body or in the count: the CRC.
+    for (const at of [GROUP_HEADER_BYTES + 2, GROUP_HEADER_BYTES + 5, g.length - 1, 8, 12]) {
+      const bad = Buffer.from(g);
+      bad[at]! ^= 1;
+      const t = readGroup(bad, 0);
+      assert.equal(t.kind, 'torn', `bit flipped at ${at}`);
+      if (t.kind === 'torn') assert.equal(t.reason, 'group CRC mismatch');
+    }
+    const huge = Buffer.from(g);
+    huge.writeUInt32LE(0xfffffff0, 0);
+    assert.equal(readGroup(huge, 0).kind, 'torn');
+    // A consistent checksum over inconsistent contents (a bug, not a crash) is still refused.
+    const dup = encodeGroup([recs[0]!, recs[0]!]);
+    assert.match((readGroup(dup, 0) as { reason: string }).reason, /seq 7 not above 7/);
+  });
+
+  it("still reads version 1 records (an older agent's segments): length, CRC and seq; detects short and corrupt ones", () => {
     const payload = Buffer.from('hello protobuf');
     const a = encodeRecord(7n, payload);
     const b = encodeRecord(8n, Buffer.alloc(0));
@@ -274,12 +321,11 @@ describe('Spool', () => {
     const id = first.spool.identity;
     const n = 6000;
     const events = makeEvents(id, 1n, n);
-    const { frames } = first.spool.append(events);
-    assert.equal(frames.length, n);
+    const { buf, starts, ends } = first.spool.append(events);
+    assert.equal(starts.length, n);
     for (let i = 0; i < n; i++) {
-      const r = readRecord(frames[i]!, 0);
-      assert.equal(r.kind, 'record', `frame ${i + 1} as returned by append`);
-      if (r.kind === 'record') assert.deepEqual(AcceptEvent.decode(r.payload), events[i], `frame ${i + 1}'s payload`);
+      assert.equal(buf.readBigUInt64LE(starts[i]! - 8), events[i]!.seq, `record ${i + 1}'s header as returned by append`);
+      assert.deepEqual(AcceptEvent.decode(buf.subarray(starts[i]!, ends[i]!)), events[i], `event ${i + 1} as returned`);
     }
     first.spool.close();
     const again = open(dir, { segmentBytes: 64 << 20 });
@@ -287,37 +333,40 @@ describe('Spool', () => {
     assert.equal(again.logs.filter((l) => l.level >= 50).length, 0, 'no corrupt record reported');
   });
 
-  it('recovers the valid prefix of a segment torn mid-record, counts it and says so', () => {
+  it("recovers the valid prefix of a segment torn mid-write, counts the torn append's events and says so", () => {
     const dir = tempDir();
     const { spool } = open(dir, { segmentBytes: '1MiB' });
-    spool.append(makeEvents(spool.identity, 1n, 50));
+    spool.append(makeEvents(spool.identity, 1n, 30));
+    spool.append(makeEvents(spool.identity, 31n, 20));
     spool.close();
     const [seg] = segments(dir);
     const path = join(dir, seg!);
     truncateSync(path, statSync(path).size - 7); // the crash cut the last write short
 
     const { spool: again, logs } = open(dir, { segmentBytes: '1MiB' });
-    assert.deepEqual(seqs(again.pending()), range(1, 49));
-    assert.equal(again.nextSeq(), 50n, 'the torn record was never sent: its seq is reused');
-    assert.equal(again.stats().dropsTotal, 1n);
-    assert.equal(again.unconfirmedDrops(), 1n);
+    assert.deepEqual(seqs(again.pending()), range(1, 30));
+    assert.equal(again.nextSeq(), 31n, "the torn append's events were never sent: their seqs are reused");
+    assert.equal(again.stats().dropsTotal, 20n, 'every event of the torn write counted');
+    assert.equal(again.unconfirmedDrops(), 20n);
     const line = logs.find((l) => /torn record/.test(l.msg));
     assert.ok(line, 'a log line names the torn record');
     assert.equal(line.level, 40);
     assert.equal(line.reason, 'record cut short');
+    assert.equal(line.lost, 20);
     // The file itself was truncated: a second open finds nothing torn.
     again.close();
     const { spool: third } = open(dir, { segmentBytes: '1MiB' });
     assert.equal(third.stats().dropsTotal, 0n);
-    assert.equal(third.unconfirmedDrops(), 1n, 'unreported drops survive restarts');
-    third.confirmDrops(1n);
+    assert.equal(third.unconfirmedDrops(), 20n, 'unreported drops survive restarts');
+    third.confirmDrops(20n);
     assert.equal(third.unconfirmedDrops(), 0n);
   });
 
-  it('detects a record whose bytes changed (CRC) at the tail', () => {
+  it('detects a group whose bytes changed (CRC) at the tail', () => {
     const dir = tempDir();
     const { spool } = open(dir);
-    spool.append(makeEvents(spool.identity, 1n, 5));
+    spool.append(makeEvents(spool.identity, 1n, 4));
+    spool.append(makeEvents(spool.identity, 5n, 3));
     spool.close();
     const path = join(dir, segments(dir)[0]!);
     const buf = readFileSync(path);
@@ -325,8 +374,37 @@ describe('Spool', () => {
     writeFileSync(path, buf);
     const { spool: again, logs } = open(dir);
     assert.deepEqual(seqs(again.pending()), range(1, 4));
-    assert.equal(again.stats().dropsTotal, 1n);
-    assert.ok(logs.some((l) => l.reason === 'record CRC mismatch'));
+    assert.equal(again.stats().dropsTotal, 3n);
+    assert.ok(logs.some((l) => l.reason === 'group CRC mismatch'));
+  });
+
+  it("recovers an older agent's version 1 segment after an upgrade, and writes version 2 after it", () => {
+    const dir = tempDir();
+    // As an agent before version 2 left it: identity, then one segment of per-record CRCs, the last one torn.
+    const first = open(dir);
+    const id = first.spool.identity;
+    first.spool.close();
+    for (const f of segments(dir)) rmSync(join(dir, f));
+    const old = makeEvents(id, 1n, 6);
+    const seg = Buffer.concat([
+      encodeSegmentHeader({ ...id, epoch: 1, firstSeq: 1n }, 1),
+      ...old.map((e) => encodeRecord(e.seq, AcceptEvent.encode(e).finish())),
+    ]);
+    writeFileSync(join(dir, `seg-000001-${'1'.padStart(20, '0')}.dws`), seg.subarray(0, seg.length - 5));
+
+    const { spool, logs } = open(dir);
+    assert.deepEqual(spool.read(id, 1n, 100), old.slice(0, 5), 'the version 1 records, read back');
+    assert.equal(spool.stats().dropsTotal, 1n, 'its torn record counted');
+    assert.ok(logs.some((l) => l.reason === 'record cut short'));
+    assert.equal(spool.nextSeq(), 6n);
+    spool.append(makeEvents(id, 6n, 4));
+    assert.deepEqual(seqs(spool.pending()), range(1, 9), 'old and new segments read as one run');
+    spool.close();
+    const files = segments(dir).map((f) => readFileSync(join(dir, f)).subarray(0, 8).toString('latin1'));
+    assert.deepEqual(files.sort(), ['DWSPOOL1', 'DWSPOOL2']);
+    const { spool: third } = open(dir);
+    assert.deepEqual(seqs(third.pending()), range(1, 9));
+    assert.equal(third.stats().dropsTotal, 0n);
   });
 
   it('drop-oldest: deletes the oldest unacknowledged segment and counts every event in it', () => {

@@ -23,7 +23,11 @@ function expected(events: AcceptEvent[], l?: LossCounters): Buffer {
 }
 
 function fill(live: LiveBatches, events: AcceptEvent[]): void {
-  for (const e of events) live.append(e.seq, encodeEvent(e));
+  // Each payload in the middle of a larger buffer, as in the spool's encode buffer: only [start, end) is copied.
+  for (const e of events) {
+    const payload = encodeEvent(e);
+    live.append(e.seq, Buffer.concat([Buffer.from('head'), payload, Buffer.from('tail')]), 4, 4 + payload.length);
+  }
 }
 
 describe('LiveBatches', () => {
@@ -114,7 +118,7 @@ describe('LiveBatches', () => {
   it(`keeps at most ${MAX_FREE_SLABS} released slabs aside (the rest is garbage): memory bounded after a burst`, () => {
     const live = new LiveBatches(500, () => 0);
     const payload = encodeEvent(ev(1n, 600));
-    for (let i = 1; i <= 30_000; i++) live.append(BigInt(i), payload); // ~40 MiB: ~40 slabs
+    for (let i = 1; i <= 30_000; i++) live.append(BigInt(i), payload, 0, payload.length); // ~40 MiB: ~40 slabs
     const taken: { release: () => void }[] = [];
     for (let r = live.takeRequest(undefined); r; r = live.takeRequest(undefined)) taken.push(r);
     assert.ok(live.slabs.inUse > 20, `in use while in flight (${JSON.stringify(live.slabs)})`);
@@ -127,7 +131,7 @@ describe('LiveBatches', () => {
     const fillShared = (live: LiveBatches, events: AcceptEvent[]) => {
       for (const e of events) {
         const payload = encodeEvent(e);
-        live.append(e.seq, payload, lastTailBytes, lastTailAt);
+        live.append(e.seq, payload, 0, payload.length, lastTailBytes, lastTailAt);
       }
     };
 
