@@ -53,7 +53,8 @@ function eventsOf(n: number): AcceptEvent[] {
 const dir = mkdtempSync(join(tmpdir(), 'doorwatch-agent-micro-'));
 const spool = Spool.open({ dir, maxBytes: '1GiB', log: silentLogger });
 const id = spool.identity;
-const idPrefix = `${id.bootId}/${id.instanceId}/`;
+// As the agent: the event id is the spool's to write ("<boot id>/<instance id>/<seq>", straight into the bytes).
+const idPrefix = Buffer.from(`${id.bootId}/${id.instanceId}/`);
 const live = new LiveBatches(500, Date.now);
 const sink = new ByteSink();
 const events = eventsOf(batch);
@@ -62,7 +63,7 @@ let seq = spool.nextSeq();
 function sequence(b: AcceptEvent[]): void {
   for (const ev of b) {
     ev.seq = seq;
-    ev.eventId = idPrefix + seq;
+    ev.eventId = '';
     ev.timeUnixNano += 1000n;
     seq++;
   }
@@ -74,7 +75,7 @@ const stages: Record<string, Stage> = {
   'sequence + encode': (b) => {
     sequence(b);
     sink.pos = 0;
-    for (const ev of b) encodeEventInto(sink, ev);
+    for (const ev of b) encodeEventInto(sink, ev, idPrefix);
   },
   'sequence + spool.append': (b) => {
     sequence(b);

@@ -421,11 +421,45 @@ function podTail(w: ByteSink, ev: AcceptEvent, eventStart: number): void {
   if (bytes !== undefined && ct !== undefined) byContainer.set(ct, { ns, cg, ct, pod, en, bytes });
 }
 
-/** Append the protobuf encoding of `ev` to `w`; returns the number of bytes written. */
-export function encodeEventInto(w: ByteSink, ev: AcceptEvent): number {
+const TWO_53 = 2n ** 53n;
+
+/**
+ * event_id = idPrefix + decimal seq, from the prefix's bytes: building the string per event (a bigint to
+ * text, a concatenation, then a character loop over it) cost more than the rest of the id.
+ */
+function spaceEventId(w: ByteSink, idPrefix: Uint8Array, seq: bigint): void {
+  if (seq >= TWO_53) {
+    str(w, 10, Buffer.from(idPrefix).toString('utf8') + seq);
+    return;
+  }
+  const n = Number(seq);
+  let digits = 1;
+  for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+  const len = idPrefix.length + digits;
+  w.ensure(len + 6);
+  w.byte(10);
+  w.varint(len);
+  const b = w.buf;
+  let p = w.pos;
+  for (let i = 0; i < idPrefix.length; i++) b[p++] = idPrefix[i]!;
+  p += digits;
+  w.pos = p;
+  let x = n;
+  do {
+    b[--p] = 48 + (x % 10);
+    x = Math.floor(x / 10);
+  } while (x > 0);
+}
+
+/**
+ * Append the protobuf encoding of `ev` to `w`; returns the number of bytes written. `idPrefix` (UTF-8): an
+ * event without an event_id is given idPrefix + seq, as if it had carried it.
+ */
+export function encodeEventInto(w: ByteSink, ev: AcceptEvent, idPrefix?: Uint8Array): number {
   const start = w.pos;
   w.ensure(512);
   if (ev.eventId !== '') str(w, 10, ev.eventId);
+  else if (idPrefix !== undefined) spaceEventId(w, idPrefix, ev.seq);
   w.ensure(64);
   if (ev.seq !== 0n) {
     w.byte(16);

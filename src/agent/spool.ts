@@ -161,12 +161,12 @@ const READ_CHUNK = 256 * 1024;
 const DROP_WARN_EVERY_MS = 5000;
 
 /** One group record (spool-format.ts) for `ev`, encoded at the end of `w`: its length. */
-function encodeGroupRecord(w: ByteSink, ev: AcceptEvent): number {
+function encodeGroupRecord(w: ByteSink, ev: AcceptEvent, idPrefix: Uint8Array): number {
   w.ensure(GROUP_RECORD_HEADER_BYTES);
   const at = w.pos;
   w.pos += GROUP_RECORD_HEADER_BYTES;
   // Encode first: the payload may grow `w` into a new buffer, and the header must be written in that one.
-  const payloadLen = encodeEventInto(w, ev);
+  const payloadLen = encodeEventInto(w, ev, idPrefix);
   writeGroupRecordHeader(w.buf, at, ev.seq, payloadLen);
   return GROUP_RECORD_HEADER_BYTES + payloadLen;
 }
@@ -221,6 +221,8 @@ export class Spool {
   #wbuf: Buffer[] = [];
   /** Where append() encodes records (reused: a buffer per call was garbage at the event rate). */
   readonly #enc = new ByteSink(256 * 1024);
+  /** "<boot id>/<instance id>/" of the current space: the event id of an event appended without one, before its seq. */
+  readonly #idPrefix: Buffer;
   /** Sealed (spool-format.ts groupHeader) when the append ends or the segment changes. */
   #group: OpenGroup | undefined;
   #dirty = false;
@@ -282,6 +284,7 @@ export class Spool {
       this.#spaces.set(cur.key, cur);
     }
     this.#current = cur;
+    this.#idPrefix = Buffer.from(`${bootId}/${instanceId}/`, 'utf8');
     if (saved?.instanceId !== instanceId || saved.bootId !== bootId || saved.epoch !== cur.epoch) {
       this.#writeJson(IDENTITY_FILE, { instanceId, bootId, epoch: cur.epoch });
     }
@@ -324,7 +327,8 @@ export class Spool {
   /**
    * Write events of the current space (seqs strictly increasing, above every
    * earlier one). When full, the overflow policy applies and every event it
-   * costs is counted (stats().unconfirmedDrops), never silent.
+   * costs is counted (stats().unconfirmedDrops), never silent. An event with
+   * no event id is written with its space's: "<boot id>/<instance id>/<seq>".
    */
   append(events: readonly AcceptEvent[]): AppendResult {
     this.#assertOpen();
@@ -346,7 +350,7 @@ export class Spool {
         }
         this.#lastSeen = ev.seq;
         const at = w.pos;
-        const len = encodeGroupRecord(w, ev);
+        const len = encodeGroupRecord(w, ev, this.#idPrefix);
         if (!this.#makeRoom(ev.seq, len)) {
           refused++;
           // The next record takes its place: a group's records lie end to end.

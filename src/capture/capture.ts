@@ -35,6 +35,11 @@ export interface CaptureOptions {
   identity?: { bootId: string; instanceId: string };
   /** The first seq to assign (the spool's nextSeq()). Default 1. */
   firstSeq?: bigint;
+  /**
+   * Name each event (default true). The agent renumbers events after enrichment and its spool writes each
+   * one's id from its own seq space: an id made here would be thrown away.
+   */
+  eventIds?: boolean;
   onEvents(batch: AcceptEvent[]): void;
 }
 
@@ -51,7 +56,8 @@ export interface CaptureStats {
 const QUIET_RECORDS = 32;
 
 export class Capture {
-  readonly #o: Required<Omit<CaptureOptions, 'onEvents' | 'identity' | 'firstSeq'>> & Pick<CaptureOptions, 'onEvents'>;
+  readonly #o: Required<Omit<CaptureOptions, 'onEvents' | 'identity' | 'firstSeq' | 'eventIds'>> &
+    Pick<CaptureOptions, 'onEvents'>;
   readonly #clock = new WallClock();
   readonly #ctx: EventContext;
   #timer: NodeJS.Timeout | undefined;
@@ -73,7 +79,7 @@ export class Capture {
     this.#seq = this.#seqBase;
     this.#ctx = {
       nodeName: o.nodeName,
-      idPrefix: `${id.bootId}/${id.instanceId}`,
+      idPrefix: o.eventIds === false ? undefined : `${id.bootId}/${id.instanceId}`,
       toUnixNano: (k) => this.#clock.toUnixNano(k),
     };
   }

@@ -28,8 +28,11 @@ import { OP_ACCEPT, type RawAccept, RecordFlags, Source } from './record.js';
 
 export interface EventContext {
   nodeName: string;
-  /** "<boot id>/<agent instance>": with seq, a stable event_id across replays. */
-  idPrefix: string;
+  /**
+   * "<boot id>/<agent instance>": with seq, a stable event_id across replays. Undefined: no event_id (the
+   * agent's spool writes its own seq space's, agent/event-encoder.ts).
+   */
+  idPrefix: string | undefined;
   toUnixNano(ktimeNs: bigint): bigint;
 }
 
@@ -154,7 +157,7 @@ export function toAcceptEvent(r: RawAccept, seq: bigint, ctx: EventContext): Acc
     checked && resolved && (inet || r.family === AF_UNIX) && sockaddrDisagrees(r.userAddr, written, r.family, r.rport, r.raddr);
 
   return {
-    eventId: `${ctx.idPrefix}/${seq}`,
+    eventId: ctx.idPrefix === undefined ? '' : `${ctx.idPrefix}/${seq}`,
     seq,
     timeUnixNano: ctx.toUnixNano(r.ktimeNs),
     ktimeNs: r.ktimeNs,

@@ -160,14 +160,13 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
   const pub = publisher;
   const sp = spool;
 
-  // seq is assigned after enrichment: held events would otherwise leave out of order.
-  const idPrefix = `${identity.bootId}/${identity.instanceId}/`;
+  // seq is assigned after enrichment: held events would otherwise leave out of order. The event id,
+  // "<boot id>/<instance id>/<seq>", is the spool's to write (straight into the event's bytes).
   const sequence = (batch: AcceptEvent[]) => {
     let seq = sp.nextSeq();
     for (const ev of batch) {
-      ev.seq = seq;
-      ev.eventId = idPrefix + seq;
-      seq++;
+      ev.seq = seq++;
+      ev.eventId = '';
     }
     metrics.countEvents(batch);
     pub.publish(batch);
@@ -196,6 +195,7 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
     pollMs: o.pollMs,
     pendingDeadlineMs: o.pendingDeadlineMs,
     emit: sequence,
+    eventIds: false,
     listeners: { periodMs: o.listenersPeriodMs },
     log,
     policy: policyConfig ? { engine: new PolicyEngine(policyConfig), resources: watcher } : undefined,

@@ -54,6 +54,8 @@ export function startPipeline(o: {
   policyMaps?: PolicyMaps;
   /** Run the listener inventory: a /proc snapshot now, a rescan every periodMs (src/listeners). */
   listeners?: { periodMs: number };
+  /** Capture names events (default true); false where `emit` renumbers them (the agent). */
+  eventIds?: boolean;
 }): Pipeline {
   const cgroups = new CgroupResolver({ log: o.log });
   cgroups.rescan();
@@ -130,6 +132,7 @@ export function startPipeline(o: {
     nodeName: o.nodeName,
     log: o.log,
     pollMs: o.pollMs,
+    ...(o.eventIds === false ? { eventIds: false } : {}),
     onEvents: (b) => enricher.process(b),
   });
   capture.start();

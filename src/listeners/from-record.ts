@@ -8,7 +8,7 @@ import { listenerEvent } from './event.js';
 export function listenerFromRecord(
   r: RawAccept,
   seq: bigint,
-  ctx: { nodeName: string; idPrefix: string; toUnixNano(k: bigint): bigint },
+  ctx: { nodeName: string; idPrefix: string | undefined; toUnixNano(k: bigint): bigint },
 ): AcceptEvent {
   const listen = r.op === OP_LISTEN;
   const time = ctx.toUnixNano(r.ktimeNs);
@@ -37,7 +37,7 @@ export function listenerFromRecord(
     firstSeenUnixNano: listen ? time : 0n,
   });
   ev.seq = seq;
-  ev.eventId = `${ctx.idPrefix}/${seq}`;
+  ev.eventId = ctx.idPrefix === undefined ? '' : `${ctx.idPrefix}/${seq}`;
   ev.durationNs = listen && r.enterKtimeNs > 0n && r.ktimeNs >= r.enterKtimeNs ? r.ktimeNs - r.enterKtimeNs : 0n;
   return ev;
 }

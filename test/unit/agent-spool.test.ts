@@ -159,6 +159,25 @@ describe('Spool', () => {
     assert.equal(pending[41]!.socket?.peer?.ip, '10.0.0.2');
   });
 
+  it("writes an event appended without an id with its space's, <boot id>/<instance id>/<seq>", () => {
+    const dir = tempDir();
+    const { spool } = open(dir);
+    const id = spool.identity;
+    const events = makeEvents(id, 1n, 3).map((e) => ({ ...e, eventId: '' }));
+    events[1]!.eventId = 'kept/as/given';
+    const { buf, starts, ends } = spool.append(events);
+    const sent = starts.map((s, i) => AcceptEvent.decode(buf.subarray(s, ends[i])).eventId);
+    const want = [`boot-a/${id.instanceId}/1`, 'kept/as/given', `boot-a/${id.instanceId}/3`];
+    assert.deepEqual(sent, want, 'as sent');
+    spool.close();
+    const { spool: again } = open(dir);
+    assert.deepEqual(
+      [...again.pending()].map((e) => e.eventId),
+      want,
+      'as read back',
+    );
+  });
+
   it('interval policy: syncs in the background across rollovers and deletions, closing every file once', async () => {
     const dir = tempDir();
     // This spool's files held open by the process.

@@ -55,6 +55,26 @@ describe('fast AcceptEvent encoder', () => {
     });
   });
 
+  it("an event without an id gets its space's, prefix + decimal seq: identical to encoding it with that id", () => {
+    const prefix = 'f3c1b2a4-1111-2222-3333-444455556666/0123456789abcdef/';
+    const bytes = Buffer.from(prefix, 'utf8');
+    const w = new ByteSink(64); // small on purpose: the id grows the sink
+    const seqs = [1n, 9n, 10n, 99n, 100n, 123456789n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 64n - 1n];
+    for (const seq of seqs) {
+      const ev = { ...sampleEvent(), seq, eventId: '' };
+      w.pos = 0;
+      encodeEventInto(w, ev, bytes);
+      assert.deepEqual(Buffer.from(w.buf.subarray(0, w.pos)), generated({ ...ev, eventId: prefix + seq }), `seq ${seq}`);
+    }
+    // An id the event carries wins; without a prefix an empty id stays empty (as AcceptEvent.encode leaves it).
+    const own = { ...sampleEvent(), eventId: 'mine/1' };
+    w.pos = 0;
+    encodeEventInto(w, own, bytes);
+    assert.deepEqual(Buffer.from(w.buf.subarray(0, w.pos)), generated(own));
+    const none = { ...sampleEvent(), eventId: '' };
+    assert.deepEqual(Buffer.from(encodeEvent(none)), generated(none));
+  });
+
   it('cached per-pod bytes follow the object, and a changed policy value is re-encoded', () => {
     const a = sampleEvent();
     const b = sampleEvent({ pod: { name: 'other' }, policy: { origin: 1, name: 'p1', mode: 1 } });
