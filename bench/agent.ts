@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { AcceptProbes, type KernelCounters, type ProgramStats } from '../src/bpf/accept-probes.js';
 import { Capture } from '../src/capture/capture.js';
-import { decodeRecord, LAYOUT } from '../src/capture/record.js';
+import { decodeRecord, LAYOUT, reusableRecord } from '../src/capture/record.js';
 import { JsonWriter, writeEventJson } from '../src/formats/native-json.js';
 import type { AcceptEvent } from '../src/gen/doorwatch/v1/event.js';
 import { silentLogger } from '../src/log/logger.js';
@@ -95,6 +95,8 @@ if (mode === 'json' || mode === 'event') {
   };
 } else {
   const pidOff = LAYOUT.pid;
+  // As the capture decodes: every record into one reused record.
+  const record = reusableRecord();
   const onRecord =
     mode === 'ring'
       ? (v: DataView, off: number) => {
@@ -104,7 +106,7 @@ if (mode === 'json' || mode === 'event') {
       : (v: DataView, off: number, len: number) => {
           total++;
           try {
-            if (decodeRecord(v, off, len).pid === stormPid) events++;
+            if (decodeRecord(v, off, len, record).pid === stormPid) events++;
           } catch {
             decodeErrors++;
           }

@@ -1,4 +1,4 @@
-import { decodeRecord, RECORD_SIZE, Source } from '../src/capture/record.js';
+import { decodeRecord, RECORD_SIZE, reusableRecord, Source } from '../src/capture/record.js';
 import { type EventContext, toAcceptEvent } from '../src/capture/to-event.js';
 import { eventToJson, eventToJsonLine, JsonWriter, writeEventJson } from '../src/formats/native-json.js';
 import { buildRecord, RECORD_BASE } from '../test/helpers/record-builder.js';
@@ -57,6 +57,8 @@ const ctx: EventContext = {
 
 let sink = 0;
 const raw = decodeRecord(view, RECORD_BASE, len);
+// As the capture decodes: every record into one reused record.
+const record = reusableRecord();
 const ev = toAcceptEvent(raw, 1n, ctx);
 const obj = eventToJson(ev);
 const w = new JsonWriter(1 << 20);
@@ -69,7 +71,7 @@ const line = (e: typeof ev) => {
 
 const stages: Record<string, (i: number) => void> = {
   decodeRecord: () => {
-    sink += decodeRecord(view, RECORD_BASE, len).pid;
+    sink += decodeRecord(view, RECORD_BASE, len, record).pid;
   },
   toAcceptEvent: (i) => {
     sink += toAcceptEvent(raw, BigInt(i), ctx).ret;
@@ -88,7 +90,7 @@ const stages: Record<string, (i: number) => void> = {
     sink += w.pos;
   },
   'whole path': (i) => {
-    line(toAcceptEvent(decodeRecord(view, RECORD_BASE, len), BigInt(i), ctx));
+    line(toAcceptEvent(decodeRecord(view, RECORD_BASE, len, record), BigInt(i), ctx));
     sink += w.pos;
   },
 };

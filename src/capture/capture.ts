@@ -3,7 +3,7 @@ import type { AcceptProbes, KernelCounters, ProgramStats } from '../bpf/accept-p
 import type { Logger } from '../log/logger.js';
 import { WarnLimiter } from '../log/warn-limiter.js';
 import { readBootId, WallClock } from './clock.js';
-import { decodeRecord } from './record.js';
+import { decodeRecord, reusableRecord } from './record.js';
 import { type AcceptEvent, type EventContext, toAcceptEvent } from './to-event.js';
 
 /**
@@ -60,6 +60,8 @@ export class Capture {
     Pick<CaptureOptions, 'onEvents'>;
   readonly #clock = new WallClock();
   readonly #ctx: EventContext;
+  /** Every record of the ring is decoded into this one: toAcceptEvent is done with it before the next. */
+  readonly #record = reusableRecord();
   #timer: NodeJS.Timeout | undefined;
   #seq = 0n;
   /** seq before the first event of this run (firstSeq - 1). */
@@ -111,7 +113,7 @@ export class Capture {
       const batch: AcceptEvent[] = [];
       const { more } = this.#o.probes.ring.drain((view, off, len) => {
         try {
-          batch.push(toAcceptEvent(decodeRecord(view, off, len), ++this.#seq, this.#ctx));
+          batch.push(toAcceptEvent(decodeRecord(view, off, len, this.#record), ++this.#seq, this.#ctx));
         } catch (err) {
           this.#decodeError(err as Error);
         }

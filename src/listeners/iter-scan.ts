@@ -1,5 +1,5 @@
 import { sockTypeName } from '../capture/address.js';
-import { decodeRecord, RECORD_SIZE } from '../capture/record.js';
+import { decodeRecord, RECORD_SIZE, reusableRecord } from '../capture/record.js';
 import { recordAddress, recordProcess } from './from-record.js';
 import type { ScannedListener, ScanResult } from './proc-scan.js';
 
@@ -15,10 +15,12 @@ export function listenersFromIterator(buf: Buffer): ScanResult {
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const bySocket = new Map<string, ScannedListener>();
   let unreadable = 0;
+  // Every field is copied out below before the next record is decoded into it.
+  const record = reusableRecord();
   for (let off = 0; off + RECORD_SIZE <= buf.length; off += RECORD_SIZE) {
     let r: ReturnType<typeof decodeRecord>;
     try {
-      r = decodeRecord(view, off, RECORD_SIZE);
+      r = decodeRecord(view, off, RECORD_SIZE, record);
     } catch {
       unreadable++; // counted, as a /proc read that failed is
       continue;

@@ -8,6 +8,7 @@ import {
   RECORD_VERSION,
   RecordError,
   RecordFlags,
+  reusableRecord,
   Source,
 } from '../../src/capture/record.js';
 import { toAcceptEvent } from '../../src/capture/to-event.js';
@@ -88,13 +89,36 @@ describe('decodeRecord', () => {
     assert.throws(() => decodeRecord(buildRecord({ version: 9 }), RECORD_BASE, RECORD_SIZE), /version 9/);
   });
 
-  it('reads byte fields in place (zero copy), and the event made from them owns its strings', () => {
-    const v = buildRecord(base);
-    const r = decodeRecord(v, RECORD_BASE, RECORD_SIZE);
-    assert.equal(r.raddr.buffer, v.buffer, 'a view of the record, no new ArrayBuffer');
-    const ev = toAcceptEvent(r, 1n, ctx);
-    new Uint8Array(v.buffer).fill(0); // the ring slot is reused after the drain
-    assert.equal(ev.socket?.peer?.ip, '10.0.0.2');
+  it('decodes record after record into one reused record; the events made from it own their values', () => {
+    const out = reusableRecord();
+    const arrays = [out.laddr, out.raddr, out.userAddr];
+    const a = buildRecord({ ...base, pid: 11, rport: 1111 });
+    const first = toAcceptEvent(decodeRecord(a, RECORD_BASE, RECORD_SIZE, out), 1n, ctx);
+    const firstWanted = toAcceptEvent(
+      decodeRecord(buildRecord({ ...base, pid: 11, rport: 1111 }), RECORD_BASE, RECORD_SIZE),
+      1n,
+      ctx,
+    );
+    new Uint8Array(a.buffer).fill(0); // the ring slot is reused after the drain
+    assert.equal(out.raddr[0], base.raddr[0], "the addresses are out's own copy, not a view of the ring");
+    const b = buildRecord({ ...base, pid: 22, rport: 2222, raddr: ipv4('10.9.9.9'), ret: -11 });
+    const r = decodeRecord(b, RECORD_BASE, RECORD_SIZE, out);
+    assert.equal(r, out, 'the same object, filled again');
+    assert.deepEqual([out.laddr, out.raddr, out.userAddr], arrays, 'and the same arrays: nothing allocated per record');
+    const fresh = decodeRecord(b, RECORD_BASE, RECORD_SIZE);
+    assert.deepEqual(
+      { ...r, laddr: [...r.laddr], raddr: [...r.raddr], userAddr: [...r.userAddr] },
+      {
+        ...fresh,
+        laddr: [...fresh.laddr],
+        raddr: [...fresh.raddr],
+        userAddr: [...fresh.userAddr],
+      },
+    );
+    assert.equal(r.pid, 22);
+    assert.equal(r.ret, -11);
+    assert.deepEqual(first, firstWanted, 'the first event is untouched by the second decode');
+    assert.equal(first.socket?.peer?.ip, '10.0.0.2');
   });
 });
 
