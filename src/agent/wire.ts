@@ -76,7 +76,7 @@ export type OutgoingRequest = PublishRequest | Uint8Array;
 export interface ContextBatch {
   firstSeq: bigint;
   contexts: Uint8Array[];
-  bufs: Uint8Array[];
+  bufs: Buffer[];
   starts: number[];
   ends: number[];
   cuts: number[];
@@ -90,11 +90,9 @@ export function encodeContextsRequest(e: ContextBatch, losses: LossCounters | un
   for (const c of e.contexts) ctxBytes += 1 + varintLength(c.length) + c.length;
   let evBytes = 0;
   let refBytes = 0;
-  const lens = new Array<number>(n);
   for (let j = 0; j < n; j++) {
     const k = e.refs[j]!;
     const len = e.ends[j]! - e.starts[j]! - (k > 0 ? e.contexts[k - 1]!.length : 0);
-    lens[j] = len;
     evBytes += 1 + varintLength(len) + len;
     refBytes += varintLength(k);
   }
@@ -113,22 +111,23 @@ export function encodeContextsRequest(e: ContextBatch, losses: LossCounters | un
     out.set(c, o);
     o += c.length;
   }
+  // Buffer.copy by offsets: a subarray per event to hand to set() was a view allocated per event.
   for (let j = 0; j < n; j++) {
     const b = e.bufs[j]!;
     const p = e.starts[j]!;
     const end = e.ends[j]!;
     const k = e.refs[j]!;
     out[o++] = 0x12;
-    o = writeVarint(lens[j]!, out, o);
     if (k === 0) {
-      out.set(b.subarray(p, end), o);
-      o += end - p;
+      o = writeVarint(end - p, out, o);
+      o += b.copy(out, o, p, end);
     } else {
       // The payload around its per-pod fields; what follows them is a few fields (kind, policy): by hand.
       const cut = e.cuts[j]!;
-      out.set(b.subarray(p, cut), o);
-      o += cut - p;
-      for (let q = cut + e.contexts[k - 1]!.length; q < end; q++) out[o++] = b[q]!;
+      const skip = e.contexts[k - 1]!.length;
+      o = writeVarint(end - p - skip, out, o);
+      o += b.copy(out, o, p, cut);
+      for (let q = cut + skip; q < end; q++) out[o++] = b[q]!;
     }
   }
   out[o++] = 0x2a;
