@@ -444,6 +444,27 @@ describe('Spool', () => {
     assert.ok(logs.some((l) => l.level === 40 && /oldest unacknowledged segment deleted/.test(l.msg)));
   });
 
+  it('drop-oldest inside one append: the groups of deleted segments vanish, what is returned is what stays', () => {
+    // One append many times larger than the whole spool: segments (and their open groups) are rolled and
+    // deleted while the append runs; the events it returns must be exactly those left on disk, intact.
+    const dir = tempDir();
+    const { spool } = open(dir, { maxBytes: 8 * 1024, segmentBytes: 4096, overflow: 'drop-oldest' });
+    const id = spool.identity;
+    const events = makeEvents(id, 1n, 120);
+    const { accepted, buf, starts, ends } = spool.append(events);
+    const left = seqs(spool.pending());
+    assert.ok(left.length > 0 && left.length < 120, `kept ${left.length}`);
+    assert.deepEqual(seqs(accepted), left, 'returned = kept');
+    assert.deepEqual(left, range(121 - left.length, 120), 'the newest, contiguous');
+    accepted.forEach((e, i) => assert.deepEqual(AcceptEvent.decode(buf.subarray(starts[i]!, ends[i]!)), e, `event ${e.seq}`));
+    assert.equal(spool.stats().dropsTotal, BigInt(120 - left.length), 'every other event counted');
+    assert.ok(spool.bytes() <= 8 * 1024);
+    spool.close();
+    const { spool: again, logs } = open(dir, { maxBytes: 8 * 1024, segmentBytes: 4096 });
+    assert.deepEqual(seqs(again.pending()), left, 'and the same after a restart');
+    assert.equal(logs.filter((l) => l.level >= 40).length, 0, 'nothing torn or corrupt on disk');
+  });
+
   it('drop-oldest does not count events that were already acknowledged', () => {
     const { spool } = open(tempDir(), { maxBytes: 16 * 1024, segmentBytes: 4096, overflow: 'drop-oldest' });
     const id = spool.identity;
