@@ -456,7 +456,9 @@ describe('Spool', () => {
     assert.ok(left.length > 0 && left.length < 120, `kept ${left.length}`);
     assert.deepEqual(seqs(accepted), left, 'returned = kept');
     assert.deepEqual(left, range(121 - left.length, 120), 'the newest, contiguous');
-    accepted.forEach((e, i) => assert.deepEqual(AcceptEvent.decode(buf.subarray(starts[i]!, ends[i]!)), e, `event ${e.seq}`));
+    for (const [i, e] of accepted.entries()) {
+      assert.deepEqual(AcceptEvent.decode(buf.subarray(starts[i]!, ends[i]!)), e, `event ${e.seq}`);
+    }
     assert.equal(spool.stats().dropsTotal, BigInt(120 - left.length), 'every other event counted');
     assert.ok(spool.bytes() <= 8 * 1024);
     spool.close();
