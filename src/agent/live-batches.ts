@@ -1,7 +1,6 @@
-import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import type { LossCounters } from '../gen/doorwatch/v1/collector.js';
 import { varintLength, writeVarint } from './event-encoder.js';
-import { type ContextBatch, encodeContextsRequest, lossField } from './wire.js';
+import { type ContextBatch, encodeContextsRequest, lossField, uint64Bytes } from './wire.js';
 
 /**
  * Events spooled in this process and not yet sent, kept as the bytes of the
@@ -60,10 +59,6 @@ interface Batch {
   skip: number;
   /** When its first event was appended (now()). */
   since: number;
-}
-
-function uint64Bytes(v: bigint): Uint8Array {
-  return new BinaryWriter().uint64(v).finish();
 }
 
 export class LiveBatches {

@@ -120,13 +120,17 @@ export function writeGroupRecordHeader(b: Buffer, at: number, seq: bigint, paylo
   view.setBigUint64(b.byteOffset + at + 4, seq, true);
 }
 
+/** A group's CRC: over its header's count and reserved words (h[hAt + 8 .. hAt + 16)), then its body. */
+const groupCrc = (h: Buffer, hAt: number, body: Buffer, start: number, end: number): number =>
+  crc32(body.subarray(start, end), crc32(h.subarray(hAt + 8, hAt + GROUP_HEADER_BYTES)));
+
 /** The 16-byte header of the group whose `count` records are body[start .. end). */
 export function groupHeader(body: Buffer, start: number, end: number, count: number): Buffer {
   const h = Buffer.allocUnsafe(GROUP_HEADER_BYTES);
   h.writeUInt32LE(end - start, 0);
   h.writeUInt32LE(count, 8);
   h.writeUInt32LE(0, 12);
-  h.writeUInt32LE(crc32(body.subarray(start, end), crc32(h.subarray(8, GROUP_HEADER_BYTES))), 4);
+  h.writeUInt32LE(groupCrc(h, 0, body, start, end), 4);
   return h;
 }
 
@@ -157,7 +161,7 @@ export function readUnit(b: Buffer, off: number, version: SegmentVersion): UnitR
   if (version === 1) {
     const r = readRecord(b, off);
     if (r.kind === 'record') return { kind: 'unit', seqs: [r.seq], payloads: [r.payload], next: r.next };
-    return r.kind === 'short' ? { ...r, lost: 1 } : r.kind === 'torn' ? { ...r, lost: 1 } : r;
+    return r.kind === 'end' ? r : { ...r, lost: 1 };
   }
   return readGroup(b, off);
 }
@@ -173,10 +177,7 @@ export function readGroup(b: Buffer, off: number): UnitResult {
   if (len > MAX_GROUP_BODY) return { kind: 'torn', reason: `group length ${len} is absurd`, lost: 1 };
   const end = off + GROUP_HEADER_BYTES + len;
   if (end > b.length) return { kind: 'short', need: GROUP_HEADER_BYTES + len, lost: claimed };
-  if (
-    crc32(b.subarray(off + GROUP_HEADER_BYTES, end), crc32(b.subarray(off + 8, off + GROUP_HEADER_BYTES))) !==
-    b.readUInt32LE(off + 4)
-  ) {
+  if (groupCrc(b, off, b, off + GROUP_HEADER_BYTES, end) !== b.readUInt32LE(off + 4)) {
     return { kind: 'torn', reason: 'group CRC mismatch', lost: claimed };
   }
   const seqs: bigint[] = [];

@@ -106,7 +106,7 @@ export interface AppendResult {
   starts: number[];
   ends: number[];
   /**
-   * Per frame, the bytes of its event's per-pod fields when they are shared (event-encoder.ts keeps them per
+   * Per accepted event, the bytes of its event's per-pod fields when they are shared (event-encoder.ts keeps them per
    * pod), and where in the payload they start: what a batch may carry once for all its events of that pod.
    */
   tails: (Buffer | undefined)[];
@@ -223,7 +223,7 @@ export class Spool {
   readonly #enc = new ByteSink(256 * 1024);
   /** "<boot id>/<instance id>/" of the current space: the event id of an event appended without one, before its seq. */
   readonly #idPrefix: Buffer;
-  /** Sealed (spool-format.ts groupHeader) when the append ends or the segment changes. */
+  /** Sealed (spool-format.ts groupHeader) by #flush: when the append ends, the segment changes or is read. */
   #group: OpenGroup | undefined;
   #dirty = false;
   /** Writes of state.json so far: a background one renames only if none came after it. */
@@ -365,7 +365,6 @@ export class Spool {
         tailAt.push(lastTailAt);
       }
     } finally {
-      this.#sealGroup();
       this.#flush();
       if (this.fsync === 'always') this.sync();
     }
@@ -676,16 +675,14 @@ export class Spool {
     if (this.fsync === 'always') this.#syncDir();
   }
 
-  /** The open group's header, then its records, go to the write queue. */
-  #sealGroup(): void {
-    const g = this.#group;
-    if (!g) return;
-    this.#group = undefined;
-    const body = this.#enc.buf;
-    this.#wbuf.push(groupHeader(body, g.start, g.end, g.count), body.subarray(g.start, g.end));
-  }
-
+  /** Seal the open group (its header and records join the write queue), then write the queue in one writev(). */
   #flush(): void {
+    const g = this.#group;
+    if (g) {
+      this.#group = undefined;
+      const body = this.#enc.buf;
+      this.#wbuf.push(groupHeader(body, g.start, g.end, g.count), body.subarray(g.start, g.end));
+    }
     if (!this.#active || !this.#wbuf.length) return;
     const parts = this.#wbuf;
     this.#wbuf = [];
@@ -713,7 +710,6 @@ export class Spool {
   #closeActive(sync: 'now' | 'policy' = 'policy'): void {
     const a = this.#active;
     if (!a) return;
-    this.#sealGroup();
     this.#flush();
     if (this.#dirty) {
       if (this.fsync === 'interval' && sync === 'policy') this.#backgroundSync(a);
@@ -740,10 +736,6 @@ export class Spool {
       return seg.lastSeq - max(acked, seg.firstSeq - 1n);
     }
     let n = 0n;
-    if (this.#active?.seg === seg) {
-      this.#sealGroup();
-      this.#flush();
-    }
     this.#scan(seg, seg.headerBytes, (seq) => {
       if (seq > acked) n++;
       return true;
@@ -788,10 +780,8 @@ export class Spool {
    * until it returns false or the segment ends.
    */
   #scan(seg: Segment, start: number, visit: (seq: bigint, payload: Buffer, next: number) => boolean): void {
-    if (this.#active?.seg === seg) {
-      this.#sealGroup();
-      this.#flush();
-    }
+    // What this append has so far must be on disk to be read.
+    if (this.#active?.seg === seg) this.#flush();
     const fd = openSync(seg.path, 'r');
     try {
       let pos = start;

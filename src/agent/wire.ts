@@ -17,6 +17,9 @@ export { encodeEvent } from './event-encoder.js';
 export const lossField = (losses: LossCounters): Uint8Array =>
   LossCounters.encode(losses, new BinaryWriter().uint32(26).fork()).join().finish();
 
+/** A uint64 as a protobuf varint (EventBatch.first_seq's value). */
+export const uint64Bytes = (v: bigint): Uint8Array => new BinaryWriter().uint64(v).finish();
+
 /** Events of a batch as encoded bytes: parts[i].subarray(skip) is event i's protobuf. */
 export interface EncodedEvents {
   firstSeq: bigint;
@@ -96,7 +99,7 @@ export function encodeContextsRequest(e: ContextBatch, losses: LossCounters | un
     evBytes += 1 + varintLength(len) + len;
     refBytes += varintLength(k);
   }
-  const seq = new BinaryWriter().uint64(e.firstSeq).finish();
+  const seq = uint64Bytes(e.firstSeq);
   const lb = losses !== undefined ? lossField(losses) : undefined;
   const size = 1 + seq.length + ctxBytes + evBytes + 1 + varintLength(refBytes) + refBytes + (lb?.length ?? 0);
   const out = Buffer.allocUnsafe(1 + varintLength(size) + size);

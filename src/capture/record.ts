@@ -216,17 +216,10 @@ const cgroupV1IdMemo = new U64Memo();
 const addrPtrMemo = new U64Memo();
 const addrlenPtrMemo = new U64Memo();
 
-/* Module-level, not closures over (v, base) made per call: three closures per
- * record cost more than the rest of the decode (bench/micro.ts). */
-const u32 = (v: DataView, off: number): number => v.getUint32(off, true);
-const u16 = (v: DataView, off: number): number => v.getUint16(off, true);
-const u64 = (v: DataView, off: number): bigint => v.getBigUint64(off, true);
-
 /*
- * Views, not copies: a copy is a new ArrayBuffer per field, and four of them
- * per event made the garbage collector the agent's biggest cost in a storm.
- * The ring memory stays valid until the drain that called us returns, and
- * toAcceptEvent turns these into strings inside that callback.
+ * The unix path (variable length, unix sockets only) as a view, not a copy: the ring memory stays valid
+ * until the drain that called us returns, and toAcceptEvent turns it into a string inside that callback.
+ * The fixed-size addresses are copied into the record's own arrays instead (reusableRecord).
  */
 function bytes(v: DataView, off: number, len: number): Uint8Array {
   return len === 0 ? NO_BYTES : new Uint8Array(v.buffer, v.byteOffset + off, len);
@@ -294,8 +287,14 @@ function copyBytes(to: Uint8Array, from: number): void {
  */
 export function decodeRecord(v: DataView, base: number, len: number, out: RawAccept = reusableRecord()): RawAccept {
   if (len < RECORD_SIZE) throw new RecordError(`record of ${len} bytes, expected ${RECORD_SIZE}`);
-  if (((v.byteOffset | base) & 7) !== 0 || base < 0 || base + RECORD_SIZE > v.byteLength) {
-    return decodeWithDataView(v, base, len);
+  if (base < 0 || base + RECORD_SIZE > v.byteLength) {
+    throw new RecordError(`record at ${base} runs past its ${v.byteLength}-byte buffer`);
+  }
+  if (((v.byteOffset | base) & 7) !== 0) {
+    // Never the ring (8-aligned): a copy at the start of its own ArrayBuffer reads as one.
+    const copy = new Uint8Array(RECORD_SIZE);
+    copy.set(new Uint8Array(v.buffer, v.byteOffset + base, RECORD_SIZE));
+    return decodeRecord(new DataView(copy.buffer), 0, RECORD_SIZE, out);
   }
   if (v !== viewOf) viewsOf(v);
   const L = LAYOUT;
@@ -343,55 +342,4 @@ export function decodeRecord(v: DataView, base: number, len: number, out: RawAcc
   out.peerPid = U32[(base + L.peer_pid) >>> 2]!;
   out.policySlot = U16[(base + L.policy_slot) >>> 1]!;
   return out;
-}
-
-/** The same for a record at an unaligned offset (tests; never the ring): plain DataView reads. */
-function decodeWithDataView(v: DataView, base: number, len: number): RawAccept {
-  if (len < RECORD_SIZE) throw new RecordError(`record of ${len} bytes, expected ${RECORD_SIZE}`);
-  const op = v.getUint16(base, true);
-  if (!knownOp(op)) throw new RecordError(`unknown record op ${op}`);
-  const version = v.getUint8(base + LAYOUT['hdr.version']);
-  if (version !== RECORD_VERSION) throw new RecordError(`record version ${version}, this build reads ${RECORD_VERSION}`);
-  const L = LAYOUT;
-  const unixLen = Math.min(u16(v, base + L.unix_path_len), UNIX_PATH_LEN);
-  return {
-    op,
-    version,
-    flags: u32(v, base + L['hdr.flags']),
-    ktimeNs: u64(v, base + L['hdr.ktime_ns']),
-    cgroupId: u64(v, base + L.cgroup_id),
-    cgroupV1Id: u64(v, base + L.cgroup_v1_id),
-    enterKtimeNs: u64(v, base + L.enter_ktime_ns),
-    pid: u32(v, base + L.pid),
-    tid: u32(v, base + L.tid),
-    ppid: u32(v, base + L.ppid),
-    uid: u32(v, base + L.uid),
-    gid: u32(v, base + L.gid),
-    mntNs: u32(v, base + L.mnt_ns),
-    pidNs: u32(v, base + L.pid_ns),
-    netNs: u32(v, base + L.net_ns),
-    utsNs: u32(v, base + L.uts_ns),
-    ret: v.getInt32(base + L.ret, true),
-    sockfd: v.getInt32(base + L.sockfd, true),
-    acceptFlags: u32(v, base + L.accept_flags),
-    addrPtr: u64(v, base + L.addr_ptr),
-    addrlenPtr: u64(v, base + L.addrlen_ptr),
-    backlog: u32(v, base + L.backlog),
-    maxBacklog: u32(v, base + L.max_backlog),
-    userAddrlen: u32(v, base + L.user_addrlen),
-    userAddrlenIn: u32(v, base + L.user_addrlen_in),
-    family: u16(v, base + L.family),
-    sockType: u16(v, base + L.sock_type),
-    protocol: u16(v, base + L.protocol),
-    lport: u16(v, base + L.lport),
-    rport: u16(v, base + L.rport),
-    source: v.getUint8(base + L.source),
-    laddr: bytes(v, base + L.laddr, 16),
-    raddr: bytes(v, base + L.raddr, 16),
-    userAddr: bytes(v, base + L.user_addr, USER_ADDR_LEN),
-    comm: cString(v, base + L.comm, COMM_LEN),
-    unixPath: bytes(v, base + L.unix_path, unixLen),
-    peerPid: u32(v, base + L.peer_pid),
-    policySlot: u16(v, base + L.policy_slot),
-  };
 }

@@ -19,7 +19,7 @@ describe('capture memos', () => {
     for (const [name, off] of Object.entries(LAYOUT)) assert.equal(off % (width[name] ?? 4), 0, name);
   });
 
-  it('aligned (typed arrays) and unaligned (DataView) records decode the same', () => {
+  it('aligned and unaligned (copied to an aligned buffer first) records decode the same', () => {
     const want = {
       flags: 0x41,
       ktimeNs: 2n ** 63n + 5n,
@@ -50,7 +50,7 @@ describe('capture memos', () => {
     assert.deepEqual(plain(decodeRecord(odd, 3, RECORD_SIZE)), a);
     assert.equal(a.ret, -11);
     assert.equal(a.pid, 2 ** 32 - 1);
-    assert.throws(() => decodeRecord(aligned, RECORD_BASE + 16, RECORD_SIZE)); // past the end: the DataView decoder's errors
+    assert.throws(() => decodeRecord(aligned, RECORD_BASE + 16, RECORD_SIZE), /runs past its/); // past the end: one clear error
   });
 
   it('IPv4 texts: more distinct addresses than the cache holds, revisited, all exact', () => {
