@@ -23,7 +23,7 @@ COPY tsconfig.json buf.yaml buf.gen.yaml ./
 COPY bpf ./bpf
 COPY proto ./proto
 COPY src ./src
-COPY scripts/build.sh ./scripts/build.sh
+COPY scripts/build.sh scripts/bundle.mjs ./scripts/
 # build/accept.bpf.o, src/gen (buf generate), dist/bundle/ (tsc --noEmit, then esbuild); then only production
 # dependencies are kept (the bundle needs only koffi, a native addon, from node_modules).
 RUN bash scripts/build.sh \

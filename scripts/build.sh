@@ -41,9 +41,8 @@ fi
 # stack traces still name their functions; `node --enable-source-maps` maps
 # them to src/ through the .map files. koffi is a native addon and stays in
 # node_modules. `require` is defined for the bundled CommonJS dependencies
-# (grpc-js, pino, ...), which require Node's built-ins.
+# (grpc-js, pino, ...), which require Node's built-ins. scripts/bundle.mjs
+# holds the options, and two plugins that leave out code no command runs.
 npx --no-install tsc -p tsconfig.json --noEmit
 rm -rf dist
-npx --no-install esbuild src/cli/main.ts --bundle --splitting --format=esm --platform=node --target=node20 \
-  --outdir=dist/bundle --external:koffi --minify-whitespace --sourcemap --log-level=warning \
-  --banner:js="import { createRequire as __doorwatchRequire } from 'node:module'; const require = __doorwatchRequire(import.meta.url);"
+node scripts/bundle.mjs

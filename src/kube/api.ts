@@ -1,22 +1,15 @@
-import {
-  type ConfigurationOptions,
-  CoreV1Api,
-  type KubeConfig,
-  Observable,
-  type ObservableMiddleware,
-  type V1NamespaceList,
-  type V1NodeList,
-  type V1PodList,
-  type V1ServiceList,
-  Watch,
-} from '@kubernetes/client-node';
+import type { KubeConfig, V1NamespaceList, V1NodeList, V1PodList, V1ServiceList } from '@kubernetes/client-node';
+// Deep import: the package index loads every generated API and model (see rest.ts).
+import { Watch } from '@kubernetes/client-node/dist/watch.js';
 import type { WatchFn } from './informer.js';
+import { kubeRequest } from './rest.js';
 
 /**
  * The only list and watch calls Doorwatch makes: the agent lists pods (one
  * node) and namespaces, so its RBAC is exactly get/list/watch on those two;
  * the collector's peer index lists pods (every node: an empty selector),
- * Services and nodes (docs/security.md).
+ * Services and nodes (docs/security.md). Lists come back as the API server's
+ * JSON, as watch events always did: no generated model classes (rest.ts).
  */
 export interface KubeApi {
   listPods(fieldSelector: string, signal: AbortSignal): Promise<V1PodList>;
@@ -26,32 +19,15 @@ export interface KubeApi {
   watch: WatchFn;
 }
 
-/**
- * Per-call client-node options: an AbortSignal (the generated client has no
- * other way to cancel a request), and headers set after the request
- * factory's own (client-node 1.4.0 picks json-patch for every PATCH).
- */
-export function callOptions(signal: AbortSignal, headers: Record<string, string> = {}): ConfigurationOptions {
-  const m: ObservableMiddleware = {
-    pre: (ctx) => {
-      ctx.setSignal(signal);
-      for (const [k, v] of Object.entries(headers)) ctx.setHeaderParam(k, v);
-      return new Observable(Promise.resolve(ctx));
-    },
-    post: (ctx) => new Observable(Promise.resolve(ctx)),
-  };
-  return { middleware: [m], middlewareMergeStrategy: 'append' };
-}
-
 export function kubeApi(kc: KubeConfig): KubeApi {
-  const core = kc.makeApiClient(CoreV1Api);
   const transport = new Watch(kc);
+  const list = <T>(path: string, signal: AbortSignal, fieldSelector?: string) =>
+    kubeRequest<T>(kc, { path, query: { fieldSelector }, signal });
   return {
-    listPods: (fieldSelector, signal) =>
-      core.listPodForAllNamespaces(fieldSelector ? { fieldSelector } : {}, callOptions(signal)),
-    listNamespaces: (signal) => core.listNamespace({}, callOptions(signal)),
-    listServices: (signal) => core.listServiceForAllNamespaces({}, callOptions(signal)),
-    listNodes: (signal) => core.listNode({}, callOptions(signal)),
+    listPods: (fieldSelector, signal) => list('/api/v1/pods', signal, fieldSelector),
+    listNamespaces: (signal) => list('/api/v1/namespaces', signal),
+    listServices: (signal) => list('/api/v1/services', signal),
+    listNodes: (signal) => list('/api/v1/nodes', signal),
     watch: (path, query, cb, done) => transport.watch(path, query, cb, done),
   };
 }

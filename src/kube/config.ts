@@ -51,7 +51,8 @@ type KubeConfigClass = typeof KubeConfig;
 
 /** client-node's KubeConfig, imported on first use (see above). */
 async function kubeConfigClass(): Promise<KubeConfigClass> {
-  return (await import('@kubernetes/client-node')).KubeConfig;
+  // Deep import: the package index loads every generated API and model (rest.ts).
+  return (await import('@kubernetes/client-node/dist/config.js')).KubeConfig;
 }
 
 export async function loadKubeConfig(d: KubeConfigDiscovery): Promise<LoadedKubeConfig> {

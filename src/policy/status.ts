@@ -1,6 +1,6 @@
-import { CustomObjectsApi, type KubeConfig, PatchStrategy, type V1ObjectMeta } from '@kubernetes/client-node';
-import { callOptions } from '../kube/api.js';
+import type { KubeConfig, V1ObjectMeta } from '@kubernetes/client-node';
 import { describeApiError, httpStatusOf, statusMessage } from '../kube/api-error.js';
+import { kubeRequest } from '../kube/rest.js';
 import type { BackoffOptions } from '../kube/types.js';
 import type { Logger } from '../log/logger.js';
 import { WarnLimiter } from '../log/warn-limiter.js';
@@ -29,15 +29,10 @@ import { type ParsedResource, POLICY_API } from './resource.js';
  * backoff, the others (403: RBAC, 404, 4xx) on the object's next change or
  * the next relist.
  *
- * Transport: client-node's CustomObjectsApi.patchNamespacedCustomObjectStatus.
- * In 1.4.0 its generated request factory picks the FIRST JSON-like media type
- * of the spec's list (application/json-patch+json) for every patch, so a
- * merge-patch body would go out labelled as a JSON Patch and be refused; a
- * per-call middleware sets `Content-Type: application/merge-patch+json`
- * after the factory ran (middleware `pre` runs on the built request). That
- * keeps client-node's kubeconfig handling (TLS, token files that rotate, exec
- * and OIDC auth plugins), which a hand-made HTTPS request through
- * applyToHTTPSOptions would have to redo.
+ * Transport: a `PATCH …/status` with `Content-Type: application/merge-patch+json` through src/kube/rest.ts,
+ * which takes client-node's kubeconfig handling (TLS, token files that rotate, exec and OIDC auth plugins)
+ * from `applyToHTTPSOptions`, as its Watch does. (client-node 1.4.0's generated patch labelled every body as
+ * a JSON Patch, and its API classes load every generated model: rest.ts.)
  */
 
 export const ACCEPTED_TYPE = 'Accepted';
@@ -171,20 +166,15 @@ export function statusPatch(obj: PolicyApiObject, parsed: ParsedResource, nowMs:
 export type PatchStatusFn = (namespace: string, name: string, body: StatusPatch, signal: AbortSignal) => Promise<unknown>;
 
 export function patchStatusVia(kc: KubeConfig): PatchStatusFn {
-  const api = kc.makeApiClient(CustomObjectsApi);
   return (namespace, name, body, signal) =>
-    api.patchNamespacedCustomObjectStatus(
-      {
-        group: POLICY_API.group,
-        version: POLICY_API.version,
-        plural: POLICY_API.plural,
-        namespace,
-        name,
-        body,
-        fieldManager: FIELD_MANAGER,
-      },
-      callOptions(signal, { 'Content-Type': PatchStrategy.MergePatch }),
-    );
+    kubeRequest(kc, {
+      method: 'PATCH',
+      path: `/apis/${POLICY_API.group}/${POLICY_API.version}/namespaces/${encodeURIComponent(namespace)}/${POLICY_API.plural}/${encodeURIComponent(name)}/status`,
+      query: { fieldManager: FIELD_MANAGER },
+      body,
+      contentType: 'application/merge-patch+json',
+      signal,
+    });
 }
 
 export interface StatusWriterOptions {

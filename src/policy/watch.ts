@@ -1,9 +1,11 @@
 import { isDeepStrictEqual } from 'node:util';
-import { CustomObjectsApi, type KubeConfig, type KubernetesListObject, Watch } from '@kubernetes/client-node';
-import { callOptions } from '../kube/api.js';
+import type { KubeConfig, KubernetesListObject } from '@kubernetes/client-node';
+// Deep import: the package index loads every generated API and model (src/kube/rest.ts).
+import { Watch } from '@kubernetes/client-node/dist/watch.js';
 import { httpStatusOf, statusMessage } from '../kube/api-error.js';
 import { CoalescedChange } from '../kube/change.js';
 import { ResilientInformer } from '../kube/informer.js';
+import { kubeRequest } from '../kube/rest.js';
 import { DEFAULT_BACKOFF } from '../kube/source.js';
 import type { BackoffOptions } from '../kube/types.js';
 import type { Logger } from '../log/logger.js';
@@ -115,12 +117,11 @@ export class PolicyWatcher {
     this.#log = o.log.child({ component: 'policy-watch' });
     this.#change = new CoalescedChange(this.#log);
     const backoff = o.backoff ?? DEFAULT_BACKOFF;
-    const custom = o.kubeConfig.makeApiClient(CustomObjectsApi);
     const transport = new Watch(o.kubeConfig);
     this.#informer = new ResilientInformer<PolicyApiObject>({
       resource: POLICY_API.plural,
       path: POLICY_COLLECTION_PATH,
-      list: (signal) => this.#list(custom, signal),
+      list: (signal) => this.#list(signal),
       watch: async (path, query, cb, done) => {
         let failed = false;
         const controller = await transport.watch(path, query, cb, (err) => {
@@ -220,13 +221,10 @@ export class PolicyWatcher {
 
   // ---- list/watch -----------------------------------------------------------------------------------------
 
-  async #list(custom: CustomObjectsApi, signal: AbortSignal): Promise<KubernetesListObject<PolicyApiObject>> {
+  async #list(signal: AbortSignal): Promise<KubernetesListObject<PolicyApiObject>> {
     let list: KubernetesListObject<PolicyApiObject>;
     try {
-      list = (await custom.listCustomObjectForAllNamespaces(
-        { group: POLICY_API.group, version: POLICY_API.version, plural: POLICY_API.plural },
-        callOptions(signal),
-      )) as KubernetesListObject<PolicyApiObject>;
+      list = await kubeRequest(this.#o.kubeConfig, { path: POLICY_COLLECTION_PATH, signal });
     } catch (err) {
       throw this.#translate('list', err);
     }

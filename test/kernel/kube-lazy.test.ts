@@ -1,29 +1,40 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { KubeApiServer } from '../helpers/kube-api-server.js';
 import { requireRoot } from '../helpers/tracer.js';
+import { until } from '../helpers/wait.js';
 
-// The compiled CLI as users run it, with a resolve hook (node --import) that refuses @kubernetes/client-node
-// (~70 MiB of RSS, ~0.5 s of CPU): `trace --no-kube`, `trace` with no Kubernetes configuration anywhere,
-// and `agent --no-kube` must run without ever importing it. test/unit/kube-lazy-load.test.ts shows the
-// hook does refuse it once a configuration is found.
+// The compiled CLI as users run it, with a module load hook (node --import) that records every file the process
+// loads. The CLI is a bundle, so client-node has no module of its own there: what a command loaded is what
+// its bundle chunks contain. `trace --no-kube`, `trace` with no Kubernetes configuration anywhere, and
+// `agent --no-kube` must load no client-node code at all (~10 MiB of RSS); an agent with a kubeconfig loads
+// its KubeConfig and Watch but none of its generated API and model classes (another ~13 MiB,
+// src/kube/rest.ts). test/unit/kube-lazy-load.test.ts checks the sources the same way (a resolve hook).
 const BIN = fileURLToPath(new URL('../../bin/doorwatch.js', import.meta.url));
 requireRoot();
 
 const hooks = `
-export async function resolve(specifier, context, next) {
-  if (specifier === '@kubernetes/client-node' || specifier.startsWith('@kubernetes/client-node/'))
-    throw new Error('client-node imported by ' + context.parentURL);
-  return next(specifier, context);
+import { appendFileSync } from 'node:fs';
+export async function load(url, context, next) {
+  if (url.startsWith('file:')) appendFileSync(process.env.DOORWATCH_TEST_LOADED, url + '\\n');
+  return next(url, context);
 }`;
-const refuseClientNode = `data:text/javascript,${encodeURIComponent(
+const recordLoads = `data:text/javascript,${encodeURIComponent(
   `import { register } from 'node:module'; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)});`,
 )}`;
+/** client-node's KubeConfig (the name its getName() answers). */
+const CLIENT_NODE = 'kubeconfig authentication';
+/**
+ * Never needed: client-node's generated models (each has an attributeTypeMap) and APIs (each calls the
+ * ObjectSerializer), and tr46's Unicode table (node-fetch's whatwg-url fallback; scripts/bundle.mjs).
+ */
+const UNUSED = /attributeTypeMap|ObjectSerializer|disallowed_STD3_valid/;
 
 const dir = mkdtempSync(join(tmpdir(), 'doorwatch-kube-lazy-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -31,8 +42,21 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 /** No in-cluster variables, no KUBECONFIG, and a HOME without .kube/config. */
 const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: dir };
 
-async function run(args: string[], stopOn?: RegExp): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const proc = spawn(process.execPath, ['--import', refuseClientNode, BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+let runs = 0;
+
+/** `loaded`: the text of every file the process loaded, joined. */
+async function run(
+  args: string[],
+  stopOn?: RegExp,
+  /** Awaited once stopOn matched, before the SIGTERM. */
+  beforeStop: () => Promise<unknown> = async () => {},
+): Promise<{ code: number | null; stdout: string; stderr: string; loaded: string; files: string[] }> {
+  const log = join(dir, `loaded-${++runs}.txt`);
+  writeFileSync(log, '');
+  const proc = spawn(process.execPath, ['--import', recordLoads, BIN, ...args], {
+    env: { ...env, DOORWATCH_TEST_LOADED: log },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   let stopped = false;
@@ -43,25 +67,34 @@ async function run(args: string[], stopOn?: RegExp): Promise<{ code: number | nu
     stderr += d;
     if (!stopped && stopOn?.test(stderr)) {
       stopped = true; // once: a second signal means "stop now"
-      proc.kill('SIGTERM');
+      // A wait that timed out is reported by the caller's own assertion on what it waited for.
+      void beforeStop()
+        .catch(() => {})
+        .finally(() => proc.kill('SIGTERM'));
     }
   });
   const killer = setTimeout(() => proc.kill('SIGKILL'), 30_000);
   const [code] = await once(proc, 'exit');
   clearTimeout(killer);
-  return { code: code as number | null, stdout, stderr };
+  const files = [...new Set(readFileSync(log, 'utf8').split('\n').filter(Boolean))].map((u) => fileURLToPath(u));
+  // The hook itself is checked: a run that recorded nothing, or not the bundle, proves nothing.
+  assert.ok(
+    files.some((f) => f.endsWith('/dist/bundle/main.js')),
+    `the load hook recorded the bundle: ${files.join(', ')}`,
+  );
+  return { code: code as number | null, stdout, stderr, loaded: files.map((f) => readFileSync(f, 'utf8')).join('\n'), files };
 }
 
-describe('client-node is not loaded without a Kubernetes configuration', () => {
+describe('what of client-node the CLI loads', () => {
   it('trace --no-kube', async () => {
     const r = await run(['trace', '--no-kube', '--duration', '1s', '-o', 'json']);
-    assert.doesNotMatch(r.stderr, /client-node imported/);
+    assert.ok(!r.loaded.includes(CLIENT_NODE), `no client-node code among ${r.files.length} files`);
     assert.equal(r.code, 0, r.stderr);
   });
 
   it('trace with no in-cluster env, no KUBECONFIG, no ~/.kube/config', async () => {
     const r = await run(['trace', '--duration', '1s', '-o', 'json', '--log-level', 'debug']);
-    assert.doesNotMatch(r.stderr, /client-node imported/);
+    assert.ok(!r.loaded.includes(CLIENT_NODE), `no client-node code among ${r.files.length} files`);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /no Kubernetes configuration found; continuing without pod metadata/);
   });
@@ -83,8 +116,37 @@ describe('client-node is not loaded without a Kubernetes configuration', () => {
       ],
       /agent started: capturing accepts/,
     );
-    assert.doesNotMatch(r.stderr, /client-node imported/);
+    assert.ok(!r.loaded.includes(CLIENT_NODE), `no client-node code among ${r.files.length} files`);
     assert.match(r.stderr, /agent started: capturing accepts/);
     assert.equal(r.code, 0, r.stderr);
+  });
+
+  it('agent with a kubeconfig and policy resources: KubeConfig and Watch, none of the generated API or models', async () => {
+    // The Kubernetes API stand-in (no kube-apiserver can run here: test/helpers/kube-api-server.ts).
+    const api = await KubeApiServer.create();
+    try {
+      api.addNamespace('default');
+      const config = join(dir, 'agent.yaml');
+      writeFileSync(config, 'policy: {}\n'); // AcceptAuditPolicy objects watched (policy.resources defaults to true)
+      const r = await run(
+        [
+          'agent',
+          ...['-c', config, '--collector', '127.0.0.1:1', '--insecure', '--node-name', 'node-a'],
+          ...['--kubeconfig', api.writeKubeconfig(dir), '--spool-dir', join(dir, 'spool-kube')],
+          ...['--health-address', '127.0.0.1:0', '--flush-timeout', '100ms'],
+        ],
+        /agent started: capturing accepts/,
+        () => until(() => api.policyCounters.lists > 0, 'the policy list', 10_000),
+      );
+      assert.equal(r.code, 0, r.stderr);
+      // Its lists and the policy list went through src/kube/rest.ts, and were answered.
+      assert.ok(api.counters.lists.pods > 0 && api.counters.lists.namespaces > 0, JSON.stringify(api.counters));
+      assert.ok(api.policyCounters.lists > 0, JSON.stringify(api.policyCounters));
+      assert.ok(r.loaded.includes(CLIENT_NODE), "the agent loaded client-node's KubeConfig");
+      const unused = r.files.filter((f) => UNUSED.test(readFileSync(f, 'utf8')));
+      assert.deepEqual(unused, [], 'no loaded file holds generated API or model classes, or the tr46 table');
+    } finally {
+      await api.close();
+    }
   });
 });

@@ -1,12 +1,13 @@
-import { AuthenticationV1Api, AuthorizationV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { callOptions } from '../../kube/api.js';
+import type { KubeConfig, V1Pod, V1SubjectAccessReview, V1TokenReview } from '@kubernetes/client-node';
+import { httpStatusOf } from '../../kube/api-error.js';
+import { kubeRequest } from '../../kube/rest.js';
 
 /**
  * The only Kubernetes calls the collector makes, so its RBAC can be exactly
  * `create` on tokenreviews and subjectaccessreviews, and `get` on pods (the
  * node fallback for clusters older than 1.30, whose tokens carry no node
  * claim). Behind an interface so the auth logic is tested without HTTP, and
- * over client-node's transport (with callOptions' AbortSignal) in production.
+ * over src/kube/rest.ts (client-node's credentials, no generated API classes) in production.
  */
 
 export interface ReviewedUser {
@@ -37,15 +38,14 @@ export interface KubeAuthApi {
 }
 
 export function kubeAuthApi(kc: KubeConfig): KubeAuthApi {
-  const authn = kc.makeApiClient(AuthenticationV1Api);
-  const authz = kc.makeApiClient(AuthorizationV1Api);
-  const core = kc.makeApiClient(CoreV1Api);
   return {
     async tokenReview(token, audiences, signal) {
-      const r = await authn.createTokenReview(
-        { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences } } },
-        callOptions(signal),
-      );
+      const r = await kubeRequest<V1TokenReview>(kc, {
+        method: 'POST',
+        path: '/apis/authentication.k8s.io/v1/tokenreviews',
+        body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences } },
+        signal,
+      });
       const st = r.status;
       if (!st?.authenticated || !st.user?.username)
         return { authenticated: false, error: st?.error || 'token not authenticated' };
@@ -57,35 +57,36 @@ export function kubeAuthApi(kc: KubeConfig): KubeAuthApi {
       };
     },
     async accessReview(q, signal) {
-      const r = await authz.createSubjectAccessReview(
-        {
-          body: {
-            apiVersion: 'authorization.k8s.io/v1',
-            kind: 'SubjectAccessReview',
-            spec: {
-              user: q.user.username,
-              ...(q.user.uid ? { uid: q.user.uid } : {}),
-              groups: q.user.groups,
-              extra: q.user.extra,
-              resourceAttributes: {
-                group: q.group,
-                resource: q.resource,
-                verb: q.verb,
-                ...(q.namespace ? { namespace: q.namespace } : {}),
-              },
+      const r = await kubeRequest<V1SubjectAccessReview>(kc, {
+        method: 'POST',
+        path: '/apis/authorization.k8s.io/v1/subjectaccessreviews',
+        body: {
+          apiVersion: 'authorization.k8s.io/v1',
+          kind: 'SubjectAccessReview',
+          spec: {
+            user: q.user.username,
+            ...(q.user.uid ? { uid: q.user.uid } : {}),
+            groups: q.user.groups,
+            extra: q.user.extra,
+            resourceAttributes: {
+              group: q.group,
+              resource: q.resource,
+              verb: q.verb,
+              ...(q.namespace ? { namespace: q.namespace } : {}),
             },
           },
         },
-        callOptions(signal),
-      );
+        signal,
+      });
       return { allowed: r.status?.allowed === true && r.status.denied !== true, reason: r.status?.reason ?? '' };
     },
     async podNode(namespace, name, signal) {
       try {
-        const p = await core.readNamespacedPod({ namespace, name }, callOptions(signal));
+        const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`;
+        const p = await kubeRequest<V1Pod>(kc, { path, signal });
         return { nodeName: p.spec?.nodeName ?? '', uid: p.metadata?.uid ?? '' };
       } catch (e) {
-        if ((e as { code?: unknown }).code === 404) return undefined;
+        if (httpStatusOf(e) === 404) return undefined;
         throw e;
       }
     },
