@@ -43,10 +43,12 @@ describe('kube REST calls without the generated client', () => {
   it('an HTTP error is a KubeHttpError carrying the Status body, described with its fix', async () => {
     api.forbid('namespaces');
     try {
-      const err = await kubeApi(kc).listNamespaces(signal()).then(
-        () => assert.fail('the list was forbidden'),
-        (e: unknown) => e,
-      );
+      const err = await kubeApi(kc)
+        .listNamespaces(signal())
+        .then(
+          () => assert.fail('the list was forbidden'),
+          (e: unknown) => e,
+        );
       assert.ok(err instanceof KubeHttpError);
       assert.equal(err.statusCode, 403);
       assert.match(err.body, /"kind":"Status"/);
@@ -59,7 +61,9 @@ describe('kube REST calls without the generated client', () => {
   it('rejected credentials: HTTP 401 with the fix named', async () => {
     const wrong = await loadKubeConfig({ env: {}, kubeconfigPath: api.writeKubeconfig(tempDir(), { token: 'wrong' }) });
     assert.ok(wrong.kubeConfig);
-    const err = await kubeApi(wrong.kubeConfig).listPods('', signal()).catch((e: unknown) => e);
+    const err = await kubeApi(wrong.kubeConfig)
+      .listPods('', signal())
+      .catch((e: unknown) => e);
     assert.ok(err instanceof KubeHttpError);
     assert.match(describeApiError('list pods', err), /^list pods: HTTP 401 .*check the ServiceAccount token/);
   });
