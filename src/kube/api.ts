@@ -19,8 +19,13 @@ export interface KubeApi {
   watch: WatchFn;
 }
 
-export function kubeApi(kc: KubeConfig): KubeApi {
+/** client-node's watch transport (its request and line reader), as the informer calls it. */
+export function kubeWatch(kc: KubeConfig): WatchFn {
   const transport = new Watch(kc);
+  return (path, query, cb, done) => transport.watch(path, query, cb, done);
+}
+
+export function kubeApi(kc: KubeConfig): KubeApi {
   const list = <T>(path: string, signal: AbortSignal, fieldSelector?: string) =>
     kubeRequest<T>(kc, { path, query: { fieldSelector }, signal });
   return {
@@ -28,6 +33,6 @@ export function kubeApi(kc: KubeConfig): KubeApi {
     listNamespaces: (signal) => list('/api/v1/namespaces', signal),
     listServices: (signal) => list('/api/v1/services', signal),
     listNodes: (signal) => list('/api/v1/nodes', signal),
-    watch: (path, query, cb, done) => transport.watch(path, query, cb, done),
+    watch: kubeWatch(kc),
   };
 }

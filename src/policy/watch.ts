@@ -1,7 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { KubeConfig, KubernetesListObject } from '@kubernetes/client-node';
-// Deep import: the package index loads every generated API and model (src/kube/rest.ts).
-import { Watch } from '@kubernetes/client-node/dist/watch.js';
+import { kubeWatch } from '../kube/api.js';
 import { httpStatusOf, statusMessage } from '../kube/api-error.js';
 import { CoalescedChange } from '../kube/change.js';
 import { ResilientInformer } from '../kube/informer.js';
@@ -117,14 +116,14 @@ export class PolicyWatcher {
     this.#log = o.log.child({ component: 'policy-watch' });
     this.#change = new CoalescedChange(this.#log);
     const backoff = o.backoff ?? DEFAULT_BACKOFF;
-    const transport = new Watch(o.kubeConfig);
+    const watch = kubeWatch(o.kubeConfig);
     this.#informer = new ResilientInformer<PolicyApiObject>({
       resource: POLICY_API.plural,
       path: POLICY_COLLECTION_PATH,
       list: (signal) => this.#list(signal),
       watch: async (path, query, cb, done) => {
         let failed = false;
-        const controller = await transport.watch(path, query, cb, (err) => {
+        const controller = await watch(path, query, cb, (err) => {
           if (err) failed = true;
           done(err ? this.#translate('watch', err) : err);
         });
