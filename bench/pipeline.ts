@@ -59,7 +59,7 @@ import { fmtSpread, renderTable, spread } from './report.js';
  *
  * Per phase: the agent's and the collector's CPU (utime + stime of every
  * thread, /proc/<pid>/stat) per event, from the storm's start until the last
- * event is in the file; their RSS (VmRSS sampled every 100 ms: median and
+ * event is in the file, and the agent main thread's share of it; their RSS (VmRSS sampled every 100 ms: median and
  * peak); events delivered (lines of the storm's pid in the file) and lost
  * (accepts − delivered), with the kernel's ring-full count from the agent's
  * /metrics. A warm-up storm (50 000 accepts) runs before the first round.
@@ -343,6 +343,8 @@ interface PhaseResult {
   /** Counted by the agent after the kernel (spool overflow, enrichment queue overflow). */
   agentDrops: number;
   agentUs: number;
+  /** Of agentUs, the main thread's (JavaScript, and the native work libuv's poll phase does on it). */
+  agentMainUs: number;
   collectorUs: number;
   agentRssMedMiB: number;
   agentRssPeakMiB: number;
@@ -370,6 +372,7 @@ async function phase(name: string, o: { connections: number; rate?: number; late
   const aPid = agent.p.pid!;
   const cPid = collector.p.pid!;
   const a0 = procCpuUs(aPid);
+  const aMain0 = procCpuUs(aPid, aPid);
   const c0 = procCpuUs(cPid);
   const s0 = procCpuUs(ready.pid);
   const window = cpuWindow();
@@ -410,6 +413,7 @@ async function phase(name: string, o: { connections: number; rate?: number; late
   tail.truncate();
   const wallUs = (performance.now() - t0) * 1000;
   const agentCpu = procCpuUs(aPid) - a0;
+  const agentMainCpu = procCpuUs(aPid, aPid) - aMain0;
   const collectorCpu = procCpuUs(cPid) - c0;
   const metrics1 = await httpText(metricsUrl);
   const ring = ringFull(metrics1) - ring0;
@@ -434,6 +438,7 @@ async function phase(name: string, o: { connections: number; rate?: number; late
     ringFull: ring,
     agentDrops: drops,
     agentUs: agentCpu / Math.max(1, delivered),
+    agentMainUs: agentMainCpu / Math.max(1, delivered),
     collectorUs: collectorCpu / Math.max(1, delivered),
     agentRssMedMiB: (sorted[Math.floor(sorted.length / 2)] ?? 0) / 1024,
     agentRssPeakMiB: (sorted.at(-1) ?? 0) / 1024,
@@ -488,6 +493,7 @@ function table(rows: PhaseResult[]): string {
       ['rb full', 9, (r) => String(r.ringFull)],
       ['agent drops', 13, (r) => String(r.agentDrops)],
       ['agent µs/ev', 13, (r) => f(r.agentUs, 2)],
+      ['(main thr.)', 13, (r) => f(r.agentMainUs, 2)],
       ['coll. µs/ev', 13, (r) => f(r.collectorUs, 2)],
       ['agent RSS med/peak MiB', 24, (r) => `${f(r.agentRssMedMiB, 0)}/${f(r.agentRssPeakMiB, 0)}`],
       ['coll. RSS MiB', 15, (r) => f(r.collectorRssPeakMiB, 0)],
@@ -512,6 +518,7 @@ for (const name of phases) {
   lines.push(
     `  ${name.padEnd(20)} ${[
       part('agent', 'agentUs', 2, ' µs/ev'),
+      part('main thread', 'agentMainUs', 2, ' µs/ev'),
       part('collector', 'collectorUs', 2, ' µs/ev'),
       part('agent RSS', 'agentRssMedMiB', 0, ' MiB'),
       part('peak', 'agentRssPeakMiB', 0, ' MiB'),
@@ -524,7 +531,17 @@ for (const name of phases) {
   );
   summary[name] = Object.fromEntries(
     (
-      ['agentUs', 'collectorUs', 'agentRssMedMiB', 'agentRssPeakMiB', 'collectorRssPeakMiB', 'lost', 'p50Ms', 'p99Ms'] as const
+      [
+        'agentUs',
+        'agentMainUs',
+        'collectorUs',
+        'agentRssMedMiB',
+        'agentRssPeakMiB',
+        'collectorRssPeakMiB',
+        'lost',
+        'p50Ms',
+        'p99Ms',
+      ] as const
     ).map((k) => [k, s(k)]),
   );
 }

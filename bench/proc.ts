@@ -135,9 +135,13 @@ function ticksPerSecond(): number {
   return clkTck;
 }
 
-/** utime + stime of a live process, all threads, in µs (clock-tick resolution). */
-export function procCpuUs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/**
+ * utime + stime of a live process, all threads, in µs (clock-tick resolution); with `tid`, of that one
+ * thread (the main thread's tid is the pid). A V8 CPU profile cannot stand in for the main thread's figure:
+ * it marks libuv's poll phase idle, native work done there (TLS, HTTP/2, socket I/O) included.
+ */
+export function procCpuUs(pid: number, tid?: number): number {
+  const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8');
   // Fields after "(comm)": state is field 3, utime 14, stime 15.
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const ticks = Number(f[11]) + Number(f[12]);
