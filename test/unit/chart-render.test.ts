@@ -105,7 +105,7 @@ describe('chart render: value sets', () => {
       POD_NAME: 'metadata.name',
       POD_NAMESPACE: 'metadata.namespace',
       // The V8 young-generation cap and glibc's fixed mmap threshold the agent's figures in docs/benchmarks.md were measured with.
-      NODE_OPTIONS: '--max-semi-space-size=4',
+      NODE_OPTIONS: '--max-semi-space-size=2',
       MALLOC_MMAP_THRESHOLD_: '131072',
     });
     // Empty: no variable at all (Node's and glibc's defaults), not an empty one.
