@@ -7,8 +7,8 @@ import type { KubeConfig } from '@kubernetes/client-node';
  * client-node's KubeConfig — its credentials, exec and OIDC plugins, TLS and proxy settings, applied by
  * `applyToHTTPSOptions` exactly as its own Watch applies them — but without its generated API classes.
  * Those cannot be loaded alone: every generated API imports the ObjectSerializer, which imports all ~720
- * models, and importing them cost the agent ~13 MiB of its ~100 MiB RSS for two GETs whose answers it
- * reads as plain JSON anyway (its watch events always were plain JSON; docs/benchmarks.md).
+ * models, and importing them cost the agent ~10 MiB of RSS at 20 000 events/s (113-115 -> 103-104 MiB) for
+ * a few GETs whose answers it reads as plain JSON anyway (its watch events always were plain JSON; docs/benchmarks.md).
  *
  * Failures keep the shapes src/kube/api-error.ts reads: an HTTP status is a KubeHttpError with
  * `statusCode` and the Status body as text; a network or TLS failure is Node's own error.

@@ -13,8 +13,8 @@ import { until } from '../helpers/wait.js';
 // The compiled CLI as users run it, with a module load hook (node --import) that records every file the process
 // loads. The CLI is a bundle, so client-node has no module of its own there: what a command loaded is what
 // its bundle chunks contain. `trace --no-kube`, `trace` with no Kubernetes configuration anywhere, and
-// `agent --no-kube` must load no client-node code at all (~10 MiB of RSS); an agent with a kubeconfig loads
-// its KubeConfig and Watch but none of its generated API and model classes (another ~13 MiB,
+// `agent --no-kube` must load no client-node code at all (~8 MiB of RSS); an agent with a kubeconfig loads
+// its KubeConfig and Watch but none of its generated API and model classes (~16 MiB more,
 // src/kube/rest.ts). test/unit/kube-lazy-load.test.ts checks the sources the same way (a resolve hook).
 const BIN = fileURLToPath(new URL('../../bin/doorwatch.js', import.meta.url));
 requireRoot();
