@@ -132,7 +132,7 @@ export function startPipeline(o: {
     nodeName: o.nodeName,
     log: o.log,
     pollMs: o.pollMs,
-    ...(o.eventIds === false ? { eventIds: false } : {}),
+    eventIds: o.eventIds,
     onEvents: (b) => enricher.process(b),
   });
   capture.start();

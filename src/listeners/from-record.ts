@@ -1,15 +1,13 @@
 import { AF_INET, AF_INET6, AF_UNIX, formatIP, formatUnixPath, sockTypeName } from '../capture/address.js';
 import { OP_LISTEN, type RawAccept, RecordFlags } from '../capture/record.js';
+// Types only: to-event.ts calls this module at run time, not the other way round.
+import type { EventContext } from '../capture/to-event.js';
 import { type AcceptEvent, EventKind, ListenerOrigin, Source } from '../gen/doorwatch/v1/event.js';
 import { listenerEvent } from './event.js';
 
 /** A kernel listener record (DW_OP_LISTEN / DW_OP_LISTEN_CLOSE) as its event. Pure. */
 
-export function listenerFromRecord(
-  r: RawAccept,
-  seq: bigint,
-  ctx: { nodeName: string; idPrefix: string | undefined; toUnixNano(k: bigint): bigint },
-): AcceptEvent {
+export function listenerFromRecord(r: RawAccept, seq: bigint, ctx: EventContext): AcceptEvent {
   const listen = r.op === OP_LISTEN;
   const time = ctx.toUnixNano(r.ktimeNs);
   const flags: string[] = [];

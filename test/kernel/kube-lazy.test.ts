@@ -44,13 +44,13 @@ const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: dir };
 
 let runs = 0;
 
-/** `loaded`: the text of every file the process loaded, joined. */
+/** `files`: every file the process loaded, with its text; `loaded`: those texts joined. */
 async function run(
   args: string[],
   stopOn?: RegExp,
   /** Awaited once stopOn matched, before the SIGTERM. */
   beforeStop: () => Promise<unknown> = async () => {},
-): Promise<{ code: number | null; stdout: string; stderr: string; loaded: string; files: string[] }> {
+): Promise<{ code: number | null; stdout: string; stderr: string; loaded: string; files: Map<string, string> }> {
   const log = join(dir, `loaded-${++runs}.txt`);
   writeFileSync(log, '');
   const proc = spawn(process.execPath, ['--import', recordLoads, BIN, ...args], {
@@ -76,25 +76,26 @@ async function run(
   const killer = setTimeout(() => proc.kill('SIGKILL'), 30_000);
   const [code] = await once(proc, 'exit');
   clearTimeout(killer);
-  const files = [...new Set(readFileSync(log, 'utf8').split('\n').filter(Boolean))].map((u) => fileURLToPath(u));
+  const paths = [...new Set(readFileSync(log, 'utf8').split('\n').filter(Boolean))].map((u) => fileURLToPath(u));
   // The hook itself is checked: a run that recorded nothing, or not the bundle, proves nothing.
   assert.ok(
-    files.some((f) => f.endsWith('/dist/bundle/main.js')),
-    `the load hook recorded the bundle: ${files.join(', ')}`,
+    paths.some((f) => f.endsWith('/dist/bundle/main.js')),
+    `the load hook recorded the bundle: ${paths.join(', ')}`,
   );
-  return { code: code as number | null, stdout, stderr, loaded: files.map((f) => readFileSync(f, 'utf8')).join('\n'), files };
+  const files = new Map(paths.map((f) => [f, readFileSync(f, 'utf8')]));
+  return { code: code as number | null, stdout, stderr, loaded: [...files.values()].join('\n'), files };
 }
 
 describe('what of client-node the CLI loads', () => {
   it('trace --no-kube', async () => {
     const r = await run(['trace', '--no-kube', '--duration', '1s', '-o', 'json']);
-    assert.ok(!r.loaded.includes(CLIENT_NODE), `no client-node code among ${r.files.length} files`);
+    assert.ok(!r.loaded.includes(CLIENT_NODE), `no client-node code among ${r.files.size} files`);
     assert.equal(r.code, 0, r.stderr);
   });
 
   it('trace with no in-cluster env, no KUBECONFIG, no ~/.kube/config', async () => {
     const r = await run(['trace', '--duration', '1s', '-o', 'json', '--log-level', 'debug']);
-    assert.ok(!r.loaded.includes(CLIENT_NODE), `no client-node code among ${r.files.length} files`);
+    assert.ok(!r.loaded.includes(CLIENT_NODE), `no client-node code among ${r.files.size} files`);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /no Kubernetes configuration found; continuing without pod metadata/);
   });
@@ -116,7 +117,7 @@ describe('what of client-node the CLI loads', () => {
       ],
       /agent started: capturing accepts/,
     );
-    assert.ok(!r.loaded.includes(CLIENT_NODE), `no client-node code among ${r.files.length} files`);
+    assert.ok(!r.loaded.includes(CLIENT_NODE), `no client-node code among ${r.files.size} files`);
     assert.match(r.stderr, /agent started: capturing accepts/);
     assert.equal(r.code, 0, r.stderr);
   });
@@ -143,7 +144,7 @@ describe('what of client-node the CLI loads', () => {
       assert.ok(api.counters.lists.pods > 0 && api.counters.lists.namespaces > 0, JSON.stringify(api.counters));
       assert.ok(api.policyCounters.lists > 0, JSON.stringify(api.policyCounters));
       assert.ok(r.loaded.includes(CLIENT_NODE), "the agent loaded client-node's KubeConfig");
-      const unused = r.files.filter((f) => UNUSED.test(readFileSync(f, 'utf8')));
+      const unused = [...r.files].filter(([, text]) => UNUSED.test(text)).map(([f]) => f);
       assert.deepEqual(unused, [], 'no loaded file holds generated API or model classes, or the tr46 table');
     } finally {
       await api.close();
