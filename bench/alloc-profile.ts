@@ -13,7 +13,8 @@ import { join } from 'node:path';
  *   npx tsx bench/alloc-summary.ts alloc-<pid>.heapprofile
  *
  * ALLOC_PROFILE_DELAY_MS (default 20000: past the pipeline's warm-up storm), ALLOC_PROFILE_MS (15000),
- * ALLOC_PROFILE_DIR (the working directory), ALLOC_PROFILE_INTERVAL (bytes between samples, 16384).
+ * ALLOC_PROFILE_DIR (the working directory), ALLOC_PROFILE_INTERVAL (bytes between samples, 16384),
+ * ALLOC_PROFILE_MINOR=0 (only what survived the young generation: what is promoted).
  */
 
 const env = (k: string, d: number) => Number(process.env[k] ?? d);
@@ -27,7 +28,9 @@ async function sample(): Promise<void> {
   await post('HeapProfiler.startSampling', {
     samplingInterval: env('ALLOC_PROFILE_INTERVAL', 16384),
     includeObjectsCollectedByMajorGC: true,
-    includeObjectsCollectedByMinorGC: true,
+    // ALLOC_PROFILE_MINOR=0: leave out what the scavenger took — what remains is what lived long enough to
+    // be promoted (or is still alive), the old generation's growth that paces the full mark-compacts.
+    includeObjectsCollectedByMinorGC: process.env.ALLOC_PROFILE_MINOR !== '0',
   });
   setTimeout(
     () => {

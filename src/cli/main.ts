@@ -10,6 +10,7 @@ import { createLogger, LOG_FORMATS, LOG_LEVELS, type Logger, type LogLevel, reso
 import { TailConnectError } from './tail-error.js';
 import type { TraceOptions } from './trace.js';
 import { FAMILY_NAMES } from './trace-filter.js';
+import { tuneV8 } from './v8-heap.js';
 
 /**
  * The only place that reads the environment, installs signal handlers and
@@ -444,6 +445,7 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
 }
 
 export async function main(argv: string[]): Promise<number> {
+  tuneV8();
   const usage: string[] = [];
   const program = buildProgram(process.env, usage);
   try {
