@@ -86,8 +86,15 @@ export interface ContextBatch {
   refs: number[];
 }
 
-/** PublishRequest{batch} bytes: first_seq, the contexts, the events without their per-pod fields, event_contexts, losses. */
-export function encodeContextsRequest(e: ContextBatch, losses: LossCounters | undefined): Buffer {
+/**
+ * PublishRequest{batch} bytes: first_seq, the contexts, the events without their per-pod fields, event_contexts,
+ * losses. `alloc` gives the buffer they are written to (its start, exactly `size` bytes used): a pooled one.
+ */
+export function encodeContextsRequest(
+  e: ContextBatch,
+  losses: LossCounters | undefined,
+  alloc: (size: number) => Buffer = Buffer.allocUnsafe,
+): Buffer {
   const n = e.starts.length;
   let ctxBytes = 0;
   for (const c of e.contexts) ctxBytes += 1 + varintLength(c.length) + c.length;
@@ -102,7 +109,7 @@ export function encodeContextsRequest(e: ContextBatch, losses: LossCounters | un
   const seq = uint64Bytes(e.firstSeq);
   const lb = losses !== undefined ? lossField(losses) : undefined;
   const size = 1 + seq.length + ctxBytes + evBytes + 1 + varintLength(refBytes) + refBytes + (lb?.length ?? 0);
-  const out = Buffer.allocUnsafe(1 + varintLength(size) + size);
+  const out = alloc(1 + varintLength(size) + size);
   out[0] = 0x12;
   let o = writeVarint(size, out, 1);
   out[o++] = 0x08;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { encodeEvent, lastTailAt, lastTailBytes } from '../../src/agent/event-encoder.js';
-import { LiveBatches, MAX_FREE_SLABS } from '../../src/agent/live-batches.js';
+import { LiveBatches, MAX_FREE_REQUESTS, MAX_FREE_SLABS } from '../../src/agent/live-batches.js';
 import { decodePublishRequest } from '../../src/collector/wire.js';
 import { type LossCounters, PublishRequest } from '../../src/gen/doorwatch/v1/collector.js';
 import type { AcceptEvent } from '../../src/gen/doorwatch/v1/event.js';
@@ -173,6 +173,31 @@ describe('LiveBatches', () => {
         held.reduce((n, b) => n + decodePublishRequest(b).batch!.events.length, 0),
         4000,
       );
+    });
+
+    it(`request buffers are reused only after release(), at most ${MAX_FREE_REQUESTS} kept aside; bytes in flight never change`, () => {
+      const events = podEvents(6000, 3);
+      const live = new LiveBatches(500, () => 0);
+      fillShared(live, events);
+      const take = () => live.takeRequest(undefined, true)!;
+      // Six in flight: six buffers, none shared; each request's bytes stay what they were when taken.
+      const inFlight = Array.from({ length: 6 }, take);
+      const copies = inFlight.map((r) => Buffer.from(r.bytes));
+      assert.equal(new Set(inFlight.map((r) => r.bytes.buffer)).size, 6, 'a buffer per request in flight');
+      assert.equal(live.slabs.freeRequests, 0);
+      for (const r of inFlight) {
+        r.release();
+        r.release(); // twice: no effect (one buffer must never go to two requests)
+      }
+      assert.equal(live.slabs.freeRequests, MAX_FREE_REQUESTS, 'the rest is garbage');
+      // The next requests are written into released buffers, and are still exact.
+      const next = [take(), take()];
+      const released = new Set(inFlight.map((r) => r.bytes.buffer));
+      for (const r of next) assert.ok(released.has(r.bytes.buffer), 'a released buffer reused');
+      assert.notEqual(next[0]!.bytes.buffer, next[1]!.bytes.buffer);
+      assert.equal(live.slabs.freeRequests, MAX_FREE_REQUESTS - 2);
+      const got = [...copies, ...next.map((r) => Buffer.from(r.bytes))].flatMap((b) => decodePublishRequest(b).batch!.events);
+      assert.deepStrictEqual(got, PublishRequest.decode(expected(events.slice(0, 4000))).batch!.events);
     });
 
     it('after trims and across slabs, still the same events', () => {
