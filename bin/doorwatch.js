@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Runs the compiled CLI (dist/, made by `npm run build`), with Node's own V8
-// settings, so `./bin/doorwatch.js` and `node bin/doorwatch.js` behave the
-// same. The shebang used to raise the young generation
+// Runs the compiled CLI (dist/, made by `npm run build`). V8 settings are not
+// in the shebang but set by main() itself (src/cli/v8-heap.ts), so
+// `./bin/doorwatch.js` and `node bin/doorwatch.js` behave the same. The
+// shebang used to raise the young generation
 // (--max-semi-space-size=64): a storm then allocated ~15 short-lived objects
 // per event and `trace` built one string per 8192-event batch, and with the
 // default heap they were promoted and major GCs overflowed the ring. `trace`
