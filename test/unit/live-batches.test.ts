@@ -176,14 +176,15 @@ describe('LiveBatches', () => {
     });
 
     it(`request buffers are reused only after release(), at most ${MAX_FREE_REQUESTS} kept aside; bytes in flight never change`, () => {
-      const events = podEvents(6000, 3);
+      const events = podEvents(7000, 3);
       const live = new LiveBatches(500, () => 0);
       fillShared(live, events);
       const take = () => live.takeRequest(undefined, true)!;
-      // Six in flight: six buffers, none shared; each request's bytes stay what they were when taken.
-      const inFlight = Array.from({ length: 6 }, take);
+      // More in flight than are kept aside: a buffer each, none shared; each request's bytes stay as taken.
+      const n = MAX_FREE_REQUESTS + 2;
+      const inFlight = Array.from({ length: n }, take);
       const copies = inFlight.map((r) => Buffer.from(r.bytes));
-      assert.equal(new Set(inFlight.map((r) => r.bytes.buffer)).size, 6, 'a buffer per request in flight');
+      assert.equal(new Set(inFlight.map((r) => r.bytes.buffer)).size, n, 'a buffer per request in flight');
       assert.equal(live.slabs.freeRequests, 0);
       for (const r of inFlight) {
         r.release();
@@ -197,7 +198,7 @@ describe('LiveBatches', () => {
       assert.notEqual(next[0]!.bytes.buffer, next[1]!.bytes.buffer);
       assert.equal(live.slabs.freeRequests, MAX_FREE_REQUESTS - 2);
       const got = [...copies, ...next.map((r) => Buffer.from(r.bytes))].flatMap((b) => decodePublishRequest(b).batch!.events);
-      assert.deepStrictEqual(got, PublishRequest.decode(expected(events.slice(0, 4000))).batch!.events);
+      assert.deepStrictEqual(got, PublishRequest.decode(expected(events.slice(0, (n + 2) * 500))).batch!.events);
     });
 
     it('after trims and across slabs, still the same events', () => {

@@ -25,28 +25,32 @@ const probe = (mode: string, nodeFlags: string[] = []) => {
   );
   return JSON.parse(out.trim().split('\n').at(-1)!) as { old: number; young: number };
 };
-// Of the 2 000 objects the probe makes after its storm, how many V8 put in each generation.
+// Of the 2 000 objects the probe makes after its storm, how many V8 put in each generation. Nearly all, not
+// all: an allocation that meets a full young generation may land old (1 of 2 000 was seen under load).
 const ALL = 2000;
+const NEARLY_ALL = 1980;
+const young = (r: { young: number; old: number }) => r.young >= NEARLY_ALL && r.young + r.old === ALL;
+const old = (r: { young: number; old: number }) => r.old >= NEARLY_ALL && r.young + r.old === ALL;
 
 describe('V8 heap settings (tuneV8)', () => {
   it("with V8's defaults, a storm makes the literal's later objects go straight to the old generation", () => {
     // The reason for the setting: if this stops failing over, a newer V8 no longer needs it.
     const r = probe('none');
-    assert.deepEqual(r, { young: 0, old: ALL }, 'expected every object pretenured');
+    assert.ok(old(r), `expected the objects pretenured: ${JSON.stringify(r)}`);
   });
 
   it('after tuneV8(), they are allocated young, as short-lived events should be', () => {
     const r = probe('tune');
-    assert.deepEqual(r, { young: ALL, old: 0 });
+    assert.ok(young(r), JSON.stringify(r));
   });
 
   it('every command gets it: the CLI main() applies it before it parses the command line', () => {
     const r = probe('main');
-    assert.deepEqual(r, { young: ALL, old: 0 });
+    assert.ok(young(r), JSON.stringify(r));
   });
 
   it('a pretenuring flag on node’s own command line wins', () => {
     const r = probe('tune', ['--allocation-site-pretenuring']);
-    assert.deepEqual(r, { young: 0, old: ALL });
+    assert.ok(old(r), JSON.stringify(r));
   });
 });
