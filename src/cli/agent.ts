@@ -20,6 +20,7 @@ import type { PolicyWatcher } from '../policy/watch.js';
 import { readPem } from './pem.js';
 import { type KubeHandle, startKube, startPipeline } from './pipeline.js';
 import type { TraceOptions } from './trace.js';
+import { startFullGcTimer } from './v8-heap.js';
 
 /**
  * `doorwatch agent`: capture -> enrich -> sequence -> spool -> collector.
@@ -31,6 +32,8 @@ import type { TraceOptions } from './trace.js';
  */
 
 export const AGENT_VERSION = '0.1.0';
+/** While events flow, a full collection at least this often (src/cli/v8-heap.ts startFullGcTimer). */
+const FULL_GC_INTERVAL_MS = 5000;
 
 /** The validated settings (AgentConfig, whose fields say what each is), as runAgent takes them. */
 export type AgentOptions = Omit<AgentConfig, 'kube' | 'health' | 'pod' | 'logLevel' | 'token'> & {
@@ -232,6 +235,17 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
     last = now;
   };
   const lossTimer = setInterval(reportLosses, 1000);
+  // Bounds the native memory dead objects hold between V8's own (rare) full collections: src/cli/v8-heap.ts.
+  let lastDelivered = -1n;
+  const fullGc = startFullGcTimer({
+    intervalMs: FULL_GC_INTERVAL_MS,
+    moved: () => {
+      const d = capture.stats().delivered;
+      const moved = d !== lastDelivered;
+      lastDelivered = d;
+      return moved;
+    },
+  });
   let wasReady = false;
   const readyTimer = setInterval(() => {
     const r = readiness();
@@ -268,6 +282,7 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
   const why = await io.stopSignal;
   stopping = true;
   clearInterval(lossTimer);
+  fullGc.stop();
   clearInterval(readyTimer);
   clearInterval(statusTimer);
   probes.detach();
