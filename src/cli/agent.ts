@@ -236,7 +236,7 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
   };
   const lossTimer = setInterval(reportLosses, 1000);
   // Bounds the native memory dead objects hold between V8's own (rare) full collections: src/cli/v8-heap.ts.
-  let lastDelivered = -1n;
+  let lastDelivered = capture.stats().delivered;
   const fullGc = startFullGcTimer({
     intervalMs: FULL_GC_INTERVAL_MS,
     moved: () => {
