@@ -21,10 +21,11 @@ import { type ContextBatch, encodeContextsRequest, lossField, uint64Bytes } from
  * identity) go once into EventBatch.contexts and are left out of the event, in
  * a request buffer of its own (wire.ts encodeContextsRequest) — ~40 % of the
  * bytes. Those buffers are pooled too (REQUEST_BYTES): at 20 000 events/s
- * they were ~40 fresh ~110 KB buffers a second, each held until its ack;
- * the few a scavenge promoted stayed until the next full collection, and
- * glibc's heap kept the high-water mark of them (+5-8 MiB of RSS once full
- * collections became rare, src/cli/v8-heap.ts).
+ * they were ~40 fresh ~110 KB buffers a second, each held until its ack,
+ * and the few a scavenge promoted stayed until the next full collection.
+ * The pool took glibc's heap from 11.6-14.2 to 10.6 MiB in a short run; the
+ * rest of that growth is what the agent's periodic full collection bounds
+ * (src/cli/v8-heap.ts).
  */
 
 const SLAB_BYTES = 1 << 20;

@@ -134,11 +134,16 @@ export class Capture {
     );
   }
 
+  /** Records decoded into events and handed on (stats().delivered, without reading the kernel's counters). */
+  get delivered(): bigint {
+    return this.#seq - this.#seqBase;
+  }
+
   stats(): CaptureStats {
     return {
       kernel: this.#o.probes.kernelCounters(),
       programs: this.#o.probes.programStats(),
-      delivered: this.#seq - this.#seqBase,
+      delivered: this.delivered,
       decodeErrors: this.#decodeErrors,
     };
   }

@@ -236,16 +236,7 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
   };
   const lossTimer = setInterval(reportLosses, 1000);
   // Bounds the native memory dead objects hold between V8's own (rare) full collections: src/cli/v8-heap.ts.
-  let lastDelivered = capture.stats().delivered;
-  const fullGc = startFullGcTimer({
-    intervalMs: FULL_GC_INTERVAL_MS,
-    moved: () => {
-      const d = capture.stats().delivered;
-      const moved = d !== lastDelivered;
-      lastDelivered = d;
-      return moved;
-    },
-  });
+  const fullGc = startFullGcTimer({ intervalMs: FULL_GC_INTERVAL_MS, progress: () => capture.delivered });
   let wasReady = false;
   const readyTimer = setInterval(() => {
     const r = readiness();

@@ -36,30 +36,25 @@ export function fullGcFunction(): () => void {
 }
 
 /**
- * A full collection every `intervalMs` while events flow (`moved()` says whether any did since the last
- * look). Without pretenuring, per-event objects die young and V8 runs a full collection only every 15-20 s at
- * 20 000 events/s; the native memory kept by the few objects promoted in between (grpc-js's ~110 KB framed
- * request copies, TLS and HTTP/2 buffers) waited that long too, and glibc's heap kept its high-water mark:
- * 13.3 MiB against 5.8 with a collection every 5 s, the agent's RSS 102-105 MiB against 94 (docs/benchmarks.md,
- * "ninth session"). Each costs a few milliseconds of the main thread on the agent's ~15 MB heap; a quiet node
- * pays nothing.
+ * A full collection every `intervalMs` while events flow (`progress()` is a count that moves with them:
+ * a tick that finds it where the last one did collects nothing). Without pretenuring, per-event objects die
+ * young and V8 runs a full collection only every 15-20 s at 20 000 events/s; the native memory kept by the
+ * few objects promoted in between (grpc-js's ~110 KB framed request copies, TLS and HTTP/2 buffers) waited
+ * that long too, and glibc's heap kept its high-water mark: 13.3 MiB against 5.8 with a collection every
+ * 5 s, the agent's RSS 102-105 MiB against 94 (docs/benchmarks.md, "ninth session"). Each costs a few
+ * milliseconds of the main thread on the agent's ~15 MB heap; a quiet node pays nothing.
  */
-export function startFullGcTimer(o: { intervalMs: number; moved: () => boolean; gc?: () => void }): {
+export function startFullGcTimer(o: { intervalMs: number; progress: () => bigint; gc?: () => void }): {
   stop(): void;
-  readonly runs: number;
 } {
   const gc = o.gc ?? fullGcFunction();
-  let runs = 0;
+  let last = o.progress();
   const timer = setInterval(() => {
-    if (!o.moved()) return;
+    const now = o.progress();
+    if (now === last) return;
+    last = now;
     gc();
-    runs++;
   }, o.intervalMs);
   timer.unref();
-  return {
-    stop: () => clearInterval(timer),
-    get runs() {
-      return runs;
-    },
-  };
+  return { stop: () => clearInterval(timer) };
 }

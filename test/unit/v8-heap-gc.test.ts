@@ -21,20 +21,26 @@ describe("the agent's periodic full collection (startFullGcTimer)", () => {
     assert.equal((globalThis as { gc?: unknown }).gc, undefined);
   });
 
-  it('collects on each tick while events move, and not at all on a quiet node', async () => {
-    let moving = true;
+  it('collects on each tick while events move, never on a quiet node, and not after stop()', async () => {
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    let delivered = 1000n; // events already delivered before the timer starts: no reason to collect
     let calls = 0;
-    const t = startFullGcTimer({ intervalMs: 20, moved: () => moving, gc: () => calls++ });
-    await new Promise((r) => setTimeout(r, 130));
+    const t = startFullGcTimer({ intervalMs: 20, progress: () => delivered, gc: () => calls++ });
+    await sleep(90);
+    assert.equal(calls, 0, 'quiet from the start: none');
+    const flow = setInterval(() => delivered++, 5);
+    await sleep(130);
     const busy = calls;
     assert.ok(busy >= 3, `collections while busy: ${busy}`);
-    assert.equal(t.runs, busy);
-    moving = false;
-    await new Promise((r) => setTimeout(r, 130));
-    assert.equal(calls, busy, 'none while quiet');
+    clearInterval(flow);
+    await sleep(30); // the tick that sees the last events may still collect once
+    const settled = calls;
+    await sleep(130);
+    assert.equal(calls, settled, 'none while quiet');
     t.stop();
-    moving = true;
-    await new Promise((r) => setTimeout(r, 60));
-    assert.equal(calls, busy, 'none after stop()');
+    const flow2 = setInterval(() => delivered++, 5);
+    await sleep(60);
+    clearInterval(flow2);
+    assert.equal(calls, settled, 'none after stop()');
   });
 });
