@@ -43,6 +43,32 @@ describe('scripts/check-tap.mjs', () => {
     assert.match(r.out, /- suite/);
   });
 
+  it('repeats each failing test at the end, with its suites and diagnostics, but not the suites that failed with it', () => {
+    const failed = `TAP version 13
+# Subtest: outer
+    # Subtest: inner
+        # Subtest: leaf
+        not ok 1 - leaf
+          ---
+          duration_ms: 1.5
+          location: '/x/y.test.ts:3:5'
+          error: 'boom'
+          ...
+        # Subtest: fine
+        ok 2 - fine
+        1..2
+    not ok 1 - inner
+      ---
+      error: '1 subtest failed'
+      ...
+not ok 1 - outer
+`;
+    const r = check(failed);
+    assert.equal(r.status, 0, r.out); // every test has a verdict; the runner's own exit code carries the failure
+    assert.match(r.out, /1 failing test\(s\):\n {2}✗ outer › inner › leaf\n {4}location: '\/x\/y\.test\.ts:3:5'\n {4}error: 'boom'\n/);
+    assert.doesNotMatch(r.out, /duration_ms|✗ outer › inner\n|✗ outer\n/);
+  });
+
   it('fails on a stream with no verdict at all', () => {
     assert.equal(check('TAP version 13\n').status, 1);
   });
