@@ -65,7 +65,10 @@ not ok 1 - outer
 `;
     const r = check(failed);
     assert.equal(r.status, 0, r.out); // every test has a verdict; the runner's own exit code carries the failure
-    assert.match(r.out, /1 failing test\(s\):\n {2}✗ outer › inner › leaf\n {4}location: '\/x\/y\.test\.ts:3:5'\n {4}error: 'boom'\n/);
+    assert.match(
+      r.out,
+      /1 failing test\(s\):\n {2}✗ outer › inner › leaf\n {4}location: '\/x\/y\.test\.ts:3:5'\n {4}error: 'boom'\n/,
+    );
     assert.doesNotMatch(r.out, /duration_ms|✗ outer › inner\n|✗ outer\n/);
   });
 
