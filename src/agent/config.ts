@@ -79,10 +79,7 @@ export const AGENT_DEFAULTS = {
   flushTimeout: 5000,
   includeEagain: false,
   ringSize: 8 * 1024 ** 2,
-  // One drain per batch: the publisher sends at most every 25 ms while busy, so events drained more often only
-  // wait in the live batch, and every drain has a fixed cost (the ring walk, the spool's write, the live batch):
-  // 10 ms cost 9–13 % more CPU per event at 5 000–10 000 events/s and no better p99 (docs/benchmarks.md).
-  pollInterval: 25,
+  pollInterval: 10,
   pendingDeadline: 2000,
   listeners: { period: 10 * 60_000 },
   logLevel: 'info' as LogLevel,

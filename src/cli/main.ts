@@ -108,14 +108,8 @@ function commandLogger(level: LogLevel, flag: string | undefined, env: NodeJS.Pr
   return createLogger(level, resolveLogFormat(asked, tty), tty && !env.NO_COLOR);
 }
 
-/**
- * trace's drain period: lines on a terminal promptly, with no spool or batch behind them to amortise a drain
- * over (the agent's is AGENT_DEFAULTS.pollInterval).
- */
-const TRACE_POLL_INTERVAL_MS = 10;
-
 /** Flags the agent shares with trace: capture and enrichment. */
-function captureOptions(cmd: Command, pollInterval: number): Command {
+function captureOptions(cmd: Command): Command {
   return cmd
     .option(
       '--include-eagain',
@@ -123,7 +117,7 @@ function captureOptions(cmd: Command, pollInterval: number): Command {
       AGENT_DEFAULTS.includeEagain,
     )
     .addOption(sizeOption('--ring-size <size>', 'kernel ring buffer size, power of two', ringSizeBytes, AGENT_DEFAULTS.ringSize))
-    .addOption(durationOption('--poll-interval <duration>', 'how often the ring buffer is drained', pollInterval))
+    .addOption(durationOption('--poll-interval <duration>', 'how often the ring buffer is drained', AGENT_DEFAULTS.pollInterval))
     .option('--node-name <name>', "this node's name: event ids and the pod watch (env NODE_NAME, default: host name)")
     .option('--kubeconfig <path>', 'kubeconfig for pod metadata (default: in-cluster, $KUBECONFIG, ~/.kube/config)')
     .option(
@@ -188,7 +182,7 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
     )
     .option('--policy <file>', 'audit policies to apply, as the agent would (AcceptAuditPolicy YAML; docs/policy.md)')
     .addOption(durationOption('--duration <duration>', 'stop after this long (without it: until Ctrl-C)'));
-  captureOptions(trace, TRACE_POLL_INTERVAL_MS)
+  captureOptions(trace)
     .addOption(logLevelOption())
     .addOption(logFormatOption())
     .action(async (opts) => {
@@ -260,7 +254,7 @@ export function buildProgram(env: NodeJS.ProcessEnv = process.env, errors: strin
         AGENT_DEFAULTS.listeners.period,
       ),
     );
-  captureOptions(agent, AGENT_DEFAULTS.pollInterval)
+  captureOptions(agent)
     .addOption(logLevelOption())
     .addOption(logFormatOption())
     .action(async (opts, cmd: Command) => {

@@ -59,7 +59,7 @@ describe('agent config: layers', () => {
       nodeName: 'host-a',
       includeEagain: false,
       ringBytes: 8 * 1024 * 1024,
-      pollMs: 25,
+      pollMs: 10,
       pendingDeadlineMs: 2000,
       listenersPeriodMs: 600_000,
       logLevel: 'info',

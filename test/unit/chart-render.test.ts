@@ -81,7 +81,7 @@ describe('chart render: value sets', () => {
       flushTimeout: '5s',
       includeEagain: false,
       ringSize: '8MiB',
-      pollInterval: '25ms',
+      pollInterval: '10ms',
       pendingDeadline: '2s',
       listeners: { period: '10m' },
       logLevel: 'info',
