@@ -141,7 +141,7 @@ const DEFAULT_MAX_LIVE_BYTES = 16 * 1024 * 1024;
  * a batch's fixed cost (a gRPC message, TLS records, an ack) is then shared by
  * two or three drains' events, for at most this much latency.
  */
-const MIN_INTERVAL_MS = 25;
+export const BATCH_INTERVAL_MS = 25;
 
 /** A channel that stayed READY this long resets the backoff even without an ack. */
 const STABLE_MS = 10_000;
@@ -513,12 +513,12 @@ export class Publisher {
       s.cursor = head;
     }
     // A partial batch waits for more events while earlier batches are unacknowledged (until
-    // the next ack: #onAck pumps), or while the last one left less than MIN_INTERVAL_MS ago
+    // the next ack: #onAck pumps), or while the last one left less than BATCH_INTERVAL_MS ago
     // (events keep coming: each batch costs a gRPC message, TLS and an ack), never longer
     // than maxDelayMs. Nothing in flight and a quiet stream: it leaves at once.
     const now = this.#now();
     const waited = now - (live.headSince ?? 0);
-    const busy = s.inFlight.length > 0 || now - this.#lastSentAt < MIN_INTERVAL_MS;
+    const busy = s.inFlight.length > 0 || now - this.#lastSentAt < BATCH_INTERVAL_MS;
     if (!live.headFull && live.headIsTail && !this.#flushing && busy && waited < this.#maxDelayMs) return undefined;
     this.#lastSentAt = now;
     const losses = this.#takeLosses();
@@ -547,7 +547,7 @@ export class Publisher {
     const since = this.#live.headSince;
     if (since === undefined) return;
     let at = since + this.#maxDelayMs;
-    if (s.inFlight.length === 0) at = Math.min(at, this.#lastSentAt + MIN_INTERVAL_MS);
+    if (s.inFlight.length === 0) at = Math.min(at, this.#lastSentAt + BATCH_INTERVAL_MS);
     if (this.#flushTimer) {
       if (at >= this.#flushAt) return;
       clearTimeout(this.#flushTimer);

@@ -16,8 +16,15 @@ export interface CaptureOptions {
   probes: AcceptProbes;
   nodeName: string;
   log: Logger;
-  /** Drain period while events keep coming (at least QUIET_RECORDS per drain); latency is at most this. */
+  /** Drain period while events pour in (at least BUSY_RECORDS per drain); latency is at most this. */
   pollMs?: number;
+  /**
+   * Drain period while events trickle in (QUIET_RECORDS to BUSY_RECORDS per drain; default pollMs, and
+   * between pollMs and idlePollMs). The agent sets its publisher's batch interval: events drained more often
+   * only wait in the batch, and every drain has a fixed cost (the ring walk, the spool's write, the live
+   * batch) — at 5 000–10 000 events/s, 9–13 % of the agent's CPU (docs/benchmarks.md, "tenth session").
+   */
+  steadyPollMs?: number;
   /**
    * Drain period while it is quiet (default 50 ms, never below pollMs): a node
    * that accepts a few connections a second pays for 20 drains, not 100, and
@@ -54,6 +61,12 @@ export interface CaptureStats {
 
 /** A drain that finds fewer records than this counts as quiet. */
 const QUIET_RECORDS = 32;
+/**
+ * A drain that finds this many is drained again at pollMs, not steadyPollMs: a drain's events live until it
+ * ends, and 500 of them (20 000/s every 25 ms) outgrew the agent's 2 MiB young generation: its RSS rose by
+ * ~5 MiB. So the records per drain stay at a few hundred whatever the rate.
+ */
+const BUSY_RECORDS = 256;
 
 export class Capture {
   readonly #o: Required<Omit<CaptureOptions, 'onEvents' | 'identity' | 'firstSeq' | 'eventIds'>> &
@@ -73,7 +86,9 @@ export class Capture {
 
   constructor(o: CaptureOptions) {
     const pollMs = o.pollMs ?? 10;
-    this.#o = { maxBatch: 1024, ...o, pollMs, idlePollMs: Math.max(pollMs, o.idlePollMs ?? 50) };
+    const idlePollMs = Math.max(pollMs, o.idlePollMs ?? 50);
+    const steadyPollMs = Math.min(idlePollMs, Math.max(pollMs, o.steadyPollMs ?? pollMs));
+    this.#o = { maxBatch: 1024, ...o, pollMs, idlePollMs, steadyPollMs };
     this.#warn = new WarnLimiter(o.log, 5000);
     const id = o.identity ?? { bootId: readBootId(), instanceId: randomBytes(6).toString('hex') };
     if (o.firstSeq !== undefined && o.firstSeq < 1n) throw new RangeError(`firstSeq must be >= 1, got ${o.firstSeq}`);
@@ -93,7 +108,8 @@ export class Capture {
   readonly #tick = (): void => {
     const n = this.drain();
     if (this.#stopped || this.#timer === undefined) return;
-    this.#timer = setTimeout(this.#tick, n >= QUIET_RECORDS ? this.#o.pollMs : this.#o.idlePollMs);
+    const o = this.#o;
+    this.#timer = setTimeout(this.#tick, n >= BUSY_RECORDS ? o.pollMs : n >= QUIET_RECORDS ? o.steadyPollMs : o.idlePollMs);
   };
 
   /** Drain now; returns the number of events delivered. */

@@ -2,7 +2,7 @@ import type { AgentConfig } from '../agent/config.js';
 import { type HealthServer, startHealthServer } from '../agent/health.js';
 import { AgentMetrics } from '../agent/metrics.js';
 import { addPolicyMetrics } from '../agent/policy-metrics.js';
-import { Publisher, type PublisherTls } from '../agent/publisher.js';
+import { BATCH_INTERVAL_MS, Publisher, type PublisherTls } from '../agent/publisher.js';
 import { evaluateReadiness, type Readiness } from '../agent/readiness.js';
 import { Spool } from '../agent/spool.js';
 import { tokenFileAuthorization } from '../agent/token.js';
@@ -196,6 +196,8 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
     kube,
     nodeName: o.nodeName,
     pollMs: o.pollMs,
+    // One drain per batch while events trickle in: the publisher sends at most this often while busy.
+    steadyPollMs: Math.max(o.pollMs, BATCH_INTERVAL_MS),
     pendingDeadlineMs: o.pendingDeadlineMs,
     emit: sequence,
     eventIds: false,

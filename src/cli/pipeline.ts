@@ -46,6 +46,8 @@ export function startPipeline(o: {
   kube: KubeHandle;
   nodeName: string;
   pollMs: number;
+  /** The drain period while events trickle in (Capture's steadyPollMs; default pollMs). */
+  steadyPollMs?: number;
   pendingDeadlineMs: number;
   emit(batch: AcceptEvent[]): void;
   log: Logger;
@@ -132,6 +134,7 @@ export function startPipeline(o: {
     nodeName: o.nodeName,
     log: o.log,
     pollMs: o.pollMs,
+    steadyPollMs: o.steadyPollMs,
     eventIds: o.eventIds,
     onEvents: (b) => enricher.process(b),
   });

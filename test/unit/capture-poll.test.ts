@@ -28,7 +28,7 @@ function ring(perDrain: () => number): { probes: AcceptProbes; drains: () => num
 
 // The drain period follows the load: pollMs while events keep coming, idlePollMs while it is quiet.
 describe('Capture drain period', () => {
-  const run = (perDrain: () => number, ms: number, o: { pollMs?: number; idlePollMs?: number } = {}) => {
+  const run = (perDrain: () => number, ms: number, o: { pollMs?: number; idlePollMs?: number; steadyPollMs?: number } = {}) => {
     mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
     try {
       const r = ring(perDrain);
@@ -58,6 +58,26 @@ describe('Capture drain period', () => {
     // 10 quiet drains (500 ms), then 40 records per drain.
     const { drains } = run(() => (t++ < 10 ? 0 : 40), 1000);
     assert.equal(drains, 10 + 50);
+  });
+
+  it('trickling (32 to 255 records a drain): every steadyPollMs, as the agent batches', () => {
+    const { drains, events } = run(() => 40, 1000, { steadyPollMs: 25 });
+    assert.equal(drains, 40);
+    assert.equal(events, 40 * 40 + 40);
+  });
+
+  it('pouring (256 records or more a drain): every pollMs again, so no drain holds more than a few hundred', () => {
+    assert.equal(run(() => 300, 1000, { steadyPollMs: 25 }).drains, 100);
+    // A rate on the boundary alternates: 25 ms drains bring 256+, 10 ms ones fewer. Drains at 10 and 20 ms,
+    // then a pair every 35 ms: 29 pairs by 1 000 ms.
+    let n = 0;
+    const { drains } = run(() => (n++ % 2 ? 100 : 256), 1000, { steadyPollMs: 25 });
+    assert.equal(drains, 58);
+  });
+
+  it('steadyPollMs stays between pollMs and idlePollMs', () => {
+    assert.equal(run(() => 40, 1000, { pollMs: 10, steadyPollMs: 5 }).drains, 100);
+    assert.equal(run(() => 40, 1000, { pollMs: 10, steadyPollMs: 200 }).drains, 20);
   });
 
   it('idlePollMs is never shorter than pollMs', () => {
