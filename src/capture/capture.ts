@@ -16,10 +16,11 @@ export interface CaptureOptions {
   probes: AcceptProbes;
   nodeName: string;
   log: Logger;
-  /** Drain period while events pour in (at least BUSY_RECORDS per drain); latency is at most this. */
+  /** Drain period while events pour in (steadyPollMs would bring BUSY_RECORDS or more); latency is at most this. */
   pollMs?: number;
   /**
-   * Drain period while events trickle in (QUIET_RECORDS to BUSY_RECORDS per drain; default pollMs, and
+   * Drain period while events trickle in (QUIET_RECORDS or more per drain, fewer than BUSY_RECORDS per
+   * steadyPollMs at the last drain's rate; default pollMs, and
    * between pollMs and idlePollMs). The agent sets its publisher's batch interval: events drained more often
    * only wait in the batch, and every drain has a fixed cost (the ring walk, the spool's write, the live
    * batch) — at 5 000–10 000 events/s, 9–13 % of the agent's CPU (docs/benchmarks.md, "tenth session").
@@ -62,9 +63,9 @@ export interface CaptureStats {
 /** A drain that finds fewer records than this counts as quiet. */
 const QUIET_RECORDS = 32;
 /**
- * A drain that finds this many is drained again at pollMs, not steadyPollMs: a drain's events live until it
- * ends, and 500 of them (20 000/s every 25 ms) outgrew the agent's 2 MiB young generation: its RSS rose by
- * ~5 MiB. So the records per drain stay at a few hundred whatever the rate.
+ * While a drain after steadyPollMs would hold this many records, the ring is drained at pollMs instead: a
+ * drain's events live until it ends, and 500 of them (20 000/s every 25 ms) outgrew the agent's 2 MiB young
+ * generation: its RSS rose by ~5 MiB. A drain holds at most a few hundred, whatever the rate.
  */
 const BUSY_RECORDS = 256;
 
@@ -76,6 +77,8 @@ export class Capture {
   /** Every record of the ring is decoded into this one: toAcceptEvent is done with it before the next. */
   readonly #record = reusableRecord();
   #timer: NodeJS.Timeout | undefined;
+  /** When the last timed drain began (Date.now()). */
+  #lastTick = 0;
   #seq = 0n;
   /** seq before the first event of this run (firstSeq - 1). */
   readonly #seqBase: bigint;
@@ -102,15 +105,25 @@ export class Capture {
   }
 
   start(): void {
+    this.#lastTick = Date.now();
     this.#timer = setTimeout(this.#tick, this.#o.pollMs);
   }
 
   readonly #tick = (): void => {
+    const now = Date.now();
     const n = this.drain();
     if (this.#stopped || this.#timer === undefined) return;
-    const o = this.#o;
-    this.#timer = setTimeout(this.#tick, n >= BUSY_RECORDS ? o.pollMs : n >= QUIET_RECORDS ? o.steadyPollMs : o.idlePollMs);
+    this.#timer = setTimeout(this.#tick, this.#period(n, now - this.#lastTick));
+    this.#lastTick = now;
   };
+
+  /** The wait before the next drain, from what the last one found `elapsedMs` after the one before. */
+  #period(n: number, elapsedMs: number): number {
+    const o = this.#o;
+    if (n < QUIET_RECORDS) return o.idlePollMs;
+    // At this rate, would a drain after steadyPollMs hold BUSY_RECORDS or more?
+    return elapsedMs > 0 && (n / elapsedMs) * o.steadyPollMs < BUSY_RECORDS ? o.steadyPollMs : o.pollMs;
+  }
 
   /** Drain now; returns the number of events delivered. */
   drain(): number {

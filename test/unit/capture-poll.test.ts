@@ -29,7 +29,7 @@ function ring(perDrain: () => number): { probes: AcceptProbes; drains: () => num
 // The drain period follows the load: pollMs while events keep coming, idlePollMs while it is quiet.
 describe('Capture drain period', () => {
   const run = (perDrain: () => number, ms: number, o: { pollMs?: number; idlePollMs?: number; steadyPollMs?: number } = {}) => {
-    mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
+    mock.timers.enable({ apis: ['setTimeout', 'setImmediate', 'Date'] });
     try {
       const r = ring(perDrain);
       let events = 0;
@@ -60,19 +60,19 @@ describe('Capture drain period', () => {
     assert.equal(drains, 10 + 50);
   });
 
-  it('trickling (32 to 255 records a drain): every steadyPollMs, as the agent batches', () => {
+  it('trickling (32 or more a drain, under 256 per steadyPollMs): every steadyPollMs, as the agent batches', () => {
     const { drains, events } = run(() => 40, 1000, { steadyPollMs: 25 });
     assert.equal(drains, 40);
     assert.equal(events, 40 * 40 + 40);
   });
 
-  it('pouring (256 records or more a drain): every pollMs again, so no drain holds more than a few hundred', () => {
+  it('pouring (a steadyPollMs drain would hold 256 or more): every pollMs, so no drain holds more than a few hundred', () => {
     assert.equal(run(() => 300, 1000, { steadyPollMs: 25 }).drains, 100);
-    // A rate on the boundary alternates: 25 ms drains bring 256+, 10 ms ones fewer. Drains at 10 and 20 ms,
-    // then a pair every 35 ms: 29 pairs by 1 000 ms.
-    let n = 0;
-    const { drains } = run(() => (n++ % 2 ? 100 : 256), 1000, { steadyPollMs: 25 });
-    assert.equal(drains, 58);
+    // 150 per 10 ms drain is 375 per 25 ms: it stays at pollMs rather than alternating between the two.
+    assert.equal(run(() => 150, 1000, { steadyPollMs: 25 }).drains, 100);
+    // 100 per 10 ms is 250 per 25 ms: steady. The ring here yields a count per drain, not per ms, so the rate
+    // read at 25 ms (4/ms) keeps it steady.
+    assert.equal(run(() => 100, 1000, { steadyPollMs: 25 }).drains, 40);
   });
 
   it('steadyPollMs stays between pollMs and idlePollMs', () => {
