@@ -139,7 +139,8 @@ const DEFAULT_MAX_LIVE_BYTES = 16 * 1024 * 1024;
  * While events keep coming, batches leave at most this often even when the
  * collector has acknowledged everything (it answers within one 10 ms drain):
  * a batch's fixed cost (a gRPC message, TLS records, an ack) is then shared by
- * two or three drains' events, for at most this much latency.
+ * two or three drains' events, for at most this much latency. The agent's capture drains at this period while
+ * events trickle in (Capture's steadyPollMs): one drain per batch.
  */
 export const BATCH_INTERVAL_MS = 25;
 
