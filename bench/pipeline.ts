@@ -77,7 +77,8 @@ const USAGE = `usage: tsx bench/pipeline.ts [options]     (or: npm run bench -- 
   --json F              the results, machine-readable, written to F
 The agent and the collector run as the chart runs them: in their memory limits, with their NODE_OPTIONS and
 MALLOC_MMAP_THRESHOLD_. BENCH_<AGENT|COLLECTOR>_MEMORY, _NODE_OPTIONS, _MALLOC_MMAP_THRESHOLD and _BIN override
-them; BENCH_AGENT_ARGS adds agent flags, BENCH_AGENT_NODE_ARGS node flags (BENCH_NODE_STDOUT keeps their output).
+them; BENCH_AGENT_ARGS adds agent flags, BENCH_AGENT_NODE_ARGS and BENCH_COLLECTOR_NODE_ARGS node flags
+(BENCH_NODE_STDOUT keeps their output: the agent's in that file, the collector's in <file>.collector).
 `;
 const values = benchArgs('bench/pipeline', USAGE, {
   rounds: { type: 'string', default: '3' },
@@ -148,8 +149,12 @@ function child(
   cg?: MemoryCgroup,
 ): { p: ChildProcess; stderr: () => string } {
   // As users run it (the shebang), unless node flags are asked for (profiling).
-  // Node's own diagnostics (--trace-gc) go to stdout: kept in a file when BENCH_NODE_STDOUT names one.
-  const out = nodeArgs && process.env.BENCH_NODE_STDOUT ? openSync(process.env.BENCH_NODE_STDOUT, 'w') : 'ignore';
+  // Node's own diagnostics (--trace-gc) go to stdout: kept in a file when BENCH_NODE_STDOUT names one (the
+  // agent's; the collector's in the same name + ".collector").
+  const file =
+    process.env.BENCH_NODE_STDOUT &&
+    (what === 'agent' ? process.env.BENCH_NODE_STDOUT : `${process.env.BENCH_NODE_STDOUT}.${what}`);
+  const out = nodeArgs && file ? openSync(file, 'w') : 'ignore';
   const env = chart ? processEnv(chart) : process.env;
   const [cmd, argv] = nodeArgs ? [process.execPath, [...nodeArgs.split(' ').filter(Boolean), bin, ...args]] : [bin, args];
   const [c, a] = cg ? cg.wrap(cmd, argv) : [cmd, argv];
@@ -288,7 +293,8 @@ const collector = child(
   ['collector', '-c', join(work, 'collector.yaml'), '--log-level', 'warn'],
   'collector',
   process.env.BENCH_COLLECTOR_BIN ?? BIN,
-  undefined,
+  // e.g. "--perf-basic-prof" to name its JavaScript in perf, as BENCH_AGENT_NODE_ARGS for the agent.
+  process.env.BENCH_COLLECTOR_NODE_ARGS,
   collectorEnv,
   limitFor('collector'),
 );
