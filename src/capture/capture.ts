@@ -19,11 +19,11 @@ export interface CaptureOptions {
   /** Drain period while events pour in (steadyPollMs would bring BUSY_RECORDS or more); latency is at most this. */
   pollMs?: number;
   /**
-   * Drain period while events trickle in (QUIET_RECORDS or more per drain, fewer than BUSY_RECORDS per
-   * steadyPollMs at the last drain's rate; default pollMs, and
-   * between pollMs and idlePollMs). The agent sets its publisher's batch interval: events drained more often
-   * only wait in the batch, and every drain has a fixed cost (the ring walk, the spool's write, the live
-   * batch) — at 5 000–10 000 events/s, 9–13 % of the agent's CPU (docs/benchmarks.md, "tenth session").
+   * Drain period while events trickle in: QUIET_RECORDS or more per drain, but fewer than BUSY_RECORDS per
+   * steadyPollMs at the last drain's rate. Default pollMs; kept between pollMs and idlePollMs. The agent sets
+   * its publisher's batch interval: events drained more often only wait in the batch, and every drain has a
+   * fixed cost (the ring walk, the spool's write, the live batch): 12–19 % of the agent's CPU at 5 000
+   * events/s (docs/benchmarks.md, "tenth session").
    */
   steadyPollMs?: number;
   /**
