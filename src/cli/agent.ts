@@ -196,8 +196,9 @@ export async function runAgent(o: AgentOptions, io: AgentIO): Promise<void> {
     kube,
     nodeName: o.nodeName,
     pollMs: o.pollMs,
-    // One drain per batch while events trickle in: the publisher sends at most this often while busy.
-    steadyPollMs: Math.max(o.pollMs, BATCH_INTERVAL_MS),
+    // One drain per batch while events trickle in: the publisher sends at most this often while busy
+    // (Capture keeps it within pollMs..idlePollMs).
+    steadyPollMs: BATCH_INTERVAL_MS,
     pendingDeadlineMs: o.pendingDeadlineMs,
     emit: sequence,
     eventIds: false,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { PerformanceObserver } from 'node:perf_hooks';
-import { describe, it } from 'node:test';
+import { describe, it, mock } from 'node:test';
 import { fullGcFunction, startFullGcTimer } from '../../src/cli/v8-heap.js';
 
 const MAJOR = 4; // perf_hooks' NODE_PERFORMANCE_GC_MAJOR
@@ -21,26 +21,31 @@ describe("the agent's periodic full collection (startFullGcTimer)", () => {
     assert.equal((globalThis as { gc?: unknown }).gc, undefined);
   });
 
-  it('collects on each tick while events move, never on a quiet node, and not after stop()', async () => {
-    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-    let delivered = 1000n; // events already delivered before the timer starts: no reason to collect
-    let calls = 0;
-    const t = startFullGcTimer({ intervalMs: 20, progress: () => delivered, gc: () => calls++ });
-    await sleep(90);
-    assert.equal(calls, 0, 'quiet from the start: none');
-    const flow = setInterval(() => delivered++, 5);
-    await sleep(130);
-    const busy = calls;
-    assert.ok(busy >= 3, `collections while busy: ${busy}`);
-    clearInterval(flow);
-    await sleep(30); // the tick that sees the last events may still collect once
-    const settled = calls;
-    await sleep(130);
-    assert.equal(calls, settled, 'none while quiet');
-    t.stop();
-    const flow2 = setInterval(() => delivered++, 5);
-    await sleep(60);
-    clearInterval(flow2);
-    assert.equal(calls, settled, 'none after stop()');
+  it('collects on each tick while events move, never on a quiet node, and not after stop()', () => {
+    // Mocked timers: each tick is stepped, so a loaded machine cannot make the count drift.
+    mock.timers.enable({ apis: ['setInterval'] });
+    try {
+      let delivered = 1000n; // events already delivered before the timer starts: no reason to collect
+      let calls = 0;
+      const t = startFullGcTimer({ intervalMs: 20, progress: () => delivered, gc: () => calls++ });
+      mock.timers.tick(100);
+      assert.equal(calls, 0, 'quiet from the start: none');
+      for (let i = 0; i < 5; i++) {
+        delivered += 7n;
+        mock.timers.tick(20);
+      }
+      assert.equal(calls, 5, 'one collection per tick while events move');
+      mock.timers.tick(100);
+      assert.equal(calls, 5, 'none while quiet');
+      delivered += 1n;
+      mock.timers.tick(20);
+      assert.equal(calls, 6, 'again as soon as events move again');
+      t.stop();
+      delivered += 1n;
+      mock.timers.tick(100);
+      assert.equal(calls, 6, 'none after stop()');
+    } finally {
+      mock.timers.reset();
+    }
   });
 });
